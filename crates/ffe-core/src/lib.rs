@@ -1,0 +1,1 @@
+//! ffe-core: all real logic of ffe-ha lives here.

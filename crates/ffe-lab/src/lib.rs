@@ -1,0 +1,1 @@
+//! ffe-lab: test harness only.
