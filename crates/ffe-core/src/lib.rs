@@ -1,1 +1,7 @@
-//! ffe-core: all real logic of ffe-ha lives here.
+//! ffe-core: all real logic of ffe-ha lives here; the provider, the CLI and the lab are thin.
+
+pub mod host;
+pub mod k3s;
+pub mod kubeconfig;
+pub mod shell;
+pub mod ssh;

@@ -1,0 +1,348 @@
+//! Preparing a node's OS for k3s, reading its facts, and detecting drift.
+//!
+//! Everything here is idempotent: a prepared host is checked, never changed again, so a re-apply
+//! touches nothing and an interrupted apply can simply be run again.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::shell::quote;
+use crate::ssh::{SshError, SshPool, StdinSource, Target};
+
+pub const MODULES_FILE: &str = "/etc/modules-load.d/ffe-k3s.conf";
+pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-ffe-k3s.conf";
+const FSTAB_MARK: &str = "# ffe-ha backup share";
+
+/// Packages k3s and the platform need on every node.
+pub fn default_packages() -> Vec<String> {
+    ["nfs-common", "chrony", "curl", "ca-certificates"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// Kernel modules for container networking (overlayfs, bridged traffic seen by iptables).
+pub fn default_kernel_modules() -> Vec<String> {
+    ["overlay", "br_netfilter"].map(String::from).to_vec()
+}
+
+/// Kernel settings Kubernetes networking (Calico) and busy nodes need.
+pub fn default_sysctls() -> BTreeMap<String, String> {
+    [
+        ("net.ipv4.ip_forward", "1"),
+        ("net.bridge.bridge-nf-call-iptables", "1"),
+        ("net.bridge.bridge-nf-call-ip6tables", "1"),
+        ("fs.inotify.max_user_instances", "8192"),
+        ("fs.inotify.max_user_watches", "524288"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The NFS share holding backups, mounted at the backup mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NfsShare {
+    pub server: String,
+    pub export: String,
+}
+
+/// What a prepared host looks like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSpec {
+    pub packages: Vec<String>,
+    pub kernel_modules: Vec<String>,
+    pub sysctls: BTreeMap<String, String>,
+    pub backup_mount: String,
+    pub nfs: Option<NfsShare>,
+}
+
+/// Facts reported by a host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostFacts {
+    pub os_id: String,
+    pub os_version: String,
+    pub kernel: String,
+    pub cpu_count: i64,
+    pub memory_mb: i64,
+    pub root_disk_gb: i64,
+}
+
+impl HostFacts {
+    /// A note when the OS is not one the seed supports (Ubuntu 22.04/24.04 LTS).
+    pub fn os_warning(&self) -> Option<String> {
+        let supported = self.os_id == "ubuntu" && ["22.04", "24.04"].contains(&self.os_version.as_str());
+        (!supported).then(|| {
+            format!(
+                "OS is {} {}; ffe-ha supports Ubuntu 22.04 LTS and 24.04 LTS",
+                self.os_id, self.os_version
+            )
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error("host {host}: could not parse facts: {detail}")]
+    Facts { host: String, detail: String },
+}
+
+const FACTS_SCRIPT: &str = r#"
+. /etc/os-release 2>/dev/null
+echo "os_id=${ID:-unknown}"
+echo "os_version=${VERSION_ID:-unknown}"
+echo "kernel=$(uname -r)"
+echo "cpu_count=$(nproc)"
+awk '/^MemTotal:/ {print "memory_mb=" int($2/1024)}' /proc/meminfo
+df -P -B1G / | awk 'NR==2 {print "root_disk_gb=" $2}'
+"#;
+
+pub fn parse_facts(host: &str, out: &str) -> Result<HostFacts, HostError> {
+    let kv: BTreeMap<&str, &str> = out
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .collect();
+    let num = |k: &str| -> Result<i64, HostError> {
+        kv.get(k)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| HostError::Facts {
+                host: host.into(),
+                detail: format!("missing or non-numeric {k}"),
+            })
+    };
+    Ok(HostFacts {
+        os_id: kv.get("os_id").unwrap_or(&"unknown").to_string(),
+        os_version: kv.get("os_version").unwrap_or(&"unknown").to_string(),
+        kernel: kv.get("kernel").unwrap_or(&"unknown").to_string(),
+        cpu_count: num("cpu_count")?,
+        memory_mb: num("memory_mb")?,
+        root_disk_gb: num("root_disk_gb")?,
+    })
+}
+
+pub async fn facts(pool: &SshPool, t: &Target) -> Result<HostFacts, HostError> {
+    let out = pool.run(t, "read host facts", FACTS_SCRIPT).await?;
+    parse_facts(&t.to_string(), &out)
+}
+
+fn modules_file(spec: &HostSpec) -> String {
+    let mut s = String::from("# Managed by ffe-ha: kernel modules k3s needs.\n");
+    for m in &spec.kernel_modules {
+        s.push_str(m);
+        s.push('\n');
+    }
+    s
+}
+
+fn sysctl_file(spec: &HostSpec) -> String {
+    let mut s = String::from("# Managed by ffe-ha: kernel settings k3s needs.\n");
+    for (k, v) in &spec.sysctls {
+        s.push_str(&format!("{k} = {v}\n"));
+    }
+    s
+}
+
+fn fstab_line(spec: &HostSpec) -> Option<String> {
+    spec.nfs.as_ref().map(|n| {
+        format!(
+            "{}:{} {} nfs4 defaults,_netdev,nofail,hard,timeo=600 0 0 {FSTAB_MARK}",
+            n.server, n.export, spec.backup_mount
+        )
+    })
+}
+
+/// Shell that prints one `drift: ...` line per way the host differs from `spec`.
+pub fn drift_script(spec: &HostSpec) -> String {
+    let mut s = String::from("set +e\n");
+    for p in &spec.packages {
+        s.push_str(&format!(
+            "dpkg-query -W -f='${{Status}}' {p} 2>/dev/null | grep -q 'install ok installed' || echo 'drift: package {p} is not installed'\n",
+            p = quote(p)
+        ));
+    }
+    for m in &spec.kernel_modules {
+        s.push_str(&format!(
+            "[ -d /sys/module/{m} ] || echo 'drift: kernel module {m} is not loaded'\n",
+            m = quote(m)
+        ));
+    }
+    for (k, v) in &spec.sysctls {
+        s.push_str(&format!(
+            "cur=$(sysctl -n {k} 2>/dev/null); [ \"$cur\" = {v} ] || echo \"drift: sysctl {k} is '$cur', want {v}\"\n",
+            k = quote(k),
+            v = quote(v)
+        ));
+    }
+    for (path, content) in [
+        (MODULES_FILE, modules_file(spec)),
+        (SYSCTL_FILE, sysctl_file(spec)),
+    ] {
+        s.push_str(&format!(
+            "[ \"$(cat {path} 2>/dev/null)\" = {c} ] || echo 'drift: {path} is missing or edited'\n",
+            c = quote(content.trim_end())
+        ));
+    }
+    let mnt = quote(&spec.backup_mount);
+    if let Some(n) = &spec.nfs {
+        s.push_str(&format!(
+            "[ \"$(findmnt -n -o SOURCE --target {mnt} 2>/dev/null)\" = {src} ] || echo 'drift: {m} is not mounted from {src_plain}'\n",
+            src = quote(&format!("{}:{}", n.server, n.export)),
+            m = spec.backup_mount,
+            src_plain = format_args!("{}:{}", n.server, n.export),
+        ));
+    }
+    s.push_str(&format!(
+        "probe={mnt}/.ffe-write-probe-$(hostname); (touch \"$probe\" && rm -f \"$probe\") 2>/dev/null || echo 'drift: backup mount {m} is missing or not writable'\n",
+        m = spec.backup_mount
+    ));
+    s
+}
+
+/// How the host differs from `spec` (empty when prepared).
+pub async fn drift(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<Vec<String>, HostError> {
+    let out = pool.run(t, "check host preparation", &drift_script(spec)).await?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.strip_prefix("drift: "))
+        .map(str::to_string)
+        .collect())
+}
+
+/// Bring the host to `spec`. Each part is its own named step so a failure says which.
+pub async fn prepare(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<(), HostError> {
+    if !spec.packages.is_empty() {
+        let pkgs: Vec<String> = spec.packages.iter().map(|p| quote(p)).collect();
+        let script = format!(
+            "missing=''; for p in {pkgs}; do dpkg-query -W -f='${{Status}}' \"$p\" 2>/dev/null | grep -q 'install ok installed' || missing=\"$missing $p\"; done; \
+             if [ -n \"$missing\" ]; then export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing; fi",
+            pkgs = pkgs.join(" ")
+        );
+        pool.run(t, "install packages (apt)", &script).await?;
+    }
+    pool.write_file(
+        t,
+        "write kernel module list",
+        MODULES_FILE,
+        0o644,
+        StdinSource::Bytes(modules_file(spec).as_bytes()),
+    )
+    .await?;
+    if !spec.kernel_modules.is_empty() {
+        let mods: Vec<String> = spec.kernel_modules.iter().map(|m| quote(m)).collect();
+        let script = format!(
+            "set -e; for m in {}; do [ -d /sys/module/$m ] || modprobe $m; done",
+            mods.join(" ")
+        );
+        pool.run(t, "load kernel modules", &script).await?;
+    }
+    pool.write_file(
+        t,
+        "write sysctl settings",
+        SYSCTL_FILE,
+        0o644,
+        StdinSource::Bytes(sysctl_file(spec).as_bytes()),
+    )
+    .await?;
+    pool.run(t, "apply sysctl settings", &format!("sysctl -q -p {SYSCTL_FILE}"))
+        .await?;
+    if spec.packages.iter().any(|p| p == "chrony") {
+        // Time sync keeps etcd and certificates sane.
+        pool.run(t, "enable chrony", "systemctl enable --now chrony >/dev/null 2>&1 || systemctl enable --now chronyd")
+            .await?;
+    }
+    let mnt = quote(&spec.backup_mount);
+    let mut script = format!("set -e; mkdir -p {mnt}; ");
+    if let Some(line) = fstab_line(spec) {
+        script.push_str(&format!(
+            "grep -v {mark} /etc/fstab > /etc/fstab.ffe-tmp || true; echo {line} >> /etc/fstab.ffe-tmp; cat /etc/fstab.ffe-tmp > /etc/fstab; rm -f /etc/fstab.ffe-tmp; \
+             mountpoint -q {mnt} || mount {mnt}; ",
+            mark = quote(FSTAB_MARK),
+            line = quote(&line)
+        ));
+    }
+    script.push_str(&format!(
+        "probe={mnt}/.ffe-write-probe-$(hostname); touch \"$probe\" && rm -f \"$probe\""
+    ));
+    pool.run(t, "mount and check the backup share", &script).await?;
+    Ok(())
+}
+
+/// Undo what [`prepare`] configured (packages stay: other software may use them).
+pub async fn cleanup(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<(), HostError> {
+    let mut script = format!("rm -f {MODULES_FILE} {SYSCTL_FILE}; ");
+    if spec.nfs.is_some() {
+        script.push_str(&format!(
+            "if grep -q {mark} /etc/fstab; then umount {mnt} 2>/dev/null || true; grep -v {mark} /etc/fstab > /etc/fstab.ffe-tmp || true; cat /etc/fstab.ffe-tmp > /etc/fstab; rm -f /etc/fstab.ffe-tmp; fi",
+            mark = quote(FSTAB_MARK),
+            mnt = quote(&spec.backup_mount)
+        ));
+    }
+    pool.run(t, "remove host preparation", &script).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> HostSpec {
+        HostSpec {
+            packages: vec!["coreutils".into(), "definitely-not-a-package-ffe".into()],
+            kernel_modules: vec!["overlay".into()],
+            sysctls: BTreeMap::from([("kernel.ostype".into(), "Linux".into())]),
+            backup_mount: "/nonexistent-ffe-backup".into(),
+            nfs: Some(NfsShare {
+                server: "10.0.0.9".into(),
+                export: "/exports/ffe".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn facts_parse_and_reject_garbage() {
+        let f = parse_facts(
+            "h",
+            "os_id=ubuntu\nos_version=24.04\nkernel=6.8.0\ncpu_count=4\nmemory_mb=7900\nroot_disk_gb=98\n",
+        )
+        .unwrap();
+        assert_eq!(f.cpu_count, 4);
+        assert_eq!(f.os_warning(), None);
+        let debian = HostFacts {
+            os_id: "debian".into(),
+            os_version: "12".into(),
+            ..f.clone()
+        };
+        assert!(debian.os_warning().unwrap().contains("Ubuntu"));
+        assert!(parse_facts("h", "os_id=ubuntu\ncpu_count=x\n").is_err());
+    }
+
+    #[test]
+    fn fstab_line_is_marked_and_uses_the_mount() {
+        let line = fstab_line(&spec()).unwrap();
+        assert!(line.starts_with("10.0.0.9:/exports/ffe /nonexistent-ffe-backup nfs4 "));
+        assert!(line.ends_with(FSTAB_MARK));
+        let mut local = spec();
+        local.nfs = None;
+        assert_eq!(fstab_line(&local), None);
+    }
+
+    /// The drift script runs in a real shell here and reports exactly what is off.
+    #[test]
+    fn drift_script_reports_each_difference() {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(drift_script(&spec()))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("drift: package definitely-not-a-package-ffe is not installed"), "{text}");
+        assert!(!text.contains("package coreutils"), "{text}");
+        assert!(text.contains("/etc/modules-load.d/ffe-k3s.conf is missing"), "{text}");
+        assert!(text.contains("not mounted from 10.0.0.9:/exports/ffe"), "{text}");
+        assert!(text.contains("backup mount /nonexistent-ffe-backup is missing"), "{text}");
+        assert!(!text.contains("sysctl kernel.ostype"), "{text}");
+    }
+}

@@ -1,0 +1,178 @@
+//! Rendering `/etc/rancher/k3s/config.yaml` for each node.
+//!
+//! Everything k3s is told goes through this file (never CLI flags), so one hash per node tells
+//! whether a node runs what Terraform asked for.
+
+use serde_yaml_ng::{Mapping, Value};
+use sha2::{Digest, Sha256};
+
+use super::model::{ClusterSpec, Node, Role};
+
+pub const CONFIG_PATH: &str = "/etc/rancher/k3s/config.yaml";
+
+fn strs<I: IntoIterator<Item = S>, S: Into<String>>(items: I) -> Value {
+    Value::Sequence(items.into_iter().map(|s| Value::String(s.into())).collect())
+}
+
+/// Subject alternative names of the API certificate: the VIP, every server address, extras.
+pub fn tls_sans(spec: &ClusterSpec) -> Vec<String> {
+    let mut sans: Vec<String> = Vec::new();
+    let candidates = spec
+        .api_vip
+        .iter()
+        .cloned()
+        .chain(spec.servers.iter().map(|s| s.address.clone()))
+        .chain(spec.tls_san.iter().cloned());
+    for s in candidates {
+        if !sans.contains(&s) {
+            sans.push(s);
+        }
+    }
+    sans
+}
+
+/// The config file for `node` in `role`. `token` is the cluster join secret.
+pub fn render(spec: &ClusterSpec, node: &Node, role: Role, token: &str) -> String {
+    let mut m = Mapping::new();
+    let mut put = |k: &str, v: Value| {
+        m.insert(Value::String(k.into()), v);
+    };
+    put("token", token.into());
+    let is_bootstrap = role == Role::Server && spec.servers.first() == Some(node);
+    if is_bootstrap {
+        put("cluster-init", true.into());
+    } else if let Some(addr) = spec.join_address() {
+        put("server", format!("https://{addr}:6443").into());
+    }
+    put("node-name", node.name.clone().into());
+    put("node-ip", node.address.clone().into());
+    let labels: Vec<String> = spec
+        .node_labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if !labels.is_empty() {
+        put("node-label", strs(labels));
+    }
+    if role == Role::Server {
+        put("tls-san", strs(tls_sans(spec)));
+        put("cluster-cidr", spec.cluster_cidr.clone().into());
+        put("service-cidr", spec.service_cidr.clone().into());
+        // Calico (rendered by the platform bundles) replaces flannel and enforces NetworkPolicy.
+        put("flannel-backend", "none".into());
+        put("disable-network-policy", true.into());
+        // The edge is NGINX Gateway Fabric and Service IPs come from kube-vip.
+        put("disable", strs(["traefik", "servicelb"]));
+        put("secrets-encryption", true.into());
+        put("write-kubeconfig-mode", "0600".into());
+        put("etcd-expose-metrics", true.into());
+        put(
+            "etcd-snapshot-schedule-cron",
+            spec.etcd_snapshot_schedule.clone().into(),
+        );
+        put(
+            "etcd-snapshot-retention",
+            Value::Number(spec.etcd_snapshot_retention.into()),
+        );
+        put("etcd-snapshot-dir", spec.etcd_snapshot_dir.clone().into());
+        if !spec.server_taints.is_empty() {
+            put("node-taint", strs(spec.server_taints.clone()));
+        }
+    }
+    // A mapping of strings, numbers and booleans always serializes.
+    serde_yaml_ng::to_string(&Value::Mapping(m)).unwrap_or_default()
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k3s::model::{InstallSource, VersionSpec};
+    use std::collections::BTreeMap;
+
+    pub(crate) fn spec() -> ClusterSpec {
+        ClusterSpec {
+            cluster_name: "ffe-prod".into(),
+            servers: (0..3)
+                .map(|i| Node::new(format!("m{i}"), format!("10.210.1.{}", 10 + i)))
+                .collect(),
+            agents: (0..3)
+                .map(|i| Node::new(format!("w{i}"), format!("10.210.1.{}", 20 + i)))
+                .collect(),
+            version: VersionSpec::parse("v1.33").unwrap(),
+            api_vip: Some("10.210.1.5".into()),
+            tls_san: vec!["api.example.com".into(), "10.210.1.10".into()],
+            cluster_cidr: "10.42.0.0/16".into(),
+            service_cidr: "10.43.0.0/16".into(),
+            install: InstallSource::Online {
+                installer_url: "https://get.k3s.io".into(),
+            },
+            etcd_snapshot_dir: "/mnt/backups/etcd-snapshots".into(),
+            etcd_snapshot_schedule: "0 */6 * * *".into(),
+            etcd_snapshot_retention: 120,
+            server_taints: vec!["CriticalAddonsOnly=true:NoExecute".into()],
+            node_labels: BTreeMap::from([("ffe.io/cluster".into(), "ffe-prod".into())]),
+            agent_parallelism: 5,
+        }
+    }
+
+    fn parse(s: &str) -> serde_yaml_ng::Value {
+        serde_yaml_ng::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn bootstrap_server_inits_the_cluster() {
+        let s = spec();
+        let y = parse(&render(&s, &s.servers[0], Role::Server, "sekret"));
+        assert_eq!(y["cluster-init"], Value::Bool(true));
+        assert!(y.get("server").is_none());
+        assert_eq!(y["token"], Value::from("sekret"));
+        assert_eq!(y["flannel-backend"], Value::from("none"));
+        assert_eq!(y["disable-network-policy"], Value::Bool(true));
+        assert_eq!(y["disable"], strs(["traefik", "servicelb"]));
+        assert_eq!(y["secrets-encryption"], Value::Bool(true));
+        assert_eq!(y["etcd-snapshot-dir"], Value::from("/mnt/backups/etcd-snapshots"));
+        assert_eq!(y["etcd-snapshot-retention"], Value::from(120));
+        assert_eq!(y["node-taint"], strs(["CriticalAddonsOnly=true:NoExecute"]));
+        assert_eq!(y["node-label"], strs(["ffe.io/cluster=ffe-prod"]));
+    }
+
+    #[test]
+    fn tls_san_holds_vip_and_every_server_once() {
+        let s = spec();
+        let y = parse(&render(&s, &s.servers[1], Role::Server, "t"));
+        assert_eq!(
+            y["tls-san"],
+            strs(["10.210.1.5", "10.210.1.10", "10.210.1.11", "10.210.1.12", "api.example.com"])
+        );
+    }
+
+    #[test]
+    fn joining_servers_and_agents_point_at_the_first_server() {
+        let s = spec();
+        let joiner = parse(&render(&s, &s.servers[2], Role::Server, "t"));
+        assert_eq!(joiner["server"], Value::from("https://10.210.1.10:6443"));
+        assert!(joiner.get("cluster-init").is_none());
+        let agent = parse(&render(&s, &s.agents[0], Role::Agent, "t"));
+        assert_eq!(agent["server"], Value::from("https://10.210.1.10:6443"));
+        assert_eq!(agent["node-ip"], Value::from("10.210.1.20"));
+        // Server-only settings never reach agents (k3s agents reject unknown server flags).
+        for key in ["tls-san", "cluster-init", "disable", "node-taint", "etcd-snapshot-dir"] {
+            assert!(agent.get(key).is_none(), "{key} leaked into an agent config");
+        }
+    }
+
+    #[test]
+    fn rendering_is_deterministic_and_hash_tracks_content() {
+        let s = spec();
+        let a = render(&s, &s.agents[1], Role::Agent, "t");
+        assert_eq!(a, render(&s, &s.agents[1], Role::Agent, "t"));
+        assert_ne!(
+            sha256_hex(a.as_bytes()),
+            sha256_hex(render(&s, &s.agents[1], Role::Agent, "u").as_bytes())
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! HA k3s: the desired cluster, its per-node config, the step planner and the SSH operations.
+
+pub mod config;
+pub mod model;
+pub mod ops;
+pub mod planner;
+
+pub use model::{ClusterSpec, InstallSource, Node, Role, VersionSpec};
+pub use planner::{Action, LiveCluster, LiveNode, PlanError, Stage};

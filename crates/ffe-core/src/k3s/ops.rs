@@ -1,0 +1,611 @@
+//! Carrying out a plan over SSH: install, join, wait for Ready, drain, remove, uninstall.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use serde_json::Value as Json;
+
+use super::config::{self, sha256_hex, CONFIG_PATH};
+use super::model::{ClusterSpec, InstallSource, Node, Role, VersionSpec};
+use super::planner::{Action, LiveCluster, LiveNode, Stage};
+use crate::shell::quote;
+use crate::ssh::{SshError, SshPool, StdinSource, Target};
+
+/// Where the provider keeps files it uploads to a node (installer, staged artifacts).
+pub const NODE_WORK_DIR: &str = "/var/lib/rancher/ffe";
+pub const KUBECONFIG_ON_SERVER: &str = "/etc/rancher/k3s/k3s.yaml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error("host {host}: step '{step}': {message}")]
+    Step {
+        host: String,
+        step: String,
+        message: String,
+    },
+    #[error("{count} node(s) failed:\n  - {details}")]
+    Many { count: usize, details: String },
+}
+
+impl OpsError {
+    fn step(node: &Node, step: &str, message: impl Into<String>) -> Self {
+        OpsError::Step {
+            host: node.target().to_string(),
+            step: step.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Runs plan stages against one cluster.
+pub struct Executor<'a> {
+    pub pool: &'a SshPool,
+    pub spec: &'a ClusterSpec,
+    pub token: &'a str,
+    pub ready_timeout: Duration,
+    /// Non-fatal notes for the operator (e.g. an unreachable node skipped on removal).
+    pub warnings: std::sync::Mutex<Vec<String>>,
+    /// The kubeconfig read from the first server, once fetched.
+    pub kubeconfig: std::sync::Mutex<Option<String>>,
+}
+
+impl<'a> Executor<'a> {
+    pub fn new(pool: &'a SshPool, spec: &'a ClusterSpec, token: &'a str) -> Self {
+        Self {
+            pool,
+            spec,
+            token,
+            ready_timeout: Duration::from_secs(300),
+            warnings: Default::default(),
+            kubeconfig: Default::default(),
+        }
+    }
+
+    fn warn(&self, msg: String) {
+        tracing::warn!("{msg}");
+        if let Ok(mut w) = self.warnings.lock() {
+            w.push(msg);
+        }
+    }
+
+    /// The rendered config for every node, and its sha256.
+    pub fn wanted_configs(&self) -> BTreeMap<String, (String, String)> {
+        self.spec
+            .all_nodes()
+            .map(|(n, role)| {
+                let text = config::render(self.spec, n, role, self.token);
+                let sha = sha256_hex(text.as_bytes());
+                (n.name.clone(), (text, sha))
+            })
+            .collect()
+    }
+
+    /// Run every stage in order. A failing stage stops the run after its in-flight siblings finish.
+    pub async fn run(&self, stages: &[Stage]) -> Result<(), OpsError> {
+        for stage in stages {
+            match stage {
+                Stage::Serial(a) => self.act(a).await?,
+                Stage::Parallel { actions, limit } => {
+                    let results: Vec<Result<(), OpsError>> = stream::iter(actions)
+                        .map(|a| self.act(a))
+                        .buffer_unordered((*limit).max(1))
+                        .collect()
+                        .await;
+                    let errors: Vec<String> = results
+                        .into_iter()
+                        .filter_map(|r| r.err().map(|e| e.to_string()))
+                        .collect();
+                    match errors.len() {
+                        0 => {}
+                        1 => {
+                            return Err(OpsError::Many {
+                                count: 1,
+                                details: errors.join(""),
+                            })
+                        }
+                        n => {
+                            return Err(OpsError::Many {
+                                count: n,
+                                details: errors.join("\n  - "),
+                            })
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn act(&self, action: &Action) -> Result<(), OpsError> {
+        tracing::info!(?action, "k3s step");
+        match action {
+            Action::InstallServer(n) => self.install(n, Role::Server).await,
+            Action::InstallAgent(n) => self.install(n, Role::Agent).await,
+            Action::Upgrade(n, role) => self.upgrade(n, *role).await,
+            Action::Reconfigure(n, role) => self.reconfigure(n, *role).await,
+            Action::Remove(n, role) => self.remove(n, *role).await,
+            Action::FetchKubeconfig => {
+                let k = self.fetch_kubeconfig().await?;
+                if let Ok(mut slot) = self.kubeconfig.lock() {
+                    *slot = Some(k);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn write_config(&self, n: &Node, role: Role) -> Result<(), OpsError> {
+        let text = config::render(self.spec, n, role, self.token);
+        self.pool
+            .write_file(
+                &n.target(),
+                "write /etc/rancher/k3s/config.yaml",
+                CONFIG_PATH,
+                0o600,
+                StdinSource::Bytes(text.as_bytes()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Upload `local` to `remote` unless the node already has identical content.
+    async fn upload_if_changed(
+        &self,
+        n: &Node,
+        local: &Path,
+        remote: &str,
+        mode: u32,
+    ) -> Result<(), OpsError> {
+        let local_sha = file_sha256(local).await.map_err(|e| {
+            OpsError::step(
+                n,
+                "read airgap file",
+                format!("{}: {e}. Check the airgap_* paths", local.display()),
+            )
+        })?;
+        let probe = format!(
+            "sha256sum {} 2>/dev/null | cut -d' ' -f1",
+            quote(remote)
+        );
+        let remote_sha = self
+            .pool
+            .run(&n.target(), "checksum airgap file", &probe)
+            .await?;
+        if remote_sha.trim() == local_sha {
+            return Ok(());
+        }
+        self.pool
+            .write_file(
+                &n.target(),
+                &format!("upload {remote}"),
+                remote,
+                mode,
+                StdinSource::File(local),
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn install_env(&self, role: Role) -> String {
+        let exec = match role {
+            Role::Server => "server",
+            Role::Agent => "agent",
+        };
+        let version = match &self.spec.version {
+            VersionSpec::Channel(c) => format!("INSTALL_K3S_CHANNEL={}", quote(c)),
+            VersionSpec::Exact(v) => format!("INSTALL_K3S_VERSION={}", quote(v)),
+        };
+        format!("INSTALL_K3S_EXEC={exec} {version}")
+    }
+
+    async fn run_installer(&self, n: &Node, role: Role) -> Result<(), OpsError> {
+        let env = self.install_env(role);
+        let script = match &self.spec.install {
+            InstallSource::Online { installer_url } => format!(
+                "set -e; curl -sfL --retry 3 {url} -o {dir}/install.sh; chmod 0755 {dir}/install.sh; {env} {dir}/install.sh",
+                url = quote(installer_url),
+                dir = NODE_WORK_DIR,
+            ),
+            InstallSource::Airgap {
+                k3s_binary,
+                images,
+                installer,
+            } => {
+                self.upload_if_changed(n, k3s_binary, "/usr/local/bin/k3s", 0o755)
+                    .await?;
+                if let Some(img) = images {
+                    let name = img
+                        .file_name()
+                        .map(|f| f.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "k3s-airgap-images.tar".into());
+                    let remote = format!("/var/lib/rancher/k3s/agent/images/{name}");
+                    self.upload_if_changed(n, img, &remote, 0o644).await?;
+                }
+                let remote_installer = format!("{NODE_WORK_DIR}/install.sh");
+                self.upload_if_changed(n, installer, &remote_installer, 0o755)
+                    .await?;
+                format!("set -e; INSTALL_K3S_SKIP_DOWNLOAD=true {env} {remote_installer}")
+            }
+        };
+        let step = format!("install k3s {}", role.unit());
+        self.pool
+            .run(&n.target(), &step, &format!("mkdir -p {NODE_WORK_DIR}; {script}"))
+            .await?;
+        Ok(())
+    }
+
+    async fn install(&self, n: &Node, role: Role) -> Result<(), OpsError> {
+        self.write_config(n, role).await?;
+        self.run_installer(n, role).await?;
+        self.wait_ready(n, role).await
+    }
+
+    async fn reconfigure(&self, n: &Node, role: Role) -> Result<(), OpsError> {
+        self.write_config(n, role).await?;
+        self.pool
+            .run(
+                &n.target(),
+                &format!("restart {}", role.unit()),
+                &format!("systemctl restart {}", role.unit()),
+            )
+            .await?;
+        self.wait_ready(n, role).await
+    }
+
+    async fn upgrade(&self, n: &Node, role: Role) -> Result<(), OpsError> {
+        if role == Role::Agent {
+            self.kubectl(n, "cordon + drain before upgrade", &drain_cmd(&n.name))
+                .await?;
+        }
+        self.install(n, role).await?;
+        if role == Role::Agent {
+            self.kubectl(
+                n,
+                "uncordon after upgrade",
+                &format!("k3s kubectl uncordon {}", quote(&n.name)),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, n: &Node, role: Role) -> Result<(), OpsError> {
+        let members = self.node_list().await?;
+        if members.iter().any(|m| m.name == n.name) {
+            self.kubectl(n, "drain", &drain_cmd(&n.name)).await?;
+            self.kubectl(
+                n,
+                "delete Node object",
+                &format!("k3s kubectl delete node --ignore-not-found {}", quote(&n.name)),
+            )
+            .await?;
+        }
+        self.uninstall(n, role).await
+    }
+
+    /// Remove k3s from a node. An unreachable node is skipped with a warning: there is nothing
+    /// left to clean on a host that is gone, and refusing would strand the rest of the change.
+    pub async fn uninstall(&self, n: &Node, role: Role) -> Result<(), OpsError> {
+        let script = format!(
+            "if [ -x {s} ]; then {s}; fi; rm -rf {NODE_WORK_DIR}",
+            s = role.uninstall_script()
+        );
+        match self
+            .pool
+            .run(&n.target(), &format!("uninstall {}", role.unit()), &script)
+            .await
+        {
+            Err(e) if e.is_unreachable() => {
+                self.warn(format!(
+                    "{}: k3s not uninstalled, host unreachable ({e}). Run {} on it if it comes back.",
+                    n.target(),
+                    role.uninstall_script()
+                ));
+                Ok(())
+            }
+            other => other.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    /// Tear the whole cluster down: agents in parallel, then servers last-joined first.
+    pub async fn destroy(&self) -> Result<(), OpsError> {
+        let limit = self.spec.agent_parallelism.max(1);
+        let agent_results: Vec<Result<(), OpsError>> = stream::iter(&self.spec.agents)
+            .map(|a| self.uninstall(a, Role::Agent))
+            .buffer_unordered(limit)
+            .collect()
+            .await;
+        collect_errors(agent_results)?;
+        for s in self.spec.servers.iter().rev() {
+            self.uninstall(s, Role::Server).await?;
+        }
+        Ok(())
+    }
+
+    /// Run a kubectl command on the first reachable server (other than `about` where possible).
+    async fn kubectl(&self, about: &Node, step: &str, script: &str) -> Result<String, OpsError> {
+        let mut last_err = None;
+        for s in self.spec.servers.iter().filter(|s| s.name != about.name) {
+            match self.pool.run(&s.target(), step, script).await {
+                Ok(out) => return Ok(out),
+                Err(e) if e.is_unreachable() => last_err = Some(e),
+                Err(e) => {
+                    return Err(OpsError::step(about, step, e.to_string()));
+                }
+            }
+        }
+        match last_err {
+            Some(e) => Err(e.into()),
+            None => Err(OpsError::step(about, step, "no other server to run kubectl on")),
+        }
+    }
+
+    /// Node objects as the API server reports them, from the first server that answers.
+    pub async fn node_list(&self) -> Result<Vec<NodeStatus>, OpsError> {
+        node_list(self.pool, &self.spec.servers).await
+    }
+
+    async fn wait_ready(&self, n: &Node, role: Role) -> Result<(), OpsError> {
+        let start = Instant::now();
+        let mut delay = Duration::from_millis(200);
+        let query = match role {
+            // A server can answer for itself; an agent is judged by the servers.
+            Role::Server => vec![n.clone()],
+            Role::Agent => self.spec.servers.clone(),
+        };
+        loop {
+            let last = match node_list(self.pool, &query).await {
+                Ok(list) => match list.iter().find(|s| s.name == n.name) {
+                    Some(s) if s.ready => return Ok(()),
+                    Some(_) => "registered but not Ready".to_string(),
+                    None => "not registered with the API server yet".to_string(),
+                },
+                Err(e) => e.to_string(),
+            };
+            if start.elapsed() >= self.ready_timeout {
+                return Err(OpsError::step(
+                    n,
+                    "wait for node Ready",
+                    format!(
+                        "not Ready after {} s ({last}). Look at `journalctl -u {}` on the host, fix the cause, then re-run `terraform apply`",
+                        self.ready_timeout.as_secs(),
+                        role.unit()
+                    ),
+                ));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// The admin kubeconfig of the first server, pointed at the API endpoint.
+    pub async fn fetch_kubeconfig(&self) -> Result<String, OpsError> {
+        let first = self
+            .spec
+            .servers
+            .first()
+            .ok_or_else(|| OpsError::Many {
+                count: 0,
+                details: "no servers".into(),
+            })?;
+        let raw = self
+            .pool
+            .run(
+                &first.target(),
+                "read admin kubeconfig",
+                &format!("cat {KUBECONFIG_ON_SERVER}"),
+            )
+            .await?;
+        crate::kubeconfig::rewrite(&raw, &self.spec.api_endpoint(), &self.spec.cluster_name)
+            .map_err(|e| OpsError::step(first, "read admin kubeconfig", e.to_string()))
+    }
+}
+
+fn drain_cmd(node: &str) -> String {
+    format!(
+        "k3s kubectl drain {} --ignore-daemonsets --delete-emptydir-data --timeout=300s",
+        quote(node)
+    )
+}
+
+fn collect_errors(results: Vec<Result<(), OpsError>>) -> Result<(), OpsError> {
+    let errors: Vec<String> = results
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| e.to_string()))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(OpsError::Many {
+            count: errors.len(),
+            details: errors.join("\n  - "),
+        })
+    }
+}
+
+async fn file_sha256(path: &Path) -> std::io::Result<String> {
+    let data = tokio::fs::read(path).await?;
+    Ok(sha256_hex(&data))
+}
+
+/// One Node object as `kubectl get nodes -o json` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub name: String,
+    pub ready: bool,
+    pub kubelet_version: String,
+}
+
+/// Parse a `kubectl get nodes -o json` NodeList.
+pub fn parse_node_list(json: &str) -> Result<Vec<NodeStatus>, String> {
+    let v: Json = serde_json::from_str(json).map_err(|e| format!("bad NodeList JSON: {e}"))?;
+    let items = v["items"]
+        .as_array()
+        .ok_or("NodeList has no items array")?;
+    Ok(items
+        .iter()
+        .filter_map(|item| {
+            let name = item["metadata"]["name"].as_str()?.to_string();
+            let ready = item["status"]["conditions"]
+                .as_array()
+                .map(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+                .unwrap_or(false);
+            let kubelet_version = item["status"]["nodeInfo"]["kubeletVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            Some(NodeStatus {
+                name,
+                ready,
+                kubelet_version,
+            })
+        })
+        .collect())
+}
+
+/// Ask the servers in order until one answers with the node list.
+pub async fn node_list(pool: &SshPool, servers: &[Node]) -> Result<Vec<NodeStatus>, OpsError> {
+    let mut last = None;
+    for s in servers {
+        match pool
+            .run(&s.target(), "list nodes", "k3s kubectl get nodes -o json")
+            .await
+        {
+            Ok(out) => {
+                return parse_node_list(&out)
+                    .map_err(|m| OpsError::step(s, "list nodes", m));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) => e.into(),
+        None => OpsError::Many {
+            count: 0,
+            details: "no servers to ask for the node list".into(),
+        },
+    })
+}
+
+/// Parse the facts script output of [`read_node_script`].
+fn parse_live(out: &str) -> LiveNode {
+    let mut n = LiveNode::default();
+    for line in out.lines() {
+        if let Some(v) = line.strip_prefix("version=") {
+            // `k3s version v1.33.5+k3s1 (hash)`
+            n.version = v.split_whitespace().nth(2).map(str::to_string);
+        } else if let Some(v) = line.strip_prefix("config=") {
+            let v = v.trim();
+            n.config_sha256 = (!v.is_empty()).then(|| v.to_string());
+        } else if let Some(v) = line.strip_prefix("active=") {
+            n.active = v.trim() == "active";
+        }
+    }
+    n
+}
+
+fn read_node_script(role: Role) -> String {
+    format!(
+        "echo \"version=$(k3s --version 2>/dev/null | head -n1)\"; \
+         echo \"config=$(sha256sum {CONFIG_PATH} 2>/dev/null | cut -d' ' -f1)\"; \
+         echo \"active=$(systemctl is-active {} 2>/dev/null)\"",
+        role.unit()
+    )
+}
+
+/// Read what every node of `spec` runs, in parallel. Unreachable nodes read as "nothing
+/// installed" (a diff in the plan, not an error) and are listed in the returned warnings.
+pub async fn read_live(pool: &SshPool, spec: &ClusterSpec) -> (LiveCluster, Vec<String>) {
+    let nodes: Vec<(Node, Role)> = spec.all_nodes().map(|(n, r)| (n.clone(), r)).collect();
+    let reads: Vec<(String, Result<String, SshError>)> = stream::iter(nodes)
+        .map(|(n, role)| async move {
+            let t: Target = n.target();
+            let r = pool
+                .run(&t, "read k3s state", &read_node_script(role))
+                .await;
+            (n.name, r)
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut live = LiveCluster::default();
+    let mut warnings = vec![];
+    for (name, r) in reads {
+        match r {
+            Ok(out) => {
+                live.nodes.insert(name, parse_live(&out));
+            }
+            Err(e) => warnings.push(e.to_string()),
+        }
+    }
+    let active_servers: Vec<Node> = spec
+        .servers
+        .iter()
+        .filter(|s| live.nodes.get(&s.name).is_some_and(|l| l.active))
+        .cloned()
+        .collect();
+    if !active_servers.is_empty() {
+        match node_list(pool, &active_servers).await {
+            Ok(list) => {
+                live.ready_members = list
+                    .into_iter()
+                    .filter(|s| s.ready)
+                    .map(|s| s.name)
+                    .collect()
+            }
+            Err(e) => warnings.push(e.to_string()),
+        }
+    }
+    (live, warnings)
+}
+
+/// The join token already configured on the first server, if k3s was installed there before
+/// (an earlier apply that was interrupted): reusing it lets a retry converge.
+pub async fn existing_token(pool: &SshPool, spec: &ClusterSpec) -> Option<String> {
+    let first = spec.servers.first()?;
+    let out = pool
+        .run(
+            &first.target(),
+            "read existing k3s token",
+            &format!("cat {CONFIG_PATH} 2>/dev/null || true"),
+        )
+        .await
+        .ok()?;
+    let y: serde_yaml_ng::Value = serde_yaml_ng::from_str(&out).ok()?;
+    y.get("token")?.as_str().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_facts_parse() {
+        let n = parse_live("version=k3s version v1.33.5+k3s1 (abc)\nconfig=deadbeef\nactive=active\n");
+        assert_eq!(n.version.as_deref(), Some("v1.33.5+k3s1"));
+        assert_eq!(n.config_sha256.as_deref(), Some("deadbeef"));
+        assert!(n.active);
+        let none = parse_live("version=\nconfig=\nactive=inactive\n");
+        assert_eq!(none, LiveNode::default());
+    }
+
+    #[test]
+    fn node_list_parses_readiness() {
+        let json = r#"{"items":[
+          {"metadata":{"name":"a"},"status":{"conditions":[{"type":"Ready","status":"True"}],"nodeInfo":{"kubeletVersion":"v1.33.5+k3s1"}}},
+          {"metadata":{"name":"b"},"status":{"conditions":[{"type":"Ready","status":"False"}]}}
+        ]}"#;
+        let l = parse_node_list(json).unwrap();
+        assert_eq!(l.len(), 2);
+        assert!(l[0].ready && !l[1].ready);
+        assert_eq!(l[0].kubelet_version, "v1.33.5+k3s1");
+        assert!(parse_node_list("not json").is_err());
+    }
+}

@@ -1,0 +1,438 @@
+//! The step planner: which node does what, in which order, and what is refused outright.
+//!
+//! Rules (each is a test below):
+//! - create: the first server initialises etcd; the other servers join strictly one at a time
+//!   (etcd admits one learner at a time); agents join in parallel, bounded by `agent_parallelism`.
+//! - nodes that already run the wanted version and config are left alone (a re-apply restarts
+//!   nothing, and an interrupted apply converges on retry);
+//! - server changes that could cost etcd quorum are refused before anything runs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::model::{ClusterSpec, Node, Role};
+
+/// What one node currently runs, as read over SSH.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveNode {
+    /// `k3s --version`, `None` when k3s is not installed.
+    pub version: Option<String>,
+    /// sha256 of `/etc/rancher/k3s/config.yaml`, `None` when absent.
+    pub config_sha256: Option<String>,
+    /// The node's k3s unit is active.
+    pub active: bool,
+}
+
+/// The live cluster: per-node facts plus the Node objects the API server knows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveCluster {
+    pub nodes: BTreeMap<String, LiveNode>,
+    /// Names of the Node objects that are Ready.
+    pub ready_members: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Write config, install k3s as a server, wait until it is Ready.
+    InstallServer(Node),
+    /// Write config, install k3s as an agent, wait until it is Ready.
+    InstallAgent(Node),
+    /// Installed at the wrong version: re-run the installer at the wanted one, wait Ready.
+    Upgrade(Node, Role),
+    /// Config drifted: rewrite it, restart the unit, wait Ready.
+    Reconfigure(Node, Role),
+    /// Cordon + drain, delete the Node object, uninstall k3s.
+    Remove(Node, Role),
+    /// Read the admin kubeconfig from the first server and write it locally.
+    FetchKubeconfig,
+}
+
+impl Action {
+    pub fn node(&self) -> Option<&Node> {
+        match self {
+            Action::InstallServer(n)
+            | Action::InstallAgent(n)
+            | Action::Upgrade(n, _)
+            | Action::Reconfigure(n, _)
+            | Action::Remove(n, _) => Some(n),
+            Action::FetchKubeconfig => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stage {
+    Serial(Action),
+    Parallel { actions: Vec<Action>, limit: usize },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("servers: at least one server is required")]
+    NoServers,
+    #[error("servers: {count} servers is an even number; etcd needs an odd count (1, 3, 5, ...) to tolerate failures. Set master_count to an odd number")]
+    EvenServers { count: usize },
+    #[error("servers: removing {count} servers ({names}) in one apply could lose etcd quorum. Remove one server per apply and check the cluster between applies")]
+    TooManyServerRemovals { count: usize, names: String },
+    #[error("servers: removing {name}, the first server, is not supported: every node registers through its address. Keep it first in master_ips")]
+    BootstrapServerRemoved { name: String },
+    #[error("{role}: node {name} changed address from {old} to {new}; a node cannot move. Remove it in one apply and add the new one under a new name in the next")]
+    AddressChanged {
+        role: &'static str,
+        name: String,
+        old: String,
+        new: String,
+    },
+    #[error("node {name} is listed both as a server and as an agent")]
+    DuplicateNode { name: String },
+}
+
+fn names(nodes: &[&Node]) -> String {
+    nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Checks that hold for any desired cluster.
+pub fn check_spec(spec: &ClusterSpec) -> Result<(), PlanError> {
+    if spec.servers.is_empty() {
+        return Err(PlanError::NoServers);
+    }
+    if spec.servers.len() % 2 == 0 {
+        return Err(PlanError::EvenServers {
+            count: spec.servers.len(),
+        });
+    }
+    let mut seen = BTreeSet::new();
+    for (n, _) in spec.all_nodes() {
+        if !seen.insert(n.name.as_str()) {
+            return Err(PlanError::DuplicateNode {
+                name: n.name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Quorum rules for changing the server set from `prior` to `desired`.
+pub fn check_change(prior: &ClusterSpec, desired: &ClusterSpec) -> Result<(), PlanError> {
+    check_spec(desired)?;
+    for (role, old_list, new_list) in [
+        ("servers", &prior.servers, &desired.servers),
+        ("agents", &prior.agents, &desired.agents),
+    ] {
+        for n in new_list {
+            if let Some(old) = old_list.iter().find(|o| o.name == n.name) {
+                if old.address != n.address {
+                    return Err(PlanError::AddressChanged {
+                        role,
+                        name: n.name.clone(),
+                        old: old.address.clone(),
+                        new: n.address.clone(),
+                    });
+                }
+            }
+        }
+    }
+    let removed: Vec<&Node> = prior
+        .servers
+        .iter()
+        .filter(|p| !desired.servers.iter().any(|d| d.name == p.name))
+        .collect();
+    if removed.len() > 1 {
+        return Err(PlanError::TooManyServerRemovals {
+            count: removed.len(),
+            names: names(&removed),
+        });
+    }
+    if let (Some(first), Some(r)) = (prior.servers.first(), removed.first()) {
+        if first.name == r.name {
+            return Err(PlanError::BootstrapServerRemoved {
+                name: r.name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What must happen to bring `node` to the desired state, if anything.
+fn converge(
+    spec: &ClusterSpec,
+    live: &LiveCluster,
+    node: &Node,
+    role: Role,
+    wanted_sha: &BTreeMap<String, String>,
+) -> Option<Action> {
+    let l = live.nodes.get(&node.name).cloned().unwrap_or_default();
+    let installed = match &l.version {
+        Some(v) if l.active && live.ready_members.contains(&node.name) => v,
+        _ => {
+            return Some(match role {
+                Role::Server => Action::InstallServer(node.clone()),
+                Role::Agent => Action::InstallAgent(node.clone()),
+            })
+        }
+    };
+    if !spec.version.matches(installed) {
+        return Some(Action::Upgrade(node.clone(), role));
+    }
+    if l.config_sha256.as_ref() != wanted_sha.get(&node.name) {
+        return Some(Action::Reconfigure(node.clone(), role));
+    }
+    None
+}
+
+/// The ordered stages that take the live cluster to `desired`. With `prior = None` this is a
+/// create; otherwise `prior` is the cluster Terraform last applied. `wanted_sha` maps each node
+/// to the sha256 of the config it should have.
+pub fn plan(
+    prior: Option<&ClusterSpec>,
+    desired: &ClusterSpec,
+    live: &LiveCluster,
+    wanted_sha: &BTreeMap<String, String>,
+) -> Result<Vec<Stage>, PlanError> {
+    match prior {
+        Some(p) => check_change(p, desired)?,
+        None => check_spec(desired)?,
+    }
+    let mut stages = Vec::new();
+    // Servers strictly one at a time, in order: the first initialises etcd.
+    for s in &desired.servers {
+        if let Some(a) = converge(desired, live, s, Role::Server, wanted_sha) {
+            stages.push(Stage::Serial(a));
+        }
+    }
+    let kubeconfig_needed = prior.is_none()
+        || stages
+            .iter()
+            .any(|st| matches!(st, Stage::Serial(Action::InstallServer(n)) if Some(n) == desired.servers.first()));
+    if kubeconfig_needed {
+        stages.push(Stage::Serial(Action::FetchKubeconfig));
+    }
+    let limit = desired.agent_parallelism.max(1);
+    let mut joins = Vec::new();
+    let mut upgrades = Vec::new();
+    for a in &desired.agents {
+        match converge(desired, live, a, Role::Agent, wanted_sha) {
+            Some(act @ Action::Upgrade(..)) => upgrades.push(act),
+            Some(act) => joins.push(act),
+            None => {}
+        }
+    }
+    if !joins.is_empty() {
+        stages.push(Stage::Parallel {
+            actions: joins,
+            limit,
+        });
+    }
+    if !upgrades.is_empty() {
+        // Upgrades drain nodes: keep at least two thirds of the agents serving.
+        let batch = (desired.agents.len() / 3).clamp(1, limit);
+        stages.push(Stage::Parallel {
+            actions: upgrades,
+            limit: batch,
+        });
+    }
+    if let Some(p) = prior {
+        // Removals last, one at a time, so capacity is added before it is taken away.
+        for (old, role) in p.all_nodes() {
+            if desired.role_of(&old.name).is_none() {
+                stages.push(Stage::Serial(Action::Remove(old.clone(), role)));
+            }
+        }
+    }
+    Ok(stages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k3s::model::{InstallSource, VersionSpec};
+
+    fn spec(servers: usize, agents: usize) -> ClusterSpec {
+        ClusterSpec {
+            cluster_name: "c".into(),
+            servers: (0..servers)
+                .map(|i| Node::new(format!("m{i}"), format!("10.210.1.{}", 10 + i)))
+                .collect(),
+            agents: (0..agents)
+                .map(|i| Node::new(format!("w{i}"), format!("10.210.1.{}", 100 + i)))
+                .collect(),
+            version: VersionSpec::parse("v1.33").unwrap(),
+            api_vip: None,
+            tls_san: vec![],
+            cluster_cidr: "10.42.0.0/16".into(),
+            service_cidr: "10.43.0.0/16".into(),
+            install: InstallSource::Online {
+                installer_url: "https://get.k3s.io".into(),
+            },
+            etcd_snapshot_dir: "/mnt/backups/etcd".into(),
+            etcd_snapshot_schedule: "0 */6 * * *".into(),
+            etcd_snapshot_retention: 10,
+            server_taints: vec![],
+            node_labels: Default::default(),
+            agent_parallelism: 2,
+        }
+    }
+
+    fn shas(spec: &ClusterSpec) -> BTreeMap<String, String> {
+        spec.all_nodes()
+            .map(|(n, _)| (n.name.clone(), format!("sha-{}", n.name)))
+            .collect()
+    }
+
+    /// A live cluster in which every node of `spec` runs exactly what it should.
+    fn converged(spec: &ClusterSpec) -> LiveCluster {
+        let mut live = LiveCluster::default();
+        for (n, _) in spec.all_nodes() {
+            live.nodes.insert(
+                n.name.clone(),
+                LiveNode {
+                    version: Some("v1.33.5+k3s1".into()),
+                    config_sha256: Some(format!("sha-{}", n.name)),
+                    active: true,
+                },
+            );
+            live.ready_members.insert(n.name.clone());
+        }
+        live
+    }
+
+    #[test]
+    fn create_orders_servers_serially_then_agents_in_bounded_parallel() {
+        let s = spec(3, 3);
+        let stages = plan(None, &s, &LiveCluster::default(), &shas(&s)).unwrap();
+        assert_eq!(
+            stages,
+            vec![
+                Stage::Serial(Action::InstallServer(s.servers[0].clone())),
+                Stage::Serial(Action::InstallServer(s.servers[1].clone())),
+                Stage::Serial(Action::InstallServer(s.servers[2].clone())),
+                Stage::Serial(Action::FetchKubeconfig),
+                Stage::Parallel {
+                    actions: s.agents.iter().cloned().map(Action::InstallAgent).collect(),
+                    limit: 2
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn converged_cluster_plans_nothing() {
+        let s = spec(3, 3);
+        assert_eq!(plan(Some(&s), &s, &converged(&s), &shas(&s)).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn interrupted_create_resumes_where_it_stopped() {
+        let s = spec(3, 2);
+        let mut live = converged(&s);
+        // Server 3 and agent 2 never made it.
+        live.nodes.remove("m2");
+        live.ready_members.remove("m2");
+        live.nodes.remove("w1");
+        live.ready_members.remove("w1");
+        let stages = plan(None, &s, &live, &shas(&s)).unwrap();
+        assert_eq!(
+            stages,
+            vec![
+                Stage::Serial(Action::InstallServer(s.servers[2].clone())),
+                Stage::Serial(Action::FetchKubeconfig),
+                Stage::Parallel {
+                    actions: vec![Action::InstallAgent(s.agents[1].clone())],
+                    limit: 2
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn adding_agents_touches_only_the_new_ones() {
+        let prior = spec(3, 3);
+        let desired = spec(3, 5);
+        let stages = plan(Some(&prior), &desired, &converged(&prior), &shas(&desired)).unwrap();
+        assert_eq!(
+            stages,
+            vec![Stage::Parallel {
+                actions: vec![
+                    Action::InstallAgent(desired.agents[3].clone()),
+                    Action::InstallAgent(desired.agents[4].clone())
+                ],
+                limit: 2
+            }]
+        );
+    }
+
+    #[test]
+    fn removing_an_agent_removes_only_it() {
+        let prior = spec(3, 5);
+        let desired = spec(3, 4);
+        let stages = plan(Some(&prior), &desired, &converged(&prior), &shas(&desired)).unwrap();
+        assert_eq!(
+            stages,
+            vec![Stage::Serial(Action::Remove(prior.agents[4].clone(), Role::Agent))]
+        );
+    }
+
+    #[test]
+    fn drift_is_repaired_per_node() {
+        let s = spec(3, 2);
+        let mut live = converged(&s);
+        live.nodes.get_mut("m1").unwrap().config_sha256 = Some("edited-by-hand".into());
+        live.nodes.get_mut("w0").unwrap().version = Some("v1.32.9+k3s1".into());
+        let stages = plan(Some(&s), &s, &live, &shas(&s)).unwrap();
+        assert_eq!(
+            stages,
+            vec![
+                Stage::Serial(Action::Reconfigure(s.servers[1].clone(), Role::Server)),
+                Stage::Parallel {
+                    actions: vec![Action::Upgrade(s.agents[0].clone(), Role::Agent)],
+                    limit: 1
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn quorum_rules_refuse_dangerous_server_changes() {
+        let three = spec(3, 2);
+        let five = spec(5, 2);
+        assert!(matches!(
+            check_change(&five, &three),
+            Err(PlanError::TooManyServerRemovals { count: 2, .. })
+        ));
+        assert!(matches!(check_spec(&spec(2, 2)), Err(PlanError::EvenServers { count: 2 })));
+        assert!(matches!(check_spec(&spec(0, 2)), Err(PlanError::NoServers)));
+        let mut one = spec(1, 2);
+        one.servers[0] = three.servers[0].clone();
+        assert!(matches!(check_change(&three, &one), Err(PlanError::TooManyServerRemovals { .. })));
+        let mut without_first = five.clone();
+        without_first.servers.remove(0);
+        without_first.servers.push(Node::new("m9", "10.210.1.99"));
+        assert!(matches!(
+            check_change(&five, &without_first),
+            Err(PlanError::BootstrapServerRemoved { .. })
+        ));
+        let mut moved = three.clone();
+        moved.agents[0].address = "10.210.1.200".into();
+        assert!(matches!(check_change(&three, &moved), Err(PlanError::AddressChanged { .. })));
+        // Growing 3 -> 5 is fine and joins one at a time.
+        assert!(check_change(&three, &five).is_ok());
+        let stages = plan(Some(&three), &five, &converged(&three), &shas(&five)).unwrap();
+        assert_eq!(
+            stages,
+            vec![
+                Stage::Serial(Action::InstallServer(five.servers[3].clone())),
+                Stage::Serial(Action::InstallServer(five.servers[4].clone())),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_refused_change_plans_nothing() {
+        let five = spec(5, 2);
+        let three = spec(3, 2);
+        assert!(plan(Some(&five), &three, &converged(&five), &shas(&three)).is_err());
+    }
+}

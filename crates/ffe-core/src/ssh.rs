@@ -1,0 +1,450 @@
+//! SSH to nodes through the real OpenSSH client (`openssh` crate, one multiplexed master per host).
+//!
+//! Every remote step has a name, a timeout and an error that names the host, the step and what to
+//! do next. Secrets travel on stdin only, never on a command line (command lines show up in `ps`
+//! and in audit logs).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openssh::{KnownHosts, Session, SessionBuilder};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::shell::quote;
+
+/// How to reach nodes. Shared by every resource of one provider configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshSettings {
+    pub user: String,
+    pub port: u16,
+    /// `None`: the ssh-agent / the user's default identities.
+    pub private_key_path: Option<PathBuf>,
+    /// `None`: host keys are not pinned (accepted on first use, not remembered).
+    pub known_hosts_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
+impl Default for SshSettings {
+    fn default() -> Self {
+        Self {
+            user: "root".into(),
+            port: 22,
+            private_key_path: None,
+            known_hosts_file: None,
+            connect_timeout: Duration::from_secs(10),
+            command_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// One node as SSH sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// Node name, used in every message.
+    pub name: String,
+    pub address: String,
+    /// Overrides [`SshSettings::port`].
+    pub port: Option<u16>,
+}
+
+impl Target {
+    pub fn new(name: impl Into<String>, address: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            address: address.into(),
+            port: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.name, self.address)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("host {host}: cannot connect over SSH as {user} on port {port}: {reason}. {hint}")]
+    Connect {
+        host: String,
+        user: String,
+        port: u16,
+        reason: String,
+        hint: &'static str,
+    },
+    #[error("host {host}: step '{step}' did not finish within {secs} s; the host may be overloaded or hung. Check it, then re-run `terraform apply`")]
+    Timeout {
+        host: String,
+        step: String,
+        secs: u64,
+    },
+    #[error("host {host}: step '{step}' failed (exit code {code}): {stderr}")]
+    Failed {
+        host: String,
+        step: String,
+        code: i32,
+        stderr: String,
+    },
+    #[error("host {host}: step '{step}': the SSH connection broke: {reason}. Check that the host is up, then re-run `terraform apply`")]
+    Broken {
+        host: String,
+        step: String,
+        reason: String,
+    },
+    #[error("local file {path}: {reason}")]
+    LocalFile { path: String, reason: String },
+}
+
+impl SshError {
+    /// True when the host could not be reached at all (as opposed to a command failing on it).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, SshError::Connect { .. } | SshError::Broken { .. })
+    }
+}
+
+/// Result of a remote command that is allowed to fail.
+#[derive(Debug, Clone)]
+pub struct RemoteOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p == &text) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+fn connect_hint(reason: &str) -> &'static str {
+    let r = reason.to_ascii_lowercase();
+    if r.contains("permission denied") {
+        "SSH refused the key: check ssh_user and ssh_private_key_path, and that the public key is in the user's authorized_keys on that host"
+    } else if r.contains("host key verification failed")
+        || r.contains("identification has changed")
+        || r.contains("no ed25519 host key is known")
+        || r.contains("host key is known")
+    {
+        "The host key does not match ssh_known_hosts_file: if the host was legitimately reinstalled, update that file; otherwise do not proceed (possible man-in-the-middle)"
+    } else if r.contains("connection refused") {
+        "Nothing listens on that port: check ssh_port and that sshd runs on the host"
+    } else if r.contains("timed out") || r.contains("no route") || r.contains("unreachable") {
+        "The host is unreachable: check the address in your tfvars, the host's power and network, and firewalls between here and the host"
+    } else if r.contains("no such file") || r.contains("identity file") {
+        "Check ssh_private_key_path points at a readable private key"
+    } else {
+        "Check the address, ssh_user, ssh_port and ssh_private_key_path"
+    }
+}
+
+/// A pool of multiplexed SSH sessions, one per host, opened on first use.
+pub struct SshPool {
+    settings: SshSettings,
+    sessions: Mutex<HashMap<(String, u16), Arc<OnceCell<Arc<Session>>>>>,
+}
+
+impl SshPool {
+    pub fn new(settings: SshSettings) -> Self {
+        Self {
+            settings,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn settings(&self) -> &SshSettings {
+        &self.settings
+    }
+
+    fn port(&self, t: &Target) -> u16 {
+        t.port.unwrap_or(self.settings.port)
+    }
+
+    async fn connect(&self, t: &Target) -> Result<Session, SshError> {
+        let port = self.port(t);
+        let mut b = SessionBuilder::default();
+        b.user(self.settings.user.clone())
+            .port(port)
+            .connect_timeout(self.settings.connect_timeout)
+            .server_alive_interval(Duration::from_secs(15));
+        if let Some(key) = &self.settings.private_key_path {
+            if !key.is_file() {
+                return Err(SshError::Connect {
+                    host: t.to_string(),
+                    user: self.settings.user.clone(),
+                    port,
+                    reason: format!("private key {} does not exist", key.display()),
+                    hint: "Set ssh_private_key_path to an existing private key file",
+                });
+            }
+            b.keyfile(key);
+        }
+        match &self.settings.known_hosts_file {
+            Some(file) => {
+                b.known_hosts_check(KnownHosts::Strict)
+                    .user_known_hosts_file(file);
+            }
+            None => {
+                b.known_hosts_check(KnownHosts::Accept)
+                    .user_known_hosts_file("/dev/null");
+            }
+        }
+        tracing::debug!(host = %t, port, "opening SSH master connection");
+        b.connect(&t.address).await.map_err(|e| {
+            let reason = error_chain(&e);
+            SshError::Connect {
+                host: t.to_string(),
+                user: self.settings.user.clone(),
+                port,
+                hint: connect_hint(&reason),
+                reason,
+            }
+        })
+    }
+
+    async fn session(&self, t: &Target) -> Result<Arc<Session>, SshError> {
+        let key = (t.address.clone(), self.port(t));
+        let cell = {
+            let mut map = self.sessions.lock().await;
+            map.entry(key).or_default().clone()
+        };
+        cell.get_or_try_init(|| async { self.connect(t).await.map(Arc::new) })
+            .await
+            .cloned()
+    }
+
+    /// Forget a host's session (after it broke) so the next call reconnects.
+    async fn forget(&self, t: &Target) {
+        self.sessions
+            .lock()
+            .await
+            .remove(&(t.address.clone(), self.port(t)));
+    }
+
+    /// Run `script` with `sh -c` (through `sudo -n` for non-root users), feeding `stdin` to it.
+    /// A non-zero exit is returned, not an error.
+    pub async fn run_status(
+        &self,
+        t: &Target,
+        step: &str,
+        script: &str,
+        stdin: Option<StdinSource<'_>>,
+    ) -> Result<RemoteOutput, SshError> {
+        match self.run_once(t, step, script, stdin.clone()).await {
+            Err(SshError::Broken { .. }) => {
+                // A cached master may have died (host rebooted, network blip): reconnect once.
+                self.forget(t).await;
+                self.run_once(t, step, script, stdin).await
+            }
+            other => other,
+        }
+    }
+
+    async fn run_once(
+        &self,
+        t: &Target,
+        step: &str,
+        script: &str,
+        stdin: Option<StdinSource<'_>>,
+    ) -> Result<RemoteOutput, SshError> {
+        let session = self.session(t).await?;
+        let broken = |reason: String| SshError::Broken {
+            host: t.to_string(),
+            step: step.to_string(),
+            reason,
+        };
+        let fut = async {
+            // Non-root users escalate with `sudo -n`: never prompt, fail clearly instead.
+            let mut cmd = if self.settings.user == "root" {
+                session.command("sh")
+            } else {
+                let mut c = session.command("sudo");
+                c.arg("-n").arg("sh");
+                c
+            };
+            cmd.arg("-c").arg(script);
+            cmd.stdout(openssh::Stdio::piped())
+                .stderr(openssh::Stdio::piped())
+                .stdin(if stdin.is_some() {
+                    openssh::Stdio::piped()
+                } else {
+                    openssh::Stdio::null()
+                });
+            let mut child = cmd.spawn().await.map_err(|e| broken(error_chain(&e)))?;
+            if let Some(src) = stdin {
+                if let Some(mut w) = child.stdin().take() {
+                    match src {
+                        StdinSource::Bytes(b) => w
+                            .write_all(b)
+                            .await
+                            .map_err(|e| broken(format!("writing to remote stdin: {e}")))?,
+                        StdinSource::File(path) => {
+                            let mut f = tokio::fs::File::open(path).await.map_err(|e| {
+                                SshError::LocalFile {
+                                    path: path.display().to_string(),
+                                    reason: e.to_string(),
+                                }
+                            })?;
+                            tokio::io::copy(&mut f, &mut w)
+                                .await
+                                .map_err(|e| broken(format!("uploading {}: {e}", path.display())))?;
+                        }
+                    }
+                    w.shutdown()
+                        .await
+                        .map_err(|e| broken(format!("closing remote stdin: {e}")))?;
+                }
+            }
+            let out = child
+                .wait_with_output()
+                .await
+                .map_err(|e| broken(error_chain(&e)))?;
+            Ok::<_, SshError>(out)
+        };
+        let out = tokio::time::timeout(self.settings.command_timeout, fut)
+            .await
+            .map_err(|_| SshError::Timeout {
+                host: t.to_string(),
+                step: step.to_string(),
+                secs: self.settings.command_timeout.as_secs(),
+            })??;
+        let code = out.status.code().unwrap_or(-1);
+        if code == 255 {
+            // ssh reports its own failures as 255; check the master to tell them apart.
+            if let Err(e) = session.check().await {
+                self.forget(t).await;
+                return Err(broken(error_chain(&e)));
+            }
+        }
+        Ok(RemoteOutput {
+            code,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// Run `script`; a non-zero exit is an error naming the host and the step.
+    pub async fn run(&self, t: &Target, step: &str, script: &str) -> Result<String, SshError> {
+        self.run_input(t, step, script, None).await
+    }
+
+    /// Like [`run`](Self::run), with data on stdin.
+    pub async fn run_input(
+        &self,
+        t: &Target,
+        step: &str,
+        script: &str,
+        stdin: Option<StdinSource<'_>>,
+    ) -> Result<String, SshError> {
+        let out = self.run_status(t, step, script, stdin).await?;
+        if out.code != 0 {
+            return Err(SshError::Failed {
+                host: t.to_string(),
+                step: step.to_string(),
+                code: out.code,
+                stderr: tail(&out.stderr, 12),
+            });
+        }
+        Ok(out.stdout)
+    }
+
+    /// Write `data` to `path` atomically (temp file + rename) with `mode`, creating parent dirs.
+    pub async fn write_file(
+        &self,
+        t: &Target,
+        step: &str,
+        path: &str,
+        mode: u32,
+        data: StdinSource<'_>,
+    ) -> Result<(), SshError> {
+        let script = atomic_write_script(path, mode);
+        self.run_input(t, step, &script, Some(data)).await.map(|_| ())
+    }
+}
+
+/// Shell that writes stdin to `path` atomically with `mode`.
+pub fn atomic_write_script(path: &str, mode: u32) -> String {
+    let dir = Path::new(path)
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "/".into());
+    let tmp = format!("{path}.ffe-tmp");
+    format!(
+        "set -e; umask 077; mkdir -p {dir}; cat > {tmp}; chmod {mode:o} {tmp}; mv -f {tmp} {path}",
+        dir = quote(&dir),
+        tmp = quote(&tmp),
+        path = quote(path),
+    )
+}
+
+/// Where a command's stdin comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum StdinSource<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
+}
+
+/// The last `n` non-empty lines of `s`, for error messages.
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(n);
+    let text = lines[start..].join(" | ");
+    if text.is_empty() {
+        "(no output)".into()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Stdio;
+
+    #[test]
+    fn hints_name_the_fix() {
+        assert!(connect_hint("Permission denied (publickey).").contains("ssh_private_key_path"));
+        assert!(connect_hint("ssh: connect to host 1.2.3.4 port 22: Connection refused")
+            .contains("ssh_port"));
+        assert!(connect_hint("connect to host x port 22: No route to host").contains("unreachable"));
+        assert!(connect_hint("Host key verification failed.").contains("ssh_known_hosts_file"));
+    }
+
+    #[test]
+    fn atomic_write_goes_through_a_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("sub/config.yaml");
+        let script = atomic_write_script(target.to_str().unwrap(), 0o600);
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"token: x\n").unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "token: x\n");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!dir.path().join("sub/config.yaml.ffe-tmp").exists());
+    }
+
+    #[test]
+    fn tail_keeps_last_lines() {
+        assert_eq!(tail("a\n\nb\nc\n", 2), "b | c");
+        assert_eq!(tail("", 2), "(no output)");
+    }
+}
