@@ -71,7 +71,8 @@ pub struct HostFacts {
 impl HostFacts {
     /// A note when the OS is not one the seed supports (Ubuntu 22.04/24.04 LTS).
     pub fn os_warning(&self) -> Option<String> {
-        let supported = self.os_id == "ubuntu" && ["22.04", "24.04"].contains(&self.os_version.as_str());
+        let supported =
+            self.os_id == "ubuntu" && ["22.04", "24.04"].contains(&self.os_version.as_str());
         (!supported).then(|| {
             format!(
                 "OS is {} {}; ffe-ha supports Ubuntu 22.04 LTS and 24.04 LTS",
@@ -203,7 +204,9 @@ pub fn drift_script(spec: &HostSpec) -> String {
 
 /// How the host differs from `spec` (empty when prepared).
 pub async fn drift(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<Vec<String>, HostError> {
-    let out = pool.run(t, "check host preparation", &drift_script(spec)).await?;
+    let out = pool
+        .run(t, "check host preparation", &drift_script(spec))
+        .await?;
     Ok(out
         .lines()
         .filter_map(|l| l.strip_prefix("drift: "))
@@ -246,12 +249,20 @@ pub async fn prepare(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<(), 
         StdinSource::Bytes(sysctl_file(spec).as_bytes()),
     )
     .await?;
-    pool.run(t, "apply sysctl settings", &format!("sysctl -q -p {SYSCTL_FILE}"))
-        .await?;
+    pool.run(
+        t,
+        "apply sysctl settings",
+        &format!("sysctl -q -p {SYSCTL_FILE}"),
+    )
+    .await?;
     if spec.packages.iter().any(|p| p == "chrony") {
         // Time sync keeps etcd and certificates sane.
-        pool.run(t, "enable chrony", "systemctl enable --now chrony >/dev/null 2>&1 || systemctl enable --now chronyd")
-            .await?;
+        pool.run(
+            t,
+            "enable chrony",
+            "systemctl enable --now chrony >/dev/null 2>&1 || systemctl enable --now chronyd",
+        )
+        .await?;
     }
     let mnt = quote(&spec.backup_mount);
     let mut script = format!("set -e; mkdir -p {mnt}; ");
@@ -266,7 +277,8 @@ pub async fn prepare(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<(), 
     script.push_str(&format!(
         "probe={mnt}/.ffe-write-probe-$(hostname); touch \"$probe\" && rm -f \"$probe\""
     ));
-    pool.run(t, "mount and check the backup share", &script).await?;
+    pool.run(t, "mount and check the backup share", &script)
+        .await?;
     Ok(())
 }
 
@@ -338,11 +350,23 @@ mod tests {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("drift: package definitely-not-a-package-ffe is not installed"), "{text}");
+        assert!(
+            text.contains("drift: package definitely-not-a-package-ffe is not installed"),
+            "{text}"
+        );
         assert!(!text.contains("package coreutils"), "{text}");
-        assert!(text.contains("/etc/modules-load.d/ffe-k3s.conf is missing"), "{text}");
-        assert!(text.contains("not mounted from 10.0.0.9:/exports/ffe"), "{text}");
-        assert!(text.contains("backup mount /nonexistent-ffe-backup is missing"), "{text}");
+        assert!(
+            text.contains("/etc/modules-load.d/ffe-k3s.conf is missing"),
+            "{text}"
+        );
+        assert!(
+            text.contains("not mounted from 10.0.0.9:/exports/ffe"),
+            "{text}"
+        );
+        assert!(
+            text.contains("backup mount /nonexistent-ffe-backup is missing"),
+            "{text}"
+        );
         assert!(!text.contains("sysctl kernel.ostype"), "{text}");
     }
 }

@@ -88,8 +88,14 @@ mod tests {
     fn rewrite_points_at_endpoint_and_renames() {
         let out = rewrite(K3S_YAML, "https://10.0.1.5:6443", "ffe-prod").unwrap();
         let v: Value = serde_yaml_ng::from_str(&out).unwrap();
-        assert_eq!(v["clusters"][0]["cluster"]["server"], Value::from("https://10.0.1.5:6443"));
-        assert_eq!(v["clusters"][0]["cluster"]["certificate-authority-data"], Value::from("Q0E="));
+        assert_eq!(
+            v["clusters"][0]["cluster"]["server"],
+            Value::from("https://10.0.1.5:6443")
+        );
+        assert_eq!(
+            v["clusters"][0]["cluster"]["certificate-authority-data"],
+            Value::from("Q0E=")
+        );
         assert_eq!(v["current-context"], Value::from("ffe-prod"));
         assert_eq!(v["contexts"][0]["context"]["user"], Value::from("ffe-prod"));
         assert!(!out.contains("127.0.0.1"));
@@ -108,6 +114,9 @@ mod tests {
         let p = dir.path().join("a/kubeconfig.yaml");
         write_private(&p, "secret").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "secret");
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

@@ -17,7 +17,10 @@ mod tests {
 
     #[test]
     fn plain_words_stay_plain() {
-        assert_eq!(quote("/etc/rancher/k3s/config.yaml"), "/etc/rancher/k3s/config.yaml");
+        assert_eq!(
+            quote("/etc/rancher/k3s/config.yaml"),
+            "/etc/rancher/k3s/config.yaml"
+        );
     }
 
     #[test]

@@ -9,11 +9,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openssh::{KnownHosts, Session, SessionBuilder};
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::shell::quote;
+
+const IDLE_SECS: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(60) {
+    Some(n) => n,
+    None => unreachable!(),
+};
 
 /// How to reach nodes. Shared by every resource of one provider configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,10 +154,13 @@ fn connect_hint(reason: &str) -> &'static str {
     }
 }
 
+/// One host's session, opened at most once even when many steps ask for it together.
+type SessionSlot = Arc<OnceCell<Arc<Session>>>;
+
 /// A pool of multiplexed SSH sessions, one per host, opened on first use.
 pub struct SshPool {
     settings: SshSettings,
-    sessions: Mutex<HashMap<(String, u16), Arc<OnceCell<Arc<Session>>>>>,
+    sessions: Mutex<HashMap<(String, u16), SessionSlot>>,
 }
 
 impl SshPool {
@@ -177,7 +185,10 @@ impl SshPool {
         b.user(self.settings.user.clone())
             .port(port)
             .connect_timeout(self.settings.connect_timeout)
-            .server_alive_interval(Duration::from_secs(15));
+            .server_alive_interval(Duration::from_secs(15))
+            // The master must not outlive the provider process by much: it exits after 60 s idle
+            // (a later command reconnects, see `run_status`).
+            .control_persist(ControlPersist::IdleFor(IDLE_SECS));
         if let Some(key) = &self.settings.private_key_path {
             if !key.is_file() {
                 return Err(SshError::Connect {
@@ -241,7 +252,7 @@ impl SshPool {
         script: &str,
         stdin: Option<StdinSource<'_>>,
     ) -> Result<RemoteOutput, SshError> {
-        match self.run_once(t, step, script, stdin.clone()).await {
+        match self.run_once(t, step, script, stdin).await {
             Err(SshError::Broken { .. }) => {
                 // A cached master may have died (host rebooted, network blip): reconnect once.
                 self.forget(t).await;
@@ -296,9 +307,9 @@ impl SshPool {
                                     reason: e.to_string(),
                                 }
                             })?;
-                            tokio::io::copy(&mut f, &mut w)
-                                .await
-                                .map_err(|e| broken(format!("uploading {}: {e}", path.display())))?;
+                            tokio::io::copy(&mut f, &mut w).await.map_err(|e| {
+                                broken(format!("uploading {}: {e}", path.display()))
+                            })?;
                         }
                     }
                     w.shutdown()
@@ -369,7 +380,9 @@ impl SshPool {
         data: StdinSource<'_>,
     ) -> Result<(), SshError> {
         let script = atomic_write_script(path, mode);
-        self.run_input(t, step, &script, Some(data)).await.map(|_| ())
+        self.run_input(t, step, &script, Some(data))
+            .await
+            .map(|_| ())
     }
 }
 
@@ -415,8 +428,10 @@ mod tests {
     #[test]
     fn hints_name_the_fix() {
         assert!(connect_hint("Permission denied (publickey).").contains("ssh_private_key_path"));
-        assert!(connect_hint("ssh: connect to host 1.2.3.4 port 22: Connection refused")
-            .contains("ssh_port"));
+        assert!(
+            connect_hint("ssh: connect to host 1.2.3.4 port 22: Connection refused")
+                .contains("ssh_port")
+        );
         assert!(connect_hint("connect to host x port 22: No route to host").contains("unreachable"));
         assert!(connect_hint("Host key verification failed.").contains("ssh_known_hosts_file"));
     }
@@ -433,7 +448,12 @@ mod tests {
             .spawn()
             .unwrap();
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(b"token: x\n").unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"token: x\n")
+            .unwrap();
         assert!(child.wait().unwrap().success());
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "token: x\n");
         use std::os::unix::fs::PermissionsExt;

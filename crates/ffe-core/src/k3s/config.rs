@@ -134,7 +134,10 @@ mod tests {
         assert_eq!(y["disable-network-policy"], Value::Bool(true));
         assert_eq!(y["disable"], strs(["traefik", "servicelb"]));
         assert_eq!(y["secrets-encryption"], Value::Bool(true));
-        assert_eq!(y["etcd-snapshot-dir"], Value::from("/mnt/backups/etcd-snapshots"));
+        assert_eq!(
+            y["etcd-snapshot-dir"],
+            Value::from("/mnt/backups/etcd-snapshots")
+        );
         assert_eq!(y["etcd-snapshot-retention"], Value::from(120));
         assert_eq!(y["node-taint"], strs(["CriticalAddonsOnly=true:NoExecute"]));
         assert_eq!(y["node-label"], strs(["ffe.io/cluster=ffe-prod"]));
@@ -146,7 +149,13 @@ mod tests {
         let y = parse(&render(&s, &s.servers[1], Role::Server, "t"));
         assert_eq!(
             y["tls-san"],
-            strs(["10.210.1.5", "10.210.1.10", "10.210.1.11", "10.210.1.12", "api.example.com"])
+            strs([
+                "10.210.1.5",
+                "10.210.1.10",
+                "10.210.1.11",
+                "10.210.1.12",
+                "api.example.com"
+            ])
         );
     }
 
@@ -160,8 +169,17 @@ mod tests {
         assert_eq!(agent["server"], Value::from("https://10.210.1.10:6443"));
         assert_eq!(agent["node-ip"], Value::from("10.210.1.20"));
         // Server-only settings never reach agents (k3s agents reject unknown server flags).
-        for key in ["tls-san", "cluster-init", "disable", "node-taint", "etcd-snapshot-dir"] {
-            assert!(agent.get(key).is_none(), "{key} leaked into an agent config");
+        for key in [
+            "tls-san",
+            "cluster-init",
+            "disable",
+            "node-taint",
+            "etcd-snapshot-dir",
+        ] {
+            assert!(
+                agent.get(key).is_none(),
+                "{key} leaked into an agent config"
+            );
         }
     }
 

@@ -71,7 +71,10 @@ impl VersionSpec {
             None => (rest, None),
         };
         let parts: Vec<&str> = core.split('.').collect();
-        if parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+        if parts
+            .iter()
+            .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+        {
             return Err(bad());
         }
         match (parts.len(), suffix) {
@@ -183,7 +186,15 @@ mod tests {
         let ex = VersionSpec::parse("v1.33.5+k3s1").unwrap();
         assert!(ex.matches("v1.33.5+k3s1"));
         assert!(!ex.matches("v1.33.5+k3s2"));
-        for bad in ["1.29", "v1", "v1.29.1", "v1.x", "latest", "v1.29+k3s1", "v1.29.1+rke2"] {
+        for bad in [
+            "1.29",
+            "v1",
+            "v1.29.1",
+            "v1.x",
+            "latest",
+            "v1.29+k3s1",
+            "v1.29.1+rke2",
+        ] {
             assert!(VersionSpec::parse(bad).is_err(), "{bad} should be rejected");
         }
     }

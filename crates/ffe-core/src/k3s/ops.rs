@@ -90,30 +90,13 @@ impl<'a> Executor<'a> {
             match stage {
                 Stage::Serial(a) => self.act(a).await?,
                 Stage::Parallel { actions, limit } => {
-                    let results: Vec<Result<(), OpsError>> = stream::iter(actions)
-                        .map(|a| self.act(a))
+                    // Futures are built eagerly: a lazy closure here trips async_trait's Send check.
+                    let futs: Vec<_> = actions.iter().map(|a| self.act(a)).collect();
+                    let results: Vec<Result<(), OpsError>> = stream::iter(futs)
                         .buffer_unordered((*limit).max(1))
                         .collect()
                         .await;
-                    let errors: Vec<String> = results
-                        .into_iter()
-                        .filter_map(|r| r.err().map(|e| e.to_string()))
-                        .collect();
-                    match errors.len() {
-                        0 => {}
-                        1 => {
-                            return Err(OpsError::Many {
-                                count: 1,
-                                details: errors.join(""),
-                            })
-                        }
-                        n => {
-                            return Err(OpsError::Many {
-                                count: n,
-                                details: errors.join("\n  - "),
-                            })
-                        }
-                    }
+                    collect_errors(results)?;
                 }
             }
         }
@@ -167,10 +150,7 @@ impl<'a> Executor<'a> {
                 format!("{}: {e}. Check the airgap_* paths", local.display()),
             )
         })?;
-        let probe = format!(
-            "sha256sum {} 2>/dev/null | cut -d' ' -f1",
-            quote(remote)
-        );
+        let probe = format!("sha256sum {} 2>/dev/null | cut -d' ' -f1", quote(remote));
         let remote_sha = self
             .pool
             .run(&n.target(), "checksum airgap file", &probe)
@@ -233,7 +213,11 @@ impl<'a> Executor<'a> {
         };
         let step = format!("install k3s {}", role.unit());
         self.pool
-            .run(&n.target(), &step, &format!("mkdir -p {NODE_WORK_DIR}; {script}"))
+            .run(
+                &n.target(),
+                &step,
+                &format!("mkdir -p {NODE_WORK_DIR}; {script}"),
+            )
             .await?;
         Ok(())
     }
@@ -280,7 +264,10 @@ impl<'a> Executor<'a> {
             self.kubectl(
                 n,
                 "delete Node object",
-                &format!("k3s kubectl delete node --ignore-not-found {}", quote(&n.name)),
+                &format!(
+                    "k3s kubectl delete node --ignore-not-found {}",
+                    quote(&n.name)
+                ),
             )
             .await?;
         }
@@ -314,11 +301,14 @@ impl<'a> Executor<'a> {
     /// Tear the whole cluster down: agents in parallel, then servers last-joined first.
     pub async fn destroy(&self) -> Result<(), OpsError> {
         let limit = self.spec.agent_parallelism.max(1);
-        let agent_results: Vec<Result<(), OpsError>> = stream::iter(&self.spec.agents)
+        let futs: Vec<_> = self
+            .spec
+            .agents
+            .iter()
             .map(|a| self.uninstall(a, Role::Agent))
-            .buffer_unordered(limit)
-            .collect()
-            .await;
+            .collect();
+        let agent_results: Vec<Result<(), OpsError>> =
+            stream::iter(futs).buffer_unordered(limit).collect().await;
         collect_errors(agent_results)?;
         for s in self.spec.servers.iter().rev() {
             self.uninstall(s, Role::Server).await?;
@@ -340,7 +330,11 @@ impl<'a> Executor<'a> {
         }
         match last_err {
             Some(e) => Err(e.into()),
-            None => Err(OpsError::step(about, step, "no other server to run kubectl on")),
+            None => Err(OpsError::step(
+                about,
+                step,
+                "no other server to run kubectl on",
+            )),
         }
     }
 
@@ -384,14 +378,10 @@ impl<'a> Executor<'a> {
 
     /// The admin kubeconfig of the first server, pointed at the API endpoint.
     pub async fn fetch_kubeconfig(&self) -> Result<String, OpsError> {
-        let first = self
-            .spec
-            .servers
-            .first()
-            .ok_or_else(|| OpsError::Many {
-                count: 0,
-                details: "no servers".into(),
-            })?;
+        let first = self.spec.servers.first().ok_or_else(|| OpsError::Many {
+            count: 0,
+            details: "no servers".into(),
+        })?;
         let raw = self
             .pool
             .run(
@@ -443,9 +433,7 @@ pub struct NodeStatus {
 /// Parse a `kubectl get nodes -o json` NodeList.
 pub fn parse_node_list(json: &str) -> Result<Vec<NodeStatus>, String> {
     let v: Json = serde_json::from_str(json).map_err(|e| format!("bad NodeList JSON: {e}"))?;
-    let items = v["items"]
-        .as_array()
-        .ok_or("NodeList has no items array")?;
+    let items = v["items"].as_array().ok_or("NodeList has no items array")?;
     Ok(items
         .iter()
         .filter_map(|item| {
@@ -479,8 +467,7 @@ pub async fn node_list(pool: &SshPool, servers: &[Node]) -> Result<Vec<NodeStatu
             .await
         {
             Ok(out) => {
-                return parse_node_list(&out)
-                    .map_err(|m| OpsError::step(s, "list nodes", m));
+                return parse_node_list(&out).map_err(|m| OpsError::step(s, "list nodes", m));
             }
             Err(e) => last = Some(e),
         }
@@ -588,7 +575,8 @@ mod tests {
 
     #[test]
     fn live_facts_parse() {
-        let n = parse_live("version=k3s version v1.33.5+k3s1 (abc)\nconfig=deadbeef\nactive=active\n");
+        let n =
+            parse_live("version=k3s version v1.33.5+k3s1 (abc)\nconfig=deadbeef\nactive=active\n");
         assert_eq!(n.version.as_deref(), Some("v1.33.5+k3s1"));
         assert_eq!(n.config_sha256.as_deref(), Some("deadbeef"));
         assert!(n.active);

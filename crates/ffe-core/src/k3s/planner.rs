@@ -99,7 +99,7 @@ pub fn check_spec(spec: &ClusterSpec) -> Result<(), PlanError> {
     if spec.servers.is_empty() {
         return Err(PlanError::NoServers);
     }
-    if spec.servers.len() % 2 == 0 {
+    if spec.servers.len().is_multiple_of(2) {
         return Err(PlanError::EvenServers {
             count: spec.servers.len(),
         });
@@ -321,7 +321,10 @@ mod tests {
     #[test]
     fn converged_cluster_plans_nothing() {
         let s = spec(3, 3);
-        assert_eq!(plan(Some(&s), &s, &converged(&s), &shas(&s)).unwrap(), vec![]);
+        assert_eq!(
+            plan(Some(&s), &s, &converged(&s), &shas(&s)).unwrap(),
+            vec![]
+        );
     }
 
     #[test]
@@ -371,7 +374,10 @@ mod tests {
         let stages = plan(Some(&prior), &desired, &converged(&prior), &shas(&desired)).unwrap();
         assert_eq!(
             stages,
-            vec![Stage::Serial(Action::Remove(prior.agents[4].clone(), Role::Agent))]
+            vec![Stage::Serial(Action::Remove(
+                prior.agents[4].clone(),
+                Role::Agent
+            ))]
         );
     }
 
@@ -402,11 +408,17 @@ mod tests {
             check_change(&five, &three),
             Err(PlanError::TooManyServerRemovals { count: 2, .. })
         ));
-        assert!(matches!(check_spec(&spec(2, 2)), Err(PlanError::EvenServers { count: 2 })));
+        assert!(matches!(
+            check_spec(&spec(2, 2)),
+            Err(PlanError::EvenServers { count: 2 })
+        ));
         assert!(matches!(check_spec(&spec(0, 2)), Err(PlanError::NoServers)));
         let mut one = spec(1, 2);
         one.servers[0] = three.servers[0].clone();
-        assert!(matches!(check_change(&three, &one), Err(PlanError::TooManyServerRemovals { .. })));
+        assert!(matches!(
+            check_change(&three, &one),
+            Err(PlanError::TooManyServerRemovals { .. })
+        ));
         let mut without_first = five.clone();
         without_first.servers.remove(0);
         without_first.servers.push(Node::new("m9", "10.210.1.99"));
@@ -416,7 +428,10 @@ mod tests {
         ));
         let mut moved = three.clone();
         moved.agents[0].address = "10.210.1.200".into();
-        assert!(matches!(check_change(&three, &moved), Err(PlanError::AddressChanged { .. })));
+        assert!(matches!(
+            check_change(&three, &moved),
+            Err(PlanError::AddressChanged { .. })
+        ));
         // Growing 3 -> 5 is fine and joins one at a time.
         assert!(check_change(&three, &five).is_ok());
         let stages = plan(Some(&three), &five, &converged(&three), &shas(&five)).unwrap();

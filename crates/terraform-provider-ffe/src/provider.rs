@@ -1,0 +1,149 @@
+//! The provider block: how to reach nodes over SSH. Configuring it dials nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ffe_core::ssh::{SshPool, SshSettings};
+use serde::{Deserialize, Serialize};
+use tf_provider::schema::{
+    AttributeConstraint::Optional, AttributeType, Block, Description, Schema,
+};
+use tf_provider::value::ValueEmpty;
+use tf_provider::{map, AttributePath, Diagnostics, DynamicDataSource, DynamicResource, Provider};
+
+use crate::resources::{cluster::ClusterResource, host::HostResource};
+use crate::schema::attr;
+use crate::values::{expand_home, opt_str, Num, Str};
+
+/// Shared by the provider and its resources; filled in by `configure`.
+#[derive(Default)]
+pub struct Ctx {
+    pool: RwLock<Option<Arc<SshPool>>>,
+}
+
+impl Ctx {
+    /// The SSH pool, or an error diagnostic when the provider was not configured.
+    pub fn pool(&self, diags: &mut Diagnostics) -> Option<Arc<SshPool>> {
+        let pool = self.pool.read().ok().and_then(|p| p.clone());
+        if pool.is_none() {
+            diags.root_error_short("the ffe provider is not configured");
+        }
+        pool
+    }
+}
+
+#[derive(Default, Clone)]
+pub struct FfeProvider {
+    ctx: Arc<Ctx>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProviderConfig {
+    pub ssh_user: Str,
+    pub ssh_port: Num,
+    pub ssh_private_key_path: Str,
+    pub ssh_known_hosts_file: Str,
+    pub ssh_connect_timeout_seconds: Num,
+}
+
+impl ProviderConfig {
+    fn settings(&self, diags: &mut Diagnostics) -> Option<SshSettings> {
+        let d = SshSettings::default();
+        let port = self.ssh_port.as_ref_option().copied().unwrap_or(22);
+        if !(1..=65535).contains(&port) {
+            diags.error_short(
+                format!("ssh_port {port} is not a TCP port: use 1-65535"),
+                AttributePath::new("ssh_port"),
+            );
+            return None;
+        }
+        let timeout = self
+            .ssh_connect_timeout_seconds
+            .as_ref_option()
+            .copied()
+            .unwrap_or(10);
+        if !(1..=300).contains(&timeout) {
+            diags.error_short(
+                "ssh_connect_timeout_seconds must be between 1 and 300",
+                AttributePath::new("ssh_connect_timeout_seconds"),
+            );
+            return None;
+        }
+        Some(SshSettings {
+            user: opt_str(&self.ssh_user).unwrap_or(d.user),
+            port: port as u16,
+            private_key_path: opt_str(&self.ssh_private_key_path).map(|p| expand_home(&p)),
+            known_hosts_file: opt_str(&self.ssh_known_hosts_file).map(|p| expand_home(&p)),
+            connect_timeout: Duration::from_secs(timeout as u64),
+            command_timeout: d.command_timeout,
+        })
+    }
+}
+
+#[async_trait]
+impl Provider for FfeProvider {
+    type Config<'a> = ProviderConfig;
+    type MetaState<'a> = ValueEmpty;
+
+    fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
+        Some(Schema {
+            version: 1,
+            block: Block {
+                version: 1,
+                description: Description::plain(
+                    "ffe-ha: HA k3s on your own machines over SSH. Configuring the provider opens no connection.",
+                ),
+                attributes: map! {
+                    "ssh_user" => attr(AttributeType::String, Optional, "SSH user on every node (default root). Other users need passwordless sudo."),
+                    "ssh_port" => attr(AttributeType::Number, Optional, "SSH port (default 22)."),
+                    "ssh_private_key_path" => attr(AttributeType::String, Optional, "Private key file. Unset: the ssh-agent and the user's default keys."),
+                    "ssh_known_hosts_file" => attr(AttributeType::String, Optional, "known_hosts file pinning every node's host key. Unset: host keys are not checked (a warning says so)."),
+                    "ssh_connect_timeout_seconds" => attr(AttributeType::Number, Optional, "Seconds to wait for an SSH connection (default 10).")
+                },
+                ..Default::default()
+            },
+        })
+    }
+
+    async fn validate<'a>(&self, diags: &mut Diagnostics, config: Self::Config<'a>) -> Option<()> {
+        config.settings(diags).map(|_| ())
+    }
+
+    async fn configure<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        _terraform_version: String,
+        config: Self::Config<'a>,
+    ) -> Option<()> {
+        let settings = config.settings(diags)?;
+        if settings.known_hosts_file.is_none() {
+            diags.root_warning(
+                "SSH host keys are not pinned",
+                "ssh_known_hosts_file is not set, so any host answering on a node's address is trusted (a man-in-the-middle could capture the cluster token). Set ssh_known_hosts_file to a known_hosts file holding each node's host key.",
+            );
+        }
+        if let Ok(mut slot) = self.ctx.pool.write() {
+            *slot = Some(Arc::new(SshPool::new(settings)));
+        }
+        Some(())
+    }
+
+    fn get_resources(
+        &self,
+        _diags: &mut Diagnostics,
+    ) -> Option<HashMap<String, Box<dyn DynamicResource>>> {
+        Some(map! {
+            "host" => HostResource { ctx: self.ctx.clone() },
+            "k3s_cluster" => ClusterResource { ctx: self.ctx.clone() }
+        })
+    }
+
+    fn get_data_sources(
+        &self,
+        _diags: &mut Diagnostics,
+    ) -> Option<HashMap<String, Box<dyn DynamicDataSource>>> {
+        Some(HashMap::new())
+    }
+}

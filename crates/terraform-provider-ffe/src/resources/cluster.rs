@@ -1,0 +1,649 @@
+//! `ffe_k3s_cluster`: HA k3s with embedded etcd across the servers, agents joined in parallel.
+//!
+//! Plan-time: quorum rules refuse dangerous server changes, and drift read over SSH shows as a
+//! diff of `node_config_sha256` / `node_versions` / `members`. Apply: ffe-core's planner orders
+//! the steps against the live cluster, so re-applies restart nothing and an interrupted apply
+//! converges when run again.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ffe_core::k3s::config::{render, sha256_hex};
+use ffe_core::k3s::ops::{self, Executor};
+use ffe_core::k3s::{planner, ClusterSpec, InstallSource, LiveCluster, Node, VersionSpec};
+use ffe_core::kubeconfig;
+use serde::{Deserialize, Serialize};
+use tf_provider::schema::{
+    AttributeConstraint::{Computed, Optional, OptionalComputed, Required},
+    AttributeType, Block, Description, Schema,
+};
+use tf_provider::value::{Value, ValueEmpty};
+use tf_provider::{map, AttributePath, Diagnostics, Resource};
+
+use crate::provider::Ctx;
+use crate::schema::{attr, node_list, secret, str_list, str_map};
+use crate::values::{
+    expand_home, list, list_unknown, map as to_btree, opt_str, str_or, to_list, to_map, Num, Str,
+    StrList, StrMap,
+};
+
+/// Marker in `node_config_sha256` / `node_versions` for a node that does not run k3s.
+const ABSENT: &str = "absent";
+
+pub struct ClusterResource {
+    pub ctx: Arc<Ctx>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeObj {
+    pub name: Str,
+    pub address: Str,
+}
+
+type NodeList = Value<Vec<Value<NodeObj>>>;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub id: Str,
+    pub cluster_name: Str,
+    pub servers: NodeList,
+    pub agents: NodeList,
+    pub kubernetes_version: Str,
+    pub api_vip: Str,
+    pub tls_san: StrList,
+    pub cluster_cidr: Str,
+    pub service_cidr: Str,
+    pub install_mode: Str,
+    pub installer_url: Str,
+    pub airgap_k3s_binary_path: Str,
+    pub airgap_images_path: Str,
+    pub airgap_installer_path: Str,
+    pub etcd_snapshot_dir: Str,
+    pub etcd_snapshot_schedule: Str,
+    pub etcd_snapshot_retention: Num,
+    pub server_taints: StrList,
+    pub node_labels: StrMap,
+    pub agent_parallelism: Num,
+    pub ready_timeout_seconds: Num,
+    pub kubeconfig_path: Str,
+    pub token: Str,
+    pub kubeconfig: Str,
+    pub api_endpoint: Str,
+    pub node_config_sha256: StrMap,
+    pub node_versions: StrMap,
+    pub members: StrList,
+}
+
+const DEFAULT_INSTALLER_URL: &str = "https://get.k3s.io";
+
+fn nodes(v: &NodeList) -> Vec<Node> {
+    v.as_ref_option()
+        .map(|l| {
+            l.iter()
+                .filter_map(|n| n.as_ref_option())
+                .map(|n| {
+                    Node::new(
+                        opt_str(&n.name).unwrap_or_default(),
+                        opt_str(&n.address).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn nodes_unknown(v: &NodeList) -> bool {
+    match v {
+        Value::Unknown => true,
+        Value::Value(l) => l.iter().any(|n| match n {
+            Value::Unknown => true,
+            Value::Value(o) => {
+                matches!(o.name, Value::Unknown) || matches!(o.address, Value::Unknown)
+            }
+            Value::Null => false,
+        }),
+        Value::Null => false,
+    }
+}
+
+impl ClusterState {
+    fn fill_defaults(&mut self) {
+        let set_str = |v: &mut Str, d: &str| {
+            if matches!(v, Value::Null) {
+                *v = Value::Value(d.to_string());
+            }
+        };
+        set_str(&mut self.cluster_cidr, "10.42.0.0/16");
+        set_str(&mut self.service_cidr, "10.43.0.0/16");
+        set_str(&mut self.install_mode, "online");
+        set_str(&mut self.installer_url, DEFAULT_INSTALLER_URL);
+        set_str(&mut self.etcd_snapshot_schedule, "0 */6 * * *");
+        let set_num = |v: &mut Num, d: i64| {
+            if matches!(v, Value::Null) {
+                *v = Value::Value(d);
+            }
+        };
+        set_num(&mut self.etcd_snapshot_retention, 28);
+        set_num(&mut self.agent_parallelism, 5);
+        set_num(&mut self.ready_timeout_seconds, 300);
+        if matches!(self.agents, Value::Null) {
+            self.agents = Value::Value(vec![]);
+        }
+        if matches!(self.tls_san, Value::Null) {
+            self.tls_san = to_list(vec![]);
+        }
+        if matches!(self.server_taints, Value::Null) {
+            self.server_taints = to_list(vec!["CriticalAddonsOnly=true:NoExecute".to_string()]);
+        }
+        if matches!(self.node_labels, Value::Null) {
+            self.node_labels = to_map(vec![]);
+        }
+    }
+
+    /// Everything needed to build the spec is known (not waiting on other resources).
+    fn spec_known(&self) -> bool {
+        !nodes_unknown(&self.servers)
+            && !nodes_unknown(&self.agents)
+            && !list_unknown(&self.tls_san)
+            && !list_unknown(&self.server_taints)
+            && ![
+                &self.cluster_name,
+                &self.kubernetes_version,
+                &self.api_vip,
+                &self.etcd_snapshot_dir,
+                &self.install_mode,
+            ]
+            .iter()
+            .any(|v| matches!(v, Value::Unknown))
+    }
+
+    fn spec(&self) -> Result<ClusterSpec, (String, &'static str)> {
+        let version = VersionSpec::parse(&opt_str(&self.kubernetes_version).unwrap_or_default())
+            .map_err(|e| (e, "kubernetes_version"))?;
+        let install = match str_or(&self.install_mode, "online").as_str() {
+            "online" => InstallSource::Online {
+                installer_url: str_or(&self.installer_url, DEFAULT_INSTALLER_URL),
+            },
+            "airgap" => {
+                let need = |v: &Str, attr: &'static str| {
+                    opt_str(v).map(|p| expand_home(&p)).ok_or((
+                        format!("install_mode = \"airgap\" needs {attr}: the path of the file on this machine"),
+                        attr,
+                    ))
+                };
+                InstallSource::Airgap {
+                    k3s_binary: need(&self.airgap_k3s_binary_path, "airgap_k3s_binary_path")?,
+                    installer: need(&self.airgap_installer_path, "airgap_installer_path")?,
+                    images: opt_str(&self.airgap_images_path).map(|p| expand_home(&p)),
+                }
+            }
+            other => {
+                return Err((
+                    format!("install_mode {other:?} must be \"online\" or \"airgap\""),
+                    "install_mode",
+                ))
+            }
+        };
+        let parallelism = self.agent_parallelism.as_ref_option().copied().unwrap_or(5);
+        if !(1..=20).contains(&parallelism) {
+            return Err((
+                "agent_parallelism must be between 1 and 20".into(),
+                "agent_parallelism",
+            ));
+        }
+        let retention = self
+            .etcd_snapshot_retention
+            .as_ref_option()
+            .copied()
+            .unwrap_or(28);
+        if retention < 1 {
+            return Err((
+                "etcd_snapshot_retention must be at least 1".into(),
+                "etcd_snapshot_retention",
+            ));
+        }
+        Ok(ClusterSpec {
+            cluster_name: opt_str(&self.cluster_name).unwrap_or_default(),
+            servers: nodes(&self.servers),
+            agents: nodes(&self.agents),
+            version,
+            api_vip: opt_str(&self.api_vip),
+            tls_san: list(&self.tls_san),
+            cluster_cidr: str_or(&self.cluster_cidr, "10.42.0.0/16"),
+            service_cidr: str_or(&self.service_cidr, "10.43.0.0/16"),
+            install,
+            etcd_snapshot_dir: opt_str(&self.etcd_snapshot_dir).unwrap_or_default(),
+            etcd_snapshot_schedule: str_or(&self.etcd_snapshot_schedule, "0 */6 * * *"),
+            etcd_snapshot_retention: retention as u32,
+            server_taints: list(&self.server_taints),
+            node_labels: to_btree(&self.node_labels),
+            agent_parallelism: parallelism as usize,
+        })
+    }
+
+    fn ready_timeout(&self) -> Duration {
+        Duration::from_secs(
+            self.ready_timeout_seconds
+                .as_ref_option()
+                .copied()
+                .unwrap_or(300)
+                .max(1) as u64,
+        )
+    }
+
+    fn kubeconfig_file(&self) -> Option<PathBuf> {
+        opt_str(&self.kubeconfig_path).map(|p| expand_home(&p))
+    }
+}
+
+fn spec_or_diag(state: &ClusterState, diags: &mut Diagnostics) -> Option<ClusterSpec> {
+    match state.spec() {
+        Ok(s) => Some(s),
+        Err((msg, attr)) => {
+            diags.error_short(msg, AttributePath::new(attr));
+            None
+        }
+    }
+}
+
+/// sha256 of each node's rendered config.
+fn wanted_shas(spec: &ClusterSpec, token: &str) -> BTreeMap<String, String> {
+    spec.all_nodes()
+        .map(|(n, role)| {
+            (
+                n.name.clone(),
+                sha256_hex(render(spec, n, role, token).as_bytes()),
+            )
+        })
+        .collect()
+}
+
+fn member_names(spec: &ClusterSpec) -> Vec<String> {
+    let mut names: Vec<String> = spec.all_nodes().map(|(n, _)| n.name.clone()).collect();
+    names.sort();
+    names
+}
+
+fn live_maps(spec: &ClusterSpec, live: &LiveCluster) -> (StrMap, StrMap, StrList) {
+    let mut shas = vec![];
+    let mut versions = vec![];
+    for (n, _) in spec.all_nodes() {
+        let l = live.nodes.get(&n.name).cloned().unwrap_or_default();
+        let member = l.active && live.ready_members.contains(&n.name);
+        shas.push((
+            n.name.clone(),
+            l.config_sha256
+                .filter(|_| member)
+                .unwrap_or_else(|| ABSENT.into()),
+        ));
+        versions.push((
+            n.name.clone(),
+            l.version
+                .filter(|_| member)
+                .unwrap_or_else(|| ABSENT.into()),
+        ));
+    }
+    let mut members: Vec<String> = live
+        .ready_members
+        .iter()
+        .filter(|m| spec.role_of(m).is_some())
+        .cloned()
+        .collect();
+    members.sort();
+    (to_map(shas), to_map(versions), to_list(members))
+}
+
+fn new_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+impl ClusterResource {
+    /// Plan against the live cluster and carry it out. Returns the applied state.
+    async fn apply(
+        &self,
+        diags: &mut Diagnostics,
+        prior: Option<&ClusterState>,
+        planned: ClusterState,
+    ) -> Option<ClusterState> {
+        let pool = self.ctx.pool(diags)?;
+        let spec = spec_or_diag(&planned, diags)?;
+        let prior_spec = match prior {
+            Some(p) => Some(spec_or_diag(p, diags)?),
+            None => None,
+        };
+        let token = match prior.and_then(|p| opt_str(&p.token)) {
+            Some(t) => t,
+            // A create that was interrupted left k3s on the first server: keep its token.
+            None => ops::existing_token(&pool, &spec)
+                .await
+                .unwrap_or_else(new_token),
+        };
+        let (live, read_warnings) = ops::read_live(&pool, &spec).await;
+        for w in read_warnings {
+            tracing::info!("while reading the cluster before apply: {w}");
+        }
+        let shas = wanted_shas(&spec, &token);
+        let stages = match planner::plan(prior_spec.as_ref(), &spec, &live, &shas) {
+            Ok(s) => s,
+            Err(e) => {
+                diags.root_error("refused cluster change", e.to_string());
+                return None;
+            }
+        };
+        let mut exec = Executor::new(&pool, &spec, &token);
+        exec.ready_timeout = planned.ready_timeout();
+        let result = exec.run(&stages).await;
+        for w in exec.warnings.lock().map(|w| w.clone()).unwrap_or_default() {
+            diags.root_warning("k3s cluster", w);
+        }
+        if let Err(e) = result {
+            diags.root_error(
+                "k3s cluster change failed",
+                format!("{e}\nNothing that finished is undone; fix the cause and run `terraform apply` again: it continues from where it stopped."),
+            );
+            return None;
+        }
+        let fetched = exec.kubeconfig.lock().ok().and_then(|mut k| k.take());
+        let kubeconfig = match (fetched, prior.and_then(|p| opt_str(&p.kubeconfig))) {
+            (Some(k), _) => k,
+            (None, Some(k))
+                if prior.and_then(|p| opt_str(&p.api_endpoint)) == Some(spec.api_endpoint()) =>
+            {
+                k
+            }
+            _ => match exec.fetch_kubeconfig().await {
+                Ok(k) => k,
+                Err(e) => {
+                    diags.root_error("reading the admin kubeconfig failed", e.to_string());
+                    return None;
+                }
+            },
+        };
+        if let Some(path) = planned.kubeconfig_file() {
+            if let Err(e) = kubeconfig::write_private(&path, &kubeconfig) {
+                diags.error_short(e.to_string(), AttributePath::new("kubeconfig_path"));
+                return None;
+            }
+        }
+        let (live_after, _) = ops::read_live(&pool, &spec).await;
+        let (_, versions, _) = live_maps(&spec, &live_after);
+        let mut s = planned;
+        s.id = Value::Value(spec.cluster_name.clone());
+        s.token = Value::Value(token);
+        s.kubeconfig = Value::Value(kubeconfig);
+        s.api_endpoint = Value::Value(spec.api_endpoint());
+        s.node_config_sha256 = to_map(shas);
+        s.node_versions = versions;
+        s.members = to_list(member_names(&spec));
+        Some(s)
+    }
+}
+
+#[async_trait]
+impl Resource for ClusterResource {
+    type State<'a> = ClusterState;
+    type PrivateState<'a> = ValueEmpty;
+    type ProviderMetaState<'a> = ValueEmpty;
+
+    fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
+        Some(Schema {
+            version: 1,
+            block: Block {
+                version: 1,
+                description: Description::plain("An HA k3s cluster with embedded etcd: the first server initialises etcd, the others join one at a time, agents join in parallel."),
+                attributes: map! {
+                    "id" => attr(AttributeType::String, Computed, "The cluster name."),
+                    "cluster_name" => attr(AttributeType::String, Required, "Cluster name; names the kubeconfig's cluster, user and context."),
+                    "servers" => attr(node_list(), Required, "Control-plane + etcd nodes, in join order (odd count). The first initialises the cluster."),
+                    "agents" => attr(node_list(), OptionalComputed, "Worker nodes."),
+                    "kubernetes_version" => attr(AttributeType::String, Required, "k3s channel (\"v1.33\") or release (\"v1.33.5+k3s1\")."),
+                    "api_vip" => attr(AttributeType::String, Optional, "Virtual IP of the API server (served by kube-vip); added to the certificate and used in the kubeconfig."),
+                    "tls_san" => attr(str_list(), OptionalComputed, "Extra names/addresses for the API certificate."),
+                    "cluster_cidr" => attr(AttributeType::String, OptionalComputed, "Pod network (default 10.42.0.0/16)."),
+                    "service_cidr" => attr(AttributeType::String, OptionalComputed, "Service network (default 10.43.0.0/16)."),
+                    "install_mode" => attr(AttributeType::String, OptionalComputed, "\"online\" (official installer) or \"airgap\" (files uploaded from this machine)."),
+                    "installer_url" => attr(AttributeType::String, OptionalComputed, "Installer script URL for online mode."),
+                    "airgap_k3s_binary_path" => attr(AttributeType::String, Optional, "Air-gap: local path of the k3s binary."),
+                    "airgap_images_path" => attr(AttributeType::String, Optional, "Air-gap: local path of the images tarball."),
+                    "airgap_installer_path" => attr(AttributeType::String, Optional, "Air-gap: local path of the k3s install.sh."),
+                    "etcd_snapshot_dir" => attr(AttributeType::String, Required, "Where servers write etcd snapshots (on the backup share)."),
+                    "etcd_snapshot_schedule" => attr(AttributeType::String, OptionalComputed, "Cron schedule of etcd snapshots."),
+                    "etcd_snapshot_retention" => attr(AttributeType::Number, OptionalComputed, "Snapshots kept per server."),
+                    "server_taints" => attr(str_list(), OptionalComputed, "Taints on servers (default CriticalAddonsOnly=true:NoExecute keeps workloads on agents)."),
+                    "node_labels" => attr(str_map(), OptionalComputed, "Labels on every node."),
+                    "agent_parallelism" => attr(AttributeType::Number, OptionalComputed, "Agents joined at once (1-20, default 5)."),
+                    "ready_timeout_seconds" => attr(AttributeType::Number, OptionalComputed, "How long a node may take to become Ready (default 300)."),
+                    "kubeconfig_path" => attr(AttributeType::String, Optional, "Local file the admin kubeconfig is written to (mode 0600)."),
+                    "token" => secret(AttributeType::String, Computed, "Cluster join token."),
+                    "kubeconfig" => secret(AttributeType::String, Computed, "Admin kubeconfig, server = api_endpoint."),
+                    "api_endpoint" => attr(AttributeType::String, Computed, "https://<api_vip or first server>:6443"),
+                    "node_config_sha256" => attr(str_map(), Computed, "sha256 of each node's k3s config (\"absent\" when k3s is not running there)."),
+                    "node_versions" => attr(str_map(), Computed, "k3s version installed on each node."),
+                    "members" => attr(str_list(), Computed, "Nodes that are Ready members of the cluster.")
+                },
+                ..Default::default()
+            },
+        })
+    }
+
+    async fn validate<'a>(&self, diags: &mut Diagnostics, c: Self::State<'a>) -> Option<()> {
+        if let Value::Value(v) = &c.kubernetes_version {
+            if let Err(e) = VersionSpec::parse(v) {
+                diags.error_short(e, AttributePath::new("kubernetes_version"));
+            }
+        }
+        if let Value::Value(p) = &c.agent_parallelism {
+            if !(1..=20).contains(p) {
+                diags.error_short(
+                    "agent_parallelism must be between 1 and 20",
+                    AttributePath::new("agent_parallelism"),
+                );
+            }
+        }
+        if let Value::Value(m) = &c.install_mode {
+            if m == "airgap" {
+                for (v, name) in [
+                    (&c.airgap_k3s_binary_path, "airgap_k3s_binary_path"),
+                    (&c.airgap_installer_path, "airgap_installer_path"),
+                ] {
+                    if matches!(v, Value::Null) {
+                        diags.error_short(
+                            format!("install_mode = \"airgap\" needs {name}"),
+                            AttributePath::new(name),
+                        );
+                    }
+                }
+            } else if m != "online" {
+                diags.error_short(
+                    "install_mode must be \"online\" or \"airgap\"",
+                    AttributePath::new("install_mode"),
+                );
+            }
+        }
+        if !nodes_unknown(&c.servers) && !nodes_unknown(&c.agents) {
+            let mut probe = c.clone();
+            probe.fill_defaults();
+            if let Ok(spec) = probe.spec() {
+                if let Err(e) = planner::check_spec(&spec) {
+                    diags.error_short(e.to_string(), AttributePath::new("servers"));
+                }
+            }
+        }
+        if diags.errors.is_empty() {
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    async fn read<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        mut state: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        let pool = self.ctx.pool(diags)?;
+        let spec = spec_or_diag(&state, diags)?;
+        let (live, warnings) = ops::read_live(&pool, &spec).await;
+        for w in warnings {
+            diags.root_warning("k3s cluster: a node could not be read", w);
+        }
+        let (shas, versions, members) = live_maps(&spec, &live);
+        state.node_config_sha256 = shas;
+        state.node_versions = versions;
+        state.members = members;
+        Some((state, private))
+    }
+
+    async fn plan_create<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        proposed: Self::State<'a>,
+        _config: Self::State<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        let mut s = proposed;
+        s.fill_defaults();
+        if s.spec_known() {
+            let spec = spec_or_diag(&s, diags)?;
+            if let Err(e) = planner::check_spec(&spec) {
+                diags.error_short(e.to_string(), AttributePath::new("servers"));
+                return None;
+            }
+            s.api_endpoint = Value::Value(spec.api_endpoint());
+            s.members = to_list(member_names(&spec));
+        } else {
+            s.api_endpoint = Value::Unknown;
+            s.members = Value::Unknown;
+        }
+        s.id = Value::Unknown;
+        s.token = Value::Unknown;
+        s.kubeconfig = Value::Unknown;
+        s.node_config_sha256 = Value::Unknown;
+        s.node_versions = Value::Unknown;
+        Some((s, ValueEmpty::default()))
+    }
+
+    async fn plan_update<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        prior: Self::State<'a>,
+        proposed: Self::State<'a>,
+        _config: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
+        let mut s = proposed;
+        s.fill_defaults();
+        if !s.spec_known() {
+            s.node_config_sha256 = Value::Unknown;
+            s.node_versions = Value::Unknown;
+            s.members = Value::Unknown;
+            s.api_endpoint = Value::Unknown;
+            return Some((s, private, vec![]));
+        }
+        let spec = spec_or_diag(&s, diags)?;
+        let prior_spec = spec_or_diag(&prior, diags)?;
+        // Quorum rules: refuse before anything runs.
+        if let Err(e) = planner::check_change(&prior_spec, &spec) {
+            diags.error_short(e.to_string(), AttributePath::new("servers"));
+            return None;
+        }
+        let token = opt_str(&prior.token).unwrap_or_default();
+        s.node_config_sha256 = to_map(wanted_shas(&spec, &token));
+        s.members = to_list(member_names(&spec));
+        s.api_endpoint = Value::Value(spec.api_endpoint());
+        let prior_versions = to_btree(&prior.node_versions);
+        let versions_ok = spec.all_nodes().all(|(n, _)| {
+            prior_versions
+                .get(&n.name)
+                .is_some_and(|v| spec.version.matches(v))
+        });
+        s.node_versions = if versions_ok {
+            to_map(spec.all_nodes().map(|(n, _)| {
+                (
+                    n.name.clone(),
+                    prior_versions.get(&n.name).cloned().unwrap_or_default(),
+                )
+            }))
+        } else {
+            Value::Unknown
+        };
+        if spec.api_endpoint() != opt_str(&prior.api_endpoint).unwrap_or_default()
+            || spec.cluster_name != opt_str(&prior.cluster_name).unwrap_or_default()
+        {
+            s.kubeconfig = Value::Unknown;
+        }
+        Some((s, private, vec![]))
+    }
+
+    async fn plan_destroy<'a>(
+        &self,
+        _diags: &mut Diagnostics,
+        _prior: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<Self::PrivateState<'a>> {
+        Some(private)
+    }
+
+    async fn create<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        planned: Self::State<'a>,
+        _config: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        self.apply(diags, None, planned).await.map(|s| (s, private))
+    }
+
+    async fn update<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        prior: Self::State<'a>,
+        planned: Self::State<'a>,
+        _config: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        self.apply(diags, Some(&prior), planned)
+            .await
+            .map(|s| (s, private))
+    }
+
+    async fn destroy<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        state: Self::State<'a>,
+        _private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<()> {
+        let pool = self.ctx.pool(diags)?;
+        let spec = spec_or_diag(&state, diags)?;
+        let token = opt_str(&state.token).unwrap_or_default();
+        let exec = Executor::new(&pool, &spec, &token);
+        let result = exec.destroy().await;
+        for w in exec.warnings.lock().map(|w| w.clone()).unwrap_or_default() {
+            diags.root_warning("k3s cluster", w);
+        }
+        if let Err(e) = result {
+            diags.root_error(
+                "uninstalling k3s failed",
+                format!("{e}\nFix the cause and run `terraform destroy` again."),
+            );
+            return None;
+        }
+        if let Some(path) = state.kubeconfig_file() {
+            let _ = std::fs::remove_file(path);
+        }
+        Some(())
+    }
+}

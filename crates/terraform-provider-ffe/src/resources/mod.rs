@@ -1,0 +1,3 @@
+//! The provider's resources. Each maps Terraform values to ffe-core and back; no logic of its own.
+pub mod cluster;
+pub mod host;
