@@ -3,5 +3,6 @@
 pub mod host;
 pub mod k3s;
 pub mod kubeconfig;
+pub mod manifests;
 pub mod shell;
 pub mod ssh;

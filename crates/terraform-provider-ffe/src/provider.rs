@@ -13,7 +13,9 @@ use tf_provider::schema::{
 use tf_provider::value::ValueEmpty;
 use tf_provider::{map, AttributePath, Diagnostics, DynamicDataSource, DynamicResource, Provider};
 
-use crate::resources::{cluster::ClusterResource, host::HostResource};
+use crate::resources::{
+    cluster::ClusterResource, host::HostResource, manifests::ManifestsResource,
+};
 use crate::schema::attr;
 use crate::values::{expand_home, opt_str, Num, Str};
 
@@ -136,7 +138,8 @@ impl Provider for FfeProvider {
     ) -> Option<HashMap<String, Box<dyn DynamicResource>>> {
         Some(map! {
             "host" => HostResource { ctx: self.ctx.clone() },
-            "k3s_cluster" => ClusterResource { ctx: self.ctx.clone() }
+            "k3s_cluster" => ClusterResource { ctx: self.ctx.clone() },
+            "manifests" => ManifestsResource { ctx: self.ctx.clone() }
         })
     }
 

@@ -43,7 +43,7 @@ pub struct NodeObj {
     pub address: Str,
 }
 
-type NodeList = Value<Vec<Value<NodeObj>>>;
+pub type NodeList = Value<Vec<Value<NodeObj>>>;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ClusterState {
@@ -79,7 +79,7 @@ pub struct ClusterState {
 
 const DEFAULT_INSTALLER_URL: &str = "https://get.k3s.io";
 
-fn nodes(v: &NodeList) -> Vec<Node> {
+pub fn nodes(v: &NodeList) -> Vec<Node> {
     v.as_ref_option()
         .map(|l| {
             l.iter()
@@ -95,7 +95,7 @@ fn nodes(v: &NodeList) -> Vec<Node> {
         .unwrap_or_default()
 }
 
-fn nodes_unknown(v: &NodeList) -> bool {
+pub fn nodes_unknown(v: &NodeList) -> bool {
     match v {
         Value::Unknown => true,
         Value::Value(l) => l.iter().any(|n| match n {

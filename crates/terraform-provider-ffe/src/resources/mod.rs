@@ -1,3 +1,4 @@
 //! The provider's resources. Each maps Terraform values to ffe-core and back; no logic of its own.
 pub mod cluster;
 pub mod host;
+pub mod manifests;

@@ -1,0 +1,446 @@
+//! Add-on bundles delivered through k3s's auto-deploy directory.
+//!
+//! k3s applies every file in `/var/lib/rancher/k3s/server/manifests/` but neither syncs that
+//! directory between servers nor deletes objects when a file disappears. So a bundle is written
+//! to every server (atomically, so k3s never reads half a file), and a file removed from a bundle
+//! first has its objects deleted through the API, then disappears from every server.
+
+use std::collections::BTreeMap;
+
+use futures::stream::{self, StreamExt};
+
+use crate::k3s::config::sha256_hex;
+use crate::k3s::Node;
+use crate::shell::quote;
+use crate::ssh::{SshError, SshPool, StdinSource};
+
+pub const MANIFEST_DIR: &str = "/var/lib/rancher/k3s/server/manifests";
+
+/// Marker in `checksums` for a file that is missing on at least one server.
+pub const MISSING: &str = "missing";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest file name {name:?} must be lowercase letters, digits, '.', '_' or '-', ending in .yaml or .yml")]
+    BadFileName { name: String },
+    #[error("{file}: line {line}, column {column}: {message}")]
+    Yaml {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{file}: document {doc} (starting at line {line}): {message}")]
+    Document {
+        file: String,
+        doc: usize,
+        line: usize,
+        message: String,
+    },
+    #[error("{file}: contains no Kubernetes object")]
+    Empty { file: String },
+}
+
+fn valid_file_name(name: &str) -> bool {
+    (name.ends_with(".yaml") || name.ends_with(".yml"))
+        && name.len() <= 200
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && !name.starts_with('.')
+}
+
+/// Check that `text` is YAML holding one or more Kubernetes objects (apiVersion, kind,
+/// metadata.name). Errors name the file and the line.
+pub fn validate(file: &str, text: &str) -> Result<usize, ManifestError> {
+    if !valid_file_name(file) {
+        return Err(ManifestError::BadFileName { name: file.into() });
+    }
+    let mut count = 0;
+    // Split on document markers ourselves so each document's starting line is known.
+    let mut docs: Vec<(usize, String)> = vec![(1, String::new())];
+    for (i, line) in text.lines().enumerate() {
+        if line.trim_end() == "---" || line.starts_with("--- ") {
+            docs.push((i + 2, String::new()));
+        } else if let Some((_, buf)) = docs.last_mut() {
+            buf.push_str(line);
+            buf.push('\n');
+        }
+    }
+    for (idx, (start, body)) in docs.iter().enumerate() {
+        let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(body).map_err(|e| {
+            let (line, column) = e
+                .location()
+                .map(|l| (l.line() + start - 1, l.column()))
+                .unwrap_or((*start, 0));
+            ManifestError::Yaml {
+                file: file.into(),
+                line,
+                column,
+                message: e.to_string(),
+            }
+        })?;
+        if value.is_null() {
+            continue;
+        }
+        let doc_err = |message: &str| ManifestError::Document {
+            file: file.into(),
+            doc: idx + 1,
+            line: *start,
+            message: message.into(),
+        };
+        let m = value
+            .as_mapping()
+            .ok_or_else(|| doc_err("is not a mapping (a Kubernetes object)"))?;
+        for key in ["apiVersion", "kind"] {
+            if m.get(key)
+                .and_then(|v| v.as_str())
+                .is_none_or(str::is_empty)
+            {
+                return Err(doc_err(&format!("has no {key}")));
+            }
+        }
+        if value["metadata"]["name"].as_str().is_none_or(str::is_empty) {
+            return Err(doc_err("has no metadata.name"));
+        }
+        count += 1;
+    }
+    if count == 0 {
+        return Err(ManifestError::Empty { file: file.into() });
+    }
+    Ok(count)
+}
+
+/// Where a bundle's file lives on a server. The bundle prefix keeps bundles apart and lets
+/// strays of a bundle be found.
+pub fn remote_path(bundle: &str, file: &str) -> String {
+    format!("{MANIFEST_DIR}/ffe-{bundle}--{file}")
+}
+
+/// sha256 of every file's content.
+pub fn checksums(files: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    files
+        .iter()
+        .map(|(f, text)| (f.clone(), sha256_hex(text.as_bytes())))
+        .collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error("{0}")]
+    Many(String),
+}
+
+/// What each file looks like across the servers: its sha256 when identical on every server,
+/// otherwise [`MISSING`] or `differs on <server>`. Unreachable servers are reported apart.
+pub async fn read(
+    pool: &SshPool,
+    servers: &[Node],
+    bundle: &str,
+    files: &[String],
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let script: String = files
+        .iter()
+        .map(|f| {
+            format!(
+                "echo \"{f}=$(sha256sum {p} 2>/dev/null | cut -d' ' -f1)\"; ",
+                p = quote(&remote_path(bundle, f))
+            )
+        })
+        .collect();
+    let futs: Vec<_> = servers
+        .iter()
+        .map(|s| {
+            let script = script.clone();
+            async move {
+                let r = pool
+                    .run(&s.target(), "read manifest checksums", &script)
+                    .await;
+                (s.name.clone(), r)
+            }
+        })
+        .collect();
+    let results: Vec<(String, Result<String, SshError>)> =
+        stream::iter(futs).buffer_unordered(8).collect().await;
+    let mut per_file: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut warnings = vec![];
+    for (server, r) in results {
+        match r {
+            Ok(out) => {
+                for line in out.lines() {
+                    if let Some((f, sha)) = line.split_once('=') {
+                        per_file
+                            .entry(f.to_string())
+                            .or_default()
+                            .push((server.clone(), sha.trim().to_string()));
+                    }
+                }
+            }
+            Err(e) => warnings.push(e.to_string()),
+        }
+    }
+    let state = files
+        .iter()
+        .map(|f| {
+            let seen = per_file.get(f).cloned().unwrap_or_default();
+            let value = if seen.iter().any(|(_, sha)| sha.is_empty()) || seen.is_empty() {
+                MISSING.to_string()
+            } else if seen.windows(2).any(|w| w[0].1 != w[1].1) {
+                let mut servers: Vec<String> = seen.iter().map(|(s, _)| s.clone()).collect();
+                servers.sort();
+                format!("differs across {}", servers.join(", "))
+            } else {
+                seen[0].1.clone()
+            };
+            (f.clone(), value)
+        })
+        .collect();
+    (state, warnings)
+}
+
+/// Write every file of `files` to every server (atomically), all servers in parallel.
+pub async fn write_all(
+    pool: &SshPool,
+    servers: &[Node],
+    bundle: &str,
+    files: &BTreeMap<String, String>,
+) -> Result<(), BundleError> {
+    let futs: Vec<_> = servers
+        .iter()
+        .map(|s| async move {
+            for (f, text) in files {
+                pool.write_file(
+                    &s.target(),
+                    &format!("write manifest {f}"),
+                    &remote_path(bundle, f),
+                    0o600,
+                    StdinSource::Bytes(text.as_bytes()),
+                )
+                .await?;
+            }
+            Ok::<_, SshError>(())
+        })
+        .collect();
+    let errors: Vec<String> = stream::iter(futs)
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| e.to_string()))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(BundleError::Many(errors.join("\n")))
+    }
+}
+
+/// Delete the objects `files` created (through the API, on the first server that answers),
+/// then remove the files from every server.
+pub async fn remove(
+    pool: &SshPool,
+    servers: &[Node],
+    bundle: &str,
+    files: &BTreeMap<String, String>,
+) -> Result<Vec<String>, BundleError> {
+    let mut warnings = vec![];
+    if files.is_empty() {
+        return Ok(warnings);
+    }
+    let mut all = String::new();
+    for text in files.values() {
+        all.push_str("---\n");
+        all.push_str(text);
+        all.push('\n');
+    }
+    let mut deleted = false;
+    let mut last = None;
+    for s in servers {
+        match pool
+            .run_input(
+                &s.target(),
+                "delete removed manifests' objects",
+                "k3s kubectl delete --ignore-not-found --wait=false -f -",
+                Some(StdinSource::Bytes(all.as_bytes())),
+            )
+            .await
+        {
+            Ok(_) => {
+                deleted = true;
+                break;
+            }
+            Err(e) if e.is_unreachable() => last = Some(e),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !deleted {
+        return Err(BundleError::Many(format!(
+            "no server could delete the objects of {}: {}",
+            files.keys().cloned().collect::<Vec<_>>().join(", "),
+            last.map(|e| e.to_string()).unwrap_or_default()
+        )));
+    }
+    let rm: Vec<String> = files
+        .keys()
+        .map(|f| quote(&remote_path(bundle, f)))
+        .collect();
+    let script = format!("rm -f {}", rm.join(" "));
+    for s in servers {
+        if let Err(e) = pool
+            .run(&s.target(), "remove manifest files", &script)
+            .await
+        {
+            if e.is_unreachable() {
+                warnings.push(format!(
+                    "{}: could not remove {} ({e}); remove them by hand or k3s re-creates their objects when it restarts",
+                    s.target(),
+                    rm.join(" ")
+                ));
+            } else {
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(warnings)
+}
+
+/// One readiness condition to wait for after a bundle is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitFor {
+    pub kind: String,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub condition: String,
+}
+
+impl WaitFor {
+    fn command(&self, timeout_secs: u64) -> String {
+        let ns = self
+            .namespace
+            .as_deref()
+            .map(|n| format!(" -n {}", quote(n)))
+            .unwrap_or_default();
+        format!(
+            "k3s kubectl wait{ns} --for=condition={} --timeout={timeout_secs}s {}/{}",
+            quote(&self.condition),
+            quote(&self.kind),
+            quote(&self.name)
+        )
+    }
+}
+
+/// Wait for every condition, through the first server that answers.
+pub async fn wait(
+    pool: &SshPool,
+    servers: &[Node],
+    conditions: &[WaitFor],
+    timeout_secs: u64,
+) -> Result<(), BundleError> {
+    for c in conditions {
+        let mut ok = false;
+        let mut last = String::new();
+        for s in servers {
+            match pool
+                .run(&s.target(), &format!("wait for {}/{} {}", c.kind, c.name, c.condition), &c.command(timeout_secs))
+                .await
+            {
+                Ok(_) => {
+                    ok = true;
+                    break;
+                }
+                Err(e) if e.is_unreachable() => last = e.to_string(),
+                Err(e) => {
+                    return Err(BundleError::Many(format!(
+                        "{e}\n{}/{} did not reach condition {} within {timeout_secs} s: check `kubectl describe {} {}`",
+                        c.kind, c.name, c.condition, c.kind, c.name
+                    )))
+                }
+            }
+        }
+        if !ok {
+            return Err(BundleError::Many(format!("no server answered: {last}")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_multi_document_file_counts_objects() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ffe\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: vault\n---\n";
+        assert_eq!(validate("namespaces.yaml", text), Ok(2));
+    }
+
+    #[test]
+    fn broken_yaml_names_file_and_line() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ffe\n---\napiVersion: v1\nkind: [unclosed\n";
+        match validate("ns.yaml", text) {
+            Err(ManifestError::Yaml { file, line, .. }) => {
+                assert_eq!(file, "ns.yaml");
+                assert!((7..=8).contains(&line), "line {line}");
+            }
+            other => panic!("expected a YAML error, got {other:?}"),
+        }
+        let msg = validate("ns.yaml", text).unwrap_err().to_string();
+        assert!(msg.starts_with("ns.yaml: line "), "{msg}");
+    }
+
+    #[test]
+    fn objects_need_kind_and_name() {
+        assert!(matches!(
+            validate("a.yaml", "apiVersion: v1\nmetadata:\n  name: x\n"),
+            Err(ManifestError::Document { .. })
+        ));
+        assert!(matches!(
+            validate("a.yaml", "apiVersion: v1\nkind: ConfigMap\n"),
+            Err(ManifestError::Document { .. })
+        ));
+        assert!(matches!(
+            validate("a.yaml", "- 1\n- 2\n"),
+            Err(ManifestError::Document { .. })
+        ));
+        assert!(matches!(
+            validate("a.yaml", "# nothing\n"),
+            Err(ManifestError::Empty { .. })
+        ));
+    }
+
+    #[test]
+    fn file_names_are_restricted() {
+        assert!(matches!(
+            validate("../etc/passwd.yaml", "x"),
+            Err(ManifestError::BadFileName { .. })
+        ));
+        assert!(matches!(
+            validate("Calico.yaml", "x"),
+            Err(ManifestError::BadFileName { .. })
+        ));
+        assert!(matches!(
+            validate("calico.json", "x"),
+            Err(ManifestError::BadFileName { .. })
+        ));
+        assert_eq!(
+            remote_path("cni", "calico.yaml"),
+            "/var/lib/rancher/k3s/server/manifests/ffe-cni--calico.yaml"
+        );
+    }
+
+    #[test]
+    fn wait_command_is_quoted() {
+        let w = WaitFor {
+            kind: "deployment".into(),
+            name: "tigera-operator".into(),
+            namespace: Some("tigera-operator".into()),
+            condition: "Available".into(),
+        };
+        assert_eq!(
+            w.command(60),
+            "k3s kubectl wait -n tigera-operator --for=condition=Available --timeout=60s deployment/tigera-operator"
+        );
+    }
+}

@@ -1,0 +1,438 @@
+//! `k3s kubectl` / `kubectl`: the small part of the API the provider uses, answered from the
+//! datastore. Works only on a host whose k3s server unit is active.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use serde_json::{json, Value};
+
+use super::datastore::{NodeState, Role};
+use super::units::UnitsState;
+use super::{HostEnv, Outcome, StandinError};
+
+fn failed(msg: impl Into<String>) -> StandinError {
+    StandinError::failed(1, msg)
+}
+
+/// Flags that take a value (as a separate word) in the subset we accept.
+const VALUE_FLAGS: &[&str] = &[
+    "--kubeconfig",
+    "-n",
+    "--namespace",
+    "-o",
+    "--output",
+    "-f",
+    "--filename",
+    "--timeout",
+    "--grace-period",
+    "--request-timeout",
+    "-l",
+    "--selector",
+    "--context",
+    "--field-manager",
+    "--for",
+    "--raw",
+    "--pod-selector",
+];
+
+#[derive(Debug, Default)]
+struct Parsed {
+    positional: Vec<String>,
+    flags: BTreeMap<String, Vec<String>>,
+}
+
+impl Parsed {
+    fn get(&self, k: &str) -> Option<&str> {
+        self.flags.get(k).and_then(|v| v.last()).map(String::as_str)
+    }
+    fn has(&self, k: &str) -> bool {
+        self.flags.contains_key(k)
+    }
+    fn all(&self, k: &str) -> Vec<String> {
+        self.flags.get(k).cloned().unwrap_or_default()
+    }
+}
+
+fn canonical(flag: &str) -> &str {
+    match flag {
+        "-n" => "--namespace",
+        "-o" => "--output",
+        "-f" => "--filename",
+        "-l" => "--selector",
+        other => other,
+    }
+}
+
+fn parse(args: &[String]) -> Parsed {
+    let mut p = Parsed::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if let Some((k, v)) = a.split_once('=').filter(|_| a.starts_with('-')) {
+            p.flags
+                .entry(canonical(k).to_string())
+                .or_default()
+                .push(v.to_string());
+        } else if VALUE_FLAGS.contains(&a.as_str()) {
+            let v = it.next().cloned().unwrap_or_default();
+            p.flags.entry(canonical(a).to_string()).or_default().push(v);
+        } else if a.len() > 2 && (a.starts_with("-o") || a.starts_with("-f")) && !a.starts_with("--") {
+            p.flags
+                .entry(canonical(&a[..2]).to_string())
+                .or_default()
+                .push(a[2..].to_string());
+        } else if a.starts_with('-') && a != "-" {
+            p.flags.entry(a.clone()).or_default();
+        } else {
+            p.positional.push(a.clone());
+        }
+    }
+    p
+}
+
+fn node_json(name: &str, n: &NodeState) -> Value {
+    let taints: Vec<Value> = n
+        .taints
+        .iter()
+        .map(|t| match &t.value {
+            Some(v) => json!({"key": t.key, "value": v, "effect": t.effect}),
+            None => json!({"key": t.key, "effect": t.effect}),
+        })
+        .collect();
+    let mut spec = json!({ "podCIDR": "10.42.0.0/24" });
+    if !taints.is_empty() {
+        spec["taints"] = Value::Array(taints);
+    }
+    if n.unschedulable {
+        spec["unschedulable"] = json!(true);
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": n.labels,
+            "annotations": {
+                "k3s.io/node-config-hash": n.config_sha256,
+                "ffe-lab/stand-in": "true",
+            },
+        },
+        "spec": spec,
+        "status": {
+            "addresses": [
+                {"type": "InternalIP", "address": n.address},
+                {"type": "Hostname", "address": name},
+            ],
+            "conditions": [{
+                "type": "Ready",
+                "status": if n.ready { "True" } else { "Unknown" },
+                "reason": if n.ready { "KubeletReady" } else { "NodeStatusUnknown" },
+                "message": if n.ready { "kubelet is posting ready status (k3s stand-in)" } else { "Kubelet stopped posting node status (k3s stand-in)" },
+            }],
+            "nodeInfo": {
+                "kubeletVersion": n.version,
+                "kubeProxyVersion": n.version,
+                "containerRuntimeVersion": "containerd://stand-in",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
+        },
+    })
+}
+
+fn roles(n: &NodeState) -> String {
+    let mut r: Vec<&str> = n
+        .labels
+        .keys()
+        .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+        .collect();
+    r.sort_unstable();
+    if r.is_empty() {
+        "<none>".into()
+    } else {
+        r.join(",")
+    }
+}
+
+fn not_found(name: &str) -> StandinError {
+    failed(format!("Error from server (NotFound): nodes \"{name}\" not found"))
+}
+
+fn read_sources(
+    p: &Parsed,
+    stdin: &mut dyn Read,
+    out: &mut Outcome,
+) -> Result<Vec<(String, String)>, StandinError> {
+    let mut docs = Vec::new();
+    let files = p.all("--filename");
+    if files.is_empty() {
+        return Err(failed("error: must specify one of -f and -k"));
+    }
+    for f in files {
+        if f == "-" {
+            let mut text = String::new();
+            stdin
+                .read_to_string(&mut text)
+                .map_err(|e| failed(format!("error: reading stdin: {e}")))?;
+            out.stdin = Some(text.clone());
+            docs.push(("-".to_string(), text));
+            continue;
+        }
+        let path = std::path::PathBuf::from(&f);
+        let mut paths = Vec::new();
+        if path.is_dir() {
+            let entries = std::fs::read_dir(&path).map_err(|e| StandinError::io(&path, e))?;
+            for e in entries.flatten() {
+                let ep = e.path();
+                if ep
+                    .extension()
+                    .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
+                {
+                    paths.push(ep);
+                }
+            }
+            paths.sort();
+        } else {
+            paths.push(path);
+        }
+        for path in paths {
+            let text = std::fs::read_to_string(&path).map_err(|_| {
+                failed(format!(
+                    "error: the path \"{}\" does not exist",
+                    path.display()
+                ))
+            })?;
+            out.files.insert(path.display().to_string(), text.clone());
+            docs.push((path.display().to_string(), text));
+        }
+    }
+    Ok(docs)
+}
+
+/// (kind, name) of every non-empty document.
+fn objects(source: &str, text: &str) -> Result<Vec<(String, String)>, StandinError> {
+    let mut objs = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        let v = <serde_yaml_ng::Value as serde::Deserialize>::deserialize(doc)
+            .map_err(|e| failed(format!("error: error parsing {source}: {e}")))?;
+        if v.is_null() {
+            continue;
+        }
+        let kind = v
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .ok_or_else(|| failed(format!("error: error validating {source}: kind not set")))?;
+        let name = v
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_str())
+            .ok_or_else(|| {
+                failed(format!(
+                    "error: error validating {source}: metadata.name not set for a {kind}"
+                ))
+            })?;
+        objs.push((kind.to_lowercase(), name.to_string()));
+    }
+    Ok(objs)
+}
+
+fn set_unschedulable(host: &HostEnv, name: &str, value: bool) -> Result<(), StandinError> {
+    host.datastore().update(|s| {
+        let node = s
+            .as_mut()
+            .and_then(|c| c.nodes.get_mut(name))
+            .ok_or_else(|| not_found(name))?;
+        node.unschedulable = value;
+        Ok(())
+    })
+}
+
+pub(crate) fn kubectl(
+    args: &[String],
+    host: &HostEnv,
+    stdin: &mut dyn Read,
+) -> Result<Outcome, StandinError> {
+    let p = parse(args);
+    let verb = p.positional.first().map(String::as_str).unwrap_or("");
+    if verb == "version" && p.has("--client") {
+        return Ok(Outcome::ok(format!(
+            "Client Version: {} (k3s stand-in)",
+            host.settings.version
+        )));
+    }
+    let active = UnitsState::load(host)?.get("k3s").active
+        && host.path("/etc/systemd/system/k3s.service").is_file();
+    if !active {
+        return Err(failed(
+            "The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?",
+        ));
+    }
+    let state = host.datastore().read()?.unwrap_or_default();
+    let target = p.positional.get(1).map(String::as_str);
+    let mut out = Outcome::default();
+    match verb {
+        "version" => {
+            out = Outcome::ok(format!(
+                "Client Version: {v} (k3s stand-in)\nServer Version: {v} (k3s stand-in)",
+                v = host.settings.version
+            ))
+        }
+        "get" if p.has("--raw") => {
+            let path = p.get("--raw").unwrap_or("");
+            if matches!(path, "/readyz" | "/livez" | "/healthz") {
+                out = Outcome::ok("ok");
+            } else {
+                return Err(failed(format!(
+                    "Error from server (NotFound): the k3s stand-in does not serve {path}"
+                )));
+            }
+        }
+        "get" | "wait" => {
+            let (resource, name) = match target.and_then(|t| t.split_once('/')) {
+                Some((r, n)) => (r, Some(n)),
+                None => (target.unwrap_or(""), p.positional.get(2).map(String::as_str)),
+            };
+            if !matches!(resource, "node" | "nodes" | "no") {
+                return Err(failed(format!(
+                    "error: the k3s stand-in does not model resource type \"{resource}\""
+                )));
+            }
+            let selected: Vec<(&String, &NodeState)> = match name {
+                Some(n) => vec![state.nodes.get_key_value(n).ok_or_else(|| not_found(n))?],
+                None => state.nodes.iter().collect(),
+            };
+            if verb == "wait" {
+                let cond = p.get("--for").unwrap_or("");
+                if !cond.eq_ignore_ascii_case("condition=Ready") {
+                    return Err(failed(format!(
+                        "error: the k3s stand-in only waits for condition=Ready, not {cond:?}"
+                    )));
+                }
+                let not_ready: Vec<&str> = selected
+                    .iter()
+                    .filter(|(_, n)| !n.ready)
+                    .map(|(k, _)| k.as_str())
+                    .collect();
+                if !not_ready.is_empty() {
+                    return Err(failed(format!(
+                        "error: timed out waiting for the condition on nodes/{}",
+                        not_ready.join(",nodes/")
+                    )));
+                }
+                let lines: Vec<String> = selected
+                    .iter()
+                    .map(|(k, _)| format!("node/{k} condition met"))
+                    .collect();
+                out = Outcome::ok(lines.join("\n"));
+            } else {
+                match p.get("--output") {
+                    Some("json") => {
+                        let v = match name {
+                            Some(_) => selected
+                                .first()
+                                .map(|(k, n)| node_json(k, n))
+                                .unwrap_or(Value::Null),
+                            None => json!({
+                                "apiVersion": "v1",
+                                "kind": "List",
+                                "metadata": {"resourceVersion": ""},
+                                "items": selected.iter().map(|(k, n)| node_json(k, n)).collect::<Vec<_>>(),
+                            }),
+                        };
+                        out.stdout = serde_json::to_string_pretty(&v)
+                            .map_err(|e| failed(e.to_string()))?
+                            + "\n";
+                        out.message = format!("{} nodes", selected.len());
+                    }
+                    Some("name") => {
+                        let lines: Vec<String> =
+                            selected.iter().map(|(k, _)| format!("node/{k}")).collect();
+                        out = Outcome::ok(lines.join("\n"));
+                    }
+                    None | Some("wide") => {
+                        let mut lines = vec!["NAME STATUS ROLES AGE VERSION".to_string()];
+                        for (k, n) in &selected {
+                            let mut status = if n.ready { "Ready" } else { "NotReady" }.to_string();
+                            if n.unschedulable {
+                                status.push_str(",SchedulingDisabled");
+                            }
+                            lines.push(format!("{k} {status} {} 1m {}", roles(n), n.version));
+                        }
+                        out = Outcome::ok(lines.join("\n"));
+                    }
+                    Some(o) => {
+                        return Err(failed(format!(
+                            "error: the k3s stand-in does not support output format {o:?}"
+                        )))
+                    }
+                }
+            }
+        }
+        "cordon" | "uncordon" | "drain" => {
+            let name = target.ok_or_else(|| failed(format!("error: USAGE: kubectl {verb} NODE")))?;
+            let name = name.strip_prefix("node/").unwrap_or(name);
+            set_unschedulable(host, name, verb != "uncordon")?;
+            out = Outcome::ok(match verb {
+                "cordon" => format!("node/{name} cordoned"),
+                "uncordon" => format!("node/{name} uncordoned"),
+                _ => format!("node/{name} cordoned\nnode/{name} drained"),
+            });
+        }
+        "delete" if !p.has("--filename") => {
+            let (resource, name) = match target.and_then(|t| t.split_once('/')) {
+                Some((r, n)) => (r, Some(n)),
+                None => (target.unwrap_or(""), p.positional.get(2).map(String::as_str)),
+            };
+            if !matches!(resource, "node" | "nodes" | "no") {
+                return Err(failed(format!(
+                    "error: the k3s stand-in does not model deleting \"{resource}\""
+                )));
+            }
+            let name = name.ok_or_else(|| failed("error: resource name may not be empty"))?;
+            let ignore = p.has("--ignore-not-found");
+            let existed = host.datastore().update(|s| {
+                let c = s.as_mut();
+                let existed = c.as_ref().is_some_and(|c| c.nodes.contains_key(name));
+                if let Some(c) = c {
+                    if c.nodes.get(name).is_some_and(|n| n.role == Role::Server) {
+                        c.remove_member(name);
+                    }
+                    c.nodes.remove(name);
+                }
+                Ok(existed)
+            })?;
+            if !existed && !ignore {
+                return Err(not_found(name));
+            }
+            out = Outcome::ok(if existed {
+                format!("node \"{name}\" deleted")
+            } else {
+                String::new()
+            });
+        }
+        "apply" | "create" | "delete" => {
+            let sources = read_sources(&p, stdin, &mut out)?;
+            let mut lines = Vec::new();
+            for (src, text) in &sources {
+                let objs = match objects(src, text) {
+                    Ok(o) => o,
+                    Err(e) => return Ok(out.with_error(&e)),
+                };
+                for (kind, name) in objs {
+                    lines.push(match verb {
+                        "delete" => format!("{kind} \"{name}\" deleted"),
+                        _ => format!("{kind}/{name} configured"),
+                    });
+                }
+            }
+            let n = lines.len();
+            out.stdout = lines.iter().map(|l| format!("{l}\n")).collect();
+            out.message = format!("kubectl {verb}: {n} objects from {} sources", sources.len());
+        }
+        other => {
+            return Err(failed(format!(
+                "error: the k3s stand-in does not model `kubectl {other}`"
+            )))
+        }
+    }
+    Ok(out)
+}

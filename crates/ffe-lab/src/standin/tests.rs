@@ -1,0 +1,339 @@
+//! Stand-in behaviour on temporary roots (no namespaces): config, datastore rules, learner rule.
+
+use super::testutil::{call, host, install, write_config};
+use super::*;
+
+fn cluster(h: &HostEnv) -> ClusterState {
+    h.datastore().read().unwrap().expect("cluster exists")
+}
+
+fn server1(shared: &Path) -> HostEnv {
+    let s1 = host(shared, "s1", "10.210.9.11");
+    write_config(&s1, "token: sekret\ncluster-init: true\nnode-label: [zone=a]\n");
+    let out = install(&s1, "server");
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    s1
+}
+
+#[test]
+fn installer_refuses_download_and_missing_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = host(dir.path(), "s1", "10.210.9.11");
+    let out = run(
+        &testutil::inv("install.sh", &[], &[("INSTALL_K3S_EXEC", "server")]),
+        &h,
+        &mut std::io::empty(),
+    );
+    assert_eq!(out.exit_code, 1);
+    assert!(out.message.contains("cannot download"), "{}", out.message);
+    std::fs::remove_file(h.path(K3S_BIN)).unwrap();
+    let out = install(&h, "server");
+    assert_eq!(out.exit_code, 1);
+    assert!(out.message.contains("missing or not executable"));
+    assert!(!h.path("/etc/systemd/system/k3s.service").exists());
+}
+
+#[test]
+fn server_install_creates_unit_links_kubeconfig_and_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = server1(dir.path());
+    let unit = std::fs::read_to_string(s1.path("/etc/systemd/system/k3s.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/k3s"));
+    assert!(unit.contains("'server'"));
+    for l in ["kubectl", "k3s-killall.sh", "k3s-uninstall.sh"] {
+        let target = std::fs::read_link(s1.path(&format!("/usr/local/bin/{l}"))).unwrap();
+        assert_eq!(target, Path::new(K3S_BIN));
+    }
+    assert!(!s1.path("/usr/local/bin/k3s-agent-uninstall.sh").exists());
+    let kc = s1.path(KUBECONFIG);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&kc).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(std::fs::read_to_string(&kc).unwrap().contains("https://127.0.0.1:6443"));
+    let c = cluster(&s1);
+    assert_eq!(c.token, "sekret");
+    assert_eq!(c.etcd_members, vec!["s1".to_string()]);
+    let n = &c.nodes["s1"];
+    assert!(n.ready);
+    assert_eq!(n.address, "10.210.9.11");
+    assert_eq!(n.labels["node-role.kubernetes.io/control-plane"], "true");
+    assert_eq!(n.labels["node-role.kubernetes.io/etcd"], "true");
+    assert_eq!(n.labels["zone"], "a");
+    let cfg = std::fs::read(s1.path(CONFIG_YAML)).unwrap();
+    assert_eq!(n.config_sha256, hex::encode(Sha256Digest::digest(&cfg)));
+    assert_eq!(call(&s1, "systemctl", &["is-active", "k3s"]).exit_code, 0);
+    assert_eq!(call(&s1, "systemctl", &["is-enabled", "k3s.service"]).exit_code, 0);
+    assert_eq!(call(&s1, "systemctl", &["is-active", "k3s-agent"]).exit_code, 3);
+}
+
+use sha2::Digest as _;
+use sha2::Sha256 as Sha256Digest;
+
+#[test]
+fn join_requires_active_server_and_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = server1(dir.path());
+    let s2 = host(dir.path(), "s2", "10.210.9.12");
+    write_config(&s2, "token: wrong\nserver: https://10.210.9.11:6443\n");
+    let out = install(&s2, "server");
+    assert_eq!(out.exit_code, 1);
+    assert!(out.message.contains("failed to validate token"), "{}", out.message);
+    assert_eq!(call(&s2, "systemctl", &["is-active", "k3s"]).exit_code, 3);
+
+    write_config(&s2, "token: sekret\nserver: https://10.210.9.99:6443\n");
+    let out = call(&s2, "systemctl", &["restart", "k3s"]);
+    assert_eq!(out.exit_code, 1);
+    assert!(out.message.contains("connection refused"), "{}", out.message);
+
+    // the full K10 form of the right token is accepted
+    write_config(&s2, "token: K10abc::server:sekret\nserver: https://10.210.9.11:6443\n");
+    let out = call(&s2, "systemctl", &["restart", "k3s"]);
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert_eq!(cluster(&s1).etcd_members, vec!["s1".to_string(), "s2".to_string()]);
+
+    // a stopped server is not a valid join target
+    assert_eq!(call(&s1, "systemctl", &["stop", "k3s"]).exit_code, 0);
+    assert!(!cluster(&s1).nodes["s1"].ready);
+    let s3 = host(dir.path(), "s3", "10.210.9.13");
+    write_config(&s3, "token: sekret\nserver: https://10.210.9.11:6443\n");
+    let out = install(&s3, "server");
+    assert!(out.message.contains("connection refused"), "{}", out.message);
+    write_config(&s3, "token: sekret\nserver: https://10.210.9.12:6443\n");
+    assert_eq!(call(&s3, "systemctl", &["restart", "k3s"]).exit_code, 0);
+}
+
+#[test]
+fn one_learner_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = server1(dir.path());
+    // a join in progress by another server is visible in the datastore
+    s1.datastore()
+        .update(|s| {
+            s.as_mut().unwrap().join_in_progress.insert(
+                "s2".into(),
+                JoinMarker {
+                    host: "s2".into(),
+                    since_ns: now_ns(),
+                },
+            );
+            Ok(())
+        })
+        .unwrap();
+    let s3 = host(dir.path(), "s3", "10.210.9.13");
+    write_config(&s3, "token: sekret\nserver: https://10.210.9.11:6443\n");
+    let out = install(&s3, "server");
+    assert_eq!(out.exit_code, 1);
+    assert!(
+        out.message.contains("too many learner members in cluster"),
+        "{}",
+        out.message
+    );
+    // agents are not subject to the learner rule
+    let a1 = host(dir.path(), "a1", "10.210.9.21");
+    write_config(&a1, "token: sekret\nserver: https://10.210.9.11:6443\n");
+    assert_eq!(install(&a1, "agent").exit_code, 0);
+}
+
+#[test]
+fn overlapping_joins_are_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    server1(dir.path());
+    let mut joiners = Vec::new();
+    for (name, ip) in [("s2", "10.210.9.12"), ("s3", "10.210.9.13")] {
+        let mut h = host(dir.path(), name, ip);
+        h.settings.join_hold_ms = 1500;
+        write_config(&h, "token: sekret\nserver: https://10.210.9.11:6443\n");
+        joiners.push(h);
+    }
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let handles: Vec<_> = joiners
+        .into_iter()
+        .map(|h| {
+            let b = barrier.clone();
+            std::thread::spawn(move || {
+                b.wait();
+                install(&h, "server")
+            })
+        })
+        .collect();
+    let outs: Vec<Outcome> = handles.into_iter().map(|t| t.join().unwrap()).collect();
+    let failed: Vec<&Outcome> = outs.iter().filter(|o| o.exit_code != 0).collect();
+    assert_eq!(failed.len(), 1, "{outs:?}");
+    assert!(failed[0].message.contains("too many learner members"));
+    let c = testutil::host(dir.path(), "x", "10.210.9.50").datastore().read().unwrap().unwrap();
+    assert_eq!(c.etcd_members.len(), 2);
+    assert!(c.join_in_progress.is_empty());
+}
+
+#[test]
+fn agent_needs_server_and_token_and_gets_no_server_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = server1(dir.path());
+    let a1 = host(dir.path(), "a1", "10.210.9.21");
+    write_config(&a1, "server: https://10.210.9.11:6443\n");
+    assert!(install(&a1, "agent").message.contains("--token is required"));
+    write_config(&a1, "token: sekret\n");
+    assert!(install(&a1, "agent").message.contains("--server is required"));
+    write_config(
+        &a1,
+        "token: sekret\nserver: https://10.210.9.11:6443\nnode-name: worker-1\nnode-taint: [dedicated=db:NoSchedule]\n",
+    );
+    assert_eq!(install(&a1, "agent").exit_code, 0);
+    assert!(a1.path("/etc/systemd/system/k3s-agent.service").is_file());
+    assert!(std::fs::symlink_metadata(a1.path("/usr/local/bin/k3s-agent-uninstall.sh")).is_ok());
+    assert!(!a1.path(KUBECONFIG).exists());
+    let c = cluster(&s1);
+    let n = &c.nodes["worker-1"];
+    assert_eq!(n.role, Role::Agent);
+    assert!(!n.labels.contains_key("node-role.kubernetes.io/control-plane"));
+    assert_eq!(n.taints[0].effect, "NoSchedule");
+    assert_eq!(c.etcd_members, vec!["s1".to_string()]);
+}
+
+#[test]
+fn bad_config_fails_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = host(dir.path(), "s1", "10.210.9.11");
+    write_config(&s1, "token: [oops\n");
+    let out = install(&s1, "server");
+    assert_eq!(out.exit_code, 1);
+    assert!(out.message.contains("invalid /etc/rancher/k3s/config.yaml"));
+    assert_eq!(out.config_yaml.as_deref(), Some("token: [oops\n"));
+    write_config(&s1, "token: x\n");
+    let out = call(&s1, "systemctl", &["restart", "k3s"]);
+    assert!(out.message.contains("cluster-init"), "{}", out.message);
+    assert!(s1.datastore().read().unwrap().is_none());
+}
+
+#[test]
+fn kubectl_nodes_cordon_drain_delete_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = server1(dir.path());
+    let a1 = host(dir.path(), "a1", "10.210.9.21");
+    write_config(&a1, "token: sekret\nserver: https://10.210.9.11:6443\n");
+    assert_eq!(install(&a1, "agent").exit_code, 0);
+    // only a host with an active server answers
+    let out = call(&a1, "kubectl", &["get", "nodes", "-o", "json"]);
+    assert!(out.message.contains("connection to the server 127.0.0.1:6443 was refused"));
+    let out = call(&s1, "k3s", &["kubectl", "get", "nodes", "-o", "json"]);
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    let a = items.iter().find(|i| i["metadata"]["name"] == "a1").unwrap();
+    assert_eq!(a["status"]["conditions"][0]["type"], "Ready");
+    assert_eq!(a["status"]["conditions"][0]["status"], "True");
+    assert_eq!(a["status"]["nodeInfo"]["kubeletVersion"], "v1.33.5+k3s1");
+    assert_eq!(a["status"]["addresses"][0]["address"], "10.210.9.21");
+
+    assert_eq!(call(&s1, "kubectl", &["drain", "a1", "--ignore-daemonsets", "--delete-emptydir-data"]).exit_code, 0);
+    assert!(cluster(&s1).nodes["a1"].unschedulable);
+    let out = call(&s1, "kubectl", &["get", "node", "a1", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["spec"]["unschedulable"], true);
+    call(&s1, "kubectl", &["uncordon", "a1"]);
+    assert!(!cluster(&s1).nodes["a1"].unschedulable);
+    assert_eq!(call(&s1, "kubectl", &["cordon", "nope"]).exit_code, 1);
+
+    assert_eq!(call(&s1, "kubectl", &["get", "--raw", "/readyz"]).stdout, "ok\n");
+    assert_eq!(call(&s1, "kubectl", &["delete", "node", "a1"]).exit_code, 0);
+    assert!(!cluster(&s1).nodes.contains_key("a1"));
+    assert_eq!(call(&s1, "kubectl", &["delete", "node", "a1"]).exit_code, 1);
+    assert_eq!(
+        call(&s1, "kubectl", &["delete", "node", "a1", "--ignore-not-found"]).exit_code,
+        0
+    );
+
+    let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: one\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: two\n";
+    let out = run(
+        &testutil::inv("kubectl", &["apply", "-f", "-"], &[]),
+        &s1,
+        &mut manifest.as_bytes(),
+    );
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert_eq!(out.stdin.as_deref(), Some(manifest));
+    assert!(out.stdout.contains("configmap/one configured"));
+    assert!(out.stdout.contains("namespace/two configured"));
+    let file = dir.path().join("m.yaml");
+    std::fs::write(&file, "kind: [broken").unwrap();
+    let out = call(&s1, "kubectl", &["delete", "-f", file.to_str().unwrap(), "--ignore-not-found"]);
+    assert_eq!(out.exit_code, 1);
+    assert_eq!(out.files.len(), 1);
+}
+
+#[test]
+fn uninstall_removes_exactly_k3s_paths_and_leaves_etcd() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = server1(dir.path());
+    let s2 = host(dir.path(), "s2", "10.210.9.12");
+    write_config(&s2, "token: sekret\nserver: https://10.210.9.11:6443\n");
+    assert_eq!(install(&s2, "server").exit_code, 0);
+    // unrelated files in the same dirs survive
+    std::fs::write(s2.path("/usr/local/bin/other-tool"), "x").unwrap();
+    std::fs::write(s2.path("/etc/systemd/system/chrony.service"), "x").unwrap();
+    std::fs::create_dir_all(s2.path("/etc/rancher/node")).unwrap();
+    let out = call(&s2, "k3s-uninstall.sh", &[]);
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    for gone in [
+        "/usr/local/bin/k3s",
+        "/usr/local/bin/kubectl",
+        "/usr/local/bin/k3s-uninstall.sh",
+        "/usr/local/bin/k3s-killall.sh",
+        "/etc/systemd/system/k3s.service",
+        "/etc/rancher/k3s",
+        "/var/lib/rancher/k3s",
+    ] {
+        assert!(!s2.path(gone).exists(), "{gone} still exists");
+    }
+    for kept in [
+        "/usr/local/bin/other-tool",
+        "/etc/systemd/system/chrony.service",
+        "/etc/rancher/node",
+        LAB_MARKER,
+    ] {
+        assert!(s2.path(kept).exists(), "{kept} was removed");
+    }
+    let c = cluster(&s1);
+    assert_eq!(c.etcd_members, vec!["s1".to_string()]);
+    assert!(!c.nodes["s2"].ready);
+    assert_eq!(call(&s2, "systemctl", &["is-active", "k3s"]).exit_code, 3);
+}
+
+#[test]
+fn refuses_outside_a_lab_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = host(dir.path(), "s1", "10.210.9.11");
+    std::fs::remove_file(h.path(LAB_MARKER)).unwrap();
+    for program in ["k3s-uninstall.sh", "k3s-killall.sh"] {
+        let out = call(&h, program, &[]);
+        assert_eq!(out.exit_code, 1);
+        assert!(out.message.contains("not an ffe-lab host"));
+    }
+    assert!(h.path(K3S_BIN).exists());
+    assert!(install(&h, "server").message.contains("not an ffe-lab host"));
+}
+
+#[test]
+fn crash_and_boot_hooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = server1(dir.path());
+    host_crashed(&s1.root, "s1", &s1.settings).unwrap();
+    assert!(!cluster(&s1).nodes["s1"].ready);
+    assert_eq!(call(&s1, "systemctl", &["is-active", "k3s"]).exit_code, 3);
+    let outs = host_booted(&s1.root, "s1", s1.address.clone(), &s1.settings).unwrap();
+    assert_eq!(outs.len(), 1);
+    assert_eq!(outs[0].exit_code, 0, "{outs:?}");
+    assert!(cluster(&s1).nodes["s1"].ready);
+    let recs = read_records(&s1.settings.records_dir, "s1").unwrap();
+    assert_eq!(recs.last().unwrap().program, "boot");
+}
+
+#[test]
+fn version_and_other_units() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = host(dir.path(), "s1", "10.210.9.11");
+    let out = call(&h, "k3s", &["--version"]);
+    assert!(out.stdout.starts_with("k3s version v1.33.5+k3s1 (stand-in)"));
+    assert_eq!(call(&h, "systemctl", &["restart", "chrony"]).exit_code, 0);
+    assert_eq!(call(&h, "systemctl", &["start", "k3s"]).exit_code, 5);
+    assert_eq!(call(&h, "k3s", &["server"]).exit_code, 1);
+}

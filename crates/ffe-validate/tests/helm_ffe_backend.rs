@@ -1,0 +1,878 @@
+//! The `ffe-backend` Helm chart: render it with the real `helm template` (Helm v4 and v3) and assert
+//! on the parsed objects. Expected values come from the seed (`../shared/seed/HA_README.md`) and
+//! from issue 4, never from the chart's own values files.
+//!
+//! Tools: `tools/bin/helm` (v4), `tools/helm3/helm` (v3), `promtool` (override with `FFE_HELM`,
+//! `FFE_HELM3`, `FFE_PROMTOOL`). Run `make deps` first.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn chart() -> PathBuf {
+    root().join("helm/ffe-backend")
+}
+
+fn tool(env: &str, default: &str) -> PathBuf {
+    let path = std::env::var_os(env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(default));
+    assert!(
+        path.exists(),
+        "{} not found (set {env} or run `make deps`)",
+        path.display()
+    );
+    path
+}
+
+fn helm4() -> PathBuf {
+    tool("FFE_HELM", "tools/bin/helm")
+}
+
+fn helm3() -> PathBuf {
+    tool("FFE_HELM3", "tools/helm3/helm")
+}
+
+/// Arguments for `helm template`: `-f` for names ending in .yaml (relative to the chart), else `--set`.
+fn template_args(release: &str, args: &[&str]) -> Vec<String> {
+    let mut out = vec![
+        "template".to_string(),
+        release.to_string(),
+        chart().display().to_string(),
+        "--namespace".to_string(),
+        "ffe".to_string(),
+    ];
+    for a in args {
+        if a.ends_with(".yaml") {
+            out.push("-f".into());
+            out.push(chart().join(a).display().to_string());
+        } else {
+            out.push("--set".into());
+            out.push((*a).to_string());
+        }
+    }
+    out
+}
+
+fn run_helm(helm: &Path, release: &str, args: &[&str]) -> std::process::Output {
+    Command::new(helm)
+        .args(template_args(release, args))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", helm.display()))
+}
+
+fn parse_docs(yaml: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(yaml)
+        .map(|doc| Value::deserialize(doc).expect("helm output is YAML"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn render_with(helm: &Path, release: &str, args: &[&str]) -> Vec<Value> {
+    let out = run_helm(helm, release, args);
+    assert!(
+        out.status.success(),
+        "helm template {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_docs(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn render(args: &[&str]) -> Vec<Value> {
+    render_with(&helm4(), "ffe", args)
+}
+
+/// `helm template` must fail; returns its stderr.
+fn render_err(args: &[&str]) -> String {
+    let out = run_helm(&helm4(), "ffe", args);
+    assert!(
+        !out.status.success(),
+        "helm template {args:?} should have failed"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    let found: Vec<&Value> = docs.iter().filter(|d| d["kind"] == kind).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one {kind}, got {}",
+        found.len()
+    );
+    found[0]
+}
+
+fn has(docs: &[Value], kind: &str) -> bool {
+    docs.iter().any(|d| d["kind"] == kind)
+}
+
+fn container(docs: &[Value]) -> &Value {
+    &find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn env_value<'a>(docs: &'a [Value], name: &str) -> Option<&'a Value> {
+    container(docs)["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+}
+
+/// The seed's `domain_names` from its terraform.tfvars block.
+fn seed_domain_names() -> Vec<String> {
+    let seed = root().join("../shared/seed/HA_README.md");
+    let text = std::fs::read_to_string(&seed)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", seed.display()));
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("domain_names"))
+        .expect("seed has domain_names");
+    let list = line.split_once('=').expect("domain_names = [...]").1;
+    serde_json::from_str::<Vec<String>>(list.trim()).expect("domain_names is a JSON-like list")
+}
+
+const PROD: &str = "values-production.yaml";
+const STAGING: &str = "values-staging.yaml";
+
+#[test]
+fn production_runs_three_replicas_with_hpa_3_to_10() {
+    let docs = render(&[PROD]);
+    let deploy = find(&docs, "Deployment");
+    assert_eq!(
+        deploy["metadata"]["name"], "ffe-backend",
+        "seed: deployment/ffe-backend"
+    );
+    assert_eq!(deploy["spec"]["replicas"], 3);
+    let hpa = find(&docs, "HorizontalPodAutoscaler");
+    assert_eq!(hpa["apiVersion"], "autoscaling/v2");
+    assert_eq!(hpa["spec"]["minReplicas"], 3);
+    assert_eq!(hpa["spec"]["maxReplicas"], 10);
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "ffe-backend");
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["kind"], "Deployment");
+}
+
+#[test]
+fn production_pdb_keeps_two_available() {
+    let docs = render(&[PROD]);
+    let pdb = find(&docs, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], 2);
+    let pod_labels = &find(&docs, "Deployment")["spec"]["template"]["metadata"]["labels"];
+    for (k, v) in pdb["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("PDB selector")
+    {
+        assert_eq!(&pod_labels[k], v, "PDB selector {k} must match the pods");
+    }
+}
+
+#[test]
+fn production_spreads_pods_hard_over_nodes() {
+    let docs = render(&[PROD]);
+    let spec = &find(&docs, "Deployment")["spec"]["template"]["spec"];
+    let tsc = spec["topologySpreadConstraints"]
+        .as_array()
+        .expect("topologySpreadConstraints");
+    let node = tsc
+        .iter()
+        .find(|c| c["topologyKey"] == "kubernetes.io/hostname")
+        .expect("a spread constraint over nodes");
+    assert_eq!(node["whenUnsatisfiable"], "DoNotSchedule", "hard spread");
+    assert_eq!(node["maxSkew"], 1);
+    // Tainted nodes (control plane, unreachable) must not count as empty domains, or a hard
+    // spread blocks rescheduling after a node loss.
+    assert_eq!(node["nodeTaintsPolicy"], "Honor");
+    assert_eq!(
+        node["matchLabelKeys"],
+        serde_json::json!(["pod-template-hash"])
+    );
+    let pod_labels = &find(&docs, "Deployment")["spec"]["template"]["metadata"]["labels"];
+    for (k, v) in node["labelSelector"]["matchLabels"]
+        .as_object()
+        .expect("labelSelector")
+    {
+        assert_eq!(&pod_labels[k], v);
+    }
+    // Staging is soft.
+    let staging = render(&[STAGING]);
+    let soft =
+        &find(&staging, "Deployment")["spec"]["template"]["spec"]["topologySpreadConstraints"][0];
+    assert_eq!(soft["whenUnsatisfiable"], "ScheduleAnyway");
+}
+
+#[test]
+fn pods_leave_a_lost_node_after_30_seconds() {
+    for values in [PROD, STAGING, "values.yaml"] {
+        let docs = render(&[values]);
+        let tolerations = find(&docs, "Deployment")["spec"]["template"]["spec"]["tolerations"]
+            .as_array()
+            .expect("tolerations")
+            .clone();
+        for key in [
+            "node.kubernetes.io/unreachable",
+            "node.kubernetes.io/not-ready",
+        ] {
+            let t = tolerations
+                .iter()
+                .find(|t| t["key"] == key)
+                .unwrap_or_else(|| panic!("{values}: toleration for {key}"));
+            assert_eq!(t["effect"], "NoExecute");
+            assert_eq!(t["operator"], "Exists");
+            assert_eq!(t["tolerationSeconds"], 30, "{values}: {key}");
+        }
+    }
+}
+
+#[test]
+fn rollouts_never_drop_capacity_or_requests() {
+    let docs = render(&[PROD]);
+    let spec = &find(&docs, "Deployment")["spec"];
+    assert_eq!(spec["strategy"]["type"], "RollingUpdate");
+    assert_eq!(spec["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
+    assert_eq!(spec["strategy"]["rollingUpdate"]["maxSurge"], 1);
+    let pod = &spec["template"]["spec"];
+    let c = &pod["containers"][0];
+    let pre_stop = c["lifecycle"]["preStop"]["exec"]["command"]
+        .as_array()
+        .expect("preStop exec");
+    let sleep: u64 = pre_stop
+        .last()
+        .and_then(Value::as_str)
+        .and_then(|s| s.strip_prefix("sleep "))
+        .and_then(|s| s.parse().ok())
+        .expect("preStop `sleep N`");
+    assert!(
+        sleep >= 5,
+        "preStop delay {sleep}s too short for endpoints to drop the pod"
+    );
+    let grace = pod["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("grace");
+    assert!(
+        grace > sleep + 10,
+        "grace {grace}s must cover preStop {sleep}s plus draining"
+    );
+    assert_eq!(c["startupProbe"]["httpGet"]["path"], "/health");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/health");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/ready");
+    assert_eq!(c["ports"][0]["containerPort"], 8000);
+}
+
+#[test]
+fn production_routes_the_seed_domains_through_the_gateway() {
+    let docs = render(&[PROD]);
+    let route = find(&docs, "HTTPRoute");
+    assert_eq!(route["apiVersion"], "gateway.networking.k8s.io/v1");
+    let hostnames: Vec<String> =
+        serde_json::from_value(route["spec"]["hostnames"].clone()).expect("hostnames");
+    assert_eq!(hostnames, seed_domain_names());
+    let parent = &route["spec"]["parentRefs"][0];
+    // The platform's Gateway (terraform/modules/edge): one HTTPS listener per domain, so no
+    // sectionName; the route attaches to every listener that admits the namespace.
+    assert_eq!(parent["name"], "ffe-edge");
+    assert_eq!(parent["namespace"], "ffe-edge");
+    assert!(parent.get("sectionName").is_none(), "{parent}");
+    let svc = find(&docs, "Service");
+    let backend = &route["spec"]["rules"][0]["backendRefs"][0];
+    assert_eq!(backend["name"], svc["metadata"]["name"]);
+    assert_eq!(backend["port"], svc["spec"]["ports"][0]["port"]);
+    assert!(
+        !has(&docs, "Ingress"),
+        "production uses the Gateway, not an Ingress"
+    );
+    // parentRefs are configurable.
+    let other = render(&[
+        PROD,
+        "httpRoute.parentRefs[0].name=edge",
+        "httpRoute.parentRefs[0].namespace=gw",
+    ]);
+    let p = &find(&other, "HTTPRoute")["spec"]["parentRefs"][0];
+    assert_eq!(
+        (p["name"].as_str(), p["namespace"].as_str()),
+        (Some("edge"), Some("gw"))
+    );
+}
+
+#[test]
+fn seed_scale_command_renders_five_replicas() {
+    // Seed: helm upgrade ffe helm/ffe-backend --set replicaCount=5 (no -f: chart defaults).
+    for args in [vec!["replicaCount=5"], vec![PROD, "replicaCount=5"]] {
+        let docs = render(&args);
+        assert_eq!(find(&docs, "Deployment")["spec"]["replicas"], 5, "{args:?}");
+        let hpa = find(&docs, "HorizontalPodAutoscaler");
+        assert_eq!(
+            hpa["spec"]["minReplicas"], 5,
+            "replicaCount is the HPA floor: {args:?}"
+        );
+        assert_eq!(hpa["spec"]["maxReplicas"], 10);
+    }
+    let staging = render(&[STAGING, "replicaCount=5"]);
+    assert_eq!(find(&staging, "Deployment")["spec"]["replicas"], 5);
+    assert!(!has(&staging, "HorizontalPodAutoscaler"));
+}
+
+#[test]
+fn seed_scale_command_without_values_file_keeps_production_safety() {
+    // Helm resets to chart defaults when an upgrade only has --set: nothing HA may be lost.
+    let docs = render(&["replicaCount=5"]);
+    assert_eq!(
+        find(&docs, "PodDisruptionBudget")["spec"]["minAvailable"],
+        2
+    );
+    let annotations = &find(&docs, "Deployment")["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["vault.hashicorp.com/agent-inject"], "true");
+    assert_eq!(
+        annotations["vault.hashicorp.com/agent-inject-secret-app"],
+        "secret/data/production/app"
+    );
+    let hostnames: Vec<String> =
+        serde_json::from_value(find(&docs, "HTTPRoute")["spec"]["hostnames"].clone())
+            .expect("hostnames");
+    assert_eq!(hostnames, seed_domain_names());
+    assert!(has(&docs, "NetworkPolicy"));
+    assert!(has(&docs, "ServiceMonitor"));
+}
+
+#[test]
+fn operators_legacy_values_file_renders() {
+    // The fixture may use only the keys operators already have (issue 4's list).
+    let allowed: BTreeSet<&str> = [
+        "replicaCount",
+        "image",
+        "imagePullSecrets",
+        "nameOverride",
+        "fullnameOverride",
+        "serviceAccount",
+        "podAnnotations",
+        "podSecurityContext",
+        "securityContext",
+        "service",
+        "ingress",
+        "resources",
+        "autoscaling",
+        "livenessProbe",
+        "readinessProbe",
+        "env",
+        "database",
+        "vault",
+        "persistence",
+        "podDisruptionBudget",
+        "affinity",
+        "nodeSelector",
+        "tolerations",
+        "secrets",
+    ]
+    .into_iter()
+    .collect();
+    let fixture = "ci/legacy-keys-values.yaml";
+    let text = std::fs::read_to_string(chart().join(fixture)).expect("fixture");
+    let values: Value = serde_yaml_ng::from_str(&text).expect("fixture YAML");
+    let keys: BTreeSet<&str> = values
+        .as_object()
+        .expect("map")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert!(
+        keys.is_subset(&allowed),
+        "fixture uses keys outside the legacy list: {:?}",
+        keys.difference(&allowed).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        keys.len(),
+        allowed.len(),
+        "fixture must use every legacy key"
+    );
+
+    let docs = render(&[fixture]);
+    let ingress = find(&docs, "Ingress");
+    assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
+    assert_eq!(ingress["spec"]["rules"][0]["host"], "ffe.example.internal");
+    let svc = find(&docs, "Service");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 8080);
+    assert_eq!(
+        env_value(&docs, "DATABASE_URL").expect("DATABASE_URL")["value"],
+        "postgresql://ffe@db.example.internal:5432/ffe"
+    );
+    let c = container(&docs);
+    assert_eq!(c["image"], "registry.example.internal/ffe/backend:1.2.3");
+    assert_eq!(c["imagePullPolicy"], "Always");
+    // The operator's own Vault template is used verbatim.
+    let annotations = &find(&docs, "Deployment")["spec"]["template"]["metadata"]["annotations"];
+    assert!(annotations["vault.hashicorp.com/agent-inject-template-app"]
+        .as_str()
+        .expect("template")
+        .contains("API_KEY"));
+    // The operator's tolerations are kept next to the node-failure ones.
+    let tol = find(&docs, "Deployment")["spec"]["template"]["spec"]["tolerations"]
+        .as_array()
+        .expect("tol")
+        .clone();
+    assert!(tol.iter().any(|t| t["key"] == "dedicated"));
+    assert_eq!(tol.len(), 3);
+}
+
+#[test]
+fn schema_rejects_unknown_keys_and_wrong_types() {
+    let unknown = render_err(&["replicas=3"]);
+    assert!(unknown.contains("replicas"), "{unknown}");
+    let wrong_type = render_err(&["replicaCount=three"]);
+    assert!(wrong_type.contains("replicaCount"), "{wrong_type}");
+    let nested = render_err(&["autoscaling.maxReplica=3"]);
+    assert!(nested.contains("maxReplica"), "{nested}");
+    let bad_bool = render_err(&["vault.enabled=yes"]);
+    assert!(bad_bool.contains("enabled"), "{bad_bool}");
+    // Helm v3 enforces the same schema (the seed promises Helm 3.10+).
+    let out = run_helm(&helm3(), "ffe", &["bogusKey=1"]);
+    assert!(
+        !out.status.success(),
+        "Helm v3 must reject an unknown top-level key"
+    );
+}
+
+#[test]
+fn unsafe_combinations_fail_with_a_named_value() {
+    let pdb = render_err(&[PROD, "podDisruptionBudget.minAvailable=3"]);
+    assert!(pdb.contains("podDisruptionBudget.minAvailable"), "{pdb}");
+    let rwo = render_err(&[
+        PROD,
+        "persistence.enabled=true",
+        "persistence.accessMode=ReadWriteOnce",
+    ]);
+    assert!(rwo.contains("persistence"), "{rwo}");
+    let over = render_err(&[PROD, "replicaCount=11"]);
+    assert!(over.contains("autoscaling.maxReplicas"), "{over}");
+    let grace = render_err(&[PROD, "terminationGracePeriodSeconds=5"]);
+    assert!(grace.contains("terminationGracePeriodSeconds"), "{grace}");
+}
+
+#[test]
+fn persistence_is_never_one_rwo_volume_shared_across_nodes() {
+    let rwx = render(&[PROD, "persistence.enabled=true"]);
+    let pvc = find(&rwx, "PersistentVolumeClaim");
+    assert_eq!(
+        pvc["spec"]["accessModes"],
+        serde_json::json!(["ReadWriteMany"])
+    );
+    let per_pod = render(&[
+        PROD,
+        "persistence.enabled=true",
+        "persistence.perPod=true",
+        "persistence.accessMode=ReadWriteOnce",
+    ]);
+    assert!(
+        !has(&per_pod, "PersistentVolumeClaim"),
+        "per-pod claims come from the pod template"
+    );
+    let volumes = find(&per_pod, "Deployment")["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes")
+        .clone();
+    let data = volumes
+        .iter()
+        .find(|v| v["name"] == "data")
+        .expect("data volume");
+    assert_eq!(
+        data["ephemeral"]["volumeClaimTemplate"]["spec"]["accessModes"],
+        serde_json::json!(["ReadWriteOnce"])
+    );
+    let mounts = container(&per_pod)["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .clone();
+    assert!(mounts
+        .iter()
+        .any(|m| m["name"] == "data" && m["mountPath"] == "/data"));
+}
+
+#[test]
+fn secure_defaults_everywhere() {
+    for values in ["values.yaml", PROD, STAGING] {
+        let docs = render(&[values]);
+        let pod = &find(&docs, "Deployment")["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{values}");
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        let sc = &pod["containers"][0]["securityContext"];
+        assert_eq!(sc["allowPrivilegeEscalation"], false);
+        assert_eq!(sc["readOnlyRootFilesystem"], true);
+        assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+        let mounts = pod["containers"][0]["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .clone();
+        let tmp = mounts
+            .iter()
+            .find(|m| m["mountPath"] == "/tmp")
+            .expect("/tmp mount");
+        let volumes = pod["volumes"].as_array().expect("volumes").clone();
+        let vol = volumes
+            .iter()
+            .find(|v| v["name"] == tmp["name"])
+            .expect("/tmp volume");
+        assert!(vol["emptyDir"].is_object(), "/tmp is an emptyDir");
+        let sa = find(&docs, "ServiceAccount");
+        assert_eq!(pod["serviceAccountName"], sa["metadata"]["name"]);
+    }
+}
+
+#[test]
+fn network_policy_allows_only_what_the_app_needs() {
+    let docs = render(&[PROD]);
+    let np = find(&docs, "NetworkPolicy");
+    assert_eq!(
+        np["spec"]["policyTypes"],
+        serde_json::json!(["Ingress", "Egress"])
+    );
+    let ingress = np["spec"]["ingress"].as_array().expect("ingress").clone();
+    assert_eq!(ingress.len(), 1);
+    let from: BTreeSet<String> = ingress[0]["from"]
+        .as_array()
+        .expect("from")
+        .iter()
+        .map(|f| {
+            f["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                .as_str()
+                .expect("ns")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        from,
+        ["ffe-edge", "monitoring"]
+            .map(String::from)
+            .into_iter()
+            .collect()
+    );
+    // Egress: (namespace or CIDR, port) pairs.
+    let mut egress = BTreeSet::new();
+    for rule in np["spec"]["egress"].as_array().expect("egress") {
+        for to in rule["to"].as_array().expect("to") {
+            let peer = to["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                .as_str()
+                .or_else(|| to["ipBlock"]["cidr"].as_str())
+                .expect("peer")
+                .to_string();
+            for p in rule["ports"].as_array().expect("ports") {
+                egress.insert((peer.clone(), p["port"].as_u64().expect("port")));
+            }
+        }
+    }
+    let expected: BTreeSet<(String, u64)> = [
+        ("kube-system", 53),
+        ("ffe-data", 5432),
+        ("vault", 8200),
+        ("0.0.0.0/0", 443),
+    ]
+    .into_iter()
+    .map(|(p, n)| (p.to_string(), n))
+    .collect();
+    assert_eq!(egress, expected);
+    let ip = np["spec"]["egress"]
+        .as_array()
+        .expect("egress")
+        .iter()
+        .find_map(|r| r["to"][0]["ipBlock"].as_object().cloned())
+        .expect("ipBlock");
+    assert!(ip["except"]
+        .as_array()
+        .expect("except")
+        .contains(&Value::from("10.0.0.0/8")));
+}
+
+#[test]
+fn secrets_come_from_vault_and_the_database_is_pgbouncer() {
+    let docs = render(&[PROD]);
+    let annotations = &find(&docs, "Deployment")["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["vault.hashicorp.com/role"], "ffe-backend");
+    assert_eq!(
+        annotations["vault.hashicorp.com/service"],
+        "http://vault.vault.svc:8200"
+    );
+    let template = annotations["vault.hashicorp.com/agent-inject-template-app"]
+        .as_str()
+        .expect("template");
+    assert!(
+        template.contains(r#"secret "secret/data/production/app""#),
+        "{template}"
+    );
+    assert!(
+        template.contains("@ffe-pgbouncer.ffe-data.svc:5432/ffe"),
+        "{template}"
+    );
+    assert_eq!(
+        env_value(&docs, "FFE_ENV_FILE").expect("FFE_ENV_FILE")["value"],
+        "/vault/secrets/app"
+    );
+    // The Vault agent gets a projected token; the app container has none.
+    let token_volume = annotations["vault.hashicorp.com/agent-service-account-token-volume-name"]
+        .as_str()
+        .expect("token volume");
+    let pod = &find(&docs, "Deployment")["spec"]["template"]["spec"];
+    assert!(pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .any(|v| v["name"] == token_volume && v["projected"].is_object()));
+    assert!(!container(&docs)["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .any(|m| m["name"] == token_volume));
+    // With a command, the chart sources the Vault file before exec'ing it.
+    let cmd = render(&[PROD, "command={python,-m,ffe}"]);
+    let c = container(&cmd);
+    assert_eq!(c["command"][0], "/bin/sh");
+    assert_eq!(c["args"], serde_json::json!(["python", "-m", "ffe"]));
+
+    // Without Vault: credentials from a Secret, DATABASE_URL still on PgBouncer.
+    let plain = render(&[
+        STAGING,
+        "vault.enabled=false",
+        "secrets.create=true",
+        "secrets.data.DB_USERNAME=u",
+        "secrets.data.DB_PASSWORD=p",
+    ]);
+    let url = env_value(&plain, "DATABASE_URL").expect("DATABASE_URL")["value"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    assert!(
+        url.starts_with(
+            "postgresql://$(DB_USERNAME):$(DB_PASSWORD)@ffe-pgbouncer.ffe-data.svc:5432/"
+        ),
+        "{url}"
+    );
+    assert_eq!(find(&plain, "Secret")["stringData"]["DB_USERNAME"], "u");
+    assert!(
+        !find(&plain, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+            .as_object()
+            .expect("annotations")
+            .keys()
+            .any(|k| k.starts_with("vault.hashicorp.com/"))
+    );
+    let missing = render_err(&[STAGING, "vault.enabled=false"]);
+    assert!(missing.contains("secrets.create"), "{missing}");
+}
+
+#[test]
+fn monitoring_objects_target_the_service_and_rules_are_valid_promql() {
+    let docs = render(&[PROD]);
+    let svc = find(&docs, "Service");
+    let sm = find(&docs, "ServiceMonitor");
+    assert_eq!(
+        sm["spec"]["endpoints"][0]["port"],
+        svc["spec"]["ports"][0]["name"]
+    );
+    assert_eq!(sm["spec"]["endpoints"][0]["path"], "/metrics");
+    for (k, v) in sm["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("selector")
+    {
+        assert_eq!(
+            &svc["metadata"]["labels"][k], v,
+            "ServiceMonitor must select the Service"
+        );
+    }
+    let rule = find(&docs, "PrometheusRule");
+    let rules = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules")
+        .clone();
+    let exprs: Vec<&str> = rules
+        .iter()
+        .map(|r| r["expr"].as_str().expect("expr"))
+        .collect();
+    assert!(
+        exprs.iter().any(|e| e.contains(r#"=~"5..""#)),
+        "an error-rate alert"
+    );
+    assert!(
+        exprs.iter().any(|e| e.contains("histogram_quantile")),
+        "a latency alert"
+    );
+    assert!(exprs.iter().any(
+        |e| e.contains("kube_deployment_status_replicas_unavailable")
+            && e.contains(r#"deployment="ffe-backend""#)
+    ));
+
+    // promtool checks the PromQL and the rule structure.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("rules.yaml");
+    let body = serde_json::json!({ "groups": rule["spec"]["groups"] });
+    std::fs::write(&file, serde_yaml_ng::to_string(&body).expect("yaml")).expect("write");
+    let promtool = std::env::var_os("FFE_PROMTOOL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("promtool"));
+    let out = Command::new(&promtool)
+        .arg("check")
+        .arg("rules")
+        .arg(&file)
+        .output()
+        .expect("run promtool");
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn service_selects_the_pods_on_the_app_port() {
+    let docs = render(&[PROD]);
+    let svc = find(&docs, "Service");
+    let pod_labels = &find(&docs, "Deployment")["spec"]["template"]["metadata"]["labels"];
+    for (k, v) in svc["spec"]["selector"].as_object().expect("selector") {
+        assert_eq!(&pod_labels[k], v);
+    }
+    assert_eq!(
+        svc["spec"]["ports"][0]["targetPort"],
+        container(&docs)["ports"][0]["containerPort"]
+    );
+}
+
+#[test]
+fn names_follow_the_seed_release() {
+    let seed = render_with(&helm4(), "ffe", &[PROD]);
+    assert_eq!(find(&seed, "Deployment")["metadata"]["name"], "ffe-backend");
+    let other = render_with(&helm4(), "blue", &[PROD]);
+    assert_eq!(
+        find(&other, "Deployment")["metadata"]["name"],
+        "blue-ffe-backend"
+    );
+    let override_ = render_with(&helm4(), "blue", &[PROD, "fullnameOverride=ffe-api"]);
+    assert_eq!(
+        find(&override_, "Deployment")["metadata"]["name"],
+        "ffe-api"
+    );
+}
+
+#[test]
+fn helm_v3_and_v4_render_the_same_objects() {
+    for values in ["values.yaml", PROD, STAGING] {
+        let v4 = render_with(&helm4(), "ffe", &[values]);
+        let v3 = render_with(&helm3(), "ffe", &[values]);
+        assert_eq!(v4, v3, "{values}: Helm v3 and v4 disagree");
+    }
+}
+
+/// terraform/environments/ha/app.tf on its own (it needs no provider): plan it in a scratch copy
+/// of the repository layout and return the planned `local.app_bundle`, or the plan's error text.
+fn plan_app_tf(with_chart: bool, vars: &[&str]) -> Result<serde_json::Map<String, Value>, String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = dir.path().join("terraform/environments/ha");
+    std::fs::create_dir_all(env.join("charts")).expect("mkdir");
+    std::fs::copy(
+        root().join("terraform/environments/ha/app.tf"),
+        env.join("app.tf"),
+    )
+    .expect("copy app.tf");
+    std::fs::write(
+        env.join("out.tf"),
+        "output \"bundle\" {\n  value = local.app_bundle\n}\n",
+    )
+    .expect("out.tf");
+    let values_dir = dir.path().join("helm/ffe-backend");
+    std::fs::create_dir_all(&values_dir).expect("mkdir");
+    std::fs::copy(chart().join(PROD), values_dir.join(PROD)).expect("copy values");
+    if with_chart {
+        let out = Command::new(helm4())
+            .args(["package", &chart().display().to_string(), "-d"])
+            .arg(env.join("charts"))
+            .output()
+            .expect("helm package");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pkg = std::fs::read_dir(env.join("charts"))
+            .expect("charts dir")
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().ends_with(".tgz"))
+            .expect("packaged chart");
+        std::fs::rename(pkg.path(), env.join("charts/ffe-backend.tgz")).expect("rename");
+    }
+    let terraform = std::env::var_os("FFE_TERRAFORM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("terraform"));
+    let tf = |args: &[&str]| {
+        Command::new(&terraform)
+            .current_dir(&env)
+            .env("TF_CLI_CONFIG_FILE", "/dev/null")
+            .env("TF_IN_AUTOMATION", "1")
+            .args(args)
+            .output()
+            .expect("run terraform")
+    };
+    let init = tf(&["init", "-backend=false", "-input=false", "-no-color"]);
+    assert!(
+        init.status.success(),
+        "terraform init: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let mut args = vec!["plan", "-input=false", "-no-color", "-out=plan"];
+    args.extend_from_slice(vars);
+    let plan = tf(&args);
+    if !plan.status.success() {
+        return Err(String::from_utf8_lossy(&plan.stderr).into_owned());
+    }
+    let show = tf(&["show", "-json", "plan"]);
+    let json: Value = serde_json::from_slice(&show.stdout).expect("plan JSON");
+    Ok(json["planned_values"]["outputs"]["bundle"]["value"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default())
+}
+
+#[test]
+fn deploy_app_renders_a_helmchart_from_the_packaged_chart() {
+    // Off by default: nothing to deploy, no package needed.
+    let off = plan_app_tf(false, &[]).expect("plan with deploy_app = false");
+    assert!(off.is_empty(), "{off:?}");
+    // On without `make app-chart`: a clear plan-time error.
+    let err =
+        plan_app_tf(false, &["-var", "deploy_app=true"]).expect_err("missing package must fail");
+    assert!(err.contains("make app-chart"), "{err}");
+    // On: one HelmChart installing release "ffe" in namespace "ffe" from the package.
+    let on = plan_app_tf(
+        true,
+        &[
+            "-var",
+            "deploy_app=true",
+            "-var",
+            r#"app_set={replicaCount=5}"#,
+        ],
+    )
+    .expect("plan");
+    let yaml = on["ffe-app-helmchart.yaml"]
+        .as_str()
+        .expect("HelmChart YAML");
+    let hc: Value = serde_yaml_ng::from_str(yaml).expect("YAML");
+    assert_eq!(hc["apiVersion"], "helm.cattle.io/v1");
+    assert_eq!(hc["kind"], "HelmChart");
+    assert_eq!(hc["metadata"]["name"], "ffe", "release name of the seed");
+    assert_eq!(hc["spec"]["targetNamespace"], "ffe");
+    assert_eq!(
+        hc["spec"]["set"]["replicaCount"], 5,
+        "numbers stay numbers for the values schema"
+    );
+    assert_eq!(hc["spec"]["failurePolicy"], "abort");
+    let content = hc["spec"]["chartContent"].as_str().expect("chartContent");
+    assert!(
+        content.starts_with("H4sI"),
+        "chartContent is a base64 gzip archive"
+    );
+    let values = std::fs::read_to_string(chart().join(PROD)).expect("values");
+    assert_eq!(hc["spec"]["valuesContent"], values.as_str());
+}

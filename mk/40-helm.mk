@@ -1,0 +1,50 @@
+# The ffe-backend Helm chart (issue 4): lint with Helm v4 and v3, validate the rendered manifests
+# (Kubernetes + CRD schemas), checkov, and the Rust assertions on the rendered objects.
+# `make app-chart` packages the chart for Terraform's deploy_app (terraform/environments/ha/app.tf).
+CHART_DIR      := helm/ffe-backend
+CHART_VALUES_F := $(addprefix $(CHART_DIR)/,values.yaml values-production.yaml values-staging.yaml) \
+                  $(sort $(wildcard $(CHART_DIR)/ci/*.yaml))
+HELM4          := $(TOOLS)/bin/helm
+HELM3          := $(TOOLS)/helm3/helm
+CHECKOV        := $(TOOLS)/checkov-venv/bin/checkov
+HELM_KUBE_VERSIONS := 1.29 1.33
+APP_CHART_TGZ  := $(ENV_HA)/charts/ffe-backend.tgz
+
+TEST_TARGETS += test-helm
+.PHONY: test-helm helm-lint helm-validate helm-checkov helm-assert app-chart
+
+test-helm: helm-lint helm-validate helm-checkov helm-assert
+
+helm-lint:
+	@for v in $(CHART_VALUES_F); do for h in $(HELM4) $(HELM3); do \
+	  $$h lint --strict $(CHART_DIR) -n ffe -f $$v >/tmp/ffe-helm-lint.$$$$ 2>&1 \
+	    || { cat /tmp/ffe-helm-lint.$$$$; rm -f /tmp/ffe-helm-lint.$$$$; echo "helm-lint: $$($$h version --short) $$v FAILED"; exit 1; }; \
+	  rm -f /tmp/ffe-helm-lint.$$$$; \
+	done; echo "helm-lint: $$v ok (Helm v4 + v3, --strict)"; done
+
+helm-validate:
+	cargo build -q -p ffe-validate --bin ffe-validate
+	@for v in $(CHART_VALUES_F); do for k in $(HELM_KUBE_VERSIONS); do \
+	  $(HELM4) template ffe $(CHART_DIR) -n ffe -f $$v --kube-version $$k \
+	    | ./target/debug/ffe-validate manifests --kube-version $$k --crds $(SHARED)/crds - \
+	    || { echo "helm-validate: $$v (Kubernetes $$k) FAILED"; exit 1; }; \
+	done; done
+
+helm-checkov:
+	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+	for v in $(CHART_VALUES_F); do \
+	  $(HELM4) template ffe $(CHART_DIR) -n ffe -f $$v > "$$out/$$(basename $$v .yaml).yaml"; \
+	done; \
+	$(CHECKOV) --skip-download --framework kubernetes -d "$$out" --compact --quiet
+
+helm-assert:
+	cargo nextest run -p ffe-validate --test helm_ffe_backend
+
+# Package the chart for `deploy_app = true`. Rebuilt only when a chart file changes, so the
+# HelmChart's chartContent (and the Terraform plan) stays the same between runs.
+app-chart: $(APP_CHART_TGZ)
+$(APP_CHART_TGZ): $(shell find $(CHART_DIR) -type f -not -path '*/ci/*')
+	@mkdir -p $(dir $@)
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(HELM4) package $(CHART_DIR) -d "$$tmp" >/dev/null && mv "$$tmp"/ffe-backend-*.tgz $@
+	@echo "app-chart: $@ ($$(stat -c %s $@) bytes)"

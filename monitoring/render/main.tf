@@ -1,0 +1,26 @@
+# Test fixture: renders terraform/modules/monitoring with every optional part on, so
+# `make test-monitoring` can validate the output offline (mk/50-monitoring.mk). Not deployed.
+terraform {
+  required_version = ">= 1.9.0"
+}
+
+module "monitoring" {
+  source = "../../terraform/modules/monitoring"
+
+  chart_version         = "88.5.3"
+  server_ips            = ["10.210.0.11", "10.210.0.12", "10.210.0.13"]
+  prometheus_retention  = "15d"
+  logging_enabled       = true
+  tracing_enabled       = true
+  tracing_otlp_endpoint = "jaeger-collector.tracing.svc:4317"
+  runbook_base_url      = "https://git.example.com/ffe-ha/blob/main/"
+}
+
+output "bundle" {
+  description = "Every rendered file as one multi-document YAML stream."
+  value       = join("\n---\n", [for name in sort(keys(module.monitoring.manifests)) : "# ${name}\n${module.monitoring.manifests[name]}"])
+}
+
+output "files" {
+  value = sort(keys(module.monitoring.manifests))
+}

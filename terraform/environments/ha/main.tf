@@ -1,0 +1,132 @@
+# The HA environment: one ffe_host per master and per worker (packages, sysctls, backup mount),
+# then the k3s cluster over those hosts. In-cluster add-ons are added by later layers (platform.tf).
+#
+# Planning from empty state dials nothing: every address below is only passed to the provider;
+# the provider connects during apply (and refresh of existing resources) only.
+
+provider "ffe" {
+  ssh_user                    = var.ssh_user
+  ssh_port                    = var.ssh_port
+  ssh_private_key_path        = var.ssh_private_key_path == null ? null : pathexpand(var.ssh_private_key_path)
+  ssh_known_hosts_file        = var.ssh_known_hosts_file == null ? null : pathexpand(var.ssh_known_hosts_file)
+  ssh_connect_timeout_seconds = var.ssh_connect_timeout_seconds
+}
+
+locals {
+  backup_mount      = trimsuffix(var.backup_nfs_mount, "/")
+  etcd_snapshot_dir = "${local.backup_mount}/etcd-snapshots"
+  kubeconfig_path   = coalesce(var.kubeconfig_path, "${path.root}/kubeconfig-${var.cluster_name}.yaml")
+
+  # The API certificate covers every server IP and the VIP, so the kubeconfig works through any of them.
+  tls_san = distinct(concat(var.master_ips, compact([var.api_vip]), var.extra_tls_sans))
+
+  # etcd snapshot retention = snapshots per day x backup_retention_days. Snapshots per day =
+  # (minutes selected per hour) x (hours selected per day) from the cron schedule; the day-of-month,
+  # month and weekday fields are ignored, which can only over-count (keeps at least the days asked).
+  cron_fields = split(" ", var.etcd_snapshot_schedule)
+  cron_selected = [for i, size in [60, 24] : max(1, sum([
+    for e in split(",", local.cron_fields[i]) :
+    can(regex("^\\*", e)) ? ceil(size / try(tonumber(split("/", e)[1]), 1)) : (
+      can(regex("^[0-9]+-[0-9]+$", e)) ? max(1, tonumber(split("-", e)[1]) - tonumber(split("-", e)[0]) + 1) : 1
+    )
+  ]))]
+  etcd_snapshots_per_day  = local.cron_selected[0] * local.cron_selected[1]
+  etcd_snapshot_retention = coalesce(var.etcd_snapshot_retention, local.etcd_snapshots_per_day * var.backup_retention_days)
+
+  airgap = var.install_mode == "airgap"
+}
+
+resource "ffe_host" "master" {
+  count = var.master_count
+
+  name         = "${var.cluster_name}-master-${count.index}"
+  address      = var.master_ips[count.index]
+  role         = "server"
+  backup_mount = local.backup_mount
+  nfs_server   = var.nfs_server
+  nfs_export   = var.nfs_export
+}
+
+resource "ffe_host" "worker" {
+  count = var.worker_count
+
+  name         = "${var.cluster_name}-worker-${count.index}"
+  address      = var.worker_ips[count.index]
+  role         = "agent"
+  backup_mount = local.backup_mount
+  nfs_server   = var.nfs_server
+  nfs_export   = var.nfs_export
+}
+
+resource "ffe_k3s_cluster" "this" {
+  cluster_name = var.cluster_name
+
+  # Built from the hosts' attributes, so the cluster waits for every host to be prepared.
+  servers = [for h in ffe_host.master : { name = h.name, address = h.address }]
+  agents  = [for h in ffe_host.worker : { name = h.name, address = h.address }]
+
+  kubernetes_version = local.kubernetes_version
+  api_vip            = var.api_vip
+  tls_san            = local.tls_san
+  cluster_cidr       = var.pod_cidr
+  service_cidr       = var.service_cidr
+
+  install_mode           = var.install_mode
+  installer_url          = local.airgap ? null : var.installer_url
+  airgap_k3s_binary_path = local.airgap ? pathexpand(var.airgap_k3s_binary_path) : null
+  airgap_images_path     = local.airgap ? pathexpand(var.airgap_images_path) : null
+  airgap_installer_path  = local.airgap ? pathexpand(var.airgap_installer_path) : null
+
+  etcd_snapshot_dir       = local.etcd_snapshot_dir
+  etcd_snapshot_schedule  = var.etcd_snapshot_schedule
+  etcd_snapshot_retention = local.etcd_snapshot_retention
+
+  server_taints     = var.server_taints
+  node_labels       = var.node_labels
+  agent_parallelism = var.agent_parallelism
+  kubeconfig_path   = local.kubeconfig_path
+}
+
+# ---------------------------------------------------------------------------------------------
+# Plan-time warnings (check blocks never stop a plan). Version support checks are in pins.tf.
+# ---------------------------------------------------------------------------------------------
+
+check "host_key_pinning" {
+  assert {
+    condition     = var.ssh_known_hosts_file != null
+    error_message = "ssh_known_hosts_file is not set: SSH host key pinning is OFF, so a machine impersonating a node would receive the cluster token. Fix: collect and verify the nodes' host keys into a known_hosts file and set ssh_known_hosts_file = \"/path/to/known_hosts\"."
+  }
+}
+
+check "api_vip_set" {
+  assert {
+    condition     = var.api_vip != null || var.cluster_size != "ha"
+    error_message = "api_vip is not set: the kubeconfig points at the first master (${try(var.master_ips[0], "?")}) only, so the API is unreachable when that master is down. Fix: set api_vip to a free IP inside network_cidr = \"${var.network_cidr}\"."
+  }
+}
+
+check "backup_storage" {
+  assert {
+    condition     = var.nfs_server != null || var.nfs_export != null # one alone is a validation error
+    error_message = "nfs_server/nfs_export are not set: backup_nfs_mount = \"${var.backup_nfs_mount}\" is NOT mounted by Terraform. Mount shared NFS there on every node yourself, otherwise etcd snapshots stay on each master's local disk and die with it. Fix: set nfs_server and nfs_export."
+  }
+}
+
+check "acme_settings" {
+  assert {
+    condition     = var.acme_enabled || length(var.domain_names) > 0
+    error_message = "acme_enabled = false and domain_names is empty: the edge serves no host name and issues no certificate. Set domain_names (and acme_enabled = true for Let's Encrypt certificates)."
+  }
+
+  assert {
+    condition     = !(var.acme_enabled && var.acme_staging)
+    error_message = "acme_staging = true: certificates come from the Let's Encrypt STAGING CA and browsers will not trust them. Set acme_staging = false for production."
+  }
+}
+
+check "postgres_spread" {
+  assert {
+    condition     = var.postgres_replicas + 1 <= var.worker_count
+    error_message = "postgres_replicas = ${var.postgres_replicas} plus the primary is ${var.postgres_replicas + 1} instances on ${var.worker_count} workers: two instances share a node, so one node loss can take out two copies. Add workers or lower postgres_replicas."
+  }
+}

@@ -1,0 +1,101 @@
+# Observability (issue 5): kube-prometheus-stack, the alert rules of monitoring/rules, the Grafana
+# dashboards of monitoring/dashboards and the scrape config for every component, rendered by
+# modules/monitoring and written by one ffe_manifests bundle. Runbook: docs/monitoring.md.
+# etcd metrics come from k3s `etcd-expose-metrics: true`, which ffe_k3s_cluster writes into every
+# server's /etc/rancher/k3s/config.yaml.
+
+variable "monitoring_enabled" {
+  description = "Deploy the monitoring stack (Prometheus x2, Alertmanager x3, Grafana, exporters, alert rules, dashboards)."
+  type        = bool
+  default     = true
+}
+
+variable "prometheus_retention" {
+  description = "How long Prometheus keeps samples (Prometheus duration such as \"15d\")."
+  type        = string
+  default     = "15d"
+  validation {
+    condition     = can(regex("^[0-9]+(h|d|w|y)$", var.prometheus_retention))
+    error_message = "prometheus_retention must be a duration in hours, days, weeks or years, such as \"15d\"."
+  }
+}
+
+variable "prometheus_storage_size" {
+  description = "PVC size of each Prometheus replica (whole Gi)."
+  type        = string
+  default     = "50Gi"
+  validation {
+    condition     = can(regex("^[0-9]+Gi$", var.prometheus_storage_size))
+    error_message = "prometheus_storage_size must be whole gibibytes such as \"50Gi\"."
+  }
+}
+
+variable "logging_enabled" {
+  description = "Deploy log collection: Loki (single binary) + Fluent Bit on every node. Off by default."
+  type        = bool
+  default     = false
+}
+
+variable "tracing_enabled" {
+  description = "Deploy an OpenTelemetry Collector for traces. Off by default."
+  type        = bool
+  default     = false
+}
+
+variable "tracing_otlp_endpoint" {
+  description = "OTLP gRPC endpoint (host:4317) the collector forwards traces to; null = count and drop."
+  type        = string
+  default     = null
+}
+
+variable "monitoring_alertmanager_config" {
+  description = "Alertmanager configuration (route, receivers) as an object; null = alerts are only visible in the UI."
+  type        = any
+  default     = null
+}
+
+variable "monitoring_runbook_base_url" {
+  description = "Prefix for alert runbook links (they are relative to the repository root), e.g. \"https://git.example.com/ffe-ha/blob/main/\"."
+  type        = string
+  default     = ""
+}
+
+module "monitoring" {
+  source = "../../modules/monitoring"
+  count  = var.monitoring_enabled ? 1 : 0
+
+  chart_version    = local.component_versions.kube_prometheus_stack
+  namespace        = module.namespaces.names["monitoring"]
+  create_namespace = false # modules/namespaces owns it (PSS privileged for node-exporter)
+  server_ips       = var.master_ips
+  storage_class    = "fast-local" # modules/storage default fast_class_name
+
+  prometheus_retention    = var.prometheus_retention
+  prometheus_storage_size = var.prometheus_storage_size
+  alertmanager_config     = var.monitoring_alertmanager_config
+  runbook_base_url        = var.monitoring_runbook_base_url
+
+  postgres_replicas             = var.postgres_replicas
+  etcd_snapshot_max_age_seconds = floor(86400 / local.etcd_snapshots_per_day) + 3600
+
+  namespaces = {
+    cert_manager = module.namespaces.names["cert-manager"]
+    vault        = module.namespaces.names["vault"]
+    postgres     = module.namespaces.names["ffe-data"]
+    edge         = module.namespaces.names["nginx-gateway"]
+  }
+
+  logging_enabled       = var.logging_enabled
+  tracing_enabled       = var.tracing_enabled
+  tracing_otlp_endpoint = var.tracing_otlp_endpoint
+}
+
+# Written to every server after the platform bundles (namespaces, storage classes) exist.
+resource "ffe_manifests" "monitoring" {
+  count = var.monitoring_enabled ? 1 : 0
+
+  bundle     = "monitoring"
+  servers    = ffe_k3s_cluster.this.servers
+  manifests  = module.monitoring[0].manifests
+  depends_on = [ffe_manifests.platform]
+}

@@ -1,0 +1,59 @@
+# Outputs of the HA environment (the seed promises master IPs and the kubeconfig; later layers add
+# ingress, Postgres and Vault outputs).
+
+output "master_ips" {
+  description = "IPv4 addresses of the masters (k3s servers), in bootstrap order."
+  value       = ffe_host.master[*].address
+}
+
+output "worker_ips" {
+  description = "IPv4 addresses of the workers (k3s agents)."
+  value       = ffe_host.worker[*].address
+}
+
+output "master_names" {
+  description = "Kubernetes node names of the masters."
+  value       = ffe_host.master[*].name
+}
+
+output "worker_names" {
+  description = "Kubernetes node names of the workers."
+  value       = ffe_host.worker[*].name
+}
+
+output "kubeconfig_path" {
+  description = "Path of the admin kubeconfig written after apply (mode 0600): export KUBECONFIG=$(terraform output -raw kubeconfig_path)."
+  value       = ffe_k3s_cluster.this.kubeconfig_path
+}
+
+output "api_endpoint" {
+  description = "URL of the Kubernetes API: https://<api_vip or first master>:6443."
+  value       = ffe_k3s_cluster.this.api_endpoint
+}
+
+output "etcd_snapshot_retention" {
+  description = "Number of etcd snapshots kept (snapshots per day x backup_retention_days unless overridden)."
+  value       = ffe_k3s_cluster.this.etcd_snapshot_retention
+}
+
+output "kubeconfig" {
+  description = "Admin kubeconfig content (secret: grants cluster-admin)."
+  value       = ffe_k3s_cluster.this.kubeconfig
+  sensitive   = true
+}
+
+output "k3s_token" {
+  description = "k3s join token (secret: lets a machine join the cluster as a node)."
+  value       = ffe_k3s_cluster.this.token
+  sensitive   = true
+}
+
+output "ingress_ip" {
+  description = "IP of the edge (Gateway, ports 80/443), announced by kube-vip: point the DNS names in dns_records here. null = not pinned (see docs/networking.md)."
+  value       = var.ingress_ip
+}
+
+output "dns_records" {
+  description = "DNS A records to create: each of domain_names -> ingress_ip, and each DNS name in extra_tls_sans (API names) -> api_vip."
+  value       = local.dns_records
+}

@@ -1,0 +1,70 @@
+# The ONE place for version facts: which upstream versions are supported, and which component
+# versions this environment pins. Review it when upstream releases; every entry says "as of".
+#
+# Supported lists (as of 2026-11):
+#   Kubernetes (k3s channels): v1.35, v1.36, v1.37 are maintained; v1.34 and older are past EOL.
+#   Vault: 1.20 and 1.21 are supported; 1.19 and older are past EOL.
+#   PostgreSQL: majors 15-18 are supported; 14 reaches EOL in November 2026, 13 and older are EOL.
+# A version outside these lists still plans; a `check` block below prints a warning that names
+# the supported versions. Nothing here stops an apply: the operator decides when to upgrade.
+
+locals {
+  supported_versions = {
+    kubernetes = ["v1.35", "v1.36", "v1.37"]
+    vault      = ["1.20", "1.21"]
+    postgres   = ["15", "16", "17", "18"]
+  }
+
+  # Defaults used when a version variable is left null (the seed sets them explicitly).
+  default_versions = {
+    kubernetes = "v1.36"
+    vault      = "1.21"
+    postgres   = "17"
+  }
+
+  # Pinned in-cluster component versions (as of 2026-11; sources: ../shared/crds/README.md and
+  # upstream release tags). Override single entries with `component_versions`.
+  pinned_component_versions = {
+    calico                = "v3.32.0" # tigera-operator v1.43.0 pairs with Calico v3.32.0
+    tigera_operator       = "v1.43.0"
+    kube_vip              = "v1.2.3"
+    cert_manager          = "v1.21.1"
+    gateway_api           = "v1.5.1" # the version NGINX Gateway Fabric v2.6.7 pins
+    nginx_gateway_fabric  = "v2.6.7"
+    percona_pg_operator   = "3.0.0"
+    kube_prometheus_stack = "88.5.3"
+    csi_driver_nfs        = "v4.13.4"
+  }
+
+  component_versions = merge(local.pinned_component_versions, var.component_versions)
+
+  # Minor/major parts of the requested versions, for the support checks below. try(): a malformed
+  # value is reported by the variable's own validation, not here.
+  kubernetes_version = coalesce(var.kubernetes_version, local.default_versions.kubernetes)
+  vault_version      = coalesce(var.vault_version, local.default_versions.vault)
+  postgres_version   = coalesce(var.postgres_version, local.default_versions.postgres)
+
+  kubernetes_minor = try(regex("^(v[0-9]+\\.[0-9]+)", local.kubernetes_version)[0], local.kubernetes_version)
+  vault_minor      = try(regex("^([0-9]+\\.[0-9]+)", local.vault_version)[0], local.vault_version)
+}
+
+check "kubernetes_version_supported" {
+  assert {
+    condition     = contains(local.supported_versions.kubernetes, local.kubernetes_minor)
+    error_message = "kubernetes_version = \"${local.kubernetes_version}\" is not a supported Kubernetes minor (past upstream end of life, or newer than this environment was tested with). Supported as of 2026-11: ${join(", ", local.supported_versions.kubernetes)}. Fix: set kubernetes_version = \"${local.default_versions.kubernetes}\" in terraform.tfvars (upgrades roll one server at a time)."
+  }
+}
+
+check "vault_version_supported" {
+  assert {
+    condition     = contains(local.supported_versions.vault, local.vault_minor)
+    error_message = "vault_version = \"${local.vault_version}\" is not a supported Vault release (past end of life, or not yet tested). Supported as of 2026-11: ${join(", ", local.supported_versions.vault)}. Fix: set vault_version = \"${local.default_versions.vault}\" in terraform.tfvars."
+  }
+}
+
+check "postgres_version_supported" {
+  assert {
+    condition     = contains(local.supported_versions.postgres, local.postgres_version)
+    error_message = "postgres_version = \"${local.postgres_version}\" is not a supported PostgreSQL major. Supported as of 2026-11: ${join(", ", local.supported_versions.postgres)}. Fix: set postgres_version = \"${local.default_versions.postgres}\" in terraform.tfvars (a major upgrade needs a pg_upgrade; see docs)."
+  }
+}

@@ -1,0 +1,88 @@
+# In-cluster platform: pure rendering modules (variables in, manifests out) composed into
+# bundles, each written by one `ffe_manifests` resource into /var/lib/rancher/k3s/server/manifests/
+# on every server, where k3s applies them (HelmChart objects are installed by k3s's helm-controller).
+# Every rendered document is validated offline by `make test-manifests` (crates/ffe-validate).
+
+module "namespaces" {
+  source = "../../modules/namespaces"
+
+  network_cidr   = var.network_cidr
+  pod_cidr       = var.pod_cidr
+  service_cidr   = var.service_cidr
+  api_server_ips = distinct(concat(var.master_ips, compact([var.api_vip])))
+}
+
+module "cni" {
+  source = "../../modules/cni"
+
+  pod_cidr      = var.pod_cidr
+  chart_version = local.chart_versions["tigera-operator"]
+  chart_repo    = local.chart_repos["tigera-operator"]
+}
+
+module "vip" {
+  source = "../../modules/vip"
+
+  api_vip = var.api_vip
+  image   = local.platform_images.kube_vip
+}
+
+module "storage" {
+  source = "../../modules/storage"
+
+  nfs_server        = var.nfs_server
+  nfs_export        = var.nfs_export
+  backup_mount      = local.backup_mount
+  csi_chart_version = local.chart_versions["csi-driver-nfs"]
+  csi_chart_repo    = local.chart_repos["csi-driver-nfs"]
+}
+
+module "edge" {
+  source = "../../modules/edge"
+
+  ingress_ip              = var.ingress_ip
+  domain_names            = var.domain_names
+  acme_enabled            = var.acme_enabled
+  acme_staging            = var.acme_staging
+  acme_email              = var.acme_email
+  namespace               = module.namespaces.names["ffe-edge"]
+  controller_namespace    = module.namespaces.names["nginx-gateway"]
+  cert_manager_namespace  = module.namespaces.names["cert-manager"]
+  route_namespace_label   = module.namespaces.edge_route_label
+  chart_versions          = local.chart_versions
+  chart_repos             = local.chart_repos
+  gateway_api_crds_url    = local.gateway_api_crds_url
+  gateway_api_version     = local.component_versions.gateway_api
+  kubectl_image           = local.platform_images.kubectl
+  loadbalancer_annotation = module.vip.loadbalancer_annotation
+}
+
+locals {
+  # bundle name => { file name => YAML }. The provider prefixes each file with its bundle on the
+  # servers (ffe-<bundle>--<file>), because k3s's manifests directory is flat and shared.
+  platform_bundles = {
+    "namespaces" = module.namespaces.manifests
+    "cni"        = module.cni.manifests
+    "vip"        = module.vip.manifests
+    "storage"    = module.storage.manifests
+    "edge"       = module.edge.manifests
+  }
+
+  # Names that need DNS A records: the edge names -> ingress_ip; DNS names among extra_tls_sans
+  # (API names) -> api_vip.
+  api_dns_names = [for s in var.extra_tls_sans : s if !can(regex(local.ipv4_re, s))]
+  dns_records = concat(
+    var.ingress_ip == null ? [] : [for d in var.domain_names : { name = d, type = "A", value = var.ingress_ip }],
+    var.api_vip == null ? [] : [for d in local.api_dns_names : { name = d, type = "A", value = var.api_vip }],
+  )
+}
+
+# One bundle per add-on, written to every server once the cluster exists (servers come from the
+# cluster resource, so Terraform orders these after it).
+resource "ffe_manifests" "platform" {
+  for_each = local.platform_bundles
+
+  bundle    = each.key
+  servers   = ffe_k3s_cluster.this.servers
+  manifests = each.value
+}

@@ -1,0 +1,368 @@
+# Plans of the example (terraform.tfvars.example, passed with -var-file) and of variations of it,
+# asserting the planned values and exactly which warnings (check blocks) fire.
+#
+# Run from the environment directory:
+#   terraform test -var-file=terraform.tfvars.example -filter=tests/example.tftest.hcl
+
+# The example as shipped: the seed's block plus api_vip/ingress_ip. The seed's past-EOL versions,
+# the missing known_hosts file and the unmanaged NFS mount must each produce a warning.
+run "example_plans_six_hosts_and_the_cluster" {
+  command = plan
+
+  expect_failures = [
+    check.kubernetes_version_supported,
+    check.vault_version_supported,
+    check.host_key_pinning,
+    check.backup_storage,
+  ]
+
+  assert {
+    condition     = jsonencode(ffe_host.master[*].name) == jsonencode(["ffe-prod-master-0", "ffe-prod-master-1", "ffe-prod-master-2"])
+    error_message = "master names: ${jsonencode(ffe_host.master[*].name)}"
+  }
+  assert {
+    condition     = jsonencode(ffe_host.worker[*].name) == jsonencode(["ffe-prod-worker-0", "ffe-prod-worker-1", "ffe-prod-worker-2"])
+    error_message = "worker names: ${jsonencode(ffe_host.worker[*].name)}"
+  }
+  assert {
+    condition     = jsonencode(ffe_host.master[*].address) == jsonencode(["10.0.1.10", "10.0.1.11", "10.0.1.12"])
+    error_message = "master addresses: ${jsonencode(ffe_host.master[*].address)}"
+  }
+  assert {
+    condition     = jsonencode(ffe_host.worker[*].address) == jsonencode(["10.0.2.10", "10.0.2.11", "10.0.2.12"])
+    error_message = "worker addresses: ${jsonencode(ffe_host.worker[*].address)}"
+  }
+  assert {
+    condition     = alltrue([for h in ffe_host.master : h.role == "server"]) && alltrue([for h in ffe_host.worker : h.role == "agent"])
+    error_message = "masters must be role server, workers role agent"
+  }
+  assert {
+    condition     = alltrue([for h in concat(ffe_host.master, ffe_host.worker) : h.backup_mount == "/mnt/backups" && h.nfs_server == null && h.nfs_export == null])
+    error_message = "every host mounts /mnt/backups, with no NFS source in the seed"
+  }
+  assert {
+    condition     = jsonencode(ffe_k3s_cluster.this.servers) == jsonencode([{ address = "10.0.1.10", name = "ffe-prod-master-0" }, { address = "10.0.1.11", name = "ffe-prod-master-1" }, { address = "10.0.1.12", name = "ffe-prod-master-2" }])
+    error_message = "cluster servers: ${jsonencode(ffe_k3s_cluster.this.servers)}"
+  }
+  assert {
+    condition     = jsonencode(ffe_k3s_cluster.this.agents) == jsonencode([{ address = "10.0.2.10", name = "ffe-prod-worker-0" }, { address = "10.0.2.11", name = "ffe-prod-worker-1" }, { address = "10.0.2.12", name = "ffe-prod-worker-2" }])
+    error_message = "cluster agents: ${jsonencode(ffe_k3s_cluster.this.agents)}"
+  }
+  assert {
+    condition     = ffe_k3s_cluster.this.cluster_name == "ffe-prod" && ffe_k3s_cluster.this.kubernetes_version == "v1.29"
+    error_message = "the seed's cluster name and version pass through unchanged"
+  }
+  assert {
+    condition     = alltrue([for ip in ["10.0.1.10", "10.0.1.11", "10.0.1.12", "10.0.1.5"] : contains(ffe_k3s_cluster.this.tls_san, ip)])
+    error_message = "tls_san must hold every server IP and the VIP: ${jsonencode(ffe_k3s_cluster.this.tls_san)}"
+  }
+  assert {
+    condition     = ffe_k3s_cluster.this.api_vip == "10.0.1.5"
+    error_message = "api_vip: ${coalesce(ffe_k3s_cluster.this.api_vip, "null")}"
+  }
+  assert {
+    condition     = ffe_k3s_cluster.this.cluster_cidr == "10.42.0.0/16" && ffe_k3s_cluster.this.service_cidr == "10.43.0.0/16"
+    error_message = "pod/service CIDRs: ${ffe_k3s_cluster.this.cluster_cidr} ${ffe_k3s_cluster.this.service_cidr}"
+  }
+  assert {
+    condition     = ffe_k3s_cluster.this.etcd_snapshot_dir == "/mnt/backups/etcd-snapshots" && ffe_k3s_cluster.this.etcd_snapshot_schedule == "0 */6 * * *"
+    error_message = "etcd snapshots go to <backup_nfs_mount>/etcd-snapshots every 6 hours"
+  }
+  assert {
+    condition     = ffe_k3s_cluster.this.etcd_snapshot_retention == 120
+    error_message = "4 snapshots a day x 30 days = 120, got ${ffe_k3s_cluster.this.etcd_snapshot_retention}"
+  }
+  assert {
+    condition     = ffe_k3s_cluster.this.install_mode == "online" && ffe_k3s_cluster.this.airgap_k3s_binary_path == null
+    error_message = "online install without airgap files"
+  }
+  assert {
+    condition     = output.kubeconfig_path == "./kubeconfig-ffe-prod.yaml"
+    error_message = "kubeconfig_path: ${output.kubeconfig_path}"
+  }
+  assert {
+    condition     = jsonencode(output.master_ips) == jsonencode(["10.0.1.10", "10.0.1.11", "10.0.1.12"])
+    error_message = "output master_ips: ${jsonencode(output.master_ips)}"
+  }
+  assert {
+    condition     = jsonencode(output.worker_ips) == jsonencode(["10.0.2.10", "10.0.2.11", "10.0.2.12"])
+    error_message = "output worker_ips: ${jsonencode(output.worker_ips)}"
+  }
+}
+
+# The seed's block alone (our added section removed): plans too, and warns that the API has no VIP.
+run "seed_block_alone_plans_and_warns_about_the_missing_vip" {
+  command = plan
+
+  variables {
+    api_vip    = null
+    ingress_ip = null
+  }
+
+  expect_failures = [
+    check.kubernetes_version_supported,
+    check.vault_version_supported,
+    check.host_key_pinning,
+    check.backup_storage,
+    check.api_vip_set,
+  ]
+
+  assert {
+    condition     = length(ffe_host.master) == 3 && length(ffe_host.worker) == 3 && ffe_k3s_cluster.this.api_vip == null
+    error_message = "3 masters, 3 workers, no VIP"
+  }
+  assert {
+    condition     = alltrue([for ip in ["10.0.1.10", "10.0.1.11", "10.0.1.12"] : contains(ffe_k3s_cluster.this.tls_san, ip)]) && !contains(ffe_k3s_cluster.this.tls_san, "10.0.1.5")
+    error_message = "tls_san: ${jsonencode(ffe_k3s_cluster.this.tls_san)}"
+  }
+}
+
+# Supported versions, host keys pinned and NFS configured: no warning at all (any check failing
+# would fail this run).
+run "supported_settings_plan_without_warnings" {
+  command = plan
+
+  variables {
+    kubernetes_version   = "v1.36.2+k3s1"
+    vault_version        = "1.21"
+    postgres_version     = "17"
+    ssh_known_hosts_file = "tests/fixtures/known_hosts"
+    nfs_server           = "10.0.5.10"
+    nfs_export           = "/export/ffe-backups"
+  }
+
+  assert {
+    condition     = ffe_k3s_cluster.this.kubernetes_version == "v1.36.2+k3s1"
+    error_message = "exact k3s release passes through"
+  }
+  assert {
+    condition     = alltrue([for h in concat(ffe_host.master, ffe_host.worker) : h.nfs_server == "10.0.5.10" && h.nfs_export == "/export/ffe-backups"])
+    error_message = "every host mounts the NFS export"
+  }
+}
+
+# A Kubernetes minor newer than the supported list warns too (not only past-EOL ones).
+run "untested_newer_kubernetes_warns" {
+  command = plan
+
+  variables {
+    kubernetes_version   = "v1.40"
+    vault_version        = "1.20"
+    ssh_known_hosts_file = "tests/fixtures/known_hosts"
+    nfs_server           = "nas.example.com"
+    nfs_export           = "/export/ffe"
+  }
+
+  expect_failures = [check.kubernetes_version_supported]
+}
+
+run "past_eol_postgres_warns" {
+  command = plan
+
+  variables {
+    kubernetes_version   = "v1.35"
+    vault_version        = "1.21"
+    postgres_version     = "13"
+    ssh_known_hosts_file = "tests/fixtures/known_hosts"
+    nfs_server           = "10.0.5.10"
+    nfs_export           = "/export/ffe-backups"
+  }
+
+  expect_failures = [check.postgres_version_supported]
+}
+
+# worker_count_max lets the lab/bench run 10 agents.
+run "ten_workers_with_raised_maximum" {
+  command = plan
+
+  variables {
+    kubernetes_version   = "v1.37"
+    vault_version        = "1.21"
+    ssh_known_hosts_file = "tests/fixtures/known_hosts"
+    nfs_server           = "10.0.5.10"
+    nfs_export           = "/export/ffe-backups"
+    worker_count_max     = 10
+    worker_count         = 10
+    worker_ips           = [for i in range(10) : "10.0.2.${10 + i}"]
+  }
+
+  assert {
+    condition     = length(ffe_host.worker) == 10 && length(ffe_k3s_cluster.this.agents) == 10
+    error_message = "10 workers planned"
+  }
+  assert {
+    condition     = ffe_host.worker[9].name == "ffe-prod-worker-9" && ffe_host.worker[9].address == "10.0.2.19"
+    error_message = "last worker: ${ffe_host.worker[9].name} ${ffe_host.worker[9].address}"
+  }
+}
+
+# cluster_size = "single": one master and no workers is valid; Postgres replicas then share nodes.
+run "single_master_lab_cluster" {
+  command = plan
+
+  variables {
+    kubernetes_version   = "v1.36"
+    vault_version        = "1.21"
+    ssh_known_hosts_file = "tests/fixtures/known_hosts"
+    nfs_server           = "10.0.5.10"
+    nfs_export           = "/export/ffe-backups"
+    environment          = "lab"
+    cluster_size         = "single"
+    master_count         = 1
+    master_ips           = ["10.0.1.10"]
+    worker_count         = 0
+    worker_ips           = []
+    vault_ha_enabled     = false
+    vault_cluster_ips    = ["10.0.4.10"]
+  }
+
+  expect_failures = [check.postgres_spread]
+
+  assert {
+    condition     = length(ffe_host.master) == 1 && length(ffe_host.worker) == 0 && length(ffe_k3s_cluster.this.agents) == 0
+    error_message = "one server, no agents"
+  }
+}
+
+run "airgap_install_passes_the_three_files" {
+  command = plan
+
+  variables {
+    kubernetes_version     = "v1.36.2+k3s1"
+    vault_version          = "1.21"
+    ssh_known_hosts_file   = "tests/fixtures/known_hosts"
+    nfs_server             = "10.0.5.10"
+    nfs_export             = "/export/ffe-backups"
+    install_mode           = "airgap"
+    installer_url          = "https://mirror.example.com/k3s-install.sh"
+    airgap_k3s_binary_path = "tests/fixtures/airgap/k3s"
+    airgap_images_path     = "tests/fixtures/airgap/k3s-airgap-images-amd64.tar.zst"
+    airgap_installer_path  = "tests/fixtures/airgap/install.sh"
+  }
+
+  assert {
+    condition     = ffe_k3s_cluster.this.install_mode == "airgap" && ffe_k3s_cluster.this.airgap_k3s_binary_path == "tests/fixtures/airgap/k3s" && ffe_k3s_cluster.this.airgap_images_path == "tests/fixtures/airgap/k3s-airgap-images-amd64.tar.zst" && ffe_k3s_cluster.this.airgap_installer_path == "tests/fixtures/airgap/install.sh"
+    error_message = "airgap files are passed to the cluster"
+  }
+  assert {
+    condition     = ffe_k3s_cluster.this.installer_url == null || ffe_k3s_cluster.this.installer_url != "https://mirror.example.com/k3s-install.sh"
+    error_message = "the online installer URL is not used in airgap mode"
+  }
+}
+
+# Retention = snapshots per day x backup_retention_days, from the cron schedule; or the override.
+run "retention_from_a_range_schedule" {
+  command = plan
+
+  variables {
+    kubernetes_version     = "v1.36"
+    vault_version          = "1.21"
+    ssh_known_hosts_file   = "tests/fixtures/known_hosts"
+    nfs_server             = "10.0.5.10"
+    nfs_export             = "/export/ffe-backups"
+    etcd_snapshot_schedule = "0,30 0-5 * * *"
+    backup_retention_days  = 7
+  }
+
+  assert {
+    condition     = ffe_k3s_cluster.this.etcd_snapshot_retention == 84
+    error_message = "2 per hour x 6 hours x 7 days = 84, got ${ffe_k3s_cluster.this.etcd_snapshot_retention}"
+  }
+}
+
+run "retention_from_a_daily_schedule" {
+  command = plan
+
+  variables {
+    kubernetes_version     = "v1.36"
+    vault_version          = "1.21"
+    ssh_known_hosts_file   = "tests/fixtures/known_hosts"
+    nfs_server             = "10.0.5.10"
+    nfs_export             = "/export/ffe-backups"
+    etcd_snapshot_schedule = "15 3 * * *"
+  }
+
+  assert {
+    condition     = ffe_k3s_cluster.this.etcd_snapshot_retention == 30
+    error_message = "1 per day x 30 days = 30, got ${ffe_k3s_cluster.this.etcd_snapshot_retention}"
+  }
+}
+
+run "retention_override_and_custom_paths" {
+  command = plan
+
+  variables {
+    kubernetes_version      = "v1.36"
+    vault_version           = "1.21"
+    ssh_known_hosts_file    = "tests/fixtures/known_hosts"
+    nfs_server              = "10.0.5.10"
+    nfs_export              = "/export/ffe-backups"
+    etcd_snapshot_retention = 10
+    backup_nfs_mount        = "/srv/backups/"
+    kubeconfig_path         = "/tmp/ffe-test-kubeconfig.yaml"
+    extra_tls_sans          = ["k8s.ffe.three-rivers-tech.com"]
+  }
+
+  assert {
+    condition     = ffe_k3s_cluster.this.etcd_snapshot_retention == 10
+    error_message = "override wins: got ${ffe_k3s_cluster.this.etcd_snapshot_retention}"
+  }
+  assert {
+    condition     = ffe_k3s_cluster.this.etcd_snapshot_dir == "/srv/backups/etcd-snapshots" && ffe_host.master[0].backup_mount == "/srv/backups"
+    error_message = "trailing slash of backup_nfs_mount is dropped: ${ffe_k3s_cluster.this.etcd_snapshot_dir}"
+  }
+  assert {
+    condition     = output.kubeconfig_path == "/tmp/ffe-test-kubeconfig.yaml" && contains(ffe_k3s_cluster.this.tls_san, "k8s.ffe.three-rivers-tech.com")
+    error_message = "custom kubeconfig path and extra SAN"
+  }
+}
+
+run "acme_off_without_domains_warns" {
+  command = plan
+
+  variables {
+    kubernetes_version   = "v1.36"
+    vault_version        = "1.21"
+    ssh_known_hosts_file = "tests/fixtures/known_hosts"
+    nfs_server           = "10.0.5.10"
+    nfs_export           = "/export/ffe-backups"
+    acme_enabled         = false
+    acme_email           = null
+    domain_names         = []
+  }
+
+  expect_failures = [check.acme_settings]
+}
+
+run "acme_staging_warns" {
+  command = plan
+
+  variables {
+    kubernetes_version   = "v1.36"
+    vault_version        = "1.21"
+    ssh_known_hosts_file = "tests/fixtures/known_hosts"
+    nfs_server           = "10.0.5.10"
+    nfs_export           = "/export/ffe-backups"
+    acme_staging         = true
+  }
+
+  expect_failures = [check.acme_settings]
+}
+
+run "component_version_override" {
+  command = plan
+
+  variables {
+    kubernetes_version   = "v1.36"
+    vault_version        = "1.21"
+    ssh_known_hosts_file = "tests/fixtures/known_hosts"
+    nfs_server           = "10.0.5.10"
+    nfs_export           = "/export/ffe-backups"
+    component_versions   = { cert_manager = "v1.21.2" }
+  }
+
+  assert {
+    condition     = local.component_versions.cert_manager == "v1.21.2" && local.component_versions.calico == "v3.32.0"
+    error_message = "an override replaces one pin and keeps the others"
+  }
+}

@@ -1,0 +1,193 @@
+# Platform bundles (platform.tf, modules/*): what the example renders, and bad input that must
+# stop the plan with an error naming the variable. Each bad-input run changes the example in ONE
+# way; a run also fails if any other error appears.
+#
+# Run from the environment directory:
+#   terraform test -var-file=terraform.tfvars.example -filter=tests/platform.tftest.hcl
+
+variables {
+  kubernetes_version   = "v1.36"
+  vault_version        = "1.21"
+  ssh_known_hosts_file = "tests/fixtures/known_hosts"
+  extra_tls_sans       = ["k8s.ffe.three-rivers-tech.com"]
+  nfs_server           = "10.0.5.10"
+  nfs_export           = "/export/ffe-backups"
+}
+
+run "example_renders_every_bundle" {
+  command = plan
+
+  assert {
+    condition     = output.ingress_ip == "10.0.2.5"
+    error_message = "ingress_ip output must be the ingress_ip variable."
+  }
+  assert {
+    condition = toset([for r in output.dns_records : "${r.name} A ${r.value}"]) == toset([
+      "ffe.three-rivers-tech.com A 10.0.2.5",
+      "api.ffe.three-rivers-tech.com A 10.0.2.5",
+      "k8s.ffe.three-rivers-tech.com A 10.0.1.5",
+    ])
+    error_message = "dns_records must map every domain name to ingress_ip and the API name to api_vip: ${jsonencode(output.dns_records)}"
+  }
+  assert {
+    condition     = strcontains(module.cni.manifests["calico.yaml"], "\"cidr\": \"10.42.0.0/16\"") && strcontains(module.cni.manifests["calico.yaml"], "\"bootstrap\": true")
+    error_message = "Calico's IP pool must be pod_cidr and the chart must bootstrap."
+  }
+  assert {
+    condition     = strcontains(module.vip.manifests["kube-vip.yaml"], "\"value\": \"10.0.1.5\"") && strcontains(module.vip.manifests["kube-vip.yaml"], "CriticalAddonsOnly")
+    error_message = "kube-vip must announce api_vip and tolerate the server taint."
+  }
+  assert {
+    condition     = strcontains(module.edge.manifests["gateway.yaml"], "\"kube-vip.io/loadbalancerIPs\": \"10.0.2.5\"") && strcontains(module.edge.manifests["gateway.yaml"], "\"hostname\": \"api.ffe.three-rivers-tech.com\"")
+    error_message = "the Gateway must be pinned to ingress_ip and listen for every domain name."
+  }
+  assert {
+    condition     = strcontains(module.edge.manifests["cert-issuers.yaml"], "\"name\": \"letsencrypt-production\"") && strcontains(module.edge.manifests["cert-issuers.yaml"], "cpenrod@three-rivers-tech.com")
+    error_message = "the Certificate must use the production Let's Encrypt issuer with acme_email."
+  }
+  assert {
+    condition     = module.storage.mode == "csi-nfs" && strcontains(module.storage.manifests["csi-driver-nfs.yaml"], "\"version\": \"4.13.4\"")
+    error_message = "with nfs_server/nfs_export, the backup class must use csi-driver-nfs at the pinned chart version."
+  }
+}
+
+# the example as given (no NFS server): hostPath PVs on the shared mount; main.tf warns
+run "no_nfs_server_uses_hostpath_volumes" {
+  command = plan
+  variables {
+    nfs_server = null
+    nfs_export = null
+  }
+  expect_failures = [check.backup_storage]
+  assert {
+    condition     = module.storage.mode == "hostpath" && strcontains(module.storage.manifests["storage-classes.yaml"], "/mnt/backups/k8s/")
+    error_message = "without nfs_server/nfs_export, backup volumes are hostPath PVs under backup_nfs_mount."
+  }
+}
+
+run "api_vip_unset_announces_services_only" {
+  command = plan
+  variables {
+    api_vip = null
+  }
+  expect_failures = [check.api_vip_set]
+  assert {
+    condition     = contains([for e in yamldecode(split("---\n", module.vip.manifests["kube-vip.yaml"])[3]).spec.template.spec.containers[0].env : "${e.name}=${e.value}"], "cp_enable=false") && !strcontains(module.vip.manifests["kube-vip.yaml"], "\"address\"") && length([for r in output.dns_records : r if r.value == "10.0.1.5"]) == 0
+    error_message = "api_vip = null: kube-vip must not announce a control-plane VIP, and no API DNS record is output."
+  }
+}
+
+run "acme_off_uses_a_self_signed_issuer" {
+  command = plan
+  variables {
+    acme_enabled = false
+    acme_email   = null
+  }
+  assert {
+    condition     = strcontains(module.edge.manifests["cert-issuers.yaml"], "ffe-selfsigned") && !strcontains(module.edge.manifests["cert-issuers.yaml"], "letsencrypt")
+    error_message = "acme_enabled = false must issue from the self-signed ClusterIssuer only."
+  }
+}
+
+run "acme_staging_switches_the_issuer" {
+  command = plan
+  variables {
+    acme_staging = true
+  }
+  expect_failures = [check.acme_settings]
+  assert {
+    condition     = strcontains(module.edge.manifests["cert-issuers.yaml"], "\"name\": \"letsencrypt-staging\"\n")
+    error_message = "acme_staging = true must make the Certificate use letsencrypt-staging."
+  }
+}
+
+run "chart_version_override_wins" {
+  command = plan
+  variables {
+    chart_version_overrides = { "cert-manager" = "v1.21.9" }
+  }
+  assert {
+    condition     = strcontains(module.edge.manifests["cert-manager.yaml"], "\"version\": \"v1.21.9\"")
+    error_message = "chart_version_overrides must override the pinned chart version."
+  }
+}
+
+run "ingress_ip_outside_network" {
+  command = plan
+  variables {
+    ingress_ip = "192.168.1.5"
+  }
+  expect_failures = [var.ingress_ip]
+}
+
+run "ingress_ip_is_a_node_ip" {
+  command = plan
+  variables {
+    ingress_ip = "10.0.2.10"
+  }
+  expect_failures = [var.ingress_ip]
+}
+
+run "api_vip_outside_network" {
+  command = plan
+  variables {
+    api_vip = "10.1.0.5"
+  }
+  expect_failures = [var.api_vip]
+}
+
+run "api_vip_is_a_node_ip" {
+  command = plan
+  variables {
+    api_vip = "10.0.1.11"
+  }
+  expect_failures = [var.api_vip]
+}
+
+run "postgres_primary_ip_outside_network" {
+  command = plan
+  variables {
+    postgres_primary_ip = "172.16.3.10"
+  }
+  expect_failures = [var.postgres_primary_ip]
+}
+
+run "postgres_primary_ip_is_a_node_ip" {
+  command = plan
+  variables {
+    postgres_primary_ip = "10.0.1.12"
+  }
+  expect_failures = [var.postgres_primary_ip]
+}
+
+run "domain_names_empty_with_acme" {
+  command = plan
+  variables {
+    domain_names = []
+  }
+  expect_failures = [var.domain_names]
+}
+
+run "acme_email_invalid" {
+  command = plan
+  variables {
+    acme_email = "cpenrod at three-rivers-tech"
+  }
+  expect_failures = [var.acme_email]
+}
+
+run "pod_cidr_overlaps_network" {
+  command = plan
+  variables {
+    pod_cidr = "10.0.128.0/17"
+  }
+  expect_failures = [var.pod_cidr]
+}
+
+run "chart_version_override_unknown_chart" {
+  command = plan
+  variables {
+    chart_version_overrides = { "traefik" = "1.0.0" }
+  }
+  expect_failures = [var.chart_version_overrides]
+}

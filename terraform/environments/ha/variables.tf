@@ -1,0 +1,643 @@
+# Input variables of the HA environment.
+#
+# The first section holds every variable of the seed's terraform.tfvars (the user's contract);
+# the second holds what this environment adds. Every added variable has a safe default, so the
+# seed's block on its own plans.
+#
+# Validation rules: each rule belongs to ONE variable, and its message names that variable and
+# says how to fix it. Cross-variable rules (Terraform >= 1.9) always sit on the variable declared
+# later in the chain below, so a collision is reported once and the rules have no cycle:
+#   network_cidr -> master_ips -> worker_ips -> postgres_primary_ip -> vault_cluster_ips
+#   -> api_vip -> ingress_ip;  network_cidr -> pod_cidr -> service_cidr.
+# Note: Terraform evaluates error_message even when the condition holds, so every message is
+# written to evaluate on any input (try()).
+
+# ---------------------------------------------------------------------------------------------
+# Seed variables
+# ---------------------------------------------------------------------------------------------
+
+variable "environment" {
+  description = "Deployment stage, used in labels and names: one of production, staging, development, lab."
+  type        = string
+  default     = "production"
+  nullable    = false
+
+  validation {
+    condition     = contains(["production", "staging", "development", "lab"], var.environment)
+    error_message = "environment = \"${var.environment}\" is not allowed. Use one of: production, staging, development, lab."
+  }
+}
+
+variable "cluster_name" {
+  description = "Cluster name; node names are <cluster_name>-master-<i> and <cluster_name>-worker-<i>. Lowercase DNS label, at most 40 characters."
+  type        = string
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$", var.cluster_name))
+    error_message = "cluster_name = \"${var.cluster_name}\" is invalid: use 1-40 characters of a-z, 0-9 and '-', starting with a letter and not ending with '-' (node names add '-worker-NN' and must stay a DNS label), e.g. \"ffe-prod\"."
+  }
+}
+
+variable "cluster_size" {
+  description = "\"ha\": odd master_count >= 3 (etcd quorum) and 2..worker_count_max workers. \"single\": one master, 0..worker_count_max workers (labs, not production)."
+  type        = string
+  default     = "ha"
+  nullable    = false
+
+  validation {
+    condition     = contains(["ha", "single"], var.cluster_size)
+    error_message = "cluster_size = \"${var.cluster_size}\" is not allowed. Use \"ha\" (production) or \"single\" (one master, for labs)."
+  }
+}
+
+variable "master_count" {
+  description = "Number of k3s servers (control plane + embedded etcd). cluster_size \"ha\": odd, 3..7. \"single\": 1."
+  type        = number
+  default     = 3
+  nullable    = false
+
+  validation {
+    condition     = floor(var.master_count) == var.master_count && (var.cluster_size == "ha" ? (var.master_count >= 3 && var.master_count <= 7 && var.master_count % 2 == 1) : var.master_count == 1)
+    error_message = "master_count = ${var.master_count} is invalid for cluster_size = \"${var.cluster_size}\". For \"ha\" use an odd number from 3 to 7 (etcd needs a majority: 3 survives one failure, 5 survives two); for \"single\" use 1."
+  }
+}
+
+variable "worker_count" {
+  description = "Number of k3s agents. cluster_size \"ha\": 2..worker_count_max; \"single\": 0..worker_count_max."
+  type        = number
+  default     = 3
+  nullable    = false
+
+  validation {
+    condition     = floor(var.worker_count) == var.worker_count && var.worker_count >= (var.cluster_size == "ha" ? 2 : 0) && var.worker_count <= var.worker_count_max
+    error_message = "worker_count = ${var.worker_count} is out of range for cluster_size = \"${var.cluster_size}\": use a whole number from ${var.cluster_size == "ha" ? 2 : 0} to worker_count_max = ${var.worker_count_max} (raise worker_count_max to run more agents)."
+  }
+}
+
+variable "kubernetes_version" {
+  description = "k3s version: a channel \"vX.Y\" (latest patch of that minor) or an exact release \"vX.Y.Z+k3sN\". null = the default in pins.tf. Versions outside the supported list in pins.tf plan with a warning."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.kubernetes_version == null || can(regex("^v1\\.[0-9]{1,2}(\\.[0-9]{1,2}\\+k3s[0-9]+)?$", var.kubernetes_version))
+    error_message = "kubernetes_version = \"${coalesce(var.kubernetes_version, "null")}\" is not a k3s version. Use a channel like \"v1.36\" or an exact release like \"v1.36.2+k3s1\"."
+  }
+}
+
+variable "postgres_version" {
+  description = "PostgreSQL major version for the Postgres HA cluster, e.g. \"17\". null = the default in pins.tf."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.postgres_version == null || can(regex("^[1-9][0-9]$", var.postgres_version))
+    error_message = "postgres_version = \"${coalesce(var.postgres_version, "null")}\" is not a PostgreSQL major version. Use a two-digit major such as \"17\" (quoted)."
+  }
+}
+
+variable "vault_version" {
+  description = "Vault version, \"X.Y\" or \"X.Y.Z\". null = the default in pins.tf. Versions outside the supported list plan with a warning."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.vault_version == null || can(regex("^[1-9][0-9]*\\.[0-9]+(\\.[0-9]+)?$", var.vault_version))
+    error_message = "vault_version = \"${coalesce(var.vault_version, "null")}\" is not a Vault version. Use \"X.Y\" or \"X.Y.Z\", e.g. \"1.21\"."
+  }
+}
+
+variable "domain_names" {
+  description = "Public DNS names served by the edge (TLS via ACME when acme_enabled). Lowercase, no wildcards (HTTP-01 cannot issue them). Required (non-empty) when acme_enabled."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for d in var.domain_names : length(d) <= 253 && can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$", d))])
+    error_message = "domain_names contains invalid DNS names: ${jsonencode([for d in var.domain_names : d if !(length(d) <= 253 && can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$", d)))])}. Use lowercase fully qualified names such as \"ffe.example.com\" (no wildcard, no trailing dot, no scheme)."
+  }
+
+  validation {
+    condition     = length(distinct(var.domain_names)) == length(var.domain_names)
+    error_message = "domain_names lists a name more than once. Remove the duplicates."
+  }
+
+  validation {
+    condition     = !var.acme_enabled || length(var.domain_names) > 0
+    error_message = "domain_names is empty but acme_enabled = true: ACME needs at least one name to certify. Add your names, e.g. domain_names = [\"ffe.example.com\"], or set acme_enabled = false."
+  }
+}
+
+variable "acme_email" {
+  description = "Contact e-mail for the ACME (Let's Encrypt) account. Required when acme_enabled."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.acme_email == null ? !var.acme_enabled : can(regex("^[A-Za-z0-9._%+-]+@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]{2,63}$", var.acme_email))
+    error_message = "acme_email = \"${coalesce(var.acme_email, "null")}\" is not usable: ${var.acme_email == null ? "it is required while acme_enabled = true; set acme_email = \"ops@example.com\" or acme_enabled = false" : "it must be a plain address like \"ops@example.com\" (no name, no angle brackets)"}."
+  }
+}
+
+variable "network_cidr" {
+  description = "IPv4 network of the nodes, e.g. \"10.0.0.0/16\". Every node IP, VIP and service IP must be inside it."
+  type        = string
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[0-9.]+/[0-9]+$", var.network_cidr)) && try(cidrhost(var.network_cidr, 0) == split("/", var.network_cidr)[0] && tonumber(split("/", var.network_cidr)[1]) >= 8 && tonumber(split("/", var.network_cidr)[1]) <= 30, false)
+    error_message = "network_cidr = \"${var.network_cidr}\" is not an IPv4 network in canonical form with a prefix from /8 to /30. Write the network address, e.g. \"10.0.0.0/16\"${try(" (did you mean \"${cidrhost(var.network_cidr, 0)}/${split("/", var.network_cidr)[1]}\"?)", "")}."
+  }
+}
+
+variable "master_ips" {
+  description = "IPv4 addresses of the masters (k3s servers), one per master_count, inside network_cidr. The first one bootstraps the cluster."
+  type        = list(string)
+  nullable    = false
+
+  validation {
+    condition     = length(var.master_ips) == var.master_count
+    error_message = "master_ips has ${length(var.master_ips)} addresses but master_count = ${var.master_count}. List exactly one IP per master."
+  }
+
+  validation {
+    condition     = alltrue([for ip in var.master_ips : can(regex(local.ipv4_re, ip))])
+    error_message = "master_ips contains values that are not IPv4 addresses: ${jsonencode([for ip in var.master_ips : ip if !can(regex(local.ipv4_re, ip))])}. Use dotted quads like \"10.0.1.10\"."
+  }
+
+  validation {
+    condition     = local.network == null || alltrue([for ip in var.master_ips : !can(regex(local.ipv4_re, ip)) || try(cidrhost("${ip}/${local.network.prefix}", 0) == local.network.first && !contains([local.network.first, local.network.last], ip), false)])
+    error_message = "master_ips ${jsonencode([for ip in var.master_ips : ip if can(regex(local.ipv4_re, ip)) && !try(cidrhost("${ip}/${local.network.prefix}", 0) == local.network.first && !contains([local.network.first, local.network.last], ip), false)])} are outside network_cidr = \"${var.network_cidr}\" (or are its network/broadcast address). Fix the IPs or widen network_cidr."
+  }
+
+  validation {
+    condition     = length(distinct(var.master_ips)) == length(var.master_ips)
+    error_message = "master_ips lists an address more than once: ${jsonencode(distinct([for ip in var.master_ips : ip if length([for x in var.master_ips : x if x == ip]) > 1]))}. Give every master its own IP."
+  }
+}
+
+variable "worker_ips" {
+  description = "IPv4 addresses of the workers (k3s agents), one per worker_count, inside network_cidr, not used by any master."
+  type        = list(string)
+  nullable    = false
+
+  validation {
+    condition     = length(var.worker_ips) == var.worker_count
+    error_message = "worker_ips has ${length(var.worker_ips)} addresses but worker_count = ${var.worker_count}. List exactly one IP per worker (to scale, change both together)."
+  }
+
+  validation {
+    condition     = alltrue([for ip in var.worker_ips : can(regex(local.ipv4_re, ip))])
+    error_message = "worker_ips contains values that are not IPv4 addresses: ${jsonencode([for ip in var.worker_ips : ip if !can(regex(local.ipv4_re, ip))])}. Use dotted quads like \"10.0.2.10\"."
+  }
+
+  validation {
+    condition     = local.network == null || alltrue([for ip in var.worker_ips : !can(regex(local.ipv4_re, ip)) || try(cidrhost("${ip}/${local.network.prefix}", 0) == local.network.first && !contains([local.network.first, local.network.last], ip), false)])
+    error_message = "worker_ips ${jsonencode([for ip in var.worker_ips : ip if can(regex(local.ipv4_re, ip)) && !try(cidrhost("${ip}/${local.network.prefix}", 0) == local.network.first && !contains([local.network.first, local.network.last], ip), false)])} are outside network_cidr = \"${var.network_cidr}\" (or are its network/broadcast address). Fix the IPs or widen network_cidr."
+  }
+
+  validation {
+    condition     = length(distinct(var.worker_ips)) == length(var.worker_ips) && length(setintersection(var.worker_ips, var.master_ips)) == 0
+    error_message = "worker_ips reuses addresses ${jsonencode(sort(distinct(concat([for ip in var.worker_ips : ip if length([for x in var.worker_ips : x if x == ip]) > 1], tolist(setintersection(var.worker_ips, var.master_ips))))))} (repeated in worker_ips or already in master_ips). Every node needs its own IP."
+  }
+}
+
+variable "postgres_replicas" {
+  description = "Postgres streaming replicas besides the primary (1..8)."
+  type        = number
+  default     = 2
+  nullable    = false
+
+  validation {
+    condition     = floor(var.postgres_replicas) == var.postgres_replicas && var.postgres_replicas >= 1 && var.postgres_replicas <= 8
+    error_message = "postgres_replicas = ${var.postgres_replicas} is out of range: use a whole number from 1 to 8 (HA needs at least one replica to fail over to)."
+  }
+}
+
+variable "postgres_primary_ip" {
+  description = "Fixed IPv4 (inside network_cidr, not a node IP) where the Postgres primary is exposed (a LoadBalancer IP announced by kube-vip). null = not exposed outside the cluster."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.postgres_primary_ip == null || (can(regex(local.ipv4_re, var.postgres_primary_ip)) && (local.network == null || try(cidrhost("${var.postgres_primary_ip}/${local.network.prefix}", 0) == local.network.first && !contains([local.network.first, local.network.last], var.postgres_primary_ip), false)))
+    error_message = "postgres_primary_ip = \"${coalesce(var.postgres_primary_ip, "null")}\" must be an IPv4 address inside network_cidr = \"${var.network_cidr}\" (not its network/broadcast address). Pick a free address in the node network."
+  }
+
+  validation {
+    condition     = var.postgres_primary_ip == null || !contains(concat(var.master_ips, var.worker_ips), coalesce(var.postgres_primary_ip, "-"))
+    error_message = "postgres_primary_ip = \"${coalesce(var.postgres_primary_ip, "null")}\" is already a node IP (master_ips/worker_ips). Pick a free address: a service IP must not be a node's own address."
+  }
+}
+
+variable "vault_ha_enabled" {
+  description = "Run Vault as a 3-member Raft cluster (true) or as a single member (false)."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "vault_cluster_ips" {
+  description = "Fixed IPv4 per Vault member (exactly 3 when vault_ha_enabled, at most 1 otherwise), inside network_cidr, not used by nodes or Postgres. Lets Terraform unseal each member."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = var.vault_ha_enabled ? length(var.vault_cluster_ips) == 3 : length(var.vault_cluster_ips) <= 1
+    error_message = "vault_cluster_ips has ${length(var.vault_cluster_ips)} addresses: ${var.vault_ha_enabled ? "vault_ha_enabled = true needs exactly 3 (one per Raft member)" : "vault_ha_enabled = false allows at most 1"}."
+  }
+
+  validation {
+    condition     = alltrue([for ip in var.vault_cluster_ips : can(regex(local.ipv4_re, ip)) && (local.network == null || try(cidrhost("${ip}/${local.network.prefix}", 0) == local.network.first && !contains([local.network.first, local.network.last], ip), false))])
+    error_message = "vault_cluster_ips ${jsonencode([for ip in var.vault_cluster_ips : ip if !(can(regex(local.ipv4_re, ip)) && (local.network == null || try(cidrhost("${ip}/${local.network.prefix}", 0) == local.network.first && !contains([local.network.first, local.network.last], ip), false)))])} are not IPv4 addresses inside network_cidr = \"${var.network_cidr}\". Pick free addresses in the node network."
+  }
+
+  validation {
+    condition     = length(distinct(var.vault_cluster_ips)) == length(var.vault_cluster_ips) && length(setintersection(var.vault_cluster_ips, concat(var.master_ips, var.worker_ips, compact([var.postgres_primary_ip])))) == 0
+    error_message = "vault_cluster_ips reuses addresses ${jsonencode(sort(distinct(concat([for ip in var.vault_cluster_ips : ip if length([for x in var.vault_cluster_ips : x if x == ip]) > 1], tolist(setintersection(var.vault_cluster_ips, concat(var.master_ips, var.worker_ips, compact([var.postgres_primary_ip]))))))))} (repeated, or already used by master_ips, worker_ips or postgres_primary_ip). Every Vault member needs its own free IP."
+  }
+}
+
+variable "backup_nfs_mount" {
+  description = "Absolute path where the shared backup storage (NFS) is mounted on every node. etcd snapshots go to <backup_nfs_mount>/etcd-snapshots."
+  type        = string
+  default     = "/mnt/backups"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^(/[A-Za-z0-9._-]+)+/?$", var.backup_nfs_mount)) && !can(regex("(^|/)\\.\\.?(/|$)", var.backup_nfs_mount))
+    error_message = "backup_nfs_mount = \"${var.backup_nfs_mount}\" must be an absolute path below / made of letters, digits, '.', '_' and '-' (no spaces, no '..'), e.g. \"/mnt/backups\"."
+  }
+}
+
+variable "backup_retention_days" {
+  description = "Days to keep backups (etcd snapshots here; Postgres and Vault backups in later layers). etcd snapshot retention = snapshots per day x days."
+  type        = number
+  default     = 30
+  nullable    = false
+
+  validation {
+    condition     = floor(var.backup_retention_days) == var.backup_retention_days && var.backup_retention_days >= 1 && var.backup_retention_days <= 3650
+    error_message = "backup_retention_days = ${var.backup_retention_days} is out of range: use a whole number of days from 1 to 3650."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Added by ffe-ha: SSH access
+# ---------------------------------------------------------------------------------------------
+
+variable "ssh_user" {
+  description = "SSH user on every node. Non-root users need passwordless sudo (the provider runs `sudo -n`)."
+  type        = string
+  default     = "root"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-z_][a-z0-9_-]{0,31}$", var.ssh_user))
+    error_message = "ssh_user = \"${var.ssh_user}\" is not a valid Linux user name: use up to 32 characters of a-z, 0-9, '_' and '-', starting with a letter or '_'."
+  }
+}
+
+variable "ssh_port" {
+  description = "SSH port on every node."
+  type        = number
+  default     = 22
+  nullable    = false
+
+  validation {
+    condition     = floor(var.ssh_port) == var.ssh_port && var.ssh_port >= 1 && var.ssh_port <= 65535
+    error_message = "ssh_port = ${var.ssh_port} is not a TCP port: use a whole number from 1 to 65535."
+  }
+}
+
+variable "ssh_private_key_path" {
+  description = "Private key file for SSH (\"~\" is expanded). null = use ssh-agent / the default identities."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.ssh_private_key_path == null || try(fileexists(pathexpand(var.ssh_private_key_path)), false)
+    error_message = "ssh_private_key_path = \"${coalesce(var.ssh_private_key_path, "null")}\" does not exist on this machine. Point it at your key file (e.g. \"~/.ssh/id_ed25519\") or remove it to use ssh-agent."
+  }
+}
+
+variable "ssh_known_hosts_file" {
+  description = "known_hosts file with every node's host key (\"~\" is expanded). null = host key pinning OFF (plan warns): anyone on the path could impersonate a node."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.ssh_known_hosts_file == null || try(fileexists(pathexpand(var.ssh_known_hosts_file)), false)
+    error_message = "ssh_known_hosts_file = \"${coalesce(var.ssh_known_hosts_file, "null")}\" does not exist on this machine. Create it (e.g. `ssh-keyscan -H <node IPs> > known_hosts`, then verify the fingerprints) or remove the setting."
+  }
+}
+
+variable "ssh_connect_timeout_seconds" {
+  description = "Timeout for each SSH connection attempt, in seconds."
+  type        = number
+  default     = 10
+  nullable    = false
+
+  validation {
+    condition     = floor(var.ssh_connect_timeout_seconds) == var.ssh_connect_timeout_seconds && var.ssh_connect_timeout_seconds >= 1 && var.ssh_connect_timeout_seconds <= 300
+    error_message = "ssh_connect_timeout_seconds = ${var.ssh_connect_timeout_seconds} is out of range: use 1 to 300."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Added by ffe-ha: sizing, addresses, networks
+# ---------------------------------------------------------------------------------------------
+
+variable "worker_count_max" {
+  description = "Upper bound for worker_count (default 5, the seed's 2-5 workers). Raise it deliberately for bigger clusters or benches."
+  type        = number
+  default     = 5
+  nullable    = false
+
+  validation {
+    condition     = floor(var.worker_count_max) == var.worker_count_max && var.worker_count_max >= 2 && var.worker_count_max <= 100
+    error_message = "worker_count_max = ${var.worker_count_max} is out of range: use a whole number from 2 to 100."
+  }
+}
+
+variable "api_vip" {
+  description = "Virtual IPv4 for the Kubernetes API (kube-vip, ARP), inside network_cidr and not used by anything else. Added to the API certificate and used in the kubeconfig. null = kubeconfig points at the first master (plan warns: not HA)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.api_vip == null || (can(regex(local.ipv4_re, var.api_vip)) && (local.network == null || try(cidrhost("${var.api_vip}/${local.network.prefix}", 0) == local.network.first && !contains([local.network.first, local.network.last], var.api_vip), false)))
+    error_message = "api_vip = \"${coalesce(var.api_vip, "null")}\" must be an IPv4 address inside network_cidr = \"${var.network_cidr}\" (not its network/broadcast address): kube-vip announces it by ARP on the node network. Pick a free address there."
+  }
+
+  validation {
+    condition     = var.api_vip == null || !contains(concat(var.master_ips, var.worker_ips, compact([var.postgres_primary_ip]), var.vault_cluster_ips), coalesce(var.api_vip, "-"))
+    error_message = "api_vip = \"${coalesce(var.api_vip, "null")}\" is already used by master_ips, worker_ips, postgres_primary_ip or vault_cluster_ips. The VIP must be a free address."
+  }
+}
+
+variable "ingress_ip" {
+  description = "Fixed IPv4 of the edge (Gateway on 80/443; point your DNS names here), inside network_cidr and not used by anything else. null = no fixed edge IP."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.ingress_ip == null || (can(regex(local.ipv4_re, var.ingress_ip)) && (local.network == null || try(cidrhost("${var.ingress_ip}/${local.network.prefix}", 0) == local.network.first && !contains([local.network.first, local.network.last], var.ingress_ip), false)))
+    error_message = "ingress_ip = \"${coalesce(var.ingress_ip, "null")}\" must be an IPv4 address inside network_cidr = \"${var.network_cidr}\" (not its network/broadcast address). Pick a free address there."
+  }
+
+  validation {
+    condition     = var.ingress_ip == null || !contains(concat(var.master_ips, var.worker_ips, compact([var.postgres_primary_ip, var.api_vip]), var.vault_cluster_ips), coalesce(var.ingress_ip, "-"))
+    error_message = "ingress_ip = \"${coalesce(var.ingress_ip, "null")}\" is already used by master_ips, worker_ips, postgres_primary_ip, vault_cluster_ips or api_vip. Pick a free address."
+  }
+}
+
+variable "pod_cidr" {
+  description = "IPv4 range for pods (k3s cluster-cidr; each node gets a /24). Must not overlap network_cidr or service_cidr."
+  type        = string
+  default     = "10.42.0.0/16"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[0-9.]+/[0-9]+$", var.pod_cidr)) && try(cidrhost(var.pod_cidr, 0) == split("/", var.pod_cidr)[0] && pow(2, 24 - tonumber(split("/", var.pod_cidr)[1])) >= var.master_count + var.worker_count, false)
+    error_message = "pod_cidr = \"${var.pod_cidr}\" must be a canonical IPv4 network (e.g. \"10.42.0.0/16\") large enough for one /24 per node (${var.master_count + var.worker_count} nodes)."
+  }
+
+  validation {
+    condition     = local.network == null || try(cidrhost("${cidrhost(var.pod_cidr, 0)}/${min(local.network.prefix, tonumber(split("/", var.pod_cidr)[1]))}", 0) != cidrhost("${local.network.first}/${min(local.network.prefix, tonumber(split("/", var.pod_cidr)[1]))}", 0), true)
+    error_message = "pod_cidr = \"${var.pod_cidr}\" overlaps network_cidr = \"${var.network_cidr}\": pods would shadow node addresses. Pick a range outside the node network, e.g. \"10.42.0.0/16\" or \"172.16.0.0/16\"."
+  }
+}
+
+variable "service_cidr" {
+  description = "IPv4 range for ClusterIP services (k3s service-cidr, prefix /12 or longer). Must not overlap network_cidr or pod_cidr."
+  type        = string
+  default     = "10.43.0.0/16"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[0-9.]+/[0-9]+$", var.service_cidr)) && try(cidrhost(var.service_cidr, 0) == split("/", var.service_cidr)[0] && tonumber(split("/", var.service_cidr)[1]) >= 12 && tonumber(split("/", var.service_cidr)[1]) <= 24, false)
+    error_message = "service_cidr = \"${var.service_cidr}\" must be a canonical IPv4 network with a prefix from /12 to /24, e.g. \"10.43.0.0/16\"."
+  }
+
+  validation {
+    condition     = try(alltrue([for r in compact([local.network == null ? "" : var.network_cidr, local.pod == null ? "" : var.pod_cidr]) : cidrhost("${cidrhost(var.service_cidr, 0)}/${min(tonumber(split("/", r)[1]), tonumber(split("/", var.service_cidr)[1]))}", 0) != cidrhost("${cidrhost(r, 0)}/${min(tonumber(split("/", r)[1]), tonumber(split("/", var.service_cidr)[1]))}", 0)]), true)
+    error_message = "service_cidr = \"${var.service_cidr}\" overlaps network_cidr = \"${var.network_cidr}\" or pod_cidr = \"${var.pod_cidr}\". The three ranges must be disjoint, e.g. service_cidr = \"10.43.0.0/16\" with pod_cidr = \"10.42.0.0/16\"."
+  }
+}
+
+variable "extra_tls_sans" {
+  description = "Extra names/IPs for the Kubernetes API certificate (the master IPs and api_vip are always included)."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for s in var.extra_tls_sans : can(regex(local.ipv4_re, s)) || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", s))])
+    error_message = "extra_tls_sans contains entries that are neither IPv4 addresses nor lowercase DNS names: ${jsonencode([for s in var.extra_tls_sans : s if !(can(regex(local.ipv4_re, s)) || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", s)))])}."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Added by ffe-ha: TLS at the edge, backup storage
+# ---------------------------------------------------------------------------------------------
+
+variable "acme_enabled" {
+  description = "Issue certificates for domain_names with ACME HTTP-01 (cert-manager, Let's Encrypt). Needs domain_names and acme_email."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "acme_staging" {
+  description = "Use the Let's Encrypt staging CA (untrusted certificates, generous rate limits) for a first rehearsal."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "nfs_server" {
+  description = "NFS server (IPv4 or DNS name) exporting the backup share. Set together with nfs_export; null = backup_nfs_mount is provided by the operator on every node."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.nfs_server == null || can(regex(local.ipv4_re, var.nfs_server)) || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", coalesce(var.nfs_server, "-")))
+    error_message = "nfs_server = \"${coalesce(var.nfs_server, "null")}\" must be an IPv4 address or a lowercase DNS name, e.g. \"10.0.5.10\" or \"nas.example.com\"."
+  }
+}
+
+variable "nfs_export" {
+  description = "Exported path on nfs_server (absolute, e.g. \"/export/ffe-backups\"). Set together with nfs_server."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = (var.nfs_server == null) == (var.nfs_export == null)
+    error_message = "nfs_server and nfs_export must be set together (both or neither): nfs_server = ${var.nfs_server == null ? "null" : "\"${var.nfs_server}\""}, nfs_export = ${var.nfs_export == null ? "null" : "\"${var.nfs_export}\""}."
+  }
+
+  validation {
+    condition     = var.nfs_export == null || can(regex("^(/[A-Za-z0-9._-]+)+/?$", coalesce(var.nfs_export, "-")))
+    error_message = "nfs_export = \"${coalesce(var.nfs_export, "null")}\" must be an absolute path like \"/export/ffe-backups\" (no spaces)."
+  }
+}
+
+variable "etcd_snapshot_schedule" {
+  description = "Cron schedule (5 fields) of k3s etcd snapshots. Minute and hour fields accept *, */N, N, N-M and comma lists."
+  type        = string
+  default     = "0 */6 * * *"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^(\\*(/[0-9]+)?|[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*) (\\*(/[0-9]+)?|[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*) [0-9*/,-]+ [0-9*/,-]+ [0-9*/,-]+$", var.etcd_snapshot_schedule))
+    error_message = "etcd_snapshot_schedule = \"${var.etcd_snapshot_schedule}\" is not a 5-field cron schedule this environment understands. Use e.g. \"0 */6 * * *\" (every 6 hours); minute and hour accept *, */N, N, N-M and comma lists."
+  }
+}
+
+variable "etcd_snapshot_retention" {
+  description = "Number of etcd snapshots to keep. null = snapshots per day (from etcd_snapshot_schedule) x backup_retention_days."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.etcd_snapshot_retention == null || try(floor(var.etcd_snapshot_retention) == var.etcd_snapshot_retention && var.etcd_snapshot_retention >= 1, false)
+    error_message = "etcd_snapshot_retention must be a whole number >= 1, or null to derive it from etcd_snapshot_schedule and backup_retention_days."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Added by ffe-ha: k3s installation
+# ---------------------------------------------------------------------------------------------
+
+variable "install_mode" {
+  description = "\"online\": nodes download k3s with the official installer. \"airgap\": the three airgap_* files are uploaded from this machine."
+  type        = string
+  default     = "online"
+  nullable    = false
+
+  validation {
+    condition     = contains(["online", "airgap"], var.install_mode)
+    error_message = "install_mode = \"${var.install_mode}\" is not allowed. Use \"online\" or \"airgap\"."
+  }
+}
+
+variable "installer_url" {
+  description = "URL of the k3s install script in online mode (a local mirror, for instance). null = the provider's default (https://get.k3s.io)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.installer_url == null || can(regex("^https://[^\\s]+$", coalesce(var.installer_url, "-")))
+    error_message = "installer_url = \"${coalesce(var.installer_url, "null")}\" must be an https:// URL."
+  }
+}
+
+variable "airgap_k3s_binary_path" {
+  description = "Local path of the k3s binary (airgap mode; required there)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.install_mode != "airgap" || try(fileexists(pathexpand(var.airgap_k3s_binary_path)), false)
+    error_message = "airgap_k3s_binary_path = \"${coalesce(var.airgap_k3s_binary_path, "null")}\" must name an existing file when install_mode = \"airgap\". Download k3s for your version on a connected machine and set its path."
+  }
+}
+
+variable "airgap_images_path" {
+  description = "Local path of the k3s airgap images tarball, e.g. k3s-airgap-images-amd64.tar.zst (airgap mode; required there)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.install_mode != "airgap" || try(fileexists(pathexpand(var.airgap_images_path)), false)
+    error_message = "airgap_images_path = \"${coalesce(var.airgap_images_path, "null")}\" must name an existing file when install_mode = \"airgap\". Set it to the k3s-airgap-images tarball matching kubernetes_version."
+  }
+}
+
+variable "airgap_installer_path" {
+  description = "Local path of the k3s install.sh script (airgap mode; required there)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.install_mode != "airgap" || try(fileexists(pathexpand(var.airgap_installer_path)), false)
+    error_message = "airgap_installer_path = \"${coalesce(var.airgap_installer_path, "null")}\" must name an existing file when install_mode = \"airgap\". Save https://get.k3s.io as install.sh on a connected machine and set its path."
+  }
+}
+
+variable "kubeconfig_path" {
+  description = "Where the admin kubeconfig is written (mode 0600) after the cluster is created. null = ./kubeconfig-<cluster_name>.yaml in this directory."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.kubeconfig_path == null || length(trimspace(coalesce(var.kubeconfig_path, " "))) > 0
+    error_message = "kubeconfig_path must be a file path, or null for ./kubeconfig-<cluster_name>.yaml."
+  }
+}
+
+variable "server_taints" {
+  description = "Taints on the masters (key=value:Effect). The default keeps application pods off the control plane."
+  type        = list(string)
+  default     = ["CriticalAddonsOnly=true:NoExecute"]
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for t in var.server_taints : can(regex("^[A-Za-z0-9./_-]+(=[A-Za-z0-9._-]*)?:(NoSchedule|PreferNoSchedule|NoExecute)$", t))])
+    error_message = "server_taints entries must look like \"key=value:NoSchedule\" (effect NoSchedule, PreferNoSchedule or NoExecute); invalid: ${jsonencode([for t in var.server_taints : t if !can(regex("^[A-Za-z0-9./_-]+(=[A-Za-z0-9._-]*)?:(NoSchedule|PreferNoSchedule|NoExecute)$", t))])}."
+  }
+}
+
+variable "node_labels" {
+  description = "Extra Kubernetes labels for every node."
+  type        = map(string)
+  default     = {}
+  nullable    = false
+}
+
+variable "agent_parallelism" {
+  description = "How many agents join (or upgrade) at the same time."
+  type        = number
+  default     = 5
+  nullable    = false
+
+  validation {
+    condition     = floor(var.agent_parallelism) == var.agent_parallelism && var.agent_parallelism >= 1 && var.agent_parallelism <= 20
+    error_message = "agent_parallelism = ${var.agent_parallelism} is out of range: use 1 to 20."
+  }
+}
+
+variable "component_versions" {
+  description = "Overrides for the pinned in-cluster component versions in pins.tf, e.g. { cert_manager = \"v1.21.2\" }."
+  type        = map(string)
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition     = length(setsubtract(keys(var.component_versions), keys(local.pinned_component_versions))) == 0
+    error_message = "component_versions has unknown keys ${jsonencode(setsubtract(keys(var.component_versions), keys(local.pinned_component_versions)))}. Known components: ${join(", ", keys(local.pinned_component_versions))}."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Helpers for the rules above. A rule may only use helpers built from variables EARLIER in the
+# chain (see the top of this file), otherwise Terraform reports a cycle.
+# ---------------------------------------------------------------------------------------------
+
+locals {
+  ipv4_octet_re = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+  ipv4_re       = "^${local.ipv4_octet_re}(\\.${local.ipv4_octet_re}){3}$"
+
+  # null when network_cidr is invalid (its own rule reports that; IP rules then stay quiet).
+  network = try({
+    first  = cidrhost(var.network_cidr, 0)
+    last   = cidrhost(var.network_cidr, -1)
+    prefix = tonumber(split("/", var.network_cidr)[1])
+  }, null)
+
+  pod = try(cidrhost(var.pod_cidr, 0), null)
+}

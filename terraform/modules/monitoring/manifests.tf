@@ -1,0 +1,312 @@
+# The rendered objects, one YAML file each (file name -> YAML), ready for an ffe_manifests bundle.
+locals {
+  rule_files = sort([for f in fileset(local.rules_dir, "*.yaml") : f if f != "expected.yaml"])
+
+  # runbook_url in the rule files is relative to the repository root; prefix it when a base is set.
+  rule_groups = {
+    for f in local.rule_files : trimsuffix(f, ".yaml") => [
+      for g in yamldecode(file("${local.rules_dir}/${f}")).groups : merge(g, {
+        rules = [
+          for r in g.rules : can(r.annotations.runbook_url) ? merge(r, {
+            annotations = merge(r.annotations, { runbook_url = "${var.runbook_base_url}${r.annotations.runbook_url}" })
+          }) : r
+        ]
+      })
+    ]
+  }
+
+  # Same records as monitoring/rules/expected.yaml, with this environment's values.
+  expected_group = {
+    name = "ffe-expected"
+    rules = [
+      { record = "ffe:postgres_replicas:expected", expr = "vector(${var.postgres_replicas})" },
+      { record = "ffe:etcd_snapshot_max_age_seconds:expected", expr = "vector(${var.etcd_snapshot_max_age_seconds})" },
+    ]
+  }
+
+  dashboard_files = sort(fileset(local.dashboards_dir, "*.json"))
+
+  namespace_manifest = {
+    apiVersion = "v1"
+    kind       = "Namespace"
+    metadata = {
+      name = var.namespace
+      # node-exporter needs host PID/network and hostPath mounts.
+      labels = merge(local.common_labels, {
+        "pod-security.kubernetes.io/enforce" = "privileged"
+        "pod-security.kubernetes.io/audit"   = "baseline"
+        "pod-security.kubernetes.io/warn"    = "baseline"
+      })
+    }
+  }
+
+  helm_chart = {
+    apiVersion = "helm.cattle.io/v1"
+    kind       = "HelmChart"
+    metadata   = { name = local.release, namespace = "kube-system", labels = local.common_labels }
+    spec = {
+      repo            = var.chart_repo
+      chart           = "kube-prometheus-stack"
+      version         = var.chart_version
+      targetNamespace = var.namespace
+      valuesContent   = yamlencode(local.values)
+    }
+  }
+
+  prometheus_rules = merge(
+    {
+      for name, groups in local.rule_groups : "prometheusrule-${name}.yaml" => {
+        apiVersion = "monitoring.coreos.com/v1"
+        kind       = "PrometheusRule"
+        metadata   = { name = "ffe-${name}", namespace = var.namespace, labels = local.common_labels }
+        spec       = { groups = groups }
+      }
+    },
+    {
+      "prometheusrule-expected.yaml" = {
+        apiVersion = "monitoring.coreos.com/v1"
+        kind       = "PrometheusRule"
+        metadata   = { name = "ffe-expected", namespace = var.namespace, labels = local.common_labels }
+        spec       = { groups = [local.expected_group] }
+      }
+    }
+  )
+
+  dashboards = {
+    for f in local.dashboard_files : "dashboard-${trimsuffix(f, ".json")}.yaml" => {
+      apiVersion = "v1"
+      kind       = "ConfigMap"
+      metadata = {
+        name        = "ffe-dashboard-${trimsuffix(f, ".json")}"
+        namespace   = var.namespace
+        labels      = merge(local.common_labels, { grafana_dashboard = "1" })
+        annotations = { grafana_folder = "FFE" }
+      }
+      data = { (f) = file("${local.dashboards_dir}/${f}") }
+    }
+  }
+
+  monitors = {
+    "servicemonitor-cert-manager.yaml" = {
+      apiVersion = "monitoring.coreos.com/v1"
+      kind       = "ServiceMonitor"
+      metadata   = { name = "cert-manager", namespace = var.namespace, labels = local.common_labels }
+      spec = {
+        jobLabel          = "app.kubernetes.io/name"
+        namespaceSelector = { matchNames = [var.namespaces.cert_manager] }
+        selector = { matchLabels = {
+          "app.kubernetes.io/name"      = "cert-manager"
+          "app.kubernetes.io/component" = "controller"
+        } }
+        endpoints = [{ port = "tcp-prometheus-servicemonitor", path = "/metrics", interval = "60s" }]
+      }
+    }
+    "servicemonitor-vault.yaml" = {
+      apiVersion = "monitoring.coreos.com/v1"
+      kind       = "ServiceMonitor"
+      metadata   = { name = "vault", namespace = var.namespace, labels = local.common_labels }
+      spec = {
+        # The headless vault-internal Service lists every member, so each one is scraped.
+        namespaceSelector = { matchNames = [var.namespaces.vault] }
+        selector = { matchLabels = {
+          "app.kubernetes.io/name" = "vault"
+          "vault-internal"         = "true"
+        } }
+        endpoints = [{
+          port      = "http"
+          path      = "/v1/sys/metrics"
+          params    = { format = ["prometheus"] }
+          scheme    = var.vault_scheme
+          tlsConfig = var.vault_scheme == "https" ? { insecureSkipVerify = true } : null
+          interval  = "30s"
+          relabelings = [
+            { action = "replace", targetLabel = "job", replacement = "vault" },
+          ]
+        }]
+      }
+    }
+    "podmonitor-patroni.yaml" = {
+      apiVersion = "monitoring.coreos.com/v1"
+      kind       = "PodMonitor"
+      metadata   = { name = "patroni", namespace = var.namespace, labels = local.common_labels }
+      spec = {
+        namespaceSelector = { matchNames = [var.namespaces.postgres] }
+        selector          = { matchLabels = { "postgres-operator.crunchydata.com/data" = "postgres" } }
+        podMetricsEndpoints = [{
+          port      = "patroni"
+          path      = "/metrics"
+          scheme    = "https"
+          tlsConfig = { insecureSkipVerify = true }
+          interval  = "30s"
+          relabelings = [
+            { action = "replace", targetLabel = "job", replacement = "patroni" },
+            { action = "replace", sourceLabels = ["__meta_kubernetes_pod_name"], targetLabel = "pod" },
+          ]
+        }]
+      }
+    }
+    "servicemonitor-postgres-exporter.yaml" = {
+      apiVersion = "monitoring.coreos.com/v1"
+      kind       = "ServiceMonitor"
+      metadata   = { name = "postgres-exporter", namespace = var.namespace, labels = local.common_labels }
+      spec = {
+        namespaceSelector = { matchNames = [var.namespaces.postgres] }
+        selector          = { matchLabels = { "app.kubernetes.io/name" = "prometheus-postgres-exporter" } }
+        endpoints = [{
+          port     = "http"
+          path     = "/metrics"
+          interval = "30s"
+          relabelings = [
+            { action = "replace", targetLabel = "job", replacement = "postgres-exporter" },
+          ]
+        }]
+      }
+    }
+    "podmonitor-nginx-gateway.yaml" = {
+      apiVersion = "monitoring.coreos.com/v1"
+      kind       = "PodMonitor"
+      metadata   = { name = "nginx-gateway", namespace = var.namespace, labels = local.common_labels }
+      spec = {
+        namespaceSelector = { matchNames = [var.namespaces.edge] }
+        selector          = { matchLabels = { "app.kubernetes.io/name" = "nginx-gateway-fabric" } }
+        podMetricsEndpoints = [{
+          port     = "metrics"
+          path     = "/metrics"
+          interval = "30s"
+          relabelings = [
+            { action = "replace", targetLabel = "job", replacement = "nginx-gateway" },
+          ]
+        }]
+      }
+    }
+  }
+
+  logging = { for name, obj in {
+    "helmchart-loki.yaml" = {
+      apiVersion = "helm.cattle.io/v1"
+      kind       = "HelmChart"
+      metadata   = { name = "loki", namespace = "kube-system", labels = local.common_labels }
+      spec = {
+        repo            = "https://grafana.github.io/helm-charts"
+        chart           = "loki"
+        version         = var.chart_versions.loki
+        targetNamespace = var.namespace
+        valuesContent = yamlencode({
+          deploymentMode = "SingleBinary"
+          loki = {
+            auth_enabled  = false
+            commonConfig  = { replication_factor = 1 }
+            storage       = { type = "filesystem" }
+            schemaConfig  = { configs = [{ from = "2024-01-01", store = "tsdb", object_store = "filesystem", schema = "v13", index = { prefix = "index_", period = "24h" } }] }
+            limits_config = { retention_period = "168h" }
+            compactor     = { retention_enabled = true, delete_request_store = "filesystem" }
+          }
+          singleBinary = {
+            replicas    = 1
+            persistence = { enabled = true, storageClass = var.storage_class, size = "50Gi" }
+          }
+          read         = { replicas = 0 }
+          write        = { replicas = 0 }
+          backend      = { replicas = 0 }
+          chunksCache  = { enabled = false }
+          resultsCache = { enabled = false }
+          gateway      = { enabled = false }
+          test         = { enabled = false }
+          lokiCanary   = { enabled = false }
+          monitoring   = { selfMonitoring = { enabled = false }, lokiCanary = { enabled = false } }
+        })
+      }
+    }
+    "helmchart-fluent-bit.yaml" = {
+      apiVersion = "helm.cattle.io/v1"
+      kind       = "HelmChart"
+      metadata   = { name = "fluent-bit", namespace = "kube-system", labels = local.common_labels }
+      spec = {
+        repo            = "https://fluent.github.io/helm-charts"
+        chart           = "fluent-bit"
+        version         = var.chart_versions.fluent_bit
+        targetNamespace = var.namespace
+        valuesContent = yamlencode({
+          tolerations    = local.tolerate_all
+          serviceMonitor = { enabled = true }
+          config = {
+            outputs = join("\n", [
+              "[OUTPUT]",
+              "    Name        loki",
+              "    Match       kube.*",
+              "    Host        loki.${var.namespace}.svc",
+              "    Port        3100",
+              "    Labels      job=fluent-bit",
+              "    Label_keys  $kubernetes['namespace_name'],$kubernetes['pod_name'],$kubernetes['container_name']",
+              "    Remove_keys kubernetes,stream",
+              "    Line_format json",
+            ])
+          }
+        })
+      }
+    }
+    "grafana-datasource-loki.yaml" = {
+      apiVersion = "v1"
+      kind       = "ConfigMap"
+      metadata = {
+        name      = "ffe-datasource-loki"
+        namespace = var.namespace
+        labels    = merge(local.common_labels, { grafana_datasource = "1" })
+      }
+      data = {
+        "loki.yaml" = yamlencode({
+          apiVersion  = 1
+          datasources = [{ name = "Loki", type = "loki", uid = "loki", access = "proxy", url = "http://loki.${var.namespace}.svc:3100" }]
+        })
+      }
+    }
+  } : name => obj if var.logging_enabled }
+
+  tracing = { for name, obj in {
+    "helmchart-opentelemetry-collector.yaml" = {
+      apiVersion = "helm.cattle.io/v1"
+      kind       = "HelmChart"
+      metadata   = { name = "opentelemetry-collector", namespace = "kube-system", labels = local.common_labels }
+      spec = {
+        repo            = "https://open-telemetry.github.io/opentelemetry-helm-charts"
+        chart           = "opentelemetry-collector"
+        version         = var.chart_versions.opentelemetry_collector
+        targetNamespace = var.namespace
+        valuesContent = yamlencode({
+          mode           = "deployment"
+          replicaCount   = 2
+          image          = { repository = "otel/opentelemetry-collector-k8s" }
+          serviceMonitor = { enabled = true }
+          ports          = { metrics = { enabled = true } }
+          config = {
+            exporters = {
+              for name, cfg in {
+                debug = { verbosity = "basic" }
+                otlp  = { endpoint = coalesce(var.tracing_otlp_endpoint, "unset:4317"), tls = { insecure = true } }
+              } : name => cfg if(name == "otlp") == (var.tracing_otlp_endpoint != null)
+            }
+            service = {
+              pipelines = {
+                traces = {
+                  receivers  = ["otlp"]
+                  processors = ["memory_limiter", "batch"]
+                  exporters  = [var.tracing_otlp_endpoint == null ? "debug" : "otlp"]
+                }
+              }
+            }
+          }
+        })
+      }
+    }
+  } : name => obj if var.tracing_enabled }
+
+  objects = merge(
+    { for name, obj in { "namespace.yaml" = local.namespace_manifest } : name => obj if var.create_namespace },
+    { "helmchart-kube-prometheus-stack.yaml" = local.helm_chart },
+    local.prometheus_rules,
+    local.dashboards,
+    local.monitors,
+    local.logging,
+    local.tracing,
+  )
+}

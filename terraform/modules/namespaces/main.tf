@@ -1,0 +1,235 @@
+# Namespaces of the platform with Pod Security Admission labels, a default-deny NetworkPolicy in
+# each, and the allows every component needs. Pure rendering: variables in, `manifests` out.
+#
+# Calico enforces these after kube-proxy's DNAT, so traffic to the API server is matched on the
+# servers' real addresses and port 6443 (plus the VIP), not on the `kubernetes` Service IP.
+
+terraform {
+  required_version = ">= 1.9.0"
+}
+
+variable "network_cidr" {
+  description = "Node network (ingress to the edge arrives from there after SNAT; webhooks are called from the servers)."
+  type        = string
+}
+
+variable "pod_cidr" {
+  description = "Pod network (excluded from the 'external' egress allows)."
+  type        = string
+}
+
+variable "service_cidr" {
+  description = "Service network (excluded from the 'external' egress allows)."
+  type        = string
+}
+
+variable "api_server_ips" {
+  description = "Addresses the API server answers on: every server IP and the API VIP."
+  type        = list(string)
+}
+
+variable "app_port" {
+  description = "Container port of the FFE backend that the edge may reach."
+  type        = number
+  default     = 8000
+}
+
+variable "edge_route_label" {
+  description = "Namespace label that lets HTTPRoutes of a namespace attach to the edge Gateway."
+  type        = string
+  default     = "ffe-ha/edge-routes"
+}
+
+locals {
+  # name => PSA level and whether HTTPRoutes from it may attach to the edge Gateway.
+  # restricted for application namespaces; baseline where upstream charts are not (yet) restricted-clean;
+  # privileged only where node agents need host access (node-exporter).
+  namespaces = {
+    "ffe"           = { pss = "restricted", routes = true, component = "app" }
+    "ffe-data"      = { pss = "baseline", routes = false, component = "postgres" }
+    "vault"         = { pss = "baseline", routes = false, component = "vault" }
+    "monitoring"    = { pss = "privileged", routes = true, component = "monitoring" }
+    "cert-manager"  = { pss = "restricted", routes = false, component = "cert-manager" }
+    "nginx-gateway" = { pss = "baseline", routes = false, component = "gateway-controller" }
+    "ffe-edge"      = { pss = "baseline", routes = false, component = "edge" }
+  }
+
+  api_peers = [for ip in var.api_server_ips : { ipBlock = { cidr = "${ip}/32" } }]
+  api_ports = [{ protocol = "TCP", port = 6443 }, { protocol = "TCP", port = 443 }]
+  external  = [{ ipBlock = { cidr = "0.0.0.0/0", except = [var.pod_cidr, var.service_cidr] } }]
+  ns_peer   = { for n, _ in local.namespaces : n => { namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = n } } } }
+  tcp       = { for p in [53, 80, 443, 5432, 6432, 8000, 8008, 8080, 8200, 8201, 8443, 9090, 9093, 10250] : p => { protocol = "TCP", port = p } }
+
+  # Policies every namespace gets.
+  common = {
+    "default-deny" = { podSelector = {}, policyTypes = ["Ingress", "Egress"] }
+    "allow-dns" = {
+      podSelector = {}
+      policyTypes = ["Egress"]
+      egress = [{
+        to    = [{ namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = "kube-system" } }, podSelector = { matchLabels = { "k8s-app" = "kube-dns" } } }]
+        ports = [{ protocol = "UDP", port = 53 }, { protocol = "TCP", port = 53 }]
+      }]
+    }
+    "allow-same-namespace" = {
+      podSelector = {}
+      policyTypes = ["Ingress", "Egress"]
+      ingress     = [{ from = [{ podSelector = {} }] }]
+      egress      = [{ to = [{ podSelector = {} }] }]
+    }
+    "allow-monitoring-scrape" = {
+      podSelector = {}
+      policyTypes = ["Ingress"]
+      ingress     = [{ from = [local.ns_peer["monitoring"]] }]
+    }
+  }
+
+  # Component allows: namespace => policy name => spec.
+  specific = {
+    "ffe" = {
+      "allow-edge-to-app" = {
+        podSelector = {}
+        policyTypes = ["Ingress"]
+        ingress     = [{ from = [local.ns_peer["ffe-edge"]], ports = [{ protocol = "TCP", port = var.app_port }] }]
+      }
+      "allow-app-egress" = {
+        podSelector = {}
+        policyTypes = ["Egress"]
+        egress = [
+          { to = [local.ns_peer["ffe-data"]], ports = [local.tcp[5432], local.tcp[6432]] },
+          { to = [local.ns_peer["vault"]], ports = [local.tcp[8200]] },
+          { to = local.external, ports = [local.tcp[443]] },
+        ]
+      }
+    }
+    "ffe-data" = {
+      "allow-app-to-postgres" = {
+        podSelector = {}
+        policyTypes = ["Ingress"]
+        ingress     = [{ from = [local.ns_peer["ffe"]], ports = [local.tcp[5432], local.tcp[6432]] }]
+      }
+      # postgres_primary_ip (kube-vip LoadBalancer) for clients outside the cluster
+      "allow-external-postgres" = {
+        podSelector = {}
+        policyTypes = ["Ingress"]
+        ingress     = [{ from = [{ ipBlock = { cidr = var.network_cidr } }], ports = [local.tcp[5432], local.tcp[6432]] }]
+      }
+      "allow-api-server" = { podSelector = {}, policyTypes = ["Egress"], egress = [{ to = local.api_peers, ports = local.api_ports }] }
+    }
+    "vault" = {
+      # clients in the cluster, and Terraform/operators unsealing via vault_cluster_ips
+      "allow-vault-api" = {
+        podSelector = {}
+        policyTypes = ["Ingress"]
+        ingress     = [{ ports = [local.tcp[8200]] }]
+      }
+      # agent-injector webhook, called by the API server from the servers' addresses
+      "allow-webhook" = {
+        podSelector = {}
+        policyTypes = ["Ingress"]
+        ingress     = [{ from = [{ ipBlock = { cidr = var.network_cidr } }], ports = [local.tcp[8080]] }]
+      }
+      "allow-api-server" = { podSelector = {}, policyTypes = ["Egress"], egress = [{ to = local.api_peers, ports = local.api_ports }] }
+    }
+    "monitoring" = {
+      "allow-scrape-everything" = {
+        podSelector = {}
+        policyTypes = ["Egress"]
+        egress      = [{ to = [{ namespaceSelector = {} }, { ipBlock = { cidr = var.network_cidr } }] }]
+      }
+      "allow-edge-to-grafana" = {
+        podSelector = {}
+        policyTypes = ["Ingress"]
+        ingress     = [{ from = [local.ns_peer["ffe-edge"]] }]
+      }
+      "allow-alert-delivery" = { podSelector = {}, policyTypes = ["Egress"], egress = [{ to = local.external, ports = [local.tcp[443]] }] }
+    }
+    "cert-manager" = {
+      "allow-webhook" = {
+        podSelector = {}
+        policyTypes = ["Ingress"]
+        ingress     = [{ from = [{ ipBlock = { cidr = var.network_cidr } }], ports = [local.tcp[10250]] }]
+      }
+      "allow-api-server" = { podSelector = {}, policyTypes = ["Egress"], egress = [{ to = local.api_peers, ports = local.api_ports }] }
+      # ACME directory (443) and the HTTP-01 self-check against our own edge (80)
+      "allow-acme" = {
+        podSelector = {}
+        policyTypes = ["Egress"]
+        egress      = [{ to = local.external, ports = [local.tcp[80], local.tcp[443]] }, { to = [local.ns_peer["ffe-edge"]], ports = [local.tcp[80]] }]
+      }
+    }
+    "nginx-gateway" = {
+      "allow-api-server" = { podSelector = {}, policyTypes = ["Egress"], egress = [{ to = local.api_peers, ports = local.api_ports }] }
+      # the NGINX data plane (in ffe-edge) connects to the control plane
+      "allow-data-plane" = {
+        podSelector = {}
+        policyTypes = ["Ingress"]
+        ingress     = [{ from = [local.ns_peer["ffe-edge"]], ports = [local.tcp[8443]] }]
+      }
+    }
+    "ffe-edge" = {
+      "allow-web" = {
+        podSelector = {}
+        policyTypes = ["Ingress"]
+        ingress     = [{ ports = [local.tcp[80], local.tcp[443]] }]
+      }
+      "allow-backends" = {
+        podSelector = {}
+        policyTypes = ["Egress"]
+        egress = [
+          { to = [local.ns_peer["ffe"]], ports = [{ protocol = "TCP", port = var.app_port }] },
+          { to = [local.ns_peer["monitoring"]] },
+          { to = [local.ns_peer["nginx-gateway"]], ports = [local.tcp[8443]] },
+        ]
+      }
+      "allow-cert-manager-self-check" = {
+        podSelector = {}
+        policyTypes = ["Ingress"]
+        ingress     = [{ from = [local.ns_peer["cert-manager"]], ports = [local.tcp[80]] }]
+      }
+    }
+  }
+
+  namespace_docs = [for name, ns in local.namespaces : yamlencode({
+    apiVersion = "v1"
+    kind       = "Namespace"
+    metadata = {
+      name = name
+      labels = merge({
+        "app.kubernetes.io/part-of"                  = "ffe-ha"
+        "app.kubernetes.io/component"                = ns.component
+        "pod-security.kubernetes.io/enforce"         = ns.pss
+        "pod-security.kubernetes.io/enforce-version" = "latest"
+        "pod-security.kubernetes.io/audit"           = "restricted"
+        "pod-security.kubernetes.io/warn"            = "restricted"
+      }, ns.routes ? { (var.edge_route_label) = "true" } : {})
+    }
+  })]
+
+  policy_docs = flatten([for ns, _ in local.namespaces : [
+    for name, spec in merge(local.common, lookup(local.specific, ns, {})) : yamlencode({
+      apiVersion = "networking.k8s.io/v1"
+      kind       = "NetworkPolicy"
+      metadata   = { name = name, namespace = ns, labels = { "app.kubernetes.io/part-of" = "ffe-ha" } }
+      spec       = spec
+    })
+  ]])
+}
+
+output "manifests" {
+  description = "File name => multi-document YAML."
+  value = {
+    "00-namespaces.yaml"       = join("---\n", local.namespace_docs)
+    "10-network-policies.yaml" = join("---\n", local.policy_docs)
+  }
+}
+
+output "names" {
+  description = "Namespace names, for the other bundles."
+  value       = { for n, _ in local.namespaces : n => n }
+}
+
+output "edge_route_label" {
+  description = "Namespace label that allows HTTPRoutes to attach to the edge Gateway."
+  value       = var.edge_route_label
+}

@@ -1,0 +1,149 @@
+# Storage classes:
+# - fast: k3s's bundled local-path provisioner (node-local disk, RWO) under a stable class name;
+# - backup (RWX): csi-driver-nfs dynamic provisioning on nfs_server:nfs_export when both are set,
+#   otherwise statically provisioned hostPath PVs on backup_nfs_mount, which the ffe_host
+#   resources (or the operator) mount from the same NFS share on every node.
+
+terraform {
+  required_version = ">= 1.9.0"
+}
+
+variable "fast_class_name" {
+  description = "Name of the fast local StorageClass."
+  type        = string
+  default     = "fast-local"
+}
+
+variable "backup_class_name" {
+  description = "Name of the RWX backup StorageClass."
+  type        = string
+  default     = "backup-nfs"
+}
+
+variable "nfs_server" {
+  description = "NFS server; null (with nfs_export null) = hostPath PVs on backup_mount."
+  type        = string
+  default     = null
+}
+
+variable "nfs_export" {
+  description = "NFS export path on nfs_server."
+  type        = string
+  default     = null
+}
+
+variable "backup_mount" {
+  description = "Where the backup share is mounted on every node (backup_nfs_mount)."
+  type        = string
+}
+
+variable "csi_chart_version" {
+  description = "csi-driver-nfs chart version."
+  type        = string
+}
+
+variable "csi_chart_repo" {
+  description = "Helm repository of csi-driver-nfs."
+  type        = string
+}
+
+variable "static_volumes" {
+  description = "hostPath mode only: one pre-bound PV per backup claim (name => namespace, claim name, size). Each gets its own directory <backup_mount>/k8s/<name>."
+  type = map(object({
+    namespace = string
+    claim     = string
+    size      = string
+  }))
+  default = {
+    "postgres-dumps"  = { namespace = "ffe-data", claim = "backup-postgres", size = "100Gi" }
+    "vault-snapshots" = { namespace = "vault", claim = "backup-vault", size = "10Gi" }
+    "cluster-exports" = { namespace = "monitoring", claim = "backup-cluster", size = "10Gi" }
+  }
+}
+
+locals {
+  use_csi = var.nfs_server != null && var.nfs_export != null
+  labels  = { "app.kubernetes.io/part-of" = "ffe-ha" }
+
+  fast = {
+    apiVersion           = "storage.k8s.io/v1"
+    kind                 = "StorageClass"
+    metadata             = { name = var.fast_class_name, labels = local.labels }
+    provisioner          = "rancher.io/local-path"
+    reclaimPolicy        = "Delete"
+    volumeBindingMode    = "WaitForFirstConsumer"
+    allowVolumeExpansion = false
+  }
+
+  csi_chart = {
+    apiVersion = "helm.cattle.io/v1"
+    kind       = "HelmChart"
+    metadata   = { name = "csi-driver-nfs", namespace = "kube-system", labels = local.labels }
+    spec = {
+      chart           = "csi-driver-nfs"
+      repo            = var.csi_chart_repo
+      version         = var.csi_chart_version
+      targetNamespace = "kube-system"
+      valuesContent = yamlencode({
+        controller = { replicas = 2, runOnControlPlane = false }
+        # the bundled snapshot CRDs/controller are not used
+        externalSnapshotter = { enabled = false }
+      })
+    }
+  }
+
+  backup_csi = {
+    apiVersion    = "storage.k8s.io/v1"
+    kind          = "StorageClass"
+    metadata      = { name = var.backup_class_name, labels = local.labels }
+    provisioner   = "nfs.csi.k8s.io"
+    reclaimPolicy = "Retain"
+    # backups must survive their claim
+    volumeBindingMode = "Immediate"
+    parameters        = { server = coalesce(var.nfs_server, "-"), share = coalesce(var.nfs_export, "-"), subDir = "k8s/$${pvc.metadata.namespace}-$${pvc.metadata.name}" }
+    mountOptions      = ["nfsvers=4.1", "hard"]
+  }
+
+  backup_static = {
+    apiVersion        = "storage.k8s.io/v1"
+    kind              = "StorageClass"
+    metadata          = { name = var.backup_class_name, labels = local.labels }
+    provisioner       = "kubernetes.io/no-provisioner"
+    reclaimPolicy     = "Retain"
+    volumeBindingMode = "Immediate"
+  }
+
+  static_pvs = [for name, v in var.static_volumes : {
+    apiVersion = "v1"
+    kind       = "PersistentVolume"
+    metadata   = { name = "backup-${name}", labels = merge(local.labels, { "ffe-ha/backup-volume" = name }) }
+    spec = {
+      capacity                      = { storage = v.size }
+      accessModes                   = ["ReadWriteMany"]
+      persistentVolumeReclaimPolicy = "Retain"
+      storageClassName              = var.backup_class_name
+      claimRef                      = { namespace = v.namespace, name = v.claim }
+      hostPath                      = { path = "${trimsuffix(var.backup_mount, "/")}/k8s/${name}", type = "DirectoryOrCreate" }
+    }
+  }]
+}
+
+output "manifests" {
+  description = "File name => multi-document YAML."
+  value = local.use_csi ? {
+    "storage-classes.yaml" = join("---\n", [yamlencode(local.fast), yamlencode(local.backup_csi)])
+    "csi-driver-nfs.yaml"  = yamlencode(local.csi_chart)
+    } : {
+    "storage-classes.yaml" = join("---\n", concat([yamlencode(local.fast), yamlencode(local.backup_static)], [for pv in local.static_pvs : yamlencode(pv)]))
+  }
+}
+
+output "class_names" {
+  description = "StorageClass names: fast (local) and backup (RWX)."
+  value       = { fast = var.fast_class_name, backup = var.backup_class_name }
+}
+
+output "mode" {
+  description = "\"csi-nfs\" or \"hostpath\"."
+  value       = local.use_csi ? "csi-nfs" : "hostpath"
+}
