@@ -14,6 +14,12 @@ module "monitoring" {
   tracing_enabled       = true
   tracing_otlp_endpoint = "jaeger-collector.tracing.svc:4317"
   runbook_base_url      = "https://git.example.com/ffe-ha/blob/main/"
+
+  grafana_admin_existing_secret = "grafana-admin"
+  alertmanager_config = {
+    route     = { receiver = "ops", group_by = ["alertname", "namespace"] }
+    receivers = [{ name = "ops", webhook_configs = [{ url = "http://alert-relay.monitoring.svc:8080/hook" }] }]
+  }
 }
 
 output "bundle" {

@@ -54,14 +54,19 @@ fn hosts_are_isolated_over_real_ssh() {
     assert_eq!(a.ip.octets()[..3], [10, 210, lab.slot()]);
 
     // real client, pinned known_hosts, hostnames differ
-    assert_eq!(sh(&lab, "alpha", "hostname"), (0, "alpha".into(), String::new()));
+    assert_eq!(
+        sh(&lab, "alpha", "hostname"),
+        (0, "alpha".into(), String::new())
+    );
     assert_eq!(sh(&lab, "beta", "hostname").1, "beta");
     let kh = std::fs::read_to_string(lab.known_hosts()).unwrap();
     assert!(kh.contains(&format!("{} ssh-ed25519 ", a.ip)));
 
     // a wrong pinned key is refused (StrictHostKeyChecking)
     let bad_kh = lab.dir().join("keys/bad_known_hosts");
-    let swapped = kh.replace(&a.ip.to_string(), "TMP").replace(&b.ip.to_string(), &a.ip.to_string());
+    let swapped = kh
+        .replace(&a.ip.to_string(), "TMP")
+        .replace(&b.ip.to_string(), &a.ip.to_string());
     std::fs::write(&bad_kh, swapped).unwrap();
     let st = Command::new("ssh")
         .args(["-F", "/dev/null", "-i"])
@@ -77,22 +82,45 @@ fn hosts_are_isolated_over_real_ssh() {
 
     // /etc/rancher is per host and not the real one
     let probe = format!("probe-{}", lab.slot());
-    assert_eq!(sh(&lab, "alpha", &format!("echo hi > /etc/rancher/{probe}")).0, 0);
-    assert_eq!(sh(&lab, "alpha", &format!("cat /etc/rancher/{probe}")).1, "hi");
+    assert_eq!(
+        sh(&lab, "alpha", &format!("echo hi > /etc/rancher/{probe}")).0,
+        0
+    );
+    assert_eq!(
+        sh(&lab, "alpha", &format!("cat /etc/rancher/{probe}")).1,
+        "hi"
+    );
     assert_ne!(sh(&lab, "beta", &format!("cat /etc/rancher/{probe}")).0, 0);
     assert!(!Path::new("/etc/rancher").join(&probe).exists());
     assert!(a.root_dir.join("etc/rancher").join(&probe).is_file());
-    for d in ["/var/lib/rancher", "/usr/local/bin", "/etc/systemd/system", "/etc/sysctl.d", "/etc/modules-load.d"] {
+    for d in [
+        "/var/lib/rancher",
+        "/usr/local/bin",
+        "/etc/systemd/system",
+        "/etc/sysctl.d",
+        "/etc/modules-load.d",
+    ] {
         let (code, out, _) = sh(&lab, "beta", &format!("touch {d}/{probe} && ls {d}"));
         assert_eq!(code, 0, "{d}");
         assert!(out.contains(&probe));
-        assert!(!Path::new(d).join(&probe).exists(), "{d} leaked to the real fs");
+        assert!(
+            !Path::new(d).join(&probe).exists(),
+            "{d} leaked to the real fs"
+        );
     }
-    assert!(sh(&lab, "alpha", "cat /etc/fstab").1.contains("ffe-lab host alpha"));
+    assert!(sh(&lab, "alpha", "cat /etc/fstab")
+        .1
+        .contains("ffe-lab host alpha"));
 
     // the backup mount is shared between hosts and is the lab's backup dir
-    assert_eq!(sh(&lab, "alpha", &format!("echo shared > {BACKUP}/{probe}")).0, 0);
-    assert_eq!(sh(&lab, "beta", &format!("cat {BACKUP}/{probe}")).1, "shared");
+    assert_eq!(
+        sh(&lab, "alpha", &format!("echo shared > {BACKUP}/{probe}")).0,
+        0
+    );
+    assert_eq!(
+        sh(&lab, "beta", &format!("cat {BACKUP}/{probe}")).1,
+        "shared"
+    );
     assert!(lab.backup_dir().join(&probe).is_file());
     assert!(!Path::new(BACKUP).join(&probe).exists());
 
@@ -101,7 +129,10 @@ fn hosts_are_isolated_over_real_ssh() {
     assert_ne!(code, 0);
     assert!(err.contains("unreachable"), "{err}");
     assert_eq!(sh(&lab, "alpha", &format!("ip route get {}", b.ip)).0, 0);
-    assert_eq!(ip_out(&["-n", &a.netns, "route", "show", "default"]).trim(), "");
+    assert_eq!(
+        ip_out(&["-n", &a.netns, "route", "show", "default"]).trim(),
+        ""
+    );
 
     // the systemd shim is the stand-in
     let (code, out, _) = sh(&lab, "alpha", "systemctl is-active chrony");
@@ -129,7 +160,10 @@ fn kill_host_and_revive_host() {
     lab.revive_host("k1").unwrap();
     assert_eq!(sh(&lab, "k1", "hostname").1, "k1");
     assert_eq!(sh(&lab, "k1", "ls /etc/fstab").0, 0);
-    assert!(sh(&lab, "k1", "cat /etc/fstab").1.contains("host k1"), "mounts restored");
+    assert!(
+        sh(&lab, "k1", "cat /etc/fstab").1.contains("host k1"),
+        "mounts restored"
+    );
 }
 
 struct Footprint {
@@ -185,10 +219,12 @@ fn cleanup_leaves_nothing() {
     assert_gone(&f);
     // the slot is free again (unless another lab took it meanwhile)
     let owner = std::fs::read_to_string(slot_dir(f.slot).join("owner.json")).unwrap_or_default();
-    assert!(!owner.contains(&format!("\"pid\":{},", std::process::id())) || owner.is_empty() || {
-        // another lab of this same process may own it now
-        true
-    });
+    assert!(
+        !owner.contains(&format!("\"pid\":{},", std::process::id())) || owner.is_empty() || {
+            // another lab of this same process may own it now
+            true
+        }
+    );
     lab.cleanup().unwrap(); // idempotent
 }
 
@@ -220,7 +256,13 @@ fn crash_helper() {
 #[test]
 fn dead_owner_slot_is_cleaned_by_next_create() {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_helper", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "crash_helper",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env("FFE_LAB_CRASH_HELPER", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -230,7 +272,11 @@ fn dead_owner_slot_is_cleaned_by_next_create() {
     let slot: u8 = reader
         .lines()
         .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("SLOT ").map(|s| s.trim().parse().unwrap()))
+        .inspect(|l| eprintln!("helper: {l}"))
+        .find_map(|l| {
+            l.split_once("SLOT ")
+                .map(|(_, s)| s.trim().parse().unwrap())
+        })
         .expect("helper printed its slot");
     let ns = format!("ffelab{slot}-1");
     let leftover_pids: Vec<i32> = ip_out(&["netns", "pids", &ns])
@@ -244,7 +290,10 @@ fn dead_owner_slot_is_cleaned_by_next_create() {
     let child_pid = child.id();
     assert!(slot_dir(slot).exists(), "slot dir of the crashed run");
     for p in &leftover_pids {
-        assert!(pid_alive(*p), "sshd of the crashed run still runs before reaping");
+        assert!(
+            pid_alive(*p),
+            "sshd of the crashed run still runs before reaping"
+        );
     }
     let next = lab(&["n1"]);
     for p in &leftover_pids {

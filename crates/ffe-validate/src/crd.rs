@@ -10,6 +10,11 @@
 //!   would silently prune such fields; we report them as errors instead (strictness helps us);
 //!   schemas inside `allOf`/`anyOf`/`oneOf`/`not` are value validations only and are left open;
 //! - the root `metadata` is replaced by an ObjectMeta schema, `apiVersion`/`kind`/`metadata` required;
+//! - `pattern` is Go RE2 syntax: rewritten to ECMA-262 by [`re2::to_ecma`] (e.g. `(?i)`);
+//! - `x-kubernetes-list-type: set` → `uniqueItems: true` (the apiserver rejects duplicates);
+//! - `x-kubernetes-embedded-resource: true` implies `apiVersion`/`kind`/`metadata` properties;
+//! - a `nullable` schema's `allOf`/`anyOf`/`oneOf`/`not` are wrapped so that `null` passes them
+//!   (the apiserver checks only type and enum of a null value);
 //! - `x-kubernetes-validations` (CEL) cannot be evaluated here and are dropped.
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,7 +24,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::docs::{group_of, Doc};
-use crate::Error;
+use crate::{re2, Error};
 
 /// At most this many schema errors are reported per document.
 const MAX_ERRORS_PER_DOC: usize = 20;
@@ -162,6 +167,30 @@ impl CrdRegistry {
             .contains_key(&(group_of(api_version).to_string(), kind.to_string()))
     }
 
+    /// Compiles the schema of every version of every loaded CRD; returns one message per
+    /// version whose translated schema cannot be compiled (empty = all usable).
+    pub fn compile_errors(&mut self) -> Vec<String> {
+        let mut errors = Vec::new();
+        for ((group, kind), crd) in &self.kinds {
+            for (version, ver) in &crd.versions {
+                let Some(schema) = &ver.schema else {
+                    continue;
+                };
+                let compiled = self
+                    .compiled
+                    .entry((group.clone(), kind.clone(), version.clone()))
+                    .or_insert_with(|| compile(schema));
+                if let Err(e) = compiled {
+                    errors.push(format!(
+                        "{group}/{version} {kind} ({}): {e}",
+                        crd.source.display()
+                    ));
+                }
+            }
+        }
+        errors
+    }
+
     /// Validates a custom resource; returns one message per problem.
     pub fn validate(&mut self, doc: &Doc) -> Vec<String> {
         let (Some(api_version), Some(kind)) = (doc.api_version(), doc.kind()) else {
@@ -209,13 +238,7 @@ impl CrdRegistry {
         let compiled = self
             .compiled
             .entry((group, kind.to_string(), version))
-            .or_insert_with(|| {
-                jsonschema::options()
-                    .with_draft(jsonschema::Draft::Draft4)
-                    .should_validate_formats(false)
-                    .build(&strict_root_schema(schema))
-                    .map_err(|e| e.to_string())
-            });
+            .or_insert_with(|| compile(schema));
         match compiled {
             Ok(validator) => {
                 for error in validator.iter_errors(&doc.value).take(MAX_ERRORS_PER_DOC) {
@@ -228,6 +251,15 @@ impl CrdRegistry {
         }
         messages
     }
+}
+
+/// Compiles a CRD version's `openAPIV3Schema` (translated by [`strict_root_schema`]).
+fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft4)
+        .should_validate_formats(false)
+        .build(&strict_root_schema(schema))
+        .map_err(|e| e.to_string())
 }
 
 /// Schema of `metadata` in a manifest (the parts of ObjectMeta a manifest may set).
@@ -330,6 +362,15 @@ pub fn translate(node: &Value, in_junctor: bool) -> Value {
             "additionalProperties" => {
                 out.insert(key.clone(), translate(value, in_junctor));
             }
+            "pattern" => {
+                // Go RE2 syntax → ECMA-262; a pattern that cannot be rewritten is kept as is
+                // (and then reported by the schema compiler).
+                let translated = value
+                    .as_str()
+                    .and_then(|p| re2::to_ecma(p).ok())
+                    .map_or_else(|| value.clone(), Value::String);
+                out.insert(key.clone(), translated);
+            }
             "not" => {
                 out.insert(key.clone(), translate(value, true));
             }
@@ -350,7 +391,40 @@ pub fn translate(node: &Value, in_junctor: bool) -> Value {
     if is_true(map, "x-kubernetes-int-or-string") {
         out.insert("type".into(), json!(["integer", "string"]));
     }
+    if map.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("set") {
+        out.insert("uniqueItems".into(), Value::Bool(true));
+    }
+    if is_true(map, "x-kubernetes-embedded-resource") {
+        // apiVersion, kind and metadata are implied in an embedded resource
+        if let Value::Object(props) = out
+            .entry("properties")
+            .or_insert_with(|| Value::Object(Map::new()))
+        {
+            props
+                .entry("apiVersion")
+                .or_insert_with(|| json!({"type": "string"}));
+            props
+                .entry("kind")
+                .or_insert_with(|| json!({"type": "string"}));
+            props
+                .entry("metadata")
+                .or_insert_with(|| json!({"type": "object"}));
+        }
+    }
     if is_true(map, "nullable") {
+        // The apiserver checks only type and enum of a null value: junctors must not reject it.
+        let mut junctors = Map::new();
+        for key in ["allOf", "anyOf", "oneOf", "not"] {
+            if let Some(v) = out.remove(key) {
+                junctors.insert(key.into(), v);
+            }
+        }
+        if !junctors.is_empty() {
+            out.insert(
+                "anyOf".into(),
+                json!([{"type": "null"}, Value::Object(junctors)]),
+            );
+        }
         match out.get_mut("type") {
             Some(Value::String(t)) => {
                 let t = std::mem::take(t);
@@ -416,6 +490,164 @@ mod tests {
                 }
             }
         })
+    }
+
+    fn shared_crds() -> PathBuf {
+        let dir = std::env::var_os("FFE_CRDS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/crds"));
+        assert!(dir.is_dir(), "{} missing", dir.display());
+        dir
+    }
+
+    #[test]
+    fn every_version_of_every_shared_crd_compiles() {
+        let mut registry = CrdRegistry::load(&shared_crds()).unwrap();
+        let versions: usize = registry.kinds.values().map(|k| k.versions.len()).sum();
+        assert!(registry.len() >= 40, "only {} kinds loaded", registry.len());
+        let errors = registry.compile_errors();
+        assert!(
+            errors.is_empty(),
+            "{} of {versions} CRD versions do not compile:\n{}",
+            errors.len(),
+            errors.join("\n")
+        );
+        assert_eq!(registry.compiled.len(), versions);
+    }
+
+    fn doc(yaml: &str) -> Doc {
+        Doc {
+            file: "t.yaml".into(),
+            index: 1,
+            value: serde_yaml_ng::from_str(yaml).unwrap(),
+        }
+    }
+
+    const PROMETHEUS_RULE: &str = r#"
+apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata: {name: ffe, namespace: monitoring, labels: {release: kube-prometheus-stack}}
+spec:
+  groups:
+  - name: ffe.rules
+    partial_response_strategy: WARN
+    interval: 30s
+    rules:
+    - record: job:up:sum
+      expr: sum by (job) (up)
+    - alert: FfeBackendDown
+      expr: up{job="ffe-backend"} == 0
+      for: 5m
+      labels: {severity: critical}
+      annotations: {summary: "ffe-backend is down"}
+"#;
+
+    #[test]
+    fn prometheus_rule_valid_passes_and_broken_fails() {
+        let mut registry = CrdRegistry::load(&shared_crds()).unwrap();
+        let ok = registry.validate(&doc(PROMETHEUS_RULE));
+        assert!(ok.is_empty(), "{ok:?}");
+        for (from, to, expect) in [
+            ("for: 5m", "for: 5 minutes", "/spec/groups/0/rules/1/for"),
+            ("expr: sum by (job) (up)", "expression: x", "expression"),
+            (
+                "expr: up{job=\"ffe-backend\"} == 0",
+                "expr: [1]",
+                "/spec/groups/0/rules/1/expr",
+            ),
+            (
+                "partial_response_strategy: WARN",
+                "partial_response_strategy: ignore",
+                "partial_response_strategy",
+            ),
+            ("  - name: ffe.rules\n", "  - nmae: ffe.rules\n", "nmae"),
+            ("interval: 30s", "interval: 30", "/spec/groups/0/interval"),
+        ] {
+            assert!(PROMETHEUS_RULE.contains(from), "{from}");
+            let broken = PROMETHEUS_RULE.replace(from, to);
+            let messages = registry.validate(&doc(&broken));
+            assert!(
+                messages.iter().any(|m| m.contains(expect)),
+                "{to:?} not reported as {expect:?}: {messages:?}"
+            );
+            assert!(
+                messages.iter().all(|m| !m.contains("cannot compile")),
+                "{messages:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn shared_crd_patterns_survive_translation() {
+        // every pattern without RE2-only syntax is copied unchanged, every one compiles
+        let registry = CrdRegistry::load(&shared_crds()).unwrap();
+        fn patterns(v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => {
+                    if let Some(Value::String(p)) = m.get("pattern") {
+                        out.push(p.clone());
+                    }
+                    m.values().for_each(|v| patterns(v, out));
+                }
+                Value::Array(a) => a.iter().for_each(|v| patterns(v, out)),
+                _ => {}
+            }
+        }
+        let mut all = Vec::new();
+        for kind in registry.kinds.values() {
+            for ver in kind.versions.values() {
+                if let Some(schema) = &ver.schema {
+                    patterns(schema, &mut all);
+                }
+            }
+        }
+        all.sort();
+        all.dedup();
+        assert!(all.len() > 20, "{} patterns", all.len());
+        let mut rewritten = 0;
+        for p in &all {
+            let ecma = re2::to_ecma(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+            if p.contains("(?i)") {
+                rewritten += 1;
+            } else {
+                assert_eq!(&ecma, p);
+            }
+        }
+        assert!(rewritten >= 1);
+    }
+
+    #[test]
+    fn nullable_junctors_and_sets() {
+        let v = validator(json!({
+            "type": "object",
+            "properties": {"spec": {"type": "object", "properties": {
+                "port": {"x-kubernetes-int-or-string": true, "nullable": true,
+                         "anyOf": [{"type": "integer"}, {"type": "string"}]},
+                "tags": {"type": "array", "items": {"type": "string"},
+                         "x-kubernetes-list-type": "set"},
+                "pod": {"type": "object", "x-kubernetes-embedded-resource": true,
+                        "properties": {"spec": {"type": "object"}}}
+            }}}
+        }));
+        for spec in [
+            json!({"port": null}),
+            json!({"port": 1}),
+            json!({"tags": ["a", "b"]}),
+            json!({"pod": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}}}),
+        ] {
+            let errors: Vec<String> = v
+                .iter_errors(&object(spec.clone()))
+                .map(|e| e.to_string())
+                .collect();
+            assert!(errors.is_empty(), "{spec}: {errors:?}");
+        }
+        for spec in [
+            json!({"port": true}),
+            json!({"tags": ["a", "a"]}),
+            json!({"pod": {"status": {}}}),
+        ] {
+            assert!(!v.is_valid(&object(spec.clone())), "{spec} should fail");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod docs;
 pub mod helm;
 pub mod plan;
 mod problem;
+pub mod re2;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -48,9 +48,13 @@ enum Command {
         /// Default: the plan's `kubernetes_version` variable, else 1.33
         #[arg(long)]
         kube_version: Option<String>,
-        /// Resource type holding the bundles (`terraform_data` = stand-in with input.manifests)
-        #[arg(long, default_value = "ffe_manifests", hide = true)]
-        resource_type: String,
+        /// Bundle names the plan must hold (an `ffe_manifests` resource with that `bundle`)
+        #[arg(
+            long = "expect-bundles",
+            value_name = "NAME,...",
+            value_delimiter = ','
+        )]
+        expect_bundles: Vec<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -96,20 +100,24 @@ fn run(cli: Cli) -> Result<bool> {
         Command::TerraformPlan {
             plan_json,
             kube_version,
-            resource_type,
+            expect_bundles,
             common,
         } => {
             let text = std::fs::read_to_string(&plan_json)
                 .with_context(|| format!("reading {}", plan_json.display()))?;
             let json: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not JSON", plan_json.display()))?;
-            let planned = plan::extract_type(&json, &resource_type)?;
+            let mut planned = plan::extract(&json)?;
+            planned.expect_bundles(&expect_bundles);
             let version = kube_version
                 .or(planned.kubernetes_version.clone())
                 .unwrap_or_else(|| "1.33".into());
+            let names: Vec<&str> = planned.bundles.keys().map(String::as_str).collect();
             eprintln!(
-                "ffe-validate: {} {resource_type} bundle(s), {} file(s) in {}",
-                planned.bundles,
+                "ffe-validate: {} {} resource(s) [bundles {}], {} file(s) in {}",
+                planned.resources(),
+                plan::RESOURCE_TYPE,
+                names.join(", "),
                 planned.sources.len(),
                 plan_json.display()
             );

@@ -1,46 +1,90 @@
 //! Extraction of the planned `ffe_manifests` bundles from `terraform show -json` output.
+//!
+//! An `ffe_manifests` resource has `bundle` (its name; the provider prefixes every file with it on
+//! the servers) and `manifests` (file name -> YAML). Every file becomes one [`Source`] named
+//! `ADDRESS/FILE`; plan-level problems (unknown manifests, two resources writing the same bundle,
+//! an expected bundle missing) are [`Problem`]s of their own.
+
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use crate::{Error, Problem, Source};
+
+/// The resource type holding bundles.
+pub const RESOURCE_TYPE: &str = "ffe_manifests";
 
 /// What a plan holds for validation.
 #[derive(Debug, Default)]
 pub struct Planned {
     /// One source per file of every `ffe_manifests` resource, named `ADDRESS/FILE`.
     pub sources: Vec<Source>,
-    /// Resources whose manifests cannot be validated (unknown at plan time, wrong type).
+    /// Resources whose manifests cannot be validated (unknown at plan time, wrong type), and
+    /// bundle names used by more than one resource.
     pub problems: Vec<Problem>,
-    /// `ffe_manifests` resources found.
-    pub bundles: usize,
+    /// bundle name -> addresses of the `ffe_manifests` resources writing it
+    pub bundles: BTreeMap<String, Vec<String>>,
     /// The root module's `kubernetes_version` variable, if the plan has one.
     pub kubernetes_version: Option<String>,
 }
 
-/// The resource type holding bundles: `ffe_manifests`. `terraform_data` (whose `input` is
-/// `{bundle, manifests}`) is accepted as a stand-in where the provider lacks the resource.
-fn walk_module(module: &Value, resource_type: &str, out: &mut Planned) {
+impl Planned {
+    /// Number of `ffe_manifests` resources found.
+    pub fn resources(&self) -> usize {
+        self.bundles.values().map(Vec::len).sum()
+    }
+
+    /// Adds a problem for every name in `expected` that no planned resource writes.
+    pub fn expect_bundles<S: AsRef<str>>(&mut self, expected: &[S]) {
+        for name in expected {
+            let name = name.as_ref();
+            if !self.bundles.contains_key(name) {
+                let found: Vec<&str> = self.bundles.keys().map(String::as_str).collect();
+                self.problems.push(Problem::file(
+                    "plan",
+                    format!(
+                        "expected an {RESOURCE_TYPE} resource with bundle = {name:?}; the plan has [{}]",
+                        found.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+fn walk_module(module: &Value, out: &mut Planned) {
     for resource in module
         .get("resources")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
     {
-        if resource.get("type").and_then(Value::as_str) != Some(resource_type)
+        if resource.get("type").and_then(Value::as_str) != Some(RESOURCE_TYPE)
             || resource.get("mode").and_then(Value::as_str) != Some("managed")
         {
             continue;
         }
-        out.bundles += 1;
         let address = resource
             .get("address")
             .and_then(Value::as_str)
             .unwrap_or("ffe_manifests.?")
             .to_string();
-        let manifests = resource
-            .pointer("/values/manifests")
-            .or_else(|| resource.pointer("/values/input/manifests"));
-        match manifests {
+        match resource.pointer("/values/bundle").and_then(Value::as_str) {
+            Some(bundle) => out
+                .bundles
+                .entry(bundle.to_string())
+                .or_default()
+                .push(address.clone()),
+            None => {
+                out.bundles
+                    .entry(String::new())
+                    .or_default()
+                    .push(address.clone());
+                out.problems
+                    .push(Problem::file(&address, "bundle is unknown at plan time"));
+            }
+        }
+        match resource.pointer("/values/manifests") {
             Some(Value::Object(files)) => {
                 if files.is_empty() {
                     out.problems
@@ -72,17 +116,12 @@ fn walk_module(module: &Value, resource_type: &str, out: &mut Planned) {
         .into_iter()
         .flatten()
     {
-        walk_module(child, resource_type, out);
+        walk_module(child, out);
     }
 }
 
 /// Extracts every `ffe_manifests` resource of a plan (`terraform show -json PLANFILE`).
 pub fn extract(plan: &Value) -> Result<Planned, Error> {
-    extract_type(plan, "ffe_manifests")
-}
-
-/// Like [`extract`], for another resource type (see [`walk_module`]).
-pub fn extract_type(plan: &Value, resource_type: &str) -> Result<Planned, Error> {
     let root = plan.pointer("/planned_values/root_module").ok_or_else(|| {
         Error::Plan(
             "no planned_values.root_module: is this `terraform show -json` of a plan file?".into(),
@@ -95,12 +134,24 @@ pub fn extract_type(plan: &Value, resource_type: &str) -> Result<Planned, Error>
             .map(str::to_string),
         ..Planned::default()
     };
-    walk_module(root, resource_type, &mut out);
-    if out.bundles == 0 {
+    walk_module(root, &mut out);
+    if out.bundles.is_empty() {
         out.problems.push(Problem::file(
             "plan",
-            format!("no {resource_type} resource in the plan: nothing would be validated"),
+            format!("no {RESOURCE_TYPE} resource in the plan: nothing would be validated"),
         ));
+    }
+    for (bundle, addresses) in &out.bundles {
+        if addresses.len() > 1 && !bundle.is_empty() {
+            out.problems.push(Problem::file(
+                "plan",
+                format!(
+                    "bundle {bundle:?} is written by {}: their files would overwrite each other \
+                     on the servers; give each resource its own bundle name",
+                    addresses.join(" and ")
+                ),
+            ));
+        }
     }
     Ok(out)
 }
@@ -110,29 +161,41 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn bundle(address: &str, values: Value) -> Value {
+        json!({"address": address, "mode": "managed", "type": "ffe_manifests", "values": values})
+    }
+
     #[test]
     fn walks_child_modules_and_flags_unknown_manifests() {
         let plan = json!({
             "variables": {"kubernetes_version": {"value": "v1.29"}},
             "planned_values": {"root_module": {
                 "resources": [
-                    {"address": "ffe_manifests.cni", "mode": "managed", "type": "ffe_manifests",
-                     "values": {"bundle": "cni", "manifests": {"a.yaml": "x: 1", "b.yaml": "y: 2"}}},
+                    bundle("ffe_manifests.platform[\"cni\"]",
+                           json!({"bundle": "cni", "manifests": {"a.yaml": "x: 1", "b.yaml": "y: 2"}})),
                     {"address": "ffe_host.master[0]", "mode": "managed", "type": "ffe_host",
-                     "values": {"manifests": {"no.yaml": "z: 1"}}}
+                     "values": {"manifests": {"no.yaml": "z: 1"}}},
+                    {"address": "terraform_data.x", "mode": "managed", "type": "terraform_data",
+                     "values": {"input": {"bundle": "x", "manifests": {"no.yaml": "z: 1"}}}}
                 ],
                 "child_modules": [{"resources": [
-                    {"address": "module.m.ffe_manifests.late", "mode": "managed",
-                     "type": "ffe_manifests", "values": {"bundle": "late"}}
+                    bundle("module.m.ffe_manifests.late", json!({"bundle": "late"}))
                 ]}]
             }}
         });
         let planned = extract(&plan).unwrap();
-        assert_eq!(planned.bundles, 2);
+        assert_eq!(planned.resources(), 2);
+        assert_eq!(
+            planned.bundles.keys().collect::<Vec<_>>(),
+            ["cni", "late"].iter().collect::<Vec<_>>()
+        );
         let names: Vec<&str> = planned.sources.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
-            ["ffe_manifests.cni/a.yaml", "ffe_manifests.cni/b.yaml"]
+            [
+                "ffe_manifests.platform[\"cni\"]/a.yaml",
+                "ffe_manifests.platform[\"cni\"]/b.yaml"
+            ]
         );
         assert_eq!(planned.problems.len(), 1);
         assert_eq!(planned.problems[0].file, "module.m.ffe_manifests.late");
@@ -144,5 +207,23 @@ mod tests {
         let planned = extract(&json!({"planned_values": {"root_module": {}}})).unwrap();
         assert_eq!(planned.problems.len(), 1);
         assert!(extract(&json!({})).is_err());
+    }
+
+    #[test]
+    fn duplicate_and_missing_bundles_are_problems() {
+        let files = json!({"a.yaml": "x: 1"});
+        let plan = json!({"planned_values": {"root_module": {"resources": [
+            bundle("ffe_manifests.a", json!({"bundle": "edge", "manifests": files})),
+            bundle("ffe_manifests.b", json!({"bundle": "edge", "manifests": files})),
+            bundle("ffe_manifests.c", json!({"bundle": "monitoring", "manifests": files})),
+        ]}}});
+        let mut planned = extract(&plan).unwrap();
+        assert_eq!(planned.problems.len(), 1, "{:?}", planned.problems);
+        assert!(planned.problems[0]
+            .message
+            .contains("ffe_manifests.a and ffe_manifests.b"));
+        planned.expect_bundles(&["edge", "monitoring", "app"]);
+        assert_eq!(planned.problems.len(), 2);
+        assert!(planned.problems[1].message.contains("bundle = \"app\""));
     }
 }

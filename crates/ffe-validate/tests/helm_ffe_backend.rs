@@ -766,29 +766,66 @@ fn helm_v3_and_v4_render_the_same_objects() {
     }
 }
 
-/// terraform/environments/ha/app.tf on its own (it needs no provider): plan it in a scratch copy
-/// of the repository layout and return the planned `local.app_bundle`, or the plan's error text.
-fn plan_app_tf(with_chart: bool, vars: &[&str]) -> Result<serde_json::Map<String, Value>, String> {
+/// What a plan of terraform/modules/app produced.
+struct AppPlan {
+    /// The module's `manifests` output (file name -> YAML).
+    manifests: serde_json::Map<String, Value>,
+    /// The package handed to the module, if one was built.
+    package: Option<Vec<u8>>,
+}
+
+/// A module source path from `from` to `to` (both absolute): Terraform only treats sources
+/// starting with `./` or `../` as local directories.
+fn relative_source(from: &Path, to: &Path) -> String {
+    let depth = from.components().skip(1).count();
+    let to = to.display().to_string();
+    format!("{}{}", "../".repeat(depth), to.trim_start_matches('/'))
+}
+
+/// Plans terraform/modules/app (a pure rendering module: no provider) from a scratch root module
+/// that passes it the repository's values-production.yaml, a chart packaged with the real
+/// `helm package` (when `with_chart`), and `vars` (`-var enabled=...`, `-var set=...`).
+/// Returns the module's `manifests` output, or the plan's error text.
+fn plan_app_module(with_chart: bool, vars: &[&str]) -> Result<AppPlan, String> {
     let dir = tempfile::tempdir().expect("tempdir");
-    let env = dir.path().join("terraform/environments/ha");
-    std::fs::create_dir_all(env.join("charts")).expect("mkdir");
-    std::fs::copy(
-        root().join("terraform/environments/ha/app.tf"),
-        env.join("app.tf"),
-    )
-    .expect("copy app.tf");
-    std::fs::write(
-        env.join("out.tf"),
-        "output \"bundle\" {\n  value = local.app_bundle\n}\n",
-    )
-    .expect("out.tf");
-    let values_dir = dir.path().join("helm/ffe-backend");
-    std::fs::create_dir_all(&values_dir).expect("mkdir");
-    std::fs::copy(chart().join(PROD), values_dir.join(PROD)).expect("copy values");
-    if with_chart {
+    let scratch = dir.path().canonicalize().expect("canonical tempdir");
+    let module = root()
+        .join("terraform/modules/app")
+        .canonicalize()
+        .expect("terraform/modules/app exists");
+    let values = chart().join(PROD).canonicalize().expect("values file");
+    let main_tf = format!(
+        r#"variable "enabled" {{
+  type = bool
+}}
+
+variable "set" {{
+  type    = any
+  default = {{}}
+}}
+
+module "app" {{
+  source      = "{source}"
+  enabled     = var.enabled
+  chart_path  = "${{path.module}}/charts/ffe-backend.tgz"
+  values_file = "{values}"
+  set         = var.set
+}}
+
+output "manifests" {{
+  value = module.app.manifests
+}}
+"#,
+        source = relative_source(&scratch, &module),
+        values = values.display(),
+    );
+    std::fs::write(scratch.join("main.tf"), main_tf).expect("main.tf");
+    let charts = scratch.join("charts");
+    std::fs::create_dir_all(&charts).expect("mkdir charts");
+    let package = if with_chart {
         let out = Command::new(helm4())
             .args(["package", &chart().display().to_string(), "-d"])
-            .arg(env.join("charts"))
+            .arg(&charts)
             .output()
             .expect("helm package");
         assert!(
@@ -796,21 +833,26 @@ fn plan_app_tf(with_chart: bool, vars: &[&str]) -> Result<serde_json::Map<String
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let pkg = std::fs::read_dir(env.join("charts"))
+        let pkg = std::fs::read_dir(&charts)
             .expect("charts dir")
             .filter_map(Result::ok)
             .find(|e| e.file_name().to_string_lossy().ends_with(".tgz"))
             .expect("packaged chart");
-        std::fs::rename(pkg.path(), env.join("charts/ffe-backend.tgz")).expect("rename");
-    }
+        let target = charts.join("ffe-backend.tgz");
+        std::fs::rename(pkg.path(), &target).expect("rename");
+        Some(std::fs::read(&target).expect("read package"))
+    } else {
+        None
+    };
     let terraform = std::env::var_os("FFE_TERRAFORM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("terraform"));
     let tf = |args: &[&str]| {
         Command::new(&terraform)
-            .current_dir(&env)
+            .current_dir(&scratch)
             .env("TF_CLI_CONFIG_FILE", "/dev/null")
             .env("TF_IN_AUTOMATION", "1")
+            .env("CHECKPOINT_DISABLE", "1")
             .args(args)
             .output()
             .expect("run terraform")
@@ -828,40 +870,93 @@ fn plan_app_tf(with_chart: bool, vars: &[&str]) -> Result<serde_json::Map<String
         return Err(String::from_utf8_lossy(&plan.stderr).into_owned());
     }
     let show = tf(&["show", "-json", "plan"]);
+    assert!(
+        show.status.success(),
+        "terraform show: {}",
+        String::from_utf8_lossy(&show.stderr)
+    );
     let json: Value = serde_json::from_slice(&show.stdout).expect("plan JSON");
-    Ok(json["planned_values"]["outputs"]["bundle"]["value"]
+    let manifests = json["planned_values"]["outputs"]["manifests"]["value"]
         .as_object()
         .cloned()
-        .unwrap_or_default())
+        .expect("manifests output is a map");
+    Ok(AppPlan { manifests, package })
+}
+
+/// Standard base64 (RFC 4648, padded), as Terraform's filebase64 writes it.
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    assert_eq!(text.len() % 4, 0, "base64 length must be a multiple of 4");
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    for chunk in text.as_bytes().chunks(4) {
+        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
+        let mut word: u32 = 0;
+        for &c in chunk {
+            let v = if c == b'=' {
+                0
+            } else {
+                ALPHABET
+                    .iter()
+                    .position(|&a| a == c)
+                    .unwrap_or_else(|| panic!("not base64: {:?}", c as char))
+            };
+            word = (word << 6) | u32::try_from(v).expect("6 bits");
+        }
+        let bytes = word.to_be_bytes();
+        out.extend_from_slice(&bytes[1..4 - pad]);
+    }
+    out
+}
+
+#[test]
+fn base64_decoder_matches_known_vectors() {
+    // RFC 4648 section 10.
+    for (encoded, plain) in [
+        ("", ""),
+        ("Zg==", "f"),
+        ("Zm8=", "fo"),
+        ("Zm9v", "foo"),
+        ("Zm9vYg==", "foob"),
+        ("Zm9vYmE=", "fooba"),
+        ("Zm9vYmFy", "foobar"),
+    ] {
+        assert_eq!(base64_decode(encoded), plain.as_bytes(), "{encoded}");
+    }
 }
 
 #[test]
 fn deploy_app_renders_a_helmchart_from_the_packaged_chart() {
-    // Off by default: nothing to deploy, no package needed.
-    let off = plan_app_tf(false, &[]).expect("plan with deploy_app = false");
-    assert!(off.is_empty(), "{off:?}");
+    // Off (deploy_app = false): nothing to deploy, no package needed.
+    let off = plan_app_module(false, &["-var", "enabled=false"])
+        .expect("plan with enabled = false and no package");
+    assert!(off.manifests.is_empty(), "{:?}", off.manifests);
     // On without `make app-chart`: a clear plan-time error.
-    let err =
-        plan_app_tf(false, &["-var", "deploy_app=true"]).expect_err("missing package must fail");
+    let err = plan_app_module(false, &["-var", "enabled=true"])
+        .err()
+        .expect("missing package must fail the plan");
     assert!(err.contains("make app-chart"), "{err}");
     // On: one HelmChart installing release "ffe" in namespace "ffe" from the package.
-    let on = plan_app_tf(
+    let on = plan_app_module(
         true,
-        &[
-            "-var",
-            "deploy_app=true",
-            "-var",
-            r#"app_set={replicaCount=5}"#,
-        ],
+        &["-var", "enabled=true", "-var", r#"set={replicaCount=5}"#],
     )
     .expect("plan");
-    let yaml = on["ffe-app-helmchart.yaml"]
+    assert_eq!(
+        on.manifests.keys().collect::<Vec<_>>(),
+        ["helmchart.yaml"],
+        "one file in the app bundle"
+    );
+    let yaml = on.manifests["helmchart.yaml"]
         .as_str()
         .expect("HelmChart YAML");
     let hc: Value = serde_yaml_ng::from_str(yaml).expect("YAML");
     assert_eq!(hc["apiVersion"], "helm.cattle.io/v1");
     assert_eq!(hc["kind"], "HelmChart");
     assert_eq!(hc["metadata"]["name"], "ffe", "release name of the seed");
+    assert_eq!(
+        hc["metadata"]["namespace"], "kube-system",
+        "helm-controller watches kube-system"
+    );
     assert_eq!(hc["spec"]["targetNamespace"], "ffe");
     assert_eq!(
         hc["spec"]["set"]["replicaCount"], 5,
@@ -872,6 +967,10 @@ fn deploy_app_renders_a_helmchart_from_the_packaged_chart() {
     assert!(
         content.starts_with("H4sI"),
         "chartContent is a base64 gzip archive"
+    );
+    assert!(
+        base64_decode(content) == on.package.expect("package built"),
+        "chartContent must be exactly the packaged chart"
     );
     let values = std::fs::read_to_string(chart().join(PROD)).expect("values");
     assert_eq!(hc["spec"]["valuesContent"], values.as_str());

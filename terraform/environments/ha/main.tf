@@ -45,6 +45,10 @@ resource "ffe_host" "master" {
   backup_mount = local.backup_mount
   nfs_server   = var.nfs_server
   nfs_export   = var.nfs_export
+
+  packages       = var.host_packages
+  kernel_modules = var.host_kernel_modules
+  sysctls        = var.host_sysctls
 }
 
 resource "ffe_host" "worker" {
@@ -56,6 +60,10 @@ resource "ffe_host" "worker" {
   backup_mount = local.backup_mount
   nfs_server   = var.nfs_server
   nfs_export   = var.nfs_export
+
+  packages       = var.host_packages
+  kernel_modules = var.host_kernel_modules
+  sysctls        = var.host_sysctls
 }
 
 resource "ffe_k3s_cluster" "this" {

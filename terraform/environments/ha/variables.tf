@@ -641,3 +641,37 @@ locals {
 
   pod = try(cidrhost(var.pod_cidr, 0), null)
 }
+
+variable "host_packages" {
+  description = "Debian packages every node gets when missing. null = the provider's default (nfs-common, chrony, curl, ca-certificates)."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition     = var.host_packages == null || alltrue([for p in coalesce(var.host_packages, []) : can(regex("^[a-z0-9][a-z0-9+.-]+$", p))])
+    error_message = "host_packages: every entry must be a Debian package name (lowercase letters, digits, '+', '-', '.'). Fix the list or set it to null for the defaults."
+  }
+}
+
+variable "host_kernel_modules" {
+  description = "Kernel modules loaded on every node now and at boot. null = the provider's default (overlay, br_netfilter)."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition     = var.host_kernel_modules == null || alltrue([for m in coalesce(var.host_kernel_modules, []) : can(regex("^[a-z0-9_-]+$", m))])
+    error_message = "host_kernel_modules: every entry must be a module name like \"br_netfilter\". Fix the list or set it to null for the defaults."
+  }
+}
+
+variable "host_sysctls" {
+  description = "Kernel settings applied on every node now and at boot. null = the provider's default (IP forwarding, bridge netfilter, inotify limits)."
+  type        = map(string)
+  default     = null
+
+  validation {
+    condition     = var.host_sysctls == null || alltrue([for k, v in coalesce(var.host_sysctls, {}) : can(regex("^[a-z0-9_.-]+$", k)) && length(v) > 0])
+    error_message = "host_sysctls: keys must be sysctl names like \"net.ipv4.ip_forward\" and values non-empty. Fix the map or set it to null for the defaults."
+  }
+}
+

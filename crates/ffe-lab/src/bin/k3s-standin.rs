@@ -25,7 +25,12 @@ fn main() {
     };
     let root = Path::new("/");
     let settings = match Settings::locate(root) {
-        Ok(s) => s,
+        Ok(mut s) => {
+            if let Some(v) = standin::embedded_version() {
+                s.version = v;
+            }
+            s
+        }
         Err(e) => {
             eprintln!("{e}");
             std::process::exit(1);

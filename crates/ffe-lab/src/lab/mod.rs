@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::standin::{self, ClusterState, Settings, StandinError, StandinRecord};
 
-pub use slot::{lab_dir, pid_alive, slot_dir, RUN_DIR};
+pub use slot::{lab_dir, pid_alive, reap_stale_labs, slot_dir, RUN_DIR};
 
 /// Errors of the lab.
 #[derive(Debug, thiserror::Error)]
@@ -247,12 +247,14 @@ impl Lab {
             standin_bin.display(),
             bin.display()
         )))?;
-        let settings_json = serde_json::to_vec_pretty(&self.settings).map_err(|e| LabError::Io {
-            what: "encode standin.json".into(),
-            source: std::io::Error::other(e),
-        })?;
+        let settings_json =
+            serde_json::to_vec_pretty(&self.settings).map_err(|e| LabError::Io {
+                what: "encode standin.json".into(),
+                source: std::io::Error::other(e),
+            })?;
         let sidecar = dir.join("bin/standin.json");
-        std::fs::write(&sidecar, &settings_json).map_err(io(format!("write {}", sidecar.display())))?;
+        std::fs::write(&sidecar, &settings_json)
+            .map_err(io(format!("write {}", sidecar.display())))?;
         // Client key.
         let client_pub = keygen(&self.client_key(), &format!("ffe-lab-{}", self.slot))?;
         let ak = dir.join("keys/authorized_keys");
@@ -272,18 +274,34 @@ impl Lab {
         // Network.
         let br = net::bridge_name(self.slot);
         net::run_ip(&["link", "add", &br, "type", "bridge"])?;
-        net::run_ip(&["addr", "add", &format!("10.210.{}.1/24", self.slot), "dev", &br])?;
+        net::run_ip(&[
+            "addr",
+            "add",
+            &format!("10.210.{}.1/24", self.slot),
+            "dev",
+            &br,
+        ])?;
         net::run_ip(&["link", "set", &br, "up"])?;
         let mut known_hosts = String::new();
         for (i0, h) in self.hosts.clone().iter().enumerate() {
             let peer = net::peer_name(self.slot, i0 + 1);
             net::run_ip(&["netns", "add", &h.netns])?;
-            net::run_ip(&["link", "add", &h.veth, "type", "veth", "peer", "name", &peer])?;
+            net::run_ip(&[
+                "link", "add", &h.veth, "type", "veth", "peer", "name", &peer,
+            ])?;
             net::run_ip(&["link", "set", &peer, "netns", &h.netns])?;
             net::run_ip(&["link", "set", &h.veth, "master", &br, "up"])?;
             let ns = h.netns.as_str();
             net::run_ip(&["-n", ns, "link", "set", &peer, "name", "eth0"])?;
-            net::run_ip(&["-n", ns, "addr", "add", &format!("{}/24", h.ip), "dev", "eth0"])?;
+            net::run_ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{}/24", h.ip),
+                "dev",
+                "eth0",
+            ])?;
             net::run_ip(&["-n", ns, "link", "set", "eth0", "up"])?;
             net::run_ip(&["-n", ns, "link", "set", "lo", "up"])?;
             known_hosts.push_str(&self.prepare_host_fs(h, &settings_json)?);
@@ -316,7 +334,8 @@ impl Lab {
         if let Some(parent) = marker.parent() {
             std::fs::create_dir_all(parent).map_err(io("create stand-in state dir"))?;
         }
-        std::fs::write(&marker, settings_json).map_err(io(format!("write {}", marker.display())))?;
+        std::fs::write(&marker, settings_json)
+            .map_err(io(format!("write {}", marker.display())))?;
         let shim = r.join("usr/local/bin/systemctl");
         std::os::unix::fs::symlink(self.standin_path(), &shim)
             .map_err(io(format!("symlink {}", shim.display())))?;
@@ -394,7 +413,8 @@ impl Lab {
                 .get_mut(&h.name)
                 .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
             if exited || Instant::now() > deadline {
-                let log = std::fs::read_to_string(h.root_dir.join("ssh/sshd.log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(h.root_dir.join("ssh/sshd.log")).unwrap_or_default();
                 return Err(LabError::SshdTimeout {
                     host: h.name.clone(),
                     addr,
@@ -450,6 +470,24 @@ impl Lab {
     /// The lab's copy of the stand-in (with `standin.json` next to it).
     pub fn standin_path(&self) -> PathBuf {
         self.dir.join("bin/k3s-standin")
+    }
+
+    /// A copy of the stand-in that reports `version` (for upgrade tests): upload it as
+    /// `/usr/local/bin/k3s` and the node registers with that version. Lives in the lab's bin dir.
+    pub fn standin_with_version(&self, version: &str) -> Result<PathBuf, LabError> {
+        let safe: String = version
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let dst = self.dir.join(format!("bin/k3s-standin-{safe}"));
+        standin::write_with_version(&self.standin_path(), &dst, version)?;
+        Ok(dst)
     }
 
     /// The stand-in settings of this lab.
@@ -557,7 +595,8 @@ impl Lab {
         if self.cleaned {
             return Ok(());
         }
-        let mut children = std::mem::take(&mut *self.children.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut children =
+            std::mem::take(&mut *self.children.lock().unwrap_or_else(|p| p.into_inner()));
         for c in children.values_mut() {
             let _ = c.kill();
         }

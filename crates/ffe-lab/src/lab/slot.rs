@@ -96,6 +96,14 @@ pub fn allocate() -> Result<u8, LabError> {
     Err(LabError::NoSlot)
 }
 
+/// Clean every slot whose owner process died (takes the run lock). `Lab::create` does this too.
+pub fn reap_stale_labs() -> Result<(), LabError> {
+    let slots = slots_dir();
+    std::fs::create_dir_all(&slots).map_err(io("create", &slots))?;
+    let _lock = FileLock::exclusive(&Path::new(RUN_DIR).join("lock"))?;
+    reap_stale()
+}
+
 /// Clean every slot whose owner process is dead (caller holds the run lock).
 fn reap_stale() -> Result<(), LabError> {
     let Ok(entries) = std::fs::read_dir(slots_dir()) else {
@@ -114,7 +122,11 @@ fn reap_stale() -> Result<(), LabError> {
         if owner.as_ref().is_some_and(owner_alive) {
             continue;
         }
-        tracing::warn!(slot = n, ?owner, "ffe-lab: cleaning slot left by a dead owner");
+        tracing::warn!(
+            slot = n,
+            ?owner,
+            "ffe-lab: cleaning slot left by a dead owner"
+        );
         destroy_slot(n)?;
     }
     Ok(())
@@ -137,8 +149,11 @@ pub fn destroy_slot(n: u8) -> Result<(), LabError> {
             || l.starts_with(&format!("ffv{n}-"))
             || l.starts_with(&format!("ffp{n}-"))
     }) {
+        // Deleting a netns removes its veth pair asynchronously: a vanished link is fine.
         if let Err(e) = net::run_ip(&["link", "del", &link]) {
-            errors.push(e.to_string());
+            if net::list_links()?.contains(&link) {
+                errors.push(e.to_string());
+            }
         }
     }
     let dir = lab_dir(n);
@@ -185,7 +200,9 @@ pub fn remove_lab_dir(dir: &Path) -> Result<(), LabError> {
         .collect();
     mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
     for m in mounts {
-        let _ = std::process::Command::new("umount").args(["-l", &m]).status();
+        let _ = std::process::Command::new("umount")
+            .args(["-l", &m])
+            .status();
     }
     std::fs::remove_dir_all(dir).map_err(io("remove", dir))
 }

@@ -184,7 +184,10 @@ mod tests {
     #[test]
     fn empty_is_default() {
         assert_eq!(K3sConfig::parse("").unwrap(), K3sConfig::default());
-        assert_eq!(K3sConfig::parse("# only a comment\n").unwrap(), K3sConfig::default());
+        assert_eq!(
+            K3sConfig::parse("# only a comment\n").unwrap(),
+            K3sConfig::default()
+        );
     }
 
     #[test]

@@ -164,7 +164,8 @@ impl Datastore {
         if state != before {
             if let Some(s) = &state {
                 let path = self.path();
-                let bytes = serde_json::to_vec_pretty(s).map_err(|e| StandinError::json(&path, e))?;
+                let bytes =
+                    serde_json::to_vec_pretty(s).map_err(|e| StandinError::json(&path, e))?;
                 write_file(&path, &bytes, 0o600)?;
             }
         }
@@ -206,9 +207,12 @@ mod tests {
     #[test]
     fn active_server_needs_ready_member_server() {
         let mut st = ClusterState::default();
-        st.nodes.insert("s1".into(), node(Role::Server, "10.0.0.1", true));
-        st.nodes.insert("s2".into(), node(Role::Server, "10.0.0.2", false));
-        st.nodes.insert("a1".into(), node(Role::Agent, "10.0.0.3", true));
+        st.nodes
+            .insert("s1".into(), node(Role::Server, "10.0.0.1", true));
+        st.nodes
+            .insert("s2".into(), node(Role::Server, "10.0.0.2", false));
+        st.nodes
+            .insert("a1".into(), node(Role::Agent, "10.0.0.3", true));
         st.etcd_members = vec!["s2".into()];
         assert!(st.active_server("10.0.0.1").is_none(), "not a member");
         st.etcd_members.push("s1".into());

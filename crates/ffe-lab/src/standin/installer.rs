@@ -24,13 +24,17 @@ fn symlink_to_k3s(host: &HostEnv, name: &str, out: &mut Vec<String>) -> Result<(
             std::fs::remove_file(&link).map_err(|e| StandinError::io(&link, e))?;
         }
         Ok(_) => {
-            out.push(format!("[INFO]  Skipping /usr/local/bin/{name} symlink to k3s, command exists"));
+            out.push(format!(
+                "[INFO]  Skipping /usr/local/bin/{name} symlink to k3s, command exists"
+            ));
             return Ok(());
         }
         Err(_) => {}
     }
     std::os::unix::fs::symlink(K3S_BIN, &link).map_err(|e| StandinError::io(&link, e))?;
-    out.push(format!("[INFO]  Creating /usr/local/bin/{name} symlink to k3s"));
+    out.push(format!(
+        "[INFO]  Creating /usr/local/bin/{name} symlink to k3s"
+    ));
     Ok(())
 }
 
@@ -91,10 +95,7 @@ pub(crate) fn install(inv: &Invocation, host: &HostEnv) -> Result<Outcome, Stand
         },
         &mut log,
     )?;
-    let exec_args: String = words
-        .iter()
-        .map(|w| format!(" \\\n    '{w}'"))
-        .collect();
+    let exec_args: String = words.iter().map(|w| format!(" \\\n    '{w}'")).collect();
     let unit_text = format!(
         "# Written by the ffe-lab k3s STAND-IN installer; not a real k3s unit.\n\
          [Unit]\nDescription=Lightweight Kubernetes (k3s stand-in)\nWants=network-online.target\nAfter=network-online.target\n\n\
@@ -103,7 +104,9 @@ pub(crate) fn install(inv: &Invocation, host: &HostEnv) -> Result<Outcome, Stand
     );
     let unit_path = host.path(&format!("/etc/systemd/system/{unit}.service"));
     write_file(&unit_path, unit_text.as_bytes(), 0o644)?;
-    log.push(format!("[INFO]  systemd: Creating service file /etc/systemd/system/{unit}.service"));
+    log.push(format!(
+        "[INFO]  systemd: Creating service file /etc/systemd/system/{unit}.service"
+    ));
     let skip_enable = env("INSTALL_K3S_SKIP_ENABLE") == Some("true");
     let skip_start = env("INSTALL_K3S_SKIP_START") == Some("true");
     let mut out = Outcome::default();

@@ -75,7 +75,10 @@ fn parse(args: &[String]) -> Parsed {
         } else if VALUE_FLAGS.contains(&a.as_str()) {
             let v = it.next().cloned().unwrap_or_default();
             p.flags.entry(canonical(a).to_string()).or_default().push(v);
-        } else if a.len() > 2 && (a.starts_with("-o") || a.starts_with("-f")) && !a.starts_with("--") {
+        } else if a.len() > 2
+            && (a.starts_with("-o") || a.starts_with("-f"))
+            && !a.starts_with("--")
+        {
             p.flags
                 .entry(canonical(&a[..2]).to_string())
                 .or_default()
@@ -154,7 +157,9 @@ fn roles(n: &NodeState) -> String {
 }
 
 fn not_found(name: &str) -> StandinError {
-    failed(format!("Error from server (NotFound): nodes \"{name}\" not found"))
+    failed(format!(
+        "Error from server (NotFound): nodes \"{name}\" not found"
+    ))
 }
 
 fn read_sources(
@@ -289,9 +294,23 @@ pub(crate) fn kubectl(
         "get" | "wait" => {
             let (resource, name) = match target.and_then(|t| t.split_once('/')) {
                 Some((r, n)) => (r, Some(n)),
-                None => (target.unwrap_or(""), p.positional.get(2).map(String::as_str)),
+                None => (
+                    target.unwrap_or(""),
+                    p.positional.get(2).map(String::as_str),
+                ),
             };
-            if !matches!(resource, "node" | "nodes" | "no") {
+            let is_node = matches!(resource, "node" | "nodes" | "no");
+            if verb == "wait" && !is_node {
+                // Only nodes exist in the stand-in; other objects are not evaluated.
+                let obj = format!("{resource}/{}", name.unwrap_or(""));
+                let mut o = Outcome::ok(format!("{obj} condition met"));
+                o.message = format!(
+                    "k3s stand-in: wait {obj} --for={} NOT evaluated (no workloads in the stand-in)",
+                    p.get("--for").unwrap_or("")
+                );
+                return Ok(o);
+            }
+            if !is_node {
                 return Err(failed(format!(
                     "error: the k3s stand-in does not model resource type \"{resource}\""
                 )));
@@ -368,7 +387,8 @@ pub(crate) fn kubectl(
             }
         }
         "cordon" | "uncordon" | "drain" => {
-            let name = target.ok_or_else(|| failed(format!("error: USAGE: kubectl {verb} NODE")))?;
+            let name =
+                target.ok_or_else(|| failed(format!("error: USAGE: kubectl {verb} NODE")))?;
             let name = name.strip_prefix("node/").unwrap_or(name);
             set_unschedulable(host, name, verb != "uncordon")?;
             out = Outcome::ok(match verb {
@@ -380,7 +400,10 @@ pub(crate) fn kubectl(
         "delete" if !p.has("--filename") => {
             let (resource, name) = match target.and_then(|t| t.split_once('/')) {
                 Some((r, n)) => (r, Some(n)),
-                None => (target.unwrap_or(""), p.positional.get(2).map(String::as_str)),
+                None => (
+                    target.unwrap_or(""),
+                    p.positional.get(2).map(String::as_str),
+                ),
             };
             if !matches!(resource, "node" | "nodes" | "no") {
                 return Err(failed(format!(

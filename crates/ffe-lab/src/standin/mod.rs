@@ -19,6 +19,7 @@ pub(crate) mod lock;
 mod record;
 mod settings;
 mod units;
+mod version;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -30,6 +31,7 @@ pub use error::StandinError;
 pub use record::{append_record, read_records, sanitize_env, StandinRecord};
 pub use settings::Settings;
 pub use units::{host_booted, host_crashed, UnitState, UnitsState};
+pub use version::{embedded_version, file_version, write_with_version};
 
 /// Path (inside a host) of the lab marker + settings fallback written by the lab.
 pub const LAB_MARKER: &str = "/var/lib/rancher/k3s-standin/standin.json";

@@ -9,7 +9,10 @@ fn cluster(h: &HostEnv) -> ClusterState {
 
 fn server1(shared: &Path) -> HostEnv {
     let s1 = host(shared, "s1", "10.210.9.11");
-    write_config(&s1, "token: sekret\ncluster-init: true\nnode-label: [zone=a]\n");
+    write_config(
+        &s1,
+        "token: sekret\ncluster-init: true\nnode-label: [zone=a]\n",
+    );
     let out = install(&s1, "server");
     assert_eq!(out.exit_code, 0, "{out:?}");
     s1
@@ -47,8 +50,13 @@ fn server_install_creates_unit_links_kubeconfig_and_cluster() {
     assert!(!s1.path("/usr/local/bin/k3s-agent-uninstall.sh").exists());
     let kc = s1.path(KUBECONFIG);
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&kc).unwrap().permissions().mode() & 0o777, 0o600);
-    assert!(std::fs::read_to_string(&kc).unwrap().contains("https://127.0.0.1:6443"));
+    assert_eq!(
+        std::fs::metadata(&kc).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(std::fs::read_to_string(&kc)
+        .unwrap()
+        .contains("https://127.0.0.1:6443"));
     let c = cluster(&s1);
     assert_eq!(c.token, "sekret");
     assert_eq!(c.etcd_members, vec!["s1".to_string()]);
@@ -61,8 +69,14 @@ fn server_install_creates_unit_links_kubeconfig_and_cluster() {
     let cfg = std::fs::read(s1.path(CONFIG_YAML)).unwrap();
     assert_eq!(n.config_sha256, hex::encode(Sha256Digest::digest(&cfg)));
     assert_eq!(call(&s1, "systemctl", &["is-active", "k3s"]).exit_code, 0);
-    assert_eq!(call(&s1, "systemctl", &["is-enabled", "k3s.service"]).exit_code, 0);
-    assert_eq!(call(&s1, "systemctl", &["is-active", "k3s-agent"]).exit_code, 3);
+    assert_eq!(
+        call(&s1, "systemctl", &["is-enabled", "k3s.service"]).exit_code,
+        0
+    );
+    assert_eq!(
+        call(&s1, "systemctl", &["is-active", "k3s-agent"]).exit_code,
+        3
+    );
 }
 
 use sha2::Digest as _;
@@ -76,19 +90,33 @@ fn join_requires_active_server_and_token() {
     write_config(&s2, "token: wrong\nserver: https://10.210.9.11:6443\n");
     let out = install(&s2, "server");
     assert_eq!(out.exit_code, 1);
-    assert!(out.message.contains("failed to validate token"), "{}", out.message);
+    assert!(
+        out.message.contains("failed to validate token"),
+        "{}",
+        out.message
+    );
     assert_eq!(call(&s2, "systemctl", &["is-active", "k3s"]).exit_code, 3);
 
     write_config(&s2, "token: sekret\nserver: https://10.210.9.99:6443\n");
     let out = call(&s2, "systemctl", &["restart", "k3s"]);
     assert_eq!(out.exit_code, 1);
-    assert!(out.message.contains("connection refused"), "{}", out.message);
+    assert!(
+        out.message.contains("connection refused"),
+        "{}",
+        out.message
+    );
 
     // the full K10 form of the right token is accepted
-    write_config(&s2, "token: K10abc::server:sekret\nserver: https://10.210.9.11:6443\n");
+    write_config(
+        &s2,
+        "token: K10abc::server:sekret\nserver: https://10.210.9.11:6443\n",
+    );
     let out = call(&s2, "systemctl", &["restart", "k3s"]);
     assert_eq!(out.exit_code, 0, "{out:?}");
-    assert_eq!(cluster(&s1).etcd_members, vec!["s1".to_string(), "s2".to_string()]);
+    assert_eq!(
+        cluster(&s1).etcd_members,
+        vec!["s1".to_string(), "s2".to_string()]
+    );
 
     // a stopped server is not a valid join target
     assert_eq!(call(&s1, "systemctl", &["stop", "k3s"]).exit_code, 0);
@@ -96,7 +124,11 @@ fn join_requires_active_server_and_token() {
     let s3 = host(dir.path(), "s3", "10.210.9.13");
     write_config(&s3, "token: sekret\nserver: https://10.210.9.11:6443\n");
     let out = install(&s3, "server");
-    assert!(out.message.contains("connection refused"), "{}", out.message);
+    assert!(
+        out.message.contains("connection refused"),
+        "{}",
+        out.message
+    );
     write_config(&s3, "token: sekret\nserver: https://10.210.9.12:6443\n");
     assert_eq!(call(&s3, "systemctl", &["restart", "k3s"]).exit_code, 0);
 }
@@ -159,7 +191,11 @@ fn overlapping_joins_are_caught() {
     let failed: Vec<&Outcome> = outs.iter().filter(|o| o.exit_code != 0).collect();
     assert_eq!(failed.len(), 1, "{outs:?}");
     assert!(failed[0].message.contains("too many learner members"));
-    let c = testutil::host(dir.path(), "x", "10.210.9.50").datastore().read().unwrap().unwrap();
+    let c = testutil::host(dir.path(), "x", "10.210.9.50")
+        .datastore()
+        .read()
+        .unwrap()
+        .unwrap();
     assert_eq!(c.etcd_members.len(), 2);
     assert!(c.join_in_progress.is_empty());
 }
@@ -170,9 +206,13 @@ fn agent_needs_server_and_token_and_gets_no_server_labels() {
     let s1 = server1(dir.path());
     let a1 = host(dir.path(), "a1", "10.210.9.21");
     write_config(&a1, "server: https://10.210.9.11:6443\n");
-    assert!(install(&a1, "agent").message.contains("--token is required"));
+    assert!(install(&a1, "agent")
+        .message
+        .contains("--token is required"));
     write_config(&a1, "token: sekret\n");
-    assert!(install(&a1, "agent").message.contains("--server is required"));
+    assert!(install(&a1, "agent")
+        .message
+        .contains("--server is required"));
     write_config(
         &a1,
         "token: sekret\nserver: https://10.210.9.11:6443\nnode-name: worker-1\nnode-taint: [dedicated=db:NoSchedule]\n",
@@ -184,7 +224,9 @@ fn agent_needs_server_and_token_and_gets_no_server_labels() {
     let c = cluster(&s1);
     let n = &c.nodes["worker-1"];
     assert_eq!(n.role, Role::Agent);
-    assert!(!n.labels.contains_key("node-role.kubernetes.io/control-plane"));
+    assert!(!n
+        .labels
+        .contains_key("node-role.kubernetes.io/control-plane"));
     assert_eq!(n.taints[0].effect, "NoSchedule");
     assert_eq!(c.etcd_members, vec!["s1".to_string()]);
 }
@@ -213,19 +255,37 @@ fn kubectl_nodes_cordon_drain_delete_apply() {
     assert_eq!(install(&a1, "agent").exit_code, 0);
     // only a host with an active server answers
     let out = call(&a1, "kubectl", &["get", "nodes", "-o", "json"]);
-    assert!(out.message.contains("connection to the server 127.0.0.1:6443 was refused"));
+    assert!(out
+        .message
+        .contains("connection to the server 127.0.0.1:6443 was refused"));
     let out = call(&s1, "k3s", &["kubectl", "get", "nodes", "-o", "json"]);
     assert_eq!(out.exit_code, 0, "{out:?}");
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let items = v["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
-    let a = items.iter().find(|i| i["metadata"]["name"] == "a1").unwrap();
+    let a = items
+        .iter()
+        .find(|i| i["metadata"]["name"] == "a1")
+        .unwrap();
     assert_eq!(a["status"]["conditions"][0]["type"], "Ready");
     assert_eq!(a["status"]["conditions"][0]["status"], "True");
     assert_eq!(a["status"]["nodeInfo"]["kubeletVersion"], "v1.33.5+k3s1");
     assert_eq!(a["status"]["addresses"][0]["address"], "10.210.9.21");
 
-    assert_eq!(call(&s1, "kubectl", &["drain", "a1", "--ignore-daemonsets", "--delete-emptydir-data"]).exit_code, 0);
+    assert_eq!(
+        call(
+            &s1,
+            "kubectl",
+            &[
+                "drain",
+                "a1",
+                "--ignore-daemonsets",
+                "--delete-emptydir-data"
+            ]
+        )
+        .exit_code,
+        0
+    );
     assert!(cluster(&s1).nodes["a1"].unschedulable);
     let out = call(&s1, "kubectl", &["get", "node", "a1", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
@@ -234,12 +294,50 @@ fn kubectl_nodes_cordon_drain_delete_apply() {
     assert!(!cluster(&s1).nodes["a1"].unschedulable);
     assert_eq!(call(&s1, "kubectl", &["cordon", "nope"]).exit_code, 1);
 
-    assert_eq!(call(&s1, "kubectl", &["get", "--raw", "/readyz"]).stdout, "ok\n");
+    assert_eq!(
+        call(&s1, "kubectl", &["get", "--raw", "/readyz"]).stdout,
+        "ok\n"
+    );
+    let out = call(
+        &s1,
+        "k3s",
+        &[
+            "kubectl",
+            "wait",
+            "--for=condition=Ready",
+            "--timeout=60s",
+            "node/a1",
+        ],
+    );
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    let out = call(
+        &s1,
+        "kubectl",
+        &[
+            "wait",
+            "-n",
+            "x",
+            "--for=condition=Available",
+            "deployment/d",
+        ],
+    );
+    assert!(out.message.contains("NOT evaluated"), "{out:?}");
+    call(&s1, "systemctl", &["stop", "k3s"]);
+    assert_eq!(
+        call(&s1, "kubectl", &["get", "--raw", "/readyz"]).exit_code,
+        1
+    );
+    assert_eq!(call(&s1, "systemctl", &["start", "k3s"]).exit_code, 0);
     assert_eq!(call(&s1, "kubectl", &["delete", "node", "a1"]).exit_code, 0);
     assert!(!cluster(&s1).nodes.contains_key("a1"));
     assert_eq!(call(&s1, "kubectl", &["delete", "node", "a1"]).exit_code, 1);
     assert_eq!(
-        call(&s1, "kubectl", &["delete", "node", "a1", "--ignore-not-found"]).exit_code,
+        call(
+            &s1,
+            "kubectl",
+            &["delete", "node", "a1", "--ignore-not-found"]
+        )
+        .exit_code,
         0
     );
 
@@ -255,7 +353,11 @@ fn kubectl_nodes_cordon_drain_delete_apply() {
     assert!(out.stdout.contains("namespace/two configured"));
     let file = dir.path().join("m.yaml");
     std::fs::write(&file, "kind: [broken").unwrap();
-    let out = call(&s1, "kubectl", &["delete", "-f", file.to_str().unwrap(), "--ignore-not-found"]);
+    let out = call(
+        &s1,
+        "kubectl",
+        &["delete", "-f", file.to_str().unwrap(), "--ignore-not-found"],
+    );
     assert_eq!(out.exit_code, 1);
     assert_eq!(out.files.len(), 1);
 }
@@ -309,7 +411,9 @@ fn refuses_outside_a_lab_host() {
         assert!(out.message.contains("not an ffe-lab host"));
     }
     assert!(h.path(K3S_BIN).exists());
-    assert!(install(&h, "server").message.contains("not an ffe-lab host"));
+    assert!(install(&h, "server")
+        .message
+        .contains("not an ffe-lab host"));
 }
 
 #[test]
@@ -332,7 +436,9 @@ fn version_and_other_units() {
     let dir = tempfile::tempdir().unwrap();
     let h = host(dir.path(), "s1", "10.210.9.11");
     let out = call(&h, "k3s", &["--version"]);
-    assert!(out.stdout.starts_with("k3s version v1.33.5+k3s1 (stand-in)"));
+    assert!(out
+        .stdout
+        .starts_with("k3s version v1.33.5+k3s1 (stand-in)"));
     assert_eq!(call(&h, "systemctl", &["restart", "chrony"]).exit_code, 0);
     assert_eq!(call(&h, "systemctl", &["start", "k3s"]).exit_code, 5);
     assert_eq!(call(&h, "k3s", &["server"]).exit_code, 1);

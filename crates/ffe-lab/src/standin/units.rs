@@ -12,8 +12,8 @@ use super::datastore::{ClusterState, JoinMarker, NodeState, Role};
 use super::lock::FileLock;
 use super::record::{append_record, StandinRecord};
 use super::{
-    now_ns, write_file, HostEnv, Outcome, Settings, StandinError, CONFIG_YAML, K3S_BIN,
-    KUBECONFIG, STATE_DIR,
+    now_ns, write_file, HostEnv, Outcome, Settings, StandinError, CONFIG_YAML, K3S_BIN, KUBECONFIG,
+    STATE_DIR,
 };
 
 /// Active/enabled state of one unit on one host.
@@ -216,7 +216,8 @@ fn register(
     let node = NodeState {
         role,
         address,
-        version: host.settings.version.clone(),
+        version: super::version::file_version(&host.path(K3S_BIN))
+            .unwrap_or_else(|| host.settings.version.clone()),
         labels,
         taints: cfg.node_taints.clone(),
         ready: true,
@@ -225,7 +226,8 @@ fn register(
         host: host.hostname.clone(),
     };
     let ds = host.datastore();
-    let token_of = |s: &Option<ClusterState>| s.as_ref().map(|c| c.token.clone()).unwrap_or_default();
+    let token_of =
+        |s: &Option<ClusterState>| s.as_ref().map(|c| c.token.clone()).unwrap_or_default();
     match (role, &cfg.server) {
         (Role::Agent, None) => Err(failed(
             "k3s stand-in: --server is required for an agent: set `server: https://SERVER:6443` in config.yaml",
@@ -373,7 +375,11 @@ pub(crate) fn start_unit(
 }
 
 /// Stop a unit: inactive, and this host's node goes NotReady.
-pub(crate) fn stop_unit(host: &HostEnv, unit: &str, st: &mut UnitsState) -> Result<(), StandinError> {
+pub(crate) fn stop_unit(
+    host: &HostEnv,
+    unit: &str,
+    st: &mut UnitsState,
+) -> Result<(), StandinError> {
     st.entry(unit).active = false;
     let Some(role) = k3s_unit(unit) else {
         return Ok(());
@@ -404,7 +410,10 @@ pub(crate) fn systemctl(args: &[String], host: &HostEnv) -> Result<Outcome, Stan
     let quiet = args.iter().any(|a| a == "-q" || a == "--quiet");
     let now = args.iter().any(|a| a == "--now");
     let mut positional = args.iter().filter(|a| !a.starts_with('-'));
-    let verb = positional.next().map(String::as_str).unwrap_or("list-units");
+    let verb = positional
+        .next()
+        .map(String::as_str)
+        .unwrap_or("list-units");
     let units: Vec<String> = positional.map(|u| normalize_unit(u)).collect();
     let touches_k3s = units.iter().any(|u| k3s_unit(u).is_some());
     let mutating = !matches!(verb, "is-active" | "is-enabled" | "status" | "show" | "cat");
@@ -469,7 +478,9 @@ pub(crate) fn systemctl(args: &[String], host: &HostEnv) -> Result<Outcome, Stan
                     if !exists {
                         return Err(StandinError::failed(
                             1,
-                            format!("Failed to {verb} unit: Unit file {unit}.service does not exist."),
+                            format!(
+                                "Failed to {verb} unit: Unit file {unit}.service does not exist."
+                            ),
                         ));
                     }
                     st.entry(unit).enabled = verb == "enable";

@@ -77,6 +77,10 @@ run "example_plans_six_hosts_and_the_cluster" {
     error_message = "online install without airgap files"
   }
   assert {
+    condition     = output.api_endpoint == "https://10.0.1.5:6443"
+    error_message = "api_endpoint must use the VIP: ${output.api_endpoint}"
+  }
+  assert {
     condition     = output.kubeconfig_path == "./kubeconfig-ffe-prod.yaml"
     error_message = "kubeconfig_path: ${output.kubeconfig_path}"
   }
@@ -110,6 +114,10 @@ run "seed_block_alone_plans_and_warns_about_the_missing_vip" {
   assert {
     condition     = length(ffe_host.master) == 3 && length(ffe_host.worker) == 3 && ffe_k3s_cluster.this.api_vip == null
     error_message = "3 masters, 3 workers, no VIP"
+  }
+  assert {
+    condition     = output.api_endpoint == "https://10.0.1.10:6443"
+    error_message = "without a VIP the API endpoint is the first master: ${output.api_endpoint}"
   }
   assert {
     condition     = alltrue([for ip in ["10.0.1.10", "10.0.1.11", "10.0.1.12"] : contains(ffe_k3s_cluster.this.tls_san, ip)]) && !contains(ffe_k3s_cluster.this.tls_san, "10.0.1.5")

@@ -69,8 +69,14 @@ plan_offline() { # $1 = label, $2 = var file
     cat "$work/$label.out" >&2
     fail "terraform plan of $label failed inside the empty network namespace"
   fi
-  grep -q 'Plan: 7 to add, 0 to change, 0 to destroy' "$work/$label.out" ||
-    { cat "$work/$label.out" >&2; fail "plan of $label did not plan 7 resources (6 hosts + the cluster)"; }
+  local hosts clusters
+  hosts=$(grep -cE '^  # ffe_host\.(master|worker)\[[0-9]+\] will be created$' "$work/$label.out" || true)
+  clusters=$(grep -cE '^  # ffe_k3s_cluster\.this will be created$' "$work/$label.out" || true)
+  if [ "$hosts" != 6 ] || [ "$clusters" != 1 ] ||
+    ! grep -qE '^Plan: [0-9]+ to add, 0 to change, 0 to destroy\.$' "$work/$label.out"; then
+    cat "$work/$label.out" >&2
+    fail "plan of $label should create 6 ffe_host and 1 ffe_k3s_cluster, got $hosts and $clusters"
+  fi
   if grep -qi 'network is unreachable' "$work/$label.out"; then
     fail "plan of $label tried to reach the network (see above)"
   fi

@@ -1,0 +1,229 @@
+//! The `ha` environment applied for real (real terraform, real OpenSSH) against ffe-lab hosts
+//! running the k3s **stand-in**: 3 servers + 3 agents, re-apply, scale 3 -> 5 -> 4, destroy.
+//! Needs root (network namespaces). Assertions are on what each host's stand-in recorded.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+
+use support::*;
+
+fn config_of(env: &Env, host: &str) -> serde_yaml_ng::Value {
+    let rec = env
+        .records(host)
+        .into_iter()
+        .rev()
+        .find(|r| r.config_yaml.is_some())
+        .unwrap_or_else(|| panic!("{host}: no service start recorded"));
+    serde_yaml_ng::from_str(rec.config_yaml.as_deref().unwrap()).unwrap()
+}
+
+#[test]
+fn lifecycle_apply_reapply_scale_destroy() {
+    let env = Env::new(3, 5);
+    env.tfvars(3, "");
+    env.apply_ok();
+
+    // Servers: the first initialises etcd, the others join it one after the other.
+    let first = installs(&env.records(&master(0)));
+    let second = installs(&env.records(&master(1)));
+    let third = installs(&env.records(&master(2)));
+    assert_eq!(first.len(), 1, "server 0 installs once");
+    assert_eq!(first[0].1, "server");
+    assert!(
+        first[0].0 < second[0].0 && second[0].0 < third[0].0,
+        "servers join in order"
+    );
+    let c0 = config_of(&env, &master(0));
+    assert_eq!(c0["cluster-init"], serde_yaml_ng::Value::Bool(true));
+    let c1 = config_of(&env, &master(1));
+    assert_eq!(
+        c1["server"].as_str(),
+        Some(format!("https://{}:6443", env.ip(&master(0))).as_str())
+    );
+    let sans: BTreeSet<String> = c1["tls-san"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    for i in 0..3 {
+        assert!(
+            sans.contains(&env.ip(&master(i))),
+            "tls-san lacks server {i}: {sans:?}"
+        );
+    }
+    assert!(
+        sans.contains(&env.free_ip(200)),
+        "tls-san lacks the API VIP"
+    );
+    assert_eq!(c1["flannel-backend"].as_str(), Some("none"));
+    assert_eq!(
+        c1["etcd-snapshot-dir"].as_str(),
+        Some("/mnt/backups/etcd-snapshots")
+    );
+    // Agents only after every server, each exactly once.
+    for i in 0..3 {
+        let a = installs(&env.records(&worker(i)));
+        assert_eq!(a.len(), 1, "worker {i} installs once");
+        assert_eq!(a[0].1, "agent");
+        assert!(
+            a[0].0 > third[0].0,
+            "agent {i} joined before the last server"
+        );
+        let c = config_of(&env, &worker(i));
+        assert!(c.get("tls-san").is_none() && c.get("cluster-init").is_none());
+    }
+    // The stand-in's datastore holds 3 etcd members and 6 ready nodes.
+    let cluster = env.lab.standin_cluster().unwrap().expect("cluster formed");
+    assert_eq!(cluster.etcd_members.len(), 3);
+    assert_eq!(cluster.nodes.values().filter(|n| n.ready).count(), 6);
+    // Kubeconfig: written 0600, pointing at the VIP.
+    let kc = std::fs::read_to_string(env.kubeconfig_path()).unwrap();
+    assert!(kc.contains(&format!("https://{}:6443", env.free_ip(200))));
+    let mode = std::fs::metadata(env.kubeconfig_path())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        env.output_raw("kubeconfig_path").trim(),
+        env.kubeconfig_path().to_str().unwrap()
+    );
+    // Platform bundles: identical on every server.
+    let manifests = |host: &str| {
+        let dir = env
+            .lab
+            .host(host)
+            .unwrap()
+            .root_dir
+            .join("var/lib/rancher/k3s/server/manifests");
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .filter(|(n, _)| n.starts_with("ffe-"))
+            .collect();
+        files.sort();
+        files
+    };
+    let m0 = manifests(&master(0));
+    assert!(
+        m0.iter().any(|(n, _)| n.starts_with("ffe-cni--")),
+        "cni bundle missing: {:?}",
+        m0.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    assert_eq!(m0, manifests(&master(1)));
+    assert_eq!(m0, manifests(&master(2)));
+
+    // Re-apply with no change: plan is empty and nothing on any host is changed.
+    let before: Vec<usize> = env
+        .lab
+        .hosts()
+        .iter()
+        .map(|h| env.mutations(&h.name).len())
+        .collect();
+    let (code, out) = env.plan_exit();
+    assert_eq!(code, 0, "a converged cluster must plan no changes:\n{out}");
+    env.apply_ok();
+    let after: Vec<usize> = env
+        .lab
+        .hosts()
+        .iter()
+        .map(|h| env.mutations(&h.name).len())
+        .collect();
+    assert_eq!(before, after, "a no-op apply changed something on a host");
+
+    // Scale agents 3 -> 5: only the two new agents are touched.
+    env.tfvars(5, "");
+    env.apply_ok();
+    for i in 0..3 {
+        assert_eq!(
+            installs(&env.records(&worker(i))).len(),
+            1,
+            "worker {i} was reinstalled"
+        );
+    }
+    for i in 3..5 {
+        assert_eq!(
+            installs(&env.records(&worker(i))).len(),
+            1,
+            "worker {i} did not join"
+        );
+    }
+    for i in 0..3 {
+        assert_eq!(
+            installs(&env.records(&master(i))).len(),
+            1,
+            "server {i} was reinstalled"
+        );
+    }
+
+    // Scale 5 -> 4: worker 4 is drained, its Node deleted, k3s uninstalled from it.
+    env.tfvars(4, "");
+    env.apply_ok();
+    let server_calls: Vec<String> = (0..3)
+        .flat_map(|i| env.records(&master(i)))
+        .map(|r| r.argv.join(" "))
+        .collect();
+    let w4 = worker(4);
+    assert!(
+        server_calls
+            .iter()
+            .any(|c| c.contains("drain") && c.contains(&w4)),
+        "no drain of {w4}: {server_calls:?}"
+    );
+    assert!(
+        server_calls
+            .iter()
+            .any(|c| c.contains("delete") && c.contains("node") && c.contains(&w4)),
+        "Node {w4} not deleted"
+    );
+    assert!(
+        env.records(&w4)
+            .iter()
+            .any(|r| r.program == "k3s-agent-uninstall.sh"),
+        "k3s not uninstalled from {w4}"
+    );
+    let cluster = env.lab.standin_cluster().unwrap().unwrap();
+    assert!(!cluster.nodes.contains_key(&w4));
+    assert_eq!(
+        installs(&env.records(&worker(3))).len(),
+        1,
+        "worker 3 was touched by the scale-down"
+    );
+
+    // Destroy: agents uninstalled, then servers, last joined first.
+    let out = env.terraform(&["destroy", "-auto-approve", "-input=false"]);
+    assert!(out.status.success(), "destroy failed:\n{}", text(&out));
+    let uninstall_ts = |host: &str, prog: &str| {
+        env.records(host)
+            .iter()
+            .filter(|r| r.program == prog)
+            .map(|r| r.ts_ns)
+            .max()
+            .unwrap_or_else(|| panic!("{host}: {prog} not run"))
+    };
+    let agents_done = (0..4)
+        .map(|i| uninstall_ts(&worker(i), "k3s-agent-uninstall.sh"))
+        .max()
+        .unwrap();
+    let s2 = uninstall_ts(&master(2), "k3s-uninstall.sh");
+    let s1 = uninstall_ts(&master(1), "k3s-uninstall.sh");
+    let s0 = uninstall_ts(&master(0), "k3s-uninstall.sh");
+    assert!(
+        agents_done < s2 && s2 < s1 && s1 < s0,
+        "uninstall order wrong"
+    );
+    assert!(
+        !env.kubeconfig_path().exists(),
+        "kubeconfig of a destroyed cluster left behind"
+    );
+}

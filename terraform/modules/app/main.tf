@@ -1,0 +1,31 @@
+# Renders the ffe-backend release as one k3s HelmChart (helm.cattle.io/v1) for an ffe_manifests
+# bundle. The chart travels inside the object (spec.chartContent = the package, base64), so k3s's
+# helm-controller pulls nothing from a chart repository. Values: values_file (valuesContent), then
+# `set` (spec.set, Helm --set semantics); helm-controller merges them in that order.
+locals {
+  helmchart = {
+    apiVersion = "helm.cattle.io/v1"
+    kind       = "HelmChart"
+    metadata = {
+      name      = var.release_name
+      namespace = "kube-system" # where helm-controller watches HelmCharts
+      labels    = { "app.kubernetes.io/part-of" = "ffe-ha", "app.kubernetes.io/component" = "app" }
+    }
+    spec = merge(
+      {
+        # spec.chart names the chart (offline validation finds its values.schema.json);
+        # chartContent is what helm-controller installs.
+        chart           = "ffe-backend"
+        chartContent    = var.enabled ? filebase64(var.chart_path) : ""
+        targetNamespace = var.namespace
+        createNamespace = false
+        set             = var.set
+        timeout         = var.timeout
+        # A failed upgrade stays failed (helm rollback, docs/app.md) instead of uninstall +
+        # reinstall, which would take every replica down.
+        failurePolicy = "abort"
+      },
+      var.enabled && var.values_file != null ? { valuesContent = file(var.values_file) } : {},
+    )
+  }
+}
