@@ -1,6 +1,7 @@
 # The ffe-backend Helm chart (issue 4): lint with Helm v4 and v3, validate the rendered manifests
 # (Kubernetes + CRD schemas), checkov, and the Rust assertions on the rendered objects.
-# `make app-chart` packages the chart for Terraform's deploy_app (terraform/environments/ha/app.tf).
+# `make app-chart` packages the chart for Terraform's deploy_app (terraform/environments/ha/app.tf,
+# rendered by terraform/modules/app; helm-assert also plans that module, so it needs terraform).
 CHART_DIR      := helm/ffe-backend
 CHART_VALUES_F := $(addprefix $(CHART_DIR)/,values.yaml values-production.yaml values-staging.yaml) \
                   $(sort $(wildcard $(CHART_DIR)/ci/*.yaml))

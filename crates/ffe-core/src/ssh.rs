@@ -185,7 +185,7 @@ impl SshPool {
         b.user(self.settings.user.clone())
             .port(port)
             .connect_timeout(self.settings.connect_timeout)
-            .server_alive_interval(Duration::from_secs(15))
+            .server_alive_interval(Duration::from_secs(5))
             // The master must not outlive the provider process by much: it exits after 60 s idle
             // (a later command reconnects, see `run_status`).
             .control_persist(ControlPersist::IdleFor(IDLE_SECS));

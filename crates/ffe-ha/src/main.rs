@@ -3,7 +3,11 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "ffe-ha", version, about = "Operations CLI for the ffe-ha platform")]
+#[command(
+    name = "ffe-ha",
+    version,
+    about = "Operations CLI for the ffe-ha platform"
+)]
 struct Cli {}
 
 fn main() -> anyhow::Result<()> {

@@ -166,12 +166,26 @@ fn kill_host_and_revive_host() {
     );
 }
 
+/// What a lab owns, by identity (a later lab may reuse the same slot and names at once).
 struct Footprint {
     slot: u8,
-    dir: PathBuf,
-    netns: Vec<String>,
-    links: Vec<String>,
+    sentinel: PathBuf,
+    /// netns name -> nsfs inode
+    netns: Vec<(String, u64)>,
+    /// link name -> ifindex
+    links: Vec<(String, String)>,
     pids: Vec<i32>,
+}
+
+fn netns_inode(name: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/run/netns/{name}"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+fn ifindex(name: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex")).ok()
 }
 
 fn footprint(lab: &Lab) -> Footprint {
@@ -179,31 +193,46 @@ fn footprint(lab: &Lab) -> Footprint {
     for h in lab.hosts() {
         pids.extend(lab.host_pids(&h.name).unwrap());
     }
+    let sentinel = lab.dir().join(format!("sentinel-{}", std::process::id()));
+    std::fs::write(&sentinel, "x").unwrap();
     Footprint {
         slot: lab.slot(),
-        dir: lab.dir().to_path_buf(),
-        netns: lab.hosts().iter().map(|h| h.netns.clone()).collect(),
+        sentinel,
+        netns: lab
+            .hosts()
+            .iter()
+            .map(|h| {
+                (
+                    h.netns.clone(),
+                    netns_inode(&h.netns).expect("netns exists"),
+                )
+            })
+            .collect(),
         links: lab
             .hosts()
             .iter()
             .map(|h| h.veth.clone())
             .chain([format!("fflb{}", lab.slot())])
+            .map(|l| {
+                let idx = ifindex(&l).expect("link exists");
+                (l, idx)
+            })
             .collect(),
         pids,
     }
 }
 
 fn assert_gone(f: &Footprint) {
-    for ns in &f.netns {
-        assert!(!netns_exists(ns), "netns {ns} left");
+    for (ns, ino) in &f.netns {
+        assert_ne!(netns_inode(ns), Some(*ino), "netns {ns} left");
     }
-    for l in &f.links {
-        assert!(!link_exists(l), "link {l} left");
+    for (l, idx) in &f.links {
+        assert_ne!(ifindex(l).as_ref(), Some(idx), "link {l} left");
     }
     for p in &f.pids {
         assert!(!pid_alive(*p), "pid {p} left");
     }
-    assert!(!f.dir.exists(), "{} left", f.dir.display());
+    assert!(!f.sentinel.exists(), "{} left", f.sentinel.display());
 }
 
 #[test]
@@ -211,20 +240,12 @@ fn cleanup_leaves_nothing() {
     let mut lab = lab(&["c1", "c2"]);
     let f = footprint(&lab);
     assert!(f.pids.len() >= 2);
-    assert!(f.dir.exists());
-    for ns in &f.netns {
-        assert!(netns_exists(ns));
-    }
+    assert!(f.sentinel.exists());
     lab.cleanup().unwrap();
     assert_gone(&f);
-    // the slot is free again (unless another lab took it meanwhile)
+    // the slot is released (or already taken by another lab, never still ours)
     let owner = std::fs::read_to_string(slot_dir(f.slot).join("owner.json")).unwrap_or_default();
-    assert!(
-        !owner.contains(&format!("\"pid\":{},", std::process::id())) || owner.is_empty() || {
-            // another lab of this same process may own it now
-            true
-        }
-    );
+    assert!(!owner.contains(&format!("\"pid\":{},", std::process::id())));
     lab.cleanup().unwrap(); // idempotent
 }
 
@@ -304,7 +325,7 @@ fn dead_owner_slot_is_cleaned_by_next_create() {
         !owner.contains(&format!("\"pid\":{child_pid},")),
         "slot {slot} still owned by the dead process"
     );
-    if next.slot() != slot {
+    if next.slot() != slot && !slot_dir(slot).exists() {
         assert!(!netns_exists(&ns), "leftover netns {ns}");
         assert!(!link_exists(&format!("fflb{slot}")));
     }

@@ -934,7 +934,9 @@ fn deploy_app_renders_a_helmchart_from_the_packaged_chart() {
     let err = plan_app_module(false, &["-var", "enabled=true"])
         .err()
         .expect("missing package must fail the plan");
-    assert!(err.contains("make app-chart"), "{err}");
+    // Terraform wraps diagnostics at ~78 columns: compare with whitespace collapsed.
+    let flat = err.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains("run `make app-chart`"), "{err}");
     // On: one HelmChart installing release "ffe" in namespace "ffe" from the package.
     let on = plan_app_module(
         true,

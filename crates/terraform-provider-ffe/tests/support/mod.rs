@@ -251,12 +251,16 @@ pub fn is_read_only(r: &StandinRecord) -> bool {
     }
 }
 
+/// stdout + stderr with whitespace runs collapsed: terraform wraps diagnostics at ~78 columns.
 pub fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+    .split_whitespace()
+    .collect::<Vec<_>>()
+    .join(" ")
 }
 
 /// The installer runs on `host`, as (timestamp, INSTALL_K3S_EXEC).
@@ -271,4 +275,13 @@ pub fn installs(records: &[StandinRecord]) -> Vec<(u64, String)> {
             )
         })
         .collect()
+}
+
+impl Env {
+    /// Rewrite terraform.tfvars through `f`.
+    pub fn edit_tfvars(&self, f: impl FnOnce(String) -> String) {
+        let p = self.env_dir().join("terraform.tfvars");
+        let s = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, f(s)).unwrap();
+    }
 }

@@ -1,0 +1,53 @@
+//! Bootstrap benchmark: wall time of `terraform apply` of the `ha` environment on ffe-lab hosts
+//! for 3 servers + {2, 5, 10} agents, and of a no-op `terraform plan` (with refresh) on 3 + 3.
+//! k3s is the lab's stand-in, whose own work is instant: this measures our orchestration
+//! (terraform, the provider, SSH round trips, waits), not k3s. Prints one JSON document.
+//! Run: `bench/bootstrap` (needs root).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::Instant;
+
+use support::Env;
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let t = Instant::now();
+    let r = f();
+    (r, t.elapsed().as_secs_f64())
+}
+
+fn main() {
+    let mut applies = vec![];
+    for agents in [2usize, 5, 10] {
+        let env = Env::new(3, agents);
+        env.tfvars(agents, "");
+        let (out, secs) = timed(|| env.apply());
+        assert!(
+            out.status.success(),
+            "apply failed:\n{}",
+            support::text(&out)
+        );
+        applies.push(serde_json::json!({ "servers": 3, "agents": agents, "apply_seconds": secs }));
+    }
+    let env = Env::new(3, 3);
+    env.tfvars(3, "");
+    env.apply_ok();
+    let mut plans = vec![];
+    for _ in 0..3 {
+        let ((code, out), secs) = timed(|| env.plan_exit());
+        assert_eq!(code, 0, "not a no-op plan:\n{out}");
+        plans.push(secs);
+    }
+    plans.sort_by(f64::total_cmp);
+    let report = serde_json::json!({
+        "benchmark": "bootstrap",
+        "k3s": "ffe-lab stand-in (instant); figures are orchestration only",
+        "apply": applies,
+        "noop_plan_3_plus_3_seconds": { "runs": plans, "median": plans[1] },
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
+}
