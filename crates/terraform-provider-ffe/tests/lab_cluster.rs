@@ -206,17 +206,26 @@ fn lifecycle_apply_reapply_scale_destroy() {
     let has_loki = |host: &str| manifests(host).iter().any(|(n, _)| n == loki);
     env.tfvars(4, "logging_enabled = true");
     env.apply_ok();
-    assert!((0..3).all(|i| has_loki(&master(i))), "{loki} not on every server");
+    assert!(
+        (0..3).all(|i| has_loki(&master(i))),
+        "{loki} not on every server"
+    );
     env.tfvars(4, "");
     env.apply_ok();
-    assert!((0..3).all(|i| !has_loki(&master(i))), "{loki} left on a server");
+    assert!(
+        (0..3).all(|i| !has_loki(&master(i))),
+        "{loki} left on a server"
+    );
     let deletes: Vec<_> = (0..3)
         .flat_map(|i| env.records(&master(i)))
         .filter(|r| r.argv.iter().any(|a| a == "delete") && r.argv.iter().any(|a| a == "-f"))
         .collect();
     assert_eq!(deletes.len(), 1, "objects deleted once, through one server");
     let stdin = deletes[0].stdin.clone().unwrap_or_default();
-    assert!(stdin.contains("ffe-datasource-loki"), "wrong objects deleted: {stdin}");
+    assert!(
+        stdin.contains("ffe-datasource-loki"),
+        "wrong objects deleted: {stdin}"
+    );
 
     // Destroy: agents uninstalled, then servers, last joined first.
     let out = env.terraform(&["destroy", "-auto-approve", "-input=false"]);
