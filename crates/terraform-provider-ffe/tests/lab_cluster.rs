@@ -141,6 +141,26 @@ fn lifecycle_apply_reapply_scale_destroy() {
         .collect();
     assert_eq!(before, after, "a no-op apply changed something on a host");
 
+    // A kubeconfig deleted locally comes back with the next apply, touching no host.
+    std::fs::remove_file(env.kubeconfig_path()).unwrap();
+    let (code, out) = env.plan_exit();
+    assert_eq!(
+        code, 2,
+        "a missing kubeconfig file must show in the plan:\n{out}"
+    );
+    env.apply_ok();
+    assert!(env.kubeconfig_path().exists());
+    let after_restore: Vec<usize> = env
+        .lab
+        .hosts()
+        .iter()
+        .map(|h| env.mutations(&h.name).len())
+        .collect();
+    assert_eq!(
+        after, after_restore,
+        "restoring the kubeconfig changed a host"
+    );
+
     // Scale agents 3 -> 5: only the two new agents are touched.
     env.tfvars(5, "");
     env.apply_ok();
@@ -252,5 +272,162 @@ fn lifecycle_apply_reapply_scale_destroy() {
     assert!(
         !env.kubeconfig_path().exists(),
         "kubeconfig of a destroyed cluster left behind"
+    );
+}
+
+#[test]
+fn version_upgrade_rolls_servers_one_at_a_time_then_drains_agents() {
+    let env = Env::new(3, 3);
+    env.tfvars(3, "");
+    env.apply_ok();
+    let old_bin = ffe_lab::standin_binary().unwrap().display().to_string();
+    let new_bin = env
+        .lab
+        .standin_with_version("v1.34.1+k3s1")
+        .unwrap()
+        .display()
+        .to_string();
+    env.edit_tfvars(|s| {
+        s.replace(
+            &format!("airgap_k3s_binary_path = \"{old_bin}\""),
+            &format!("airgap_k3s_binary_path = \"{new_bin}\""),
+        )
+        .replace(
+            "kubernetes_version = \"v1.33\"",
+            "kubernetes_version = \"v1.34\"",
+        )
+    });
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 2, "a version change must show in the plan:\n{plan}");
+    env.apply_ok();
+
+    // Every node reinstalled exactly once more; servers strictly one after another, agents after.
+    let second = |host: &str| {
+        let i = installs(&env.records(host));
+        assert_eq!(i.len(), 2, "{host} installed {} times", i.len());
+        i[1].0
+    };
+    let s: Vec<u64> = (0..3).map(|i| second(&master(i))).collect();
+    assert!(s[0] < s[1] && s[1] < s[2], "servers not upgraded in order");
+    let server_calls: Vec<(u64, String)> = (0..3)
+        .flat_map(|i| env.records(&master(i)))
+        .map(|r| (r.ts_ns, r.argv.join(" ")))
+        .collect();
+    for i in 0..3 {
+        let w = worker(i);
+        let t = second(&w);
+        assert!(t > s[2], "{w} upgraded before the last server");
+        let drained = server_calls
+            .iter()
+            .any(|(ts, c)| *ts < t && c.contains("drain") && c.contains(&w));
+        let uncordoned = server_calls
+            .iter()
+            .any(|(ts, c)| *ts > t && c.contains("uncordon") && c.contains(&w));
+        assert!(
+            drained && uncordoned,
+            "{w} not drained before / uncordoned after its upgrade"
+        );
+    }
+    let cluster = env.lab.standin_cluster().unwrap().unwrap();
+    assert!(
+        cluster
+            .nodes
+            .values()
+            .all(|n| n.version == "v1.34.1+k3s1" && n.ready),
+        "{:?}",
+        cluster.nodes
+    );
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 0, "{plan}");
+}
+
+#[test]
+fn servers_grow_one_at_a_time_and_unsafe_shrink_is_refused_at_plan() {
+    let env = Env::new(5, 2);
+    env.tfvars_sized(3, 2, "");
+    env.apply_ok();
+    let before: Vec<usize> = (0..3).map(|i| env.mutations(&master(i)).len()).collect();
+
+    env.tfvars_sized(5, 2, "");
+    env.apply_ok();
+    let t3 = installs(&env.records(&master(3)));
+    let t4 = installs(&env.records(&master(4)));
+    assert_eq!((t3.len(), t4.len()), (1, 1), "new servers install once");
+    assert!(
+        t3[0].0 < t4[0].0,
+        "new servers must join one at a time, in order"
+    );
+    // Existing servers are not reinstalled; their API certificate must cover the new servers, so
+    // each gets the new tls-san and a restart, strictly one server at a time. Agents: untouched.
+    let mut restarts = vec![];
+    for i in 0..3 {
+        let host = master(i);
+        assert_eq!(
+            installs(&env.records(&host)).len(),
+            1,
+            "server {i} reinstalled"
+        );
+        let restart: Vec<u64> = env.mutations(&host)[before[i]..]
+            .iter()
+            .filter(|r| {
+                r.program == "systemctl" && r.argv.first().map(String::as_str) == Some("restart")
+            })
+            .map(|r| r.ts_ns)
+            .collect();
+        assert_eq!(
+            restart.len(),
+            1,
+            "server {i} restarted {} times",
+            restart.len()
+        );
+        restarts.push(restart[0]);
+        let sans = config_of(&env, &host)["tls-san"].clone();
+        for j in 3..5 {
+            let ip = env.ip(&master(j));
+            assert!(
+                sans.as_sequence()
+                    .unwrap()
+                    .iter()
+                    .any(|v| v.as_str() == Some(ip.as_str())),
+                "server {i}'s tls-san lacks new server {j}"
+            );
+        }
+    }
+    assert!(
+        restarts.windows(2).all(|w| w[0] < w[1]),
+        "servers restarted out of order"
+    );
+    for i in 0..2 {
+        assert_eq!(
+            installs(&env.records(&worker(i))).len(),
+            1,
+            "agent {i} reinstalled"
+        );
+    }
+    assert_eq!(
+        env.lab
+            .standin_cluster()
+            .unwrap()
+            .unwrap()
+            .etcd_members
+            .len(),
+        5
+    );
+
+    // 5 -> 3 removes two etcd members at once: refused before anything runs.
+    env.tfvars_sized(3, 2, "");
+    let out = env.terraform(&["plan", "-input=false"]);
+    let msg = text(&out);
+    assert!(!out.status.success(), "plan must refuse:\n{msg}");
+    assert!(msg.contains("removing 2 servers"), "{msg}");
+    assert!(msg.contains("quorum"), "{msg}");
+    assert_eq!(
+        env.lab
+            .standin_cluster()
+            .unwrap()
+            .unwrap()
+            .etcd_members
+            .len(),
+        5
     );
 }

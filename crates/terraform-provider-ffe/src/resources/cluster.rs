@@ -353,7 +353,9 @@ impl ClusterResource {
         let kubeconfig = match (fetched, prior.and_then(|p| opt_str(&p.kubeconfig))) {
             (Some(k), _) => k,
             (None, Some(k))
-                if prior.and_then(|p| opt_str(&p.api_endpoint)) == Some(spec.api_endpoint()) =>
+                if prior.and_then(|p| opt_str(&p.api_endpoint)) == Some(spec.api_endpoint())
+                    && prior.and_then(|p| opt_str(&p.cluster_name)).as_deref()
+                        == Some(spec.cluster_name.as_str()) =>
             {
                 k
             }
@@ -576,8 +578,11 @@ impl Resource for ClusterResource {
         } else {
             Value::Unknown
         };
+        // A kubeconfig file deleted locally is written again by the next apply.
+        let file_missing = s.kubeconfig_file().is_some_and(|p| !p.exists());
         if spec.api_endpoint() != opt_str(&prior.api_endpoint).unwrap_or_default()
             || spec.cluster_name != opt_str(&prior.cluster_name).unwrap_or_default()
+            || file_missing
         {
             s.kubeconfig = Value::Unknown;
         }

@@ -120,6 +120,11 @@ impl Env {
 
     /// Write terraform.tfvars for `workers` workers, plus `extra` HCL lines.
     pub fn tfvars(&self, workers: usize, extra: &str) {
+        self.tfvars_sized(self.masters, workers, extra)
+    }
+
+    /// Like [`tfvars`](Self::tfvars) with `masters` of the lab's masters in use.
+    pub fn tfvars_sized(&self, masters: usize, workers: usize, extra: &str) {
         let standin = ffe_lab::standin_binary()
             .expect("build ffe-lab's k3s-standin first (cargo build -p ffe-lab --bins)");
         let quoted = |v: Vec<String>| {
@@ -128,7 +133,7 @@ impl Env {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let masters = quoted((0..self.masters).map(|i| self.ip(&master(i))).collect());
+        let master_ips = quoted((0..masters).map(|i| self.ip(&master(i))).collect());
         let workers_ips = quoted((0..workers).map(|i| self.ip(&worker(i))).collect());
         let gw = self.lab.gateway().octets();
         let tfvars = format!(
@@ -144,7 +149,7 @@ vault_version = "1.21"
 domain_names = ["ffe.lab.example.com"]
 acme_email = "ops@lab.example.com"
 network_cidr = "{a}.{b}.{c}.0/24"
-master_ips = [{masters}]
+master_ips = [{master_ips}]
 worker_ips = [{workers_ips}]
 postgres_replicas = 1
 postgres_primary_ip = "{vip_pg}"
@@ -167,7 +172,7 @@ host_kernel_modules = ["overlay"]
 host_sysctls = {{ "net.ipv4.ip_forward" = "1" }}
 {extra}
 "#,
-            m = self.masters,
+            m = masters,
             a = gw[0],
             b = gw[1],
             c = gw[2],
