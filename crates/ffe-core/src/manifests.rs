@@ -134,7 +134,8 @@ pub enum BundleError {
 }
 
 /// What each file looks like across the servers: its sha256 when identical on every server,
-/// otherwise [`MISSING`] or `differs on <server>`. Unreachable servers are reported apart.
+/// otherwise [`MISSING`] or `differs on <servers>` (those unlike the majority). Unreachable
+/// servers are reported apart.
 pub async fn read(
     pool: &SshPool,
     servers: &[Node],
@@ -188,9 +189,23 @@ pub async fn read(
             let value = if seen.iter().any(|(_, sha)| sha.is_empty()) || seen.is_empty() {
                 MISSING.to_string()
             } else if seen.windows(2).any(|w| w[0].1 != w[1].1) {
-                let mut servers: Vec<String> = seen.iter().map(|(s, _)| s.clone()).collect();
-                servers.sort();
-                format!("differs across {}", servers.join(", "))
+                // Name the servers that disagree with the most common content.
+                let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+                for (_, sha) in &seen {
+                    *counts.entry(sha.as_str()).or_default() += 1;
+                }
+                let common = counts
+                    .iter()
+                    .max_by_key(|(_, n)| **n)
+                    .map(|(sha, _)| sha.to_string())
+                    .unwrap_or_default();
+                let mut odd: Vec<String> = seen
+                    .iter()
+                    .filter(|(_, sha)| *sha != common)
+                    .map(|(s, _)| s.clone())
+                    .collect();
+                odd.sort();
+                format!("differs on {}", odd.join(", "))
             } else {
                 seen[0].1.clone()
             };

@@ -247,6 +247,29 @@ fn lifecycle_apply_reapply_scale_destroy() {
         "wrong objects deleted: {stdin}"
     );
 
+    // A bundle file edited by hand on one server is drift: the plan shows it, apply restores it.
+    let (name, original) = manifests(&master(0))
+        .into_iter()
+        .find(|(n, _)| n.starts_with("ffe-cni--"))
+        .unwrap();
+    let on_m1 = env
+        .lab
+        .host(&master(1))
+        .unwrap()
+        .root_dir
+        .join("var/lib/rancher/k3s/server/manifests")
+        .join(&name);
+    std::fs::write(&on_m1, b"# edited by hand\n").unwrap();
+    let (code, out) = env.plan_exit();
+    assert_eq!(code, 2, "an edited manifest must show in the plan:\n{out}");
+    assert!(out.contains(&format!("differs on {}", master(1))), "{out}");
+    env.apply_ok();
+    assert_eq!(
+        std::fs::read(&on_m1).unwrap(),
+        original,
+        "apply did not restore {name}"
+    );
+
     // Destroy: agents uninstalled, then servers, last joined first.
     let out = env.terraform(&["destroy", "-auto-approve", "-input=false"]);
     assert!(out.status.success(), "destroy failed:\n{}", text(&out));

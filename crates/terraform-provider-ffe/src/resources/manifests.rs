@@ -173,7 +173,7 @@ impl Resource for ManifestsResource {
                     "manifests" => attr(str_map(), Required, "File name (*.yaml) -> YAML with one or more Kubernetes objects."),
                     "wait_for" => attr(wait_type(), Optional, "Conditions to wait for after applying (kind, name, namespace, condition)."),
                     "wait_timeout_seconds" => attr(AttributeType::Number, OptionalComputed, "How long each wait_for condition may take (default 300)."),
-                    "checksums" => attr(str_map(), Computed, "sha256 of each file as found on the servers (\"missing\" or \"differs across ...\" when drifted).")
+                    "checksums" => attr(str_map(), Computed, "sha256 of each file as found on the servers (\"missing\" or \"differs on <servers>\" when drifted).")
                 },
                 ..Default::default()
             },
