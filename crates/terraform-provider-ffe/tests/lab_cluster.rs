@@ -383,14 +383,14 @@ fn servers_grow_one_at_a_time_and_unsafe_shrink_is_refused_at_plan() {
     // Existing servers are not reinstalled; their API certificate must cover the new servers, so
     // each gets the new tls-san and a restart, strictly one server at a time. Agents: untouched.
     let mut restarts = vec![];
-    for i in 0..3 {
+    for (i, seen_before) in before.iter().enumerate() {
         let host = master(i);
         assert_eq!(
             installs(&env.records(&host)).len(),
             1,
             "server {i} reinstalled"
         );
-        let restart: Vec<u64> = env.mutations(&host)[before[i]..]
+        let restart: Vec<u64> = env.mutations(&host)[*seen_before..]
             .iter()
             .filter(|r| {
                 r.program == "systemctl" && r.argv.first().map(String::as_str) == Some("restart")
