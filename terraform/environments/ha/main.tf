@@ -99,13 +99,6 @@ resource "ffe_k3s_cluster" "this" {
 # Plan-time warnings (check blocks never stop a plan). Version support checks are in pins.tf.
 # ---------------------------------------------------------------------------------------------
 
-check "host_key_pinning" {
-  assert {
-    condition     = var.ssh_known_hosts_file != null
-    error_message = "ssh_known_hosts_file is not set: SSH host key pinning is OFF, so a machine impersonating a node would receive the cluster token. Fix: collect and verify the nodes' host keys into a known_hosts file and set ssh_known_hosts_file = \"/path/to/known_hosts\"."
-  }
-}
-
 check "api_vip_set" {
   assert {
     condition     = var.api_vip != null || var.cluster_size != "ha"

@@ -99,11 +99,12 @@ flat=$(tr -s '\n ' '  ' <"$work/seed-only.out")
 for want in 'Warning: Check block assertion failed' \
   'kubernetes_version = "v1.29" is not a supported Kubernetes minor' \
   'vault_version = "1.17" is not a supported Vault release' \
-  'Supported as of 2026-11: v1.' 'Supported as of 2026-11: 1.'; do
+  'Supported as of 2026-11: v1.' 'Supported as of 2026-11: 1.' \
+  'Warning: SSH host keys are not pinned'; do
   case "$flat" in
   *"$want"*) ;;
   *) fail "seed-only plan lacks the warning text: $want" ;;
   esac
 done
-echo "offline-plan: seed-only plan warns that v1.29 and Vault 1.17 are unsupported and names the supported versions"
+echo "offline-plan: seed-only plan warns that v1.29 and Vault 1.17 are unsupported (naming the supported versions) and that host keys are not pinned"
 echo "offline-plan: OK"
