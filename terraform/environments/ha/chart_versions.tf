@@ -1,27 +1,10 @@
 # Helm charts (and images) of the platform bundles: chart name -> exact version, as k3s's
 # helm-controller needs it. The version NUMBERS come from pins.tf (the one place for version
-# facts, overridable with `component_versions`); this file only maps them to each chart's own
-# version format and repository. `chart_version_overrides` wins over both, per chart name.
-
-variable "chart_version_overrides" {
-  description = "Exact chart versions that override the pinned ones, by chart name, e.g. { \"cert-manager\" = \"v1.21.2\" }. Prefer component_versions; use this only when a chart's version differs from its app version."
-  type        = map(string)
-  default     = {}
-  nullable    = false
-
-  validation {
-    condition     = length(setsubtract(keys(var.chart_version_overrides), ["tigera-operator", "cert-manager", "nginx-gateway-fabric", "csi-driver-nfs"])) == 0
-    error_message = "chart_version_overrides has unknown chart names ${jsonencode(setsubtract(keys(var.chart_version_overrides), ["tigera-operator", "cert-manager", "nginx-gateway-fabric", "csi-driver-nfs"]))}. Known charts: tigera-operator, cert-manager, nginx-gateway-fabric, csi-driver-nfs."
-  }
-
-  validation {
-    condition     = alltrue([for v in values(var.chart_version_overrides) : can(regex("^v?[0-9]+\\.[0-9]+\\.[0-9]+(-[0-9A-Za-z.-]+)?$", v))])
-    error_message = "chart_version_overrides values must be exact chart versions such as \"v1.21.2\" or \"2.6.8\" (no ranges: the platform must not change under you)."
-  }
-}
+# facts; override them there with `component_versions`); this file only maps them to each chart's
+# own version format and repository.
 
 locals {
-  chart_versions = merge({
+  chart_versions = {
     # tigera-operator chart is versioned like Calico (v3.32.0 ships operator v1.43.0)
     "tigera-operator" = local.component_versions.calico
     # jetstack charts keep the leading "v"
@@ -29,7 +12,7 @@ locals {
     # NGF and csi-driver-nfs chart versions have no leading "v"
     "nginx-gateway-fabric" = trimprefix(local.component_versions.nginx_gateway_fabric, "v")
     "csi-driver-nfs"       = trimprefix(local.component_versions.csi_driver_nfs, "v")
-  }, var.chart_version_overrides)
+  }
 
   chart_repos = {
     "tigera-operator"      = "https://docs.tigera.io/calico/charts"

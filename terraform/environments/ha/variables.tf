@@ -621,6 +621,11 @@ variable "component_versions" {
     condition     = length(setsubtract(keys(var.component_versions), keys(local.pinned_component_versions))) == 0
     error_message = "component_versions has unknown keys ${jsonencode(setsubtract(keys(var.component_versions), keys(local.pinned_component_versions)))}. Known components: ${join(", ", keys(local.pinned_component_versions))}."
   }
+
+  validation {
+    condition     = alltrue([for v in values(var.component_versions) : can(regex("^v?[0-9]+\\.[0-9]+\\.[0-9]+(-[0-9A-Za-z.-]+)?$", v))])
+    error_message = "component_versions values must be exact versions such as \"v1.21.2\" or \"3.0.0\" (no ranges or \"latest\": the platform must not change under you)."
+  }
 }
 
 # ---------------------------------------------------------------------------------------------

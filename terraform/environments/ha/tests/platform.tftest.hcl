@@ -101,14 +101,14 @@ run "acme_staging_switches_the_issuer" {
   }
 }
 
-run "chart_version_override_wins" {
+run "component_version_override_reaches_the_chart" {
   command = plan
   variables {
-    chart_version_overrides = { "cert-manager" = "v1.21.9" }
+    component_versions = { cert_manager = "v1.21.9" }
   }
   assert {
     condition     = strcontains(module.edge.manifests["cert-manager.yaml"], "\"version\": \"v1.21.9\"")
-    error_message = "chart_version_overrides must override the pinned chart version."
+    error_message = "component_versions must override the pinned chart version."
   }
 }
 
@@ -184,10 +184,10 @@ run "pod_cidr_overlaps_network" {
   expect_failures = [var.pod_cidr]
 }
 
-run "chart_version_override_unknown_chart" {
+run "component_version_not_exact" {
   command = plan
   variables {
-    chart_version_overrides = { "traefik" = "1.0.0" }
+    component_versions = { cert_manager = "latest" }
   }
-  expect_failures = [var.chart_version_overrides]
+  expect_failures = [var.component_versions]
 }
