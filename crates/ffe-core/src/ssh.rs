@@ -27,8 +27,11 @@ pub struct SshSettings {
     pub port: u16,
     /// `None`: the ssh-agent / the user's default identities.
     pub private_key_path: Option<PathBuf>,
-    /// `None`: host keys are not pinned (accepted on first use, not remembered).
+    /// Pins every node's host key. `None` refuses to connect unless
+    /// [`insecure_ignore_host_keys`](Self::insecure_ignore_host_keys) is set.
     pub known_hosts_file: Option<PathBuf>,
+    /// Without a known_hosts file, accept any host key (throw-away labs only).
+    pub insecure_ignore_host_keys: bool,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
 }
@@ -40,6 +43,7 @@ impl Default for SshSettings {
             port: 22,
             private_key_path: None,
             known_hosts_file: None,
+            insecure_ignore_host_keys: false,
             connect_timeout: Duration::from_secs(10),
             command_timeout: Duration::from_secs(600),
         }
@@ -206,9 +210,19 @@ impl SshPool {
                 b.known_hosts_check(KnownHosts::Strict)
                     .user_known_hosts_file(file);
             }
-            None => {
+            None if self.settings.insecure_ignore_host_keys => {
                 b.known_hosts_check(KnownHosts::Accept)
                     .user_known_hosts_file("/dev/null");
+            }
+            None => {
+                // Without pinning, whoever answers on the address would receive the cluster token.
+                return Err(SshError::Connect {
+                    host: t.to_string(),
+                    user: self.settings.user.clone(),
+                    port,
+                    reason: "no host key to check it against (ssh_known_hosts_file is not set)".into(),
+                    hint: "Set ssh_known_hosts_file to a known_hosts file with every node's verified host key (ssh-keyscan, then compare fingerprints); only for a throw-away lab, set ssh_insecure_ignore_host_keys = true instead",
+                });
             }
         }
         tracing::debug!(host = %t, port, "opening SSH master connection");

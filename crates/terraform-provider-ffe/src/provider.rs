@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tf_provider::schema::{
     AttributeConstraint::Optional, AttributeType, Block, Description, Schema,
 };
-use tf_provider::value::ValueEmpty;
+use tf_provider::value::{Value, ValueEmpty};
 use tf_provider::{map, AttributePath, Diagnostics, DynamicDataSource, DynamicResource, Provider};
 
 use crate::resources::{
@@ -47,6 +47,7 @@ pub struct ProviderConfig {
     pub ssh_port: Num,
     pub ssh_private_key_path: Str,
     pub ssh_known_hosts_file: Str,
+    pub ssh_insecure_ignore_host_keys: Value<bool>,
     pub ssh_connect_timeout_seconds: Num,
 }
 
@@ -78,6 +79,11 @@ impl ProviderConfig {
             port: port as u16,
             private_key_path: opt_str(&self.ssh_private_key_path).map(|p| expand_home(&p)),
             known_hosts_file: opt_str(&self.ssh_known_hosts_file).map(|p| expand_home(&p)),
+            insecure_ignore_host_keys: self
+                .ssh_insecure_ignore_host_keys
+                .as_ref_option()
+                .copied()
+                .unwrap_or(false),
             connect_timeout: Duration::from_secs(timeout as u64),
             command_timeout: d.command_timeout,
         })
@@ -101,7 +107,8 @@ impl Provider for FfeProvider {
                     "ssh_user" => attr(AttributeType::String, Optional, "SSH user on every node (default root). Other users need passwordless sudo."),
                     "ssh_port" => attr(AttributeType::Number, Optional, "SSH port (default 22)."),
                     "ssh_private_key_path" => attr(AttributeType::String, Optional, "Private key file. Unset: the ssh-agent and the user's default keys."),
-                    "ssh_known_hosts_file" => attr(AttributeType::String, Optional, "known_hosts file pinning every node's host key. Unset: host keys are not checked (a warning says so)."),
+                    "ssh_known_hosts_file" => attr(AttributeType::String, Optional, "known_hosts file pinning every node's host key. Required to connect unless ssh_insecure_ignore_host_keys is true."),
+                    "ssh_insecure_ignore_host_keys" => attr(AttributeType::Bool, Optional, "Accept any host key when ssh_known_hosts_file is unset (throw-away labs only; default false)."),
                     "ssh_connect_timeout_seconds" => attr(AttributeType::Number, Optional, "Seconds to wait for an SSH connection (default 10).")
                 },
                 ..Default::default()
@@ -121,10 +128,12 @@ impl Provider for FfeProvider {
     ) -> Option<()> {
         let settings = config.settings(diags)?;
         if settings.known_hosts_file.is_none() {
-            diags.root_warning(
-                "SSH host keys are not pinned",
-                "ssh_known_hosts_file is not set, so any host answering on a node's address is trusted (a man-in-the-middle could capture the cluster token). Set ssh_known_hosts_file to a known_hosts file holding each node's host key.",
-            );
+            let detail = if settings.insecure_ignore_host_keys {
+                "ssh_insecure_ignore_host_keys = true: any host answering on a node's address is trusted, and a man-in-the-middle could capture the cluster token. Use only for throw-away labs; set ssh_known_hosts_file for anything real."
+            } else {
+                "ssh_known_hosts_file is not set: planning works, but apply will refuse to connect to any node. Set ssh_known_hosts_file to a known_hosts file holding each node's verified host key."
+            };
+            diags.root_warning("SSH host keys are not pinned", detail);
         }
         if let Ok(mut slot) = self.ctx.pool.write() {
             *slot = Some(Arc::new(SshPool::new(settings)));

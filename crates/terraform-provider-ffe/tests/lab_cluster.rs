@@ -61,7 +61,7 @@ fn lifecycle_apply_reapply_scale_destroy() {
     assert_eq!(c1["flannel-backend"].as_str(), Some("none"));
     assert_eq!(
         c1["etcd-snapshot-dir"].as_str(),
-        Some("/mnt/backups/etcd-snapshots")
+        Some(format!("/mnt/backups/etcd-snapshots/{}", master(1)).as_str())
     );
     // Agents only after every server, each exactly once.
     for i in 0..3 {

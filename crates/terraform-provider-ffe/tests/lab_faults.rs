@@ -20,6 +20,21 @@ fn ssh_faults_name_the_host_and_the_fix_then_apply_converges() {
     let w1 = worker(1);
     let w1_ip = env.ip(&w1);
 
+    // No known_hosts file: apply refuses to connect at all (no token to an unverified host).
+    env.tfvars(2, "ssh_connect_timeout_seconds = 3");
+    let kh = env.lab.known_hosts().display().to_string();
+    env.edit_tfvars(|s| s.replace(&format!("ssh_known_hosts_file = \"{kh}\""), ""));
+    let msg = apply_err(&env);
+    assert!(msg.contains("no host key to check it against"), "{msg}");
+    assert!(msg.contains("ssh_insecure_ignore_host_keys"), "{msg}");
+    for h in env.lab.hosts() {
+        assert!(
+            env.records(&h.name).is_empty(),
+            "{} was touched without host key pinning",
+            h.name
+        );
+    }
+
     // Wrong SSH port: nothing listens there.
     env.tfvars(2, "ssh_port = 2222\nssh_connect_timeout_seconds = 3");
     let msg = apply_err(&env);

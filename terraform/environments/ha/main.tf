@@ -5,11 +5,12 @@
 # the provider connects during apply (and refresh of existing resources) only.
 
 provider "ffe" {
-  ssh_user                    = var.ssh_user
-  ssh_port                    = var.ssh_port
-  ssh_private_key_path        = var.ssh_private_key_path == null ? null : pathexpand(var.ssh_private_key_path)
-  ssh_known_hosts_file        = var.ssh_known_hosts_file == null ? null : pathexpand(var.ssh_known_hosts_file)
-  ssh_connect_timeout_seconds = var.ssh_connect_timeout_seconds
+  ssh_user                      = var.ssh_user
+  ssh_port                      = var.ssh_port
+  ssh_private_key_path          = var.ssh_private_key_path == null ? null : pathexpand(var.ssh_private_key_path)
+  ssh_known_hosts_file          = var.ssh_known_hosts_file == null ? null : pathexpand(var.ssh_known_hosts_file)
+  ssh_insecure_ignore_host_keys = var.ssh_insecure_ignore_host_keys
+  ssh_connect_timeout_seconds   = var.ssh_connect_timeout_seconds
 }
 
 locals {

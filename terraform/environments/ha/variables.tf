@@ -325,7 +325,7 @@ variable "ssh_private_key_path" {
 }
 
 variable "ssh_known_hosts_file" {
-  description = "known_hosts file with every node's host key (\"~\" is expanded). null = host key pinning OFF (plan warns): anyone on the path could impersonate a node."
+  description = "known_hosts file with every node's host key (\"~\" is expanded). Required to apply unless ssh_insecure_ignore_host_keys = true (planning works without it, with a warning)."
   type        = string
   default     = null
 
@@ -333,6 +333,13 @@ variable "ssh_known_hosts_file" {
     condition     = var.ssh_known_hosts_file == null || try(fileexists(pathexpand(var.ssh_known_hosts_file)), false)
     error_message = "ssh_known_hosts_file = \"${coalesce(var.ssh_known_hosts_file, "null")}\" does not exist on this machine. Create it (e.g. `ssh-keyscan -H <node IPs> > known_hosts`, then verify the fingerprints) or remove the setting."
   }
+}
+
+variable "ssh_insecure_ignore_host_keys" {
+  description = "Connect without checking host keys when ssh_known_hosts_file is unset. Off by default: without pinning, a machine impersonating a node receives the cluster token. Only for throw-away labs."
+  type        = bool
+  default     = false
+  nullable    = false
 }
 
 variable "ssh_connect_timeout_seconds" {
@@ -597,6 +604,14 @@ variable "node_labels" {
   type        = map(string)
   default     = {}
   nullable    = false
+
+  validation {
+    condition = alltrue([for k, v in var.node_labels :
+      can(regex("^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$", k)) &&
+      can(regex("^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$", v))
+    ])
+    error_message = "node_labels must use Kubernetes label syntax: keys like \"example.com/tier\" (name part at most 63 characters), values at most 63 characters of letters, digits, '-', '_', '.'. Fix the offending entries in ${jsonencode(var.node_labels)}."
+  }
 }
 
 variable "agent_parallelism" {
@@ -678,5 +693,12 @@ variable "host_sysctls" {
     condition     = var.host_sysctls == null || alltrue([for k, v in coalesce(var.host_sysctls, {}) : can(regex("^[a-z0-9_.-]+$", k)) && length(v) > 0])
     error_message = "host_sysctls: keys must be sysctl names like \"net.ipv4.ip_forward\" and values non-empty. Fix the map or set it to null for the defaults."
   }
+}
+
+variable "calico_wireguard_enabled" {
+  description = "Encrypt pod-to-pod traffic between nodes with WireGuard (Calico). On by default: database passwords and tokens cross nodes. Needs the wireguard kernel module (Ubuntu 22.04/24.04 kernels have it)."
+  type        = bool
+  default     = true
+  nullable    = false
 }
 

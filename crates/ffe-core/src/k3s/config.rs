@@ -74,7 +74,17 @@ pub fn render(spec: &ClusterSpec, node: &Node, role: Role, token: &str) -> Strin
             "etcd-snapshot-retention",
             Value::Number(spec.etcd_snapshot_retention.into()),
         );
-        put("etcd-snapshot-dir", spec.etcd_snapshot_dir.clone().into());
+        // One directory per server: retention prunes a directory's oldest snapshots, so servers
+        // sharing one would prune each other's and keep fewer days than asked.
+        put(
+            "etcd-snapshot-dir",
+            format!(
+                "{}/{}",
+                spec.etcd_snapshot_dir.trim_end_matches('/'),
+                node.name
+            )
+            .into(),
+        );
         if !spec.server_taints.is_empty() {
             put("node-taint", strs(spec.server_taints.clone()));
         }
@@ -134,9 +144,10 @@ mod tests {
         assert_eq!(y["disable-network-policy"], Value::Bool(true));
         assert_eq!(y["disable"], strs(["traefik", "servicelb"]));
         assert_eq!(y["secrets-encryption"], Value::Bool(true));
+        // Each server its own directory, so retention never prunes another server's snapshots.
         assert_eq!(
             y["etcd-snapshot-dir"],
-            Value::from("/mnt/backups/etcd-snapshots")
+            Value::from("/mnt/backups/etcd-snapshots/m0")
         );
         assert_eq!(y["etcd-snapshot-retention"], Value::from(120));
         assert_eq!(y["node-taint"], strs(["CriticalAddonsOnly=true:NoExecute"]));
