@@ -1,5 +1,7 @@
-# Test fixture: renders terraform/modules/monitoring with every optional part on, so
-# `make test-monitoring` can validate the output offline (mk/50-monitoring.mk). Not deployed.
+# Test fixture: renders terraform/modules/monitoring with every optional part on (the Postgres and
+# Vault layers included), so `make test-monitoring` can validate the output offline
+# (mk/50-monitoring.mk). Not deployed. What this release deploys (both layers off) is asserted by
+# terraform/environments/ha/tests/example.tftest.hcl.
 terraform {
   required_version = ">= 1.9.0"
 }
@@ -14,6 +16,8 @@ module "monitoring" {
   tracing_enabled       = true
   tracing_otlp_endpoint = "jaeger-collector.tracing.svc:4317"
   runbook_base_url      = "https://git.example.com/ffe-ha/blob/main/"
+  postgres_enabled      = true
+  vault_enabled         = true
 
   grafana_admin_existing_secret = "grafana-admin"
   alertmanager_config = {

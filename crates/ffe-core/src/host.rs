@@ -157,24 +157,28 @@ fn fstab_line(spec: &HostSpec) -> Option<String> {
 
 /// Shell that prints one `drift: ...` line per way the host differs from `spec`.
 pub fn drift_script(spec: &HostSpec) -> String {
+    // Every value reaches the shell quoted, and messages are printed with printf arguments, so
+    // no configured value is ever interpreted by the shell.
     let mut s = String::from("set +e\n");
     for p in &spec.packages {
         s.push_str(&format!(
-            "dpkg-query -W -f='${{Status}}' {p} 2>/dev/null | grep -q 'install ok installed' || echo 'drift: package {p} is not installed'\n",
+            "dpkg-query -W -f='${{Status}}' {p} 2>/dev/null | grep -q 'install ok installed' || printf 'drift: package %s is not installed\\n' {p}\n",
             p = quote(p)
         ));
     }
     for m in &spec.kernel_modules {
         s.push_str(&format!(
-            "[ -d /sys/module/{m} ] || echo 'drift: kernel module {m} is not loaded'\n",
+            "[ -d /sys/module/{m} ] || printf 'drift: kernel module %s is not loaded\\n' {m}\n",
             m = quote(m)
         ));
     }
     for (k, v) in &spec.sysctls {
+        // Multi-value settings (e.g. ip_local_port_range) print tab-separated: compare squeezed.
+        let want = v.split_whitespace().collect::<Vec<_>>().join(" ");
         s.push_str(&format!(
-            "cur=$(sysctl -n {k} 2>/dev/null); [ \"$cur\" = {v} ] || echo \"drift: sysctl {k} is '$cur', want {v}\"\n",
+            "cur=$(sysctl -n {k} 2>/dev/null | tr -s '[:space:]' ' ' | sed 's/ $//'); [ \"$cur\" = {v} ] || printf \"drift: sysctl %s is '%s', want %s\\n\" {k} \"$cur\" {v}\n",
             k = quote(k),
-            v = quote(v)
+            v = quote(&want)
         ));
     }
     for (path, content) in [
@@ -189,15 +193,12 @@ pub fn drift_script(spec: &HostSpec) -> String {
     let mnt = quote(&spec.backup_mount);
     if let Some(n) = &spec.nfs {
         s.push_str(&format!(
-            "[ \"$(findmnt -n -o SOURCE --target {mnt} 2>/dev/null)\" = {src} ] || echo 'drift: {m} is not mounted from {src_plain}'\n",
+            "[ \"$(findmnt -n -o SOURCE --target {mnt} 2>/dev/null)\" = {src} ] || printf 'drift: %s is not mounted from %s\\n' {mnt} {src}\n",
             src = quote(&format!("{}:{}", n.server, n.export)),
-            m = spec.backup_mount,
-            src_plain = format_args!("{}:{}", n.server, n.export),
         ));
     }
     s.push_str(&format!(
-        "probe={mnt}/.ffe-write-probe-$(hostname); (touch \"$probe\" && rm -f \"$probe\") 2>/dev/null || echo 'drift: backup mount {m} is missing or not writable'\n",
-        m = spec.backup_mount
+        "probe={mnt}/.ffe-write-probe-$(hostname); (touch \"$probe\" && rm -f \"$probe\") 2>/dev/null || printf 'drift: backup mount %s is missing or not writable\\n' {mnt}\n"
     ));
     s
 }
@@ -220,7 +221,7 @@ pub async fn prepare(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<(), 
         let pkgs: Vec<String> = spec.packages.iter().map(|p| quote(p)).collect();
         let script = format!(
             "missing=''; for p in {pkgs}; do dpkg-query -W -f='${{Status}}' \"$p\" 2>/dev/null | grep -q 'install ok installed' || missing=\"$missing $p\"; done; \
-             if [ -n \"$missing\" ]; then export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing; fi",
+             if [ -n \"$missing\" ]; then export DEBIAN_FRONTEND=noninteractive; apt-get -o DPkg::Lock::Timeout=600 update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing; fi",
             pkgs = pkgs.join(" ")
         );
         pool.run(t, "install packages (apt)", &script).await?;
@@ -268,7 +269,8 @@ pub async fn prepare(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<(), 
     let mut script = format!("set -e; mkdir -p {mnt}; ");
     if let Some(line) = fstab_line(spec) {
         script.push_str(&format!(
-            "grep -v {mark} /etc/fstab > /etc/fstab.ffe-tmp || true; echo {line} >> /etc/fstab.ffe-tmp; cat /etc/fstab.ffe-tmp > /etc/fstab; rm -f /etc/fstab.ffe-tmp; \
+            "grep -v {mark} /etc/fstab > /etc/fstab.ffe-tmp || true; printf '%s\\n' {line} >> /etc/fstab.ffe-tmp; \
+             chmod 0644 /etc/fstab.ffe-tmp; sync; mv -f /etc/fstab.ffe-tmp /etc/fstab; \
              mountpoint -q {mnt} || mount {mnt}; ",
             mark = quote(FSTAB_MARK),
             line = quote(&line)
@@ -287,7 +289,7 @@ pub async fn cleanup(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<(), 
     let mut script = format!("rm -f {MODULES_FILE} {SYSCTL_FILE}; ");
     if spec.nfs.is_some() {
         script.push_str(&format!(
-            "if grep -q {mark} /etc/fstab; then umount {mnt} 2>/dev/null || true; grep -v {mark} /etc/fstab > /etc/fstab.ffe-tmp || true; cat /etc/fstab.ffe-tmp > /etc/fstab; rm -f /etc/fstab.ffe-tmp; fi",
+            "if grep -q {mark} /etc/fstab; then umount {mnt} 2>/dev/null || true; grep -v {mark} /etc/fstab > /etc/fstab.ffe-tmp || true; chmod 0644 /etc/fstab.ffe-tmp; sync; mv -f /etc/fstab.ffe-tmp /etc/fstab; fi",
             mark = quote(FSTAB_MARK),
             mnt = quote(&spec.backup_mount)
         ));
@@ -329,6 +331,39 @@ mod tests {
         };
         assert!(debian.os_warning().unwrap().contains("Ubuntu"));
         assert!(parse_facts("h", "os_id=ubuntu\ncpu_count=x\n").is_err());
+    }
+
+    #[test]
+    fn configured_values_are_never_run_by_the_shell() {
+        let marker = std::env::temp_dir().join(format!("ffe-injected-{}", std::process::id()));
+        let evil = format!("$(touch {})", marker.display());
+        let mut spec = spec();
+        spec.packages = vec![evil.clone()];
+        spec.kernel_modules = vec![evil.clone()];
+        spec.sysctls = BTreeMap::from([("kernel.ostype".into(), evil.clone())]);
+        spec.backup_mount = evil.clone();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(drift_script(&spec))
+            .output()
+            .unwrap();
+        assert!(!marker.exists(), "a configured value was executed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(&format!("want {evil}")), "{text}");
+    }
+
+    #[test]
+    fn multi_value_sysctls_compare_whitespace_insensitively() {
+        let mut spec = spec();
+        spec.sysctls = BTreeMap::from([("kernel.ostype".into(), "Linux".into())]);
+        // `sysctl -n` of a multi-value key prints tabs; the wanted value may use spaces.
+        let script = drift_script(&spec).replace("sysctl -n", "printf 'Linux\\t\\n' #");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("drift: sysctl"));
     }
 
     #[test]

@@ -146,7 +146,8 @@ pub async fn read(
         .iter()
         .map(|f| {
             format!(
-                "echo \"{f}=$(sha256sum {p} 2>/dev/null | cut -d' ' -f1)\"; ",
+                "printf '%s=%s\\n' {qf} \"$(sha256sum {p} 2>/dev/null | cut -d' ' -f1)\"; ",
+                qf = quote(f),
                 p = quote(&remote_path(bundle, f))
             )
         })
@@ -331,17 +332,22 @@ pub struct WaitFor {
 }
 
 impl WaitFor {
+    /// Wait until the object exists (k3s's controllers create it some time after the file
+    /// lands), then for the condition, all within `timeout_secs`.
     fn command(&self, timeout_secs: u64) -> String {
         let ns = self
             .namespace
             .as_deref()
             .map(|n| format!(" -n {}", quote(n)))
             .unwrap_or_default();
+        let obj = format!("{}/{}", quote(&self.kind), quote(&self.name));
         format!(
-            "k3s kubectl wait{ns} --for=condition={} --timeout={timeout_secs}s {}/{}",
+            "end=$(( $(date +%s) + {timeout_secs} )); \
+             until k3s kubectl get{ns} {obj} >/dev/null 2>&1; do \
+             [ $(date +%s) -ge $end ] && {{ echo 'not created within {timeout_secs} s' >&2; exit 1; }}; sleep 2; done; \
+             left=$(( end - $(date +%s) )); [ $left -lt 1 ] && left=1; \
+             k3s kubectl wait{ns} --for=condition={} --timeout=${{left}}s {obj}",
             quote(&self.condition),
-            quote(&self.kind),
-            quote(&self.name)
         )
     }
 }
@@ -453,9 +459,15 @@ mod tests {
             namespace: Some("tigera-operator".into()),
             condition: "Available".into(),
         };
-        assert_eq!(
-            w.command(60),
-            "k3s kubectl wait -n tigera-operator --for=condition=Available --timeout=60s deployment/tigera-operator"
-        );
+        let cmd = w.command(60);
+        let syntax = std::process::Command::new("sh")
+            .args(["-n", "-c", &cmd])
+            .status()
+            .unwrap();
+        assert!(syntax.success(), "not valid shell: {cmd}");
+        assert!(cmd.contains("until k3s kubectl get -n tigera-operator deployment/tigera-operator"));
+        assert!(cmd.contains(
+            "k3s kubectl wait -n tigera-operator --for=condition=Available --timeout=${left}s deployment/tigera-operator"
+        ));
     }
 }

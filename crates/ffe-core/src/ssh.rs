@@ -45,7 +45,7 @@ impl Default for SshSettings {
             known_hosts_file: None,
             insecure_ignore_host_keys: false,
             connect_timeout: Duration::from_secs(10),
-            command_timeout: Duration::from_secs(600),
+            command_timeout: Duration::from_secs(1800),
         }
     }
 }
@@ -110,9 +110,14 @@ pub enum SshError {
 }
 
 impl SshError {
-    /// True when the host could not be reached at all (as opposed to a command failing on it).
+    /// True when the host could not be reached over the network (down, no route, connection
+    /// lost). A refused key, a wrong host key or a closed port are not: those need a fix.
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, SshError::Connect { .. } | SshError::Broken { .. })
+        match self {
+            SshError::Connect { reason, .. } => network_failure(reason),
+            SshError::Broken { .. } => true,
+            _ => false,
+        }
     }
 }
 
@@ -135,6 +140,13 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     parts.join(": ")
+}
+
+fn network_failure(reason: &str) -> bool {
+    let r = reason.to_ascii_lowercase();
+    ["timed out", "no route", "unreachable", "connection reset"]
+        .iter()
+        .any(|w| r.contains(w))
 }
 
 fn connect_hint(reason: &str) -> &'static str {
@@ -193,6 +205,19 @@ impl SshPool {
             // The master must not outlive the provider process by much: it exits after 60 s idle
             // (a later command reconnects, see `run_status`).
             .control_persist(ControlPersist::IdleFor(IDLE_SECS));
+        if t.address.is_empty()
+            || t.address.starts_with('-')
+            || t.address.contains(char::is_whitespace)
+        {
+            // ssh would read a leading '-' as an option.
+            return Err(SshError::Connect {
+                host: t.to_string(),
+                user: self.settings.user.clone(),
+                port,
+                reason: format!("{:?} is not a host address", t.address),
+                hint: "Use an IPv4 address or a host name",
+            });
+        }
         if let Some(key) = &self.settings.private_key_path {
             if !key.is_file() {
                 return Err(SshError::Connect {
@@ -374,11 +399,15 @@ impl SshPool {
     ) -> Result<String, SshError> {
         let out = self.run_status(t, step, script, stdin).await?;
         if out.code != 0 {
+            let mut stderr = tail(&out.stderr, 12);
+            if out.stderr.contains("sudo:") && out.stderr.contains("password is required") {
+                stderr.push_str(". ssh_user needs passwordless sudo on the node (a NOPASSWD rule in sudoers), or use root");
+            }
             return Err(SshError::Failed {
                 host: t.to_string(),
                 step: step.to_string(),
                 code: out.code,
-                stderr: tail(&out.stderr, 12),
+                stderr,
             });
         }
         Ok(out.stdout)
@@ -438,6 +467,23 @@ pub fn tail(s: &str, n: usize) -> String {
 mod tests {
     use super::*;
     use std::process::Stdio;
+
+    #[test]
+    fn only_network_failures_count_as_unreachable() {
+        let connect = |reason: &str| SshError::Connect {
+            host: "h".into(),
+            user: "root".into(),
+            port: 22,
+            reason: reason.into(),
+            hint: "",
+        };
+        assert!(connect("connect to host 10.0.0.1 port 22: Connection timed out").is_unreachable());
+        assert!(connect("connect to host x port 22: No route to host").is_unreachable());
+        // These need an operator's fix; destroy must not skip them as "host gone".
+        assert!(!connect("Permission denied (publickey).").is_unreachable());
+        assert!(!connect("Host key verification failed.").is_unreachable());
+        assert!(!connect("connect to host x port 22: Connection refused").is_unreachable());
+    }
 
     #[test]
     fn hints_name_the_fix() {

@@ -37,30 +37,39 @@ fn known_metrics(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Metric names a PromQL expression selects (by name or by a `__name__="..."` matcher).
-fn metric_names(expr: &Expr, out: &mut BTreeSet<String>) -> Result<(), String> {
+/// Every vector selector of a PromQL expression (inside matrix selectors and subqueries too).
+fn selectors<'a>(expr: &'a Expr, out: &mut Vec<&'a parser::VectorSelector>) {
     match expr {
         Expr::Aggregate(a) => {
-            metric_names(&a.expr, out)?;
+            selectors(&a.expr, out);
             if let Some(p) = &a.param {
-                metric_names(p, out)?;
+                selectors(p, out);
             }
         }
-        Expr::Unary(u) => metric_names(&u.expr, out)?,
+        Expr::Unary(u) => selectors(&u.expr, out),
         Expr::Binary(b) => {
-            metric_names(&b.lhs, out)?;
-            metric_names(&b.rhs, out)?;
+            selectors(&b.lhs, out);
+            selectors(&b.rhs, out);
         }
-        Expr::Paren(p) => metric_names(&p.expr, out)?,
-        Expr::Subquery(s) => metric_names(&s.expr, out)?,
+        Expr::Paren(p) => selectors(&p.expr, out),
+        Expr::Subquery(s) => selectors(&s.expr, out),
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
-        Expr::VectorSelector(vs) => selector_name(vs, out)?,
-        Expr::MatrixSelector(ms) => selector_name(&ms.vs, out)?,
+        Expr::VectorSelector(vs) => out.push(vs),
+        Expr::MatrixSelector(ms) => out.push(&ms.vs),
         Expr::Call(c) => {
             for arg in &c.args.args {
-                metric_names(arg, out)?;
+                selectors(arg, out);
             }
         }
+    }
+}
+
+/// Metric names a PromQL expression selects (by name or by a `__name__="..."` matcher).
+fn metric_names(expr: &Expr, out: &mut BTreeSet<String>) -> Result<(), String> {
+    let mut all = Vec::new();
+    selectors(expr, &mut all);
+    for vs in all {
+        selector_name(vs, out)?;
     }
     Ok(())
 }

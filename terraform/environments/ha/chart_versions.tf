@@ -18,8 +18,14 @@ locals {
     "tigera-operator"      = "https://docs.tigera.io/calico/charts"
     "cert-manager"         = "https://charts.jetstack.io"
     "nginx-gateway-fabric" = "oci://ghcr.io/nginx/charts/nginx-gateway-fabric" # OCI: chart = this URL
-    "csi-driver-nfs"       = "https://raw.githubusercontent.com/kubernetes-csi/csi-driver-nfs/master/charts"
+    # Archive URL: chart = this URL (k3s accepts an https .tgz as spec.chart). It is the chart
+    # archive committed under the release TAG, so the bytes cannot change. Not the repo's
+    # charts/index.yaml: even the index at a tag links its archives on a mutable release branch.
+    "csi-driver-nfs" = "https://raw.githubusercontent.com/kubernetes-csi/csi-driver-nfs/${local.csi_nfs_tag}/charts/${local.csi_nfs_tag}/csi-driver-nfs-${local.chart_versions["csi-driver-nfs"]}.tgz"
   }
+
+  # csi-driver-nfs release tags (and chart directories) carry the leading "v"
+  csi_nfs_tag = "v${trimprefix(local.component_versions.csi_driver_nfs, "v")}"
 
   # Images rendered directly (no chart).
   platform_images = {

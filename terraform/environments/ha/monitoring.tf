@@ -99,3 +99,10 @@ resource "ffe_manifests" "monitoring" {
   manifests  = module.monitoring[0].manifests
   depends_on = [ffe_manifests.platform]
 }
+
+check "alerts_routed" {
+  assert {
+    condition     = !var.monitoring_enabled || var.monitoring_alertmanager_config != null
+    error_message = "alerts go nowhere"
+  }
+}

@@ -15,9 +15,10 @@ module "namespaces" {
 module "cni" {
   source = "../../modules/cni"
 
-  pod_cidr      = var.pod_cidr
-  chart_version = local.chart_versions["tigera-operator"]
-  chart_repo    = local.chart_repos["tigera-operator"]
+  pod_cidr          = var.pod_cidr
+  chart_version     = local.chart_versions["tigera-operator"]
+  chart_repo        = local.chart_repos["tigera-operator"]
+  wireguard_enabled = var.calico_wireguard_enabled
 }
 
 module "vip" {
@@ -33,8 +34,8 @@ module "storage" {
   nfs_server        = var.nfs_server
   nfs_export        = var.nfs_export
   backup_mount      = local.backup_mount
+  csi_chart         = local.chart_repos["csi-driver-nfs"]
   csi_chart_version = local.chart_versions["csi-driver-nfs"]
-  csi_chart_repo    = local.chart_repos["csi-driver-nfs"]
 }
 
 module "edge" {
@@ -75,6 +76,16 @@ locals {
     var.ingress_ip == null ? [] : [for d in var.domain_names : { name = d, type = "A", value = var.ingress_ip }],
     var.api_vip == null ? [] : [for d in local.api_dns_names : { name = d, type = "A", value = var.api_vip }],
   )
+}
+
+# Domain names without ingress_ip: the edge Service asks kube-vip for an address, but kube-vip
+# only announces pinned IPs (no address pool), so it stays <pending>: no HTTPS, no ACME HTTP-01,
+# and dns_records lists no edge names. Plans still work (an HTTP-only lab needs no edge IP).
+check "ingress_ip_set" {
+  assert {
+    condition     = var.ingress_ip != null || length(var.domain_names) == 0
+    error_message = "ingress_ip is not set but domain_names = ${jsonencode(var.domain_names)}: kube-vip has no address pool, so the edge Gateway Service never gets an address, Let's Encrypt HTTP-01 challenges fail and dns_records lists none of these names. Fix: set ingress_ip to a free IP inside network_cidr = \"${var.network_cidr}\" and point the names' DNS A records at it."
+  }
 }
 
 # One bundle per add-on, written to every server once the cluster exists (servers come from the

@@ -2,6 +2,14 @@
 # Matches the k3s server flags written by the provider: flannel-backend: none,
 # disable-network-policy: true (Calico enforces NetworkPolicy), cluster-cidr = pod_cidr.
 # `bootstrap: true` lets the chart install before any CNI exists (host network, tolerates taints).
+#
+# WireGuard: the Installation API (operator.tigera.io) has no WireGuard field; Calico turns it on
+# in the cluster-wide FelixConfiguration `default` (`wireguardEnabled`). The tigera-operator chart
+# renders that object from its `defaultFelixConfiguration` values (apiVersion
+# crd.projectcalico.org/v1, or projectcalico.org/v3 when those CRDs exist), so it is set here, in
+# the same HelmChart, and Helm owns it from the first install. Felix then creates the
+# `wireguard.cali` interface on every node and encrypts pod traffic between nodes (UDP 51820);
+# the operator lowers the pod MTU for the WireGuard overhead itself.
 
 terraform {
   required_version = ">= 1.9.0"
@@ -33,6 +41,13 @@ variable "encapsulation" {
   }
 }
 
+variable "wireguard_enabled" {
+  description = "Encrypt pod-to-pod traffic between nodes with WireGuard (FelixConfiguration wireguardEnabled). Nodes need the wireguard kernel module and UDP 51820 open between them."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
 locals {
   values = {
     installation = {
@@ -55,6 +70,12 @@ locals {
     apiServer = { enabled = false }
     goldmane  = { enabled = false }
     whisker   = { enabled = false }
+    # Rendered by the chart as FelixConfiguration `default` (see the header). Always rendered, with
+    # an explicit true/false, so switching WireGuard off is an ordinary chart upgrade.
+    defaultFelixConfiguration = {
+      enabled          = true
+      wireguardEnabled = var.wireguard_enabled
+    }
   }
 
   helmchart = {

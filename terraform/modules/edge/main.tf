@@ -85,6 +85,18 @@ variable "kubectl_image" {
   type        = string
 }
 
+variable "external_traffic_policy" {
+  description = "externalTrafficPolicy of the edge Service. Cluster (default) works with this platform's kube-vip: it announces ingress_ip from a server node, which has no NGINX pod (servers are tainted) and forwards to one on a worker. Local would drop that traffic; it needs kube-vip on the workers with per-Service leader election (svc_election) first."
+  type        = string
+  default     = "Cluster"
+  nullable    = false
+
+  validation {
+    condition     = contains(["Cluster", "Local"], var.external_traffic_policy)
+    error_message = "external_traffic_policy must be \"Cluster\" or \"Local\"."
+  }
+}
+
 variable "loadbalancer_annotation" {
   description = "Service annotation kube-vip reads for a fixed LoadBalancer IP."
   type        = string
@@ -100,6 +112,27 @@ locals {
   cert_issuer   = var.acme_enabled ? (var.acme_staging ? "letsencrypt-staging" : "letsencrypt-production") : "ffe-selfsigned"
   crd_job_name  = "gateway-api-crds-${replace(var.gateway_api_version, ".", "-")}"
   crd_job_image = var.kubectl_image
+
+  # The edge Service, identical in the chart's global NginxProxy and in the Gateway's own.
+  edge_service = merge({ type = "LoadBalancer", externalTrafficPolicy = var.external_traffic_policy }, var.ingress_ip == null ? tomap({}) : tomap({ loadBalancerIP = var.ingress_ip }))
+
+  # Two replicas of the controller and of the data plane, never both on one node: hard spread over
+  # hostnames. nodeTaintsPolicy Honor: tainted nodes (servers with CriticalAddonsOnly, cordoned or
+  # unreachable nodes) are not counted as empty domains, so with one schedulable worker left (or a
+  # rollout surge on two) pods still schedule instead of hanging Pending; matchLabelKeys compares
+  # only pods of the same revision.
+  spread = {
+    maxSkew            = 1
+    topologyKey        = "kubernetes.io/hostname"
+    whenUnsatisfiable  = "DoNotSchedule"
+    nodeAffinityPolicy = "Honor"
+    nodeTaintsPolicy   = "Honor"
+    matchLabelKeys     = ["pod-template-hash"]
+  }
+  # control plane pods carry the chart's selector labels (release = HelmChart name)
+  controller_spread = [merge(local.spread, { labelSelector = { matchLabels = { "app.kubernetes.io/name" = "nginx-gateway-fabric", "app.kubernetes.io/instance" = "nginx-gateway-fabric" } } })]
+  # data plane pods of a Gateway carry gateway.networking.k8s.io/gateway-name (set by NGF's provisioner)
+  dataplane_spread = [merge(local.spread, { labelSelector = { matchLabels = { "gateway.networking.k8s.io/gateway-name" = local.gateway } } })]
 
   gateway_api_crds = [
     { apiVersion = "v1", kind = "ServiceAccount", metadata = { name = "gateway-api-crds", namespace = "kube-system", labels = local.labels } },
@@ -219,13 +252,15 @@ locals {
       targetNamespace = var.controller_namespace
       valuesContent = yamlencode({
         nginxGateway = {
-          gatewayClassName = "nginx"
-          replicas         = 2
-          productTelemetry = { enable = false }
+          gatewayClassName          = "nginx"
+          replicas                  = 2
+          productTelemetry          = { enable = false }
+          topologySpreadConstraints = local.controller_spread
         }
         nginx = {
           replicas = 2
-          service  = merge({ type = "LoadBalancer", externalTrafficPolicy = "Cluster" }, var.ingress_ip == null ? tomap({}) : tomap({ loadBalancerIP = var.ingress_ip }))
+          pod      = { topologySpreadConstraints = local.dataplane_spread }
+          service  = local.edge_service
         }
       })
     }
@@ -237,8 +272,8 @@ locals {
     metadata   = { name = "ffe-edge-proxy", namespace = var.namespace, labels = local.labels }
     spec = {
       kubernetes = {
-        deployment = { replicas = 2 }
-        service    = merge({ type = "LoadBalancer", externalTrafficPolicy = "Cluster" }, var.ingress_ip == null ? tomap({}) : tomap({ loadBalancerIP = var.ingress_ip }))
+        deployment = { replicas = 2, pod = { topologySpreadConstraints = local.dataplane_spread } }
+        service    = local.edge_service
       }
     }
   }

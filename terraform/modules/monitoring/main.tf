@@ -3,8 +3,10 @@
 #     kube-state-metrics, node-exporter), configured for k3s (one process runs apiserver, scheduler,
 #     controller-manager and kubelet, so each family is scraped once; etcd via etcd-expose-metrics on :2381);
 #   - PrometheusRules from monitoring/rules/*.yaml, Grafana dashboards from monitoring/dashboards/*.json;
-#   - ServiceMonitors/PodMonitors for cert-manager, Vault, Patroni, postgres_exporter and NGINX Gateway Fabric
-#     (the app's ServiceMonitor ships with helm/ffe-backend);
+#   - ServiceMonitors/PodMonitors for cert-manager and NGINX Gateway Fabric, plus Vault (vault_enabled) and
+#     Patroni/postgres_exporter (postgres_enabled) (the app's ServiceMonitor ships with helm/ffe-backend);
+#   - the Postgres and Vault parts (rules, monitors, dashboards, PerconaPGBackup metrics) only when their
+#     layer is deployed (postgres_enabled / vault_enabled), so absent() alerts do not fire forever;
 #   - optional logging (Loki + Fluent Bit) and tracing (OpenTelemetry Collector).
 locals {
   rules_dir      = coalesce(var.rules_dir, "${path.module}/../../../monitoring/rules")
@@ -24,64 +26,69 @@ locals {
   # families. Those are kept from job="apiserver" only; drop them from job="kubelet".
   kubelet_drop_regex = "(apiserver|etcd|scheduler|workqueue|aggregator|authentication|authorization|node_authorizer|watch_cache|apiextensions|admission|kube_apiserver|cronjob_controller|endpoint_slice|replicaset_controller|job_controller|node_collector|garbage_collector|leader_election|ttl_after_finished)_.*"
 
-  # kube-state-metrics: k3s etcd snapshots (ETCDSnapshotFile) and Percona backups (PerconaPGBackup)
-  # as metrics, so backup alerts read real objects (see monitoring/rules/backups.yaml).
+  # kube-state-metrics: k3s etcd snapshots (ETCDSnapshotFile) and, with postgres_enabled, Percona
+  # backups (PerconaPGBackup) as metrics, so backup alerts read real objects (see
+  # monitoring/rules/backups.yaml).
   custom_resource_state = {
     spec = {
-      resources = [
-        {
-          groupVersionKind = { group = "k3s.cattle.io", version = "v1", kind = "ETCDSnapshotFile" }
-          metricNamePrefix = "ffe"
-          labelsFromPath = {
-            snapshot = ["metadata", "name"]
-            node     = ["spec", "nodeName"]
-          }
-          metrics = [
-            {
-              name = "etcd_snapshot_creation_timestamp_seconds"
-              help = "Unix time the etcd snapshot was taken (status.creationTime)."
-              each = { type = "Gauge", gauge = { path = ["status", "creationTime"], nilIsZero = true } }
-            },
-            {
-              name = "etcd_snapshot_ready"
-              help = "1 when the snapshot can be restored (status.readyToUse)."
-              each = { type = "Gauge", gauge = { path = ["status", "readyToUse"], nilIsZero = true } }
-            },
-            {
-              name = "etcd_snapshot_error_timestamp_seconds"
-              help = "Unix time of the last snapshot error (status.error.time), 0 if none."
-              each = { type = "Gauge", gauge = { path = ["status", "error", "time"], nilIsZero = true } }
-            },
-          ]
-        },
-        {
-          groupVersionKind = { group = "pgv2.percona.com", version = "v2", kind = "PerconaPGBackup" }
-          metricNamePrefix = "ffe"
-          labelsFromPath = {
-            namespace = ["metadata", "namespace"]
-            name      = ["metadata", "name"]
-            cluster   = ["spec", "pgCluster"]
-          }
-          metrics = [
-            {
-              name = "pgbackup_created_timestamp_seconds"
-              help = "Unix time the PerconaPGBackup was created."
-              each = { type = "Gauge", gauge = { path = ["metadata", "creationTimestamp"] } }
-            },
-            {
-              name = "pgbackup_completed_timestamp_seconds"
-              help = "Unix time the backup completed (status.completed), 0 while not completed."
-              each = { type = "Gauge", gauge = { path = ["status", "completed"], nilIsZero = true } }
-            },
-            {
-              name = "pgbackup_state"
-              help = "Backup state (status.state), one series per state."
-              each = { type = "StateSet", stateSet = { path = ["status", "state"], labelName = "state", list = ["New", "Starting", "Running", "Succeeded", "Failed"] } }
-            },
-          ]
-        },
-      ]
+      resources = concat([local.ksm_etcd_snapshots], var.postgres_enabled ? [local.ksm_percona_backups] : [])
     }
+  }
+  ksm_rbac_rules = concat(
+    [{ apiGroups = ["k3s.cattle.io"], resources = ["etcdsnapshotfiles"], verbs = ["list", "watch"] }],
+    var.postgres_enabled ? [{ apiGroups = ["pgv2.percona.com"], resources = ["perconapgbackups"], verbs = ["list", "watch"] }] : [],
+  )
+
+  ksm_etcd_snapshots = {
+    groupVersionKind = { group = "k3s.cattle.io", version = "v1", kind = "ETCDSnapshotFile" }
+    metricNamePrefix = "ffe"
+    labelsFromPath = {
+      snapshot = ["metadata", "name"]
+      node     = ["spec", "nodeName"]
+    }
+    metrics = [
+      {
+        name = "etcd_snapshot_creation_timestamp_seconds"
+        help = "Unix time the etcd snapshot was taken (status.creationTime)."
+        each = { type = "Gauge", gauge = { path = ["status", "creationTime"], nilIsZero = true } }
+      },
+      {
+        name = "etcd_snapshot_ready"
+        help = "1 when the snapshot can be restored (status.readyToUse)."
+        each = { type = "Gauge", gauge = { path = ["status", "readyToUse"], nilIsZero = true } }
+      },
+      {
+        name = "etcd_snapshot_error_timestamp_seconds"
+        help = "Unix time of the last snapshot error (status.error.time), 0 if none."
+        each = { type = "Gauge", gauge = { path = ["status", "error", "time"], nilIsZero = true } }
+      },
+    ]
+  }
+  ksm_percona_backups = {
+    groupVersionKind = { group = "pgv2.percona.com", version = "v2", kind = "PerconaPGBackup" }
+    metricNamePrefix = "ffe"
+    labelsFromPath = {
+      namespace = ["metadata", "namespace"]
+      name      = ["metadata", "name"]
+      cluster   = ["spec", "pgCluster"]
+    }
+    metrics = [
+      {
+        name = "pgbackup_created_timestamp_seconds"
+        help = "Unix time the PerconaPGBackup was created."
+        each = { type = "Gauge", gauge = { path = ["metadata", "creationTimestamp"] } }
+      },
+      {
+        name = "pgbackup_completed_timestamp_seconds"
+        help = "Unix time the backup completed (status.completed), 0 while not completed."
+        each = { type = "Gauge", gauge = { path = ["status", "completed"], nilIsZero = true } }
+      },
+      {
+        name = "pgbackup_state"
+        help = "Backup state (status.state), one series per state."
+        each = { type = "StateSet", stateSet = { path = ["status", "state"], labelName = "state", list = ["New", "Starting", "Running", "Succeeded", "Failed"] } }
+      },
+    ]
   }
 }
 
@@ -210,10 +217,7 @@ locals {
         config  = local.custom_resource_state
       }
       rbac = {
-        extraRules = [
-          { apiGroups = ["k3s.cattle.io"], resources = ["etcdsnapshotfiles"], verbs = ["list", "watch"] },
-          { apiGroups = ["pgv2.percona.com"], resources = ["perconapgbackups"], verbs = ["list", "watch"] },
-        ]
+        extraRules = local.ksm_rbac_rules
       }
     }
     prometheus-node-exporter = {

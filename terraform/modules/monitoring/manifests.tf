@@ -2,29 +2,46 @@
 locals {
   rule_files = sort([for f in fileset(local.rules_dir, "*.yaml") : f if f != "expected.yaml"])
 
+  # Layers this release may not deploy: a rule group or dashboard whose name contains "postgres" /
+  # "vault" is rendered only with postgres_enabled / vault_enabled (their absent() alerts would
+  # otherwise fire forever). crates/ffe-validate/tests/dashboards.rs checks that every rule reading a
+  # Postgres or Vault metric sits in such a group.
+  layer_enabled = {
+    postgres = var.postgres_enabled
+    vault    = var.vault_enabled
+  }
+  # name (rule group or dashboard file) -> rendered?
+  layer_wanted = { for name in distinct(concat(local.rule_group_names, local.all_dashboard_files)) : name => alltrue([
+    for layer, enabled in local.layer_enabled : enabled || !strcontains(lower(name), layer)
+  ]) }
+  rule_file_groups = { for f in local.rule_files : trimsuffix(f, ".yaml") => yamldecode(file("${local.rules_dir}/${f}")).groups }
+  rule_group_names = flatten([for groups in values(local.rule_file_groups) : [for g in groups : g.name]])
+
   # runbook_url in the rule files is relative to the repository root; prefix it when a base is set.
-  rule_groups = {
-    for f in local.rule_files : trimsuffix(f, ".yaml") => [
-      for g in yamldecode(file("${local.rules_dir}/${f}")).groups : merge(g, {
+  # A file whose groups are all left out renders no PrometheusRule at all.
+  rule_groups = { for name, groups in {
+    for f, file_groups in local.rule_file_groups : f => [
+      for g in file_groups : merge(g, {
         rules = [
           for r in g.rules : can(r.annotations.runbook_url) ? merge(r, {
             annotations = merge(r.annotations, { runbook_url = "${var.runbook_base_url}${r.annotations.runbook_url}" })
           }) : r
         ]
-      })
+      }) if local.layer_wanted[g.name]
     ]
-  }
+  } : name => groups if length(groups) > 0 }
 
   # Same records as monitoring/rules/expected.yaml, with this environment's values.
   expected_group = {
     name = "ffe-expected"
-    rules = [
-      { record = "ffe:postgres_replicas:expected", expr = "vector(${var.postgres_replicas})" },
-      { record = "ffe:etcd_snapshot_max_age_seconds:expected", expr = "vector(${var.etcd_snapshot_max_age_seconds})" },
-    ]
+    rules = concat(
+      var.postgres_enabled ? [{ record = "ffe:postgres_replicas:expected", expr = "vector(${var.postgres_replicas})" }] : [],
+      [{ record = "ffe:etcd_snapshot_max_age_seconds:expected", expr = "vector(${var.etcd_snapshot_max_age_seconds})" }],
+    )
   }
 
-  dashboard_files = sort(fileset(local.dashboards_dir, "*.json"))
+  all_dashboard_files = sort(fileset(local.dashboards_dir, "*.json"))
+  dashboard_files     = [for f in local.all_dashboard_files : f if local.layer_wanted[f]]
 
   namespace_manifest = {
     apiVersion = "v1"
@@ -86,7 +103,13 @@ locals {
     }
   }
 
-  monitors = {
+  monitors = merge(
+    local.core_monitors,
+    { for name, obj in local.postgres_monitors : name => obj if var.postgres_enabled },
+    { for name, obj in local.vault_monitors : name => obj if var.vault_enabled },
+  )
+
+  core_monitors = {
     "servicemonitor-cert-manager.yaml" = {
       apiVersion = "monitoring.coreos.com/v1"
       kind       = "ServiceMonitor"
@@ -101,6 +124,26 @@ locals {
         endpoints = [{ port = "tcp-prometheus-servicemonitor", path = "/metrics", interval = "60s" }]
       }
     }
+    "podmonitor-nginx-gateway.yaml" = {
+      apiVersion = "monitoring.coreos.com/v1"
+      kind       = "PodMonitor"
+      metadata   = { name = "nginx-gateway", namespace = var.namespace, labels = local.common_labels }
+      spec = {
+        namespaceSelector = { matchNames = [var.namespaces.edge] }
+        selector          = { matchLabels = { "app.kubernetes.io/name" = "nginx-gateway-fabric" } }
+        podMetricsEndpoints = [{
+          port     = "metrics"
+          path     = "/metrics"
+          interval = "30s"
+          relabelings = [
+            { action = "replace", targetLabel = "job", replacement = "nginx-gateway" },
+          ]
+        }]
+      }
+    }
+  }
+
+  vault_monitors = {
     "servicemonitor-vault.yaml" = {
       apiVersion = "monitoring.coreos.com/v1"
       kind       = "ServiceMonitor"
@@ -125,6 +168,9 @@ locals {
         }]
       }
     }
+  }
+
+  postgres_monitors = {
     "podmonitor-patroni.yaml" = {
       apiVersion = "monitoring.coreos.com/v1"
       kind       = "PodMonitor"
@@ -158,23 +204,6 @@ locals {
           interval = "30s"
           relabelings = [
             { action = "replace", targetLabel = "job", replacement = "postgres-exporter" },
-          ]
-        }]
-      }
-    }
-    "podmonitor-nginx-gateway.yaml" = {
-      apiVersion = "monitoring.coreos.com/v1"
-      kind       = "PodMonitor"
-      metadata   = { name = "nginx-gateway", namespace = var.namespace, labels = local.common_labels }
-      spec = {
-        namespaceSelector = { matchNames = [var.namespaces.edge] }
-        selector          = { matchLabels = { "app.kubernetes.io/name" = "nginx-gateway-fabric" } }
-        podMetricsEndpoints = [{
-          port     = "metrics"
-          path     = "/metrics"
-          interval = "30s"
-          relabelings = [
-            { action = "replace", targetLabel = "job", replacement = "nginx-gateway" },
           ]
         }]
       }

@@ -100,12 +100,35 @@ variable "alertmanager_config" {
   description = "Alertmanager configuration (route, receivers) as an object; null keeps the chart default (alerts visible in the UI, sent nowhere)."
   type        = any
   default     = null
+  validation {
+    condition     = var.alertmanager_config == null || can(keys(var.alertmanager_config))
+    error_message = "alertmanager_config must be an object such as { route = {...}, receivers = [...] } or null, not ${jsonencode(var.alertmanager_config)}."
+  }
 }
 
 variable "runbook_base_url" {
   description = "Prefix for the rules' runbook_url (which are relative to the repository root, e.g. docs/monitoring.md#kubeapidown). Example: https://git.example.com/ffe-ha/blob/main/"
   type        = string
   default     = ""
+  nullable    = false
+  validation {
+    condition     = var.runbook_base_url == "" || can(regex("^https?://[^[:space:]]+/$", var.runbook_base_url))
+    error_message = "runbook_base_url = \"${var.runbook_base_url}\" must be empty or an http(s) URL ending in '/'."
+  }
+}
+
+variable "postgres_enabled" {
+  description = "Set when the Postgres layer is deployed: adds the Postgres and pgBackRest/pg_dump alert groups (rule groups whose name contains \"postgres\"), the Patroni and postgres_exporter monitors, the PerconaPGBackup metrics and the Postgres dashboard. Off: nothing alerts on a Postgres that is not there."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "vault_enabled" {
+  description = "Set when the Vault layer is deployed: adds the Vault and Vault-snapshot alert groups (rule groups whose name contains \"vault\"), the Vault ServiceMonitor and the Vault dashboard. Off: nothing alerts on a Vault that is not there."
+  type        = bool
+  default     = false
+  nullable    = false
 }
 
 variable "postgres_replicas" {
@@ -157,6 +180,10 @@ variable "tracing_otlp_endpoint" {
   description = "Where the collector forwards traces (OTLP gRPC, e.g. a Jaeger or Tempo collector at host:4317). null: traces are only counted and logged (debug exporter)."
   type        = string
   default     = null
+  validation {
+    condition     = var.tracing_otlp_endpoint == null || can(regex("^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?:[0-9]{1,5}$", var.tracing_otlp_endpoint))
+    error_message = "tracing_otlp_endpoint = \"${coalesce(var.tracing_otlp_endpoint, "null")}\" must be host:port such as \"tempo.tracing.svc:4317\" (no scheme, no path)."
+  }
 }
 
 variable "chart_versions" {

@@ -1,5 +1,11 @@
 # Storage classes:
-# - fast: k3s's bundled local-path provisioner (node-local disk, RWO) under a stable class name;
+# - fast-local (Delete): k3s's bundled local-path provisioner (node-local disk, RWO). The volume's
+#   directory is DELETED with its claim: caches, scratch, data that can be rebuilt;
+# - fast-local-retain (Retain): the same disk, but the directory and the PV survive when the claim
+#   is deleted (by mistake, by a Helm uninstall, by an operator re-creating its cluster). Use it for
+#   every database and other stateful data (Postgres, Vault Raft, Prometheus/Loki if kept);
+#   reclaim or clean up by hand: `kubectl get pv | grep Released`;
+# See README.md in this directory.
 # - backup (RWX): csi-driver-nfs dynamic provisioning on nfs_server:nfs_export when both are set,
 #   otherwise statically provisioned hostPath PVs on backup_nfs_mount, which the ffe_host
 #   resources (or the operator) mount from the same NFS share on every node.
@@ -12,6 +18,12 @@ variable "fast_class_name" {
   description = "Name of the fast local StorageClass."
   type        = string
   default     = "fast-local"
+}
+
+variable "fast_retain_class_name" {
+  description = "Name of the fast local StorageClass that keeps volumes when their claim is deleted (databases)."
+  type        = string
+  default     = "fast-local-retain"
 }
 
 variable "backup_class_name" {
@@ -37,14 +49,20 @@ variable "backup_mount" {
   type        = string
 }
 
+variable "csi_chart" {
+  description = "csi-driver-nfs chart: an https URL of the chart archive (.tgz), pinned to a release tag; or a chart name in csi_chart_repo."
+  type        = string
+}
+
 variable "csi_chart_version" {
   description = "csi-driver-nfs chart version."
   type        = string
 }
 
 variable "csi_chart_repo" {
-  description = "Helm repository of csi-driver-nfs."
+  description = "Helm repository of csi-driver-nfs when csi_chart is a chart name; null when csi_chart is an archive URL."
   type        = string
+  default     = null
 }
 
 variable "static_volumes" {
@@ -75,13 +93,19 @@ locals {
     allowVolumeExpansion = false
   }
 
+  # Same provisioner and disk; only the reclaim policy differs (StorageClass fields are immutable,
+  # hence a second class rather than a change to fast-local).
+  fast_retain = merge(local.fast, {
+    metadata      = { name = var.fast_retain_class_name, labels = local.labels }
+    reclaimPolicy = "Retain"
+  })
+
   csi_chart = {
     apiVersion = "helm.cattle.io/v1"
     kind       = "HelmChart"
     metadata   = { name = "csi-driver-nfs", namespace = "kube-system", labels = local.labels }
-    spec = {
-      chart           = "csi-driver-nfs"
-      repo            = var.csi_chart_repo
+    spec = merge({
+      chart           = var.csi_chart
       version         = var.csi_chart_version
       targetNamespace = "kube-system"
       valuesContent = yamlencode({
@@ -89,7 +113,7 @@ locals {
         # the bundled snapshot CRDs/controller are not used
         externalSnapshotter = { enabled = false }
       })
-    }
+    }, var.csi_chart_repo == null ? {} : { repo = var.csi_chart_repo })
   }
 
   backup_csi = {
@@ -131,16 +155,16 @@ locals {
 output "manifests" {
   description = "File name => multi-document YAML."
   value = local.use_csi ? {
-    "storage-classes.yaml" = join("---\n", [yamlencode(local.fast), yamlencode(local.backup_csi)])
+    "storage-classes.yaml" = join("---\n", [yamlencode(local.fast), yamlencode(local.fast_retain), yamlencode(local.backup_csi)])
     "csi-driver-nfs.yaml"  = yamlencode(local.csi_chart)
     } : {
-    "storage-classes.yaml" = join("---\n", concat([yamlencode(local.fast), yamlencode(local.backup_static)], [for pv in local.static_pvs : yamlencode(pv)]))
+    "storage-classes.yaml" = join("---\n", concat([yamlencode(local.fast), yamlencode(local.fast_retain), yamlencode(local.backup_static)], [for pv in local.static_pvs : yamlencode(pv)]))
   }
 }
 
 output "class_names" {
-  description = "StorageClass names: fast (local) and backup (RWX)."
-  value       = { fast = var.fast_class_name, backup = var.backup_class_name }
+  description = "StorageClass names: fast (local, Delete: rebuildable data), fast_retain (local, Retain: databases) and backup (RWX)."
+  value       = { fast = var.fast_class_name, fast_retain = var.fast_retain_class_name, backup = var.backup_class_name }
 }
 
 output "mode" {

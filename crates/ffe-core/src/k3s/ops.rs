@@ -29,6 +29,10 @@ pub enum OpsError {
     },
     #[error("{count} node(s) failed:\n  - {details}")]
     Many { count: usize, details: String },
+    #[error("no server of the cluster answered: {0}")]
+    NoServer(String),
+    #[error("refusing to restart server {name}: {reason}. Restarting it now could leave etcd without quorum; bring the other servers back first, then re-run `terraform apply`")]
+    QuorumAtRisk { name: String, reason: String },
 }
 
 impl OpsError {
@@ -51,6 +55,8 @@ pub struct Executor<'a> {
     pub warnings: std::sync::Mutex<Vec<String>>,
     /// The kubeconfig read from the first server, once fetched.
     pub kubeconfig: std::sync::Mutex<Option<String>>,
+    /// sha256 of local air-gap files, computed once per apply.
+    local_sha: tokio::sync::Mutex<BTreeMap<std::path::PathBuf, String>>,
 }
 
 impl<'a> Executor<'a> {
@@ -62,6 +68,7 @@ impl<'a> Executor<'a> {
             ready_timeout: Duration::from_secs(300),
             warnings: Default::default(),
             kubeconfig: Default::default(),
+            local_sha: Default::default(),
         }
     }
 
@@ -143,13 +150,23 @@ impl<'a> Executor<'a> {
         remote: &str,
         mode: u32,
     ) -> Result<(), OpsError> {
-        let local_sha = file_sha256(local).await.map_err(|e| {
-            OpsError::step(
-                n,
-                "read airgap file",
-                format!("{}: {e}. Check the airgap_* paths", local.display()),
-            )
-        })?;
+        let local_sha = {
+            let mut cache = self.local_sha.lock().await;
+            match cache.get(local) {
+                Some(sha) => sha.clone(),
+                None => {
+                    let sha = file_sha256(local).await.map_err(|e| {
+                        OpsError::step(
+                            n,
+                            "read airgap file",
+                            format!("{}: {e}. Check the airgap_* paths", local.display()),
+                        )
+                    })?;
+                    cache.insert(local.to_path_buf(), sha.clone());
+                    sha
+                }
+            }
+        };
         let probe = format!("sha256sum {} 2>/dev/null | cut -d' ' -f1", quote(remote));
         let remote_sha = self
             .pool
@@ -228,7 +245,39 @@ impl<'a> Executor<'a> {
         self.wait_ready(n, role).await
     }
 
+    /// Before restarting a server, every other server must answer healthy: a restart takes one
+    /// etcd member away for a while.
+    async fn check_quorum_before_restart(&self, n: &Node) -> Result<(), OpsError> {
+        for other in self.spec.servers.iter().filter(|s| s.name != n.name) {
+            let probe = self
+                .pool
+                .run(
+                    &other.target(),
+                    "check server health",
+                    "k3s kubectl get --raw /readyz",
+                )
+                .await;
+            let reason = match probe {
+                Ok(out) if out.trim() == "ok" => continue,
+                Ok(out) => format!(
+                    "server {} is not healthy (/readyz: {})",
+                    other.name,
+                    out.trim()
+                ),
+                Err(e) => format!("server {} is not healthy ({e})", other.name),
+            };
+            return Err(OpsError::QuorumAtRisk {
+                name: n.name.clone(),
+                reason,
+            });
+        }
+        Ok(())
+    }
+
     async fn reconfigure(&self, n: &Node, role: Role) -> Result<(), OpsError> {
+        if role == Role::Server {
+            self.check_quorum_before_restart(n).await?;
+        }
         self.write_config(n, role).await?;
         self.pool
             .run(
@@ -241,6 +290,9 @@ impl<'a> Executor<'a> {
     }
 
     async fn upgrade(&self, n: &Node, role: Role) -> Result<(), OpsError> {
+        if role == Role::Server {
+            self.check_quorum_before_restart(n).await?;
+        }
         if role == Role::Agent {
             self.kubectl(n, "cordon + drain before upgrade", &drain_cmd(&n.name))
                 .await?;
@@ -259,8 +311,17 @@ impl<'a> Executor<'a> {
 
     async fn remove(&self, n: &Node, role: Role) -> Result<(), OpsError> {
         let members = self.node_list().await?;
-        if members.iter().any(|m| m.name == n.name) {
-            self.kubectl(n, "drain", &drain_cmd(&n.name)).await?;
+        if let Some(m) = members.iter().find(|m| m.name == n.name) {
+            if m.ready {
+                self.kubectl(n, "drain", &drain_cmd(&n.name)).await?;
+            } else {
+                // A dead kubelet never confirms evictions: draining would only time out. Deleting
+                // the Node lets its pods be rescheduled elsewhere.
+                self.warn(format!(
+                    "{}: Node is NotReady, removed without draining",
+                    n.target()
+                ));
+            }
             self.kubectl(
                 n,
                 "delete Node object",
@@ -316,26 +377,18 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
-    /// Run a kubectl command on the first reachable server (other than `about` where possible).
+    /// Run a kubectl command on the first server (other than `about`) where it succeeds.
     async fn kubectl(&self, about: &Node, step: &str, script: &str) -> Result<String, OpsError> {
-        let mut last_err = None;
-        for s in self.spec.servers.iter().filter(|s| s.name != about.name) {
-            match self.pool.run(&s.target(), step, script).await {
-                Ok(out) => return Ok(out),
-                Err(e) if e.is_unreachable() => last_err = Some(e),
-                Err(e) => {
-                    return Err(OpsError::step(about, step, e.to_string()));
-                }
-            }
-        }
-        match last_err {
-            Some(e) => Err(e.into()),
-            None => Err(OpsError::step(
-                about,
-                step,
-                "no other server to run kubectl on",
-            )),
-        }
+        let others: Vec<Node> = self
+            .spec
+            .servers
+            .iter()
+            .filter(|s| s.name != about.name)
+            .cloned()
+            .collect();
+        on_first_server(self.pool, &others, step, script)
+            .await
+            .map_err(|e| OpsError::step(about, step, e.to_string()))
     }
 
     /// Node objects as the API server reports them, from the first server that answers.
@@ -352,10 +405,24 @@ impl<'a> Executor<'a> {
             Role::Agent => self.spec.servers.clone(),
         };
         loop {
+            // Registered, not Ready: with `flannel-backend: none` nodes stay NotReady until the
+            // CNI bundle (written after the cluster exists) runs. A server must also serve the API.
             let last = match node_list(self.pool, &query).await {
                 Ok(list) => match list.iter().find(|s| s.name == n.name) {
-                    Some(s) if s.ready => return Ok(()),
-                    Some(_) => "registered but not Ready".to_string(),
+                    Some(_) if role == Role::Agent => return Ok(()),
+                    Some(_) => match self
+                        .pool
+                        .run(
+                            &n.target(),
+                            "check API health",
+                            "k3s kubectl get --raw /readyz",
+                        )
+                        .await
+                    {
+                        Ok(out) if out.trim() == "ok" => return Ok(()),
+                        Ok(out) => format!("API not healthy yet (/readyz: {})", out.trim()),
+                        Err(e) => e.to_string(),
+                    },
                     None => "not registered with the API server yet".to_string(),
                 },
                 Err(e) => e.to_string(),
@@ -363,9 +430,9 @@ impl<'a> Executor<'a> {
             if start.elapsed() >= self.ready_timeout {
                 return Err(OpsError::step(
                     n,
-                    "wait for node Ready",
+                    "wait for the node to register",
                     format!(
-                        "not Ready after {} s ({last}). Look at `journalctl -u {}` on the host, fix the cause, then re-run `terraform apply`",
+                        "not up after {} s ({last}). Look at `journalctl -u {}` on the host, fix the cause, then re-run `terraform apply`",
                         self.ready_timeout.as_secs(),
                         role.unit()
                     ),
@@ -378,10 +445,11 @@ impl<'a> Executor<'a> {
 
     /// The admin kubeconfig of the first server, pointed at the API endpoint.
     pub async fn fetch_kubeconfig(&self) -> Result<String, OpsError> {
-        let first = self.spec.servers.first().ok_or_else(|| OpsError::Many {
-            count: 0,
-            details: "no servers".into(),
-        })?;
+        let first = self
+            .spec
+            .servers
+            .first()
+            .ok_or_else(|| OpsError::NoServer("the cluster has no servers".into()))?;
         let raw = self
             .pool
             .run(
@@ -417,9 +485,21 @@ fn collect_errors(results: Vec<Result<(), OpsError>>) -> Result<(), OpsError> {
     }
 }
 
+/// sha256 of a local file, streamed (image tarballs are hundreds of MB).
 async fn file_sha256(path: &Path) -> std::io::Result<String> {
-    let data = tokio::fs::read(path).await?;
-    Ok(sha256_hex(&data))
+    use sha2::{Digest, Sha256};
+    use tokio::io::AsyncReadExt;
+    let mut f = tokio::fs::File::open(path).await?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// One Node object as `kubectl get nodes -o json` reports it.
@@ -458,27 +538,31 @@ pub fn parse_node_list(json: &str) -> Result<Vec<NodeStatus>, String> {
         .collect())
 }
 
-/// Ask the servers in order until one answers with the node list.
-pub async fn node_list(pool: &SshPool, servers: &[Node]) -> Result<Vec<NodeStatus>, OpsError> {
-    let mut last = None;
+/// Run `script` on each server in turn until it succeeds there; the error lists every attempt.
+pub async fn on_first_server(
+    pool: &SshPool,
+    servers: &[Node],
+    step: &str,
+    script: &str,
+) -> Result<String, OpsError> {
+    let mut failures = vec![];
     for s in servers {
-        match pool
-            .run(&s.target(), "list nodes", "k3s kubectl get nodes -o json")
-            .await
-        {
-            Ok(out) => {
-                return parse_node_list(&out).map_err(|m| OpsError::step(s, "list nodes", m));
-            }
-            Err(e) => last = Some(e),
+        match pool.run(&s.target(), step, script).await {
+            Ok(out) => return Ok(out),
+            Err(e) => failures.push(e.to_string()),
         }
     }
-    Err(match last {
-        Some(e) => e.into(),
-        None => OpsError::Many {
-            count: 0,
-            details: "no servers to ask for the node list".into(),
-        },
-    })
+    Err(OpsError::NoServer(if failures.is_empty() {
+        "no server to ask".into()
+    } else {
+        failures.join("; ")
+    }))
+}
+
+/// Ask the servers in order until one answers with the node list.
+pub async fn node_list(pool: &SshPool, servers: &[Node]) -> Result<Vec<NodeStatus>, OpsError> {
+    let out = on_first_server(pool, servers, "list nodes", "k3s kubectl get nodes -o json").await?;
+    parse_node_list(&out).map_err(OpsError::NoServer)
 }
 
 /// Parse the facts script output of [`read_node_script`].
@@ -540,13 +624,7 @@ pub async fn read_live(pool: &SshPool, spec: &ClusterSpec) -> (LiveCluster, Vec<
         .collect();
     if !active_servers.is_empty() {
         match node_list(pool, &active_servers).await {
-            Ok(list) => {
-                live.ready_members = list
-                    .into_iter()
-                    .filter(|s| s.ready)
-                    .map(|s| s.name)
-                    .collect()
-            }
+            Ok(list) => live.members = list.into_iter().map(|s| s.name).collect(),
             Err(e) => warnings.push(e.to_string()),
         }
     }

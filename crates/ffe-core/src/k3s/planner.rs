@@ -26,8 +26,9 @@ pub struct LiveNode {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveCluster {
     pub nodes: BTreeMap<String, LiveNode>,
-    /// Names of the Node objects that are Ready.
-    pub ready_members: BTreeSet<String>,
+    /// Names of the Node objects the API server knows (registered). Not "Ready": with
+    /// `flannel-backend: none` nodes stay NotReady until the CNI bundle runs, after the cluster.
+    pub members: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +72,7 @@ pub enum PlanError {
     NoServers,
     #[error("servers: {count} servers is an even number; etcd needs an odd count (1, 3, 5, ...) to tolerate failures. Set master_count to an odd number")]
     EvenServers { count: usize },
-    #[error("servers: removing {count} servers ({names}) in one apply could lose etcd quorum. Remove one server per apply and check the cluster between applies")]
+    #[error("servers: removing {count} servers ({names}) would leave fewer than a majority of the current etcd members, losing quorum. Remove fewer servers per apply and check the cluster between applies")]
     TooManyServerRemovals { count: usize, names: String },
     #[error("servers: removing {name}, the first server, is not supported: every node registers through its address. Keep it first in master_ips")]
     BootstrapServerRemoved { name: String },
@@ -84,6 +85,18 @@ pub enum PlanError {
     },
     #[error("node {name} is listed both as a server and as an agent")]
     DuplicateNode { name: String },
+    #[error(
+        "node name {name:?} must be a DNS-1123 label (lowercase letters, digits, '-', at most 63)"
+    )]
+    BadName { name: String },
+    #[error("node {name}: address {address:?} must be an IPv4 address or a host name")]
+    BadAddress { name: String, address: String },
+    #[error("servers: {new} would become the first server instead of {old}; the first server initialised etcd and every node registers through it. Keep {old} first in master_ips")]
+    BootstrapServerMoved { old: String, new: String },
+    #[error("node {name} cannot move between servers and agents; remove it in one apply and add it back under a new name in the next")]
+    RoleChanged { name: String },
+    #[error("servers: {name}, the first server, no longer runs k3s while {live} still hold the cluster. Installing it again as the first server would start a second, empty etcd cluster. Recover it as described in docs/deploy.md (\"The first server lost its data\")")]
+    BootstrapLost { name: String, live: String },
 }
 
 fn names(nodes: &[&Node]) -> String {
@@ -111,8 +124,42 @@ pub fn check_spec(spec: &ClusterSpec) -> Result<(), PlanError> {
                 name: n.name.clone(),
             });
         }
+        if !is_dns_label(&n.name) {
+            return Err(PlanError::BadName {
+                name: n.name.clone(),
+            });
+        }
+        if !is_host_address(&n.address) {
+            return Err(PlanError::BadAddress {
+                name: n.name.clone(),
+                address: n.address.clone(),
+            });
+        }
     }
     Ok(())
+}
+
+/// A Kubernetes node name: DNS-1123 label.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// An IPv4 address or a DNS host name (never something ssh could read as an option).
+pub fn is_host_address(s: &str) -> bool {
+    s.parse::<std::net::Ipv4Addr>().is_ok()
+        || (!s.is_empty()
+            && s.len() <= 253
+            && s.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !l.starts_with('-')
+            }))
 }
 
 /// Quorum rules for changing the server set from `prior` to `desired`.
@@ -135,22 +182,47 @@ pub fn check_change(prior: &ClusterSpec, desired: &ClusterSpec) -> Result<(), Pl
             }
         }
     }
+    for n in &desired.servers {
+        if prior.agents.iter().any(|a| a.name == n.name) {
+            return Err(PlanError::RoleChanged {
+                name: n.name.clone(),
+            });
+        }
+    }
+    for n in &desired.agents {
+        if prior.servers.iter().any(|a| a.name == n.name) {
+            return Err(PlanError::RoleChanged {
+                name: n.name.clone(),
+            });
+        }
+    }
     let removed: Vec<&Node> = prior
         .servers
         .iter()
         .filter(|p| !desired.servers.iter().any(|d| d.name == p.name))
         .collect();
-    if removed.len() > 1 {
+    // Removals run one at a time; the servers that stay must still be a majority of the
+    // membership we start from, so etcd keeps quorum even if a removal goes wrong.
+    let remaining = prior.servers.len() - removed.len();
+    if !removed.is_empty() && remaining < prior.servers.len() / 2 + 1 {
         return Err(PlanError::TooManyServerRemovals {
             count: removed.len(),
             names: names(&removed),
         });
     }
-    if let (Some(first), Some(r)) = (prior.servers.first(), removed.first()) {
-        if first.name == r.name {
+    if let Some(first) = prior.servers.first() {
+        if removed.iter().any(|r| r.name == first.name) {
             return Err(PlanError::BootstrapServerRemoved {
-                name: r.name.clone(),
+                name: first.name.clone(),
             });
+        }
+        if let Some(new_first) = desired.servers.first() {
+            if new_first.name != first.name {
+                return Err(PlanError::BootstrapServerMoved {
+                    old: first.name.clone(),
+                    new: new_first.name.clone(),
+                });
+            }
         }
     }
     Ok(())
@@ -166,7 +238,7 @@ fn converge(
 ) -> Option<Action> {
     let l = live.nodes.get(&node.name).cloned().unwrap_or_default();
     let installed = match &l.version {
-        Some(v) if l.active && live.ready_members.contains(&node.name) => v,
+        Some(v) if l.active && live.members.contains(&node.name) => v,
         _ => {
             return Some(match role {
                 Role::Server => Action::InstallServer(node.clone()),
@@ -195,6 +267,24 @@ pub fn plan(
     match prior {
         Some(p) => check_change(p, desired)?,
         None => check_spec(desired)?,
+    }
+    // The first server is only ever the bootstrap server. If it lost k3s while others still hold
+    // the cluster, reinstalling it with cluster-init would split the cluster: refuse.
+    if let Some(first) = desired.servers.first() {
+        let lost = matches!(
+            converge(desired, live, first, Role::Server, wanted_sha),
+            Some(Action::InstallServer(_))
+        );
+        let live_servers: Vec<&Node> = desired.servers[1..]
+            .iter()
+            .filter(|s| live.members.contains(&s.name))
+            .collect();
+        if lost && !live_servers.is_empty() {
+            return Err(PlanError::BootstrapLost {
+                name: first.name.clone(),
+                live: names(&live_servers),
+            });
+        }
     }
     let mut stages = Vec::new();
     // Servers strictly one at a time, in order: the first initialises etcd.
@@ -294,7 +384,7 @@ mod tests {
                     active: true,
                 },
             );
-            live.ready_members.insert(n.name.clone());
+            live.members.insert(n.name.clone());
         }
         live
     }
@@ -333,9 +423,9 @@ mod tests {
         let mut live = converged(&s);
         // Server 3 and agent 2 never made it.
         live.nodes.remove("m2");
-        live.ready_members.remove("m2");
+        live.members.remove("m2");
         live.nodes.remove("w1");
-        live.ready_members.remove("w1");
+        live.members.remove("w1");
         let stages = plan(None, &s, &live, &shas(&s)).unwrap();
         assert_eq!(
             stages,
@@ -404,9 +494,22 @@ mod tests {
     fn quorum_rules_refuse_dangerous_server_changes() {
         let three = spec(3, 2);
         let five = spec(5, 2);
+        // 5 -> 3 keeps a majority of the 5 members: allowed, removed one at a time.
+        assert!(check_change(&five, &three).is_ok());
+        let stages = plan(Some(&five), &three, &converged(&five), &shas(&three)).unwrap();
+        assert_eq!(
+            stages,
+            vec![
+                Stage::Serial(Action::Remove(five.servers[3].clone(), Role::Server)),
+                Stage::Serial(Action::Remove(five.servers[4].clone(), Role::Server)),
+            ]
+        );
+        // 5 -> 1 would leave 1 of 5: refused.
+        let mut one_of_five = spec(1, 2);
+        one_of_five.servers[0] = five.servers[0].clone();
         assert!(matches!(
-            check_change(&five, &three),
-            Err(PlanError::TooManyServerRemovals { count: 2, .. })
+            check_change(&five, &one_of_five),
+            Err(PlanError::TooManyServerRemovals { count: 4, .. })
         ));
         assert!(matches!(
             check_spec(&spec(2, 2)),
@@ -425,6 +528,20 @@ mod tests {
         assert!(matches!(
             check_change(&five, &without_first),
             Err(PlanError::BootstrapServerRemoved { .. })
+        ));
+        let mut reordered = three.clone();
+        reordered.servers.swap(0, 1);
+        assert!(matches!(
+            check_change(&three, &reordered),
+            Err(PlanError::BootstrapServerMoved { .. })
+        ));
+        let mut promoted = three.clone();
+        let agent = promoted.agents.remove(0);
+        promoted.servers.push(agent);
+        promoted.servers.push(Node::new("m8", "10.210.1.98"));
+        assert!(matches!(
+            check_change(&three, &promoted),
+            Err(PlanError::RoleChanged { .. })
         ));
         let mut moved = three.clone();
         moved.agents[0].address = "10.210.1.200".into();
@@ -446,8 +563,38 @@ mod tests {
 
     #[test]
     fn a_refused_change_plans_nothing() {
-        let five = spec(5, 2);
         let three = spec(3, 2);
-        assert!(plan(Some(&five), &three, &converged(&five), &shas(&three)).is_err());
+        let mut one = spec(1, 2);
+        one.servers[0] = three.servers[0].clone();
+        assert!(plan(Some(&three), &one, &converged(&three), &shas(&one)).is_err());
+    }
+
+    #[test]
+    fn a_lost_first_server_is_never_reinstalled_as_bootstrap() {
+        let s = spec(3, 2);
+        let mut live = converged(&s);
+        live.nodes.remove("m0");
+        live.members.remove("m0");
+        assert!(matches!(
+            plan(Some(&s), &s, &live, &shas(&s)),
+            Err(PlanError::BootstrapLost { .. })
+        ));
+        // With no server left at all it is a fresh bootstrap again.
+        let empty = LiveCluster::default();
+        assert!(plan(None, &s, &empty, &shas(&s)).is_ok());
+    }
+
+    #[test]
+    fn names_and_addresses_are_checked() {
+        let mut bad = spec(3, 2);
+        bad.agents[0].address = "-oProxyCommand=touch /tmp/x".into();
+        assert!(matches!(
+            check_spec(&bad),
+            Err(PlanError::BadAddress { .. })
+        ));
+        let mut bad = spec(3, 2);
+        bad.servers[1].name = "Master_1".into();
+        assert!(matches!(check_spec(&bad), Err(PlanError::BadName { .. })));
+        assert!(is_host_address("node-1.example.com") && is_host_address("10.0.1.10"));
     }
 }

@@ -144,16 +144,28 @@ impl ClusterState {
     }
 
     /// Everything needed to build the spec is known (not waiting on other resources).
+    /// Every input the rendered node configs depend on is known (not waiting on other
+    /// resources), so the planned config hashes equal what apply will write.
     fn spec_known(&self) -> bool {
+        let labels_unknown = match &self.node_labels {
+            Value::Unknown => true,
+            Value::Value(m) => m.values().any(|v| matches!(v, Value::Unknown)),
+            Value::Null => false,
+        };
         !nodes_unknown(&self.servers)
             && !nodes_unknown(&self.agents)
             && !list_unknown(&self.tls_san)
             && !list_unknown(&self.server_taints)
+            && !labels_unknown
+            && !matches!(self.etcd_snapshot_retention, Value::Unknown)
             && ![
                 &self.cluster_name,
                 &self.kubernetes_version,
                 &self.api_vip,
                 &self.etcd_snapshot_dir,
+                &self.etcd_snapshot_schedule,
+                &self.cluster_cidr,
+                &self.service_cidr,
                 &self.install_mode,
             ]
             .iter()
@@ -272,7 +284,7 @@ fn live_maps(spec: &ClusterSpec, live: &LiveCluster) -> (StrMap, StrMap, StrList
     let mut versions = vec![];
     for (n, _) in spec.all_nodes() {
         let l = live.nodes.get(&n.name).cloned().unwrap_or_default();
-        let member = l.active && live.ready_members.contains(&n.name);
+        let member = l.active && live.members.contains(&n.name);
         shas.push((
             n.name.clone(),
             l.config_sha256
@@ -287,7 +299,7 @@ fn live_maps(spec: &ClusterSpec, live: &LiveCluster) -> (StrMap, StrMap, StrList
         ));
     }
     let mut members: Vec<String> = live
-        .ready_members
+        .members
         .iter()
         .filter(|m| spec.role_of(m).is_some())
         .cloned()
@@ -326,7 +338,7 @@ impl ClusterResource {
         };
         let (live, read_warnings) = ops::read_live(&pool, &spec).await;
         for w in read_warnings {
-            tracing::info!("while reading the cluster before apply: {w}");
+            diags.root_warning("k3s cluster: a node could not be read before applying", w);
         }
         let shas = wanted_shas(&spec, &token);
         let stages = match planner::plan(prior_spec.as_ref(), &spec, &live, &shas) {
@@ -373,8 +385,15 @@ impl ClusterResource {
                 return None;
             }
         }
-        let (live_after, _) = ops::read_live(&pool, &spec).await;
-        let (_, versions, _) = live_maps(&spec, &live_after);
+        // Versions planned as known stay as planned (Terraform requires it); unknown ones are
+        // read back from the nodes.
+        let versions = match &planned.node_versions {
+            Value::Value(_) => planned.node_versions.clone(),
+            _ => {
+                let (live_after, _) = ops::read_live(&pool, &spec).await;
+                live_maps(&spec, &live_after).1
+            }
+        };
         let mut s = planned;
         s.id = Value::Value(spec.cluster_name.clone());
         s.token = Value::Value(token);
@@ -549,6 +568,7 @@ impl Resource for ClusterResource {
             s.node_versions = Value::Unknown;
             s.members = Value::Unknown;
             s.api_endpoint = Value::Unknown;
+            s.kubeconfig = Value::Unknown;
             return Some((s, private, vec![]));
         }
         let spec = spec_or_diag(&s, diags)?;
@@ -578,11 +598,19 @@ impl Resource for ClusterResource {
         } else {
             Value::Unknown
         };
-        // A kubeconfig file deleted locally is written again by the next apply.
+        // A kubeconfig file deleted locally is written again by the next apply; a first server
+        // that must be installed again hands out a new one.
         let file_missing = s.kubeconfig_file().is_some_and(|p| !p.exists());
+        let first_absent = spec.servers.first().is_some_and(|f| {
+            to_btree(&prior.node_config_sha256)
+                .get(&f.name)
+                .map(String::as_str)
+                == Some(ABSENT)
+        });
         if spec.api_endpoint() != opt_str(&prior.api_endpoint).unwrap_or_default()
             || spec.cluster_name != opt_str(&prior.cluster_name).unwrap_or_default()
             || file_missing
+            || first_absent
         {
             s.kubeconfig = Value::Unknown;
         }

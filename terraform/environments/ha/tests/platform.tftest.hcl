@@ -49,6 +49,65 @@ run "example_renders_every_bundle" {
     condition     = module.storage.mode == "csi-nfs" && strcontains(module.storage.manifests["csi-driver-nfs.yaml"], "\"version\": \"4.13.4\"")
     error_message = "with nfs_server/nfs_export, the backup class must use csi-driver-nfs at the pinned chart version."
   }
+  assert {
+    condition     = yamldecode(module.storage.manifests["csi-driver-nfs.yaml"]).spec.chart == "https://raw.githubusercontent.com/kubernetes-csi/csi-driver-nfs/v4.13.4/charts/v4.13.4/csi-driver-nfs-4.13.4.tgz" && !can(yamldecode(module.storage.manifests["csi-driver-nfs.yaml"]).spec.repo)
+    error_message = "csi-driver-nfs must come from the chart archive under the pinned release tag (never a branch): ${yamldecode(module.storage.manifests["csi-driver-nfs.yaml"]).spec.chart}"
+  }
+  assert {
+    condition = {
+      for d in split("---\n", module.storage.manifests["storage-classes.yaml"]) : yamldecode(d).metadata.name => yamldecode(d).reclaimPolicy
+      if yamldecode(d).kind == "StorageClass"
+      } == {
+      "fast-local"        = "Delete"
+      "fast-local-retain" = "Retain"
+      "backup-nfs"        = "Retain"
+    }
+    error_message = "storage classes: fast-local (Delete) stays as is, fast-local-retain (Retain) is added for databases, backup-nfs retains."
+  }
+  assert {
+    condition     = yamldecode(yamldecode(module.cni.manifests["calico.yaml"]).spec.valuesContent).defaultFelixConfiguration == { enabled = true, wireguardEnabled = true }
+    error_message = "calico_wireguard_enabled defaults to true: the chart's FelixConfiguration default must set wireguardEnabled = true."
+  }
+  assert {
+    condition = alltrue([for c in concat(
+      yamldecode(yamldecode(module.edge.manifests["nginx-gateway-fabric.yaml"]).spec.valuesContent).nginxGateway.topologySpreadConstraints,
+      yamldecode(yamldecode(module.edge.manifests["nginx-gateway-fabric.yaml"]).spec.valuesContent).nginx.pod.topologySpreadConstraints,
+      yamldecode(split("---\n", module.edge.manifests["gateway.yaml"])[0]).spec.kubernetes.deployment.pod.topologySpreadConstraints,
+    ) : c.topologyKey == "kubernetes.io/hostname" && c.whenUnsatisfiable == "DoNotSchedule" && c.maxSkew == 1 && c.nodeTaintsPolicy == "Honor" && length(c.labelSelector.matchLabels) > 0])
+    error_message = "NGINX Gateway Fabric controller and data plane (chart values and the Gateway's NginxProxy) must spread hard over hostnames."
+  }
+  assert {
+    condition     = yamldecode(split("---\n", module.edge.manifests["gateway.yaml"])[0]).spec.kubernetes.deployment.pod.topologySpreadConstraints[0].labelSelector.matchLabels == { "gateway.networking.k8s.io/gateway-name" = yamldecode(split("---\n", module.edge.manifests["gateway.yaml"])[1]).metadata.name }
+    error_message = "the data plane spread must select the pods of the ffe-edge Gateway."
+  }
+  assert {
+    condition     = yamldecode(split("---\n", module.edge.manifests["gateway.yaml"])[0]).spec.kubernetes.service.externalTrafficPolicy == "Cluster" && yamldecode(yamldecode(module.edge.manifests["nginx-gateway-fabric.yaml"]).spec.valuesContent).nginx.service.externalTrafficPolicy == "Cluster"
+    error_message = "the edge Service keeps externalTrafficPolicy Cluster: kube-vip announces ingress_ip from servers, which run no NGINX pod."
+  }
+}
+
+run "calico_wireguard_can_be_turned_off" {
+  command = plan
+  variables {
+    calico_wireguard_enabled = false
+  }
+  assert {
+    condition     = yamldecode(yamldecode(module.cni.manifests["calico.yaml"]).spec.valuesContent).defaultFelixConfiguration == { enabled = true, wireguardEnabled = false }
+    error_message = "calico_wireguard_enabled = false must render wireguardEnabled = false explicitly (so turning it off is an upgrade)."
+  }
+}
+
+# domain names but no edge IP: plans, with a warning naming ingress_ip; no edge DNS records
+run "domain_names_without_ingress_ip_warns" {
+  command = plan
+  variables {
+    ingress_ip = null
+  }
+  expect_failures = [check.ingress_ip_set]
+  assert {
+    condition     = length([for r in output.dns_records : r if contains(["ffe.three-rivers-tech.com", "api.ffe.three-rivers-tech.com"], r.name)]) == 0 && !strcontains(module.edge.manifests["gateway.yaml"], "loadBalancerIP")
+    error_message = "ingress_ip = null: no edge DNS records and no pinned edge address."
+  }
 }
 
 # the example as given (no NFS server): hostPath PVs on the shared mount; main.tf warns
