@@ -5,7 +5,10 @@
 //! - every alert has severity, summary, description and a runbook_url whose anchor exists in
 //!   docs/monitoring.md;
 //! - every alert has a promtool unit test in monitoring/tests/*.yaml that expects it firing and one
-//!   that expects it not firing (promtool itself does not enforce that).
+//!   that expects it not firing (promtool itself does not enforce that);
+//! - every rule that reads a Postgres or Vault metric sits in a group whose name contains
+//!   "postgres" / "vault" (and only such rules do): terraform/modules/monitoring leaves those groups
+//!   out until the layer is deployed, so their absent() alerts cannot fire on a cluster without it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -238,6 +241,7 @@ fn every_dashboard_query_parses_and_uses_known_metrics() {
 
 struct Rule {
     file: String,
+    group: String,
     alert: Option<String>,
     expr: String,
     labels: BTreeMap<String, String>,
@@ -268,6 +272,11 @@ fn load_rules() -> Vec<Rule> {
             .and_then(Yaml::as_sequence)
             .unwrap_or_else(|| panic!("{name}: no groups"));
         for group in groups {
+            let group_name = group
+                .get("name")
+                .and_then(Yaml::as_str)
+                .unwrap_or_else(|| panic!("{name}: a group without a name"))
+                .to_string();
             for rule in group
                 .get("rules")
                 .and_then(Yaml::as_sequence)
@@ -276,6 +285,7 @@ fn load_rules() -> Vec<Rule> {
             {
                 rules.push(Rule {
                     file: name.clone(),
+                    group: group_name.clone(),
                     alert: rule.get("alert").and_then(Yaml::as_str).map(str::to_string),
                     expr: rule
                         .get("expr")
@@ -306,6 +316,138 @@ fn every_rule_expression_parses_and_uses_known_metrics() {
         problems.extend(check_query(&location, &rule.expr, &known));
     }
     assert_no_problems("rules", &problems);
+}
+
+/// A layer this release may not deploy, and how a selector shows it reads it: metric-name
+/// prefixes, scrape jobs, and CronJob name fragments (backup jobs read via kube-state-metrics).
+struct Layer {
+    name: &'static str,
+    prefixes: &'static [&'static str],
+    jobs: &'static [&'static str],
+    cronjobs: &'static [&'static str],
+}
+
+const LAYERS: [Layer; 2] = [
+    Layer {
+        name: "postgres",
+        prefixes: &["patroni_", "pg_", "ffe_pgbackup_", "ffe:postgres_"],
+        jobs: &["patroni", "postgres-exporter"],
+        cronjobs: &["pg-dump"],
+    },
+    Layer {
+        name: "vault",
+        prefixes: &["vault_"],
+        jobs: &["vault"],
+        cronjobs: &["vault-snapshot"],
+    },
+];
+
+/// The layers a rule expression reads (empty = only the core platform).
+fn layers_read(expr: &str) -> Result<BTreeSet<&'static str>, String> {
+    let expr = parser::parse(expr).map_err(|e| format!("does not parse: {e}"))?;
+    let mut all = Vec::new();
+    selectors(&expr, &mut all);
+    let mut layers = BTreeSet::new();
+    for vs in all {
+        let matchers: Vec<_> = vs
+            .matchers
+            .matchers
+            .iter()
+            .chain(vs.matchers.or_matchers.iter().flatten())
+            .collect();
+        for layer in &LAYERS {
+            let by_name = vs
+                .name
+                .iter()
+                .chain(
+                    matchers
+                        .iter()
+                        .filter(|m| m.name == "__name__")
+                        .map(|m| &m.value),
+                )
+                .any(|n| layer.prefixes.iter().any(|p| n.starts_with(p)));
+            let by_job = matchers
+                .iter()
+                .any(|m| m.name == "job" && layer.jobs.contains(&m.value.as_str()));
+            let by_cronjob = matchers
+                .iter()
+                .any(|m| layer.cronjobs.iter().any(|c| m.value.contains(c)));
+            if by_name || by_job || by_cronjob {
+                layers.insert(layer.name);
+            }
+        }
+    }
+    Ok(layers)
+}
+
+/// The layers a rule group belongs to, by the module's naming rule.
+fn group_layers(group: &str) -> BTreeSet<&'static str> {
+    LAYERS
+        .iter()
+        .map(|layer| layer.name)
+        .filter(|name| group.to_lowercase().contains(name))
+        .collect()
+}
+
+#[test]
+fn every_postgres_and_vault_rule_sits_in_its_layers_group() {
+    let mut problems = Vec::new();
+    let mut layered = 0;
+    for rule in load_rules() {
+        // expected.yaml is not deployed: the module renders that group from its variables.
+        if rule.file == "expected.yaml" {
+            continue;
+        }
+        let what = format!(
+            "{}: group {}: {}",
+            rule.file,
+            rule.group,
+            rule.alert.as_deref().unwrap_or("recording rule")
+        );
+        match layers_read(&rule.expr) {
+            Ok(read) => {
+                let group = group_layers(&rule.group);
+                if !read.is_empty() {
+                    layered += 1;
+                }
+                if read != group {
+                    problems.push(format!(
+                        "{what}: reads layers {read:?} but its group name puts it in {group:?} (the monitoring module renders a group only when every layer its name contains is deployed)"
+                    ));
+                }
+            }
+            Err(e) => problems.push(format!("{what}: {e}")),
+        }
+    }
+    assert_no_problems("rule layers", &problems);
+    assert!(
+        layered >= 10,
+        "only {layered} rules read Postgres or Vault: is the layer detection broken?"
+    );
+}
+
+#[test]
+fn layer_detection_sees_names_jobs_and_cronjobs() {
+    let read = |e: &str| layers_read(e).expect("parses");
+    assert_eq!(
+        read("absent(patroni_primary{job=\"patroni\"} == 1)"),
+        BTreeSet::from(["postgres"])
+    );
+    assert_eq!(read("up{job=\"vault\"} == 0"), BTreeSet::from(["vault"]));
+    assert_eq!(
+        read("kube_cronjob_created{cronjob=~\".*pg-dump.*\"}"),
+        BTreeSet::from(["postgres"])
+    );
+    assert_eq!(
+        read("time() - max(kube_cronjob_status_last_successful_time{cronjob=~\".*vault-snapshot.*\"}) > on () group_left () ffe:postgres_replicas:expected"),
+        BTreeSet::from(["postgres", "vault"])
+    );
+    assert!(read("up{job=\"apiserver\"} == 0 and ffe_etcd_snapshot_ready").is_empty());
+    assert_eq!(
+        group_layers("ffe-backups-postgres"),
+        BTreeSet::from(["postgres"])
+    );
+    assert!(group_layers("ffe-backups").is_empty());
 }
 
 /// GitHub-style heading anchors of a Markdown file.

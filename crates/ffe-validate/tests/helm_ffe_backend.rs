@@ -594,10 +594,21 @@ fn secrets_come_from_vault_and_the_database_is_pgbouncer() {
     let docs = render(&[PROD]);
     let annotations = &find(&docs, "Deployment")["spec"]["template"]["metadata"]["annotations"];
     assert_eq!(annotations["vault.hashicorp.com/role"], "ffe-backend");
+    // Vault over HTTPS, verified against the CA from the vault-ca Secret (mounted at /vault/tls).
     assert_eq!(
         annotations["vault.hashicorp.com/service"],
-        "http://vault.vault.svc:8200"
+        "https://vault.vault.svc:8200"
     );
+    assert_eq!(annotations["vault.hashicorp.com/tls-secret"], "vault-ca");
+    assert_eq!(
+        annotations["vault.hashicorp.com/ca-cert"],
+        "/vault/tls/ca.crt"
+    );
+    assert!(annotations
+        .get("vault.hashicorp.com/tls-skip-verify")
+        .is_none());
+    let plain_vault = render_err(&[PROD, "vault.address=http://vault.vault.svc:8200"]);
+    assert!(plain_vault.contains("^https://"), "{plain_vault}");
     let template = annotations["vault.hashicorp.com/agent-inject-template-app"]
         .as_str()
         .expect("template");
@@ -609,6 +620,37 @@ fn secrets_come_from_vault_and_the_database_is_pgbouncer() {
         template.contains("@ffe-pgbouncer.ffe-data.svc:5432/ffe"),
         "{template}"
     );
+    // TLS to PgBouncer with CA and host name checks; the CA file is mounted where the URL says.
+    assert!(
+        template.contains("?sslmode=verify-full&sslrootcert=/etc/ffe/db-ca/ca.crt'"),
+        "{template}"
+    );
+    assert_eq!(
+        env_value(&docs, "PGSSLROOTCERT").expect("PGSSLROOTCERT")["value"],
+        "/etc/ffe/db-ca/ca.crt"
+    );
+    let ca_mount = container(&docs)["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .find(|m| m["mountPath"] == "/etc/ffe/db-ca")
+        .expect("db CA mount")
+        .clone();
+    assert_eq!(ca_mount["readOnly"], true);
+    let ca_volume = find(&docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == ca_mount["name"])
+        .expect("db CA volume")
+        .clone();
+    assert_eq!(ca_volume["secret"]["secretName"], "ffe-db-ca");
+    assert_eq!(
+        ca_volume["secret"]["items"],
+        serde_json::json!([{"key": "ca.crt", "path": "ca.crt"}])
+    );
+    let no_ca = render_err(&[PROD, "database.sslrootcert="]);
+    assert!(no_ca.contains("database.sslrootcert"), "{no_ca}");
     assert_eq!(
         env_value(&docs, "FFE_ENV_FILE").expect("FFE_ENV_FILE")["value"],
         "/vault/secrets/app"

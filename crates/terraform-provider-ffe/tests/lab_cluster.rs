@@ -365,7 +365,7 @@ fn version_upgrade_rolls_servers_one_at_a_time_then_drains_agents() {
 }
 
 #[test]
-fn servers_grow_one_at_a_time_and_unsafe_shrink_is_refused_at_plan() {
+fn servers_grow_and_shrink_one_at_a_time_and_unsafe_shrink_is_refused_at_plan() {
     let env = Env::new(5, 2);
     env.tfvars_sized(3, 2, "");
     env.apply_ok();
@@ -437,8 +437,27 @@ fn servers_grow_one_at_a_time_and_unsafe_shrink_is_refused_at_plan() {
         5
     );
 
-    // 5 -> 3 removes two etcd members at once: refused before anything runs.
+    // 5 -> 3 keeps a majority of the 5 members: the two are removed one at a time.
     env.tfvars_sized(3, 2, "");
+    env.apply_ok();
+    let gone = |host: &str| {
+        env.records(host)
+            .iter()
+            .filter(|r| r.program == "k3s-uninstall.sh")
+            .map(|r| r.ts_ns)
+            .max()
+            .unwrap_or_else(|| panic!("{host} not uninstalled"))
+    };
+    assert!(
+        gone(&master(3)) < gone(&master(4)),
+        "servers removed out of order"
+    );
+    let cluster = env.lab.standin_cluster().unwrap().unwrap();
+    assert_eq!(cluster.etcd_members.len(), 3);
+
+    // 3 -> 1 would leave one of three etcd members: refused before anything runs.
+    env.tfvars_sized(1, 2, "");
+    env.edit_tfvars(|s| s.replace("cluster_size = \"ha\"", "cluster_size = \"single\""));
     let out = env.terraform(&["plan", "-input=false"]);
     let msg = text(&out);
     assert!(!out.status.success(), "plan must refuse:\n{msg}");
@@ -451,6 +470,6 @@ fn servers_grow_one_at_a_time_and_unsafe_shrink_is_refused_at_plan() {
             .unwrap()
             .etcd_members
             .len(),
-        5
+        3
     );
 }

@@ -98,9 +98,10 @@ Deployment replicas.
 /vault/secrets/{{ .Values.vault.secretName }}
 {{- end }}
 
-{{/* postgresql URL for PgBouncer without credentials: host:port/db?sslmode= */}}
+{{/* postgresql URL for PgBouncer without credentials: host:port/db?sslmode=[&sslrootcert=] */}}
 {{- define "ffe-backend.pgbouncerTarget" -}}
 {{- printf "%s:%d/%s?sslmode=%s" .Values.database.host (int .Values.database.port) .Values.database.name .Values.database.sslmode }}
+{{- with .Values.database.sslrootcert }}{{ printf "&sslrootcert=%s" . }}{{ end }}
 {{- end }}
 
 {{/*
@@ -141,6 +142,12 @@ PgBouncer from the credential keys (unless database.external, where Vault or dat
 {{- end }}
 {{- if and (not .Values.vault.enabled) (not .Values.database.external) (not (include "ffe-backend.secretName" .)) }}
 {{- fail "without Vault the DB credentials come from a Secret: set secrets.create=true with secrets.data, or secrets.existingSecret" }}
+{{- end }}
+{{- if and (has .Values.database.sslmode (list "verify-ca" "verify-full")) (not .Values.database.sslrootcert) }}
+{{- fail (printf "database.sslmode=%s needs database.sslrootcert (the CA file that signed the server certificate; mount it with database.caSecret)" .Values.database.sslmode) }}
+{{- end }}
+{{- if and .Values.database.caSecret.name (not .Values.database.sslrootcert) }}
+{{- fail "database.caSecret.name is set but database.sslrootcert is empty: set the path the CA is mounted at, e.g. /etc/ffe/db-ca/ca.crt" }}
 {{- end }}
 {{- if and .Values.httpRoute.enabled (not .Values.httpRoute.parentRefs) }}
 {{- fail "httpRoute.enabled needs httpRoute.parentRefs (the platform's Gateway)" }}

@@ -6,11 +6,16 @@
 # The Helm CLI path of the seed (Day 4, `helm install ffe helm/ffe-backend ...`) keeps working;
 # use ONE of the two for a cluster: helm-controller re-applies its HelmChart and would undo manual
 # `helm upgrade`s of the same release. Runbook: docs/app.md.
+#
+# values-production.yaml expects Vault (agent injection) and PgBouncer in ffe-data; this release
+# deploys neither (the data-services layer will). Until then point the app at your own database and
+# secrets with app_set / app_values_file (check "app_dependencies" below warns).
 
 variable "deploy_app" {
   description = "Install the ffe-backend chart (release \"ffe\" in namespace \"ffe\") through k3s's helm-controller. Needs `make app-chart` first."
   type        = bool
   default     = false
+  nullable    = false
 }
 
 variable "app_values_file" {
@@ -23,10 +28,11 @@ variable "app_set" {
   description = "Helm --set overrides for the app release, applied after app_values_file, e.g. { replicaCount = 5, \"image.tag\" = \"1.4.2\" }. Keep numbers unquoted."
   type        = any
   default     = {}
+  nullable    = false
 
   validation {
     condition     = can(keys(var.app_set))
-    error_message = "app_set must be a map of Helm value paths to values, e.g. { replicaCount = 5 }."
+    error_message = "app_set = ${jsonencode(var.app_set)} is not a map: write Helm value paths to values, e.g. { replicaCount = 5, \"image.tag\" = \"1.4.2\" }."
   }
 }
 
@@ -48,7 +54,8 @@ module "app" {
   namespace   = module.namespaces.names["ffe"] # PSA restricted, edge routes allowed
 }
 
-# Written after the platform, so the namespace, Gateway, Vault and PgBouncer exist first.
+# Written after the platform bundles, so the namespace and the Gateway exist first. Vault and
+# PgBouncer are NOT part of this release: see check "app_dependencies".
 resource "ffe_manifests" "app" {
   count = var.deploy_app ? 1 : 0
 
@@ -56,4 +63,12 @@ resource "ffe_manifests" "app" {
   servers    = ffe_k3s_cluster.this.servers
   manifests  = module.app.manifests
   depends_on = [ffe_manifests.platform]
+}
+
+# The production values need Vault (agent injection) and PgBouncer, which nothing here deploys.
+check "app_dependencies" {
+  assert {
+    condition     = !var.deploy_app
+    error_message = "deploy_app = true: the production values need Vault and PgBouncer, which this release does not deploy; set app_set/app_values_file accordingly (vault.enabled=false, database.url) or deploy them first. See docs/app.md."
+  }
 }

@@ -8,15 +8,17 @@ variable "monitoring_enabled" {
   description = "Deploy the monitoring stack (Prometheus x2, Alertmanager x3, Grafana, exporters, alert rules, dashboards)."
   type        = bool
   default     = true
+  nullable    = false
 }
 
 variable "prometheus_retention" {
   description = "How long Prometheus keeps samples (Prometheus duration such as \"15d\")."
   type        = string
   default     = "15d"
+  nullable    = false
   validation {
     condition     = can(regex("^[0-9]+(h|d|w|y)$", var.prometheus_retention))
-    error_message = "prometheus_retention must be a duration in hours, days, weeks or years, such as \"15d\"."
+    error_message = "prometheus_retention = \"${var.prometheus_retention}\" is not a duration in hours, days, weeks or years: use e.g. \"15d\" or \"12h\"."
   }
 }
 
@@ -24,9 +26,10 @@ variable "prometheus_storage_size" {
   description = "PVC size of each Prometheus replica (whole Gi)."
   type        = string
   default     = "50Gi"
+  nullable    = false
   validation {
-    condition     = can(regex("^[0-9]+Gi$", var.prometheus_storage_size))
-    error_message = "prometheus_storage_size must be whole gibibytes such as \"50Gi\"."
+    condition     = can(regex("^[1-9][0-9]*Gi$", var.prometheus_storage_size))
+    error_message = "prometheus_storage_size = \"${var.prometheus_storage_size}\" is not whole gibibytes: use e.g. \"50Gi\"."
   }
 }
 
@@ -34,30 +37,45 @@ variable "logging_enabled" {
   description = "Deploy log collection: Loki (single binary) + Fluent Bit on every node. Off by default."
   type        = bool
   default     = false
+  nullable    = false
 }
 
 variable "tracing_enabled" {
   description = "Deploy an OpenTelemetry Collector for traces. Off by default."
   type        = bool
   default     = false
+  nullable    = false
 }
 
 variable "tracing_otlp_endpoint" {
-  description = "OTLP gRPC endpoint (host:4317) the collector forwards traces to; null = count and drop."
+  description = "OTLP gRPC endpoint (host:port, e.g. \"tempo.tracing.svc:4317\") the collector forwards traces to; null = count and drop."
   type        = string
   default     = null
+  validation {
+    condition     = var.tracing_otlp_endpoint == null || try(can(regex("^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?:[0-9]{1,5}$", var.tracing_otlp_endpoint)) && tonumber(split(":", var.tracing_otlp_endpoint)[1]) >= 1 && tonumber(split(":", var.tracing_otlp_endpoint)[1]) <= 65535, false)
+    error_message = "tracing_otlp_endpoint = \"${coalesce(var.tracing_otlp_endpoint, "null")}\" is not host:port: use e.g. \"tempo.tracing.svc:4317\" (no scheme, no path, port 1-65535), or null to only count spans."
+  }
 }
 
 variable "monitoring_alertmanager_config" {
-  description = "Alertmanager configuration (route, receivers) as an object; null = alerts are only visible in the UI."
+  description = "Alertmanager configuration (route, receivers) as an object; null = alerts are only visible in the UI (plan warns)."
   type        = any
   default     = null
+  validation {
+    condition     = var.monitoring_alertmanager_config == null || can(keys(var.monitoring_alertmanager_config))
+    error_message = "monitoring_alertmanager_config = ${jsonencode(var.monitoring_alertmanager_config)} is not an object: write it as HCL, e.g. { route = { receiver = \"ops\" }, receivers = [{ name = \"ops\", webhook_configs = [{ url = \"https://...\" }] }] }, not a YAML/JSON string."
+  }
 }
 
 variable "monitoring_runbook_base_url" {
   description = "Prefix for alert runbook links (they are relative to the repository root), e.g. \"https://git.example.com/ffe-ha/blob/main/\"."
   type        = string
   default     = ""
+  nullable    = false
+  validation {
+    condition     = var.monitoring_runbook_base_url == "" || can(regex("^https?://[^[:space:]]+/$", var.monitoring_runbook_base_url))
+    error_message = "monitoring_runbook_base_url = \"${var.monitoring_runbook_base_url}\" must be \"\" or an http(s) URL ending in '/', e.g. \"https://git.example.com/ffe-ha/blob/main/\" (the links append docs/monitoring.md#...)."
+  }
 }
 
 module "monitoring" {
@@ -75,6 +93,11 @@ module "monitoring" {
   alertmanager_config     = var.monitoring_alertmanager_config
   runbook_base_url        = var.monitoring_runbook_base_url
 
+  # Postgres (Percona) and Vault are not deployed by this release: their rules (absent() alerts would
+  # fire forever), monitors and dashboards stay out. The data-services layer that deploys them sets
+  # these to true.
+  postgres_enabled              = false
+  vault_enabled                 = false
   postgres_replicas             = var.postgres_replicas
   etcd_snapshot_max_age_seconds = floor(86400 / local.etcd_snapshots_per_day) + 3600
 
@@ -90,6 +113,14 @@ module "monitoring" {
   tracing_otlp_endpoint = var.tracing_otlp_endpoint
 }
 
+# Without a receiver Alertmanager keeps alerts in its UI only: nobody is paged.
+check "alerts_routed" {
+  assert {
+    condition     = !var.monitoring_enabled || var.monitoring_alertmanager_config != null
+    error_message = "alerts go nowhere: set monitoring_alertmanager_config (route + receivers, see docs/monitoring.md). It is null, so Alertmanager only shows alerts in its own UI."
+  }
+}
+
 # Written to every server after the platform bundles (namespaces, storage classes) exist.
 resource "ffe_manifests" "monitoring" {
   count = var.monitoring_enabled ? 1 : 0
@@ -98,11 +129,4 @@ resource "ffe_manifests" "monitoring" {
   servers    = ffe_k3s_cluster.this.servers
   manifests  = module.monitoring[0].manifests
   depends_on = [ffe_manifests.platform]
-}
-
-check "alerts_routed" {
-  assert {
-    condition     = !var.monitoring_enabled || var.monitoring_alertmanager_config != null
-    error_message = "alerts go nowhere"
-  }
 }

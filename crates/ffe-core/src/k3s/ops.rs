@@ -245,10 +245,17 @@ impl<'a> Executor<'a> {
         self.wait_ready(n, role).await
     }
 
-    /// Before restarting a server, every other server must answer healthy: a restart takes one
-    /// etcd member away for a while.
+    /// Before restarting or removing a server, every other member server must answer healthy:
+    /// either takes one etcd member away.
     async fn check_quorum_before_restart(&self, n: &Node) -> Result<(), OpsError> {
-        for other in self.spec.servers.iter().filter(|s| s.name != n.name) {
+        // Only servers that are already members count; servers still to join come later.
+        let members = self.node_list().await?;
+        let others = self
+            .spec
+            .servers
+            .iter()
+            .filter(|s| s.name != n.name && members.iter().any(|m| m.name == s.name));
+        for other in others {
             let probe = self
                 .pool
                 .run(
@@ -310,6 +317,9 @@ impl<'a> Executor<'a> {
     }
 
     async fn remove(&self, n: &Node, role: Role) -> Result<(), OpsError> {
+        if role == Role::Server {
+            self.check_quorum_before_restart(n).await?;
+        }
         let members = self.node_list().await?;
         if let Some(m) = members.iter().find(|m| m.name == n.name) {
             if m.ready {

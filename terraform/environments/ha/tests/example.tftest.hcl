@@ -108,6 +108,7 @@ run "seed_block_alone_plans_and_warns_about_the_missing_vip" {
     check.vault_version_supported,
     check.backup_storage,
     check.api_vip_set,
+    check.ingress_ip_set,
   ]
 
   assert {
@@ -371,5 +372,112 @@ run "component_version_override" {
   assert {
     condition     = local.component_versions.cert_manager == "v1.21.2" && local.component_versions.calico == "v3.32.0"
     error_message = "an override replaces one pin and keeps the others"
+  }
+}
+
+# Postgres and Vault are not deployed by this release: the monitoring bundle must carry none of
+# their rules, monitors, dashboards or metrics (their absent() alerts would fire forever), and
+# keep the rest (etcd backups included). A receiver is set, so no warning fires.
+run "monitoring_leaves_out_postgres_and_vault" {
+  command = plan
+
+  variables {
+    kubernetes_version   = "v1.36"
+    vault_version        = "1.21"
+    ssh_known_hosts_file = "tests/fixtures/known_hosts"
+    nfs_server           = "10.0.5.10"
+    nfs_export           = "/export/ffe-backups"
+    monitoring_alertmanager_config = {
+      route     = { receiver = "ops" }
+      receivers = [{ name = "ops", webhook_configs = [{ url = "http://alert-relay.monitoring.svc:8080/hook" }] }]
+    }
+  }
+
+  assert {
+    condition = length(setintersection(keys(ffe_manifests.monitoring[0].manifests), [
+      "prometheusrule-postgres.yaml", "prometheusrule-vault.yaml", "servicemonitor-vault.yaml",
+      "podmonitor-patroni.yaml", "servicemonitor-postgres-exporter.yaml", "dashboard-postgres-ha.yaml", "dashboard-vault.yaml",
+    ])) == 0
+    error_message = "Postgres/Vault files in the monitoring bundle: ${jsonencode(sort(keys(ffe_manifests.monitoring[0].manifests)))}"
+  }
+  assert {
+    condition = alltrue([for name, yaml in ffe_manifests.monitoring[0].manifests : alltrue([
+      for word in ["PostgresPrimaryMissing", "PostgresReplicaMissing", "VaultNoActiveMember", "PgBackRest", "PgDump", "VaultSnapshot", "PerconaPGBackup", "patroni", "ffe:postgres_replicas"] :
+      !strcontains(yaml, word)
+    ])])
+    error_message = "a monitoring manifest still mentions a Postgres/Vault alert, monitor or metric"
+  }
+  assert {
+    condition     = strcontains(ffe_manifests.monitoring[0].manifests["prometheusrule-backups.yaml"], "EtcdSnapshotTooOld") && contains(keys(ffe_manifests.monitoring[0].manifests), "prometheusrule-etcd.yaml") && strcontains(ffe_manifests.monitoring[0].manifests["prometheusrule-expected.yaml"], "ffe:etcd_snapshot_max_age_seconds:expected")
+    error_message = "the etcd and backup rules of the platform must stay"
+  }
+  assert {
+    condition     = strcontains(ffe_manifests.monitoring[0].manifests["helmchart-kube-prometheus-stack.yaml"], "alert-relay.monitoring.svc")
+    error_message = "monitoring_alertmanager_config must reach the chart values"
+  }
+}
+
+# No Alertmanager receiver: alerts are only visible in the UI, and the plan says so.
+run "alerts_without_a_receiver_warn" {
+  command = plan
+
+  variables {
+    kubernetes_version   = "v1.36"
+    vault_version        = "1.21"
+    ssh_known_hosts_file = "tests/fixtures/known_hosts"
+    nfs_server           = "10.0.5.10"
+    nfs_export           = "/export/ffe-backups"
+  }
+
+  expect_failures = [check.alerts_routed]
+}
+
+# Monitoring off: nothing to route, no warning, no bundle.
+run "monitoring_off_needs_no_receiver" {
+  command = plan
+
+  variables {
+    kubernetes_version   = "v1.36"
+    vault_version        = "1.21"
+    ssh_known_hosts_file = "tests/fixtures/known_hosts"
+    nfs_server           = "10.0.5.10"
+    nfs_export           = "/export/ffe-backups"
+    monitoring_enabled   = false
+  }
+
+  assert {
+    condition     = length(ffe_manifests.monitoring) == 0
+    error_message = "monitoring_enabled = false must write no monitoring bundle"
+  }
+}
+
+# deploy_app = true with the production values: Vault and PgBouncer are not part of this release,
+# so the plan warns. (module.app is overridden: this run needs no `make app-chart` package.)
+run "deploy_app_warns_about_vault_and_pgbouncer" {
+  command = plan
+
+  variables {
+    kubernetes_version   = "v1.36"
+    vault_version        = "1.21"
+    ssh_known_hosts_file = "tests/fixtures/known_hosts"
+    nfs_server           = "10.0.5.10"
+    nfs_export           = "/export/ffe-backups"
+    monitoring_alertmanager_config = {
+      route     = { receiver = "ops" }
+      receivers = [{ name = "ops", webhook_configs = [{ url = "http://alert-relay.monitoring.svc:8080/hook" }] }]
+    }
+    deploy_app = true
+  }
+
+  override_module {
+    target  = module.app
+    outputs = { manifests = { "helmchart.yaml" = "kind: HelmChart" }, release = "ffe/ffe" }
+  }
+
+  expect_failures = [check.app_dependencies]
+
+  assert {
+    condition     = length(ffe_manifests.app) == 1
+    error_message = "deploy_app = true still writes the app bundle (the warning does not block)"
   }
 }

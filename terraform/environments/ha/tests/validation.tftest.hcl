@@ -13,6 +13,10 @@ variables {
   ssh_known_hosts_file = "tests/fixtures/known_hosts"
   nfs_server           = "10.0.5.10"
   nfs_export           = "/export/ffe-backups"
+  monitoring_alertmanager_config = {
+    route     = { receiver = "ops" }
+    receivers = [{ name = "ops", webhook_configs = [{ url = "http://alert-relay.monitoring.svc:8080/hook" }] }]
+  }
 }
 
 # The quieted example itself must plan cleanly, or every run below proves nothing.
@@ -810,4 +814,94 @@ run "kubeconfig_path_blank" {
     kubeconfig_path = "  "
   }
   expect_failures = [var.kubeconfig_path]
+}
+
+# a host package name with a space
+run "host_packages_invalid" {
+  command = plan
+  variables {
+    host_packages = ["nfs-common", "Open SSH"]
+  }
+  expect_failures = [var.host_packages]
+}
+
+# a kernel module name with a space
+run "host_kernel_modules_invalid" {
+  command = plan
+  variables {
+    host_kernel_modules = ["overlay", "br netfilter"]
+  }
+  expect_failures = [var.host_kernel_modules]
+}
+
+# a sysctl with an empty value
+run "host_sysctls_empty_value" {
+  command = plan
+  variables {
+    host_sysctls = { "net.ipv4.ip_forward" = "" }
+  }
+  expect_failures = [var.host_sysctls]
+}
+
+# a node label key with a space
+run "node_labels_invalid_key" {
+  command = plan
+  variables {
+    node_labels = { "ffe tier" = "backend" }
+  }
+  expect_failures = [var.node_labels]
+}
+
+# prometheus_retention in minutes
+run "prometheus_retention_minutes" {
+  command = plan
+  variables {
+    prometheus_retention = "90m"
+  }
+  expect_failures = [var.prometheus_retention]
+}
+
+# prometheus_storage_size in decimal gigabytes
+run "prometheus_storage_size_not_gi" {
+  command = plan
+  variables {
+    prometheus_storage_size = "50G"
+  }
+  expect_failures = [var.prometheus_storage_size]
+}
+
+# tracing_otlp_endpoint given as a URL instead of host:port
+run "tracing_otlp_endpoint_url" {
+  command = plan
+  variables {
+    tracing_otlp_endpoint = "http://tempo.tracing.svc:4317"
+  }
+  expect_failures = [var.tracing_otlp_endpoint]
+}
+
+# monitoring_runbook_base_url without the trailing '/'
+run "runbook_base_url_without_slash" {
+  command = plan
+  variables {
+    monitoring_runbook_base_url = "https://git.example.com/ffe-ha/blob/main"
+  }
+  expect_failures = [var.monitoring_runbook_base_url]
+}
+
+# monitoring_alertmanager_config given as a YAML string
+run "alertmanager_config_string" {
+  command = plan
+  variables {
+    monitoring_alertmanager_config = "route: {receiver: ops}"
+  }
+  expect_failures = [var.monitoring_alertmanager_config]
+}
+
+# app_set given as a --set string
+run "app_set_not_a_map" {
+  command = plan
+  variables {
+    app_set = "replicaCount=5"
+  }
+  expect_failures = [var.app_set]
 }
