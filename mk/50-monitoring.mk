@@ -1,6 +1,8 @@
 # Monitoring (issue 5): promtool check + unit tests of monitoring/rules (every alert firing and not
 # firing), the dashboard/rule query check (crates/ffe-validate/tests/dashboards.rs), and the rendered
-# terraform/modules/monitoring (fixture monitoring/render, every option on) validated offline by ffe-validate.
+# terraform/modules/monitoring (fixture monitoring/render, every option on, the Postgres/Vault layers included)
+# validated offline by ffe-validate. What this release deploys (those layers off) is asserted by
+# terraform/environments/ha/tests/example.tftest.hcl (run monitoring_leaves_out_postgres_and_vault).
 TEST_TARGETS += test-monitoring
 .PHONY: test-monitoring monitoring-render
 MONITORING_OUT := $(ROOT)/target/monitoring

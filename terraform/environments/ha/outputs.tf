@@ -1,5 +1,6 @@
-# Outputs of the HA environment (the seed promises master IPs and the kubeconfig; later layers add
-# ingress, Postgres and Vault outputs).
+# Outputs of the HA environment: the seed's master IPs and kubeconfig, plus the API endpoint, the
+# edge address (ingress_ip) and the DNS records to create. Postgres and Vault are not deployed by
+# this release, so there are no outputs for them (the data-services layer will add its own).
 
 output "master_ips" {
   description = "IPv4 addresses of the masters (k3s servers), in bootstrap order."

@@ -14,6 +14,7 @@ run "example_plans_six_hosts_and_the_cluster" {
     check.kubernetes_version_supported,
     check.vault_version_supported,
     check.backup_storage,
+    check.alerts_routed,
   ]
 
   assert {
@@ -109,6 +110,7 @@ run "seed_block_alone_plans_and_warns_about_the_missing_vip" {
     check.backup_storage,
     check.api_vip_set,
     check.ingress_ip_set,
+    check.alerts_routed,
   ]
 
   assert {
@@ -137,6 +139,10 @@ run "supported_settings_plan_without_warnings" {
     ssh_known_hosts_file = "tests/fixtures/known_hosts"
     nfs_server           = "10.0.5.10"
     nfs_export           = "/export/ffe-backups"
+    monitoring_alertmanager_config = {
+      route     = { receiver = "ops" }
+      receivers = [{ name = "ops", webhook_configs = [{ url = "http://alert-relay.monitoring.svc:8080/hook" }] }]
+    }
   }
 
   assert {
@@ -161,7 +167,7 @@ run "untested_newer_kubernetes_warns" {
     nfs_export           = "/export/ffe"
   }
 
-  expect_failures = [check.kubernetes_version_supported]
+  expect_failures = [check.kubernetes_version_supported, check.alerts_routed]
 }
 
 run "past_eol_postgres_warns" {
@@ -176,12 +182,14 @@ run "past_eol_postgres_warns" {
     nfs_export           = "/export/ffe-backups"
   }
 
-  expect_failures = [check.postgres_version_supported]
+  expect_failures = [check.postgres_version_supported, check.alerts_routed]
 }
 
 # worker_count_max lets the lab/bench run 10 agents.
 run "ten_workers_with_raised_maximum" {
   command = plan
+
+  expect_failures = [check.alerts_routed] # no Alertmanager receiver in the example
 
   variables {
     kubernetes_version   = "v1.37"
@@ -224,7 +232,7 @@ run "single_master_lab_cluster" {
     vault_cluster_ips    = ["10.0.4.10"]
   }
 
-  expect_failures = [check.postgres_spread]
+  expect_failures = [check.postgres_spread, check.alerts_routed]
 
   assert {
     condition     = length(ffe_host.master) == 1 && length(ffe_host.worker) == 0 && length(ffe_k3s_cluster.this.agents) == 0
@@ -234,6 +242,8 @@ run "single_master_lab_cluster" {
 
 run "airgap_install_passes_the_three_files" {
   command = plan
+
+  expect_failures = [check.alerts_routed] # no Alertmanager receiver in the example
 
   variables {
     kubernetes_version     = "v1.36.2+k3s1"
@@ -262,6 +272,8 @@ run "airgap_install_passes_the_three_files" {
 run "retention_from_a_range_schedule" {
   command = plan
 
+  expect_failures = [check.alerts_routed] # no Alertmanager receiver in the example
+
   variables {
     kubernetes_version     = "v1.36"
     vault_version          = "1.21"
@@ -281,6 +293,8 @@ run "retention_from_a_range_schedule" {
 run "retention_from_a_daily_schedule" {
   command = plan
 
+  expect_failures = [check.alerts_routed] # no Alertmanager receiver in the example
+
   variables {
     kubernetes_version     = "v1.36"
     vault_version          = "1.21"
@@ -298,6 +312,8 @@ run "retention_from_a_daily_schedule" {
 
 run "retention_override_and_custom_paths" {
   command = plan
+
+  expect_failures = [check.alerts_routed] # no Alertmanager receiver in the example
 
   variables {
     kubernetes_version      = "v1.36"
@@ -339,7 +355,7 @@ run "acme_off_without_domains_warns" {
     domain_names         = []
   }
 
-  expect_failures = [check.acme_settings]
+  expect_failures = [check.acme_settings, check.alerts_routed]
 }
 
 run "acme_staging_warns" {
@@ -354,11 +370,13 @@ run "acme_staging_warns" {
     acme_staging         = true
   }
 
-  expect_failures = [check.acme_settings]
+  expect_failures = [check.acme_settings, check.alerts_routed]
 }
 
 run "component_version_override" {
   command = plan
+
+  expect_failures = [check.alerts_routed] # no Alertmanager receiver in the example
 
   variables {
     kubernetes_version   = "v1.36"
@@ -470,8 +488,11 @@ run "deploy_app_warns_about_vault_and_pgbouncer" {
   }
 
   override_module {
-    target  = module.app
-    outputs = { manifests = { "helmchart.yaml" = "kind: HelmChart" }, release = "ffe/ffe" }
+    target = module.app
+    outputs = {
+      manifests = { "helmchart.yaml" = "apiVersion: helm.cattle.io/v1\nkind: HelmChart\nmetadata:\n  name: ffe\n  namespace: kube-system\n" }
+      release   = "ffe/ffe"
+    }
   }
 
   expect_failures = [check.app_dependencies]

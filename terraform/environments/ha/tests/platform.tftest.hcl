@@ -12,6 +12,10 @@ variables {
   extra_tls_sans       = ["k8s.ffe.three-rivers-tech.com"]
   nfs_server           = "10.0.5.10"
   nfs_export           = "/export/ffe-backups"
+  monitoring_alertmanager_config = {
+    route     = { receiver = "ops" }
+    receivers = [{ name = "ops", webhook_configs = [{ url = "http://alert-relay.monitoring.svc:8080/hook" }] }]
+  }
 }
 
 run "example_renders_every_bundle" {
