@@ -309,13 +309,8 @@ fn dead_owner_slot_is_cleaned_by_next_create() {
     child.kill().unwrap();
     let _ = child.wait();
     let child_pid = child.id();
-    assert!(slot_dir(slot).exists(), "slot dir of the crashed run");
-    for p in &leftover_pids {
-        assert!(
-            pid_alive(*p),
-            "sshd of the crashed run still runs before reaping"
-        );
-    }
+    // No precondition on the leftovers here: another lab test running in parallel may already
+    // have reaped this dead slot (that is the behaviour under test, from another process).
     let next = lab(&["n1"]);
     for p in &leftover_pids {
         assert!(!pid_alive(*p), "leftover pid {p} not killed");
