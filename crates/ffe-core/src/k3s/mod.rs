@@ -4,6 +4,7 @@ pub mod config;
 pub mod model;
 pub mod ops;
 pub mod planner;
+pub mod state;
 
 pub use model::{ClusterSpec, InstallSource, Node, Role, VersionSpec};
 pub use planner::{Action, LiveCluster, LiveNode, PlanError, Stage};

@@ -5,15 +5,13 @@
 //! the steps against the live cluster, so re-applies restart nothing and an interrupted apply
 //! converges when run again.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ffe_core::k3s::config::{render, sha256_hex};
 use ffe_core::k3s::ops::{self, Executor};
-use ffe_core::k3s::{planner, ClusterSpec, InstallSource, LiveCluster, Node, VersionSpec};
+use ffe_core::k3s::{planner, state, ClusterSpec, InstallSource, LiveCluster, Node, VersionSpec};
 use ffe_core::kubeconfig;
 use serde::{Deserialize, Serialize};
 use tf_provider::schema::{
@@ -29,9 +27,6 @@ use crate::values::{
     expand_home, list, list_unknown, map as to_btree, opt_str, str_or, to_list, to_map, Num, Str,
     StrList, StrMap,
 };
-
-/// Marker in `node_config_sha256` / `node_versions` for a node that does not run k3s.
-const ABSENT: &str = "absent";
 
 pub struct ClusterResource {
     pub ctx: Arc<Ctx>,
@@ -261,58 +256,14 @@ fn spec_or_diag(state: &ClusterState, diags: &mut Diagnostics) -> Option<Cluster
     }
 }
 
-/// sha256 of each node's rendered config.
-fn wanted_shas(spec: &ClusterSpec, token: &str) -> BTreeMap<String, String> {
-    spec.all_nodes()
-        .map(|(n, role)| {
-            (
-                n.name.clone(),
-                sha256_hex(render(spec, n, role, token).as_bytes()),
-            )
-        })
-        .collect()
-}
-
-fn member_names(spec: &ClusterSpec) -> Vec<String> {
-    let mut names: Vec<String> = spec.all_nodes().map(|(n, _)| n.name.clone()).collect();
-    names.sort();
-    names
-}
-
+/// Observed state as Terraform values: (config hashes, versions, members).
 fn live_maps(spec: &ClusterSpec, live: &LiveCluster) -> (StrMap, StrMap, StrList) {
-    let mut shas = vec![];
-    let mut versions = vec![];
-    for (n, _) in spec.all_nodes() {
-        let l = live.nodes.get(&n.name).cloned().unwrap_or_default();
-        let member = l.active && live.members.contains(&n.name);
-        shas.push((
-            n.name.clone(),
-            l.config_sha256
-                .filter(|_| member)
-                .unwrap_or_else(|| ABSENT.into()),
-        ));
-        versions.push((
-            n.name.clone(),
-            l.version
-                .filter(|_| member)
-                .unwrap_or_else(|| ABSENT.into()),
-        ));
-    }
-    let mut members: Vec<String> = live
-        .members
-        .iter()
-        .filter(|m| spec.role_of(m).is_some())
-        .cloned()
-        .collect();
-    members.sort();
-    (to_map(shas), to_map(versions), to_list(members))
-}
-
-fn new_token() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
+    let o = state::observe(spec, live);
+    (
+        to_map(o.config_sha256),
+        to_map(o.versions),
+        to_list(o.members),
+    )
 }
 
 impl ClusterResource {
@@ -334,13 +285,13 @@ impl ClusterResource {
             // A create that was interrupted left k3s on the first server: keep its token.
             None => ops::existing_token(&pool, &spec)
                 .await
-                .unwrap_or_else(new_token),
+                .unwrap_or_else(state::new_token),
         };
         let (live, read_warnings) = ops::read_live(&pool, &spec).await;
         for w in read_warnings {
             diags.root_warning("k3s cluster: a node could not be read before applying", w);
         }
-        let shas = wanted_shas(&spec, &token);
+        let shas = state::wanted_config_sha256(&spec, &token);
         let stages = match planner::plan(prior_spec.as_ref(), &spec, &live, &shas) {
             Ok(s) => s,
             Err(e) => {
@@ -401,7 +352,7 @@ impl ClusterResource {
         s.api_endpoint = Value::Value(spec.api_endpoint());
         s.node_config_sha256 = to_map(shas);
         s.node_versions = versions;
-        s.members = to_list(member_names(&spec));
+        s.members = to_list(state::member_names(&spec));
         Some(s)
     }
 }
@@ -539,7 +490,7 @@ impl Resource for ClusterResource {
                 return None;
             }
             s.api_endpoint = Value::Value(spec.api_endpoint());
-            s.members = to_list(member_names(&spec));
+            s.members = to_list(state::member_names(&spec));
         } else {
             s.api_endpoint = Value::Unknown;
             s.members = Value::Unknown;
@@ -579,8 +530,8 @@ impl Resource for ClusterResource {
             return None;
         }
         let token = opt_str(&prior.token).unwrap_or_default();
-        s.node_config_sha256 = to_map(wanted_shas(&spec, &token));
-        s.members = to_list(member_names(&spec));
+        s.node_config_sha256 = to_map(state::wanted_config_sha256(&spec, &token));
+        s.members = to_list(state::member_names(&spec));
         s.api_endpoint = Value::Value(spec.api_endpoint());
         let prior_versions = to_btree(&prior.node_versions);
         let versions_ok = spec.all_nodes().all(|(n, _)| {
@@ -605,7 +556,7 @@ impl Resource for ClusterResource {
             to_btree(&prior.node_config_sha256)
                 .get(&f.name)
                 .map(String::as_str)
-                == Some(ABSENT)
+                == Some(state::ABSENT)
         });
         if spec.api_endpoint() != opt_str(&prior.api_endpoint).unwrap_or_default()
             || spec.cluster_name != opt_str(&prior.cluster_name).unwrap_or_default()

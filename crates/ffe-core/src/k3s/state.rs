@@ -1,0 +1,141 @@
+//! The cluster's state as Terraform records it: what each node should run (planned) and what
+//! it runs (observed), in the same shape so that drift is a plain diff.
+
+use std::collections::BTreeMap;
+
+use super::config::{render, sha256_hex};
+use super::model::ClusterSpec;
+use super::planner::LiveCluster;
+
+/// Value recorded for a node that does not run k3s (or is not a member).
+pub const ABSENT: &str = "absent";
+
+/// sha256 of each node's rendered config, by node name.
+pub fn wanted_config_sha256(spec: &ClusterSpec, token: &str) -> BTreeMap<String, String> {
+    spec.all_nodes()
+        .map(|(n, role)| {
+            (
+                n.name.clone(),
+                sha256_hex(render(spec, n, role, token).as_bytes()),
+            )
+        })
+        .collect()
+}
+
+/// Every node name of the spec, sorted: the members a converged cluster has.
+pub fn member_names(spec: &ClusterSpec) -> Vec<String> {
+    let mut names: Vec<String> = spec.all_nodes().map(|(n, _)| n.name.clone()).collect();
+    names.sort();
+    names
+}
+
+/// What the nodes of `spec` run, as read over SSH.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub config_sha256: BTreeMap<String, String>,
+    pub versions: BTreeMap<String, String>,
+    /// Registered members that belong to the spec, sorted.
+    pub members: Vec<String>,
+}
+
+pub fn observe(spec: &ClusterSpec, live: &LiveCluster) -> Observed {
+    let mut o = Observed::default();
+    for (n, _) in spec.all_nodes() {
+        let l = live.nodes.get(&n.name).cloned().unwrap_or_default();
+        let member = l.active && live.members.contains(&n.name);
+        let or_absent = |v: Option<String>| v.filter(|_| member).unwrap_or_else(|| ABSENT.into());
+        o.config_sha256
+            .insert(n.name.clone(), or_absent(l.config_sha256));
+        o.versions.insert(n.name.clone(), or_absent(l.version));
+    }
+    o.members = live
+        .members
+        .iter()
+        .filter(|m| spec.role_of(m).is_some())
+        .cloned()
+        .collect();
+    o.members.sort();
+    o
+}
+
+/// A new cluster join token: 256 random bits, hex.
+pub fn new_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k3s::planner::LiveNode;
+    use crate::k3s::{InstallSource, Node, VersionSpec};
+
+    fn spec() -> ClusterSpec {
+        ClusterSpec {
+            cluster_name: "c".into(),
+            servers: vec![Node::new("m0", "10.210.1.10")],
+            agents: vec![Node::new("w0", "10.210.1.20")],
+            version: VersionSpec::parse("v1.33").unwrap(),
+            api_vip: None,
+            tls_san: vec![],
+            cluster_cidr: "10.42.0.0/16".into(),
+            service_cidr: "10.43.0.0/16".into(),
+            install: InstallSource::Online {
+                installer_url: "https://get.k3s.io".into(),
+            },
+            etcd_snapshot_dir: "/mnt/backups/etcd".into(),
+            etcd_snapshot_schedule: "0 */6 * * *".into(),
+            etcd_snapshot_retention: 10,
+            server_taints: vec![],
+            node_labels: Default::default(),
+            agent_parallelism: 2,
+        }
+    }
+
+    #[test]
+    fn non_members_and_inactive_nodes_read_as_absent() {
+        let s = spec();
+        let mut live = LiveCluster::default();
+        live.nodes.insert(
+            "m0".into(),
+            LiveNode {
+                version: Some("v1.33.5+k3s1".into()),
+                config_sha256: Some("abc".into()),
+                active: true,
+            },
+        );
+        live.nodes.insert(
+            "w0".into(),
+            LiveNode {
+                version: Some("v1.33.5+k3s1".into()),
+                config_sha256: Some("def".into()),
+                active: false,
+            },
+        );
+        live.members.insert("m0".into());
+        live.members.insert("w0".into());
+        live.members.insert("stranger".into());
+        let o = observe(&s, &live);
+        assert_eq!(o.config_sha256["m0"], "abc");
+        assert_eq!(o.config_sha256["w0"], ABSENT);
+        assert_eq!(o.versions["w0"], ABSENT);
+        assert_eq!(o.members, vec!["m0".to_string(), "w0".to_string()]);
+    }
+
+    #[test]
+    fn tokens_are_fresh_256_bit_hex() {
+        let a = new_token();
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, new_token());
+    }
+
+    #[test]
+    fn wanted_hashes_cover_every_node() {
+        let s = spec();
+        let w = wanted_config_sha256(&s, "t");
+        assert_eq!(w.keys().cloned().collect::<Vec<_>>(), member_names(&s));
+    }
+}
