@@ -73,6 +73,13 @@ pub struct ClusterState {
 }
 
 const DEFAULT_INSTALLER_URL: &str = "https://get.k3s.io";
+// Defaults for optional attributes: filled into the plan, and used when state predates them.
+const DEFAULT_CLUSTER_CIDR: &str = "10.42.0.0/16";
+const DEFAULT_SERVICE_CIDR: &str = "10.43.0.0/16";
+const DEFAULT_SNAPSHOT_SCHEDULE: &str = "0 */6 * * *";
+const DEFAULT_SNAPSHOT_RETENTION: i64 = 28;
+const DEFAULT_AGENT_PARALLELISM: i64 = 5;
+const DEFAULT_READY_TIMEOUT: i64 = 300;
 
 pub fn nodes(v: &NodeList) -> Vec<Node> {
     v.as_ref_option()
@@ -111,19 +118,22 @@ impl ClusterState {
                 *v = Value::Value(d.to_string());
             }
         };
-        set_str(&mut self.cluster_cidr, "10.42.0.0/16");
-        set_str(&mut self.service_cidr, "10.43.0.0/16");
+        set_str(&mut self.cluster_cidr, DEFAULT_CLUSTER_CIDR);
+        set_str(&mut self.service_cidr, DEFAULT_SERVICE_CIDR);
         set_str(&mut self.install_mode, "online");
         set_str(&mut self.installer_url, DEFAULT_INSTALLER_URL);
-        set_str(&mut self.etcd_snapshot_schedule, "0 */6 * * *");
+        set_str(&mut self.etcd_snapshot_schedule, DEFAULT_SNAPSHOT_SCHEDULE);
         let set_num = |v: &mut Num, d: i64| {
             if matches!(v, Value::Null) {
                 *v = Value::Value(d);
             }
         };
-        set_num(&mut self.etcd_snapshot_retention, 28);
-        set_num(&mut self.agent_parallelism, 5);
-        set_num(&mut self.ready_timeout_seconds, 300);
+        set_num(
+            &mut self.etcd_snapshot_retention,
+            DEFAULT_SNAPSHOT_RETENTION,
+        );
+        set_num(&mut self.agent_parallelism, DEFAULT_AGENT_PARALLELISM);
+        set_num(&mut self.ready_timeout_seconds, DEFAULT_READY_TIMEOUT);
         if matches!(self.agents, Value::Null) {
             self.agents = Value::Value(vec![]);
         }
@@ -194,7 +204,11 @@ impl ClusterState {
                 ))
             }
         };
-        let parallelism = self.agent_parallelism.as_ref_option().copied().unwrap_or(5);
+        let parallelism = self
+            .agent_parallelism
+            .as_ref_option()
+            .copied()
+            .unwrap_or(DEFAULT_AGENT_PARALLELISM);
         if !(1..=20).contains(&parallelism) {
             return Err((
                 "agent_parallelism must be between 1 and 20".into(),
@@ -205,7 +219,7 @@ impl ClusterState {
             .etcd_snapshot_retention
             .as_ref_option()
             .copied()
-            .unwrap_or(28);
+            .unwrap_or(DEFAULT_SNAPSHOT_RETENTION);
         if retention < 1 {
             return Err((
                 "etcd_snapshot_retention must be at least 1".into(),
@@ -219,11 +233,11 @@ impl ClusterState {
             version,
             api_vip: opt_str(&self.api_vip),
             tls_san: list(&self.tls_san),
-            cluster_cidr: str_or(&self.cluster_cidr, "10.42.0.0/16"),
-            service_cidr: str_or(&self.service_cidr, "10.43.0.0/16"),
+            cluster_cidr: str_or(&self.cluster_cidr, DEFAULT_CLUSTER_CIDR),
+            service_cidr: str_or(&self.service_cidr, DEFAULT_SERVICE_CIDR),
             install,
             etcd_snapshot_dir: opt_str(&self.etcd_snapshot_dir).unwrap_or_default(),
-            etcd_snapshot_schedule: str_or(&self.etcd_snapshot_schedule, "0 */6 * * *"),
+            etcd_snapshot_schedule: str_or(&self.etcd_snapshot_schedule, DEFAULT_SNAPSHOT_SCHEDULE),
             etcd_snapshot_retention: retention as u32,
             server_taints: list(&self.server_taints),
             node_labels: to_btree(&self.node_labels),
@@ -236,7 +250,7 @@ impl ClusterState {
             self.ready_timeout_seconds
                 .as_ref_option()
                 .copied()
-                .unwrap_or(300)
+                .unwrap_or(DEFAULT_READY_TIMEOUT)
                 .max(1) as u64,
         )
     }

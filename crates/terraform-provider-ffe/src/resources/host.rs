@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ffe_core::host::{self, HostSpec, NfsShare};
+use ffe_core::k3s::planner::is_dns_label;
 use ffe_core::ssh::Target;
 use serde::{Deserialize, Serialize};
 use tf_provider::schema::{
@@ -89,15 +90,6 @@ impl HostState {
 
 fn is_ipv4(s: &str) -> bool {
     s.parse::<std::net::Ipv4Addr>().is_ok()
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 impl HostResource {

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use ffe_core::k3s::planner::is_dns_label;
 use ffe_core::k3s::Node;
 use ffe_core::manifests::{self as bundle, WaitFor};
 use serde::{Deserialize, Serialize};
@@ -182,11 +183,8 @@ impl Resource for ManifestsResource {
 
     async fn validate<'a>(&self, diags: &mut Diagnostics, c: Self::State<'a>) -> Option<()> {
         if let Value::Value(b) = &c.bundle {
-            let ok = !b.is_empty()
-                && b.len() <= 40
-                && b.bytes()
-                    .all(|x| x.is_ascii_lowercase() || x.is_ascii_digit() || x == b'-')
-                && !b.starts_with('-');
+            // Short enough that `ffe-<bundle>--<file>` stays a sane file name.
+            let ok = is_dns_label(b) && b.len() <= 40;
             if !ok {
                 diags.error_short(
                     format!("bundle {b:?} must be a DNS-1123 label of at most 40 characters"),
