@@ -112,8 +112,18 @@ fn is_dns1123_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// Kubernetes' IsDNS1123Subdomain: at most 253 characters of dot-separated parts, each
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?` (the parts have no length limit of their own).
 fn is_dns1123_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns1123_label)
+    s.len() <= 253
+        && s.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        })
 }
 
 /// Label values (and the name part of label keys): up to 63 of `[A-Za-z0-9._-]`,
@@ -196,7 +206,8 @@ pub fn check_identities(docs: &[Doc]) -> Vec<Problem> {
 }
 
 fn check_labels(doc: &Doc, problems: &mut Vec<Problem>) {
-    if let Some(labels) = doc.value.pointer("/metadata/labels") {
+    // `labels:` / `annotations:` left empty in YAML are null, which the API server takes as absent
+    if let Some(labels) = doc.value.pointer("/metadata/labels").filter(|v| !v.is_null()) {
         let Some(map) = labels.as_object() else {
             problems.push(doc.problem("metadata.labels is not a map"));
             return;
@@ -213,7 +224,11 @@ fn check_labels(doc: &Doc, problems: &mut Vec<Problem>) {
             }
         }
     }
-    if let Some(annotations) = doc.value.pointer("/metadata/annotations") {
+    if let Some(annotations) = doc
+        .value
+        .pointer("/metadata/annotations")
+        .filter(|v| !v.is_null())
+    {
         let Some(map) = annotations.as_object() else {
             problems.push(doc.problem("metadata.annotations is not a map"));
             return;

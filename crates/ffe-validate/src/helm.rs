@@ -39,7 +39,7 @@ impl ValuesSchemas {
 }
 
 /// The chart name a HelmChart refers to (`spec.chart` may be `repo/name` or a URL).
-fn chart_name(chart: &str) -> &str {
+pub fn chart_name(chart: &str) -> &str {
     let last = chart.rsplit('/').next().unwrap_or(chart);
     last.strip_suffix(".tgz")
         .map(|s| s.rsplit_once('-').map(|(n, _)| n).unwrap_or(s))

@@ -9,12 +9,16 @@
 //!   `values.schema.json` when one is given.
 
 pub mod builtin;
+pub mod conformance;
 pub mod crd;
 pub mod docs;
 pub mod helm;
 pub mod plan;
 mod problem;
 pub mod re2;
+pub mod render;
+pub mod upstream;
+pub mod values;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -44,6 +48,8 @@ pub enum Error {
     },
     #[error("plan JSON: {0}")]
     Plan(String),
+    #[error("upstream data: {0}")]
+    Upstream(String),
 }
 
 /// A Kubernetes minor version such as `1.33` (what the schemas are keyed by).

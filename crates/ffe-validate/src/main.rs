@@ -5,12 +5,17 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use ffe_validate::{builtin, plan, validate_sources, KubeVersion, Options, Problem, Source};
+use ffe_validate::conformance::{self, Bundle};
+use ffe_validate::upstream::Upstream;
+use ffe_validate::values::ValuesPolicy;
+use ffe_validate::{
+    builtin, plan, render, validate_sources, KubeVersion, Options, Problem, Source,
+};
 
 #[derive(Parser)]
 #[command(name = "ffe-validate", version, about)]
@@ -21,8 +26,9 @@ struct Cli {
 
 #[derive(Args)]
 struct Common {
-    /// CRD directory (every CustomResourceDefinition below it is loaded)
-    #[arg(long, default_value = "../shared/crds")]
+    /// CRD directory (every CustomResourceDefinition below it is loaded); with --upstream, the
+    /// k3s built-in CRDs only (the plan's own come from what it delivers)
+    #[arg(long, default_value = "upstream/crds")]
     crds: PathBuf,
     /// CHART=PATH: validate HelmChart valuesContent of CHART against PATH (values.schema.json)
     #[arg(long = "values-schema", value_name = "CHART=PATH")]
@@ -57,6 +63,19 @@ enum Command {
         expect_bundles: Vec<String>,
         #[command(flatten)]
         common: Common,
+        /// Upstream conformance against this `upstream/` directory (vendored charts at the pins):
+        /// render every HelmChart, check values keys, versions, CRD delivery and order
+        #[arg(long, value_name = "DIR")]
+        upstream: Option<PathBuf>,
+        /// `amtool` for rendered Alertmanager configuration
+        #[arg(long, default_value = "amtool")]
+        amtool: PathBuf,
+        /// Write the CRDs the plan delivers (and the k3s built-ins) here, for other validations
+        #[arg(long, value_name = "DIR")]
+        write_crds: Option<PathBuf>,
+        /// Files whose version mentions must agree with the pinned components
+        #[arg(long = "mentions-in", value_name = "FILE", num_args = 1..)]
+        mentions_in: Vec<PathBuf>,
     },
 }
 
@@ -102,6 +121,10 @@ fn run(cli: Cli) -> Result<bool> {
             kube_version,
             expect_bundles,
             common,
+            upstream,
+            amtool,
+            write_crds,
+            mentions_in,
         } => {
             let text = std::fs::read_to_string(&plan_json)
                 .with_context(|| format!("reading {}", plan_json.display()))?;
@@ -121,11 +144,23 @@ fn run(cli: Cli) -> Result<bool> {
                 planned.sources.len(),
                 plan_json.display()
             );
-            (
-                planned.sources,
-                planned.problems,
-                options(&version, &common)?,
-            )
+            let mut opts = options(&version, &common)?;
+            let mut sources = planned.sources.clone();
+            let mut problems = planned.problems.clone();
+            if let Some(dir) = upstream {
+                let (rendered, mut found, crds_dir) = conformance_run(
+                    &planned,
+                    &dir,
+                    &opts,
+                    &amtool,
+                    write_crds.as_deref(),
+                    &mentions_in,
+                )?;
+                sources.extend(rendered);
+                problems.append(&mut found);
+                opts.crds_dir = crds_dir;
+            }
+            (sources, problems, opts)
         }
     };
     let mut report = validate_sources(&sources, &opts)?;
@@ -137,6 +172,103 @@ fn run(cli: Cli) -> Result<bool> {
     }
     println!("{}", report.summary());
     Ok(report.ok())
+}
+
+/// Upstream conformance of a plan; returns the rendered charts (to validate with ours), the
+/// problems found and the directory of CRDs the plan delivers (plus k3s's built-ins).
+fn conformance_run(
+    planned: &plan::Planned,
+    upstream_dir: &Path,
+    opts: &Options,
+    amtool: &Path,
+    write_crds: Option<&Path>,
+    mentions_in: &[PathBuf],
+) -> Result<(Vec<Source>, Vec<Problem>, PathBuf)> {
+    let upstream = Upstream::open(upstream_dir)?;
+    let policy = ValuesPolicy::load(&upstream_dir.join("values-policy.yaml"))?;
+    let repo_root = upstream_dir
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let amtool = which(amtool);
+    let ctx = conformance::Context {
+        upstream: &upstream,
+        policy: &policy,
+        helm: render::locate_helm(&repo_root),
+        amtool,
+        kube_version: opts.kube_version.clone(),
+    };
+    let bundles: Vec<Bundle> = planned
+        .bundle_sources
+        .iter()
+        .map(|(name, sources)| Bundle {
+            name: name.clone(),
+            sources: sources.clone(),
+            after: planned.after.get(name).cloned().unwrap_or_default(),
+        })
+        .collect();
+    let outcome = conformance::check(&bundles, &ctx)?;
+    let mut problems = outcome.problems;
+    problems.extend(conformance::check_version_mentions(
+        &repo_root,
+        mentions_in,
+        &outcome.charts,
+        &outcome.images,
+    ));
+    let dir = match write_crds {
+        Some(d) => {
+            let _ = std::fs::remove_dir_all(d);
+            d.to_path_buf()
+        }
+        None => tempfile::tempdir()?.keep(),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (i, crd) in outcome.delivered_crds.iter().enumerate() {
+        let name = crd
+            .pointer("/metadata/name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("crd");
+        std::fs::write(dir.join(format!("{i:03}-{name}.json")), serde_json::to_vec(crd)?)?;
+    }
+    copy_yaml_tree(&opts.crds_dir, &dir.join("k3s"))?;
+    eprintln!(
+        "ffe-validate: upstream conformance: {} chart(s) rendered ({}), {} CRD(s) delivered",
+        outcome.charts.len(),
+        outcome
+            .charts
+            .iter()
+            .map(|c| c.label())
+            .collect::<Vec<_>>()
+            .join(", "),
+        outcome.delivered_crds.len()
+    );
+    Ok((outcome.rendered, problems, dir))
+}
+
+fn which(program: &Path) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return program.is_file().then(|| program.to_path_buf());
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+fn copy_yaml_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let path = entry?.path();
+        let target = to.join(path.file_name().unwrap_or_default());
+        if path.is_dir() {
+            copy_yaml_tree(&path, &target)?;
+        } else if path.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&path, &target)?;
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -5,7 +5,7 @@
 //! `ADDRESS/FILE`; plan-level problems (unknown manifests, two resources writing the same bundle,
 //! an expected bundle missing) are [`Problem`]s of their own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
@@ -26,6 +26,13 @@ pub struct Planned {
     pub bundles: BTreeMap<String, Vec<String>>,
     /// The root module's `kubernetes_version` variable, if the plan has one.
     pub kubernetes_version: Option<String>,
+    /// bundle name -> its files
+    pub bundle_sources: BTreeMap<String, Vec<Source>>,
+    /// bundle name -> the bundles Terraform applies before it (`depends_on` and references
+    /// between `ffe_manifests` resources, transitively)
+    pub after: BTreeMap<String, BTreeSet<String>>,
+    /// bundle name -> its resource's configuration address (`ffe_manifests.platform`)
+    config_address: BTreeMap<String, String>,
 }
 
 impl Planned {
@@ -69,12 +76,19 @@ fn walk_module(module: &Value, out: &mut Planned) {
             .and_then(Value::as_str)
             .unwrap_or("ffe_manifests.?")
             .to_string();
-        match resource.pointer("/values/bundle").and_then(Value::as_str) {
-            Some(bundle) => out
-                .bundles
-                .entry(bundle.to_string())
-                .or_default()
-                .push(address.clone()),
+        let bundle_name = resource
+            .pointer("/values/bundle")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        match &bundle_name {
+            Some(bundle) => {
+                out.bundles
+                    .entry(bundle.to_string())
+                    .or_default()
+                    .push(address.clone());
+                out.config_address
+                    .insert(bundle.clone(), config_address(&address));
+            }
             None => {
                 out.bundles
                     .entry(String::new())
@@ -92,9 +106,16 @@ fn walk_module(module: &Value, out: &mut Planned) {
                 }
                 for (file, content) in files {
                     match content.as_str() {
-                        Some(text) => out
-                            .sources
-                            .push(Source::new(format!("{address}/{file}"), text)),
+                        Some(text) => {
+                            let source = Source::new(format!("{address}/{file}"), text);
+                            if let Some(bundle) = &bundle_name {
+                                out.bundle_sources
+                                    .entry(bundle.clone())
+                                    .or_default()
+                                    .push(source.clone());
+                            }
+                            out.sources.push(source)
+                        }
                         None => out.problems.push(Problem::file(
                             format!("{address}/{file}"),
                             "planned content is not a string",
@@ -120,6 +141,70 @@ fn walk_module(module: &Value, out: &mut Planned) {
     }
 }
 
+/// `module.m.ffe_manifests.platform["cni"]` -> `module.m.ffe_manifests.platform`.
+fn config_address(address: &str) -> String {
+    match address.rfind('[') {
+        Some(i) if address.ends_with(']') && !address[i..].contains('.') => address[..i].to_string(),
+        _ => address.to_string(),
+    }
+}
+
+/// For each configured `ffe_manifests` resource (root module), the other `ffe_manifests`
+/// resources it depends on: `depends_on` entries and expression references.
+fn config_dependencies(plan: &Value) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out = BTreeMap::new();
+    let resources = plan
+        .pointer("/configuration/root_module/resources")
+        .and_then(Value::as_array);
+    for resource in resources.into_iter().flatten() {
+        if resource.get("type").and_then(Value::as_str) != Some(RESOURCE_TYPE) {
+            continue;
+        }
+        let Some(address) = resource.get("address").and_then(Value::as_str) else {
+            continue;
+        };
+        let mut deps = BTreeSet::new();
+        let mut add = |r: &str| {
+            if let Some(rest) = r.strip_prefix(&format!("{RESOURCE_TYPE}.")) {
+                let name = rest.split(['.', '[']).next().unwrap_or(rest);
+                let dep = format!("{RESOURCE_TYPE}.{name}");
+                if dep != address {
+                    deps.insert(dep);
+                }
+            }
+        };
+        for d in resource
+            .get("depends_on")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(d) = d.as_str() {
+                add(d);
+            }
+        }
+        for expr in resource
+            .get("expressions")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flat_map(|m| m.values())
+        {
+            for r in expr
+                .get("references")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(r) = r.as_str() {
+                    add(r);
+                }
+            }
+        }
+        out.insert(address.to_string(), deps);
+    }
+    out
+}
+
 /// Extracts every `ffe_manifests` resource of a plan (`terraform show -json PLANFILE`).
 pub fn extract(plan: &Value) -> Result<Planned, Error> {
     let root = plan.pointer("/planned_values/root_module").ok_or_else(|| {
@@ -135,6 +220,26 @@ pub fn extract(plan: &Value) -> Result<Planned, Error> {
         ..Planned::default()
     };
     walk_module(root, &mut out);
+    let deps = config_dependencies(plan);
+    let mut after = BTreeMap::new();
+    for (bundle, address) in &out.config_address {
+        // transitive closure over configuration addresses, then back to bundle names
+        let mut seen = BTreeSet::new();
+        let mut todo: Vec<String> = deps.get(address).into_iter().flatten().cloned().collect();
+        while let Some(a) = todo.pop() {
+            if seen.insert(a.clone()) {
+                todo.extend(deps.get(&a).into_iter().flatten().cloned());
+            }
+        }
+        let earlier: BTreeSet<String> = out
+            .config_address
+            .iter()
+            .filter(|(_, a)| seen.contains(*a))
+            .map(|(b, _)| b.clone())
+            .collect();
+        after.insert(bundle.clone(), earlier);
+    }
+    out.after = after;
     if out.bundles.is_empty() {
         out.problems.push(Problem::file(
             "plan",

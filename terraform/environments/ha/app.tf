@@ -54,7 +54,8 @@ module "app" {
   namespace   = module.namespaces.names["ffe"] # PSA restricted, edge routes allowed
 }
 
-# Written after the platform bundles, so the namespace and the Gateway exist first. Vault and
+# Written after the platform and monitoring bundles, so the namespace, the Gateway and the
+# ServiceMonitor/PrometheusRule CRDs exist first. Vault and
 # PgBouncer are NOT part of this release: see check "app_dependencies".
 resource "ffe_manifests" "app" {
   count = var.deploy_app ? 1 : 0
@@ -62,7 +63,7 @@ resource "ffe_manifests" "app" {
   bundle     = "app"
   servers    = ffe_k3s_cluster.this.servers
   manifests  = module.app.manifests
-  depends_on = [ffe_manifests.platform]
+  depends_on = [ffe_manifests.platform, ffe_manifests.monitoring]
 }
 
 # The production values need Vault (agent injection) and PgBouncer, which nothing here deploys.

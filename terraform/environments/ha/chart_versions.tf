@@ -1,12 +1,14 @@
 # Helm charts (and images) of the platform bundles: chart name -> exact version, as k3s's
 # helm-controller needs it. The version NUMBERS come from pins.tf (the one place for version
 # facts; override them there with `component_versions`); this file only maps them to each chart's
-# own version format and repository.
+# own version format and repository. Every (chart, version, repository) here is checked against
+# upstream/charts/<chart>/ by `make test-manifests`.
 
 locals {
   chart_versions = {
-    # tigera-operator chart is versioned like Calico (v3.32.0 ships operator v1.43.0)
-    "tigera-operator" = local.component_versions.calico
+    # Calico's charts are versioned like Calico, with the leading "v"
+    "crd.projectcalico.org.v1" = local.component_versions.calico
+    "tigera-operator"          = local.component_versions.calico
     # jetstack charts keep the leading "v"
     "cert-manager" = local.component_versions.cert_manager
     # NGF and csi-driver-nfs chart versions have no leading "v"
@@ -30,11 +32,5 @@ locals {
   # Images rendered directly (no chart).
   platform_images = {
     kube_vip = "ghcr.io/kube-vip/kube-vip:${local.component_versions.kube_vip}"
-    # installs the Gateway API CRDs (NGF does not ship them); kubectl matches the k8s minor
-    kubectl = "registry.k8s.io/kubectl:${local.kubectl_version}"
   }
-  gateway_api_crds_url = "https://github.com/kubernetes-sigs/gateway-api/releases/download/${local.component_versions.gateway_api}/standard-install.yaml"
-
-  # registry.k8s.io/kubectl has no "latest patch" tag: channel vX.Y maps to vX.Y.0.
-  kubectl_version = can(regex("^v[0-9]+\\.[0-9]+$", local.kubernetes_version)) ? "${local.kubernetes_version}.0" : split("+", local.kubernetes_version)[0]
 }

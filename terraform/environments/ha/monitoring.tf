@@ -86,7 +86,13 @@ module "monitoring" {
   namespace        = module.namespaces.names["monitoring"]
   create_namespace = false # modules/namespaces owns it (PSS privileged for node-exporter)
   server_ips       = var.master_ips
-  storage_class    = "fast-local" # modules/storage default fast_class_name
+  # Retain: deleting a claim (or the release) keeps the metrics, alert silences and dashboards
+  storage_class = module.storage.class_names.fast_retain
+  chart_versions = {
+    loki                    = local.component_versions.loki
+    fluent_bit              = local.component_versions.fluent_bit
+    opentelemetry_collector = local.component_versions.opentelemetry_collector
+  }
 
   prometheus_retention    = var.prometheus_retention
   prometheus_storage_size = var.prometheus_storage_size
@@ -121,12 +127,29 @@ check "alerts_routed" {
   }
 }
 
-# Written to every server after the platform bundles (namespaces, storage classes) exist.
+# Written to every server after the platform bundles (namespaces, storage classes) exist. Waits
+# until the prometheus-operator CRDs are served, so the add-ons and the app can use them.
 resource "ffe_manifests" "monitoring" {
   count = var.monitoring_enabled ? 1 : 0
 
-  bundle     = "monitoring"
-  servers    = ffe_k3s_cluster.this.servers
-  manifests  = module.monitoring[0].manifests
+  bundle    = "monitoring"
+  servers   = ffe_k3s_cluster.this.servers
+  manifests = module.monitoring[0].manifests
+  wait_for = [for crd in ["servicemonitors", "podmonitors", "prometheusrules"] : {
+    kind      = "customresourcedefinition"
+    name      = "${crd}.monitoring.coreos.com"
+    namespace = null
+    condition = "Established"
+  }]
   depends_on = [ffe_manifests.platform]
+}
+
+# Logging (Loki, Fluent Bit) and tracing (OpenTelemetry Collector), after the monitoring CRDs.
+resource "ffe_manifests" "observability" {
+  count = var.monitoring_enabled && (var.logging_enabled || var.tracing_enabled) ? 1 : 0
+
+  bundle     = "observability"
+  servers    = ffe_k3s_cluster.this.servers
+  manifests  = module.monitoring[0].addon_manifests
+  depends_on = [ffe_manifests.monitoring]
 }

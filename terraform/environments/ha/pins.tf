@@ -22,18 +22,21 @@ locals {
     postgres   = "17"
   }
 
-  # Pinned in-cluster component versions (as of 2026-11; sources: ../shared/crds/README.md and
-  # upstream release tags). Override single entries with `component_versions`.
+  # Pinned in-cluster component versions (as of 2026-12). Each chart version is vendored whole
+  # under upstream/charts/<chart>/<version>/ (source commit, licence, published version list), and
+  # `make test-manifests` renders it with our values: a pin that is not vendored fails the tests.
+  # Override single entries with `component_versions` (vendor the new version first).
   pinned_component_versions = {
-    calico                = "v3.32.0" # tigera-operator v1.43.0 pairs with Calico v3.32.0
-    tigera_operator       = "v1.43.0"
-    kube_vip              = "v1.2.3"
-    cert_manager          = "v1.21.1"
-    gateway_api           = "v1.5.1" # the version NGINX Gateway Fabric v2.6.7 pins
-    nginx_gateway_fabric  = "v2.6.7"
-    percona_pg_operator   = "3.0.0"
-    kube_prometheus_stack = "88.5.3"
-    csi_driver_nfs        = "v4.13.4"
+    calico                  = "v3.32.0" # charts crd.projectcalico.org.v1 + tigera-operator v3.32.0 (operator image v1.42.0)
+    kube_vip                = "v1.2.3"
+    cert_manager            = "v1.21.1"
+    gateway_api             = "v1.5.1" # the Gateway API release NGINX Gateway Fabric 2.6.7 pins
+    nginx_gateway_fabric    = "2.6.7"
+    kube_prometheus_stack   = "88.5.3"
+    csi_driver_nfs          = "4.13.4"
+    loki                    = "18.11.0"
+    fluent_bit              = "0.58.1"
+    opentelemetry_collector = "0.170.0"
   }
 
   component_versions = merge(local.pinned_component_versions, var.component_versions)

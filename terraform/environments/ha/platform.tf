@@ -3,6 +3,15 @@
 # on every server, where k3s applies them (HelmChart objects are installed by k3s's helm-controller).
 # Every rendered document is validated offline by `make test-manifests` (crates/ffe-validate).
 
+# CRDs the add-ons need before they install (Gateway API, Calico): the first bundle, waited for.
+module "crds" {
+  source = "../../modules/crds"
+
+  gateway_api_version = local.component_versions.gateway_api
+  calico_version      = local.chart_versions["crd.projectcalico.org.v1"]
+  calico_chart_repo   = local.chart_repos["tigera-operator"]
+}
+
 module "namespaces" {
   source = "../../modules/namespaces"
 
@@ -52,9 +61,6 @@ module "edge" {
   route_namespace_label   = module.namespaces.edge_route_label
   chart_versions          = local.chart_versions
   chart_repos             = local.chart_repos
-  gateway_api_crds_url    = local.gateway_api_crds_url
-  gateway_api_version     = local.component_versions.gateway_api
-  kubectl_image           = local.platform_images.kubectl
   loadbalancer_annotation = module.vip.loadbalancer_annotation
 }
 
@@ -88,12 +94,27 @@ check "ingress_ip_set" {
   }
 }
 
+# The CRDs first, and wait until the API server serves them: cert-manager exits at start without
+# the Gateway API CRDs, and Helm refuses tigera-operator until Installation/FelixConfiguration exist.
+resource "ffe_manifests" "crds" {
+  bundle    = "crds"
+  servers   = ffe_k3s_cluster.this.servers
+  manifests = module.crds.manifests
+  wait_for = [for crd in module.crds.established : {
+    kind      = "customresourcedefinition"
+    name      = crd
+    namespace = null
+    condition = "Established"
+  }]
+}
+
 # One bundle per add-on, written to every server once the cluster exists (servers come from the
-# cluster resource, so Terraform orders these after it).
+# cluster resource, so Terraform orders these after it) and the CRDs are established.
 resource "ffe_manifests" "platform" {
   for_each = local.platform_bundles
 
-  bundle    = each.key
-  servers   = ffe_k3s_cluster.this.servers
-  manifests = each.value
+  bundle     = each.key
+  servers    = ffe_k3s_cluster.this.servers
+  manifests  = each.value
+  depends_on = [ffe_manifests.crds]
 }

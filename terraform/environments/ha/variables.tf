@@ -627,7 +627,7 @@ variable "agent_parallelism" {
 }
 
 variable "component_versions" {
-  description = "Overrides for the pinned in-cluster component versions in pins.tf, e.g. { cert_manager = \"v1.21.2\" }."
+  description = "Overrides for the pinned in-cluster component versions in pins.tf, one exact version per component (the version must be vendored under upstream/charts/, see upstream/README.md)."
   type        = map(string)
   default     = {}
   nullable    = false

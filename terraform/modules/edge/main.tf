@@ -70,21 +70,6 @@ variable "chart_repos" {
   type        = map(string)
 }
 
-variable "gateway_api_crds_url" {
-  description = "URL of the Gateway API standard-install.yaml (NGINX Gateway Fabric does not install the CRDs)."
-  type        = string
-}
-
-variable "gateway_api_version" {
-  description = "Gateway API version (names the install Job so a version change creates a new Job)."
-  type        = string
-}
-
-variable "kubectl_image" {
-  description = "Image with kubectl, used by the Gateway API CRD install Job."
-  type        = string
-}
-
 variable "external_traffic_policy" {
   description = "externalTrafficPolicy of the edge Service. Cluster (default) works with this platform's kube-vip: it announces ingress_ip from a server node, which has no NGINX pod (servers are tainted) and forwards to one on a worker. Local would drop that traffic; it needs kube-vip on the workers with per-Service leader election (svc_election) first."
   type        = string
@@ -110,8 +95,6 @@ locals {
   https         = length(var.domain_names) > 0
   issuers       = { production = "https://acme-v02.api.letsencrypt.org/directory", staging = "https://acme-staging-v02.api.letsencrypt.org/directory" }
   cert_issuer   = var.acme_enabled ? (var.acme_staging ? "letsencrypt-staging" : "letsencrypt-production") : "ffe-selfsigned"
-  crd_job_name  = "gateway-api-crds-${replace(var.gateway_api_version, ".", "-")}"
-  crd_job_image = var.kubectl_image
 
   # The edge Service, identical in the chart's global NginxProxy and in the Gateway's own.
   edge_service = merge({ type = "LoadBalancer", externalTrafficPolicy = var.external_traffic_policy }, var.ingress_ip == null ? tomap({}) : tomap({ loadBalancerIP = var.ingress_ip }))
@@ -134,49 +117,6 @@ locals {
   # data plane pods of a Gateway carry gateway.networking.k8s.io/gateway-name (set by NGF's provisioner)
   dataplane_spread = [merge(local.spread, { labelSelector = { matchLabels = { "gateway.networking.k8s.io/gateway-name" = local.gateway } } })]
 
-  gateway_api_crds = [
-    { apiVersion = "v1", kind = "ServiceAccount", metadata = { name = "gateway-api-crds", namespace = "kube-system", labels = local.labels } },
-    {
-      apiVersion = "rbac.authorization.k8s.io/v1"
-      kind       = "ClusterRole"
-      metadata   = { name = "ffe-ha:gateway-api-crds", labels = local.labels }
-      rules = [
-        { apiGroups = ["apiextensions.k8s.io"], resources = ["customresourcedefinitions"], verbs = ["get", "list", "create", "update", "patch"] },
-        { apiGroups = ["admissionregistration.k8s.io"], resources = ["validatingadmissionpolicies", "validatingadmissionpolicybindings"], verbs = ["get", "list", "create", "update", "patch"] },
-      ]
-    },
-    {
-      apiVersion = "rbac.authorization.k8s.io/v1"
-      kind       = "ClusterRoleBinding"
-      metadata   = { name = "ffe-ha:gateway-api-crds", labels = local.labels }
-      roleRef    = { apiGroup = "rbac.authorization.k8s.io", kind = "ClusterRole", name = "ffe-ha:gateway-api-crds" }
-      subjects   = [{ kind = "ServiceAccount", name = "gateway-api-crds", namespace = "kube-system" }]
-    },
-    {
-      apiVersion = "batch/v1"
-      kind       = "Job"
-      metadata   = { name = local.crd_job_name, namespace = "kube-system", labels = local.labels }
-      spec = {
-        backoffLimit = 20
-        template = {
-          metadata = { labels = local.labels }
-          spec = {
-            serviceAccountName = "gateway-api-crds"
-            restartPolicy      = "OnFailure"
-            securityContext    = { runAsNonRoot = true, runAsUser = 65534, seccompProfile = { type = "RuntimeDefault" } }
-            containers = [{
-              name            = "apply"
-              image           = local.crd_job_image
-              args            = ["apply", "--server-side", "--force-conflicts", "-f", var.gateway_api_crds_url]
-              securityContext = { allowPrivilegeEscalation = false, readOnlyRootFilesystem = true, capabilities = { drop = ["ALL"] } }
-              resources       = { requests = { cpu = "50m", memory = "64Mi" }, limits = { memory = "256Mi" } }
-            }]
-          }
-        }
-      }
-    },
-  ]
-
   cert_manager = {
     apiVersion = "helm.cattle.io/v1"
     kind       = "HelmChart"
@@ -192,10 +132,12 @@ locals {
         podDisruptionBudget = { enabled = true, minAvailable = 1 }
         webhook             = { replicaCount = 2, podDisruptionBudget = { enabled = true, minAvailable = 1 } }
         cainjector          = { replicaCount = 2, podDisruptionBudget = { enabled = true, minAvailable = 1 } }
+        # Gateway API support (HTTP-01 through the Gateway). The controller exits at start while the
+        # Gateway API CRDs are missing: the `crds` bundle delivers them before this one.
         config = {
-          apiVersion       = "controller.config.cert-manager.io/v1alpha1"
-          kind             = "ControllerConfiguration"
-          enableGatewayAPI = true
+          apiVersion = "controller.config.cert-manager.io/v1alpha1"
+          kind       = "ControllerConfiguration"
+          gatewayAPI = { enabled = true }
         }
       })
     }
@@ -330,7 +272,6 @@ locals {
 output "manifests" {
   description = "File name => multi-document YAML."
   value = {
-    "gateway-api-crds.yaml"     = join("---\n", [for d in local.gateway_api_crds : yamlencode(d)])
     "cert-manager.yaml"         = yamlencode(local.cert_manager)
     "cert-issuers.yaml"         = join("---\n", local.cert_docs)
     "nginx-gateway-fabric.yaml" = yamlencode(local.ngf)

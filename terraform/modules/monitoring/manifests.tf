@@ -216,12 +216,15 @@ locals {
       kind       = "HelmChart"
       metadata   = { name = "loki", namespace = "kube-system", labels = local.common_labels }
       spec = {
-        repo            = "https://grafana.github.io/helm-charts"
+        # The open-source chart moved to grafana-community in 2026 (grafana.github.io now serves the
+        # Enterprise Logs chart under the same name).
+        repo            = "https://grafana-community.github.io/helm-charts"
         chart           = "loki"
         version         = var.chart_versions.loki
         targetNamespace = var.namespace
         valuesContent = yamlencode({
-          deploymentMode = "SingleBinary"
+          # one pod, filesystem storage: the chart refuses more than one replica without object storage
+          deploymentMode = "Monolithic"
           loki = {
             auth_enabled  = false
             commonConfig  = { replication_factor = 1 }
@@ -242,7 +245,6 @@ locals {
           gateway      = { enabled = false }
           test         = { enabled = false }
           lokiCanary   = { enabled = false }
-          monitoring   = { selfMonitoring = { enabled = false }, lokiCanary = { enabled = false } }
         })
       }
     }
@@ -306,8 +308,19 @@ locals {
           replicaCount   = 2
           image          = { repository = "otel/opentelemetry-collector-k8s" }
           serviceMonitor = { enabled = true }
-          ports          = { metrics = { enabled = true } }
+          # traces over OTLP only: the chart's Jaeger/Zipkin ports stay closed
+          ports = {
+            metrics          = { enabled = true }
+            "jaeger-compact" = { enabled = false }
+            "jaeger-thrift"  = { enabled = false }
+            "jaeger-grpc"    = { enabled = false }
+            zipkin           = { enabled = false }
+          }
           config = {
+            # The chart's default config also runs logs and metrics pipelines and the Jaeger, Zipkin
+            # and Prometheus receivers; Helm merges maps, so each is removed with null here.
+            # otlp = {}: kept with the chart's defaults (gRPC 4317, HTTP 4318 on the pod IP).
+            receivers = { otlp = {}, jaeger = null, zipkin = null, prometheus = null }
             exporters = {
               for name, cfg in {
                 debug = { verbosity = "basic" }
@@ -316,6 +329,8 @@ locals {
             }
             service = {
               pipelines = {
+                logs    = null
+                metrics = null
                 traces = {
                   receivers  = ["otlp"]
                   processors = ["memory_limiter", "batch"]
@@ -335,7 +350,8 @@ locals {
     local.prometheus_rules,
     local.dashboards,
     local.monitors,
-    local.logging,
-    local.tracing,
   )
+  # Optional add-ons: a bundle of their own, applied after this one, so the ServiceMonitor CRD
+  # exists when they install (fluent-bit renders its ServiceMonitor only when the API exists).
+  addon_objects = merge(local.logging, local.tracing)
 }

@@ -7,6 +7,11 @@ output "manifests" {
   }
 }
 
+output "addon_manifests" {
+  description = "File name -> YAML of the optional logging/tracing add-ons (empty when both are off): a second ffe_manifests bundle, applied after `manifests`."
+  value       = { for name, obj in local.addon_objects : name => yamlencode(obj) }
+}
+
 output "namespace" {
   description = "Namespace of Prometheus, Alertmanager and Grafana."
   value       = var.namespace

@@ -79,9 +79,9 @@ variable "prometheus_storage_size" {
 }
 
 variable "storage_class" {
-  description = "StorageClass for Prometheus, Alertmanager and Grafana PVCs (the fast local class)."
+  description = "StorageClass for the Prometheus, Alertmanager, Grafana and Loki claims: a class with reclaimPolicy Retain, so deleting a claim (or the release) keeps the data."
   type        = string
-  default     = "local-path"
+  default     = "fast-local-retain"
 }
 
 variable "grafana_storage_size" {
@@ -187,13 +187,12 @@ variable "tracing_otlp_endpoint" {
 }
 
 variable "chart_versions" {
-  description = "Pinned chart versions of the optional add-ons."
+  description = "Exact chart versions of the optional add-ons (pinned in the environment's pins.tf; each must be vendored under upstream/charts/)."
   type = object({
-    loki                    = optional(string, "6.29.0")
-    fluent_bit              = optional(string, "0.47.0")
-    opentelemetry_collector = optional(string, "0.158.3")
+    loki                    = string
+    fluent_bit              = string
+    opentelemetry_collector = string
   })
-  default = {}
 }
 
 variable "rules_dir" {

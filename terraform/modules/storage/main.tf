@@ -109,7 +109,26 @@ locals {
       version         = var.csi_chart_version
       targetNamespace = "kube-system"
       valuesContent = yamlencode({
-        controller = { replicas = 2, runOnControlPlane = false }
+        # Two controllers (leader-elected) on the host network: never on one node, or both bind the
+        # liveness port 29652. The chart renders controller.affinity only when it contains
+        # nodeSelectorTerms (templates/csi-nfs-controller.yaml), hence the node term (Linux nodes).
+        controller = {
+          replicas          = 2
+          runOnControlPlane = false
+          affinity = {
+            nodeAffinity = {
+              requiredDuringSchedulingIgnoredDuringExecution = {
+                nodeSelectorTerms = [{ matchExpressions = [{ key = "kubernetes.io/os", operator = "In", values = ["linux"] }] }]
+              }
+            }
+            podAntiAffinity = {
+              requiredDuringSchedulingIgnoredDuringExecution = [{
+                topologyKey   = "kubernetes.io/hostname"
+                labelSelector = { matchLabels = { app = "csi-nfs-controller" } }
+              }]
+            }
+          }
+        }
         # the bundled snapshot CRDs/controller are not used
         externalSnapshotter = { enabled = false }
       })
