@@ -9,7 +9,9 @@ TOOLS       := $(ROOT)/tools
 export PATH := $(TOOLS)/bin:$(TOOLS)/venv/bin:$(PATH)
 export TF_CLI_CONFIG_FILE := /dev/null
 export CARGO_TERM_COLOR := never
-SHARED      := $(abspath $(ROOT)/../shared)
+# The provider builds without protoc (vendor/tf-provider compiles its .proto files with protox).
+# Pointing PROTOC at nothing makes any build step that still wanted protoc fail loudly.
+export PROTOC := /nonexistent/protoc-is-not-needed
 ENV_HA      := $(ROOT)/terraform/environments/ha
 PROVIDER_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 PLUGIN_DIR  := $(ENV_HA)/terraform.d/plugins/registry.terraform.io/three-rivers-tech/ffe/$(PROVIDER_VERSION)/linux_amd64

@@ -3,7 +3,7 @@
 # (the example and the seed's block alone planned inside an empty network namespace, under strace).
 TEST_TARGETS += test-terraform
 .PHONY: test-terraform terraform-init-ha
-SEED_README ?= $(SHARED)/seed/HA_README.md
+SEED_README ?= $(ROOT)/docs/contract/HA_README.md
 
 # The provider is rebuilt locally, so its checksum changes: drop the lock file and init offline.
 terraform-init-ha:

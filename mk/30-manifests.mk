@@ -1,39 +1,52 @@
-# Platform manifests: plan the HA environment with the example tfvars, take every planned
-# `ffe_manifests` resource from `terraform show -json`, and validate each document with
-# ffe-validate (Kubernetes schemas via kubernetes-validate, upstream CRDs in ../shared/crds).
-# Two plans, both from terraform.tfvars.example in a private copy of terraform/ (with monitoring/
-# and helm/, which modules read; it never shares .terraform/ with other targets):
-#   example  as shipped: the platform bundles + monitoring;
-#   app      the same with -var deploy_app=true: + the app bundle (HelmChart of charts/ffe-backend.tgz,
-#            valuesContent checked against helm/ffe-backend/values.schema.json).
-# Each plan is validated at its own kubernetes_version and at the newest supported minor.
+# Platform manifests and upstream conformance: plan the HA environment, take every planned
+# `ffe_manifests` bundle from `terraform show -json`, and check it with ffe-validate:
+#   - every HelmChart rendered with the upstream chart vendored at its pinned version
+#     (upstream/charts/), values keys, published versions, CRD delivery and order, host-network
+#     spread, Retain claims, amtool on the rendered Alertmanager configuration;
+#   - every document (ours and the charts' rendered output) against Kubernetes schemas
+#     (kubernetes-validate) and the CRDs the plan itself delivers;
+#   - version mentions in docs/ and comments against the pins.
+# Two plans, in a private copy of the repository's terraform/, monitoring/, helm/, upstream/ and docs/examples:
+#   example  terraform.tfvars.example as shipped;
+#   full     + tests/fixtures/all-addons.tfvars (NFS CSI, logging, tracing, the app) + every
+#            documented example in docs/examples/ (so each documented example is planned and checked).
+# Each at both ends of the supported Kubernetes minors (pins.tf). The full plan's delivered CRDs are
+# written to target/delivered-crds for test-helm and test-monitoring.
 TEST_TARGETS += test-manifests
 .PHONY: test-manifests
 MANIFESTS_WORK     := $(ROOT)/target/test-manifests
 MANIFESTS_ENV      := $(MANIFESTS_WORK)/terraform/environments/ha
-MANIFESTS_BUNDLES  := namespaces,cni,vip,storage,edge,monitoring
-MANIFESTS_KUBE_MAX := 1.37
-MANIFESTS_VALIDATE := target/debug/ffe-validate terraform-plan --crds $(SHARED)/crds \
-  --values-schema ffe-backend=$(ROOT)/helm/ffe-backend/values.schema.json
+MANIFESTS_BUNDLES  := crds,namespaces,cni,vip,storage,edge,monitoring
+MANIFESTS_KUBE     := 1.35 1.37
+DELIVERED_CRDS     := $(ROOT)/target/delivered-crds
+DOC_EXAMPLES       := $(sort $(wildcard $(ROOT)/docs/examples/*.tfvars))
+MENTION_FILES       = $(shell git -C $(ROOT) ls-files README.md docs 'terraform/*.tf' 'helm/*/README.md' mk | sed 's|^|$(ROOT)/|')
+MANIFESTS_VALIDATE := target/debug/ffe-validate terraform-plan --crds upstream/crds/helm-controller \
+  --upstream upstream --values-schema ffe-backend=$(ROOT)/helm/ffe-backend/values.schema.json
 
 test-manifests: provider-install app-chart
 	@SECONDS=0; \
 	rm -rf $(MANIFESTS_WORK) && mkdir -p $(MANIFESTS_WORK); \
 	tar -C $(ROOT) --exclude=.terraform --exclude=.terraform.lock.hcl --exclude='*.tfstate*' \
-	  --exclude=tfplan -cf - terraform monitoring helm | tar -C $(MANIFESTS_WORK) -xf -; \
+	  --exclude=tfplan -cf - terraform monitoring helm upstream docs/examples | tar -C $(MANIFESTS_WORK) -xf -; \
 	cd $(MANIFESTS_ENV) && terraform init -input=false -backend=false -no-color >/dev/null; \
-	for plan in example app; do \
+	for plan in example full; do \
 	  extra=; expect=$(MANIFESTS_BUNDLES); \
-	  if [ $$plan = app ]; then extra='-var=deploy_app=true'; expect=$$expect,app; fi; \
+	  if [ $$plan = full ]; then \
+	    extra="-var-file=tests/fixtures/all-addons.tfvars $(addprefix -var-file=,$(DOC_EXAMPLES))"; \
+	    expect=$$expect,observability,app; fi; \
 	  terraform plan -input=false -refresh=false -no-color -var-file=terraform.tfvars.example $$extra \
 	    -out=$(MANIFESTS_WORK)/$$plan.tfplan >$(MANIFESTS_WORK)/$$plan.plan.txt 2>&1 \
 	    || { cat $(MANIFESTS_WORK)/$$plan.plan.txt; echo "test-manifests: terraform plan ($$plan) FAILED"; exit 1; }; \
 	  terraform show -json $(MANIFESTS_WORK)/$$plan.tfplan > $(MANIFESTS_WORK)/$$plan.plan.json; \
-	  for kube in plan $(MANIFESTS_KUBE_MAX); do \
-	    kv=; [ $$kube = plan ] || kv="--kube-version $$kube"; \
+	  for kube in $(MANIFESTS_KUBE); do \
+	    extra_args=; \
+	    if [ $$plan = full ] && [ $$kube = $(lastword $(MANIFESTS_KUBE)) ]; then \
+	      extra_args="--write-crds $(DELIVERED_CRDS) --mentions-in $(MENTION_FILES)"; fi; \
 	    echo "test-manifests: plan $$plan, Kubernetes $$kube"; \
 	    (cd $(ROOT) && $(MANIFESTS_VALIDATE) --plan-json $(MANIFESTS_WORK)/$$plan.plan.json \
-	      --expect-bundles $$expect $$kv) || { echo "test-manifests: plan $$plan (Kubernetes $$kube) FAILED"; exit 1; }; \
+	      --expect-bundles $$expect --kube-version $$kube $$extra_args) \
+	      || { echo "test-manifests: plan $$plan (Kubernetes $$kube) FAILED"; exit 1; }; \
 	  done; \
 	done; \
 	echo "test-manifests: passed in $${SECONDS}s"

@@ -23,11 +23,12 @@ helm-lint:
 	  rm -f /tmp/ffe-helm-lint.$$$$; \
 	done; echo "helm-lint: $$v ok (Helm v4 + v3, --strict)"; done
 
-helm-validate:
+# CRD schemas: the ones the full platform plan delivers (written by test-manifests).
+helm-validate: test-manifests
 	cargo build -q -p ffe-validate --bin ffe-validate
 	@for v in $(CHART_VALUES_F); do for k in $(HELM_KUBE_VERSIONS); do \
 	  $(HELM4) template ffe $(CHART_DIR) -n ffe -f $$v --kube-version $$k \
-	    | ./target/debug/ffe-validate manifests --kube-version $$k --crds $(SHARED)/crds - \
+	    | ./target/debug/ffe-validate manifests --kube-version $$k --crds $(DELIVERED_CRDS) - \
 	    || { echo "helm-validate: $$v (Kubernetes $$k) FAILED"; exit 1; }; \
 	done; done
 

@@ -9,13 +9,13 @@ MONITORING_OUT := $(ROOT)/target/monitoring
 # Both ends of the supported Kubernetes minors (terraform/environments/ha/pins.tf).
 MONITORING_KUBE_VERSIONS := 1.35 1.37
 
-test-monitoring: monitoring-render
+test-monitoring: monitoring-render test-manifests
 	promtool check rules monitoring/rules/*.yaml
 	promtool test rules monitoring/tests/*.yaml
 	cargo test -q -p ffe-validate --test dashboards
 	cargo build -q -p ffe-validate --bin ffe-validate
 	for k in $(MONITORING_KUBE_VERSIONS); do \
-	  target/debug/ffe-validate manifests --kube-version $$k --crds $(SHARED)/crds - < $(MONITORING_OUT)/bundle.yaml \
+	  target/debug/ffe-validate manifests --kube-version $$k --crds $(DELIVERED_CRDS) - < $(MONITORING_OUT)/bundle.yaml \
 	    || { echo "test-monitoring: rendered bundle invalid for Kubernetes $$k"; exit 1; }; \
 	done
 

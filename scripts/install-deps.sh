@@ -9,7 +9,7 @@ mkdir -p "$TOOLS/bin"
 
 APT_PACKAGES=(iproute2 iputils-ping nftables openssh-server openssh-client etcd-server etcd-client
   postgresql-15 patroni pgbackrest pgbouncer nginx prometheus shellcheck unzip openssl curl
-  protobuf-compiler libprotobuf-dev nfs-common chrony strace)
+  nfs-common chrony strace prometheus-alertmanager)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,5 +1,5 @@
 //! The validation harness against the real tools: `kubernetes-validate` from tools/venv (or
-//! `FFE_KUBERNETES_VALIDATE`) and the upstream CRDs in ../shared/crds. Each broken document
+//! `FFE_KUBERNETES_VALIDATE`) and the upstream CRDs vendored in upstream/crds. Each broken document
 //! must be reported, each sound one must pass: the harness can fail, and does not cry wolf.
 
 use std::collections::BTreeMap;
@@ -15,7 +15,7 @@ fn root() -> PathBuf {
 fn crds() -> PathBuf {
     let dir = std::env::var_os("FFE_CRDS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/crds"));
+        .unwrap_or_else(|| root().join("upstream/crds"));
     assert!(dir.is_dir(), "{} missing", dir.display());
     dir
 }

@@ -1,5 +1,5 @@
 //! The `ffe-backend` Helm chart: render it with the real `helm template` (Helm v4 and v3) and assert
-//! on the parsed objects. Expected values come from the seed (`../shared/seed/HA_README.md`) and
+//! on the parsed objects. Expected values come from the seed (`docs/contract/HA_README.md`) and
 //! from issue 4, never from the chart's own values files.
 //!
 //! Tools: `tools/bin/helm` (v4), `tools/helm3/helm` (v3), `promtool` (override with `FFE_HELM`,
@@ -127,7 +127,7 @@ fn env_value<'a>(docs: &'a [Value], name: &str) -> Option<&'a Value> {
 
 /// The seed's `domain_names` from its terraform.tfvars block.
 fn seed_domain_names() -> Vec<String> {
-    let seed = root().join("../shared/seed/HA_README.md");
+    let seed = root().join("docs/contract/HA_README.md");
     let text = std::fs::read_to_string(&seed)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", seed.display()));
     let line = text

@@ -94,6 +94,72 @@ Deployment replicas.
 {{- if .Values.secrets.create }}{{ include "ffe-backend.fullname" . }}{{ else }}{{ .Values.secrets.existingSecret }}{{ end }}
 {{- end }}
 
+{{/*
+Upstream's ingress.* block (README, "Upstream values files"):
+- ingressToRoute "true": ingress.enabled, httpRoute.enabled and ingress.mode gateway -> the block's
+  hosts and paths go onto the HTTPRoute, no Ingress;
+- renderIngress "true": ingress.enabled and (ingress.mode ingress, or no HTTPRoute to map onto).
+*/}}
+{{- define "ffe-backend.ingressToRoute" -}}
+{{- and .Values.ingress.enabled .Values.httpRoute.enabled (ne (default "gateway" .Values.ingress.mode) "ingress") }}
+{{- end }}
+
+{{- define "ffe-backend.renderIngress" -}}
+{{- and .Values.ingress.enabled (or (eq (default "gateway" .Values.ingress.mode) "ingress") (not .Values.httpRoute.enabled)) }}
+{{- end }}
+
+{{/*
+HTTPRoute hostnames and path matches as JSON {"hostnames": [...], "matches": [...]}: from
+httpRoute.hostnames/pathPrefix, or from ingress.hosts[] (ingressToRoute). Gateway API hostnames are
+per route, so the matches are the union of every host's paths (first appearance order).
+pathType Prefix/ImplementationSpecific -> PathPrefix, Exact -> Exact; a host without paths -> "/".
+*/}}
+{{- define "ffe-backend.routeSpec" -}}
+{{- $hostnames := .Values.httpRoute.hostnames | default list }}
+{{- $matches := list (dict "path" (dict "type" "PathPrefix" "value" .Values.httpRoute.pathPrefix)) }}
+{{- if and (eq (include "ffe-backend.ingressToRoute" .) "true") .Values.ingress.hosts }}
+{{- $hostnames = list }}
+{{- $matches = list }}
+{{- range .Values.ingress.hosts }}
+{{- if not (has .host $hostnames) }}
+{{- $hostnames = append $hostnames .host }}
+{{- end }}
+{{- range (.paths | default (list (dict "path" "/"))) }}
+{{- $type := ternary "Exact" "PathPrefix" (eq (default "Prefix" .pathType) "Exact") }}
+{{- $m := dict "path" (dict "type" $type "value" .path) }}
+{{- if not (has $m $matches) }}
+{{- $matches = append $matches $m }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- dict "hostnames" $hostnames "matches" $matches | toJson }}
+{{- end }}
+
+{{/* An env value as a string: whole numbers without exponent or decimals (1e+06 -> 1000000). */}}
+{{- define "ffe-backend.envString" -}}
+{{- if and (kindIs "float64" .) (eq . (float64 (int64 .))) }}
+{{- int64 . }}
+{{- else }}
+{{- toString . }}
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when the database CA Secret is mounted: database.caSecret.name set, and PgBouncer
+(external=false), or caSecret.mount=always, or database.url asks for verification
+(sslmode=verify-ca|verify-full). An external database without that never waits for the Secret.
+*/}}
+{{- define "ffe-backend.dbCaMounted" -}}
+{{- $db := .Values.database }}
+{{- and $db.caSecret.name (or (not $db.external) (eq (default "auto" $db.caSecret.mount) "always") (regexMatch "[?&]sslmode=verify-(ca|full)(&|$)" (default "" $db.url))) }}
+{{- end }}
+
+{{/* "true" when DATABASE_URL comes from key DATABASE_URL of the credentials Secret. */}}
+{{- define "ffe-backend.dbUrlFromSecret" -}}
+{{- and .Values.database.external (not .Values.database.url) (not .Values.vault.enabled) }}
+{{- end }}
+
 {{- define "ffe-backend.vaultFile" -}}
 /vault/secrets/{{ .Values.vault.secretName }}
 {{- end }}
@@ -137,8 +203,8 @@ PgBouncer from the credential keys (unless database.external, where Vault or dat
 {{- if le (int .Values.terminationGracePeriodSeconds) (int .Values.lifecycle.preStopSleepSeconds) }}
 {{- fail "terminationGracePeriodSeconds must be longer than lifecycle.preStopSleepSeconds (the app needs time to finish requests after the pre-stop delay)" }}
 {{- end }}
-{{- if and .Values.database.external (not .Values.database.url) (not .Values.vault.enabled) }}
-{{- fail "database.external=true needs database.url (or Vault providing DATABASE_URL)" }}
+{{- if and (eq (include "ffe-backend.dbUrlFromSecret" .) "true") (not (include "ffe-backend.secretName" .)) }}
+{{- fail "database.external=true without database.url and without Vault reads DATABASE_URL from the credentials Secret: set secrets.existingSecret (a Secret with key DATABASE_URL) or secrets.create=true, or pass database.url" }}
 {{- end }}
 {{- if and (not .Values.vault.enabled) (not .Values.database.external) (not (include "ffe-backend.secretName" .)) }}
 {{- fail "without Vault the DB credentials come from a Secret: set secrets.create=true with secrets.data, or secrets.existingSecret" }}

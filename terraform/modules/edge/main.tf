@@ -89,12 +89,12 @@ variable "loadbalancer_annotation" {
 }
 
 locals {
-  labels        = { "app.kubernetes.io/part-of" = "ffe-ha" }
-  gateway       = "ffe-edge"
-  tls_secret    = "ffe-edge-tls"
-  https         = length(var.domain_names) > 0
-  issuers       = { production = "https://acme-v02.api.letsencrypt.org/directory", staging = "https://acme-staging-v02.api.letsencrypt.org/directory" }
-  cert_issuer   = var.acme_enabled ? (var.acme_staging ? "letsencrypt-staging" : "letsencrypt-production") : "ffe-selfsigned"
+  labels      = { "app.kubernetes.io/part-of" = "ffe-ha" }
+  gateway     = "ffe-edge"
+  tls_secret  = "ffe-edge-tls"
+  https       = length(var.domain_names) > 0
+  issuers     = { production = "https://acme-v02.api.letsencrypt.org/directory", staging = "https://acme-staging-v02.api.letsencrypt.org/directory" }
+  cert_issuer = var.acme_enabled ? (var.acme_staging ? "letsencrypt-staging" : "letsencrypt-production") : "ffe-selfsigned"
 
   # The edge Service, identical in the chart's global NginxProxy and in the Gateway's own.
   edge_service = merge({ type = "LoadBalancer", externalTrafficPolicy = var.external_traffic_policy }, var.ingress_ip == null ? tomap({}) : tomap({ loadBalancerIP = var.ingress_ip }))
