@@ -432,8 +432,9 @@ fn check_helm_chart(
     let here = format!("{} HelmChart/{}", doc.file, doc.name().unwrap_or("?"));
     let problem = |m: String| Problem::file(&here, m);
     let Some((chart, version)) = chart_ref(&doc.value) else {
-        out.problems
-            .push(problem("cannot tell which chart and version it installs".into()));
+        out.problems.push(problem(
+            "cannot tell which chart and version it installs".into(),
+        ));
         return Ok(());
     };
     let Some(published) = ctx.upstream.versions(&chart)? else {
@@ -455,7 +456,12 @@ fn check_helm_chart(
             out.problems.push(problem(format!(
                 "{chart} {version} trails upstream by {behind} minor releases (newest {}; at most \
                  {MAX_MINORS_BEHIND} allowed): move the pin forward",
-                published.iter().rev().find(|v| is_stable(v)).cloned().unwrap_or_default()
+                published
+                    .iter()
+                    .rev()
+                    .find(|v| is_stable(v))
+                    .cloned()
+                    .unwrap_or_default()
             )));
         }
     }
@@ -464,7 +470,11 @@ fn check_helm_chart(
         out.problems.push(problem(format!(
             "{chart} {version} is not vendored (upstream/charts/{chart}/ has {}): vendor the \
              pinned version, so its values, CRDs and templates are checked",
-            if have.is_empty() { "none".into() } else { have.join(", ") }
+            if have.is_empty() {
+                "none".into()
+            } else {
+                have.join(", ")
+            }
         )));
         return Ok(());
     };
@@ -508,11 +518,10 @@ fn check_helm_chart(
     }
     let effective = values::effective_values(&vendored, &ours);
     for need in &vendored.meta.requires {
-        if need
-            .condition
-            .as_deref()
-            .is_none_or(|c| values::truthy(&effective, c))
-        {
+        if need.condition.as_deref().is_none_or(|c| {
+            c.split("||")
+                .any(|alt| values::truthy(&effective, alt.trim()))
+        }) {
             needs.push((bundle.name.clone(), here.clone(), need.clone()));
         }
     }
@@ -669,9 +678,9 @@ fn claimed_classes(value: &Value) -> Vec<String> {
             }
         }
         // prometheus-operator CRs: the operator turns these into StatefulSet claim templates
-        "Prometheus" | "Alertmanager" | "ThanosRuler" | "PrometheusAgent" => push(
-            value.pointer("/spec/storage/volumeClaimTemplate/spec/storageClassName"),
-        ),
+        "Prometheus" | "Alertmanager" | "ThanosRuler" | "PrometheusAgent" => {
+            push(value.pointer("/spec/storage/volumeClaimTemplate/spec/storageClassName"))
+        }
         _ => {}
     }
     out
@@ -783,7 +792,9 @@ fn check_alertmanager_config(origin: &str, value: &Value, ctx: &Context) -> Vec<
         Ok(()) => Vec::new(),
         Err(e) => vec![Problem::file(
             origin,
-            format!("Alertmanager rejects the rendered alertmanager.yaml (amtool check-config): {e}"),
+            format!(
+                "Alertmanager rejects the rendered alertmanager.yaml (amtool check-config): {e}"
+            ),
         )],
     }
 }
@@ -867,18 +878,25 @@ pub fn check_version_mentions(
         let Ok(text) = std::fs::read_to_string(file) else {
             continue;
         };
-        let shown = file.strip_prefix(repo_root).unwrap_or(file).display().to_string();
+        let shown = file
+            .strip_prefix(repo_root)
+            .unwrap_or(file)
+            .display()
+            .to_string();
         for (i, line) in text.lines().enumerate() {
             let lower = normalise(line);
+            let original = line.as_bytes();
             for (name, versions) in &known {
                 let mut from = 0;
                 while let Some(pos) = lower[from..].find(name.as_str()) {
                     let start = from + pos;
                     from = start + name.len();
                     // a whole name: not part of a longer one (`tigera-operator` is not `operator`)
-                    let part_of_name = |c: &u8| c.is_ascii_alphanumeric() || *c == b'-';
-                    let before_ok = start == 0 || !part_of_name(&lower.as_bytes()[start - 1]);
-                    let after_ok = lower.as_bytes().get(from).is_none_or(|c| !part_of_name(c));
+                    // (checked on the line as written: normalising turned spaces into '-')
+                    let part_of_name =
+                        |c: &u8| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_';
+                    let before_ok = start == 0 || !part_of_name(&original[start - 1]);
+                    let after_ok = original.get(from).is_none_or(|c| !part_of_name(c));
                     if !before_ok || !after_ok {
                         continue;
                     }
@@ -900,8 +918,9 @@ pub fn check_version_mentions(
     problems
 }
 
+/// ASCII lowercase with `_` and ` ` as `-` (byte positions unchanged).
 fn normalise(s: &str) -> String {
-    s.to_lowercase().replace(['_', ' '], "-")
+    s.to_ascii_lowercase().replace(['_', ' '], "-")
 }
 
 /// The first `x.y.z` version within a few characters after a name (`chart v1.2.3`, `= "1.2.3"`).
@@ -910,7 +929,9 @@ fn version_after(rest: &str) -> Option<String> {
     let bytes = window.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i].is_ascii_digit() && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'v') {
+        if bytes[i].is_ascii_digit()
+            && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'v')
+        {
             let start = i;
             let mut dots = 0;
             while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
@@ -943,10 +964,17 @@ mod tests {
 
     #[test]
     fn minor_lines_behind() {
-        let published: Vec<String> = ["0.46.0", "0.47.0", "0.47.1", "0.48.0", "0.49.0-rc1", "0.58.1"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let published: Vec<String> = [
+            "0.46.0",
+            "0.47.0",
+            "0.47.1",
+            "0.48.0",
+            "0.49.0-rc1",
+            "0.58.1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         assert_eq!(minors_behind("0.47.0", &published), 2);
         assert_eq!(minors_behind("0.46.0", &published), 3);
         assert_eq!(minors_behind("0.58.1", &published), 0);
@@ -955,7 +983,10 @@ mod tests {
     #[test]
     fn versions_after_names() {
         assert_eq!(version_after(" chart v3.32.0 ships"), Some("3.32.0".into()));
-        assert_eq!(version_after("        = \"v1.43.0\" #"), Some("1.43.0".into()));
+        assert_eq!(
+            version_after("        = \"v1.43.0\" #"),
+            Some("1.43.0".into())
+        );
         assert_eq!(version_after(" with 2 replicas v1.2.3"), None);
         assert_eq!(version_after(" v1.21"), None);
     }

@@ -207,7 +207,11 @@ pub fn check_identities(docs: &[Doc]) -> Vec<Problem> {
 
 fn check_labels(doc: &Doc, problems: &mut Vec<Problem>) {
     // `labels:` / `annotations:` left empty in YAML are null, which the API server takes as absent
-    if let Some(labels) = doc.value.pointer("/metadata/labels").filter(|v| !v.is_null()) {
+    if let Some(labels) = doc
+        .value
+        .pointer("/metadata/labels")
+        .filter(|v| !v.is_null())
+    {
         let Some(map) = labels.as_object() else {
             problems.push(doc.problem("metadata.labels is not a map"));
             return;

@@ -229,7 +229,10 @@ fn conformance_run(
             .pointer("/metadata/name")
             .and_then(|v| v.as_str())
             .unwrap_or("crd");
-        std::fs::write(dir.join(format!("{i:03}-{name}.json")), serde_json::to_vec(crd)?)?;
+        std::fs::write(
+            dir.join(format!("{i:03}-{name}.json")),
+            serde_json::to_vec(crd)?,
+        )?;
     }
     copy_yaml_tree(&opts.crds_dir, &dir.join("k3s"))?;
     eprintln!(

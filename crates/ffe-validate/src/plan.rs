@@ -144,7 +144,9 @@ fn walk_module(module: &Value, out: &mut Planned) {
 /// `module.m.ffe_manifests.platform["cni"]` -> `module.m.ffe_manifests.platform`.
 fn config_address(address: &str) -> String {
     match address.rfind('[') {
-        Some(i) if address.ends_with(']') && !address[i..].contains('.') => address[..i].to_string(),
+        Some(i) if address.ends_with(']') && !address[i..].contains('.') => {
+            address[..i].to_string()
+        }
         _ => address.to_string(),
     }
 }

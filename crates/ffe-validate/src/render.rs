@@ -94,8 +94,8 @@ pub fn parse(text: &str) -> Result<Vec<Rendered>, String> {
             continue;
         }
         let value = serde_json::to_value(yaml).map_err(|e| format!("{source}: {e}"))?;
-        let from_crds_dir = source.split('/').any(|part| part == "crds")
-            && !source.contains("/templates/");
+        let from_crds_dir =
+            source.split('/').any(|part| part == "crds") && !source.contains("/templates/");
         out.push(Rendered {
             source,
             from_crds_dir,

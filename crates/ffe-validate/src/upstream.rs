@@ -264,11 +264,9 @@ impl Upstream {
         }
         let schema_path = chart_dir.join("values.schema.json");
         let schema = if schema_path.is_file() {
-            Some(
-                serde_json::from_str(&read(&schema_path)?).map_err(|e| {
-                    Error::Upstream(format!("{}: invalid JSON: {e}", schema_path.display()))
-                })?,
-            )
+            Some(serde_json::from_str(&read(&schema_path)?).map_err(|e| {
+                Error::Upstream(format!("{}: invalid JSON: {e}", schema_path.display()))
+            })?)
         } else {
             None
         };
@@ -288,7 +286,10 @@ mod tests {
 
     #[test]
     fn image_tags_and_versions() {
-        assert_eq!(image_tag("quay.io/tigera/operator:v1.42.0"), Some("v1.42.0"));
+        assert_eq!(
+            image_tag("quay.io/tigera/operator:v1.42.0"),
+            Some("v1.42.0")
+        );
         assert_eq!(image_tag("localhost:5000/x"), None);
         assert_eq!(image_tag("a/b:1.0@sha256:abc"), Some("1.0"));
         assert_eq!(trim_v("v3.32.0"), "3.32.0");

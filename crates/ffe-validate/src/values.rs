@@ -131,14 +131,15 @@ impl ValuesPolicy {
     }
 
     fn covers(&self, chart: &str, path: &[&str]) -> bool {
-        self.free_form.get(chart).into_iter().flatten().any(|entry| {
-            let pattern: Vec<&str> = entry.path.split('.').collect();
-            pattern.len() == path.len()
-                && pattern
-                    .iter()
-                    .zip(path)
-                    .all(|(p, k)| *p == "*" || p == k)
-        })
+        self.free_form
+            .get(chart)
+            .into_iter()
+            .flatten()
+            .any(|entry| {
+                let pattern: Vec<&str> = entry.path.split('.').collect();
+                pattern.len() == path.len()
+                    && pattern.iter().zip(path).all(|(p, k)| *p == "*" || p == k)
+            })
     }
 
     /// Default keys that survive the merge under an owned path: one message each.
@@ -257,7 +258,9 @@ fn walk<'a>(
             path.pop();
             continue;
         }
-        let default = defaults.and_then(|d| d.as_object()).and_then(|d| d.get(key));
+        let default = defaults
+            .and_then(|d| d.as_object())
+            .and_then(|d| d.get(key));
         let sub_schema = schema.and_then(|s| schema_child(root_schema, s, key));
         if default.is_none() && sub_schema.is_none() {
             out.push(format!(

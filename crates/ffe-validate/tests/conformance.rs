@@ -1,0 +1,440 @@
+//! The upstream conformance harness against the real vendored charts (upstream/), the real `helm`
+//! (tools/bin/helm or `FFE_HELM`) and the real `amtool`: each defect found in review is
+//! reintroduced in a small plan and must be reported; its fixed form must not be.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use ffe_validate::conformance::{self, Bundle, Context};
+use ffe_validate::render::locate_helm;
+use ffe_validate::upstream::Upstream;
+use ffe_validate::values::ValuesPolicy;
+use ffe_validate::{KubeVersion, Source};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn amtool() -> PathBuf {
+    let p = std::env::var_os("FFE_AMTOOL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/amtool"));
+    assert!(p.is_file(), "{} missing: run `make deps`", p.display());
+    p
+}
+
+fn helm_chart(name: &str, chart: &str, repo: &str, version: &str, values: &str) -> String {
+    let mut indented = String::new();
+    for line in values.lines() {
+        indented.push_str("    ");
+        indented.push_str(line);
+        indented.push('\n');
+    }
+    format!(
+        "apiVersion: helm.cattle.io/v1\nkind: HelmChart\nmetadata: {{name: {name}, namespace: kube-system}}\n\
+         spec:\n  chart: {chart}\n  repo: {repo}\n  version: \"{version}\"\n  targetNamespace: {name}\n  valuesContent: |\n{indented}"
+    )
+}
+
+fn bundle(name: &str, after: &[&str], files: &[(&str, String)]) -> Bundle {
+    Bundle {
+        name: name.into(),
+        sources: files
+            .iter()
+            .map(|(f, c)| Source::new(format!("{name}/{f}"), c.clone()))
+            .collect(),
+        after: after.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+    }
+}
+
+/// The problems the harness reports for these bundles.
+fn problems(bundles: &[Bundle]) -> Vec<String> {
+    let upstream = Upstream::open(&root().join("upstream")).unwrap();
+    let policy = ValuesPolicy::load(&root().join("upstream/values-policy.yaml")).unwrap();
+    let ctx = Context {
+        upstream: &upstream,
+        policy: &policy,
+        helm: locate_helm(&root()),
+        amtool: Some(amtool()),
+        kube_version: KubeVersion::parse("1.35").unwrap(),
+    };
+    conformance::check(bundles, &ctx)
+        .unwrap()
+        .problems
+        .into_iter()
+        .map(|p| p.to_string())
+        .collect()
+}
+
+fn assert_reported(found: &[String], needle: &str) {
+    assert!(
+        found.iter().any(|p| p.contains(needle)),
+        "expected a problem containing {needle:?}, got:\n{}",
+        found.join("\n")
+    );
+}
+
+fn assert_not_reported(found: &[String], needle: &str) {
+    assert!(
+        !found.iter().any(|p| p.contains(needle)),
+        "did not expect {needle:?}:\n{}",
+        found.join("\n")
+    );
+}
+
+const CALICO_REPO: &str = "https://docs.tigera.io/calico/charts";
+const CALICO_VALUES: &str = "installation:\n  enabled: true\n  cni: {type: Calico}\napiServer: {enabled: false}\ngoldmane: {enabled: false}\nwhisker: {enabled: false}\ndefaultFelixConfiguration: {enabled: true, wireguardEnabled: true}\n";
+
+fn calico_operator() -> (&'static str, String) {
+    (
+        "calico.yaml",
+        helm_chart(
+            "tigera-operator",
+            "tigera-operator",
+            CALICO_REPO,
+            "v3.32.0",
+            CALICO_VALUES,
+        ),
+    )
+}
+
+// C1: tigera-operator v3.32.0 ships no CRDs; without the CRD chart first, nothing installs them.
+#[test]
+fn calico_without_its_crd_chart_is_reported() {
+    let found = problems(&[bundle("cni", &[], &[calico_operator()])]);
+    assert_reported(&found, "operator.tigera.io/Installation needs its CRD");
+    assert_reported(
+        &found,
+        "crd.projectcalico.org/FelixConfiguration needs its CRD",
+    );
+
+    let crds = bundle(
+        "crds",
+        &[],
+        &[(
+            "calico-crds.yaml",
+            helm_chart(
+                "calico-crds",
+                "crd.projectcalico.org.v1",
+                CALICO_REPO,
+                "v3.32.0",
+                "{}",
+            ),
+        )],
+    );
+    let found = problems(&[crds, bundle("cni", &["crds"], &[calico_operator()])]);
+    assert_not_reported(&found, "needs its CRD");
+}
+
+// C2: a pin or doc claiming an operator version the chart does not deploy.
+#[test]
+fn version_mentions_must_match_what_is_deployed() {
+    let upstream = Upstream::open(&root().join("upstream")).unwrap();
+    let chart = upstream
+        .chart("tigera-operator", "v3.32.0")
+        .unwrap()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("pins.tf");
+    std::fs::write(
+        &wrong,
+        "  tigera_operator = \"v1.43.0\" # pairs with Calico v3.32.0\n",
+    )
+    .unwrap();
+    let right = dir.path().join("ok.md");
+    std::fs::write(&right, "Calico v3.32.0 runs tigera-operator v1.42.0.\n").unwrap();
+    let found: Vec<String> = conformance::check_version_mentions(
+        dir.path(),
+        &[wrong, right],
+        &[chart],
+        &BTreeSet::new(),
+    )
+    .into_iter()
+    .map(|p| p.to_string())
+    .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_reported(&found, "pins.tf:1: says tigera-operator 1.43.0");
+}
+
+// C3: a chart version that was never published.
+#[test]
+fn unpublished_chart_version_is_reported() {
+    let otel = helm_chart(
+        "opentelemetry-collector",
+        "opentelemetry-collector",
+        "https://open-telemetry.github.io/opentelemetry-helm-charts",
+        "0.158.3",
+        "mode: deployment\n",
+    );
+    let found = problems(&[bundle("observability", &[], &[("otel.yaml", otel)])]);
+    assert_reported(
+        &found,
+        "opentelemetry-collector 0.158.3 is not a published version",
+    );
+}
+
+fn kube_prometheus_stack(extra: &str) -> String {
+    helm_chart(
+        "kube-prometheus-stack",
+        "kube-prometheus-stack",
+        "https://prometheus-community.github.io/helm-charts",
+        "88.5.3",
+        &format!("fullnameOverride: kube-prometheus-stack\n{extra}"),
+    )
+}
+
+// C4: the documented Alertmanager example without the `null` receiver the default route uses.
+#[test]
+fn alertmanager_config_without_null_receiver_is_rejected_by_amtool() {
+    let broken =
+        "alertmanager:\n  config:\n    route: {receiver: ops}\n    receivers: [{name: ops}]\n";
+    let found = problems(&[bundle(
+        "monitoring",
+        &[],
+        &[("kps.yaml", kube_prometheus_stack(broken))],
+    )]);
+    assert_reported(
+        &found,
+        "Alertmanager rejects the rendered alertmanager.yaml",
+    );
+
+    let fixed = "alertmanager:\n  config:\n    route: {receiver: ops}\n    receivers: [{name: \"null\"}, {name: ops}]\n";
+    let found = problems(&[bundle(
+        "monitoring",
+        &[],
+        &[("kps.yaml", kube_prometheus_stack(fixed))],
+    )]);
+    assert_not_reported(&found, "Alertmanager rejects");
+}
+
+// C5: a key the loki chart does not have.
+#[test]
+fn unknown_values_key_is_reported() {
+    let loki = helm_chart(
+        "loki",
+        "loki",
+        "https://grafana-community.github.io/helm-charts",
+        "18.11.0",
+        "deploymentMode: Monolithic\nloki: {auth_enabled: false, commonConfig: {replication_factor: 1}, storage: {type: filesystem}, useTestSchema: true}\nsingleBinary: {replicas: 1}\nread: {replicas: 0}\nwrite: {replicas: 0}\nbackend: {replicas: 0}\nmonitoring: {lokiCanary: {enabled: false}}\n",
+    );
+    let found = problems(&[bundle("observability", &[], &[("loki.yaml", loki)])]);
+    assert_reported(
+        &found,
+        "values key monitoring.lokiCanary is not defined by loki 18.11.0",
+    );
+}
+
+// C5: the old loki repository and pins far behind upstream.
+#[test]
+fn stale_pins_and_wrong_repository_are_reported() {
+    let old_loki = helm_chart(
+        "loki",
+        "loki",
+        "https://grafana.github.io/helm-charts",
+        "6.29.0",
+        "{}",
+    );
+    let old_fluent_bit = helm_chart(
+        "fluent-bit",
+        "fluent-bit",
+        "https://fluent.github.io/helm-charts",
+        "0.47.0",
+        "{}",
+    );
+    let found = problems(&[bundle(
+        "observability",
+        &[],
+        &[("loki.yaml", old_loki), ("fluent-bit.yaml", old_fluent_bit)],
+    )]);
+    assert_reported(&found, "loki 6.29.0 trails upstream");
+    assert_reported(&found, "fluent-bit 0.47.0 trails upstream");
+
+    let new_loki_old_repo = helm_chart(
+        "loki",
+        "loki",
+        "https://grafana.github.io/helm-charts",
+        "18.11.0",
+        "{}",
+    );
+    let found = problems(&[bundle(
+        "observability",
+        &[],
+        &[("loki.yaml", new_loki_old_repo)],
+    )]);
+    assert_reported(
+        &found,
+        "but upstream publishes it at https://grafana-community",
+    );
+}
+
+fn cert_manager(config: &str) -> String {
+    helm_chart(
+        "cert-manager",
+        "cert-manager",
+        "https://charts.jetstack.io",
+        "v1.21.1",
+        &format!("crds: {{enabled: true}}\nconfig:\n  apiVersion: controller.config.cert-manager.io/v1alpha1\n  kind: ControllerConfiguration\n  {config}\n"),
+    )
+}
+
+fn gateway_api_crds() -> Vec<(String, String)> {
+    let dir = root().join("upstream/crds/gateway-api/v1.5.1");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+// C5: cert-manager's deprecated key, and Gateway API support before the Gateway API CRDs exist.
+#[test]
+fn cert_manager_gateway_api_needs_crds_first_and_the_current_key() {
+    let found = problems(&[bundle(
+        "edge",
+        &[],
+        &[("cert-manager.yaml", cert_manager("enableGatewayAPI: true"))],
+    )]);
+    assert_reported(&found, "config.enableGatewayAPI is deprecated");
+    assert_reported(
+        &found,
+        "needs the gateway.networking.k8s.io/Gateway CRD established before it starts",
+    );
+
+    // same bundle as the CRDs is still too late: the controller exits at start
+    let mut files: Vec<(&str, String)> = Vec::new();
+    let crds = gateway_api_crds();
+    for (f, c) in &crds {
+        files.push((f.as_str(), c.clone()));
+    }
+    files.push((
+        "cert-manager.yaml",
+        cert_manager("gatewayAPI: {enabled: true}"),
+    ));
+    let found = problems(&[bundle("edge", &[], &files)]);
+    assert_reported(
+        &found,
+        "needs the gateway.networking.k8s.io/Gateway CRD established",
+    );
+    assert_not_reported(&found, "deprecated");
+
+    let crd_files: Vec<(&str, String)> =
+        crds.iter().map(|(f, c)| (f.as_str(), c.clone())).collect();
+    let found = problems(&[
+        bundle("crds", &[], &crd_files),
+        bundle(
+            "edge",
+            &["crds"],
+            &[(
+                "cert-manager.yaml",
+                cert_manager("gatewayAPI: {enabled: true}"),
+            )],
+        ),
+    ]);
+    assert_not_reported(&found, "needs the gateway");
+}
+
+fn csi(controller: &str) -> String {
+    helm_chart(
+        "csi-driver-nfs",
+        "https://raw.githubusercontent.com/kubernetes-csi/csi-driver-nfs/v4.13.4/charts/v4.13.4/csi-driver-nfs-4.13.4.tgz",
+        "",
+        "4.13.4",
+        &format!("controller:\n{controller}"),
+    )
+}
+
+// C5: two host-network controllers that may share a node (and clash on the liveness port).
+#[test]
+fn host_network_replicas_must_be_spread() {
+    let found = problems(&[bundle(
+        "storage",
+        &[],
+        &[("csi.yaml", csi("  replicas: 2\n"))],
+    )]);
+    assert_reported(
+        &found,
+        "2 replicas on the host network without required anti-affinity",
+    );
+
+    // anti-affinity without nodeSelectorTerms is dropped by the chart's template: still reported
+    let dropped = "  replicas: 2\n  affinity:\n    podAntiAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - topologyKey: kubernetes.io/hostname\n        labelSelector: {matchLabels: {app: csi-nfs-controller}}\n";
+    let found = problems(&[bundle("storage", &[], &[("csi.yaml", csi(dropped))])]);
+    assert_reported(&found, "on the host network without required anti-affinity");
+
+    let kept = format!("{dropped}    nodeAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n        nodeSelectorTerms: [{{matchExpressions: [{{key: kubernetes.io/os, operator: In, values: [linux]}}]}}]\n");
+    let found = problems(&[bundle("storage", &[], &[("csi.yaml", csi(&kept))])]);
+    assert_not_reported(&found, "host network");
+}
+
+// C5: the collector's default pipelines stay active when only `traces` is set.
+#[test]
+fn collector_default_pipelines_must_be_removed() {
+    let otel = |config: &str| {
+        helm_chart(
+            "opentelemetry-collector",
+            "opentelemetry-collector",
+            "https://open-telemetry.github.io/opentelemetry-helm-charts",
+            "0.170.0",
+            &format!("mode: deployment\nimage: {{repository: otel/opentelemetry-collector-k8s}}\nconfig:\n{config}"),
+        )
+    };
+    let traces = "      traces: {receivers: [otlp], processors: [memory_limiter, batch], exporters: [debug]}\n";
+    let found = problems(&[bundle(
+        "observability",
+        &[],
+        &[(
+            "otel.yaml",
+            otel(&format!("  service:\n    pipelines:\n{traces}")),
+        )],
+    )]);
+    assert_reported(
+        &found,
+        "config.service.pipelines.logs: upstream's default survives",
+    );
+    assert_reported(
+        &found,
+        "config.receivers.jaeger: upstream's default survives",
+    );
+
+    let fixed = format!("  receivers: {{otlp: {{}}, jaeger: null, zipkin: null, prometheus: null}}\n  service:\n    pipelines:\n      logs: null\n      metrics: null\n{traces}");
+    let found = problems(&[bundle("observability", &[], &[("otel.yaml", otel(&fixed))])]);
+    assert_not_reported(&found, "survives");
+}
+
+// C5: data kept on a Delete StorageClass.
+#[test]
+fn claims_on_a_delete_class_are_reported() {
+    let classes = |policy: &str| {
+        format!("apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {{name: fast}}\nprovisioner: rancher.io/local-path\nreclaimPolicy: {policy}\n")
+    };
+    let values = "grafana:\n  persistence: {enabled: true, storageClassName: fast}\n";
+    let found = problems(&[bundle(
+        "monitoring",
+        &[],
+        &[
+            ("sc.yaml", classes("Delete")),
+            ("kps.yaml", kube_prometheus_stack(values)),
+        ],
+    )]);
+    assert_reported(
+        &found,
+        "keeps data on StorageClass fast (reclaimPolicy Delete)",
+    );
+    let found = problems(&[bundle(
+        "monitoring",
+        &[],
+        &[
+            ("sc.yaml", classes("Retain")),
+            ("kps.yaml", kube_prometheus_stack(values)),
+        ],
+    )]);
+    assert_not_reported(&found, "keeps data on StorageClass");
+}
