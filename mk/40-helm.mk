@@ -5,6 +5,11 @@
 CHART_DIR      := helm/ffe-backend
 CHART_VALUES_F := $(addprefix $(CHART_DIR)/,values.yaml values-production.yaml values-staging.yaml) \
                   $(sort $(wildcard $(CHART_DIR)/ci/*.yaml))
+# Upstream FFE chart's own values files (helm/ffe-backend/tests/upstream-values/SOURCE.md): they must
+# lint and render as the operators have them. Not given to checkov: upstream's own settings (latest
+# tag, UID 1000, writable root filesystem) are theirs to change, and our values pass it.
+UPSTREAM_VALUES_F := $(sort $(wildcard $(CHART_DIR)/tests/upstream-values/values*.yaml)) \
+                     $(CHART_DIR)/tests/upstream-values/upstream-values.yaml
 HELM4          := $(TOOLS)/bin/helm
 HELM3          := $(TOOLS)/helm3/helm
 CHECKOV        := $(TOOLS)/checkov-venv/bin/checkov
@@ -17,7 +22,7 @@ TEST_TARGETS += test-helm
 test-helm: helm-lint helm-validate helm-checkov helm-assert
 
 helm-lint:
-	@for v in $(CHART_VALUES_F); do for h in $(HELM4) $(HELM3); do \
+	@for v in $(CHART_VALUES_F) $(UPSTREAM_VALUES_F); do for h in $(HELM4) $(HELM3); do \
 	  $$h lint --strict $(CHART_DIR) -n ffe -f $$v >/tmp/ffe-helm-lint.$$$$ 2>&1 \
 	    || { cat /tmp/ffe-helm-lint.$$$$; rm -f /tmp/ffe-helm-lint.$$$$; echo "helm-lint: $$($$h version --short) $$v FAILED"; exit 1; }; \
 	  rm -f /tmp/ffe-helm-lint.$$$$; \
@@ -26,7 +31,7 @@ helm-lint:
 # CRD schemas: the ones the full platform plan delivers (written by test-manifests).
 helm-validate: test-manifests
 	cargo build -q -p ffe-validate --bin ffe-validate
-	@for v in $(CHART_VALUES_F); do for k in $(HELM_KUBE_VERSIONS); do \
+	@for v in $(CHART_VALUES_F) $(UPSTREAM_VALUES_F); do for k in $(HELM_KUBE_VERSIONS); do \
 	  $(HELM4) template ffe $(CHART_DIR) -n ffe -f $$v --kube-version $$k \
 	    | ./target/debug/ffe-validate manifests --kube-version $$k --crds $(DELIVERED_CRDS) - \
 	    || { echo "helm-validate: $$v (Kubernetes $$k) FAILED"; exit 1; }; \

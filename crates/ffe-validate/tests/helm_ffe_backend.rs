@@ -391,9 +391,22 @@ fn operators_legacy_values_file_renders() {
     );
 
     let docs = render(&[fixture]);
-    let ingress = find(&docs, "Ingress");
+    // ingress.enabled with the Gateway route on (ingress.mode gateway): the block's host goes onto
+    // the HTTPRoute, no Ingress (README, "Upstream values files").
+    assert!(
+        !has(&docs, "Ingress"),
+        "ingress.mode=gateway renders no Ingress"
+    );
+    assert_eq!(
+        find(&docs, "HTTPRoute")["spec"]["hostnames"],
+        serde_json::json!(["ffe.example.internal"])
+    );
+    // The documented switch keeps the classic Ingress (next to the route).
+    let classic = render(&[fixture, "ingress.mode=ingress"]);
+    let ingress = find(&classic, "Ingress");
     assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
     assert_eq!(ingress["spec"]["rules"][0]["host"], "ffe.example.internal");
+    assert!(has(&classic, "HTTPRoute"));
     let svc = find(&docs, "Service");
     assert_eq!(svc["spec"]["ports"][0]["port"], 8080);
     assert_eq!(
@@ -805,6 +818,530 @@ fn helm_v3_and_v4_render_the_same_objects() {
         let v4 = render_with(&helm4(), "ffe", &[values]);
         let v3 = render_with(&helm3(), "ffe", &[values]);
         assert_eq!(v4, v3, "{values}: Helm v3 and v4 disagree");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstream values files (issue part D): the upstream Finance Feedback Engine chart's own values
+// files, vendored unmodified in helm/ffe-backend/tests/upstream-values (SOURCE.md). Each must render
+// with Helm v4 and v3 and validate; every expectation below is read from the fixture file itself.
+
+const UPSTREAM_DEV: &str = "tests/upstream-values/values-dev.yaml";
+const UPSTREAM_STAGING: &str = "tests/upstream-values/values-staging.yaml";
+const UPSTREAM_PROD: &str = "tests/upstream-values/values-production.yaml";
+/// Upstream's chart defaults (its values.yaml): the only file with `configMap` and `postgresql`.
+const UPSTREAM_DEFAULTS: &str = "tests/upstream-values/upstream-values.yaml";
+const UPSTREAM_FILES: [&str; 4] = [
+    UPSTREAM_DEV,
+    UPSTREAM_STAGING,
+    UPSTREAM_PROD,
+    UPSTREAM_DEFAULTS,
+];
+
+/// A values file of the chart directory, parsed.
+fn fixture(path: &str) -> Value {
+    let file = chart().join(path);
+    let text = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+    serde_yaml_ng::from_str(&text).expect("fixture YAML")
+}
+
+/// A scalar of a values file as Kubernetes gets it (an env value or ConfigMap entry: a string).
+fn scalar_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => panic!("not a scalar: {other}"),
+    }
+}
+
+fn pod_annotations(docs: &[Value]) -> &serde_json::Map<String, Value> {
+    find(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+        .as_object()
+        .expect("pod annotations")
+}
+
+fn volume_names(docs: &[Value]) -> Vec<String> {
+    find(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .map(|v| v["name"].as_str().expect("name").to_string())
+        .collect()
+}
+
+/// `helm template` output as text (for ffe-validate).
+fn render_text(helm: &Path, args: &[&str]) -> String {
+    let out = run_helm(helm, "ffe", args);
+    assert!(
+        out.status.success(),
+        "{} template {args:?} failed: {}",
+        helm.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// CRDs the chart's custom resources need: Gateway API (upstream/crds) and the Prometheus
+/// operator's (vendored kube-prometheus-stack chart), linked into one directory.
+fn chart_crds() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gateway = root().join("upstream/crds/gateway-api");
+    let kps = root().join("upstream/charts/kube-prometheus-stack");
+    let prometheus = std::fs::read_dir(&kps)
+        .unwrap_or_else(|e| panic!("{}: {e}", kps.display()))
+        .map(|e| e.expect("entry").path().join("chart/charts/crds/crds"))
+        .filter(|p| p.is_dir())
+        .max()
+        .expect("kube-prometheus-stack CRDs");
+    for (name, target) in [
+        ("gateway-api", gateway),
+        ("prometheus-operator", prometheus),
+    ] {
+        assert!(target.is_dir(), "{} missing", target.display());
+        std::os::unix::fs::symlink(&target, dir.path().join(name)).expect("symlink");
+    }
+    dir
+}
+
+#[test]
+fn upstream_values_files_render_with_helm_v4_and_v3_and_validate() {
+    let crds = chart_crds();
+    let kubernetes_validate = std::env::var_os("FFE_KUBERNETES_VALIDATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("tools/venv/bin/kubernetes-validate"));
+    assert!(
+        kubernetes_validate.is_file(),
+        "{} missing: run `make deps`",
+        kubernetes_validate.display()
+    );
+    for file in UPSTREAM_FILES {
+        let v4 = render_text(&helm4(), &[file]);
+        let v3 = render_text(&helm3(), &[file]);
+        assert_eq!(
+            parse_docs(&v4),
+            parse_docs(&v3),
+            "{file}: Helm v3 and v4 disagree"
+        );
+        for kube in ["1.29", "1.33"] {
+            let opts = ffe_validate::Options {
+                kube_version: ffe_validate::KubeVersion::parse(kube).expect("version"),
+                crds_dir: crds.path().to_path_buf(),
+                values_schemas: Default::default(),
+                kubernetes_validate: kubernetes_validate.clone(),
+            };
+            let report = ffe_validate::validate_sources(
+                &[ffe_validate::Source::new(file, v4.as_str())],
+                &opts,
+            )
+            .expect("validation runs");
+            let problems: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
+            assert!(
+                problems.is_empty(),
+                "{file} (Kubernetes {kube}): {problems:#?}"
+            );
+            assert!(
+                report.documents >= 5,
+                "{file}: {} documents",
+                report.documents
+            );
+        }
+    }
+}
+
+#[test]
+fn upstream_env_map_becomes_env_entries_sorted_with_string_values() {
+    for file in UPSTREAM_FILES {
+        let values = fixture(file);
+        let map = values["env"].as_object().expect("upstream env is a map");
+        assert!(!map.is_empty(), "{file}");
+        // serde_json's map is sorted by key: the order the chart must render.
+        let expected: Vec<(String, String)> = map
+            .iter()
+            .map(|(k, v)| (k.clone(), scalar_string(v)))
+            .collect();
+        let docs = render(&[file]);
+        let rendered: Vec<(String, String)> = container(&docs)["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .filter(|e| map.contains_key(e["name"].as_str().expect("name")))
+            .map(|e| {
+                let value = e["value"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{file}: {e} has no string value"));
+                (
+                    e["name"].as_str().expect("name").to_string(),
+                    value.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(rendered, expected, "{file}");
+    }
+    // Non-string scalars become strings Kubernetes accepts (no 1e+06, no YAML booleans).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = dir.path().join("env-scalars.yaml");
+    std::fs::write(
+        &extra,
+        "env: {WORKERS: 4, BIG: 1000000, RATIO: 0.5, DEBUG: true, ZONE: eu}\n",
+    )
+    .expect("write");
+    let docs = render(&[UPSTREAM_DEV, extra.to_str().expect("path")]);
+    for (name, value) in [
+        ("BIG", "1000000"),
+        ("DEBUG", "true"),
+        ("RATIO", "0.5"),
+        ("WORKERS", "4"),
+        ("ZONE", "eu"),
+    ] {
+        assert_eq!(
+            env_value(&docs, name).unwrap_or_else(|| panic!("{name}"))["value"],
+            value
+        );
+    }
+    // Names that are not environment variable names are refused by the schema.
+    let bad = render_err(&["env.1BAD=x"]);
+    assert!(bad.contains("'1BAD'"), "{bad}");
+}
+
+/// HTTPRoute path matches expected from an upstream `ingress.hosts` list: the union of every
+/// host's paths, Exact -> Exact, anything else -> PathPrefix.
+fn expected_matches(hosts: &[Value]) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for host in hosts {
+        for path in host["paths"].as_array().expect("paths") {
+            let kind = if path["pathType"] == "Exact" {
+                "Exact"
+            } else {
+                "PathPrefix"
+            };
+            let m = serde_json::json!({"path": {"type": kind, "value": path["path"]}});
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn upstream_ingress_hosts_become_the_httproute() {
+    for file in [UPSTREAM_STAGING, UPSTREAM_PROD, UPSTREAM_DEFAULTS] {
+        let values = fixture(file);
+        assert_eq!(values["ingress"]["enabled"], true, "{file}");
+        let hosts = values["ingress"]["hosts"]
+            .as_array()
+            .expect("hosts")
+            .clone();
+        let mut hostnames: Vec<Value> = Vec::new();
+        for h in &hosts {
+            if !hostnames.contains(&h["host"]) {
+                hostnames.push(h["host"].clone());
+            }
+        }
+        let docs = render(&[file]);
+        assert!(
+            !has(&docs, "Ingress"),
+            "{file}: no nginx Ingress by default"
+        );
+        let route = find(&docs, "HTTPRoute");
+        assert_eq!(
+            route["spec"]["hostnames"],
+            Value::Array(hostnames),
+            "{file}"
+        );
+        let rules = route["spec"]["rules"].as_array().expect("rules");
+        assert_eq!(rules.len(), 1, "{file}");
+        assert_eq!(
+            rules[0]["matches"],
+            Value::Array(expected_matches(&hosts)),
+            "{file}"
+        );
+        let svc = find(&docs, "Service");
+        assert_eq!(svc["spec"]["ports"][0]["port"], values["service"]["port"]);
+        assert_eq!(rules[0]["backendRefs"][0]["name"], svc["metadata"]["name"]);
+        assert_eq!(
+            rules[0]["backendRefs"][0]["port"],
+            values["service"]["port"]
+        );
+        // The platform's Gateway, not upstream's nginx class.
+        assert_eq!(route["spec"]["parentRefs"][0]["name"], "ffe-edge");
+
+        // The switch keeps upstream's Ingress as given (TLS, class, annotations), next to the
+        // route on the platform's own host names.
+        let classic = render(&[file, "ingress.mode=ingress"]);
+        let ingress = find(&classic, "Ingress");
+        assert_eq!(
+            ingress["spec"]["ingressClassName"],
+            values["ingress"]["className"]
+        );
+        assert_eq!(ingress["spec"]["tls"], values["ingress"]["tls"], "{file}");
+        assert_eq!(
+            ingress["metadata"]["annotations"], values["ingress"]["annotations"],
+            "{file}"
+        );
+        let rule_hosts: Vec<&Value> = ingress["spec"]["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .map(|r| &r["host"])
+            .collect();
+        assert_eq!(
+            rule_hosts,
+            hosts.iter().map(|h| &h["host"]).collect::<Vec<_>>()
+        );
+        let seed: Vec<String> =
+            serde_json::from_value(find(&classic, "HTTPRoute")["spec"]["hostnames"].clone())
+                .expect("hostnames");
+        assert_eq!(seed, seed_domain_names());
+        // No route to map onto: the block is an Ingress.
+        let no_route = render(&[file, "httpRoute.enabled=false"]);
+        assert!(!has(&no_route, "HTTPRoute"));
+        assert_eq!(
+            find(&no_route, "Ingress")["spec"]["rules"][0]["host"],
+            hosts[0]["host"]
+        );
+    }
+    // Ingress off (values-dev): the route keeps httpRoute.* (the seed's domains).
+    assert_eq!(fixture(UPSTREAM_DEV)["ingress"]["enabled"], false);
+    let dev = render(&[UPSTREAM_DEV]);
+    assert!(!has(&dev, "Ingress"));
+    let hostnames: Vec<String> =
+        serde_json::from_value(find(&dev, "HTTPRoute")["spec"]["hostnames"].clone())
+            .expect("hostnames");
+    assert_eq!(hostnames, seed_domain_names());
+    let exact = render(&[
+        UPSTREAM_STAGING,
+        "ingress.hosts[0].host=a.example.com",
+        "ingress.hosts[0].paths[0].path=/health",
+        "ingress.hosts[0].paths[0].pathType=Exact",
+    ]);
+    assert_eq!(
+        find(&exact, "HTTPRoute")["spec"]["rules"][0]["matches"][0]["path"],
+        serde_json::json!({"type": "Exact", "value": "/health"})
+    );
+    let bad = render_err(&[UPSTREAM_STAGING, "ingress.mode=nginx"]);
+    assert!(bad.contains("mode"), "{bad}");
+}
+
+#[test]
+fn upstream_config_map_becomes_a_configmap_read_through_env_from() {
+    let values = fixture(UPSTREAM_DEFAULTS);
+    let data = values["configMap"]["data"]
+        .as_object()
+        .expect("configMap.data");
+    assert!(!data.is_empty());
+    let docs = render(&[UPSTREAM_DEFAULTS]);
+    let cm = find(&docs, "ConfigMap");
+    let expected: serde_json::Map<String, Value> = data
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(scalar_string(v))))
+        .collect();
+    assert_eq!(cm["data"], Value::Object(expected));
+    let name = cm["metadata"]["name"].as_str().expect("name");
+    assert_eq!(
+        name,
+        format!(
+            "{}-config",
+            find(&docs, "Deployment")["metadata"]["name"]
+                .as_str()
+                .unwrap()
+        )
+    );
+    let env_from = container(&docs)["envFrom"]
+        .as_array()
+        .expect("envFrom")
+        .clone();
+    assert!(
+        env_from.iter().any(|e| e["configMapRef"]["name"] == name),
+        "{env_from:?}"
+    );
+    // A change of the data rolls the pods.
+    let sum = pod_annotations(&docs)["checksum/config"].clone();
+    let changed = render(&[UPSTREAM_DEFAULTS, "configMap.data.EXTRA=1"]);
+    assert_ne!(pod_annotations(&changed)["checksum/config"], sum);
+    // Files without configMap get none.
+    for file in [UPSTREAM_DEV, UPSTREAM_STAGING, UPSTREAM_PROD] {
+        assert!(fixture(file).get("configMap").is_none(), "{file}");
+        let docs = render(&[file]);
+        assert!(!has(&docs, "ConfigMap"), "{file}");
+        assert!(!container(&docs)["envFrom"]
+            .as_array()
+            .map(|a| a.iter().any(|e| e.get("configMapRef").is_some()))
+            .unwrap_or(false));
+    }
+    let bad = render_err(&["configMap.files.x=1"]);
+    assert!(bad.contains("files"), "{bad}");
+}
+
+#[test]
+fn upstream_vault_settings_become_injector_annotations() {
+    let values = fixture(UPSTREAM_PROD);
+    let vault = &values["vault"];
+    assert_eq!(vault["enabled"], true);
+    let docs = render(&[UPSTREAM_PROD]);
+    let a = pod_annotations(&docs);
+    assert_eq!(
+        a["vault.hashicorp.com/agent-inject"],
+        vault["agentInject"]
+            .as_bool()
+            .expect("agentInject")
+            .to_string()
+    );
+    assert_eq!(
+        a["vault.hashicorp.com/agent-inject-status"],
+        vault["agentInjectStatus"]
+    );
+    assert_eq!(a["vault.hashicorp.com/role"], vault["role"]);
+    assert_eq!(
+        a["vault.hashicorp.com/agent-inject-secret-app"],
+        vault["secretPath"]
+    );
+    assert_eq!(
+        a["vault.hashicorp.com/agent-inject-template-app"]
+            .as_str()
+            .expect("template")
+            .trim(),
+        vault["agentInjectTemplate"]
+            .as_str()
+            .expect("template")
+            .trim()
+    );
+    // DATABASE_URL comes from upstream's Vault template: no literal one, no Secret reference.
+    assert!(env_value(&docs, "DATABASE_URL").is_none());
+    assert!(env_value(&docs, "FFE_ENV_FILE").is_some());
+    // The status annotation only goes with injection.
+    let off = render(&[UPSTREAM_PROD, "vault.agentInject=false"]);
+    assert!(pod_annotations(&off)
+        .get("vault.hashicorp.com/agent-inject-status")
+        .is_none());
+    // Vault off (values-dev, upstream defaults): no injector annotation at all, even with
+    // agentInject/agentInjectStatus set.
+    for file in [UPSTREAM_DEV, UPSTREAM_DEFAULTS] {
+        assert_eq!(fixture(file)["vault"]["enabled"], false, "{file}");
+        let docs = render(&[file]);
+        assert!(
+            !pod_annotations(&docs)
+                .keys()
+                .any(|k| k.starts_with("vault.hashicorp.com/")),
+            "{file}"
+        );
+    }
+    let bad = render_err(&[UPSTREAM_PROD, "vault.agentInjectStatus=sometimes"]);
+    assert!(bad.contains("agentInjectStatus"), "{bad}");
+}
+
+#[test]
+fn upstream_external_database_renders_without_waiting_for_a_ca_secret() {
+    // values-staging: database.external without url, no Vault -> DATABASE_URL from the Secret.
+    let values = fixture(UPSTREAM_STAGING);
+    assert_eq!(values["database"]["external"], true);
+    assert!(values["database"].get("url").is_none());
+    assert_eq!(values["vault"]["enabled"], false);
+    let docs = render(&[UPSTREAM_STAGING]);
+    let secret = find(&docs, "Secret");
+    let secret_name = &secret["metadata"]["name"];
+    let url = env_value(&docs, "DATABASE_URL").expect("DATABASE_URL");
+    assert_eq!(url["valueFrom"]["secretKeyRef"]["name"], *secret_name);
+    assert_eq!(url["valueFrom"]["secretKeyRef"]["key"], "DATABASE_URL");
+    assert!(container(&docs)["envFrom"]
+        .as_array()
+        .expect("envFrom")
+        .iter()
+        .any(|e| e["secretRef"]["name"] == *secret_name));
+    // An operator's own Secret instead of the chart's.
+    let existing = render(&[
+        UPSTREAM_STAGING,
+        "secrets.create=false",
+        "secrets.existingSecret=ffe-env",
+    ]);
+    assert!(!has(&existing, "Secret"));
+    assert_eq!(
+        env_value(&existing, "DATABASE_URL").expect("DATABASE_URL")["valueFrom"]["secretKeyRef"]
+            ["name"],
+        "ffe-env"
+    );
+    let nowhere = render_err(&[UPSTREAM_STAGING, "secrets.create=false"]);
+    assert!(nowhere.contains("secrets.existingSecret"), "{nowhere}");
+
+    // values-dev: the URL as given (literally).
+    let dev_url = fixture(UPSTREAM_DEV)["database"]["url"].clone();
+    let dev = render(&[UPSTREAM_DEV]);
+    assert_eq!(
+        env_value(&dev, "DATABASE_URL").expect("DATABASE_URL")["value"],
+        dev_url
+    );
+
+    // None of upstream's files asks for TLS verification: no ffe-db-ca volume, no PGSSLROOTCERT.
+    for file in UPSTREAM_FILES {
+        let docs = render(&[file]);
+        assert!(
+            !volume_names(&docs).contains(&"db-ca".to_string()),
+            "{file}"
+        );
+        assert!(env_value(&docs, "PGSSLROOTCERT").is_none(), "{file}");
+    }
+    // Asking for it mounts the CA: a verifying URL, or caSecret.mount=always (URL from a Secret).
+    for extra in [
+        "database.url=postgresql://db.example.com/ffe?sslmode=verify-full&sslrootcert=/etc/ffe/db-ca/ca.crt",
+        "database.caSecret.mount=always",
+    ] {
+        let docs = render(&[UPSTREAM_STAGING, extra]);
+        assert!(volume_names(&docs).contains(&"db-ca".to_string()), "{extra}");
+        assert_eq!(
+            env_value(&docs, "PGSSLROOTCERT").expect("PGSSLROOTCERT")["value"],
+            "/etc/ffe/db-ca/ca.crt"
+        );
+    }
+    let require = render(&[
+        UPSTREAM_STAGING,
+        "database.url=postgresql://db.example.com/ffe?sslmode=require",
+    ]);
+    assert!(!volume_names(&require).contains(&"db-ca".to_string()));
+    // Our own production default (PgBouncer, verify-full) still mounts it.
+    assert!(volume_names(&render(&[PROD])).contains(&"db-ca".to_string()));
+}
+
+#[test]
+fn upstream_postgresql_block_is_accepted_and_ignored() {
+    let values = fixture(UPSTREAM_DEFAULTS);
+    assert!(values["database"]["postgresql"].is_object());
+    let base = render(&[UPSTREAM_DEFAULTS]);
+    let enabled = render(&[UPSTREAM_DEFAULTS, "database.postgresql.enabled=true"]);
+    assert_eq!(base, enabled, "database.postgresql renders nothing");
+    assert!(!base.iter().any(|d| d["kind"] == "StatefulSet"
+        || d["metadata"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .contains("postgres")));
+    let bad = render_err(&[UPSTREAM_DEFAULTS, "database.postgres.enabled=true"]);
+    assert!(bad.contains("postgres"), "{bad}");
+}
+
+#[test]
+fn upstream_persistence_gets_a_shared_readwritemany_claim() {
+    for file in [UPSTREAM_STAGING, UPSTREAM_PROD] {
+        let p = fixture(file)["persistence"].clone();
+        assert_eq!(p["enabled"], true, "{file}");
+        assert!(p.get("accessMode").is_none(), "{file}");
+        let docs = render(&[file]);
+        let pvc = find(&docs, "PersistentVolumeClaim");
+        assert_eq!(pvc["spec"]["resources"]["requests"]["storage"], p["size"]);
+        assert_eq!(pvc["spec"]["storageClassName"], p["storageClassName"]);
+        // Several replicas: one claim for all pods, so ReadWriteMany (the chart's default).
+        assert_eq!(
+            pvc["spec"]["accessModes"],
+            serde_json::json!(["ReadWriteMany"])
+        );
+        assert!(container(&docs)["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .any(|m| m["name"] == "data" && m["mountPath"] == p["mountPath"]));
+        // Upstream's ReadWriteOnce with several replicas is refused, naming the way out.
+        let rwo = render_err(&[file, "persistence.accessMode=ReadWriteOnce"]);
+        assert!(rwo.contains("persistence.perPod"), "{rwo}");
     }
 }
 
