@@ -90,6 +90,33 @@ run "example_renders_every_bundle" {
   }
 }
 
+# The CRDs come first (ADR 0008): Gateway API files as vendored, Calico's CRD chart at the Calico pin,
+# and the apply waits until the API server serves them.
+run "crds_bundle_comes_first" {
+  command = plan
+
+  assert {
+    condition     = toset([for f in keys(module.crds.manifests) : trimprefix(f, "gateway-api--") if startswith(f, "gateway-api--")]) == fileset("../../../upstream/crds/gateway-api/v1.5.1", "*.yaml")
+    error_message = "the crds bundle must carry every vendored Gateway API v1.5.1 file."
+  }
+  assert {
+    condition     = yamldecode(module.crds.manifests["calico-crds.yaml"]).spec.chart == "crd.projectcalico.org.v1" && yamldecode(module.crds.manifests["calico-crds.yaml"]).spec.version == yamldecode(module.cni.manifests["calico.yaml"]).spec.version
+    error_message = "Calico's CRD chart must be delivered at the same version as tigera-operator."
+  }
+  assert {
+    condition     = contains([for w in ffe_manifests.crds.wait_for : w.name], "installations.operator.tigera.io") && contains([for w in ffe_manifests.crds.wait_for : w.name], "gateways.gateway.networking.k8s.io") && alltrue([for w in ffe_manifests.crds.wait_for : w.condition == "Established"])
+    error_message = "the apply must wait for the Calico and Gateway API CRDs to be Established."
+  }
+  assert {
+    condition     = yamldecode(yamldecode(module.edge.manifests["cert-manager.yaml"]).spec.valuesContent).config.gatewayAPI.enabled == true && !can(yamldecode(yamldecode(module.edge.manifests["cert-manager.yaml"]).spec.valuesContent).config.enableGatewayAPI)
+    error_message = "cert-manager must use config.gatewayAPI.enabled (enableGatewayAPI is deprecated)."
+  }
+  assert {
+    condition     = !contains(keys(module.edge.manifests), "gateway-api-crds.yaml")
+    error_message = "the Gateway API CRDs are delivered by the crds bundle, not by a Job in the edge bundle."
+  }
+}
+
 run "calico_wireguard_can_be_turned_off" {
   command = plan
   variables {
