@@ -280,8 +280,7 @@ fn check_with(
             };
             collect_images(&doc.value, &mut out.images);
             workloads.push((doc.file.clone(), doc.value.clone()));
-            if let Some((group, crd_kind)) = crd_identity(&doc.value) {
-                let _ = (group, crd_kind);
+            if crd_identity(&doc.value).is_some() {
                 providers.push(Provider {
                     bundle: bundle.name.clone(),
                     by: doc.file.clone(),
@@ -731,9 +730,7 @@ fn check_workloads(objects: &[(String, Value)], ctx: &Context) -> Vec<Problem> {
         for class in claimed_classes(value) {
             match reclaim.get(&class) {
                 Some(policy) if policy == "Retain" => {}
-                Some(policy) if ctx.policy.rebuildable(&format!("{kind}/{name}")) => {
-                    let _ = policy;
-                }
+                Some(_) if ctx.policy.rebuildable(&format!("{kind}/{name}")) => {}
                 Some(policy) => problems.push(Problem::file(
                     origin,
                     format!(

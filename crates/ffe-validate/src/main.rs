@@ -96,7 +96,7 @@ fn options(kube_version: &str, common: &Common) -> Result<Options> {
 }
 
 fn run(cli: Cli) -> Result<bool> {
-    let (sources, mut problems, opts) = match cli.command {
+    let (sources, problems, opts) = match cli.command {
         Command::Manifests {
             kube_version,
             common,
@@ -148,22 +148,30 @@ fn run(cli: Cli) -> Result<bool> {
             let mut sources = planned.sources.clone();
             let mut problems = planned.problems.clone();
             if let Some(dir) = upstream {
-                let (rendered, mut found, crds_dir) = conformance_run(
-                    &planned,
-                    &dir,
-                    &opts,
-                    &amtool,
-                    write_crds.as_deref(),
-                    &mentions_in,
-                )?;
+                // the delivered CRDs go to --write-crds, else to a directory removed on exit
+                let scratch = tempfile::tempdir().context("temporary directory")?;
+                let crds_dir = write_crds.unwrap_or_else(|| scratch.path().to_path_buf());
+                let (rendered, mut found) =
+                    conformance_run(&planned, &dir, &opts, &amtool, &crds_dir, &mentions_in)?;
                 sources.extend(rendered);
                 problems.append(&mut found);
                 opts.crds_dir = crds_dir;
+                return finish(sources, problems, &opts, Some(scratch));
             }
             (sources, problems, opts)
         }
     };
-    let mut report = validate_sources(&sources, &opts)?;
+    finish(sources, problems, &opts, None)
+}
+
+/// Validates the sources and prints the problems; `_scratch` lives until validation is done.
+fn finish(
+    sources: Vec<Source>,
+    mut problems: Vec<Problem>,
+    opts: &Options,
+    _scratch: Option<tempfile::TempDir>,
+) -> Result<bool> {
+    let mut report = validate_sources(&sources, opts)?;
     problems.append(&mut report.problems);
     problems.sort();
     report.problems = problems;
@@ -181,9 +189,9 @@ fn conformance_run(
     upstream_dir: &Path,
     opts: &Options,
     amtool: &Path,
-    write_crds: Option<&Path>,
+    crds_dir: &Path,
     mentions_in: &[PathBuf],
-) -> Result<(Vec<Source>, Vec<Problem>, PathBuf)> {
+) -> Result<(Vec<Source>, Vec<Problem>)> {
     let upstream = Upstream::open(upstream_dir)?;
     let policy = ValuesPolicy::load(&upstream_dir.join("values-policy.yaml"))?;
     let repo_root = upstream_dir
@@ -216,14 +224,11 @@ fn conformance_run(
         &outcome.charts,
         &outcome.images,
     ));
-    let dir = match write_crds {
-        Some(d) => {
-            let _ = std::fs::remove_dir_all(d);
-            d.to_path_buf()
-        }
-        None => tempfile::tempdir()?.keep(),
-    };
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = crds_dir;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for (i, crd) in outcome.delivered_crds.iter().enumerate() {
         let name = crd
             .pointer("/metadata/name")
@@ -246,7 +251,7 @@ fn conformance_run(
             .join(", "),
         outcome.delivered_crds.len()
     );
-    Ok((outcome.rendered, problems, dir))
+    Ok((outcome.rendered, problems))
 }
 
 fn which(program: &Path) -> Option<PathBuf> {
