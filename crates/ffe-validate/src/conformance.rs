@@ -411,6 +411,7 @@ fn check_with(
     }
 
     out.problems.extend(check_workloads(&workloads, ctx));
+    out.problems.extend(check_our_images(bundles, ctx)?);
     out.delivered_crds = providers.into_iter().map(|p| p.crd).collect();
     Ok(out)
 }
@@ -750,6 +751,87 @@ fn check_workloads(objects: &[(String, Value)], ctx: &Context) -> Vec<Problem> {
         problems.extend(check_alertmanager_config(origin, value, ctx));
     }
     problems
+}
+
+/// Containers of our own manifests (not chart-rendered): each image must be vendored under
+/// `upstream/images/<name>/<tag>/` with the environment variables it reads (`env.txt`), and every
+/// variable we set must be one of them (kube-vip, for one, is configured only through env).
+fn check_our_images(bundles: &[Bundle], ctx: &Context) -> Result<Vec<Problem>, Error> {
+    let mut problems = Vec::new();
+    for bundle in bundles {
+        let (docs, _) = crate::docs::load(&bundle.sources);
+        for doc in &docs {
+            let Some(spec) = pod_spec(&doc.value) else {
+                continue;
+            };
+            let containers = ["containers", "initContainers"]
+                .iter()
+                .filter_map(|k| spec.get(*k).and_then(Value::as_array))
+                .flatten();
+            for container in containers {
+                let Some(image) = container.get("image").and_then(Value::as_str) else {
+                    continue;
+                };
+                let here = format!("{} {}", doc.file, doc.object_ref().unwrap_or_default());
+                let name = image
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(image)
+                    .split([':', '@'])
+                    .next()
+                    .unwrap_or(image);
+                let Some(tag) = image_tag(image) else {
+                    problems.push(Problem::file(
+                        &here,
+                        format!("image {image} has no tag: pin it"),
+                    ));
+                    continue;
+                };
+                let env_file = ctx
+                    .upstream
+                    .root()
+                    .join("images")
+                    .join(name)
+                    .join(tag)
+                    .join("env.txt");
+                let Ok(text) = std::fs::read_to_string(&env_file) else {
+                    problems.push(Problem::file(
+                        &here,
+                        format!(
+                            "image {image} is not vendored: add upstream/images/{name}/{tag}/env.txt \
+                             (the variables it reads, from its source at that tag)"
+                        ),
+                    ));
+                    continue;
+                };
+                let known: BTreeSet<&str> = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .collect();
+                for env in container
+                    .get("env")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let Some(var) = env.get("name").and_then(Value::as_str) else {
+                        continue;
+                    };
+                    if !known.contains(var) {
+                        problems.push(Problem::file(
+                            &here,
+                            format!(
+                                "{name} {tag} does not read environment variable {var} \
+                                 (upstream/images/{name}/{tag}/env.txt): fix the name or drop it"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(problems)
 }
 
 /// A rendered Secret holding `alertmanager.yaml` must pass `amtool check-config`.

@@ -438,3 +438,37 @@ fn claims_on_a_delete_class_are_reported() {
     )]);
     assert_not_reported(&found, "keeps data on StorageClass");
 }
+
+// kube-vip is configured only through env: a name it does not read is silently ignored.
+#[test]
+fn environment_variables_of_our_images_must_exist_upstream() {
+    let daemonset = |env: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: kube-vip, namespace: kube-system}}\n\
+             spec:\n  selector: {{matchLabels: {{app: kube-vip}}}}\n  template:\n    metadata: {{labels: {{app: kube-vip}}}}\n\
+             \x20   spec:\n      containers:\n      - name: kube-vip\n        image: ghcr.io/kube-vip/kube-vip:v1.2.3\n        env: [{{name: address, value: 10.0.1.5}}, {{name: {env}, value: \"32\"}}]\n"
+        )
+    };
+    let found = problems(&[bundle(
+        "vip",
+        &[],
+        &[("kube-vip.yaml", daemonset("vip_cidr"))],
+    )]);
+    assert_reported(
+        &found,
+        "kube-vip v1.2.3 does not read environment variable vip_cidr",
+    );
+    let found = problems(&[bundle(
+        "vip",
+        &[],
+        &[("kube-vip.yaml", daemonset("vip_subnet"))],
+    )]);
+    assert_not_reported(&found, "does not read");
+
+    let other = daemonset("vip_subnet").replace("kube-vip:v1.2.3", "kube-vip:v0.0.1");
+    let found = problems(&[bundle("vip", &[], &[("kube-vip.yaml", other)])]);
+    assert_reported(
+        &found,
+        "image ghcr.io/kube-vip/kube-vip:v0.0.1 is not vendored",
+    );
+}

@@ -42,10 +42,10 @@ locals {
     prometheus_server  = ":2112"
   }
   api_env = var.api_vip == null ? tomap({ cp_enable = "false" }) : tomap({
-    cp_enable = "true"
-    address   = var.api_vip
-    port      = "6443"
-    vip_cidr  = "32"
+    cp_enable  = "true"
+    address    = var.api_vip
+    port       = "6443"
+    vip_subnet = "32" # the API VIP alone (the older vip_cidr is no longer read)
   })
   interface_env = var.interface == null ? tomap({}) : tomap({ vip_interface = var.interface })
   env           = merge(local.base_env, local.api_env, local.interface_env)
