@@ -221,16 +221,17 @@ fn lifecycle_apply_reapply_scale_destroy() {
     );
 
     // A file removed from a bundle: its objects are deleted through the API, then the file
-    // disappears from every server (k3s alone would leave both).
-    let loki = "ffe-monitoring--grafana-datasource-loki.yaml";
+    // disappears from every server (k3s alone would leave both). Logging and tracing share the
+    // `observability` bundle, so turning logging off removes files from a bundle that stays.
+    let loki = "ffe-observability--grafana-datasource-loki.yaml";
     let has_loki = |host: &str| manifests(host).iter().any(|(n, _)| n == loki);
-    env.tfvars(4, "logging_enabled = true");
+    env.tfvars(4, "logging_enabled = true\ntracing_enabled = true");
     env.apply_ok();
     assert!(
         (0..3).all(|i| has_loki(&master(i))),
         "{loki} not on every server"
     );
-    env.tfvars(4, "");
+    env.tfvars(4, "tracing_enabled = true");
     env.apply_ok();
     assert!(
         (0..3).all(|i| !has_loki(&master(i))),

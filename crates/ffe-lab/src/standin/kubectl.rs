@@ -311,9 +311,21 @@ pub(crate) fn kubectl(
                 return Ok(o);
             }
             if !is_node {
-                return Err(failed(format!(
-                    "error: the k3s stand-in does not model resource type \"{resource}\""
-                )));
+                // Only nodes exist in the stand-in. `ffe_manifests` wait_for first polls
+                // `get KIND/NAME` until k3s's controllers created the object; the stand-in runs no
+                // deploy or helm controller, so it answers as if the object exists and records
+                // that this was not evaluated (like `wait` above).
+                let obj = format!("{resource}/{}", name.unwrap_or(""));
+                if name.is_none() {
+                    return Err(failed(format!(
+                        "error: the k3s stand-in does not list resource type \"{resource}\""
+                    )));
+                }
+                let mut o = Outcome::ok(obj.clone());
+                o.message = format!(
+                    "k3s stand-in: get {obj} NOT evaluated (no controllers in the stand-in)"
+                );
+                return Ok(o);
             }
             let selected: Vec<(&String, &NodeState)> = match name {
                 Some(n) => vec![state.nodes.get_key_value(n).ok_or_else(|| not_found(n))?],
