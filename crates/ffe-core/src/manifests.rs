@@ -21,7 +21,7 @@ pub const MISSING: &str = "missing";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {
-    #[error("manifest file name {name:?} must be lowercase letters, digits, '.', '_' or '-', ending in .yaml or .yml")]
+    #[error("manifest file name {name:?} must be lowercase letters, digits and '-', with one '.', in .yaml or .yml: k3s names each file's Addon object after the part before the first '.', so a second '.' makes files share one Addon (and overwrite each other's objects) and '_' is not valid in an object name")]
     BadFileName { name: String },
     #[error("{file}: line {line}, column {column}: {message}")]
     Yaml {
@@ -41,13 +41,22 @@ pub enum ManifestError {
     Empty { file: String },
 }
 
+/// A file name whose k3s Addon name (`ffe-<bundle>--<stem>`, the stem being everything before
+/// the first '.') is a valid object name unique to the file.
 fn valid_file_name(name: &str) -> bool {
-    (name.ends_with(".yaml") || name.ends_with(".yml"))
-        && name.len() <= 200
-        && name
+    let Some(stem) = name
+        .strip_suffix(".yaml")
+        .or_else(|| name.strip_suffix(".yml"))
+    else {
+        return false;
+    };
+    !stem.is_empty()
+        && stem.len() <= 150
+        && stem
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-        && !name.starts_with('.')
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !stem.starts_with('-')
+        && !stem.ends_with('-')
 }
 
 /// Check that `text` is YAML holding one or more Kubernetes objects (apiVersion, kind,
@@ -445,6 +454,21 @@ mod tests {
             validate("calico.json", "x"),
             Err(ManifestError::BadFileName { .. })
         ));
+        // Issue 11 A.7: k3s's Addon is named after the part before the first '.'
+        for shared_or_invalid in [
+            "gateway.networking.k8s.io_gateways.yaml",
+            "a.b.yaml",
+            "snake_case.yaml",
+            "-x.yaml",
+        ] {
+            assert!(
+                matches!(
+                    validate(shared_or_invalid, "x"),
+                    Err(ManifestError::BadFileName { .. })
+                ),
+                "{shared_or_invalid} accepted"
+            );
+        }
         assert_eq!(
             remote_path("cni", "calico.yaml"),
             "/var/lib/rancher/k3s/server/manifests/ffe-cni--calico.yaml"

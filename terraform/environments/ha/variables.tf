@@ -612,6 +612,17 @@ variable "node_labels" {
     ])
     error_message = "node_labels must use Kubernetes label syntax: keys like \"example.com/tier\" (name part at most 63 characters), values at most 63 characters of letters, digits, '-', '_', '.'. Fix the offending entries in ${jsonencode(var.node_labels)}."
   }
+
+  # The kubelet exits at start on --node-labels in the kubernetes.io/k8s.io domains other than the
+  # ones it may set on itself (k8s.io/kubelet well_known_labels.go); ffe-core checks the same list.
+  validation {
+    condition = alltrue([for k, v in var.node_labels :
+      !can(regex("^(([^/]*\\.)?(kubernetes\\.io|k8s\\.io))/", k)) ||
+      contains(["kubernetes.io/hostname", "kubernetes.io/os", "kubernetes.io/arch", "beta.kubernetes.io/os", "beta.kubernetes.io/arch", "beta.kubernetes.io/instance-type", "node.kubernetes.io/instance-type", "topology.kubernetes.io/zone", "topology.kubernetes.io/region", "failure-domain.beta.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/region"], k) ||
+      can(regex("^([^/]*\\.)?(kubelet|node)\\.kubernetes\\.io/", k))
+    ])
+    error_message = "node_labels: keys under kubernetes.io or k8s.io make the kubelet refuse to start, except topology.kubernetes.io/zone|region, kubernetes.io/os|arch|hostname, node.kubernetes.io/* and kubelet.kubernetes.io/*. Use your own prefix (e.g. \"example.com/role\"); set node-role.kubernetes.io/* with kubectl after the node joined. Got ${jsonencode(keys(var.node_labels))}."
+  }
 }
 
 variable "agent_parallelism" {

@@ -36,8 +36,11 @@ variable "calico_chart_repo" {
 locals {
   labels          = { "app.kubernetes.io/part-of" = "ffe-ha" }
   gateway_api_dir = "${path.module}/../../../upstream/crds/gateway-api/${var.gateway_api_version}"
+  # k3s names a file's Addon after the part before its first '.': upstream's file names
+  # (gateway.networking.k8s.io_<kind>.yaml) would all share one, so each gets its own stem.
   gateway_api_files = {
-    for f in fileset(local.gateway_api_dir, "*.yaml") : "gateway-api--${f}" => file("${local.gateway_api_dir}/${f}")
+    for f in fileset(local.gateway_api_dir, "*.yaml") :
+    "gateway-api-${replace(trimsuffix(trimprefix(f, "gateway.networking.k8s.io_"), ".yaml"), "_", "-")}.yaml" => file("${local.gateway_api_dir}/${f}")
   }
 
   calico_crds = {

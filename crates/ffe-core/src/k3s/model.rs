@@ -101,6 +101,20 @@ impl VersionSpec {
             VersionSpec::Channel(s) | VersionSpec::Exact(s) => s,
         }
     }
+
+    /// `(major, minor, patch)`; a channel has no patch.
+    pub fn numbers(&self) -> (u64, u64, Option<u64>) {
+        let core = self
+            .as_str()
+            .trim_start_matches('v')
+            .split('+')
+            .next()
+            .unwrap_or("");
+        let mut parts = core.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+        let major = parts.next().unwrap_or(0);
+        let minor = parts.next().unwrap_or(0);
+        (major, minor, parts.next())
+    }
 }
 
 /// Where k3s comes from.

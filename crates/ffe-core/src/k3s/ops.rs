@@ -113,7 +113,14 @@ impl<'a> Executor<'a> {
     async fn act(&self, action: &Action) -> Result<(), OpsError> {
         tracing::info!(?action, "k3s step");
         match action {
-            Action::InstallServer(n) => self.install(n, Role::Server).await,
+            Action::InstallServer(n) => {
+                // A joining (or re-installed) server changes etcd's membership: every other
+                // member server must be healthy first. The first server has no cluster yet.
+                if self.spec.servers.first() != Some(n) {
+                    self.check_quorum_before_restart(n).await?;
+                }
+                self.install(n, Role::Server).await
+            }
             Action::InstallAgent(n) => self.install(n, Role::Agent).await,
             Action::Upgrade(n, role) => self.upgrade(n, *role).await,
             Action::Reconfigure(n, role) => self.reconfigure(n, *role).await,
@@ -635,7 +642,11 @@ pub async fn read_live(pool: &SshPool, spec: &ClusterSpec) -> (LiveCluster, Vec<
     if !active_servers.is_empty() {
         match node_list(pool, &active_servers).await {
             Ok(list) => live.members = list.into_iter().map(|s| s.name).collect(),
-            Err(e) => warnings.push(e.to_string()),
+            Err(e) => {
+                // unknown, not empty: the planner refuses to act on it
+                live.members_unknown = Some(e.to_string());
+                warnings.push(e.to_string());
+            }
         }
     }
     (live, warnings)

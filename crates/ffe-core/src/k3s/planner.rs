@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::model::{ClusterSpec, Node, Role};
+use super::model::{ClusterSpec, Node, Role, VersionSpec};
 
 /// What one node currently runs, as read over SSH.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,6 +29,9 @@ pub struct LiveCluster {
     /// Names of the Node objects the API server knows (registered). Not "Ready": with
     /// `flannel-backend: none` nodes stay NotReady until the CNI bundle runs, after the cluster.
     pub members: BTreeSet<String>,
+    /// Why `members` could not be read although some server runs k3s (no server answered the
+    /// node list). Then `members` is empty because it is unknown, not because nobody is a member.
+    pub members_unknown: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +98,19 @@ pub enum PlanError {
     BootstrapServerMoved { old: String, new: String },
     #[error("node {name} cannot move between servers and agents; remove it in one apply and add it back under a new name in the next")]
     RoleChanged { name: String },
+    #[error("node_labels: the kubelet refuses to start with label {key:?}: keys under kubernetes.io or k8s.io are reserved, except the ones a kubelet may set on itself ({allowed}, and any key under kubelet.kubernetes.io/ or node.kubernetes.io/). Use your own prefix, e.g. \"example.com/role\"; set reserved labels such as node-role.kubernetes.io/* with kubectl after the node joined")]
+    RestrictedNodeLabel { key: String, allowed: String },
+    #[error("kubernetes_version: {from} -> {to} is a downgrade. Kubernetes and etcd do not support going back; restore from an etcd snapshot instead (docs/deploy.md), or keep {from}")]
+    Downgrade { from: String, to: String },
+    #[error("kubernetes_version: {from} -> {to} skips a minor version. Kubernetes upgrades one minor at a time: apply v{major}.{next} first, then {to}")]
+    MinorSkipped {
+        from: String,
+        to: String,
+        major: u64,
+        next: u64,
+    },
+    #[error("cluster membership is unknown: k3s runs on {active} but no server answered the node list ({reason}). Refusing to change the cluster: an unknown membership is not an empty one, and planning from it would reinstall every node. Check the API servers (`systemctl status k3s`, `journalctl -u k3s` on the servers), then apply again")]
+    MembershipUnknown { active: String, reason: String },
     #[error("servers: {name}, the first server, no longer runs k3s while {live} still hold the cluster. Installing it again as the first server would start a second, empty etcd cluster. Recover it as described in docs/deploy.md (\"The first server lost its data\")")]
     BootstrapLost { name: String, live: String },
 }
@@ -107,6 +123,38 @@ fn names(nodes: &[&Node]) -> String {
         .join(", ")
 }
 
+/// Labels under kubernetes.io / k8s.io that a kubelet may set on its own Node
+/// (k8s.io/kubelet/pkg/apis/well_known_labels.go: kubeletLabels); any other key in those domains
+/// makes the kubelet exit at start (`--node-labels`), except under the kubelet.kubernetes.io and
+/// node.kubernetes.io namespaces (kubeletLabelNamespaces).
+const KUBELET_LABELS: &[&str] = &[
+    "kubernetes.io/hostname",
+    "kubernetes.io/os",
+    "kubernetes.io/arch",
+    "beta.kubernetes.io/os",
+    "beta.kubernetes.io/arch",
+    "beta.kubernetes.io/instance-type",
+    "node.kubernetes.io/instance-type",
+    "topology.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone",
+    "failure-domain.beta.kubernetes.io/region",
+];
+
+/// Whether a kubelet accepts `key` in `--node-labels` (issue 11 A.9).
+pub fn kubelet_may_set(key: &str) -> bool {
+    let Some((domain, _)) = key.split_once('/') else {
+        return true; // no prefix: not a Kubernetes domain
+    };
+    let in_domain = |d: &str, root: &str| d == root || d.ends_with(&format!(".{root}"));
+    if !in_domain(domain, "kubernetes.io") && !in_domain(domain, "k8s.io") {
+        return true;
+    }
+    KUBELET_LABELS.contains(&key)
+        || in_domain(domain, "kubelet.kubernetes.io")
+        || in_domain(domain, "node.kubernetes.io")
+}
+
 /// Checks that hold for any desired cluster.
 pub fn check_spec(spec: &ClusterSpec) -> Result<(), PlanError> {
     if spec.servers.is_empty() {
@@ -116,6 +164,14 @@ pub fn check_spec(spec: &ClusterSpec) -> Result<(), PlanError> {
         return Err(PlanError::EvenServers {
             count: spec.servers.len(),
         });
+    }
+    for key in spec.node_labels.keys() {
+        if !kubelet_may_set(key) {
+            return Err(PlanError::RestrictedNodeLabel {
+                key: key.clone(),
+                allowed: KUBELET_LABELS.join(", "),
+            });
+        }
     }
     let mut seen = BTreeSet::new();
     for (n, _) in spec.all_nodes() {
@@ -165,6 +221,7 @@ pub fn is_host_address(s: &str) -> bool {
 /// Quorum rules for changing the server set from `prior` to `desired`.
 pub fn check_change(prior: &ClusterSpec, desired: &ClusterSpec) -> Result<(), PlanError> {
     check_spec(desired)?;
+    check_version_step(&prior.version, &desired.version)?;
     for (role, old_list, new_list) in [
         ("servers", &prior.servers, &desired.servers),
         ("agents", &prior.agents, &desired.agents),
@@ -228,6 +285,34 @@ pub fn check_change(prior: &ClusterSpec, desired: &ClusterSpec) -> Result<(), Pl
     Ok(())
 }
 
+/// A version change is an upgrade of at most one minor (issue 11 A.8): never a downgrade, never a
+/// skipped minor. Within one minor, exact releases may only move forward.
+fn check_version_step(from: &VersionSpec, to: &VersionSpec) -> Result<(), PlanError> {
+    let (fmaj, fmin, fpatch) = from.numbers();
+    let (tmaj, tmin, tpatch) = to.numbers();
+    let err_down = || PlanError::Downgrade {
+        from: from.as_str().into(),
+        to: to.as_str().into(),
+    };
+    if (tmaj, tmin) < (fmaj, fmin) {
+        return Err(err_down());
+    }
+    if tmaj != fmaj || tmin > fmin + 1 {
+        return Err(PlanError::MinorSkipped {
+            from: from.as_str().into(),
+            to: to.as_str().into(),
+            major: fmaj,
+            next: fmin + 1,
+        });
+    }
+    if let (Some(f), Some(t)) = (fpatch, tpatch) {
+        if (tmaj, tmin) == (fmaj, fmin) && t < f {
+            return Err(err_down());
+        }
+    }
+    Ok(())
+}
+
 /// What must happen to bring `node` to the desired state, if anything.
 fn converge(
     spec: &ClusterSpec,
@@ -267,6 +352,19 @@ pub fn plan(
     match prior {
         Some(p) => check_change(p, desired)?,
         None => check_spec(desired)?,
+    }
+    if let Some(reason) = &live.members_unknown {
+        let active: Vec<&Node> = desired
+            .all_nodes()
+            .map(|(n, _)| n)
+            .filter(|n| live.nodes.get(&n.name).is_some_and(|l| l.active))
+            .collect();
+        if !active.is_empty() {
+            return Err(PlanError::MembershipUnknown {
+                active: names(&active),
+                reason: reason.clone(),
+            });
+        }
     }
     // The first server is only ever the bootstrap server. If it lost k3s while others still hold
     // the cluster, reinstalling it with cluster-init would split the cluster: refuse.
@@ -338,7 +436,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::k3s::model::{InstallSource, VersionSpec};
+    use crate::k3s::model::InstallSource;
 
     fn spec(servers: usize, agents: usize) -> ClusterSpec {
         ClusterSpec {
@@ -582,6 +680,92 @@ mod tests {
         // With no server left at all it is a fresh bootstrap again.
         let empty = LiveCluster::default();
         assert!(plan(None, &s, &empty, &shas(&s)).is_ok());
+    }
+
+    // Issue 11 A.9: reserved node-label keys made the kubelet refuse to start.
+    #[test]
+    fn reserved_node_labels_are_refused() {
+        for ok in [
+            "example.com/tier",
+            "tier",
+            "topology.kubernetes.io/zone",
+            "node.kubernetes.io/pool",
+            "team.node.kubernetes.io/x",
+            "kubelet.kubernetes.io/y",
+        ] {
+            assert!(kubelet_may_set(ok), "{ok}");
+        }
+        for bad in [
+            "node-role.kubernetes.io/worker",
+            "kubernetes.io/role",
+            "example.k8s.io/x",
+            "k8s.io/x",
+        ] {
+            assert!(!kubelet_may_set(bad), "{bad}");
+        }
+        let mut s = spec(3, 2);
+        s.node_labels
+            .insert("node-role.kubernetes.io/worker".into(), "true".into());
+        assert!(matches!(
+            check_spec(&s),
+            Err(PlanError::RestrictedNodeLabel { .. })
+        ));
+    }
+
+    // Issue 11 A.8: version skips and downgrades were rolled out as upgrades.
+    #[test]
+    fn version_changes_move_one_minor_forward_at_most() {
+        let v = |s: &str| VersionSpec::parse(s).unwrap();
+        assert!(check_version_step(&v("v1.35"), &v("v1.36")).is_ok());
+        assert!(check_version_step(&v("v1.35"), &v("v1.35.4+k3s1")).is_ok());
+        assert!(check_version_step(&v("v1.35.2+k3s1"), &v("v1.35.4+k3s1")).is_ok());
+        assert!(check_version_step(&v("v1.35.4+k3s1"), &v("v1.36")).is_ok());
+        assert!(matches!(
+            check_version_step(&v("v1.35"), &v("v1.37")),
+            Err(PlanError::MinorSkipped { next: 36, .. })
+        ));
+        assert!(matches!(
+            check_version_step(&v("v1.36"), &v("v1.35")),
+            Err(PlanError::Downgrade { .. })
+        ));
+        assert!(matches!(
+            check_version_step(&v("v1.35.4+k3s1"), &v("v1.35.2+k3s1")),
+            Err(PlanError::Downgrade { .. })
+        ));
+        let mut from = spec(3, 2);
+        from.version = v("v1.34");
+        let mut to = from.clone();
+        to.version = v("v1.36");
+        assert!(matches!(
+            plan(Some(&from), &to, &converged(&from), &shas(&to)),
+            Err(PlanError::MinorSkipped { .. })
+        ));
+    }
+
+    // Issue 11 B.1: no server answering the node list used to read as "nobody is a member", and
+    // the plan reinstalled every node (the first one with cluster-init).
+    #[test]
+    fn unknown_membership_is_refused_not_read_as_empty() {
+        let s = spec(3, 2);
+        let mut live = converged(&s);
+        live.members.clear();
+        live.members_unknown = Some("no server answered: connection refused".into());
+        let err = plan(Some(&s), &s, &live, &shas(&s)).unwrap_err();
+        assert!(matches!(err, PlanError::MembershipUnknown { .. }), "{err}");
+        assert!(err.to_string().contains("m0, m1, m2, w0, w1"), "{err}");
+        // The same read with the list known and empty is a cluster to (re)build.
+        let mut known_empty = converged(&s);
+        known_empty.members.clear();
+        assert!(!matches!(
+            plan(Some(&s), &s, &known_empty, &shas(&s)),
+            Err(PlanError::MembershipUnknown { .. })
+        ));
+        // Nothing runs k3s: nothing could have answered, so unknown means a fresh create.
+        let nothing = LiveCluster {
+            members_unknown: Some("no server".into()),
+            ..LiveCluster::default()
+        };
+        assert!(plan(None, &s, &nothing, &shas(&s)).is_ok());
     }
 
     #[test]

@@ -852,6 +852,15 @@ run "node_labels_invalid_key" {
   expect_failures = [var.node_labels]
 }
 
+# a reserved label key the kubelet refuses (issue 11 A.9)
+run "node_labels_reserved_key" {
+  command = plan
+  variables {
+    node_labels = { "node-role.kubernetes.io/worker" = "true" }
+  }
+  expect_failures = [var.node_labels]
+}
+
 # prometheus_retention in minutes
 run "prometheus_retention_minutes" {
   command = plan
