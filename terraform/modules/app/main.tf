@@ -19,8 +19,10 @@ locals {
         chartContent    = var.enabled ? filebase64(var.chart_path) : ""
         targetNamespace = var.namespace
         createNamespace = false
-        set             = var.set
-        timeout         = var.timeout
+        # The HelmChart CRD types spec.set values as int-or-string: booleans are refused, so they go
+        # as "true"/"false", which helm-controller passes to --set (typed). Numbers stay numbers.
+        set     = { for k, v in var.set : k => try(tobool(v) ? "true" : "false", v) }
+        timeout = var.timeout
         # A failed upgrade stays failed (helm rollback, docs/app.md) instead of uninstall +
         # reinstall, which would take every replica down.
         failurePolicy = "abort"

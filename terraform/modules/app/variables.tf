@@ -28,7 +28,7 @@ variable "values_file" {
 }
 
 variable "set" {
-  description = "Helm --set overrides applied after values_file, e.g. { replicaCount = 5, \"image.tag\" = \"1.4.2\" }. Numbers and booleans keep their type."
+  description = "Helm --set overrides applied after values_file, e.g. { replicaCount = 5, \"image.tag\" = \"1.4.2\" }. Numbers keep their type; booleans are sent as \"true\"/\"false\", which helm-controller passes to --set typed (the HelmChart CRD refuses booleans)."
   type        = any
   default     = {}
 
