@@ -203,7 +203,10 @@ impl<'a> Executor<'a> {
             VersionSpec::Channel(c) => format!("INSTALL_K3S_CHANNEL={}", quote(c)),
             VersionSpec::Exact(v) => format!("INSTALL_K3S_VERSION={}", quote(v)),
         };
-        format!("INSTALL_K3S_EXEC={exec} {version}")
+        // install.sh skips the service start when binary, unit and env file are unchanged
+        // (config.yaml is not hashed): a stopped node, or one whose Node object was deleted, would
+        // stay down. Every install we run is meant to (re)start k3s.
+        format!("INSTALL_K3S_EXEC={exec} {version} INSTALL_K3S_FORCE_RESTART=true")
     }
 
     async fn run_installer(&self, n: &Node, role: Role) -> Result<(), OpsError> {

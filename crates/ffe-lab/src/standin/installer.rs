@@ -95,6 +95,23 @@ pub(crate) fn install(inv: &Invocation, host: &HostEnv) -> Result<Outcome, Stand
         },
         &mut log,
     )?;
+    // Real install.sh (get_installed_hashes) hashes the binary, the unit and its env file before
+    // and after; when nothing changed it skips the service start unless
+    // INSTALL_K3S_FORCE_RESTART=true ("No change detected so skipping service start").
+    let unit_path = host.path(&format!("/etc/systemd/system/{unit}.service"));
+    let env_path = host.path(&format!("/etc/systemd/system/{unit}.service.env"));
+    let installed_hashes = || {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for p in [&bin, &unit_path, &env_path] {
+            match std::fs::read(p) {
+                Ok(bytes) => h.update(Sha256::digest(&bytes)),
+                Err(_) => h.update(b"missing"),
+            }
+        }
+        hex::encode(h.finalize())
+    };
+    let pre_install = installed_hashes();
     let exec_args: String = words.iter().map(|w| format!(" \\\n    '{w}'")).collect();
     let unit_text = format!(
         "# Written by the ffe-lab k3s STAND-IN installer; not a real k3s unit.\n\
@@ -102,20 +119,23 @@ pub(crate) fn install(inv: &Invocation, host: &HostEnv) -> Result<Outcome, Stand
          [Service]\nType=notify\nKillMode=process\nDelegate=yes\nRestart=always\nRestartSec=5s\n\
          ExecStart={K3S_BIN}{exec_args}\n\n[Install]\nWantedBy=multi-user.target\n"
     );
-    let unit_path = host.path(&format!("/etc/systemd/system/{unit}.service"));
     write_file(&unit_path, unit_text.as_bytes(), 0o644)?;
     log.push(format!(
         "[INFO]  systemd: Creating service file /etc/systemd/system/{unit}.service"
     ));
     let skip_enable = env("INSTALL_K3S_SKIP_ENABLE") == Some("true");
     let skip_start = env("INSTALL_K3S_SKIP_START") == Some("true");
+    let unchanged =
+        installed_hashes() == pre_install && env("INSTALL_K3S_FORCE_RESTART") != Some("true");
     let mut out = Outcome::default();
     let started = with_units(host, |st| {
         if !skip_enable {
             st.units.entry(unit.to_string()).or_default().enabled = true;
             log.push(format!("[INFO]  systemd: Enabling {unit} unit"));
         }
-        if !skip_start {
+        if !skip_start && unchanged {
+            log.push("[INFO]  No change detected so skipping service start".to_string());
+        } else if !skip_start {
             log.push(format!("[INFO]  systemd: Starting {unit}"));
             start_unit(host, role, st, &mut out)?;
         }

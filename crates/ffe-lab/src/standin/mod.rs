@@ -296,6 +296,7 @@ pub(crate) mod testutil {
         write_file(&host.path(CONFIG_YAML), yaml.as_bytes(), 0o600).unwrap();
     }
 
+    /// The installer as the provider runs it (always restarting; see ffe-core `install_env`).
     pub fn install(host: &HostEnv, exec: &str) -> Outcome {
         run(
             &inv(
@@ -304,6 +305,7 @@ pub(crate) mod testutil {
                 &[
                     ("INSTALL_K3S_SKIP_DOWNLOAD", "true"),
                     ("INSTALL_K3S_EXEC", exec),
+                    ("INSTALL_K3S_FORCE_RESTART", "true"),
                 ],
             ),
             host,

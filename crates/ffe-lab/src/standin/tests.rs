@@ -443,3 +443,46 @@ fn version_and_other_units() {
     assert_eq!(call(&h, "systemctl", &["start", "k3s"]).exit_code, 5);
     assert_eq!(call(&h, "k3s", &["server"]).exit_code, 1);
 }
+
+// Issue 11 A.1: like install.sh, an unchanged reinstall does not start a stopped unit unless
+// INSTALL_K3S_FORCE_RESTART=true.
+#[test]
+fn unchanged_reinstall_skips_the_start_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = server1(dir.path());
+    assert_eq!(call(&s1, "systemctl", &["stop", "k3s"]).exit_code, 0);
+    let out = run(
+        &testutil::inv(
+            "install.sh",
+            &[],
+            &[
+                ("INSTALL_K3S_SKIP_DOWNLOAD", "true"),
+                ("INSTALL_K3S_EXEC", "server"),
+            ],
+        ),
+        &s1,
+        &mut std::io::empty(),
+    );
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("No change detected so skipping service start"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(call(&s1, "systemctl", &["is-active", "k3s"]).exit_code, 3);
+    let forced = run(
+        &testutil::inv(
+            "install.sh",
+            &[],
+            &[
+                ("INSTALL_K3S_SKIP_DOWNLOAD", "true"),
+                ("INSTALL_K3S_EXEC", "server"),
+                ("INSTALL_K3S_FORCE_RESTART", "true"),
+            ],
+        ),
+        &s1,
+        &mut std::io::empty(),
+    );
+    assert_eq!(forced.exit_code, 0, "{forced:?}");
+    assert_eq!(call(&s1, "systemctl", &["is-active", "k3s"]).exit_code, 0);
+}
