@@ -126,6 +126,13 @@ pub fn remote_path(bundle: &str, file: &str) -> String {
     format!("{MANIFEST_DIR}/ffe-{bundle}--{file}")
 }
 
+/// The `Addon` object (kube-system) k3s's deploy controller keeps for a file: named after the
+/// file name up to its first '.', holding the checksum of what it last applied.
+pub fn addon_name(bundle: &str, file: &str) -> String {
+    let stem = file.split('.').next().unwrap_or(file);
+    format!("ffe-{bundle}--{stem}")
+}
+
 /// sha256 of every file's content.
 pub fn checksums(files: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     files
@@ -328,6 +335,42 @@ pub async fn remove(
             }
         }
     }
+    // The deploy controller keeps each file's Addon (with its checksum) after the file is gone:
+    // if the same content came back later it would be skipped as already applied. Delete them,
+    // after the files (a file still present would re-create its Addon).
+    let addons: Vec<String> = files
+        .keys()
+        .map(|f| quote(&addon_name(bundle, f)))
+        .collect();
+    let delete_addons = format!(
+        "k3s kubectl delete addon -n kube-system --ignore-not-found {}",
+        addons.join(" ")
+    );
+    let mut addons_deleted = false;
+    for s in servers {
+        match pool
+            .run(
+                &s.target(),
+                "delete removed manifests' Addons",
+                &delete_addons,
+            )
+            .await
+        {
+            Ok(_) => {
+                addons_deleted = true;
+                break;
+            }
+            Err(e) if e.is_unreachable() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !addons_deleted {
+        warnings.push(format!(
+            "no server could delete the Addons {}: if the same files come back, k3s skips them until you run `kubectl -n kube-system delete addon {}`",
+            addons.join(" "),
+            addons.join(" ")
+        ));
+    }
     Ok(warnings)
 }
 
@@ -469,6 +512,7 @@ mod tests {
                 "{shared_or_invalid} accepted"
             );
         }
+        assert_eq!(addon_name("app", "helmchart.yaml"), "ffe-app--helmchart");
         assert_eq!(
             remote_path("cni", "calico.yaml"),
             "/var/lib/rancher/k3s/server/manifests/ffe-cni--calico.yaml"

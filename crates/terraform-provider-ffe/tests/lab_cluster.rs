@@ -247,6 +247,24 @@ fn lifecycle_apply_reapply_scale_destroy() {
         stdin.contains("ffe-datasource-loki"),
         "wrong objects deleted: {stdin}"
     );
+    // ... and its k3s Addon, so the same file coming back is applied again (issue 11 A.2)
+    let addon_deletes: Vec<_> = (0..3)
+        .flat_map(|i| env.records(&master(i)))
+        .filter(|r| r.argv.iter().any(|a| a == "addon"))
+        .collect();
+    assert_eq!(
+        addon_deletes.len(),
+        1,
+        "Addons deleted once: {addon_deletes:?}"
+    );
+    assert!(
+        addon_deletes[0]
+            .argv
+            .iter()
+            .any(|a| a == "ffe-observability--grafana-datasource-loki"),
+        "wrong Addon deleted: {:?}",
+        addon_deletes[0].argv
+    );
 
     // A bundle file edited by hand on one server is drift: the plan shows it, apply restores it.
     let (name, original) = manifests(&master(0))

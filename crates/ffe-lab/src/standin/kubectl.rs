@@ -417,6 +417,28 @@ pub(crate) fn kubectl(
                     p.positional.get(2).map(String::as_str),
                 ),
             };
+            if matches!(resource, "addon" | "addons" | "addon.k3s.cattle.io") {
+                // k3s's deploy controller keeps one Addon per manifest file (with its checksum);
+                // the stand-in runs no deploy controller, so there is nothing to delete: record it.
+                let names: Vec<&str> = match name {
+                    Some(n) if target.is_some_and(|t| t.contains('/')) => vec![n],
+                    _ => p.positional.iter().skip(2).map(String::as_str).collect(),
+                };
+                if names.is_empty() {
+                    return Err(failed("error: resource name may not be empty"));
+                }
+                if p.get("--namespace") != Some("kube-system") {
+                    return Err(failed(
+                        "error: k3s keeps Addons in kube-system: pass -n kube-system",
+                    ));
+                }
+                let mut o = Outcome::ok(String::new());
+                o.message = format!(
+                    "k3s stand-in: delete addon {} NOT evaluated (no deploy controller)",
+                    names.join(" ")
+                );
+                return Ok(o);
+            }
             if !matches!(resource, "node" | "nodes" | "no") {
                 return Err(failed(format!(
                     "error: the k3s stand-in does not model deleting \"{resource}\""

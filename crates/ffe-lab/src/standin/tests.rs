@@ -465,7 +465,8 @@ fn unchanged_reinstall_skips_the_start_unless_forced() {
     );
     assert_eq!(out.exit_code, 0, "{out:?}");
     assert!(
-        out.stdout.contains("No change detected so skipping service start"),
+        out.stdout
+            .contains("No change detected so skipping service start"),
         "{}",
         out.stdout
     );
