@@ -34,6 +34,13 @@ variable "app_set" {
     condition     = can(keys(var.app_set))
     error_message = "app_set = ${jsonencode(var.app_set)} is not a map: write Helm value paths to values, e.g. { replicaCount = 5, \"image.tag\" = \"1.4.2\" }."
   }
+
+  # Secrets never travel in the HelmChart: it is shown in the plan and kept in the state (and on
+  # every server). The message does not repeat the value.
+  validation {
+    condition     = alltrue([for k, v in try({ for k, v in var.app_set : k => v }, {}) : !can(regex("://[^/@[:space:]]+:[^/@[:space:]]*@", try(tostring(v), "")))])
+    error_message = "app_set: a value holds a URL with credentials (user:password@...), which would be written into the HelmChart, the plan output and the Terraform state. Put it in a Secret instead (kubectl -n ffe create secret generic ffe-backend-env --from-literal=DATABASE_URL=...) and set \"secrets.existingSecret\" = \"ffe-backend-env\" (docs/app.md)."
+  }
 }
 
 locals {

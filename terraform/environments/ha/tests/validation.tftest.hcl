@@ -906,6 +906,15 @@ run "alertmanager_config_string" {
   expect_failures = [var.monitoring_alertmanager_config]
 }
 
+# a database URL with its password in app_set (issue 11 B.5: secrets stay out of the HelmChart)
+run "app_set_with_credentials" {
+  command = plan
+  variables {
+    app_set = { "database.url" = "postgresql://ffe:s3cret@pgbouncer.ffe-data.svc:5432/ffe" }
+  }
+  expect_failures = [var.app_set]
+}
+
 # app_set given as a --set string
 run "app_set_not_a_map" {
   command = plan
