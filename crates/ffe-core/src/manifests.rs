@@ -126,6 +126,32 @@ pub fn remote_path(bundle: &str, file: &str) -> String {
     format!("{MANIFEST_DIR}/ffe-{bundle}--{file}")
 }
 
+/// Every (bundle, file) name is checked again where it becomes a remote path: at plan time
+/// values can be unknown, so `validate` may never have seen them (issue 11 B.8).
+pub fn check_names<'a>(
+    bundle: &str,
+    files: impl IntoIterator<Item = &'a String>,
+) -> Result<(), BundleError> {
+    let bundle_ok = !bundle.is_empty()
+        && bundle.len() <= 40
+        && bundle
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !bundle.starts_with('-')
+        && !bundle.ends_with('-');
+    let bad = |file: &str| BundleError::BadName {
+        bundle: bundle.into(),
+        file: file.into(),
+    };
+    if !bundle_ok {
+        return Err(bad(""));
+    }
+    match files.into_iter().find(|f| !valid_file_name(f)) {
+        Some(f) => Err(bad(f)),
+        None => Ok(()),
+    }
+}
+
 /// The `Addon` object (kube-system) k3s's deploy controller keeps for a file: named after the
 /// file name up to its first '.', holding the checksum of what it last applied.
 pub fn addon_name(bundle: &str, file: &str) -> String {
@@ -145,6 +171,8 @@ pub fn checksums(files: &BTreeMap<String, String>) -> BTreeMap<String, String> {
 pub enum BundleError {
     #[error(transparent)]
     Ssh(#[from] SshError),
+    #[error("bundle {bundle:?}, file {file:?}: refusing a name that is not a plain manifest file name (it could leave the manifests directory or share a k3s Addon); nothing was written")]
+    BadName { bundle: String, file: String },
     #[error("{0}")]
     Many(String),
 }
@@ -239,6 +267,7 @@ pub async fn write_all(
     bundle: &str,
     files: &BTreeMap<String, String>,
 ) -> Result<(), BundleError> {
+    check_names(bundle, files.keys())?;
     let futs: Vec<_> = servers
         .iter()
         .map(|s| async move {
@@ -281,6 +310,7 @@ pub async fn remove(
     if files.is_empty() {
         return Ok(warnings);
     }
+    check_names(bundle, files.keys())?;
     let mut all = String::new();
     for text in files.values() {
         all.push_str("---\n");
@@ -513,6 +543,23 @@ mod tests {
             );
         }
         assert_eq!(addon_name("app", "helmchart.yaml"), "ffe-app--helmchart");
+        // issue 11 B.8: checked again where names become remote paths
+        let ok = String::from("calico.yaml");
+        assert!(check_names("cni", [&ok]).is_ok());
+        for (bundle, file) in [
+            ("cni", "../../etc/cron.d/x.yaml"),
+            ("cni", "a/b.yaml"),
+            ("../x", "calico.yaml"),
+            ("cni", "a..yaml"),
+        ] {
+            assert!(
+                matches!(
+                    check_names(bundle, [&file.to_string()]),
+                    Err(BundleError::BadName { .. })
+                ),
+                "{bundle}/{file} accepted"
+            );
+        }
         assert_eq!(
             remote_path("cni", "calico.yaml"),
             "/var/lib/rancher/k3s/server/manifests/ffe-cni--calico.yaml"
