@@ -132,13 +132,8 @@ pub fn check_names<'a>(
     bundle: &str,
     files: impl IntoIterator<Item = &'a String>,
 ) -> Result<(), BundleError> {
-    let bundle_ok = !bundle.is_empty()
-        && bundle.len() <= 40
-        && bundle
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !bundle.starts_with('-')
-        && !bundle.ends_with('-');
+    // the same rule the provider applies to `bundle` at validate time
+    let bundle_ok = crate::k3s::planner::is_dns_label(bundle) && bundle.len() <= 40;
     let bad = |file: &str| BundleError::BadName {
         bundle: bundle.into(),
         file: file.into(),
