@@ -57,6 +57,66 @@ pub struct HostSpec {
     pub nfs: Option<NfsShare>,
 }
 
+impl HostSpec {
+    /// Input problems as `(attribute, message)`: every value ends up in a shell command, a
+    /// sysctl.d file or an fstab line on the host (issue 11 B.7). Empty when all is well.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let plain = |s: &str, extra: &[u8]| {
+            !s.is_empty()
+                && !s.starts_with('-')
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+        };
+        for p in &self.packages {
+            // Debian package names: lowercase letters, digits, + - . ; never an option
+            if !plain(p, b"+-.") || p.bytes().any(|b| b.is_ascii_uppercase()) {
+                out.push(("packages", format!("{p:?} is not a Debian package name (lowercase letters, digits, '+', '-', '.', not starting with '-')")));
+            }
+        }
+        for m in &self.kernel_modules {
+            if m.contains('-') {
+                out.push(("kernel_modules", format!("{m:?}: write module names with '_' as lsmod shows them ({:?}); with '-' the module never shows as loaded and the plan shows drift for ever", m.replace('-', "_"))));
+            } else if !plain(m, b"_") {
+                out.push((
+                    "kernel_modules",
+                    format!("{m:?} is not a kernel module name (letters, digits, '_')"),
+                ));
+            }
+        }
+        for (k, v) in &self.sysctls {
+            if !plain(k, b"._-") || !k.contains('.') {
+                out.push((
+                    "sysctls",
+                    format!("key {k:?} is not a sysctl name such as \"net.ipv4.ip_forward\""),
+                ));
+            }
+            if v.trim().is_empty() || v.chars().any(|c| c.is_control()) {
+                out.push(("sysctls", format!("{k}: value {v:?} is empty or holds a newline/control character (it is written into /etc/sysctl.d)")));
+            }
+        }
+        let fstab_field = |s: &str| {
+            !s.is_empty()
+                && !s.starts_with('-')
+                && !s
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '#')
+        };
+        if !self.backup_mount.starts_with('/') || !fstab_field(&self.backup_mount) {
+            out.push(("backup_mount", format!("{:?} must be an absolute path without spaces or '#' (it is an /etc/fstab field)", self.backup_mount)));
+        }
+        if let Some(nfs) = &self.nfs {
+            if !fstab_field(&nfs.server) || nfs.server.contains(['/', ':']) {
+                out.push(("nfs_server", format!("{:?} must be a host name or IPv4 address (no spaces, ':' or '/'; not starting with '-')", nfs.server)));
+            }
+            if !nfs.export.starts_with('/') || !fstab_field(&nfs.export) {
+                out.push(("nfs_export", format!("{:?} must be an absolute path without spaces or '#' (it is an /etc/fstab field)", nfs.export)));
+            }
+        }
+        out
+    }
+}
+
 /// Facts reported by a host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostFacts {
@@ -300,6 +360,45 @@ pub async fn cleanup(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<(), 
 
 #[cfg(test)]
 mod tests {
+
+    // Issue 11 B.7: every input reaches a shell, sysctl.d or fstab line on the host.
+    #[test]
+    fn host_inputs_are_checked() {
+        let good = HostSpec {
+            packages: default_packages(),
+            kernel_modules: default_kernel_modules(),
+            sysctls: default_sysctls(),
+            backup_mount: "/mnt/backups".into(),
+            nfs: Some(NfsShare {
+                server: "10.0.5.10".into(),
+                export: "/export/ffe".into(),
+            }),
+        };
+        assert_eq!(good.problems(), vec![]);
+        let mut bad = good.clone();
+        bad.packages.push("-oDebug::pkgProblemResolver=1".into());
+        bad.kernel_modules.push("nf-conntrack".into());
+        bad.sysctls
+            .insert("vm.max_map_count".into(), "262144\nkernel.panic=1".into());
+        bad.backup_mount = "/mnt/my backups".into();
+        bad.nfs = Some(NfsShare {
+            server: "-o x".into(),
+            export: "/export ffe".into(),
+        });
+        let attrs: Vec<&str> = bad.problems().into_iter().map(|(a, _)| a).collect();
+        assert_eq!(
+            attrs,
+            vec![
+                "packages",
+                "kernel_modules",
+                "sysctls",
+                "backup_mount",
+                "nfs_server",
+                "nfs_export"
+            ]
+        );
+    }
+
     use super::*;
 
     fn spec() -> HostSpec {

@@ -214,6 +214,21 @@ impl Resource for HostResource {
             }
             _ => {}
         }
+        // Values that reach the host's shell, sysctl.d or fstab (only those known now).
+        let known = |v: &StrList| matches!(v, Value::Value(l) if l.iter().all(|e| matches!(e, Value::Value(_))));
+        let mut probe = c.clone();
+        probe.fill_defaults();
+        let all_known = known(&probe.packages)
+            && known(&probe.kernel_modules)
+            && matches!(&probe.sysctls, Value::Value(m) if m.values().all(|v| matches!(v, Value::Value(_))))
+            && !matches!(probe.backup_mount, Value::Unknown)
+            && !matches!(probe.nfs_server, Value::Unknown)
+            && !matches!(probe.nfs_export, Value::Unknown);
+        if all_known {
+            for (attr, message) in probe.spec().problems() {
+                diags.error_short(message, AttributePath::new(attr));
+            }
+        }
         if diags.errors.is_empty() {
             Some(())
         } else {
