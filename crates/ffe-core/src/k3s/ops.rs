@@ -656,24 +656,52 @@ pub async fn read_live(pool: &SshPool, spec: &ClusterSpec) -> (LiveCluster, Vec<
 }
 
 /// The join token already configured on the first server, if k3s was installed there before
-/// (an earlier apply that was interrupted): reusing it lets a retry converge.
-pub async fn existing_token(pool: &SshPool, spec: &ClusterSpec) -> Option<String> {
-    let first = spec.servers.first()?;
+/// (an earlier apply that was interrupted): reusing it lets a retry converge. A read that fails
+/// is an error, never "no token": minting a new one would lock the nodes that already joined out
+/// (issue 11 B.10).
+pub async fn existing_token(
+    pool: &SshPool,
+    spec: &ClusterSpec,
+) -> Result<Option<String>, OpsError> {
+    let Some(first) = spec.servers.first() else {
+        return Ok(None);
+    };
+    let step = "read existing k3s token";
     let out = pool
         .run(
             &first.target(),
-            "read existing k3s token",
-            &format!("cat {CONFIG_PATH} 2>/dev/null || true"),
+            step,
+            &format!("if [ -e {CONFIG_PATH} ]; then cat {CONFIG_PATH}; fi"),
         )
-        .await
-        .ok()?;
-    let y: serde_yaml_ng::Value = serde_yaml_ng::from_str(&out).ok()?;
-    y.get("token")?.as_str().map(str::to_string)
+        .await?;
+    token_from_config(&out).map_err(|m| OpsError::step(first, step, m))
+}
+
+/// The `token` of a k3s config.yaml; `None` for no file (empty text) or no token in it.
+fn token_from_config(text: &str) -> Result<Option<String>, String> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let y: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| {
+        format!("{CONFIG_PATH} is not valid YAML ({e}); fix or remove it before applying")
+    })?;
+    Ok(y.get("token").and_then(|t| t.as_str()).map(str::to_string))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn existing_token_reads_or_fails_never_guesses() {
+        assert_eq!(token_from_config(""), Ok(None));
+        assert_eq!(
+            token_from_config("token: K10abc::server:def\nnode-name: m0\n"),
+            Ok(Some("K10abc::server:def".into()))
+        );
+        assert_eq!(token_from_config("node-name: m0\n"), Ok(None));
+        assert!(token_from_config("token: [unclosed").is_err());
+    }
 
     #[test]
     fn live_facts_parse() {

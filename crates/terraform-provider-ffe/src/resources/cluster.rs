@@ -297,9 +297,17 @@ impl ClusterResource {
         let token = match prior.and_then(|p| opt_str(&p.token)) {
             Some(t) => t,
             // A create that was interrupted left k3s on the first server: keep its token.
-            None => ops::existing_token(&pool, &spec)
-                .await
-                .unwrap_or_else(state::new_token),
+            None => match ops::existing_token(&pool, &spec).await {
+                Ok(Some(t)) => t,
+                Ok(None) => state::new_token(),
+                Err(e) => {
+                    diags.root_error(
+                        "cannot read the join token of the first server",
+                        format!("{e}\nA new token would lock out the nodes that already joined, so nothing was changed. Fix the access to the first server, then run terraform apply again."),
+                    );
+                    return None;
+                }
+            },
         };
         let (live, read_warnings) = ops::read_live(&pool, &spec).await;
         for w in read_warnings {
