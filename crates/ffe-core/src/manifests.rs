@@ -293,6 +293,29 @@ pub async fn write_all(
     }
 }
 
+/// Run `script` on the first server that answers. `Ok(Err(last))`: every server was
+/// unreachable; any other failure is an error.
+async fn on_first_answering(
+    pool: &SshPool,
+    servers: &[Node],
+    step: &str,
+    script: &str,
+    stdin: Option<&[u8]>,
+) -> Result<Result<(), String>, BundleError> {
+    let mut last = String::from("no server");
+    for s in servers {
+        match pool
+            .run_input(&s.target(), step, script, stdin.map(StdinSource::Bytes))
+            .await
+        {
+            Ok(_) => return Ok(Ok(())),
+            Err(e) if e.is_unreachable() => last = e.to_string(),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Err(last))
+}
+
 /// Delete the objects `files` created (through the API, on the first server that answers),
 /// then remove the files from every server.
 pub async fn remove(
@@ -312,31 +335,18 @@ pub async fn remove(
         all.push_str(text);
         all.push('\n');
     }
-    let mut deleted = false;
-    let mut last = None;
-    for s in servers {
-        match pool
-            .run_input(
-                &s.target(),
-                "delete removed manifests' objects",
-                "k3s kubectl delete --ignore-not-found --wait=false -f -",
-                Some(StdinSource::Bytes(all.as_bytes())),
-            )
-            .await
-        {
-            Ok(_) => {
-                deleted = true;
-                break;
-            }
-            Err(e) if e.is_unreachable() => last = Some(e),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if !deleted {
+    if let Err(last) = on_first_answering(
+        pool,
+        servers,
+        "delete removed manifests' objects",
+        "k3s kubectl delete --ignore-not-found --wait=false -f -",
+        Some(all.as_bytes()),
+    )
+    .await?
+    {
         return Err(BundleError::Many(format!(
-            "no server could delete the objects of {}: {}",
+            "no server could delete the objects of {}: {last}",
             files.keys().cloned().collect::<Vec<_>>().join(", "),
-            last.map(|e| e.to_string()).unwrap_or_default()
         )));
     }
     let rm: Vec<String> = files
@@ -371,25 +381,16 @@ pub async fn remove(
         "k3s kubectl delete addon -n kube-system --ignore-not-found {}",
         addons.join(" ")
     );
-    let mut addons_deleted = false;
-    for s in servers {
-        match pool
-            .run(
-                &s.target(),
-                "delete removed manifests' Addons",
-                &delete_addons,
-            )
-            .await
-        {
-            Ok(_) => {
-                addons_deleted = true;
-                break;
-            }
-            Err(e) if e.is_unreachable() => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if !addons_deleted {
+    if on_first_answering(
+        pool,
+        servers,
+        "delete removed manifests' Addons",
+        &delete_addons,
+        None,
+    )
+    .await?
+    .is_err()
+    {
         warnings.push(format!(
             "no server could delete the Addons {}: if the same files come back, k3s skips them until you run `kubectl -n kube-system delete addon {}`",
             addons.join(" "),

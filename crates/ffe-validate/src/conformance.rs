@@ -271,6 +271,7 @@ fn check_with(
     let mut uses: Vec<Use> = Vec::new();
     let mut needs: Vec<(String, String, crate::upstream::Requirement)> = Vec::new();
     let mut workloads: Vec<(String, Value)> = Vec::new();
+    let mut our_docs: Vec<Doc> = Vec::new();
 
     for bundle in bundles {
         let (docs, _) = crate::docs::load(&bundle.sources);
@@ -280,6 +281,7 @@ fn check_with(
             };
             collect_images(&doc.value, &mut out.images);
             workloads.push((doc.file.clone(), doc.value.clone()));
+            our_docs.push(doc.clone());
             if crd_identity(&doc.value).is_some() {
                 providers.push(Provider {
                     bundle: bundle.name.clone(),
@@ -317,18 +319,14 @@ fn check_with(
         }
     }
 
-    let earlier_or_same = |user: &str, provider: &str| -> bool {
-        user == provider
-            || bundles
-                .iter()
-                .find(|b| b.name == user)
-                .is_some_and(|b| b.after.contains(provider))
-    };
     let strictly_earlier = |user: &str, provider: &str| -> bool {
         bundles
             .iter()
             .find(|b| b.name == user)
             .is_some_and(|b| b.after.contains(provider))
+    };
+    let earlier_or_same = |user: &str, provider: &str| -> bool {
+        user == provider || strictly_earlier(user, provider)
     };
 
     for u in &uses {
@@ -411,7 +409,7 @@ fn check_with(
     }
 
     out.problems.extend(check_workloads(&workloads, ctx));
-    out.problems.extend(check_our_images(bundles, ctx)?);
+    out.problems.extend(check_our_images(&our_docs, ctx));
     out.delivered_crds = providers.into_iter().map(|p| p.crd).collect();
     Ok(out)
 }
@@ -756,82 +754,79 @@ fn check_workloads(objects: &[(String, Value)], ctx: &Context) -> Vec<Problem> {
 /// Containers of our own manifests (not chart-rendered): each image must be vendored under
 /// `upstream/images/<name>/<tag>/` with the environment variables it reads (`env.txt`), and every
 /// variable we set must be one of them (kube-vip, for one, is configured only through env).
-fn check_our_images(bundles: &[Bundle], ctx: &Context) -> Result<Vec<Problem>, Error> {
+fn check_our_images(docs: &[Doc], ctx: &Context) -> Vec<Problem> {
     let mut problems = Vec::new();
-    for bundle in bundles {
-        let (docs, _) = crate::docs::load(&bundle.sources);
-        for doc in &docs {
-            let Some(spec) = pod_spec(&doc.value) else {
+    for doc in docs {
+        let Some(spec) = pod_spec(&doc.value) else {
+            continue;
+        };
+        let containers = ["containers", "initContainers"]
+            .iter()
+            .filter_map(|k| spec.get(*k).and_then(Value::as_array))
+            .flatten();
+        for container in containers {
+            let Some(image) = container.get("image").and_then(Value::as_str) else {
                 continue;
             };
-            let containers = ["containers", "initContainers"]
-                .iter()
-                .filter_map(|k| spec.get(*k).and_then(Value::as_array))
-                .flatten();
-            for container in containers {
-                let Some(image) = container.get("image").and_then(Value::as_str) else {
+            let here = format!("{} {}", doc.file, doc.object_ref().unwrap_or_default());
+            let name = image
+                .rsplit('/')
+                .next()
+                .unwrap_or(image)
+                .split([':', '@'])
+                .next()
+                .unwrap_or(image);
+            let Some(tag) = image_tag(image) else {
+                problems.push(Problem::file(
+                    &here,
+                    format!("image {image} has no tag: pin it"),
+                ));
+                continue;
+            };
+            let env_file = ctx
+                .upstream
+                .root()
+                .join("images")
+                .join(name)
+                .join(tag)
+                .join("env.txt");
+            let Ok(text) = std::fs::read_to_string(&env_file) else {
+                problems.push(Problem::file(
+                    &here,
+                    format!(
+                        "image {image} is not vendored: add upstream/images/{name}/{tag}/env.txt \
+                             (the variables it reads, from its source at that tag)"
+                    ),
+                ));
+                continue;
+            };
+            let known: BTreeSet<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .collect();
+            for env in container
+                .get("env")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let Some(var) = env.get("name").and_then(Value::as_str) else {
                     continue;
                 };
-                let here = format!("{} {}", doc.file, doc.object_ref().unwrap_or_default());
-                let name = image
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or(image)
-                    .split([':', '@'])
-                    .next()
-                    .unwrap_or(image);
-                let Some(tag) = image_tag(image) else {
-                    problems.push(Problem::file(
-                        &here,
-                        format!("image {image} has no tag: pin it"),
-                    ));
-                    continue;
-                };
-                let env_file = ctx
-                    .upstream
-                    .root()
-                    .join("images")
-                    .join(name)
-                    .join(tag)
-                    .join("env.txt");
-                let Ok(text) = std::fs::read_to_string(&env_file) else {
+                if !known.contains(var) {
                     problems.push(Problem::file(
                         &here,
                         format!(
-                            "image {image} is not vendored: add upstream/images/{name}/{tag}/env.txt \
-                             (the variables it reads, from its source at that tag)"
+                            "{name} {tag} does not read environment variable {var} \
+                                 (upstream/images/{name}/{tag}/env.txt): fix the name or drop it"
                         ),
                     ));
-                    continue;
-                };
-                let known: BTreeSet<&str> = text
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .collect();
-                for env in container
-                    .get("env")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let Some(var) = env.get("name").and_then(Value::as_str) else {
-                        continue;
-                    };
-                    if !known.contains(var) {
-                        problems.push(Problem::file(
-                            &here,
-                            format!(
-                                "{name} {tag} does not read environment variable {var} \
-                                 (upstream/images/{name}/{tag}/env.txt): fix the name or drop it"
-                            ),
-                        ));
-                    }
                 }
             }
         }
     }
-    Ok(problems)
+    problems
 }
 
 /// A rendered Secret holding `alertmanager.yaml` must pass `amtool check-config`.
@@ -848,7 +843,12 @@ fn check_alertmanager_config(origin: &str, value: &Value, ctx: &Context) -> Vec<
         .pointer("/data/alertmanager.yaml")
         .and_then(Value::as_str)
     {
-        match decode_base64(b) {
+        use base64::Engine;
+        match base64::engine::general_purpose::STANDARD
+            .decode(b.trim())
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+        {
             Some(t) => t,
             None => {
                 return vec![Problem::file(
@@ -879,7 +879,7 @@ fn check_alertmanager_config(origin: &str, value: &Value, ctx: &Context) -> Vec<
 }
 
 /// Runs `amtool check-config` on a configuration.
-pub fn amtool_check(amtool: &Path, config: &str) -> Result<(), String> {
+fn amtool_check(amtool: &Path, config: &str) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let file = dir.path().join("alertmanager.yaml");
     std::fs::write(&file, config).map_err(|e| e.to_string())?;
@@ -902,24 +902,6 @@ pub fn amtool_check(amtool: &Path, config: &str) -> Result<(), String> {
             .collect::<Vec<_>>()
             .join(" | "))
     }
-}
-
-fn decode_base64(s: &str) -> Option<String> {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut buf = 0u32;
-    let mut bits = 0u32;
-    let mut out = Vec::new();
-    for c in s.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=') {
-        let v = TABLE.iter().position(|t| *t == c)? as u32;
-        buf = (buf << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-            buf &= (1 << bits) - 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Versions written next to a component's name in the repository's docs and comments must be
@@ -1068,11 +1050,6 @@ mod tests {
         );
         assert_eq!(version_after(" with 2 replicas v1.2.3"), None);
         assert_eq!(version_after(" v1.21"), None);
-    }
-
-    #[test]
-    fn base64() {
-        assert_eq!(decode_base64("cm91dGU6IHt9").as_deref(), Some("route: {}"));
     }
 
     #[test]

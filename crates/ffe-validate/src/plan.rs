@@ -175,31 +175,16 @@ fn config_dependencies(plan: &Value) -> BTreeMap<String, BTreeSet<String>> {
                 }
             }
         };
-        for d in resource
-            .get("depends_on")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(d) = d.as_str() {
-                add(d);
-            }
-        }
-        for expr in resource
+        let depends_on = resource.get("depends_on").and_then(Value::as_array);
+        let references = resource
             .get("expressions")
             .and_then(Value::as_object)
             .into_iter()
             .flat_map(|m| m.values())
-        {
-            for r in expr
-                .get("references")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(r) = r.as_str() {
-                    add(r);
-                }
+            .filter_map(|expr| expr.get("references").and_then(Value::as_array));
+        for r in depends_on.into_iter().chain(references).flatten() {
+            if let Some(r) = r.as_str() {
+                add(r);
             }
         }
         out.insert(address.to_string(), deps);

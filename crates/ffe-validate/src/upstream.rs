@@ -201,26 +201,6 @@ impl Upstream {
         ))
     }
 
-    /// Every vendored chart name.
-    pub fn chart_names(&self) -> Result<Vec<String>, Error> {
-        let dir = self.root.join("charts");
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(|source| Error::Read {
-            path: dir.clone(),
-            source,
-        })? {
-            let entry = entry.map_err(|source| Error::Read {
-                path: dir.clone(),
-                source,
-            })?;
-            if entry.path().is_dir() {
-                names.push(entry.file_name().to_string_lossy().into_owned());
-            }
-        }
-        names.sort();
-        Ok(names)
-    }
-
     /// Vendored versions of a chart (directories holding an `upstream.yaml`).
     pub fn vendored_versions(&self, chart: &str) -> Result<Vec<String>, Error> {
         let dir = self.root.join("charts").join(chart);

@@ -44,8 +44,9 @@ fn strip_nulls(v: &Value) -> Value {
     }
 }
 
-/// The chart's effective values: its defaults, each subchart's defaults under its key, then ours.
-pub fn effective_values(chart: &VendoredChart, ours: &Value) -> Value {
+/// The chart's defaults with each subchart's defaults under its key (the parent's values for a
+/// subchart win, as in Helm).
+fn chart_defaults(chart: &VendoredChart) -> Value {
     let mut defaults = chart.values.clone();
     if let Value::Object(map) = &mut defaults {
         for (key, sub) in &chart.dependency_values {
@@ -56,7 +57,12 @@ pub fn effective_values(chart: &VendoredChart, ours: &Value) -> Value {
             map.insert(key.clone(), merged);
         }
     }
-    helm_merge(&defaults, ours)
+    defaults
+}
+
+/// The chart's effective values: its defaults (subcharts included), then ours.
+pub fn effective_values(chart: &VendoredChart, ours: &Value) -> Value {
+    helm_merge(&chart_defaults(chart), ours)
 }
 
 /// The value at a dotted path (`a.b.c`).
@@ -211,16 +217,7 @@ fn schema_open(root: &Value, schema: &Value) -> bool {
 
 /// Key paths of `ours` that the chart does not define: one message each.
 pub fn unknown_keys(chart: &VendoredChart, ours: &Value, free: &ValuesPolicy) -> Vec<String> {
-    let mut defaults = chart.values.clone();
-    if let Value::Object(map) = &mut defaults {
-        for (key, sub) in &chart.dependency_values {
-            let merged = match map.get(key) {
-                Some(parent) => helm_merge(sub, parent),
-                None => sub.clone(),
-            };
-            map.insert(key.clone(), merged);
-        }
-    }
+    let defaults = chart_defaults(chart);
     let empty = Value::Object(Map::new());
     let root_schema = chart.schema.as_ref().unwrap_or(&empty);
     let mut out = Vec::new();
