@@ -63,6 +63,22 @@ fn lifecycle_apply_reapply_scale_destroy() {
         c1["etcd-snapshot-dir"].as_str(),
         Some(format!("/mnt/backups/etcd-snapshots/{}", master(1)).as_str())
     );
+    // Joining servers get the full server token the first server wrote: K10<CA hash>::server:…
+    let host0 = env.lab.host(&master(0)).unwrap().root_dir.clone();
+    let token_file = |f: &str| {
+        std::fs::read_to_string(host0.join("var/lib/rancher/k3s/server").join(f))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let server_token = token_file("token");
+    let agent_token = token_file("agent-token");
+    assert!(server_token.starts_with("K10") && server_token.contains("::server:"));
+    assert!(agent_token.starts_with("K10") && agent_token.contains("::node:"));
+    let server_secret = c0["token"].as_str().unwrap();
+    assert!(server_token.ends_with(&format!(":{server_secret}")));
+    assert_eq!(c1["token"].as_str(), Some(server_token.as_str()));
+    assert_eq!(env.output_raw("k3s_token"), server_token);
     // Agents only after every server, each exactly once.
     for i in 0..3 {
         let a = installs(&env.records(&worker(i)));
@@ -74,6 +90,11 @@ fn lifecycle_apply_reapply_scale_destroy() {
         );
         let c = config_of(&env, &worker(i));
         assert!(c.get("tls-san").is_none() && c.get("cluster-init").is_none());
+        // Agents carry the agent token in the secure form (they pin the cluster CA) and never
+        // the server secret.
+        let t = c["token"].as_str().unwrap();
+        assert_eq!(t, agent_token, "worker {i}");
+        assert!(!t.contains(server_secret));
     }
     // The stand-in's datastore holds 3 etcd members and 6 ready nodes.
     let cluster = env.lab.standin_cluster().unwrap().expect("cluster formed");

@@ -133,4 +133,42 @@ fn host_dying_mid_apply_fails_clearly_and_reapply_converges() {
     assert_eq!(cluster.nodes.values().filter(|n| n.ready).count(), 5);
     let (code, plan) = env.plan_exit();
     assert_eq!(code, 0, "{plan}");
+
+    // The first server now holds another cluster CA (re-initialised by hand): the next apply
+    // stops before touching any node, and goes on once the CA is the pinned one again.
+    let token_file = env
+        .lab
+        .host(&master(0))
+        .unwrap()
+        .root_dir
+        .join("var/lib/rancher/k3s/server/token");
+    let pinned = std::fs::read_to_string(&token_file).unwrap();
+    let (_, creds) = pinned.trim().split_once("::").unwrap();
+    std::fs::write(&token_file, format!("K10{}::{creds}\n", "f".repeat(64))).unwrap();
+    let before: Vec<usize> = env
+        .lab
+        .hosts()
+        .iter()
+        .map(|h| env.mutations(&h.name).len())
+        .collect();
+    // Any change makes Terraform call the provider; a new snapshot retention rewrites the
+    // servers' configs.
+    env.tfvars(
+        2,
+        "ssh_connect_timeout_seconds = 3\netcd_snapshot_retention = 30",
+    );
+    let msg = text(&env.apply());
+    assert!(
+        msg.contains("cluster CA of the first server changed"),
+        "{msg}"
+    );
+    let after: Vec<usize> = env
+        .lab
+        .hosts()
+        .iter()
+        .map(|h| env.mutations(&h.name).len())
+        .collect();
+    assert_eq!(after, before, "a node was touched");
+    std::fs::write(&token_file, pinned).unwrap();
+    env.apply_ok();
 }

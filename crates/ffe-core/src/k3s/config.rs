@@ -7,6 +7,7 @@ use serde_yaml_ng::{Mapping, Value};
 use sha2::{Digest, Sha256};
 
 use super::model::{ClusterSpec, Node, Role};
+use super::token::JoinSecrets;
 
 pub const CONFIG_PATH: &str = "/etc/rancher/k3s/config.yaml";
 
@@ -31,14 +32,25 @@ pub fn tls_sans(spec: &ClusterSpec) -> Vec<String> {
     sans
 }
 
-/// The config file for `node` in `role`. `token` is the cluster join secret.
-pub fn render(spec: &ClusterSpec, node: &Node, role: Role, token: &str) -> String {
+/// The config file for `node` in `role`.
+///
+/// The bootstrap server defines both secrets; joining servers get the server token and agents
+/// the agent token, each in the secure `K10<CA hash>::` form once the CA hash is known, so they
+/// verify the cluster CA before trusting the server they join.
+pub fn render(spec: &ClusterSpec, node: &Node, role: Role, secrets: &JoinSecrets) -> String {
     let mut m = Mapping::new();
     let mut put = |k: &str, v: Value| {
         m.insert(Value::String(k.into()), v);
     };
-    put("token", token.into());
     let is_bootstrap = role == Role::Server && spec.servers.first() == Some(node);
+    match role {
+        Role::Server if is_bootstrap => put("token", secrets.server.clone().into()),
+        Role::Server => put("token", secrets.server_join_token().into()),
+        Role::Agent => put("token", secrets.agent_join_token().into()),
+    }
+    if role == Role::Server {
+        put("agent-token", secrets.agent.clone().into());
+    }
     if is_bootstrap {
         put("cluster-init", true.into());
     } else if let Some(addr) = spec.join_address() {
@@ -129,6 +141,16 @@ mod tests {
         }
     }
 
+    const HASH: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    pub(crate) fn secrets(server: &str) -> JoinSecrets {
+        JoinSecrets {
+            server: server.into(),
+            agent: "agentsecret".into(),
+            ca_hash: Some(HASH.into()),
+        }
+    }
+
     fn parse(s: &str) -> serde_yaml_ng::Value {
         serde_yaml_ng::from_str(s).unwrap()
     }
@@ -136,10 +158,12 @@ mod tests {
     #[test]
     fn bootstrap_server_inits_the_cluster() {
         let s = spec();
-        let y = parse(&render(&s, &s.servers[0], Role::Server, "sekret"));
+        let y = parse(&render(&s, &s.servers[0], Role::Server, &secrets("sekret")));
         assert_eq!(y["cluster-init"], Value::Bool(true));
         assert!(y.get("server").is_none());
+        // The bootstrap server defines the secrets themselves.
         assert_eq!(y["token"], Value::from("sekret"));
+        assert_eq!(y["agent-token"], Value::from("agentsecret"));
         assert_eq!(y["flannel-backend"], Value::from("none"));
         assert_eq!(y["disable-network-policy"], Value::Bool(true));
         assert_eq!(y["disable"], strs(["traefik", "servicelb"]));
@@ -157,7 +181,7 @@ mod tests {
     #[test]
     fn tls_san_holds_vip_and_every_server_once() {
         let s = spec();
-        let y = parse(&render(&s, &s.servers[1], Role::Server, "t"));
+        let y = parse(&render(&s, &s.servers[1], Role::Server, &secrets("t")));
         assert_eq!(
             y["tls-san"],
             strs([
@@ -173,11 +197,17 @@ mod tests {
     #[test]
     fn joining_servers_and_agents_point_at_the_first_server() {
         let s = spec();
-        let joiner = parse(&render(&s, &s.servers[2], Role::Server, "t"));
+        let joiner = parse(&render(&s, &s.servers[2], Role::Server, &secrets("t")));
         assert_eq!(joiner["server"], Value::from("https://10.210.1.10:6443"));
         assert!(joiner.get("cluster-init").is_none());
-        let agent = parse(&render(&s, &s.agents[0], Role::Agent, "t"));
+        let agent = parse(&render(&s, &s.agents[0], Role::Agent, &secrets("t")));
         assert_eq!(agent["server"], Value::from("https://10.210.1.10:6443"));
+        // Joiners pin the cluster CA; agents never see the server secret.
+        assert_eq!(joiner["token"], Value::from(format!("K10{HASH}::server:t")));
+        assert_eq!(
+            agent["token"],
+            Value::from(format!("K10{HASH}::node:agentsecret"))
+        );
         assert_eq!(agent["node-ip"], Value::from("10.210.1.20"));
         // Server-only settings never reach agents (k3s agents reject unknown server flags).
         for key in [
@@ -186,6 +216,7 @@ mod tests {
             "disable",
             "node-taint",
             "etcd-snapshot-dir",
+            "agent-token",
         ] {
             assert!(
                 agent.get(key).is_none(),
@@ -197,11 +228,17 @@ mod tests {
     #[test]
     fn rendering_is_deterministic_and_hash_tracks_content() {
         let s = spec();
-        let a = render(&s, &s.agents[1], Role::Agent, "t");
-        assert_eq!(a, render(&s, &s.agents[1], Role::Agent, "t"));
+        let a = render(&s, &s.agents[1], Role::Agent, &secrets("t"));
+        assert_eq!(a, render(&s, &s.agents[1], Role::Agent, &secrets("t")));
+        // An agent's config follows the agent token, not the server secret it never sees.
+        assert_eq!(a, render(&s, &s.agents[1], Role::Agent, &secrets("u")));
+        let mut other_agent = secrets("t");
+        other_agent.agent = "changed".into();
         assert_ne!(
             sha256_hex(a.as_bytes()),
-            sha256_hex(render(&s, &s.agents[1], Role::Agent, "u").as_bytes())
+            sha256_hex(render(&s, &s.agents[1], Role::Agent, &other_agent).as_bytes())
         );
+        let srv = render(&s, &s.servers[1], Role::Server, &secrets("t"));
+        assert_ne!(srv, render(&s, &s.servers[1], Role::Server, &secrets("u")));
     }
 }

@@ -5,6 +5,8 @@ pub mod model;
 pub mod ops;
 pub mod planner;
 pub mod state;
+pub mod token;
 
 pub use model::{ClusterSpec, InstallSource, Node, Role, VersionSpec};
 pub use planner::{Action, LiveCluster, LiveNode, PlanError, Stage};
+pub use token::JoinSecrets;

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt};
 use serde_json::Value as Json;
 
-use super::config::{self, sha256_hex, CONFIG_PATH};
+use super::config::{self, CONFIG_PATH};
 use super::model::{ClusterSpec, InstallSource, Node, Role, VersionSpec};
 use super::planner::{Action, LiveCluster, LiveNode, Stage};
+use super::token::{self, JoinSecrets};
 use crate::shell::quote;
 use crate::ssh::{SshError, SshPool, StdinSource, Target};
 
@@ -49,7 +50,8 @@ impl OpsError {
 pub struct Executor<'a> {
     pub pool: &'a SshPool,
     pub spec: &'a ClusterSpec,
-    pub token: &'a str,
+    /// Join secrets; the CA hash is filled in once the first server runs.
+    pub secrets: std::sync::Mutex<JoinSecrets>,
     pub ready_timeout: Duration,
     /// Non-fatal notes for the operator (e.g. an unreachable node skipped on removal).
     pub warnings: std::sync::Mutex<Vec<String>>,
@@ -60,11 +62,11 @@ pub struct Executor<'a> {
 }
 
 impl<'a> Executor<'a> {
-    pub fn new(pool: &'a SshPool, spec: &'a ClusterSpec, token: &'a str) -> Self {
+    pub fn new(pool: &'a SshPool, spec: &'a ClusterSpec, secrets: JoinSecrets) -> Self {
         Self {
             pool,
             spec,
-            token,
+            secrets: std::sync::Mutex::new(secrets),
             ready_timeout: Duration::from_secs(300),
             warnings: Default::default(),
             kubeconfig: Default::default(),
@@ -79,16 +81,42 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// The rendered config for every node, and its sha256.
-    pub fn wanted_configs(&self) -> BTreeMap<String, (String, String)> {
-        self.spec
-            .all_nodes()
-            .map(|(n, role)| {
-                let text = config::render(self.spec, n, role, self.token);
-                let sha = sha256_hex(text.as_bytes());
-                (n.name.clone(), (text, sha))
-            })
-            .collect()
+    /// The join secrets as they stand (the CA hash is learnt once the first server runs).
+    pub fn secrets(&self) -> JoinSecrets {
+        match self.secrets.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Read the cluster CA hash from the first server and keep it. A hash that differs from the
+    /// one already known means the first server now runs a different cluster (re-bootstrapped
+    /// or replaced by hand): joining anything to it would split the cluster, so stop.
+    async fn learn_ca_hash(&self, first: &Node) -> Result<(), OpsError> {
+        let Some(read) = read_ca_hash(self.pool, first).await? else {
+            return Err(OpsError::step(
+                first,
+                "read cluster CA hash",
+                format!("{SERVER_TOKEN_FILE} is missing although k3s started; check `journalctl -u k3s` on this host"),
+            ));
+        };
+        let mut guard = self
+            .secrets
+            .lock()
+            .map_err(|_| OpsError::step(first, "read cluster CA hash", "internal lock poisoned"))?;
+        match &guard.ca_hash {
+            Some(known) if *known != read => Err(OpsError::step(
+                first,
+                "read cluster CA hash",
+                format!(
+                    "the cluster CA changed (known {known}, the server now has {read}): this server was re-initialised outside Terraform. Nothing was joined to it; restore the cluster (docs/lifecycle.md) before applying again"
+                ),
+            )),
+            _ => {
+                guard.ca_hash = Some(read);
+                Ok(())
+            }
+        }
     }
 
     /// Run every stage in order. A failing stage stops the run after its in-flight siblings finish.
@@ -116,10 +144,15 @@ impl<'a> Executor<'a> {
             Action::InstallServer(n) => {
                 // A joining (or re-installed) server changes etcd's membership: every other
                 // member server must be healthy first. The first server has no cluster yet.
-                if self.spec.servers.first() != Some(n) {
+                let first = self.spec.servers.first() == Some(n);
+                if !first {
                     self.check_quorum_before_restart(n).await?;
                 }
-                self.install(n, Role::Server).await
+                self.install(n, Role::Server).await?;
+                if first {
+                    self.learn_ca_hash(n).await?;
+                }
+                Ok(())
             }
             Action::InstallAgent(n) => self.install(n, Role::Agent).await,
             Action::Upgrade(n, role) => self.upgrade(n, *role).await,
@@ -136,7 +169,18 @@ impl<'a> Executor<'a> {
     }
 
     async fn write_config(&self, n: &Node, role: Role) -> Result<(), OpsError> {
-        let text = config::render(self.spec, n, role, self.token);
+        let secrets = self.secrets();
+        if role == Role::Agent || self.spec.servers.first() != Some(n) {
+            // Joiners get the secure token form only: never one that skips the CA check.
+            if secrets.ca_hash.is_none() {
+                return Err(OpsError::step(
+                    n,
+                    "write /etc/rancher/k3s/config.yaml",
+                    "the cluster CA hash is not known yet (the first server has not started), so this node cannot be given a token that verifies the cluster; apply again once the first server runs",
+                ));
+            }
+        }
+        let text = config::render(self.spec, n, role, &secrets);
         self.pool
             .write_file(
                 &n.target(),
@@ -655,14 +699,14 @@ pub async fn read_live(pool: &SshPool, spec: &ClusterSpec) -> (LiveCluster, Vec<
     (live, warnings)
 }
 
-/// The join token already configured on the first server, if k3s was installed there before
-/// (an earlier apply that was interrupted): reusing it lets a retry converge. A read that fails
-/// is an error, never "no token": minting a new one would lock the nodes that already joined out
-/// (issue 11 B.10).
-pub async fn existing_token(
+/// The join secrets already configured on the first server, if k3s was installed there before
+/// (an earlier apply that was interrupted): reusing them lets a retry converge. A read that
+/// fails is an error, never "no secrets": minting new ones would lock the nodes that already
+/// joined out (issue 11 B.10).
+pub async fn existing_secrets(
     pool: &SshPool,
     spec: &ClusterSpec,
-) -> Result<Option<String>, OpsError> {
+) -> Result<Option<JoinSecrets>, OpsError> {
     let Some(first) = spec.servers.first() else {
         return Ok(None);
     };
@@ -674,34 +718,40 @@ pub async fn existing_token(
             &format!("if [ -e {CONFIG_PATH} ]; then cat {CONFIG_PATH}; fi"),
         )
         .await?;
-    token_from_config(&out).map_err(|m| OpsError::step(first, step, m))
+    JoinSecrets::from_config(&out).map_err(|m| {
+        OpsError::step(
+            first,
+            step,
+            format!("{CONFIG_PATH}: {m}; fix or remove it before applying"),
+        )
+    })
 }
 
-/// The `token` of a k3s config.yaml; `None` for no file (empty text) or no token in it.
-fn token_from_config(text: &str) -> Result<Option<String>, String> {
-    if text.trim().is_empty() {
+/// Where k3s writes the full server token (`K10<CA hash>::server:<secret>`).
+pub const SERVER_TOKEN_FILE: &str = "/var/lib/rancher/k3s/server/token";
+
+/// The cluster CA hash from `server`'s token file; `None` when k3s has not written it (not
+/// installed or never started).
+pub async fn read_ca_hash(pool: &SshPool, server: &Node) -> Result<Option<String>, OpsError> {
+    let step = "read cluster CA hash";
+    let out = pool
+        .run(
+            &server.target(),
+            step,
+            &format!("if [ -e {SERVER_TOKEN_FILE} ]; then cat {SERVER_TOKEN_FILE}; fi"),
+        )
+        .await?;
+    if out.trim().is_empty() {
         return Ok(None);
     }
-    let y: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| {
-        format!("{CONFIG_PATH} is not valid YAML ({e}); fix or remove it before applying")
-    })?;
-    Ok(y.get("token").and_then(|t| t.as_str()).map(str::to_string))
+    token::ca_hash_of_server_token_file(&out)
+        .map(Some)
+        .map_err(|m| OpsError::step(server, step, m))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn existing_token_reads_or_fails_never_guesses() {
-        assert_eq!(token_from_config(""), Ok(None));
-        assert_eq!(
-            token_from_config("token: K10abc::server:def\nnode-name: m0\n"),
-            Ok(Some("K10abc::server:def".into()))
-        );
-        assert_eq!(token_from_config("node-name: m0\n"), Ok(None));
-        assert!(token_from_config("token: [unclosed").is_err());
-    }
 
     #[test]
     fn live_facts_parse() {

@@ -6,17 +6,18 @@ use std::collections::BTreeMap;
 use super::config::{render, sha256_hex};
 use super::model::ClusterSpec;
 use super::planner::LiveCluster;
+use super::token::JoinSecrets;
 
 /// Value recorded for a node that does not run k3s (or is not a member).
 pub const ABSENT: &str = "absent";
 
 /// sha256 of each node's rendered config, by node name.
-pub fn wanted_config_sha256(spec: &ClusterSpec, token: &str) -> BTreeMap<String, String> {
+pub fn wanted_config_sha256(spec: &ClusterSpec, secrets: &JoinSecrets) -> BTreeMap<String, String> {
     spec.all_nodes()
         .map(|(n, role)| {
             (
                 n.name.clone(),
-                sha256_hex(render(spec, n, role, token).as_bytes()),
+                sha256_hex(render(spec, n, role, secrets).as_bytes()),
             )
         })
         .collect()
@@ -56,14 +57,6 @@ pub fn observe(spec: &ClusterSpec, live: &LiveCluster) -> Observed {
         .collect();
     o.members.sort();
     o
-}
-
-/// A new cluster join token: 256 random bits, hex.
-pub fn new_token() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
 }
 
 #[cfg(test)]
@@ -125,17 +118,18 @@ mod tests {
     }
 
     #[test]
-    fn tokens_are_fresh_256_bit_hex() {
-        let a = new_token();
-        assert_eq!(a.len(), 64);
-        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_ne!(a, new_token());
+    fn secrets_are_fresh_distinct_256_bit_hex() {
+        let a = JoinSecrets::generate();
+        assert_eq!(a.server.len(), 64);
+        assert!(a.server.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a.server, a.agent);
+        assert_ne!(a.server, JoinSecrets::generate().server);
     }
 
     #[test]
     fn wanted_hashes_cover_every_node() {
         let s = spec();
-        let w = wanted_config_sha256(&s, "t");
+        let w = wanted_config_sha256(&s, &JoinSecrets::from_state("t", Some("a")));
         assert_eq!(w.keys().cloned().collect::<Vec<_>>(), member_names(&s));
     }
 }

@@ -54,6 +54,7 @@ fn main() {
         message: outcome.message.clone(),
         stdin: outcome.stdin.clone(),
         files: outcome.files.clone(),
+        warnings: outcome.warnings.clone(),
     };
     let mut code = outcome.exit_code;
     if let Err(e) = standin::append_record(&host.settings.records_dir, &record) {

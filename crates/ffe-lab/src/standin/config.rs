@@ -45,6 +45,7 @@ impl Taint {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct K3sConfig {
     pub token: Option<String>,
+    pub agent_token: Option<String>,
     pub cluster_init: bool,
     pub server: Option<String>,
     pub node_name: Option<String>,
@@ -53,6 +54,8 @@ pub struct K3sConfig {
     pub node_labels: BTreeMap<String, String>,
     pub node_taints: Vec<Taint>,
     pub other: BTreeMap<String, Value>,
+    /// Every key as written (a trailing `+` kept), in file order: what k3s turns into flags.
+    pub keys: Vec<String>,
 }
 
 fn bad(msg: impl Into<String>) -> StandinError {
@@ -105,10 +108,12 @@ impl K3sConfig {
                 Value::String(s) => s,
                 _ => return Err(bad("keys must be strings")),
             };
+            cfg.keys.push(key.clone());
             // k3s allows a trailing "+" to append to a value from another file; treat as same key.
             let name = key.trim_end_matches('+');
             match name {
                 "token" => cfg.token = Some(scalar(name, &v)?),
+                "agent-token" => cfg.agent_token = Some(scalar(name, &v)?),
                 "cluster-init" => {
                     cfg.cluster_init = match v {
                         Value::Bool(b) => b,

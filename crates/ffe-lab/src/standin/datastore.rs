@@ -50,6 +50,13 @@ pub struct JoinMarker {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ClusterState {
     pub token: String,
+    /// sha256 (hex) of the cluster CA certificate, as k3s puts into `K10<hash>::` tokens. The
+    /// stand-in has no CA: it is a random 256-bit value fixed at `cluster-init`, real length.
+    #[serde(default)]
+    pub ca_hash: String,
+    /// The `agent-token` secret the bootstrap server was given, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_token: Option<String>,
     #[serde(default)]
     pub nodes: BTreeMap<String, NodeState>,
     /// Node names of the embedded-etcd members (servers), in join order.
@@ -72,6 +79,43 @@ pub fn token_secret(token: &str) -> &str {
 impl ClusterState {
     pub fn token_matches(&self, given: &str) -> bool {
         !given.is_empty() && token_secret(&self.token) == token_secret(given)
+    }
+
+    /// Validate a join token as k3s does for `role`. A full token (`K10<ca hash>::<user>:<secret>`)
+    /// must carry this cluster's CA hash; `server` tokens join servers and agents, `node` (agent)
+    /// tokens join agents only. Returns whether the joiner pinned the cluster CA.
+    pub fn check_join_token(&self, given: &str, role: Role) -> Result<bool, String> {
+        let (pinned, user, secret) = match given.strip_prefix("K10") {
+            Some(rest) => {
+                let (hash, creds) = rest
+                    .split_once("::")
+                    .ok_or_else(|| "failed to parse token: invalid token format".to_string())?;
+                if hash != self.ca_hash {
+                    return Err(format!(
+                        "token CA hash does not match the Cluster CA certificate hash: {hash} != {}",
+                        self.ca_hash
+                    ));
+                }
+                let (user, secret) = creds
+                    .split_once(':')
+                    .ok_or_else(|| "failed to parse token: invalid token format".to_string())?;
+                (true, Some(user), secret)
+            }
+            None => (false, None, given),
+        };
+        let server_ok = !secret.is_empty()
+            && secret == token_secret(&self.token)
+            && user.is_none_or(|u| u == "server");
+        let agent_ok = self.agent_token.as_deref().is_some_and(|a| a == secret)
+            && user.is_none_or(|u| u == "node");
+        match (role, server_ok, agent_ok) {
+            (_, true, _) | (Role::Agent, _, true) => Ok(pinned),
+            (Role::Server, _, true) => Err(
+                "failed to validate token: the agent token cannot join a server; use the server token"
+                    .into(),
+            ),
+            _ => Err("failed to validate token: the token does not match the cluster".into()),
+        }
     }
 
     /// An etcd member server that is ready and answers at `addr` (its address or node name).

@@ -47,6 +47,7 @@ pub(crate) fn install(inv: &Invocation, host: &HostEnv) -> Result<Outcome, Stand
         ));
     }
     host.ensure_lab_host()?;
+    super::flags::check_install_env(inv.env.keys().map(String::as_str))?;
     let bin = host.path(K3S_BIN);
     let executable = {
         use std::os::unix::fs::PermissionsExt;

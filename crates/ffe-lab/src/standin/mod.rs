@@ -13,6 +13,7 @@
 mod config;
 mod datastore;
 mod error;
+pub mod flags;
 mod installer;
 mod kubectl;
 pub(crate) mod lock;
@@ -111,6 +112,9 @@ pub struct Outcome {
     pub stdin: Option<String>,
     /// Manifest files read (`kubectl apply -f FILE`), path → content.
     pub files: BTreeMap<String, String>,
+    /// Warnings real k3s would log (e.g. an unknown config key it skipped). The lab fails a test
+    /// on any: a setting k3s drops is a setting we believe is active and is not.
+    pub warnings: Vec<String>,
 }
 
 impl Outcome {

@@ -34,6 +34,9 @@ pub struct StandinRecord {
     /// Manifest files given (`kubectl apply -f FILE`), path → content.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, String>,
+    /// What real k3s would have logged as a warning (see `Outcome::warnings`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The environment subset that may be recorded: `INSTALL_K3S_*` and `K3S_*`, minus secrets
@@ -119,6 +122,7 @@ mod tests {
                 message: String::new(),
                 stdin: None,
                 files: BTreeMap::new(),
+                warnings: Vec::new(),
             };
             append_record(dir.path(), &rec).unwrap();
         }

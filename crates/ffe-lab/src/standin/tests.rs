@@ -1,6 +1,6 @@
 //! Stand-in behaviour on temporary roots (no namespaces): config, datastore rules, learner rule.
 
-use super::testutil::{call, host, install, write_config};
+use super::testutil::{call, host, install, inv, write_config};
 use super::*;
 
 fn cluster(h: &HostEnv) -> ClusterState {
@@ -106,13 +106,34 @@ fn join_requires_active_server_and_token() {
         out.message
     );
 
-    // the full K10 form of the right token is accepted
+    // a full token with another cluster's CA hash is refused (the joiner pins the CA)
     write_config(
         &s2,
         "token: K10abc::server:sekret\nserver: https://10.210.9.11:6443\n",
     );
     let out = call(&s2, "systemctl", &["restart", "k3s"]);
+    assert!(
+        out.message.contains("token CA hash does not match"),
+        "{out:?}"
+    );
+    // the full token the first server wrote (real-length CA hash) is accepted, with no warning
+    let full = std::fs::read_to_string(s1.path("/var/lib/rancher/k3s/server/token")).unwrap();
+    let hash = full
+        .trim()
+        .strip_prefix("K10")
+        .unwrap()
+        .split("::")
+        .next()
+        .unwrap();
+    assert_eq!(hash.len(), 64, "{full}");
+    assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()));
+    write_config(
+        &s2,
+        &format!("token: {}\nserver: https://10.210.9.11:6443\n", full.trim()),
+    );
+    let out = call(&s2, "systemctl", &["restart", "k3s"]);
     assert_eq!(out.exit_code, 0, "{out:?}");
+    assert!(out.warnings.is_empty(), "{out:?}");
     assert_eq!(
         cluster(&s1).etcd_members,
         vec!["s1".to_string(), "s2".to_string()]
@@ -130,7 +151,109 @@ fn join_requires_active_server_and_token() {
         out.message
     );
     write_config(&s3, "token: sekret\nserver: https://10.210.9.12:6443\n");
-    assert_eq!(call(&s3, "systemctl", &["restart", "k3s"]).exit_code, 0);
+    let out = call(&s3, "systemctl", &["restart", "k3s"]);
+    assert_eq!(out.exit_code, 0);
+    // a bare secret joins, but k3s warns that the CA was not verified
+    assert_eq!(
+        out.warnings,
+        vec![super::units::UNPINNED_JOIN_WARNING.to_string()]
+    );
+}
+
+#[test]
+fn agent_token_joins_agents_only_and_is_written_in_full_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = host(dir.path(), "s1", "10.210.9.11");
+    write_config(
+        &s1,
+        "token: sekret\nagent-token: agentsekret\ncluster-init: true\n",
+    );
+    assert_eq!(install(&s1, "server").exit_code, 0);
+    let agent_full =
+        std::fs::read_to_string(s1.path("/var/lib/rancher/k3s/server/agent-token")).unwrap();
+    assert!(agent_full.starts_with("K10") && agent_full.trim().ends_with("::node:agentsekret"));
+    // the agent token cannot join a server
+    let s2 = host(dir.path(), "s2", "10.210.9.12");
+    write_config(
+        &s2,
+        &format!(
+            "token: {}\nserver: https://10.210.9.11:6443\n",
+            agent_full.trim()
+        ),
+    );
+    let out = install(&s2, "server");
+    assert!(
+        out.message.contains("agent token cannot join a server"),
+        "{out:?}"
+    );
+    // it joins an agent, pinned
+    let a1 = host(dir.path(), "a1", "10.210.9.21");
+    write_config(
+        &a1,
+        &format!(
+            "token: {}\nserver: https://10.210.9.11:6443\n",
+            agent_full.trim()
+        ),
+    );
+    let out = install(&a1, "agent");
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert!(out.warnings.is_empty(), "{out:?}");
+}
+
+#[test]
+fn server_skips_unknown_keys_with_a_warning_agent_refuses_server_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = host(dir.path(), "s1", "10.210.9.11");
+    write_config(&s1, "token: sekret\ncluster-init: true\ntls-sans: [x]\n");
+    let out = install(&s1, "server");
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert_eq!(out.warnings.len(), 1, "{out:?}");
+    assert!(out.warnings[0].contains("Unknown flag --tls-sans"));
+    let full = std::fs::read_to_string(s1.path("/var/lib/rancher/k3s/server/token")).unwrap();
+    let a1 = host(dir.path(), "a1", "10.210.9.21");
+    write_config(
+        &a1,
+        &format!(
+            "token: {}\nserver: https://10.210.9.11:6443\ntls-san: [x]\n",
+            full.trim()
+        ),
+    );
+    let out = install(&a1, "agent");
+    assert_ne!(out.exit_code, 0);
+    assert!(
+        out.message
+            .contains("flag provided but not defined: -tls-san"),
+        "{out:?}"
+    );
+    assert_eq!(
+        call(&a1, "systemctl", &["is-active", "k3s-agent"]).exit_code,
+        3
+    );
+}
+
+#[test]
+fn installer_refuses_a_variable_install_sh_does_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = host(dir.path(), "s1", "10.210.9.11");
+    write_config(&s1, "token: sekret\ncluster-init: true\n");
+    let out = run(
+        &inv(
+            "install.sh",
+            &[],
+            &[
+                ("INSTALL_K3S_SKIP_DOWNLOAD", "true"),
+                ("INSTALL_K3S_EXEC", "server"),
+                ("INSTALL_K3S_FORCE_RESTARTS", "true"),
+            ],
+        ),
+        &s1,
+        &mut std::io::empty(),
+    );
+    assert_ne!(out.exit_code, 0);
+    assert!(
+        out.message.contains("INSTALL_K3S_FORCE_RESTARTS"),
+        "{out:?}"
+    );
 }
 
 #[test]

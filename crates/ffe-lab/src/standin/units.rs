@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::config::K3sConfig;
-use super::datastore::{ClusterState, JoinMarker, NodeState, Role};
+use super::datastore::{token_secret, ClusterState, JoinMarker, NodeState, Role};
 use super::lock::FileLock;
 use super::record::{append_record, StandinRecord};
 use super::{
@@ -105,12 +105,14 @@ fn failed(msg: impl Into<String>) -> StandinError {
     StandinError::failed(1, msg)
 }
 
-/// Stand-in CA hash used to build K10 tokens (not a real certificate hash).
-const FAKE_CA_HASH: &str = "5374616e642d696e2066616b65204341";
-
-fn full_token(secret: &str) -> String {
-    format!("K10{FAKE_CA_HASH}::server:{secret}")
+/// The full token k3s writes to `server/token` (`user` = `server`) and `server/agent-token`
+/// (`user` = `node`).
+fn full_token(ca_hash: &str, user: &str, secret: &str) -> String {
+    format!("K10{ca_hash}::{user}:{secret}")
 }
+
+/// What k3s logs when a node joins with a token that carries no CA hash.
+pub const UNPINNED_JOIN_WARNING: &str = "level=warning msg=\"Cluster CA certificate is not trusted by the host CA bundle, but the token does not include a CA hash. Use the full token from the server's node-token file to enable Cluster CA validation.\"";
 
 fn random_secret() -> String {
     let mut buf = [0u8; 16];
@@ -141,8 +143,14 @@ fn parse_server_url(url: &str) -> Result<(String, u16), StandinError> {
     Ok((host.trim_matches(['[', ']']).to_string(), port))
 }
 
-/// The address must be an active, ready server and the token must match.
-fn check_join(state: &Option<ClusterState>, url: &str, token: &str) -> Result<(), StandinError> {
+/// The address must be an active, ready server and the token must be valid for `role`.
+/// Returns whether the token pinned the cluster CA.
+fn check_join(
+    state: &Option<ClusterState>,
+    url: &str,
+    token: &str,
+    role: Role,
+) -> Result<bool, StandinError> {
     let (addr, port) = parse_server_url(url)?;
     let reachable = port == 6443
         && state
@@ -153,12 +161,9 @@ fn check_join(state: &Option<ClusterState>, url: &str, token: &str) -> Result<()
             "failed to get CA certs: Get \"https://{addr}:{port}/cacerts\": dial tcp {addr}:{port}: connect: connection refused"
         )));
     }
-    if !state.as_ref().is_some_and(|s| s.token_matches(token)) {
-        return Err(failed(format!(
-            "failed to validate token: the token does not match the cluster at {url} (k3s stand-in check)"
-        )));
-    }
-    Ok(())
+    let st = state.as_ref().ok_or_else(|| failed("no cluster"))?;
+    st.check_join_token(token, role)
+        .map_err(|m| failed(format!("{m} (joining {url})")))
 }
 
 fn upsert(st: &mut ClusterState, name: &str, mut node: NodeState) -> Result<(), StandinError> {
@@ -186,6 +191,7 @@ fn register(
     role: Role,
     cfg: &K3sConfig,
     text: &str,
+    warnings: &mut Vec<String>,
 ) -> Result<(String, String), StandinError> {
     let name = cfg
         .node_name
@@ -238,7 +244,9 @@ fn register(
             })?;
             let hold = Duration::from_millis(host.settings.join_hold_ms);
             let step = ds.update(|s| {
-                check_join(s, url, token)?;
+                if !check_join(s, url, token, role)? {
+                    warnings.push(UNPINNED_JOIN_WARNING.to_string());
+                }
                 let st = s.as_mut().ok_or_else(|| failed("no cluster"))?;
                 if role == Role::Agent || st.is_member(&name) {
                     upsert(st, &name, node.clone())?;
@@ -282,6 +290,8 @@ fn register(
                     let secret = cfg.token.clone().unwrap_or_else(random_secret);
                     *s = Some(ClusterState {
                         token: secret,
+                        ca_hash: format!("{}{}", random_secret(), random_secret()),
+                        agent_token: cfg.agent_token.clone(),
                         ..ClusterState::default()
                     });
                 } else if let (Some(given), Some(c)) = (&cfg.token, s.as_ref()) {
@@ -342,14 +352,30 @@ pub(crate) fn start_unit(
         };
         out.config_yaml = Some(text.clone());
         let cfg = K3sConfig::parse(&text)?;
-        let (name, token) = register(host, role, &cfg, &text)?;
+        // Real k3s: a server skips unknown keys with a warning, an agent refuses to start.
+        out.warnings.extend(super::flags::check_config_keys(
+            role,
+            cfg.keys.iter().map(String::as_str),
+        )?);
+        let (name, _) = register(host, role, &cfg, &text, &mut out.warnings)?;
         if role == Role::Server {
             write_file(&host.path(KUBECONFIG), kubeconfig().as_bytes(), 0o600)?;
-            let full = full_token(super::datastore::token_secret(&token));
+            let st = host
+                .datastore()
+                .read()?
+                .ok_or_else(|| failed("k3s stand-in: cluster vanished after registering"))?;
+            let full = full_token(&st.ca_hash, "server", token_secret(&st.token));
             for f in ["token", "node-token"] {
                 write_file(
                     &host.path(&format!("/var/lib/rancher/k3s/server/{f}")),
                     format!("{full}\n").as_bytes(),
+                    0o600,
+                )?;
+            }
+            if let Some(agent) = &st.agent_token {
+                write_file(
+                    &host.path("/var/lib/rancher/k3s/server/agent-token"),
+                    format!("{}\n", full_token(&st.ca_hash, "node", agent)).as_bytes(),
                     0o600,
                 )?;
             }
@@ -591,6 +617,7 @@ pub fn host_booted(
                 message: outcome.message.clone(),
                 stdin: None,
                 files: BTreeMap::new(),
+                warnings: outcome.warnings.clone(),
             },
         )?;
         outcomes.push(outcome);

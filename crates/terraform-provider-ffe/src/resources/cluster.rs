@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ffe_core::k3s::ops::{self, Executor};
-use ffe_core::k3s::{planner, state, ClusterSpec, InstallSource, LiveCluster, Node, VersionSpec};
+use ffe_core::k3s::{
+    planner, state, ClusterSpec, InstallSource, JoinSecrets, LiveCluster, Node, VersionSpec,
+};
 use ffe_core::kubeconfig;
 use serde::{Deserialize, Serialize};
 use tf_provider::schema::{
@@ -65,6 +67,7 @@ pub struct ClusterState {
     pub ready_timeout_seconds: Num,
     pub kubeconfig_path: Str,
     pub token: Str,
+    pub agent_token: Str,
     pub kubeconfig: Str,
     pub api_endpoint: Str,
     pub node_config_sha256: StrMap,
@@ -270,6 +273,14 @@ fn spec_or_diag(state: &ClusterState, diags: &mut Diagnostics) -> Option<Cluster
     }
 }
 
+/// The join secrets kept in state (either token form).
+fn prior_secrets(s: &ClusterState) -> JoinSecrets {
+    JoinSecrets::from_state(
+        &opt_str(&s.token).unwrap_or_default(),
+        opt_str(&s.agent_token).as_deref(),
+    )
+}
+
 /// Observed state as Terraform values: (config hashes, versions, members).
 fn live_maps(spec: &ClusterSpec, live: &LiveCluster) -> (StrMap, StrMap, StrList) {
     let o = state::observe(spec, live);
@@ -294,12 +305,12 @@ impl ClusterResource {
             Some(p) => Some(spec_or_diag(p, diags)?),
             None => None,
         };
-        let token = match prior.and_then(|p| opt_str(&p.token)) {
-            Some(t) => t,
-            // A create that was interrupted left k3s on the first server: keep its token.
-            None => match ops::existing_token(&pool, &spec).await {
-                Ok(Some(t)) => t,
-                Ok(None) => state::new_token(),
+        let mut secrets = match prior.filter(|p| opt_str(&p.token).is_some()) {
+            Some(p) => prior_secrets(p),
+            // A create that was interrupted left k3s on the first server: keep its secrets.
+            None => match ops::existing_secrets(&pool, &spec).await {
+                Ok(Some(s)) => s,
+                Ok(None) => JoinSecrets::generate(),
                 Err(e) => {
                     diags.root_error(
                         "cannot read the join token of the first server",
@@ -309,11 +320,31 @@ impl ClusterResource {
                 }
             },
         };
+        secrets.fill_missing();
+        // The CA hash joiners pin. Read on every apply: a first server now holding another CA
+        // was re-initialised outside Terraform, and nothing may be joined to it.
+        if let Some(first) = spec.servers.first() {
+            match ops::read_ca_hash(&pool, first).await {
+                Ok(Some(read)) => match &secrets.ca_hash {
+                    Some(known) if *known != read => {
+                        diags.root_error(
+                            "the cluster CA of the first server changed",
+                            format!("{}: Terraform state pins the cluster CA {known}, the server now has {read}: it was re-initialised outside Terraform. Nothing was changed. Restore the cluster (docs/lifecycle.md) before applying again.", first.name),
+                        );
+                        return None;
+                    }
+                    _ => secrets.ca_hash = Some(read),
+                },
+                Ok(None) => {}
+                // Known from state: a first server that cannot be read does not block the rest.
+                Err(e) => tracing::warn!("reading the cluster CA hash: {e}"),
+            }
+        }
         let (live, read_warnings) = ops::read_live(&pool, &spec).await;
         for w in read_warnings {
             diags.root_warning("k3s cluster: a node could not be read before applying", w);
         }
-        let shas = state::wanted_config_sha256(&spec, &token);
+        let shas = state::wanted_config_sha256(&spec, &secrets);
         let stages = match planner::plan(prior_spec.as_ref(), &spec, &live, &shas) {
             Ok(s) => s,
             Err(e) => {
@@ -321,7 +352,7 @@ impl ClusterResource {
                 return None;
             }
         };
-        let mut exec = Executor::new(&pool, &spec, &token);
+        let mut exec = Executor::new(&pool, &spec, secrets);
         exec.ready_timeout = planned.ready_timeout();
         let result = exec.run(&stages).await;
         for w in exec.warnings.lock().map(|w| w.clone()).unwrap_or_default() {
@@ -369,10 +400,13 @@ impl ClusterResource {
         };
         let mut s = planned;
         s.id = Value::Value(spec.cluster_name.clone());
-        s.token = Value::Value(token);
+        let secrets = exec.secrets();
+        s.token = Value::Value(secrets.server_join_token());
+        s.agent_token = Value::Value(secrets.agent_join_token());
         s.kubeconfig = Value::Value(kubeconfig);
         s.api_endpoint = Value::Value(spec.api_endpoint());
-        s.node_config_sha256 = to_map(shas);
+        // Hashes of what was written: the CA hash may have been learnt during the run.
+        s.node_config_sha256 = to_map(state::wanted_config_sha256(&spec, &secrets));
         s.node_versions = versions;
         s.members = to_list(state::member_names(&spec));
         Some(s)
@@ -414,7 +448,8 @@ impl Resource for ClusterResource {
                     "agent_parallelism" => attr(AttributeType::Number, OptionalComputed, "Agents joined at once (1-20, default 5)."),
                     "ready_timeout_seconds" => attr(AttributeType::Number, OptionalComputed, "How long a node may take to become Ready (default 300)."),
                     "kubeconfig_path" => attr(AttributeType::String, Optional, "Local file the admin kubeconfig is written to (mode 0600)."),
-                    "token" => secret(AttributeType::String, Computed, "Cluster join token."),
+                    "token" => secret(AttributeType::String, Computed, "Server join token, in k3s's secure form K10<cluster CA sha256>::server:<secret> (joining nodes verify the cluster CA with it)."),
+                    "agent_token" => secret(AttributeType::String, Computed, "Agent join token (K10<cluster CA sha256>::node:<secret>): joins agents only, never servers."),
                     "kubeconfig" => secret(AttributeType::String, Computed, "Admin kubeconfig, server = api_endpoint."),
                     "api_endpoint" => attr(AttributeType::String, Computed, "https://<api_vip or first server>:6443"),
                     "node_config_sha256" => attr(str_map(), Computed, "sha256 of each node's k3s config (\"absent\" when k3s is not running there)."),
@@ -519,6 +554,7 @@ impl Resource for ClusterResource {
         }
         s.id = Value::Unknown;
         s.token = Value::Unknown;
+        s.agent_token = Value::Unknown;
         s.kubeconfig = Value::Unknown;
         s.node_config_sha256 = Value::Unknown;
         s.node_versions = Value::Unknown;
@@ -551,8 +587,16 @@ impl Resource for ClusterResource {
             diags.error_short(e.to_string(), AttributePath::new("servers"));
             return None;
         }
-        let token = opt_str(&prior.token).unwrap_or_default();
-        s.node_config_sha256 = to_map(state::wanted_config_sha256(&spec, &token));
+        let secrets = prior_secrets(&prior);
+        if secrets.is_complete() {
+            s.node_config_sha256 = to_map(state::wanted_config_sha256(&spec, &secrets));
+        } else {
+            // State from before agent tokens / the CA hash: the apply completes the secrets
+            // (reading the CA hash from the first server) and rewrites the node configs.
+            s.node_config_sha256 = Value::Unknown;
+            s.token = Value::Unknown;
+            s.agent_token = Value::Unknown;
+        }
         s.members = to_list(state::member_names(&spec));
         s.api_endpoint = Value::Value(spec.api_endpoint());
         let prior_versions = to_btree(&prior.node_versions);
@@ -634,8 +678,7 @@ impl Resource for ClusterResource {
     ) -> Option<()> {
         let pool = self.ctx.pool(diags)?;
         let spec = spec_or_diag(&state, diags)?;
-        let token = opt_str(&state.token).unwrap_or_default();
-        let exec = Executor::new(&pool, &spec, &token);
+        let exec = Executor::new(&pool, &spec, prior_secrets(&state));
         let result = exec.destroy().await;
         for w in exec.warnings.lock().map(|w| w.clone()).unwrap_or_default() {
             diags.root_warning("k3s cluster", w);

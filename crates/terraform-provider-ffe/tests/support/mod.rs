@@ -203,8 +203,30 @@ host_sysctls = {{ "net.ipv4.ip_forward" = "1" }}
             .expect("run terraform")
     }
 
+    /// `terraform apply`; panics if any node's k3s would have logged a warning on the way
+    /// (an unknown config key real k3s skips is a setting we believe active and is not).
     pub fn apply(&self) -> Output {
-        self.terraform(&["apply", "-auto-approve", "-input=false"])
+        let out = self.terraform(&["apply", "-auto-approve", "-input=false"]);
+        self.assert_no_k3s_warnings();
+        out
+    }
+
+    pub fn assert_no_k3s_warnings(&self) {
+        let warnings: Vec<String> = self
+            .lab
+            .hosts()
+            .iter()
+            .flat_map(|h| self.records(&h.name))
+            .flat_map(|r| {
+                let host = r.host.clone();
+                r.warnings.into_iter().map(move |w| format!("{host}: {w}"))
+            })
+            .collect();
+        assert!(
+            warnings.is_empty(),
+            "k3s would have logged warnings (the lab treats them as failures):\n{}",
+            warnings.join("\n")
+        );
     }
 
     pub fn apply_ok(&self) {
