@@ -185,7 +185,14 @@ pub fn parse_facts(host: &str, out: &str) -> Result<HostFacts, HostError> {
 }
 
 pub async fn facts(pool: &SshPool, t: &Target) -> Result<HostFacts, HostError> {
-    let out = pool.run(t, "read host facts", FACTS_SCRIPT).await?;
+    let out = pool
+        .run_within(
+            t,
+            "read host facts",
+            FACTS_SCRIPT,
+            crate::k3s::ops::READ_STEP,
+        )
+        .await?;
     parse_facts(&t.to_string(), &out)
 }
 
@@ -251,22 +258,38 @@ pub fn drift_script(spec: &HostSpec) -> String {
         ));
     }
     let mnt = quote(&spec.backup_mount);
+    // A hard NFS mount whose server is gone blocks every access: each probe is bounded, so a
+    // refresh reports it instead of hanging.
+    let t = MOUNT_PROBE_SECS;
     if let Some(n) = &spec.nfs {
         s.push_str(&format!(
-            "[ \"$(findmnt -n -o SOURCE --target {mnt} 2>/dev/null)\" = {src} ] || printf 'drift: %s is not mounted from %s\\n' {mnt} {src}\n",
+            "src=$(timeout -k 2 {t} findmnt -n -o SOURCE --target {mnt} 2>/dev/null); rc=$?; \
+             if [ $rc -ge 124 ]; then printf 'drift: backup mount %s does not answer within {t} s (NFS server down?)\\n' {mnt}; \
+             elif [ \"$src\" != {src} ]; then printf 'drift: %s is not mounted from %s\\n' {mnt} {src}; fi\n",
             src = quote(&format!("{}:{}", n.server, n.export)),
         ));
     }
     s.push_str(&format!(
-        "probe={mnt}/.ffe-write-probe-$(hostname); (touch \"$probe\" && rm -f \"$probe\") 2>/dev/null || printf 'drift: backup mount %s is missing or not writable\\n' {mnt}\n"
+        "probe={mnt}/.ffe-write-probe-$(hostname); timeout -k 2 {t} sh -c 'touch \"$1\" && rm -f \"$1\"' probe \"$probe\" 2>/dev/null; rc=$?; \
+         if [ $rc -ge 124 ]; then printf 'drift: backup mount %s does not answer within {t} s (NFS server down?)\\n' {mnt}; \
+         elif [ $rc -ne 0 ]; then printf 'drift: backup mount %s is missing or not writable\\n' {mnt}; fi\n"
     ));
     s
 }
 
+/// Seconds a backup-mount probe may take before the mount counts as not answering.
+pub const MOUNT_PROBE_SECS: u64 = 10;
+
 /// How the host differs from `spec` (empty when prepared).
 pub async fn drift(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<Vec<String>, HostError> {
+    // Every probe in the script is bounded; the step limit covers package and module checks.
     let out = pool
-        .run(t, "check host preparation", &drift_script(spec))
+        .run_within(
+            t,
+            "check host preparation",
+            &drift_script(spec),
+            std::time::Duration::from_secs(120),
+        )
         .await?;
     Ok(out
         .lines()
@@ -334,6 +357,15 @@ pub async fn prepare(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<(), 
              mountpoint -q {mnt} || mount {mnt}; ",
             mark = quote(FSTAB_MARK),
             line = quote(&line)
+        ));
+    } else {
+        // NFS no longer managed: drop our fstab line (a line left behind would mount the old
+        // share at the next boot). The current mount stays until then: unmounting a share k3s
+        // may be writing a snapshot to is not ours to do mid-apply.
+        script.push_str(&format!(
+            "if grep -q {mark} /etc/fstab; then grep -v {mark} /etc/fstab > /etc/fstab.ffe-tmp || true; \
+             chmod 0644 /etc/fstab.ffe-tmp; sync; mv -f /etc/fstab.ffe-tmp /etc/fstab; fi; ",
+            mark = quote(FSTAB_MARK),
         ));
     }
     script.push_str(&format!(
@@ -502,5 +534,48 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("sysctl kernel.ostype"), "{text}");
+    }
+
+    /// A backup mount that blocks (a hard NFS mount whose server is gone) is reported, not
+    /// waited on: the probes run under `timeout`. Here `touch` and `findmnt` hang for a minute
+    /// and the limit is shortened to 1 s.
+    #[test]
+    fn a_hung_backup_mount_is_reported_within_the_probe_limit() {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = tempfile::tempdir().unwrap();
+        for tool in ["touch", "findmnt"] {
+            let p = bin.path().join(tool);
+            std::fs::write(&p, "#!/bin/sh\nsleep 60\n").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let script = drift_script(&spec()).replace(
+            &format!("timeout -k 2 {MOUNT_PROBE_SECS} "),
+            "timeout -k 1 1 ",
+        );
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin.path().display(),
+                    std::env::var("PATH").unwrap()
+                ),
+            )
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("backup mount /nonexistent-ffe-backup does not answer within")
+                .count(),
+            2,
+            "{text}"
+        );
     }
 }

@@ -64,18 +64,32 @@ pub fn write_private(path: &Path, content: &str) -> Result<(), KubeconfigError> 
         std::fs::create_dir_all(dir).map_err(err)?;
     }
     let tmp = path.with_extension("ffe-tmp");
+    // A leftover (or planted) temp file or symlink is removed, never followed: the new file is
+    // created exclusively (O_EXCL) without following links (O_NOFOLLOW), so the credentials
+    // cannot be written through a link into someone else's file.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
+        _ => {}
+    }
     {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(0o600)
             .open(&tmp)
             .map_err(err)?;
         f.write_all(content.as_bytes()).map_err(err)?;
         f.sync_all().map_err(err)?;
     }
-    std::fs::rename(&tmp, path).map_err(err)
+    std::fs::rename(&tmp, path).map_err(err)?;
+    // The rename itself survives a crash only once the directory is on disk.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -83,6 +97,22 @@ mod tests {
     use super::*;
 
     const K3S_YAML: &str = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: Q0E=\n    server: https://127.0.0.1:6443\n  name: default\ncontexts:\n- context:\n    cluster: default\n    user: default\n  name: default\ncurrent-context: default\nkind: Config\nusers:\n- name: default\n  user:\n    client-certificate-data: Q0VSVA==\n";
+
+    #[test]
+    fn write_private_never_follows_a_planted_temp_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "untouched").unwrap();
+        let path = dir.path().join("kubeconfig-x.yaml");
+        std::os::unix::fs::symlink(&victim, path.with_extension("ffe-tmp")).unwrap();
+        write_private(&path, "secret: yes\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "secret: yes\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!path.with_extension("ffe-tmp").exists());
+    }
 
     #[test]
     fn rewrite_points_at_endpoint_and_renames() {

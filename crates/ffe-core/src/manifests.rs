@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use futures::stream::{self, StreamExt};
 
 use crate::k3s::config::sha256_hex;
+use crate::k3s::ops::{KUBECTL, KUBECTL_STEP};
 use crate::k3s::Node;
 use crate::shell::quote;
 use crate::ssh::{SshError, SshPool, StdinSource};
@@ -305,7 +306,13 @@ async fn on_first_answering(
     let mut last = String::from("no server");
     for s in servers {
         match pool
-            .run_input(&s.target(), step, script, stdin.map(StdinSource::Bytes))
+            .run_input_within(
+                &s.target(),
+                step,
+                script,
+                stdin.map(StdinSource::Bytes),
+                KUBECTL_STEP,
+            )
             .await
         {
             Ok(_) => return Ok(Ok(())),
@@ -339,7 +346,7 @@ pub async fn remove(
         pool,
         servers,
         "delete removed manifests' objects",
-        "k3s kubectl delete --ignore-not-found --wait=false -f -",
+        &format!("{KUBECTL} delete --ignore-not-found --wait=false -f -"),
         Some(all.as_bytes()),
     )
     .await?
@@ -378,7 +385,7 @@ pub async fn remove(
         .map(|f| quote(&addon_name(bundle, f)))
         .collect();
     let delete_addons = format!(
-        "k3s kubectl delete addon -n kube-system --ignore-not-found {}",
+        "{KUBECTL} delete addon -n kube-system --ignore-not-found {}",
         addons.join(" ")
     );
     if on_first_answering(
@@ -421,10 +428,10 @@ impl WaitFor {
         let obj = format!("{}/{}", quote(&self.kind), quote(&self.name));
         format!(
             "end=$(( $(date +%s) + {timeout_secs} )); \
-             until k3s kubectl get{ns} {obj} >/dev/null 2>&1; do \
+             until {KUBECTL} get{ns} {obj} >/dev/null 2>&1; do \
              [ $(date +%s) -ge $end ] && {{ echo 'not created within {timeout_secs} s' >&2; exit 1; }}; sleep 2; done; \
              left=$(( end - $(date +%s) )); [ $left -lt 1 ] && left=1; \
-             k3s kubectl wait{ns} --for=condition={} --timeout=${{left}}s {obj}",
+             {KUBECTL} wait{ns} --for=condition={} --timeout=${{left}}s {obj}",
             quote(&self.condition),
         )
     }
@@ -442,7 +449,12 @@ pub async fn wait(
         let mut last = String::new();
         for s in servers {
             match pool
-                .run(&s.target(), &format!("wait for {}/{} {}", c.kind, c.name, c.condition), &c.command(timeout_secs))
+                .run_within(
+                    &s.target(),
+                    &format!("wait for {}/{} {}", c.kind, c.name, c.condition),
+                    &c.command(timeout_secs),
+                    std::time::Duration::from_secs(timeout_secs) + KUBECTL_STEP,
+                )
                 .await
             {
                 Ok(_) => {
@@ -576,9 +588,11 @@ mod tests {
             .status()
             .unwrap();
         assert!(syntax.success(), "not valid shell: {cmd}");
-        assert!(cmd.contains("until k3s kubectl get -n tigera-operator deployment/tigera-operator"));
         assert!(cmd.contains(
-            "k3s kubectl wait -n tigera-operator --for=condition=Available --timeout=${left}s deployment/tigera-operator"
+            "until k3s kubectl --request-timeout=30s get -n tigera-operator deployment/tigera-operator"
+        ));
+        assert!(cmd.contains(
+            "k3s kubectl --request-timeout=30s wait -n tigera-operator --for=condition=Available --timeout=${left}s deployment/tigera-operator"
         ));
     }
 }

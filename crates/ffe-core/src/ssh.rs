@@ -15,6 +15,9 @@ use tokio::sync::{Mutex, OnceCell};
 
 use crate::shell::quote;
 
+/// Seconds between the TERM and the KILL `timeout` sends a remote command at its step's limit.
+const REMOTE_KILL_GRACE_SECS: u64 = 10;
+
 const IDLE_SECS: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(60) {
     Some(n) => n,
     None => unreachable!(),
@@ -282,7 +285,8 @@ impl SshPool {
             .remove(&(t.address.clone(), self.port(t)));
     }
 
-    /// Run `script` with `sh -c` (through `sudo -n` for non-root users), feeding `stdin` to it.
+    /// Run `script` with `sh -c` (through `sudo -n` for non-root users), feeding `stdin` to it,
+    /// within the default step limit ([`SshSettings::command_timeout`]).
     /// A non-zero exit is returned, not an error.
     pub async fn run_status(
         &self,
@@ -291,11 +295,26 @@ impl SshPool {
         script: &str,
         stdin: Option<StdinSource<'_>>,
     ) -> Result<RemoteOutput, SshError> {
-        match self.run_once(t, step, script, stdin).await {
+        self.run_status_within(t, step, script, stdin, self.settings.command_timeout)
+            .await
+    }
+
+    /// Like [`run_status`](Self::run_status) within `limit`. The limit holds on both ends: the
+    /// remote command runs under `timeout -k`, so nothing is left running on the node when the
+    /// step gives up, and the local wait (connection set-up included) ends shortly after.
+    pub async fn run_status_within(
+        &self,
+        t: &Target,
+        step: &str,
+        script: &str,
+        stdin: Option<StdinSource<'_>>,
+        limit: Duration,
+    ) -> Result<RemoteOutput, SshError> {
+        match self.run_once(t, step, script, stdin, limit).await {
             Err(SshError::Broken { .. }) => {
                 // A cached master may have died (host rebooted, network blip): reconnect once.
                 self.forget(t).await;
-                self.run_once(t, step, script, stdin).await
+                self.run_once(t, step, script, stdin, limit).await
             }
             other => other,
         }
@@ -307,23 +326,36 @@ impl SshPool {
         step: &str,
         script: &str,
         stdin: Option<StdinSource<'_>>,
+        limit: Duration,
     ) -> Result<RemoteOutput, SshError> {
-        let session = self.session(t).await?;
         let broken = |reason: String| SshError::Broken {
             host: t.to_string(),
             step: step.to_string(),
             reason,
         };
+        let timed_out = || SshError::Timeout {
+            host: t.to_string(),
+            step: step.to_string(),
+            secs: limit.as_secs(),
+        };
+        let secs = limit.as_secs().max(1);
         let fut = async {
+            let session = self.session(t).await?;
             // Non-root users escalate with `sudo -n`: never prompt, fail clearly instead.
             let mut cmd = if self.settings.user == "root" {
-                session.command("sh")
+                session.command("timeout")
             } else {
                 let mut c = session.command("sudo");
-                c.arg("-n").arg("sh");
+                c.arg("-n").arg("timeout");
                 c
             };
-            cmd.arg("-c").arg(script);
+            // TERM at the limit, KILL 10 s later: the node keeps nothing of a step we gave up on.
+            cmd.arg("-k")
+                .arg(REMOTE_KILL_GRACE_SECS.to_string())
+                .arg(secs.to_string())
+                .arg("sh")
+                .arg("-c")
+                .arg(script);
             cmd.stdout(openssh::Stdio::piped())
                 .stderr(openssh::Stdio::piped())
                 .stdin(if stdin.is_some() {
@@ -332,13 +364,17 @@ impl SshPool {
                     openssh::Stdio::null()
                 });
             let mut child = cmd.spawn().await.map_err(|e| broken(error_chain(&e)))?;
+            // A write that fails because the remote command stopped reading (it failed: disk
+            // full, bad path) is not a broken connection: its exit code and stderr, read below,
+            // say what went wrong. Only a command that then exits 0 makes the write error count.
+            let mut write_error = None;
             if let Some(src) = stdin {
                 if let Some(mut w) = child.stdin().take() {
-                    match src {
+                    let written = match src {
                         StdinSource::Bytes(b) => w
                             .write_all(b)
                             .await
-                            .map_err(|e| broken(format!("writing to remote stdin: {e}")))?,
+                            .map_err(|e| format!("writing to remote stdin: {e}")),
                         StdinSource::File(path) => {
                             let mut f = tokio::fs::File::open(path).await.map_err(|e| {
                                 SshError::LocalFile {
@@ -346,36 +382,44 @@ impl SshPool {
                                     reason: e.to_string(),
                                 }
                             })?;
-                            tokio::io::copy(&mut f, &mut w).await.map_err(|e| {
-                                broken(format!("uploading {}: {e}", path.display()))
-                            })?;
+                            tokio::io::copy(&mut f, &mut w)
+                                .await
+                                .map(|_| ())
+                                .map_err(|e| format!("uploading {}: {e}", path.display()))
                         }
-                    }
-                    w.shutdown()
+                    };
+                    let closed = w
+                        .shutdown()
                         .await
-                        .map_err(|e| broken(format!("closing remote stdin: {e}")))?;
+                        .map_err(|e| format!("closing remote stdin: {e}"));
+                    write_error = written.and(closed).err();
                 }
             }
             let out = child
                 .wait_with_output()
                 .await
                 .map_err(|e| broken(error_chain(&e)))?;
+            let code = out.status.code().unwrap_or(-1);
+            if code == 255 {
+                // ssh reports its own failures as 255; check the master to tell them apart.
+                if let Err(e) = session.check().await {
+                    self.forget(t).await;
+                    return Err(broken(error_chain(&e)));
+                }
+            }
+            if let (Some(e), 0) = (write_error, code) {
+                return Err(broken(e));
+            }
             Ok::<_, SshError>(out)
         };
-        let out = tokio::time::timeout(self.settings.command_timeout, fut)
+        let grace = self.settings.connect_timeout + Duration::from_secs(REMOTE_KILL_GRACE_SECS + 5);
+        let out = tokio::time::timeout(limit + grace, fut)
             .await
-            .map_err(|_| SshError::Timeout {
-                host: t.to_string(),
-                step: step.to_string(),
-                secs: self.settings.command_timeout.as_secs(),
-            })??;
+            .map_err(|_| timed_out())??;
         let code = out.status.code().unwrap_or(-1);
-        if code == 255 {
-            // ssh reports its own failures as 255; check the master to tell them apart.
-            if let Err(e) = session.check().await {
-                self.forget(t).await;
-                return Err(broken(error_chain(&e)));
-            }
+        // `timeout` exits 124 when it stopped the command, 137 when it had to kill it.
+        if code == 124 || code == 137 {
+            return Err(timed_out());
         }
         Ok(RemoteOutput {
             code,
@@ -389,6 +433,32 @@ impl SshPool {
         self.run_input(t, step, script, None).await
     }
 
+    /// Like [`run`](Self::run) within `limit` (see [`run_status_within`](Self::run_status_within)).
+    pub async fn run_within(
+        &self,
+        t: &Target,
+        step: &str,
+        script: &str,
+        limit: Duration,
+    ) -> Result<String, SshError> {
+        self.run_input_within(t, step, script, None, limit).await
+    }
+
+    /// Like [`run_input`](Self::run_input) within `limit`.
+    pub async fn run_input_within(
+        &self,
+        t: &Target,
+        step: &str,
+        script: &str,
+        stdin: Option<StdinSource<'_>>,
+        limit: Duration,
+    ) -> Result<String, SshError> {
+        let out = self
+            .run_status_within(t, step, script, stdin, limit)
+            .await?;
+        self.check_exit(t, step, out)
+    }
+
     /// Like [`run`](Self::run), with data on stdin.
     pub async fn run_input(
         &self,
@@ -397,7 +467,11 @@ impl SshPool {
         script: &str,
         stdin: Option<StdinSource<'_>>,
     ) -> Result<String, SshError> {
-        let out = self.run_status(t, step, script, stdin).await?;
+        self.run_input_within(t, step, script, stdin, self.settings.command_timeout)
+            .await
+    }
+
+    fn check_exit(&self, t: &Target, step: &str, out: RemoteOutput) -> Result<String, SshError> {
         if out.code != 0 {
             let mut stderr = tail(&out.stderr, 12);
             if out.stderr.contains("sudo:") && out.stderr.contains("password is required") {
@@ -437,7 +511,7 @@ pub fn atomic_write_script(path: &str, mode: u32) -> String {
         .unwrap_or_else(|| "/".into());
     let tmp = format!("{path}.ffe-tmp");
     format!(
-        "set -e; umask 077; mkdir -p {dir}; cat > {tmp}; chmod {mode:o} {tmp}; mv -f {tmp} {path}",
+        "set -e; umask 077; mkdir -p {dir}; rm -f {tmp}; cat > {tmp}; chmod {mode:o} {tmp}; sync {tmp}; mv -f {tmp} {path}; sync {dir}",
         dir = quote(&dir),
         tmp = quote(&tmp),
         path = quote(path),

@@ -18,6 +18,19 @@ use crate::ssh::{SshError, SshPool, StdinSource, Target};
 pub const NODE_WORK_DIR: &str = "/var/lib/rancher/ffe";
 pub const KUBECONFIG_ON_SERVER: &str = "/etc/rancher/k3s/k3s.yaml";
 
+/// `k3s kubectl` with a bound on each API request: a hung API server fails the step, it does
+/// not hold the apply.
+pub const KUBECTL: &str = "k3s kubectl --request-timeout=30s";
+/// Limit of a kubectl step (a few API requests).
+pub const KUBECTL_STEP: Duration = Duration::from_secs(60);
+/// Limit of a read (facts, a file, a health probe).
+pub const READ_STEP: Duration = Duration::from_secs(30);
+/// How long a drain may wait for evictions (kubectl's own `--timeout`).
+pub const DRAIN_SECS: u64 = 300;
+/// Time for the installer itself (download or upload, unit files) on top of the ready timeout
+/// the k3s start may take.
+pub const INSTALLER_EXTRA: Duration = Duration::from_secs(300);
+
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
     #[error(transparent)]
@@ -283,13 +296,18 @@ impl<'a> Executor<'a> {
             }
         };
         let step = format!("install k3s {}", role.unit());
+        // The installer (re)starts the unit and systemd waits for k3s to report ready: a node that
+        // cannot reach its join server retries for ever. Bounded here, on the node too.
+        let limit = self.ready_timeout + INSTALLER_EXTRA;
         self.pool
-            .run(
+            .run_within(
                 &n.target(),
                 &step,
                 &format!("mkdir -p {NODE_WORK_DIR}; {script}"),
+                limit,
             )
-            .await?;
+            .await
+            .map_err(|e| not_started(n, role, &step, e))?;
         Ok(())
     }
 
@@ -312,10 +330,11 @@ impl<'a> Executor<'a> {
         for other in others {
             let probe = self
                 .pool
-                .run(
+                .run_within(
                     &other.target(),
                     "check server health",
-                    "k3s kubectl get --raw /readyz",
+                    &format!("{KUBECTL} get --raw /readyz"),
+                    READ_STEP,
                 )
                 .await;
             let reason = match probe {
@@ -340,13 +359,16 @@ impl<'a> Executor<'a> {
             self.check_quorum_before_restart(n).await?;
         }
         self.write_config(n, role).await?;
+        let step = format!("restart {}", role.unit());
         self.pool
-            .run(
+            .run_within(
                 &n.target(),
-                &format!("restart {}", role.unit()),
+                &step,
                 &format!("systemctl restart {}", role.unit()),
+                self.ready_timeout,
             )
-            .await?;
+            .await
+            .map_err(|e| not_started(n, role, &step, e))?;
         self.wait_ready(n, role).await
     }
 
@@ -363,7 +385,7 @@ impl<'a> Executor<'a> {
             self.kubectl(
                 n,
                 "uncordon after upgrade",
-                &format!("k3s kubectl uncordon {}", quote(&n.name)),
+                &format!("{KUBECTL} uncordon {}", quote(&n.name)),
             )
             .await?;
         }
@@ -390,7 +412,7 @@ impl<'a> Executor<'a> {
                 n,
                 "delete Node object",
                 &format!(
-                    "k3s kubectl delete node --ignore-not-found {}",
+                    "{KUBECTL} delete node --ignore-not-found {}",
                     quote(&n.name)
                 ),
             )
@@ -450,7 +472,7 @@ impl<'a> Executor<'a> {
             .filter(|s| s.name != about.name)
             .cloned()
             .collect();
-        on_first_server(self.pool, &others, step, script)
+        on_first_server(self.pool, &others, step, script, kubectl_limit(script))
             .await
             .map_err(|e| OpsError::step(about, step, e.to_string()))
     }
@@ -476,10 +498,11 @@ impl<'a> Executor<'a> {
                     Some(_) if role == Role::Agent => return Ok(()),
                     Some(_) => match self
                         .pool
-                        .run(
+                        .run_within(
                             &n.target(),
                             "check API health",
-                            "k3s kubectl get --raw /readyz",
+                            &format!("{KUBECTL} get --raw /readyz"),
+                            READ_STEP,
                         )
                         .await
                     {
@@ -529,9 +552,33 @@ impl<'a> Executor<'a> {
 
 fn drain_cmd(node: &str) -> String {
     format!(
-        "k3s kubectl drain {} --ignore-daemonsets --delete-emptydir-data --timeout=300s",
+        "{KUBECTL} drain {} --ignore-daemonsets --delete-emptydir-data --timeout={DRAIN_SECS}s",
         quote(node)
     )
+}
+
+/// The step limit for a kubectl script (a drain waits for evictions).
+fn kubectl_limit(script: &str) -> Duration {
+    if script.contains(" drain ") {
+        Duration::from_secs(DRAIN_SECS) + KUBECTL_STEP
+    } else {
+        KUBECTL_STEP
+    }
+}
+
+/// A k3s start that ran out of time says where to look.
+fn not_started(n: &Node, role: Role, step: &str, e: SshError) -> OpsError {
+    match e {
+        SshError::Timeout { secs, .. } => OpsError::step(
+            n,
+            step,
+            format!(
+                "k3s did not report ready within {secs} s (the step was stopped on the node; systemd may still be retrying the start). A joining node that cannot reach its server retries for ever. See `journalctl -u {} -n 200 --no-pager` on the host, fix the cause, then re-run `terraform apply`",
+                role.unit()
+            ),
+        ),
+        other => other.into(),
+    }
 }
 
 fn collect_errors(results: Vec<Result<(), OpsError>>) -> Result<(), OpsError> {
@@ -608,10 +655,11 @@ pub async fn on_first_server(
     servers: &[Node],
     step: &str,
     script: &str,
+    limit: Duration,
 ) -> Result<String, OpsError> {
     let mut failures = vec![];
     for s in servers {
-        match pool.run(&s.target(), step, script).await {
+        match pool.run_within(&s.target(), step, script, limit).await {
             Ok(out) => return Ok(out),
             Err(e) => failures.push(e.to_string()),
         }
@@ -625,7 +673,14 @@ pub async fn on_first_server(
 
 /// Ask the servers in order until one answers with the node list.
 pub async fn node_list(pool: &SshPool, servers: &[Node]) -> Result<Vec<NodeStatus>, OpsError> {
-    let out = on_first_server(pool, servers, "list nodes", "k3s kubectl get nodes -o json").await?;
+    let out = on_first_server(
+        pool,
+        servers,
+        "list nodes",
+        &format!("{KUBECTL} get nodes -o json"),
+        KUBECTL_STEP,
+    )
+    .await?;
     parse_node_list(&out).map_err(OpsError::NoServer)
 }
 
@@ -663,7 +718,7 @@ pub async fn read_live(pool: &SshPool, spec: &ClusterSpec) -> (LiveCluster, Vec<
         .map(|(n, role)| async move {
             let t: Target = n.target();
             let r = pool
-                .run(&t, "read k3s state", &read_node_script(role))
+                .run_within(&t, "read k3s state", &read_node_script(role), READ_STEP)
                 .await;
             (n.name, r)
         })

@@ -265,7 +265,11 @@ host_sysctls = {{ "net.ipv4.ip_forward" = "1" }}
 
 pub fn is_read_only(r: &StandinRecord) -> bool {
     let a: Vec<&str> = r.argv.iter().map(String::as_str).collect();
-    let a: Vec<&str> = a.iter().copied().skip_while(|s| *s == "kubectl").collect();
+    let a: Vec<&str> = a
+        .iter()
+        .copied()
+        .skip_while(|s| *s == "kubectl" || s.starts_with("--request-timeout"))
+        .collect();
     match r.program.as_str() {
         "k3s" | "kubectl" => {
             matches!(a.first(), Some(&"--version") | Some(&"-v") | Some(&"get"))
