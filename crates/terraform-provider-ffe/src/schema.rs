@@ -34,5 +34,7 @@ pub fn node_list() -> AttributeType {
     AttributeType::List(Box::new(AttributeType::Object(HashMap::from([
         ("name".to_string(), AttributeType::String),
         ("address".to_string(), AttributeType::String),
+        // null: the provider's ssh_port (set it to the ffe_host's ssh_port)
+        ("ssh_port".to_string(), AttributeType::Number),
     ]))))
 }

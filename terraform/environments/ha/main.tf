@@ -71,8 +71,8 @@ resource "ffe_k3s_cluster" "this" {
   cluster_name = var.cluster_name
 
   # Built from the hosts' attributes, so the cluster waits for every host to be prepared.
-  servers = [for h in ffe_host.master : { name = h.name, address = h.address }]
-  agents  = [for h in ffe_host.worker : { name = h.name, address = h.address }]
+  servers = [for h in ffe_host.master : { name = h.name, address = h.address, ssh_port = h.ssh_port }]
+  agents  = [for h in ffe_host.worker : { name = h.name, address = h.address, ssh_port = h.ssh_port }]
 
   kubernetes_version = local.kubernetes_version
   api_vip            = var.api_vip

@@ -12,6 +12,9 @@ use crate::ssh::Target;
 pub struct Node {
     pub name: String,
     pub address: String,
+    /// This node's SSH port; `None`: the provider's `ssh_port`.
+    #[serde(default)]
+    pub ssh_port: Option<u16>,
 }
 
 impl Node {
@@ -19,11 +22,19 @@ impl Node {
         Self {
             name: name.into(),
             address: address.into(),
+            ssh_port: None,
         }
     }
 
+    pub fn with_ssh_port(mut self, port: Option<u16>) -> Self {
+        self.ssh_port = port;
+        self
+    }
+
     pub fn target(&self) -> Target {
-        Target::new(&self.name, &self.address)
+        let mut t = Target::new(&self.name, &self.address);
+        t.port = self.ssh_port;
+        t
     }
 }
 

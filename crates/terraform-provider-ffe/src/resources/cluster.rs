@@ -38,6 +38,9 @@ pub struct ClusterResource {
 pub struct NodeObj {
     pub name: Str,
     pub address: Str,
+    /// null: the provider's ssh_port.
+    #[serde(default)]
+    pub ssh_port: Num,
 }
 
 pub type NodeList = Value<Vec<Value<NodeObj>>>;
@@ -93,6 +96,11 @@ pub fn nodes(v: &NodeList) -> Vec<Node> {
                     Node::new(
                         opt_str(&n.name).unwrap_or_default(),
                         opt_str(&n.address).unwrap_or_default(),
+                    )
+                    .with_ssh_port(
+                        n.ssh_port
+                            .as_ref_option()
+                            .and_then(|p| u16::try_from(*p).ok()),
                     )
                 })
                 .collect()
@@ -694,5 +702,29 @@ impl Resource for ClusterResource {
             let _ = std::fs::remove_file(path);
         }
         Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_port_reaches_ssh() {
+        let list: NodeList = Value::Value(vec![
+            Value::Value(NodeObj {
+                name: Value::Value("m0".into()),
+                address: Value::Value("10.210.1.10".into()),
+                ssh_port: Value::Value(2222),
+            }),
+            Value::Value(NodeObj {
+                name: Value::Value("m1".into()),
+                address: Value::Value("10.210.1.11".into()),
+                ssh_port: Value::Null,
+            }),
+        ]);
+        let n = nodes(&list);
+        assert_eq!(n[0].target().port, Some(2222));
+        assert_eq!(n[1].target().port, None, "null: the provider's ssh_port");
     }
 }

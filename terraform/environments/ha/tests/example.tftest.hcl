@@ -42,11 +42,11 @@ run "example_plans_six_hosts_and_the_cluster" {
     error_message = "every host mounts /mnt/backups, with no NFS source in the seed"
   }
   assert {
-    condition     = jsonencode(ffe_k3s_cluster.this.servers) == jsonencode([{ address = "10.0.1.10", name = "ffe-prod-master-0" }, { address = "10.0.1.11", name = "ffe-prod-master-1" }, { address = "10.0.1.12", name = "ffe-prod-master-2" }])
+    condition     = jsonencode(ffe_k3s_cluster.this.servers) == jsonencode([{ address = "10.0.1.10", name = "ffe-prod-master-0", ssh_port = null }, { address = "10.0.1.11", name = "ffe-prod-master-1", ssh_port = null }, { address = "10.0.1.12", name = "ffe-prod-master-2", ssh_port = null }])
     error_message = "cluster servers: ${jsonencode(ffe_k3s_cluster.this.servers)}"
   }
   assert {
-    condition     = jsonencode(ffe_k3s_cluster.this.agents) == jsonencode([{ address = "10.0.2.10", name = "ffe-prod-worker-0" }, { address = "10.0.2.11", name = "ffe-prod-worker-1" }, { address = "10.0.2.12", name = "ffe-prod-worker-2" }])
+    condition     = jsonencode(ffe_k3s_cluster.this.agents) == jsonencode([{ address = "10.0.2.10", name = "ffe-prod-worker-0", ssh_port = null }, { address = "10.0.2.11", name = "ffe-prod-worker-1", ssh_port = null }, { address = "10.0.2.12", name = "ffe-prod-worker-2", ssh_port = null }])
     error_message = "cluster agents: ${jsonencode(ffe_k3s_cluster.this.agents)}"
   }
   assert {
