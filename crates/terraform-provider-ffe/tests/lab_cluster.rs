@@ -310,6 +310,12 @@ fn lifecycle_apply_reapply_scale_destroy() {
         "apply did not restore {name}"
     );
 
+    // A node whose installer never ran (config written, no uninstall script) still loses the
+    // config with its join token on destroy.
+    let w0_root = env.lab.host(&worker(0)).unwrap().root_dir.clone();
+    std::fs::remove_file(w0_root.join("usr/local/bin/k3s-agent-uninstall.sh")).unwrap();
+    assert!(w0_root.join("etc/rancher/k3s/config.yaml").exists());
+
     // Destroy: agents uninstalled, then servers, last joined first.
     let out = env.terraform(&["destroy", "-auto-approve", "-input=false"]);
     assert!(out.status.success(), "destroy failed:\n{}", text(&out));
@@ -321,7 +327,12 @@ fn lifecycle_apply_reapply_scale_destroy() {
             .max()
             .unwrap_or_else(|| panic!("{host}: {prog} not run"))
     };
-    let agents_done = (0..4)
+    assert!(
+        !w0_root.join("etc/rancher/k3s/config.yaml").exists(),
+        "config.yaml with the join token left on {}",
+        worker(0)
+    );
+    let agents_done = (1..4)
         .map(|i| uninstall_ts(&worker(i), "k3s-agent-uninstall.sh"))
         .max()
         .unwrap();

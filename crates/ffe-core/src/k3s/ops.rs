@@ -424,8 +424,10 @@ impl<'a> Executor<'a> {
     /// Remove k3s from a node. An unreachable node is skipped with a warning: there is nothing
     /// left to clean on a host that is gone, and refusing would strand the rest of the change.
     pub async fn uninstall(&self, n: &Node, role: Role) -> Result<(), OpsError> {
+        // config.yaml holds a join token: it goes even when k3s never got installed (a write
+        // that happened before a failed installer leaves no uninstall script behind).
         let script = format!(
-            "if [ -x {s} ]; then {s}; fi; rm -rf {NODE_WORK_DIR}",
+            "if [ -x {s} ]; then {s}; fi; rm -f {CONFIG_PATH}; rm -rf {NODE_WORK_DIR}",
             s = role.uninstall_script()
         );
         match self
