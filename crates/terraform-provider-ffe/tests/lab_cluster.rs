@@ -413,6 +413,61 @@ fn version_upgrade_rolls_servers_one_at_a_time_then_drains_agents() {
     );
     let (code, plan) = env.plan_exit();
     assert_eq!(code, 0, "{plan}");
+
+    // v1.34 -> v1.35 with worker 0's upgrade failing (its binary cannot be replaced): the
+    // roll-out stops there, the later agents stay as they were, and worker 0 is not left
+    // cordoned. Once the cause is gone the same apply finishes the roll-out.
+    let w0_blocker = env
+        .lab
+        .host(&worker(0))
+        .unwrap()
+        .root_dir
+        .join("usr/local/bin/k3s.ffe-tmp");
+    std::fs::create_dir_all(w0_blocker.join("in-the-way")).unwrap();
+    let newer_bin = env
+        .lab
+        .standin_with_version("v1.35.0+k3s1")
+        .unwrap()
+        .display()
+        .to_string();
+    env.edit_tfvars(|s| {
+        s.replace(&new_bin, &newer_bin).replace(
+            "kubernetes_version = \"v1.34\"",
+            "kubernetes_version = \"v1.35\"",
+        )
+    });
+    let out = env.apply();
+    let msg = text(&out);
+    assert!(
+        !out.status.success(),
+        "the failed upgrade went unnoticed:\n{msg}"
+    );
+    assert!(msg.contains(&worker(0)), "{msg}");
+    for i in 1..3 {
+        assert_eq!(
+            installs(&env.records(&worker(i))).len(),
+            2,
+            "{} was upgraded although an earlier batch failed",
+            worker(i)
+        );
+    }
+    let cluster = env.lab.standin_cluster().unwrap().unwrap();
+    assert!(
+        !cluster.nodes[&worker(0)].unschedulable,
+        "{} left cordoned after its failed upgrade",
+        worker(0)
+    );
+    std::fs::remove_dir_all(&w0_blocker).unwrap();
+    env.apply_ok();
+    let cluster = env.lab.standin_cluster().unwrap().unwrap();
+    assert!(
+        cluster
+            .nodes
+            .values()
+            .all(|n| n.version == "v1.35.0+k3s1" && n.ready && !n.unschedulable),
+        "{:?}",
+        cluster.nodes
+    );
 }
 
 #[test]

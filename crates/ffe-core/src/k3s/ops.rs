@@ -375,21 +375,66 @@ impl<'a> Executor<'a> {
     async fn upgrade(&self, n: &Node, role: Role) -> Result<(), OpsError> {
         if role == Role::Server {
             self.check_quorum_before_restart(n).await?;
+            self.install(n, role).await?;
+            return self.wait_upgraded(n).await;
         }
-        if role == Role::Agent {
-            self.kubectl(n, "cordon + drain before upgrade", &drain_cmd(&n.name))
-                .await?;
-        }
-        self.install(n, role).await?;
-        if role == Role::Agent {
-            self.kubectl(
+        self.kubectl(n, "cordon + drain before upgrade", &drain_cmd(&n.name))
+            .await?;
+        let upgraded = match self.install(n, role).await {
+            Ok(()) => self.wait_upgraded(n).await,
+            Err(e) => Err(e),
+        };
+        // Uncordon whatever happened: a node we cordoned must not stay out of service. A node
+        // that failed its upgrade is NotReady, and the scheduler keeps away from it anyway.
+        let uncordon = self
+            .kubectl(
                 n,
                 "uncordon after upgrade",
                 &format!("{KUBECTL} uncordon {}", quote(&n.name)),
             )
-            .await?;
+            .await;
+        match (upgraded, uncordon) {
+            (Err(e), Err(u)) => {
+                self.warn(format!(
+                    "{}: still cordoned after the failed upgrade ({u}); run `kubectl uncordon {}` once it is fixed",
+                    n.target(),
+                    n.name
+                ));
+                Err(e)
+            }
+            (Err(e), Ok(_)) => Err(e),
+            (Ok(()), u) => u.map(|_| ()),
         }
-        Ok(())
+    }
+
+    /// After an upgrade the node must be Ready again and its kubelet run the wanted version.
+    async fn wait_upgraded(&self, n: &Node) -> Result<(), OpsError> {
+        let start = Instant::now();
+        loop {
+            let last = match self.node_list().await {
+                Ok(list) => match list.iter().find(|s| s.name == n.name) {
+                    Some(s) if s.ready && self.spec.version.matches(&s.kubelet_version) => {
+                        return Ok(())
+                    }
+                    Some(s) if !s.ready => "NotReady".to_string(),
+                    Some(s) => format!("kubelet reports {}", s.kubelet_version),
+                    None => "not registered".to_string(),
+                },
+                Err(e) => e.to_string(),
+            };
+            if start.elapsed() >= self.ready_timeout {
+                return Err(OpsError::step(
+                    n,
+                    "wait for the upgraded node",
+                    format!(
+                        "not Ready on {} after {} s ({last}); the roll-out stopped here. Look at `journalctl -u k3s*` on the host, fix the cause, then re-run `terraform apply`",
+                        self.spec.version.as_str(),
+                        self.ready_timeout.as_secs()
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     async fn remove(&self, n: &Node, role: Role) -> Result<(), OpsError> {

@@ -415,12 +415,15 @@ pub fn plan(
         });
     }
     if !upgrades.is_empty() {
-        // Upgrades drain nodes: keep at least two thirds of the agents serving.
+        // Upgrades drain nodes: keep at least two thirds of the agents serving. One stage per
+        // batch: a batch with a failure stops the roll-out before the next batch starts.
         let batch = (desired.agents.len() / 3).clamp(1, limit);
-        stages.push(Stage::Parallel {
-            actions: upgrades,
-            limit: batch,
-        });
+        for chunk in upgrades.chunks(batch) {
+            stages.push(Stage::Parallel {
+                actions: chunk.to_vec(),
+                limit: batch,
+            });
+        }
     }
     if let Some(p) = prior {
         // Removals last, one at a time, so capacity is added before it is taken away.
@@ -503,6 +506,34 @@ mod tests {
                     limit: 2
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn agent_upgrades_run_in_separate_batches_so_a_failure_stops_the_roll_out() {
+        let old = spec(3, 6);
+        let mut new = old.clone();
+        new.version = VersionSpec::parse("v1.34").unwrap();
+        let stages = plan(Some(&old), &new, &converged(&old), &shas(&new)).unwrap();
+        let agent_batches: Vec<Vec<String>> = stages
+            .iter()
+            .filter_map(|st| match st {
+                Stage::Parallel { actions, .. } => Some(
+                    actions
+                        .iter()
+                        .map(|a| match a {
+                            Action::Upgrade(n, Role::Agent) => n.name.clone(),
+                            other => panic!("unexpected {other:?}"),
+                        })
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect();
+        // 6 agents, a third at a time: three stages of two, never one stage of six.
+        assert_eq!(
+            agent_batches,
+            vec![vec!["w0", "w1"], vec!["w2", "w3"], vec!["w4", "w5"]]
         );
     }
 
