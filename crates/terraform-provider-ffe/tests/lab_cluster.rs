@@ -579,3 +579,55 @@ fn servers_grow_and_shrink_one_at_a_time_and_unsafe_shrink_is_refused_at_plan() 
         3
     );
 }
+
+/// k3s applies `node-taint` only at registration and `node-label` only adds (the stand-in does
+/// the same): changed labels and taints must still reach the Node objects, and dropped ones go.
+#[test]
+fn changed_labels_and_taints_reach_the_nodes() {
+    let env = Env::new(3, 2);
+    env.tfvars(
+        2,
+        "node_labels = { \"example.com/tier\" = \"gold\", \"example.com/old\" = \"x\" }\n\
+         server_taints = [\"CriticalAddonsOnly=true:NoExecute\"]",
+    );
+    env.apply_ok();
+    env.tfvars(
+        2,
+        "node_labels = { \"example.com/tier\" = \"silver\" }\n\
+         server_taints = [\"dedicated=control:NoSchedule\"]",
+    );
+    env.apply_ok();
+    let cluster = env.lab.standin_cluster().unwrap().unwrap();
+    for (name, node) in &cluster.nodes {
+        assert_eq!(
+            node.labels.get("example.com/tier").map(String::as_str),
+            Some("silver"),
+            "{name}: {:?}",
+            node.labels
+        );
+        assert!(
+            !node.labels.contains_key("example.com/old"),
+            "{name} kept a dropped label: {:?}",
+            node.labels
+        );
+        let taints: Vec<String> = node
+            .taints
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}={}:{}",
+                    t.key,
+                    t.value.clone().unwrap_or_default(),
+                    t.effect
+                )
+            })
+            .collect();
+        if name.contains("master") {
+            assert_eq!(taints, vec!["dedicated=control:NoSchedule"], "{name}");
+        } else {
+            assert!(taints.is_empty(), "{name}: {taints:?}");
+        }
+    }
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 0, "{plan}");
+}

@@ -63,6 +63,9 @@ impl OpsError {
 pub struct Executor<'a> {
     pub pool: &'a SshPool,
     pub spec: &'a ClusterSpec,
+    /// The cluster as Terraform last applied it (`None` on create): labels and taints it set
+    /// that are no longer wanted are removed from the Node objects.
+    pub prior: Option<ClusterSpec>,
     /// Join secrets; the CA hash is filled in once the first server runs.
     pub secrets: std::sync::Mutex<JoinSecrets>,
     pub ready_timeout: Duration,
@@ -79,6 +82,7 @@ impl<'a> Executor<'a> {
         Self {
             pool,
             spec,
+            prior: None,
             secrets: std::sync::Mutex::new(secrets),
             ready_timeout: Duration::from_secs(300),
             warnings: Default::default(),
@@ -314,7 +318,30 @@ impl<'a> Executor<'a> {
     async fn install(&self, n: &Node, role: Role) -> Result<(), OpsError> {
         self.write_config(n, role).await?;
         self.run_installer(n, role).await?;
-        self.wait_ready(n, role).await
+        self.wait_ready(n, role).await?;
+        self.sync_node_meta(n, role).await
+    }
+
+    /// k3s applies `node-taint` only when a node registers and `node-label` only adds: a change
+    /// of `node_labels` or `server_taints` on an existing node would never reach its Node object
+    /// although its config (and so its hash) says it did. Set them through the API, and remove
+    /// the ones a previous apply set that are no longer wanted. Skipped on create (registration
+    /// applies them).
+    async fn sync_node_meta(&self, n: &Node, role: Role) -> Result<(), OpsError> {
+        let Some(prior) = &self.prior else {
+            return Ok(());
+        };
+        let script = node_meta_script(prior, self.spec, n, role);
+        on_first_server(
+            self.pool,
+            &self.spec.servers,
+            "set node labels and taints",
+            &script,
+            KUBECTL_STEP,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| OpsError::step(n, "set node labels and taints", e.to_string()))
     }
 
     /// Before restarting or removing a server, every other member server must answer healthy:
@@ -369,7 +396,8 @@ impl<'a> Executor<'a> {
             )
             .await
             .map_err(|e| not_started(n, role, &step, e))?;
-        self.wait_ready(n, role).await
+        self.wait_ready(n, role).await?;
+        self.sync_node_meta(n, role).await
     }
 
     async fn upgrade(&self, n: &Node, role: Role) -> Result<(), OpsError> {
@@ -611,6 +639,58 @@ fn kubectl_limit(script: &str) -> Duration {
     } else {
         KUBECTL_STEP
     }
+}
+
+/// kubectl commands that make `n`'s Node carry exactly the labels and taints `spec` wants, and
+/// none of those `prior` set that `spec` dropped. Labels or taints set by others stay.
+pub fn node_meta_script(prior: &ClusterSpec, spec: &ClusterSpec, n: &Node, role: Role) -> String {
+    let node = quote(&n.name);
+    let mut labels: Vec<String> = spec
+        .node_labels
+        .iter()
+        .map(|(k, v)| quote(&format!("{k}={v}")))
+        .collect();
+    labels.extend(
+        prior
+            .node_labels
+            .keys()
+            .filter(|k| !spec.node_labels.contains_key(*k))
+            .map(|k| quote(&format!("{k}-"))),
+    );
+    let mut script = String::from("set -e; ");
+    if !labels.is_empty() {
+        script.push_str(&format!(
+            "{KUBECTL} label node {node} --overwrite {}; ",
+            labels.join(" ")
+        ));
+    }
+    if role == Role::Server {
+        for t in &spec.server_taints {
+            script.push_str(&format!(
+                "{KUBECTL} taint node {node} --overwrite {}; ",
+                quote(t)
+            ));
+        }
+        // `key=value:Effect` is removed as `key:Effect-`; one already gone is not an error.
+        for t in prior
+            .server_taints
+            .iter()
+            .filter(|t| !spec.server_taints.contains(t))
+        {
+            let removal = match t.rsplit_once(':') {
+                Some((kv, effect)) => {
+                    format!("{}:{effect}-", kv.split('=').next().unwrap_or(kv))
+                }
+                None => format!("{t}-"),
+            };
+            script.push_str(&format!(
+                "out=$({KUBECTL} taint node {node} {} 2>&1) || case \"$out\" in *'not found'*) ;; *) echo \"$out\" >&2; exit 1;; esac; ",
+                quote(&removal)
+            ));
+        }
+    }
+    script.push_str("true");
+    script
 }
 
 /// A k3s start that ran out of time says where to look.

@@ -240,6 +240,62 @@ fn objects(source: &str, text: &str) -> Result<Vec<(String, String)>, StandinErr
     Ok(objs)
 }
 
+/// `k=v` sets (an existing different value needs `--overwrite`), `k-` removes (a missing label
+/// is not an error), as kubectl does.
+fn edit_label(node: &mut NodeState, change: &str, overwrite: bool) -> Result<(), StandinError> {
+    if let Some(key) = change.strip_suffix('-') {
+        node.labels.remove(key);
+        return Ok(());
+    }
+    let (k, v) = change
+        .split_once('=')
+        .ok_or_else(|| failed(format!("error: invalid label spec: {change}")))?;
+    match node.labels.get(k) {
+        Some(old) if old != v && !overwrite => Err(failed(format!(
+            "error: '{k}' already has a value ({old}), and --overwrite is false"
+        ))),
+        _ => {
+            node.labels.insert(k.to_string(), v.to_string());
+            Ok(())
+        }
+    }
+}
+
+/// `key[=value]:Effect` adds (an existing key+effect needs `--overwrite`), `key[:Effect]-`
+/// removes (a taint that is not there is an error, as with kubectl).
+fn edit_taint(node: &mut NodeState, change: &str, overwrite: bool) -> Result<(), StandinError> {
+    if let Some(spec) = change.strip_suffix('-') {
+        let (key, effect) = match spec.split_once(':') {
+            Some((k, e)) => (k, Some(e)),
+            None => (spec, None),
+        };
+        let before = node.taints.len();
+        node.taints
+            .retain(|t| !(t.key == key && effect.is_none_or(|e| t.effect == e)));
+        if node.taints.len() == before {
+            return Err(failed(format!("error: taint {spec:?} not found")));
+        }
+        return Ok(());
+    }
+    let taint = super::Taint::parse(change).map_err(|e| failed(format!("error: {e}")))?;
+    if let Some(existing) = node
+        .taints
+        .iter_mut()
+        .find(|t| t.key == taint.key && t.effect == taint.effect)
+    {
+        if !overwrite {
+            return Err(failed(format!(
+                "error: node already has {}:{} taint(s) with the same effect; use --overwrite",
+                taint.key, taint.effect
+            )));
+        }
+        *existing = taint;
+    } else {
+        node.taints.push(taint);
+    }
+    Ok(())
+}
+
 fn set_unschedulable(host: &HostEnv, name: &str, value: bool) -> Result<(), StandinError> {
     host.datastore().update(|s| {
         let node = s
@@ -397,6 +453,53 @@ pub(crate) fn kubectl(
                     }
                 }
             }
+        }
+        "label" | "taint" => {
+            // `kubectl label|taint node NAME ARGS...` (or `node/NAME`).
+            let mut words = p.positional[1..].iter().map(String::as_str);
+            let first = words.next().unwrap_or("");
+            let name = match first.split_once('/') {
+                Some(("node" | "nodes" | "no", n)) => n.to_string(),
+                _ if matches!(first, "node" | "nodes" | "no") => {
+                    words.next().unwrap_or("").to_string()
+                }
+                _ => {
+                    return Err(failed(format!(
+                        "error: the k3s stand-in only {verb}s nodes, not {first:?}"
+                    )))
+                }
+            };
+            let changes: Vec<&str> = words.collect();
+            if changes.is_empty() {
+                return Err(failed(format!(
+                    "error: at least one {verb} update is required"
+                )));
+            }
+            let overwrite = p.has("--overwrite");
+            let mut lines = Vec::new();
+            host.datastore().update(|s| {
+                let node = s
+                    .as_mut()
+                    .and_then(|c| c.nodes.get_mut(&name))
+                    .ok_or_else(|| not_found(&name))?;
+                for c in &changes {
+                    if verb == "label" {
+                        edit_label(node, c, overwrite)?;
+                    } else {
+                        edit_taint(node, c, overwrite)?;
+                    }
+                }
+                Ok(())
+            })?;
+            lines.push(format!(
+                "node/{name} {}",
+                if verb == "label" {
+                    "labeled"
+                } else {
+                    "modified"
+                }
+            ));
+            out = Outcome::ok(lines.join("\n"));
         }
         "cordon" | "uncordon" | "drain" => {
             let name =

@@ -610,3 +610,52 @@ fn unchanged_reinstall_skips_the_start_unless_forced() {
     assert_eq!(forced.exit_code, 0, "{forced:?}");
     assert_eq!(call(&s1, "systemctl", &["is-active", "k3s"]).exit_code, 0);
 }
+
+#[test]
+fn restart_keeps_taints_and_only_adds_labels_like_k3s() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = host(dir.path(), "s1", "10.210.9.11");
+    write_config(
+        &s1,
+        "token: sekret\ncluster-init: true\nnode-label: [a=1, b=2]\nnode-taint: [x=y:NoSchedule]\n",
+    );
+    assert_eq!(install(&s1, "server").exit_code, 0);
+    write_config(
+        &s1,
+        "token: sekret\ncluster-init: true\nnode-label: [a=3]\nnode-taint: [z=w:NoExecute]\n",
+    );
+    assert_eq!(call(&s1, "systemctl", &["restart", "k3s"]).exit_code, 0);
+    let n = &cluster(&s1).nodes["s1"];
+    assert_eq!(n.labels.get("a").map(String::as_str), Some("3"));
+    assert_eq!(
+        n.labels.get("b").map(String::as_str),
+        Some("2"),
+        "labels are add-only"
+    );
+    assert_eq!(n.taints.len(), 1);
+    assert_eq!(n.taints[0].key, "x", "taints only at registration");
+    // Through the API they change.
+    let out = call(
+        &s1,
+        "kubectl",
+        &["label", "node", "s1", "--overwrite", "a=4", "b-"],
+    );
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    let out = call(&s1, "kubectl", &["label", "node", "s1", "a=5"]);
+    assert!(out.message.contains("--overwrite is false"), "{out:?}");
+    assert_eq!(
+        call(&s1, "kubectl", &["taint", "node", "s1", "x:NoSchedule-"]).exit_code,
+        0
+    );
+    let out = call(&s1, "kubectl", &["taint", "node", "s1", "x:NoSchedule-"]);
+    assert!(out.message.contains("not found"), "{out:?}");
+    assert_eq!(
+        call(&s1, "kubectl", &["taint", "node", "s1", "z=w:NoExecute"]).exit_code,
+        0
+    );
+    let n = &cluster(&s1).nodes["s1"];
+    assert_eq!(n.labels.get("a").map(String::as_str), Some("4"));
+    assert!(!n.labels.contains_key("b"));
+    assert_eq!(n.taints.len(), 1);
+    assert_eq!(n.taints[0].key, "z");
+}

@@ -166,6 +166,9 @@ fn check_join(
         .map_err(|m| failed(format!("{m} (joining {url})")))
 }
 
+/// Register `node`, or start an already registered one. Like k3s: `node-taint` counts only when
+/// the Node is created (a restart keeps the Node's taints), and `node-label` only adds (labels
+/// set earlier stay, whatever the config says now).
 fn upsert(st: &mut ClusterState, name: &str, mut node: NodeState) -> Result<(), StandinError> {
     if let Some(old) = st.nodes.get(name) {
         if old.ready && !old.host.is_empty() && old.host != node.host {
@@ -175,6 +178,10 @@ fn upsert(st: &mut ClusterState, name: &str, mut node: NodeState) -> Result<(), 
             )));
         }
         node.unschedulable = old.unschedulable;
+        node.taints = old.taints.clone();
+        let mut labels = old.labels.clone();
+        labels.extend(node.labels);
+        node.labels = labels;
     }
     st.nodes.insert(name.to_string(), node);
     Ok(())
