@@ -368,11 +368,20 @@ pub async fn prepare(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<(), 
             mark = quote(FSTAB_MARK),
         ));
     }
+    let secs = MOUNT_PROBE_SECS;
     script.push_str(&format!(
-        "probe={mnt}/.ffe-write-probe-$(hostname); touch \"$probe\" && rm -f \"$probe\""
+        "probe={mnt}/.ffe-write-probe-$(hostname); \
+         timeout -k 2 {secs} sh -c 'touch \"$1\" && rm -f \"$1\"' probe \"$probe\" \
+         || {{ echo \"backup mount {mnt} is not writable or does not answer within {secs} s\" >&2; exit 1; }}"
     ));
-    pool.run(t, "mount and check the backup share", &script)
-        .await?;
+    // mount(8) of an NFS share that does not answer retries for minutes: bounded.
+    pool.run_within(
+        t,
+        "mount and check the backup share",
+        &script,
+        std::time::Duration::from_secs(300),
+    )
+    .await?;
     Ok(())
 }
 
