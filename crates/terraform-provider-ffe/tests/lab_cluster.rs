@@ -631,3 +631,38 @@ fn changed_labels_and_taints_reach_the_nodes() {
     let (code, plan) = env.plan_exit();
     assert_eq!(code, 0, "{plan}");
 }
+
+/// install.sh skips the service start when binary, unit and env file are unchanged (the stand-in
+/// does the same): a stopped node, and one whose Node object was deleted, must still come back
+/// on the next apply (the provider installs with INSTALL_K3S_FORCE_RESTART=true).
+#[test]
+fn a_stopped_node_and_a_deleted_node_come_back_on_apply() {
+    let env = Env::new(3, 2);
+    env.tfvars(2, "");
+    env.apply_ok();
+    let sh = |host: &str, cmd: &str| {
+        let out = env.lab.ssh(host, cmd).unwrap();
+        assert!(out.status.success(), "{host}: {cmd}: {out:?}");
+    };
+    sh(&worker(0), "systemctl stop k3s-agent");
+    sh(
+        &master(0),
+        &format!("k3s kubectl delete node {}", worker(1)),
+    );
+    sh(&worker(1), "systemctl stop k3s-agent");
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 2, "the stopped nodes must show in the plan:\n{plan}");
+    env.apply_ok();
+    for w in [worker(0), worker(1)] {
+        let out = env.lab.ssh(&w, "systemctl is-active k3s-agent").unwrap();
+        assert!(out.status.success(), "{w} is not running after the apply");
+    }
+    let cluster = env.lab.standin_cluster().unwrap().unwrap();
+    assert!(
+        cluster.nodes.contains_key(&worker(1)),
+        "{} not registered again",
+        worker(1)
+    );
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 0, "{plan}");
+}

@@ -659,3 +659,25 @@ fn restart_keeps_taints_and_only_adds_labels_like_k3s() {
     assert_eq!(n.taints.len(), 1);
     assert_eq!(n.taints[0].key, "z");
 }
+
+#[test]
+fn cluster_init_on_an_empty_data_dir_is_a_second_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = server1(dir.path());
+    let full = std::fs::read_to_string(s1.path("/var/lib/rancher/k3s/server/token")).unwrap();
+    let s2 = host(dir.path(), "s2", "10.210.9.12");
+    write_config(
+        &s2,
+        &format!("token: {}\nserver: https://10.210.9.11:6443\n", full.trim()),
+    );
+    assert_eq!(install(&s2, "server").exit_code, 0);
+    // A restart of the first server keeps its data: still the same cluster.
+    assert_eq!(call(&s1, "systemctl", &["restart", "k3s"]).exit_code, 0);
+    // Wiped (uninstalled) and started again with cluster-init while s2 holds the cluster.
+    assert_eq!(call(&s1, "k3s-uninstall.sh", &[]).exit_code, 0);
+    write_file(&s1.path(K3S_BIN), b"#!/bin/true\n", 0o755).unwrap();
+    write_config(&s1, "token: sekret\ncluster-init: true\n");
+    let out = install(&s1, "server");
+    assert_ne!(out.exit_code, 0);
+    assert!(out.message.contains("split brain"), "{out:?}");
+}

@@ -105,6 +105,9 @@ fn failed(msg: impl Into<String>) -> StandinError {
     StandinError::failed(1, msg)
 }
 
+/// Inside a server's data dir: which cluster (its CA hash) the host's etcd data belongs to.
+pub const ETCD_DATA_MARKER: &str = "/var/lib/rancher/k3s/server/db/etcd/ffe-standin-cluster";
+
 /// The full token k3s writes to `server/token` (`user` = `server`) and `server/agent-token`
 /// (`user` = `node`).
 fn full_token(ca_hash: &str, user: &str, secret: &str) -> String {
@@ -291,8 +294,22 @@ fn register(
             Ok((name.clone(), token_of(&ds.read()?)))
         }
         (Role::Server, None) if cfg.cluster_init => {
+            let data_marker = host.path(ETCD_DATA_MARKER);
+            let own_data = std::fs::read_to_string(&data_marker).ok();
             let token = ds.update(|s| {
                 let fresh = s.as_ref().is_none_or(|c| c.etcd_members.is_empty());
+                if let (false, Some(c)) = (fresh, s.as_ref()) {
+                    // Real k3s with `cluster-init` and an empty data dir bootstraps a new etcd
+                    // cluster, whatever else exists: a second, separate cluster (split brain).
+                    // The shared datastore cannot hold two clusters, so the stand-in refuses.
+                    if own_data.as_deref().map(str::trim) != Some(c.ca_hash.as_str()) {
+                        return Err(failed(format!(
+                            "k3s stand-in: cluster-init with an empty data dir on {} while the cluster of {} exists: real k3s would start a second, separate cluster here (split brain)",
+                            host.hostname,
+                            c.etcd_members.join(", ")
+                        )));
+                    }
+                }
                 if fresh {
                     let secret = cfg.token.clone().unwrap_or_else(random_secret);
                     *s = Some(ClusterState {
@@ -371,6 +388,8 @@ pub(crate) fn start_unit(
                 .datastore()
                 .read()?
                 .ok_or_else(|| failed("k3s stand-in: cluster vanished after registering"))?;
+            // This host's etcd data now belongs to that cluster (k3s-uninstall.sh removes it).
+            write_file(&host.path(ETCD_DATA_MARKER), st.ca_hash.as_bytes(), 0o600)?;
             let full = full_token(&st.ca_hash, "server", token_secret(&st.token));
             for f in ["token", "node-token"] {
                 write_file(
