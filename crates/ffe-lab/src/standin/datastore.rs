@@ -54,6 +54,9 @@ pub struct ClusterState {
     /// stand-in has no CA: it is a random 256-bit value fixed at `cluster-init`, real length.
     #[serde(default)]
     pub ca_hash: String,
+    /// `flannel-backend: none` at cluster-init: nodes stay NotReady until a CNI is installed.
+    #[serde(default)]
+    pub cni_required: bool,
     /// The `agent-token` secret the bootstrap server was given, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_token: Option<String>,

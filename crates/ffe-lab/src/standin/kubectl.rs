@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
+use serde::Deserialize as _;
 use serde_json::{json, Value};
 
 use super::datastore::{NodeState, Role};
@@ -296,6 +297,35 @@ fn edit_taint(node: &mut NodeState, change: &str, overwrite: bool) -> Result<(),
     Ok(())
 }
 
+/// Whether a CNI runs, as far as the stand-in can tell: it runs no controllers, so it counts a
+/// CNI as running once a manifest in this server's k3s manifests directory installs Calico (a
+/// HelmChart of the `tigera-operator` chart, or an `operator.tigera.io` Installation). NOT an
+/// evaluation of Calico.
+fn cni_installed(host: &HostEnv) -> bool {
+    let dir = host.path("/var/lib/rancher/k3s/server/manifests");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        let installs_calico = serde_yaml_ng::Deserializer::from_str(&text).any(|doc| {
+            let Ok(v) = serde_yaml_ng::Value::deserialize(doc) else {
+                return false;
+            };
+            let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+            let api = v.get("apiVersion").and_then(|k| k.as_str()).unwrap_or("");
+            let chart = v
+                .get("spec")
+                .and_then(|s| s.get("chart"))
+                .and_then(|c| c.as_str())
+                .unwrap_or("");
+            (kind == "HelmChart" && chart == "tigera-operator")
+                || (kind == "Installation" && api.starts_with("operator.tigera.io/"))
+        });
+        installs_calico
+    })
+}
+
 fn set_unschedulable(host: &HostEnv, name: &str, value: bool) -> Result<(), StandinError> {
     host.datastore().update(|s| {
         let node = s
@@ -327,7 +357,13 @@ pub(crate) fn kubectl(
             "The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?",
         ));
     }
-    let state = host.datastore().read()?.unwrap_or_default();
+    let mut state = host.datastore().read()?.unwrap_or_default();
+    if state.cni_required && !cni_installed(host) {
+        // With `flannel-backend: none` the kubelet reports NetworkPluginNotReady until a CNI runs.
+        for n in state.nodes.values_mut() {
+            n.ready = false;
+        }
+    }
     let target = p.positional.get(1).map(String::as_str);
     let mut out = Outcome::default();
     match verb {

@@ -681,3 +681,35 @@ fn cluster_init_on_an_empty_data_dir_is_a_second_cluster() {
     assert_ne!(out.exit_code, 0);
     assert!(out.message.contains("split brain"), "{out:?}");
 }
+
+#[test]
+fn with_flannel_none_nodes_are_not_ready_until_calico_is_installed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = host(dir.path(), "s1", "10.210.9.11");
+    write_config(
+        &s1,
+        "token: sekret\ncluster-init: true\nflannel-backend: none\n",
+    );
+    assert_eq!(install(&s1, "server").exit_code, 0);
+    let ready = || {
+        let out = call(&s1, "kubectl", &["get", "nodes", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        v["items"][0]["status"]["conditions"][0]["status"] == "True"
+    };
+    assert!(!ready(), "Ready without a CNI");
+    // Another chart in the manifests directory is no CNI.
+    write_file(
+        &s1.path("/var/lib/rancher/k3s/server/manifests/other.yaml"),
+        b"apiVersion: helm.cattle.io/v1\nkind: HelmChart\nmetadata: {name: x}\nspec: {chart: cert-manager}\n",
+        0o600,
+    )
+    .unwrap();
+    assert!(!ready());
+    write_file(
+        &s1.path("/var/lib/rancher/k3s/server/manifests/ffe-cni--calico.yaml"),
+        b"\"apiVersion\": \"helm.cattle.io/v1\"\n\"kind\": \"HelmChart\"\n\"metadata\": {\"name\": \"tigera-operator\"}\n\"spec\": {\"chart\": \"tigera-operator\"}\n",
+        0o600,
+    )
+    .unwrap();
+    assert!(ready());
+}

@@ -316,6 +316,11 @@ fn register(
                         token: secret,
                         ca_hash: format!("{}{}", random_secret(), random_secret()),
                         agent_token: cfg.agent_token.clone(),
+                        cni_required: cfg
+                            .other
+                            .get("flannel-backend")
+                            .and_then(|v| v.as_str())
+                            == Some("none"),
                         ..ClusterState::default()
                     });
                 } else if let (Some(given), Some(c)) = (&cfg.token, s.as_ref()) {
