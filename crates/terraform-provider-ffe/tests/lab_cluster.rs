@@ -666,3 +666,48 @@ fn a_stopped_node_and_a_deleted_node_come_back_on_apply() {
     let (code, plan) = env.plan_exit();
     assert_eq!(code, 0, "{plan}");
 }
+
+/// A bundle removed and later added back with the same content is applied again: k3s's deploy
+/// controller (modelled by the stand-in) skips a file whose Addon still has its checksum, so
+/// removing a bundle must delete its Addons too.
+#[test]
+fn a_bundle_removed_and_added_back_is_applied_again() {
+    let env = Env::new(3, 2);
+    env.tfvars(2, "monitoring_enabled = true");
+    env.apply_ok();
+    let resync = || {
+        let out = env.lab.ssh(&master(0), "k3s kubectl get nodes").unwrap();
+        assert!(out.status.success(), "{out:?}");
+        env.assert_no_k3s_warnings();
+    };
+    let monitoring = || {
+        resync();
+        let c = env.lab.standin_cluster().unwrap().unwrap();
+        c.addons
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("ffe-monitoring--"))
+            .collect::<Vec<_>>()
+    };
+    let before = monitoring();
+    assert!(!before.is_empty(), "no monitoring Addons");
+    assert!(
+        before.iter().all(|(_, a)| !a.objects.is_empty()),
+        "{before:?}"
+    );
+
+    env.tfvars(2, "monitoring_enabled = false");
+    env.apply_ok();
+    assert!(
+        monitoring().is_empty(),
+        "Addons of the removed bundle left behind"
+    );
+
+    env.tfvars(2, "monitoring_enabled = true");
+    env.apply_ok();
+    let after = monitoring();
+    assert_eq!(after.len(), before.len());
+    assert!(
+        after.iter().all(|(_, a)| !a.objects.is_empty()),
+        "the re-added bundle was skipped: {after:?}"
+    );
+}

@@ -67,6 +67,9 @@ pub struct ClusterState {
     pub etcd_members: Vec<String>,
     #[serde(default)]
     pub join_in_progress: BTreeMap<String, JoinMarker>,
+    /// `kube-system` Addon objects of k3s's deploy controller, by name (see `deploy`).
+    #[serde(default)]
+    pub addons: BTreeMap<String, super::deploy::AddonState>,
 }
 
 /// The secret part of a k3s token: `K10<hash>::<user>:<secret>` or the bare secret.

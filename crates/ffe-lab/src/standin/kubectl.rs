@@ -342,6 +342,26 @@ pub(crate) fn kubectl(
     host: &HostEnv,
     stdin: &mut dyn Read,
 ) -> Result<Outcome, StandinError> {
+    // The deploy controller's resync, run before the API call (see `deploy`).
+    let mut warnings = Vec::new();
+    if UnitsState::load(host)?.get("k3s").active {
+        host.datastore().update(|s| {
+            if let Some(c) = s.as_mut() {
+                warnings = super::deploy::scan(host, &mut c.addons, objects);
+            }
+            Ok(())
+        })?;
+    }
+    let mut out = api_call(args, host, stdin)?;
+    out.warnings.extend(warnings);
+    Ok(out)
+}
+
+fn api_call(
+    args: &[String],
+    host: &HostEnv,
+    stdin: &mut dyn Read,
+) -> Result<Outcome, StandinError> {
     let p = parse(args);
     let verb = p.positional.first().map(String::as_str).unwrap_or("");
     if verb == "version" && p.has("--client") {
@@ -571,12 +591,30 @@ pub(crate) fn kubectl(
                         "error: k3s keeps Addons in kube-system: pass -n kube-system",
                     ));
                 }
-                let mut o = Outcome::ok(String::new());
-                o.message = format!(
-                    "k3s stand-in: delete addon {} NOT evaluated (no deploy controller)",
-                    names.join(" ")
-                );
-                return Ok(o);
+                let ignore = p.has("--ignore-not-found");
+                let missing = host.datastore().update(|s| {
+                    let mut missing = Vec::new();
+                    if let Some(c) = s.as_mut() {
+                        for n in &names {
+                            if c.addons.remove(*n).is_none() {
+                                missing.push(n.to_string());
+                            }
+                        }
+                    }
+                    Ok(missing)
+                })?;
+                if !missing.is_empty() && !ignore {
+                    return Err(failed(format!(
+                        "Error from server (NotFound): addons.k3s.cattle.io \"{}\" not found",
+                        missing.join(", ")
+                    )));
+                }
+                let deleted: Vec<String> = names
+                    .iter()
+                    .filter(|n| !missing.contains(&n.to_string()))
+                    .map(|n| format!("addon.k3s.cattle.io \"{n}\" deleted"))
+                    .collect();
+                return Ok(Outcome::ok(deleted.join("\n")));
             }
             if !matches!(resource, "node" | "nodes" | "no") {
                 return Err(failed(format!(
@@ -619,6 +657,18 @@ pub(crate) fn kubectl(
                         _ => format!("{kind}/{name} configured"),
                     });
                 }
+            }
+            if verb == "delete" {
+                let mut deleted = Vec::new();
+                for (src, text) in &sources {
+                    deleted.extend(objects(src, text)?);
+                }
+                host.datastore().update(|s| {
+                    if let Some(c) = s.as_mut() {
+                        super::deploy::objects_deleted(&mut c.addons, &deleted);
+                    }
+                    Ok(())
+                })?;
             }
             let n = lines.len();
             out.stdout = lines.iter().map(|l| format!("{l}\n")).collect();

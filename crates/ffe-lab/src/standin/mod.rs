@@ -12,6 +12,7 @@
 
 mod config;
 mod datastore;
+pub mod deploy;
 mod error;
 pub mod flags;
 mod installer;

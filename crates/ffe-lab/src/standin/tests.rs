@@ -713,3 +713,53 @@ fn with_flannel_none_nodes_are_not_ready_until_calico_is_installed() {
     .unwrap();
     assert!(ready());
 }
+
+#[test]
+fn deploy_controller_skips_a_file_whose_addon_has_its_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = server1(dir.path());
+    let file = s1.path("/var/lib/rancher/k3s/server/manifests/ffe-app--app.yaml");
+    let doc = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app, namespace: ffe}\n";
+    write_file(&file, doc, 0o600).unwrap();
+    let tick = || call(&s1, "kubectl", &["get", "nodes"]);
+    assert!(tick().warnings.is_empty());
+    let present = || cluster(&s1).addons["ffe-app--app"].objects.clone();
+    assert_eq!(present().len(), 1);
+    // Objects deleted, file removed, the same file back: skipped, the objects stay gone.
+    let out = run(
+        &inv("kubectl", &["delete", "-f", "-"], &[]),
+        &s1,
+        &mut &doc[..],
+    );
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert!(present().is_empty());
+    std::fs::remove_file(&file).unwrap();
+    tick();
+    write_file(&file, doc, 0o600).unwrap();
+    tick();
+    assert!(
+        present().is_empty(),
+        "k3s skips content its Addon already has"
+    );
+    // Deleting the Addon makes the next resync apply the file again.
+    let out = call(
+        &s1,
+        "kubectl",
+        &["delete", "addon", "-n", "kube-system", "ffe-app--app"],
+    );
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    tick();
+    assert_eq!(present().len(), 1);
+    // A file name that is no valid Addon name is reported.
+    write_file(
+        &s1.path("/var/lib/rancher/k3s/server/manifests/bad_name.yaml"),
+        doc,
+        0o600,
+    )
+    .unwrap();
+    let out = tick();
+    assert!(
+        out.warnings.iter().any(|w| w.contains("bad_name")),
+        "{out:?}"
+    );
+}
