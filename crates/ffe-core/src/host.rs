@@ -13,6 +13,9 @@ use crate::ssh::{SshError, SshPool, StdinSource, Target};
 pub const MODULES_FILE: &str = "/etc/modules-load.d/ffe-k3s.conf";
 pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-ffe-k3s.conf";
 const FSTAB_MARK: &str = "# ffe-ha backup share";
+/// Put /etc/fstab.ffe-tmp in place: a rename (atomic), or, where /etc/fstab is a bind-mounted
+/// file that cannot be renamed over (containers, the test lab), a rewrite in place.
+const REPLACE_FSTAB: &str = "{ mv -f /etc/fstab.ffe-tmp /etc/fstab 2>/dev/null || { cat /etc/fstab.ffe-tmp > /etc/fstab && rm -f /etc/fstab.ffe-tmp; }; }";
 
 /// Packages k3s and the platform need on every node.
 pub fn default_packages() -> Vec<String> {
@@ -258,6 +261,13 @@ pub fn drift_script(spec: &HostSpec) -> String {
         ));
     }
     let mnt = quote(&spec.backup_mount);
+    if spec.nfs.is_none() {
+        // NFS was managed before and no longer is: our fstab line must go.
+        s.push_str(&format!(
+            "grep -q {mark} /etc/fstab 2>/dev/null && echo 'drift: /etc/fstab still mounts the backup share configured before (nfs_server/nfs_export are now unset)'\n",
+            mark = quote(FSTAB_MARK)
+        ));
+    }
     // A hard NFS mount whose server is gone blocks every access: each probe is bounded, so a
     // refresh reports it instead of hanging.
     let t = MOUNT_PROBE_SECS;
@@ -353,7 +363,7 @@ pub async fn prepare(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<(), 
     if let Some(line) = fstab_line(spec) {
         script.push_str(&format!(
             "grep -v {mark} /etc/fstab > /etc/fstab.ffe-tmp || true; printf '%s\\n' {line} >> /etc/fstab.ffe-tmp; \
-             chmod 0644 /etc/fstab.ffe-tmp; sync; mv -f /etc/fstab.ffe-tmp /etc/fstab; \
+             chmod 0644 /etc/fstab.ffe-tmp; sync; {REPLACE_FSTAB}; \
              mountpoint -q {mnt} || mount {mnt}; ",
             mark = quote(FSTAB_MARK),
             line = quote(&line)
@@ -364,7 +374,7 @@ pub async fn prepare(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<(), 
         // may be writing a snapshot to is not ours to do mid-apply.
         script.push_str(&format!(
             "if grep -q {mark} /etc/fstab; then grep -v {mark} /etc/fstab > /etc/fstab.ffe-tmp || true; \
-             chmod 0644 /etc/fstab.ffe-tmp; sync; mv -f /etc/fstab.ffe-tmp /etc/fstab; fi; ",
+             chmod 0644 /etc/fstab.ffe-tmp; sync; {REPLACE_FSTAB}; fi; ",
             mark = quote(FSTAB_MARK),
         ));
     }
@@ -390,7 +400,7 @@ pub async fn cleanup(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<(), 
     let mut script = format!("rm -f {MODULES_FILE} {SYSCTL_FILE}; ");
     if spec.nfs.is_some() {
         script.push_str(&format!(
-            "if grep -q {mark} /etc/fstab; then umount {mnt} 2>/dev/null || true; grep -v {mark} /etc/fstab > /etc/fstab.ffe-tmp || true; chmod 0644 /etc/fstab.ffe-tmp; sync; mv -f /etc/fstab.ffe-tmp /etc/fstab; fi",
+            "if grep -q {mark} /etc/fstab; then umount {mnt} 2>/dev/null || true; grep -v {mark} /etc/fstab > /etc/fstab.ffe-tmp || true; chmod 0644 /etc/fstab.ffe-tmp; sync; {REPLACE_FSTAB}; fi",
             mark = quote(FSTAB_MARK),
             mnt = quote(&spec.backup_mount)
         ));

@@ -172,3 +172,28 @@ fn host_dying_mid_apply_fails_clearly_and_reapply_converges() {
     std::fs::write(&token_file, pinned).unwrap();
     env.apply_ok();
 }
+
+/// A host whose fstab still has the backup-share line of an earlier configuration (NFS managed
+/// before, nfs_server/nfs_export unset now) shows drift and the apply removes the line.
+#[test]
+fn an_nfs_line_left_from_an_earlier_configuration_is_removed() {
+    let env = Env::new(3, 2);
+    env.tfvars(2, "");
+    env.apply_ok();
+    let fstab = env.lab.host(&worker(0)).unwrap().root_dir.join("etc/fstab");
+    let before = std::fs::read_to_string(&fstab).unwrap_or_default();
+    std::fs::write(
+        &fstab,
+        format!(
+            "{before}10.210.250.250:/exports/old /mnt/backups nfs4 defaults,_netdev,nofail,hard,timeo=600 0 0 # ffe-ha backup share\n"
+        ),
+    )
+    .unwrap();
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 2, "the leftover line is not drift:\n{plan}");
+    assert!(plan.contains("still mounts the backup share"), "{plan}");
+    env.apply_ok();
+    assert_eq!(std::fs::read_to_string(&fstab).unwrap_or_default(), before);
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 0, "{plan}");
+}

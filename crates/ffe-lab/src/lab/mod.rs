@@ -201,6 +201,7 @@ impl Lab {
             records_dir: dir.join("records"),
             version: crate::STANDIN_VERSION.to_string(),
             join_hold_ms: standin::DEFAULT_JOIN_HOLD_MS,
+            join_retry_ms: standin::DEFAULT_JOIN_RETRY_MS,
         };
         let hosts = spec
             .hosts

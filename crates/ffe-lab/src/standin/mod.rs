@@ -49,6 +49,9 @@ pub const KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
 /// Default hold time of the join-in-progress (learner) marker.
 pub const DEFAULT_JOIN_HOLD_MS: u64 = 300;
 
+/// Default time a join retries an unreachable server (see [`Settings::join_retry_ms`]).
+pub const DEFAULT_JOIN_RETRY_MS: u64 = 20_000;
+
 /// The host a stand-in invocation runs on.
 #[derive(Debug, Clone)]
 pub struct HostEnv {
@@ -267,6 +270,7 @@ pub(crate) mod testutil {
             records_dir: shared.join("records"),
             version: "v1.33.5+k3s1".into(),
             join_hold_ms: 0,
+            join_retry_ms: 0,
         };
         let host = HostEnv {
             root,

@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{StandinError, DEFAULT_JOIN_HOLD_MS, LAB_MARKER};
+use super::{StandinError, DEFAULT_JOIN_HOLD_MS, DEFAULT_JOIN_RETRY_MS, LAB_MARKER};
 
 /// `standin.json`: where the lab-wide datastore and records live, and the version to report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -13,10 +13,19 @@ pub struct Settings {
     /// How long a joining server holds the learner marker (default 300 ms).
     #[serde(default = "default_hold")]
     pub join_hold_ms: u64,
+    /// How long a join keeps retrying a server that does not answer before the start fails.
+    /// Real k3s retries without end (systemd's start never returns); the stand-in stops so a lab
+    /// test cannot hang, and the provider's own step limit is tested separately.
+    #[serde(default = "default_retry")]
+    pub join_retry_ms: u64,
 }
 
 fn default_hold() -> u64 {
     DEFAULT_JOIN_HOLD_MS
+}
+
+fn default_retry() -> u64 {
+    DEFAULT_JOIN_RETRY_MS
 }
 
 impl Settings {

@@ -763,3 +763,24 @@ fn deploy_controller_skips_a_file_whose_addon_has_its_checksum() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_join_waits_for_its_server_to_come_back_like_k3s_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = server1(dir.path());
+    let full = std::fs::read_to_string(s1.path("/var/lib/rancher/k3s/server/token")).unwrap();
+    assert_eq!(call(&s1, "systemctl", &["stop", "k3s"]).exit_code, 0);
+    let mut s2 = host(dir.path(), "s2", "10.210.9.12");
+    s2.settings.join_retry_ms = 10_000;
+    write_config(
+        &s2,
+        &format!("token: {}\nserver: https://10.210.9.11:6443\n", full.trim()),
+    );
+    let joiner = std::thread::spawn(move || install(&s2, "server"));
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert!(!joiner.is_finished(), "the join gave up at once");
+    assert_eq!(call(&s1, "systemctl", &["start", "k3s"]).exit_code, 0);
+    let out = joiner.join().unwrap();
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert!(cluster(&s1).etcd_members.contains(&"s2".to_string()));
+}

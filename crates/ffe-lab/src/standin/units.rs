@@ -253,6 +253,21 @@ fn register(
                 failed("k3s stand-in: --token is required to join a cluster: set `token:` in config.yaml")
             })?;
             let hold = Duration::from_millis(host.settings.join_hold_ms);
+            // k3s keeps retrying a join server that does not answer (the unit's start blocks
+            // meanwhile): wait for it to come back, up to join_retry_ms.
+            let deadline =
+                std::time::Instant::now() + Duration::from_millis(host.settings.join_retry_ms);
+            while std::time::Instant::now() < deadline {
+                let (addr, port) = parse_server_url(url)?;
+                let up = port == 6443
+                    && ds
+                        .read()?
+                        .is_some_and(|s| s.active_server(&addr).is_some());
+                if up {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
             let step = ds.update(|s| {
                 if !check_join(s, url, token, role)? {
                     warnings.push(UNPINNED_JOIN_WARNING.to_string());
