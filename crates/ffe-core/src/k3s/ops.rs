@@ -126,7 +126,7 @@ impl<'a> Executor<'a> {
                 first,
                 "read cluster CA hash",
                 format!(
-                    "the cluster CA changed (known {known}, the server now has {read}): this server was re-initialised outside Terraform. Nothing was joined to it; restore the cluster (docs/lifecycle.md) before applying again"
+                    "the cluster CA changed (known {known}, the server now has {read}): this server was re-initialised outside Terraform. Nothing was joined to it. If that was a mistake, restore this server from an etcd snapshot on the backup share (k3s server --cluster-reset --cluster-reset-restore-path=<snapshot>) before applying again"
                 ),
             )),
             _ => {

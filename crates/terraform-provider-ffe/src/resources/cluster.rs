@@ -337,7 +337,7 @@ impl ClusterResource {
                     Some(known) if *known != read => {
                         diags.root_error(
                             "the cluster CA of the first server changed",
-                            format!("{}: Terraform state pins the cluster CA {known}, the server now has {read}: it was re-initialised outside Terraform. Nothing was changed. Restore the cluster (docs/lifecycle.md) before applying again.", first.name),
+                            format!("{}: Terraform state pins the cluster CA {known}, the server now has {read}: it was re-initialised outside Terraform. Nothing was changed. If that was a mistake, restore this server from an etcd snapshot on the backup share (k3s server --cluster-reset --cluster-reset-restore-path=<snapshot>) before applying again.", first.name),
                         );
                         return None;
                     }
