@@ -413,12 +413,14 @@ impl SshPool {
             Ok::<_, SshError>(out)
         };
         let grace = self.settings.connect_timeout + Duration::from_secs(REMOTE_KILL_GRACE_SECS + 5);
+        let started = std::time::Instant::now();
         let out = tokio::time::timeout(limit + grace, fut)
             .await
             .map_err(|_| timed_out())??;
         let code = out.status.code().unwrap_or(-1);
-        // `timeout` exits 124 when it stopped the command, 137 when it had to kill it.
-        if code == 124 || code == 137 {
+        // `timeout` exits 124 when it stopped the command, 137 when it had to kill it; a command
+        // killed earlier (the OOM killer, 137) keeps its own exit code.
+        if (code == 124 || code == 137) && started.elapsed() + Duration::from_secs(1) >= limit {
             return Err(timed_out());
         }
         Ok(RemoteOutput {
@@ -496,22 +498,35 @@ impl SshPool {
         mode: u32,
         data: StdinSource<'_>,
     ) -> Result<(), SshError> {
-        let script = atomic_write_script(path, mode);
+        let len = match data {
+            StdinSource::Bytes(b) => b.len() as u64,
+            StdinSource::File(p) => tokio::fs::metadata(p)
+                .await
+                .map_err(|e| SshError::LocalFile {
+                    path: p.display().to_string(),
+                    reason: e.to_string(),
+                })?
+                .len(),
+        };
+        let script = atomic_write_script(path, mode, len);
         self.run_input(t, step, &script, Some(data))
             .await
             .map(|_| ())
     }
 }
 
-/// Shell that writes stdin to `path` atomically with `mode`.
-pub fn atomic_write_script(path: &str, mode: u32) -> String {
+/// Shell that writes stdin to `path` atomically with `mode`. The file is put in place only if
+/// exactly `len` bytes arrived: an upload cut short never replaces the old file.
+pub fn atomic_write_script(path: &str, mode: u32, len: u64) -> String {
     let dir = Path::new(path)
         .parent()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "/".into());
     let tmp = format!("{path}.ffe-tmp");
     format!(
-        "set -e; umask 077; mkdir -p {dir}; rm -f {tmp}; cat > {tmp}; chmod {mode:o} {tmp}; sync {tmp}; mv -f {tmp} {path}; sync {dir}",
+        "set -e; umask 077; mkdir -p {dir}; rm -f {tmp}; cat > {tmp}; \
+         got=$(wc -c < {tmp}); if [ \"$got\" -ne {len} ]; then rm -f {tmp}; echo \"received $got of {len} bytes\" >&2; exit 1; fi; \
+         chmod {mode:o} {tmp}; sync {tmp}; mv -f {tmp} {path}; sync {dir}",
         dir = quote(&dir),
         tmp = quote(&tmp),
         path = quote(path),
@@ -574,7 +589,7 @@ mod tests {
     fn atomic_write_goes_through_a_temp_file() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("sub/config.yaml");
-        let script = atomic_write_script(target.to_str().unwrap(), 0o600);
+        let script = atomic_write_script(target.to_str().unwrap(), 0o600, 9);
         let mut child = std::process::Command::new("sh")
             .arg("-c")
             .arg(&script)
@@ -594,6 +609,29 @@ mod tests {
         let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert!(!dir.path().join("sub/config.yaml.ffe-tmp").exists());
+    }
+
+    /// An upload cut short (fewer bytes than announced) never replaces the file.
+    #[test]
+    fn atomic_write_refuses_a_short_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("k3s");
+        std::fs::write(&target, "old binary").unwrap();
+        let script = atomic_write_script(target.to_str().unwrap(), 0o755, 1000);
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"trunc").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("received 5 of 1000 bytes"));
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "old binary");
+        assert!(!dir.path().join("k3s.ffe-tmp").exists());
     }
 
     #[test]

@@ -630,6 +630,19 @@ fn changed_labels_and_taints_reach_the_nodes() {
     }
     let (code, plan) = env.plan_exit();
     assert_eq!(code, 0, "{plan}");
+    // A new value for a kept key and effect replaces the taint; it is not removed.
+    env.tfvars(
+        2,
+        "node_labels = { \"example.com/tier\" = \"silver\" }\n\
+         server_taints = [\"dedicated=infra:NoSchedule\"]",
+    );
+    env.apply_ok();
+    let cluster = env.lab.standin_cluster().unwrap().unwrap();
+    for i in 0..3 {
+        let t = &cluster.nodes[&master(i)].taints;
+        assert_eq!(t.len(), 1, "{t:?}");
+        assert_eq!(t[0].value.as_deref(), Some("infra"), "{t:?}");
+    }
 }
 
 /// install.sh skips the service start when binary, unit and env file are unchanged (the stand-in

@@ -48,7 +48,7 @@ pub fn render(spec: &ClusterSpec, node: &Node, role: Role, secrets: &JoinSecrets
         Role::Server => put("token", secrets.server_join_token().into()),
         Role::Agent => put("token", secrets.agent_join_token().into()),
     }
-    if role == Role::Server {
+    if role == Role::Server && secrets.has_agent_token() {
         put("agent-token", secrets.agent.clone().into());
     }
     if is_bootstrap {
@@ -176,6 +176,17 @@ mod tests {
         assert_eq!(y["etcd-snapshot-retention"], Value::from(120));
         assert_eq!(y["node-taint"], strs(["CriticalAddonsOnly=true:NoExecute"]));
         assert_eq!(y["node-label"], strs(["ffe.io/cluster=ffe-prod"]));
+    }
+
+    #[test]
+    fn a_cluster_without_an_agent_token_gets_none_added() {
+        let s = spec();
+        let mut legacy = JoinSecrets::from_state(&format!("K10{HASH}::server:srv"), None);
+        legacy.fill_missing();
+        let first = parse(&render(&s, &s.servers[0], Role::Server, &legacy));
+        assert!(first.get("agent-token").is_none());
+        let agent = parse(&render(&s, &s.agents[0], Role::Agent, &legacy));
+        assert_eq!(agent["token"], Value::from(format!("K10{HASH}::node:srv")));
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl<'a> Executor<'a> {
                 }
             }
         }
-        Ok(())
+        self.sync_changed_node_meta().await
     }
 
     async fn act(&self, action: &Action) -> Result<(), OpsError> {
@@ -318,19 +318,35 @@ impl<'a> Executor<'a> {
     async fn install(&self, n: &Node, role: Role) -> Result<(), OpsError> {
         self.write_config(n, role).await?;
         self.run_installer(n, role).await?;
-        self.wait_ready(n, role).await?;
-        self.sync_node_meta(n, role).await
+        self.wait_ready(n, role).await
     }
 
     /// k3s applies `node-taint` only when a node registers and `node-label` only adds: a change
     /// of `node_labels` or `server_taints` on an existing node would never reach its Node object
-    /// although its config (and so its hash) says it did. Set them through the API, and remove
-    /// the ones a previous apply set that are no longer wanted. Skipped on create (registration
-    /// applies them).
-    async fn sync_node_meta(&self, n: &Node, role: Role) -> Result<(), OpsError> {
+    /// although its config (and so its hash) says it did. So when they changed since the last
+    /// applied state, every node gets them through the API, after all other steps (a retry after
+    /// a failure does it again: the state still holds the old values).
+    async fn sync_changed_node_meta(&self) -> Result<(), OpsError> {
         let Some(prior) = &self.prior else {
-            return Ok(());
+            return Ok(()); // create: registration applies them
         };
+        if prior.node_labels == self.spec.node_labels
+            && prior.server_taints == self.spec.server_taints
+        {
+            return Ok(());
+        }
+        for (n, role) in self.spec.all_nodes() {
+            self.sync_node_meta(prior, n, role).await?;
+        }
+        Ok(())
+    }
+
+    async fn sync_node_meta(
+        &self,
+        prior: &ClusterSpec,
+        n: &Node,
+        role: Role,
+    ) -> Result<(), OpsError> {
         let script = node_meta_script(prior, self.spec, n, role);
         on_first_server(
             self.pool,
@@ -396,8 +412,7 @@ impl<'a> Executor<'a> {
             )
             .await
             .map_err(|e| not_started(n, role, &step, e))?;
-        self.wait_ready(n, role).await?;
-        self.sync_node_meta(n, role).await
+        self.wait_ready(n, role).await
     }
 
     async fn upgrade(&self, n: &Node, role: Role) -> Result<(), OpsError> {
@@ -406,10 +421,16 @@ impl<'a> Executor<'a> {
             self.install(n, role).await?;
             return self.wait_upgraded(n).await;
         }
-        self.kubectl(n, "cordon + drain before upgrade", &drain_cmd(&n.name))
-            .await?;
-        let upgraded = match self.install(n, role).await {
-            Ok(()) => self.wait_upgraded(n).await,
+        // drain cordons first: a drain that fails (a PodDisruptionBudget, its timeout) is
+        // uncordoned below like a failed upgrade.
+        let upgraded = match self
+            .kubectl(n, "cordon + drain before upgrade", &drain_cmd(&n.name))
+            .await
+        {
+            Ok(_) => match self.install(n, role).await {
+                Ok(()) => self.wait_upgraded(n).await,
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         // Uncordon whatever happened: a node we cordoned must not stay out of service. A node
@@ -665,27 +686,33 @@ pub fn node_meta_script(prior: &ClusterSpec, spec: &ClusterSpec, n: &Node, role:
         ));
     }
     if role == Role::Server {
+        // A taint is identified by key and effect: `key=value:Effect` is removed as
+        // `key:Effect-`. Only pairs no longer wanted go (a new value for a kept pair is set by
+        // `--overwrite` below); removals first; one already gone is not an error.
+        let key_effect = |t: &str| -> String {
+            match t.rsplit_once(':') {
+                Some((kv, effect)) => format!("{}:{effect}", kv.split('=').next().unwrap_or(kv)),
+                None => t.to_string(),
+            }
+        };
+        let wanted: Vec<String> = spec.server_taints.iter().map(|t| key_effect(t)).collect();
+        let mut removed: Vec<String> = prior
+            .server_taints
+            .iter()
+            .map(|t| key_effect(t))
+            .filter(|ke| !wanted.contains(ke))
+            .collect();
+        removed.dedup();
+        for ke in removed {
+            script.push_str(&format!(
+                "out=$({KUBECTL} taint node {node} {} 2>&1) || case \"$out\" in *'not found'*) ;; *) echo \"$out\" >&2; exit 1;; esac; ",
+                quote(&format!("{ke}-"))
+            ));
+        }
         for t in &spec.server_taints {
             script.push_str(&format!(
                 "{KUBECTL} taint node {node} --overwrite {}; ",
                 quote(t)
-            ));
-        }
-        // `key=value:Effect` is removed as `key:Effect-`; one already gone is not an error.
-        for t in prior
-            .server_taints
-            .iter()
-            .filter(|t| !spec.server_taints.contains(t))
-        {
-            let removal = match t.rsplit_once(':') {
-                Some((kv, effect)) => {
-                    format!("{}:{effect}-", kv.split('=').next().unwrap_or(kv))
-                }
-                None => format!("{t}-"),
-            };
-            script.push_str(&format!(
-                "out=$({KUBECTL} taint node {node} {} 2>&1) || case \"$out\" in *'not found'*) ;; *) echo \"$out\" >&2; exit 1;; esac; ",
-                quote(&removal)
             ));
         }
     }

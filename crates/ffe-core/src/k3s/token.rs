@@ -68,12 +68,20 @@ impl JoinSecrets {
         }
     }
 
-    /// Give a cluster without an agent token a new one (the next apply rewrites every node's
-    /// config with it, servers first).
+    /// A cluster created without an agent token keeps running without one: k3s keeps the agent
+    /// password in its bootstrap data, and adding one to running servers leaves that out of sync
+    /// (k3s rotates it only with `k3s token rotate`). Without an agent token k3s's agent password
+    /// is the server secret, so agents join with `K10<CA>::node:<server secret>`, and no
+    /// `agent-token` key is written (see [`Self::has_agent_token`]).
     pub fn fill_missing(&mut self) {
         if self.agent.is_empty() {
-            self.agent = random_hex();
+            self.agent = self.server.clone();
         }
+    }
+
+    /// The cluster was bootstrapped with a separate agent token.
+    pub fn has_agent_token(&self) -> bool {
+        !self.agent.is_empty() && self.agent != self.server
     }
 
     /// Everything a node's config depends on is known (so config hashes can be planned).
@@ -152,8 +160,10 @@ mod tests {
         assert_eq!(old.ca_hash, None);
         assert!(old.agent.is_empty() && !old.is_complete());
         old.fill_missing();
-        assert_eq!(old.agent.len(), 64);
-        assert_ne!(old.agent, old.server);
+        // No agent token is added to a running cluster: agents use the server secret as k3s does.
+        assert_eq!(old.agent, "srv");
+        assert!(!old.has_agent_token());
+        assert!(JoinSecrets::generate().has_agent_token());
     }
 
     #[test]

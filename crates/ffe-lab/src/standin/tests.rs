@@ -784,3 +784,19 @@ fn a_join_waits_for_its_server_to_come_back_like_k3s_retries() {
     assert_eq!(out.exit_code, 0, "{out:?}");
     assert!(cluster(&s1).etcd_members.contains(&"s2".to_string()));
 }
+
+#[test]
+fn an_agent_token_added_to_a_running_cluster_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = server1(dir.path());
+    write_config(
+        &s1,
+        "token: sekret\nagent-token: new-agent-secret\ncluster-init: true\nnode-label: [zone=a]\n",
+    );
+    let out = call(&s1, "systemctl", &["restart", "k3s"]);
+    assert_ne!(out.exit_code, 0);
+    assert!(
+        out.message.contains("passwd newer than datastore"),
+        "{out:?}"
+    );
+}

@@ -242,6 +242,21 @@ fn register(
         host: host.hostname.clone(),
     };
     let ds = host.datastore();
+    if role == Role::Server {
+        if let (Some(given), Some(c)) = (&cfg.agent_token, ds.read()?) {
+            // k3s keeps the agent password in its bootstrap data: a server started with another
+            // agent-token gets out of sync with it ("passwd newer than datastore").
+            let current = c
+                .agent_token
+                .clone()
+                .unwrap_or_else(|| token_secret(&c.token).to_string());
+            if !c.etcd_members.is_empty() && *given != current {
+                return Err(failed(
+                    "k3s stand-in: agent-token differs from the agent password in the datastore: real k3s gets out of sync (\"passwd newer than datastore\"); change it only with `k3s token rotate`",
+                ));
+            }
+        }
+    }
     let token_of =
         |s: &Option<ClusterState>| s.as_ref().map(|c| c.token.clone()).unwrap_or_default();
     match (role, &cfg.server) {

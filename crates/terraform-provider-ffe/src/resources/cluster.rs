@@ -108,6 +108,22 @@ pub fn nodes(v: &NodeList) -> Vec<Node> {
         .unwrap_or_default()
 }
 
+/// A node's `ssh_port`, when set, must be a TCP port (never silently replaced by the default).
+pub fn bad_port(v: &NodeList) -> Result<(), String> {
+    for n in v.as_ref_option().into_iter().flatten() {
+        let Some(o) = n.as_ref_option() else { continue };
+        if let Some(p) = o.ssh_port.as_ref_option() {
+            if !(1..=65535).contains(p) {
+                return Err(format!(
+                    "node {}: ssh_port {p} is not a TCP port: use 1-65535, or null for the provider's ssh_port",
+                    opt_str(&o.name).unwrap_or_default()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn nodes_unknown(v: &NodeList) -> bool {
     match v {
         Value::Unknown => true,
@@ -189,6 +205,9 @@ impl ClusterState {
     }
 
     fn spec(&self) -> Result<ClusterSpec, (String, &'static str)> {
+        for (list, attr) in [(&self.servers, "servers"), (&self.agents, "agents")] {
+            bad_port(list).map_err(|m| (m, attr))?;
+        }
         let version = VersionSpec::parse(&opt_str(&self.kubernetes_version).unwrap_or_default())
             .map_err(|e| (e, "kubernetes_version"))?;
         let install = match str_or(&self.install_mode, "online").as_str() {
@@ -581,6 +600,12 @@ impl Resource for ClusterResource {
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
         let mut s = proposed;
         s.fill_defaults();
+        if !prior_secrets(&prior).is_complete() {
+            // State from before agent tokens / the CA hash: the apply completes the secrets
+            // (reading the CA hash from the first server), so both tokens may change.
+            s.token = Value::Unknown;
+            s.agent_token = Value::Unknown;
+        }
         if !s.spec_known() {
             s.node_config_sha256 = Value::Unknown;
             s.node_versions = Value::Unknown;
@@ -600,11 +625,8 @@ impl Resource for ClusterResource {
         if secrets.is_complete() {
             s.node_config_sha256 = to_map(state::wanted_config_sha256(&spec, &secrets));
         } else {
-            // State from before agent tokens / the CA hash: the apply completes the secrets
-            // (reading the CA hash from the first server) and rewrites the node configs.
+            // Incomplete secrets (see above): the node configs are rewritten too.
             s.node_config_sha256 = Value::Unknown;
-            s.token = Value::Unknown;
-            s.agent_token = Value::Unknown;
         }
         s.members = to_list(state::member_names(&spec));
         s.api_endpoint = Value::Value(spec.api_endpoint());
@@ -727,5 +749,12 @@ mod tests {
         let n = nodes(&list);
         assert_eq!(n[0].target().port, Some(2222));
         assert_eq!(n[1].target().port, None, "null: the provider's ssh_port");
+        assert!(bad_port(&list).is_ok());
+        let bad: NodeList = Value::Value(vec![Value::Value(NodeObj {
+            name: Value::Value("m0".into()),
+            address: Value::Value("10.210.1.10".into()),
+            ssh_port: Value::Value(70000),
+        })]);
+        assert!(bad_port(&bad).unwrap_err().contains("ssh_port 70000"));
     }
 }
