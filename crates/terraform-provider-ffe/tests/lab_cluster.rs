@@ -145,21 +145,11 @@ fn lifecycle_apply_reapply_scale_destroy() {
     assert_eq!(m0, manifests(&master(2)));
 
     // Re-apply with no change: plan is empty and nothing on any host is changed.
-    let before: Vec<usize> = env
-        .lab
-        .hosts()
-        .iter()
-        .map(|h| env.mutations(&h.name).len())
-        .collect();
+    let before = env.mutation_counts();
     let (code, out) = env.plan_exit();
     assert_eq!(code, 0, "a converged cluster must plan no changes:\n{out}");
     env.apply_ok();
-    let after: Vec<usize> = env
-        .lab
-        .hosts()
-        .iter()
-        .map(|h| env.mutations(&h.name).len())
-        .collect();
+    let after = env.mutation_counts();
     assert_eq!(before, after, "a no-op apply changed something on a host");
 
     // A kubeconfig deleted locally comes back with the next apply, touching no host.
@@ -171,12 +161,7 @@ fn lifecycle_apply_reapply_scale_destroy() {
     );
     env.apply_ok();
     assert!(env.kubeconfig_path().exists());
-    let after_restore: Vec<usize> = env
-        .lab
-        .hosts()
-        .iter()
-        .map(|h| env.mutations(&h.name).len())
-        .collect();
+    let after_restore = env.mutation_counts();
     assert_eq!(
         after, after_restore,
         "restoring the kubeconfig changed a host"

@@ -145,12 +145,7 @@ fn host_dying_mid_apply_fails_clearly_and_reapply_converges() {
     let pinned = std::fs::read_to_string(&token_file).unwrap();
     let (_, creds) = pinned.trim().split_once("::").unwrap();
     std::fs::write(&token_file, format!("K10{}::{creds}\n", "f".repeat(64))).unwrap();
-    let before: Vec<usize> = env
-        .lab
-        .hosts()
-        .iter()
-        .map(|h| env.mutations(&h.name).len())
-        .collect();
+    let before = env.mutation_counts();
     // Any change makes Terraform call the provider; a new snapshot retention rewrites the
     // servers' configs.
     env.tfvars(
@@ -162,12 +157,7 @@ fn host_dying_mid_apply_fails_clearly_and_reapply_converges() {
         msg.contains("cluster CA of the first server changed"),
         "{msg}"
     );
-    let after: Vec<usize> = env
-        .lab
-        .hosts()
-        .iter()
-        .map(|h| env.mutations(&h.name).len())
-        .collect();
+    let after = env.mutation_counts();
     assert_eq!(after, before, "a node was touched");
     std::fs::write(&token_file, pinned).unwrap();
     env.apply_ok();

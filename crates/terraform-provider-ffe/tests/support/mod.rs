@@ -254,6 +254,15 @@ host_sysctls = {{ "net.ipv4.ip_forward" = "1" }}
         self.lab.standin_records(host).unwrap_or_default()
     }
 
+    /// How many changing records each lab host has, in host order (to show a step touched none).
+    pub fn mutation_counts(&self) -> Vec<usize> {
+        self.lab
+            .hosts()
+            .iter()
+            .map(|h| self.mutations(&h.name).len())
+            .collect()
+    }
+
     /// Records that change something on the host (reads filtered out).
     pub fn mutations(&self, host: &str) -> Vec<StandinRecord> {
         self.records(host)
