@@ -16,7 +16,8 @@ provider "ffe" {
 locals {
   backup_mount      = trimsuffix(var.backup_nfs_mount, "/")
   etcd_snapshot_dir = "${local.backup_mount}/etcd-snapshots"
-  kubeconfig_path   = coalesce(var.kubeconfig_path, "${path.root}/kubeconfig-${var.cluster_name}.yaml")
+  # Absolute, so `terraform output -raw kubeconfig_path` works from any directory.
+  kubeconfig_path = abspath(pathexpand(coalesce(var.kubeconfig_path, "${path.root}/kubeconfig-${var.cluster_name}.yaml")))
 
   # The API certificate covers every server IP and the VIP, so the kubeconfig works through any of them.
   tls_san = distinct(concat(var.master_ips, compact([var.api_vip]), var.extra_tls_sans))

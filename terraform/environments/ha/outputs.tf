@@ -23,7 +23,7 @@ output "worker_names" {
 }
 
 output "kubeconfig_path" {
-  description = "Path of the admin kubeconfig written after apply (mode 0600): export KUBECONFIG=$(terraform output -raw kubeconfig_path)."
+  description = "Absolute path of the admin kubeconfig written after apply (mode 0600): export KUBECONFIG=$(terraform output -raw kubeconfig_path), from any directory."
   value       = ffe_k3s_cluster.this.kubeconfig_path
 }
 

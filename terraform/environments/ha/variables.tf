@@ -577,13 +577,13 @@ variable "airgap_installer_path" {
 }
 
 variable "kubeconfig_path" {
-  description = "Where the admin kubeconfig is written (mode 0600) after the cluster is created. null = ./kubeconfig-<cluster_name>.yaml in this directory."
+  description = "Where the admin kubeconfig is written (mode 0600) after the cluster is created. null = kubeconfig-<cluster_name>.yaml in this directory. A relative path is taken from the directory terraform runs in; the output is always absolute."
   type        = string
   default     = null
 
   validation {
     condition     = var.kubeconfig_path == null || length(trimspace(coalesce(var.kubeconfig_path, " "))) > 0
-    error_message = "kubeconfig_path must be a file path, or null for ./kubeconfig-<cluster_name>.yaml."
+    error_message = "kubeconfig_path must be a file path, or null for kubeconfig-<cluster_name>.yaml in this directory."
   }
 }
 

@@ -82,7 +82,8 @@ run "example_plans_six_hosts_and_the_cluster" {
     error_message = "api_endpoint must use the VIP: ${output.api_endpoint}"
   }
   assert {
-    condition     = output.kubeconfig_path == "./kubeconfig-ffe-prod.yaml"
+    # Absolute (issue 12: a relative path broke every kubectl/helm step run from elsewhere).
+    condition     = startswith(output.kubeconfig_path, "/") && endswith(output.kubeconfig_path, "/terraform/environments/ha/kubeconfig-ffe-prod.yaml")
     error_message = "kubeconfig_path: ${output.kubeconfig_path}"
   }
   assert {
