@@ -335,29 +335,22 @@ impl<'a> Executor<'a> {
         {
             return Ok(());
         }
-        for (n, role) in self.spec.all_nodes() {
-            self.sync_node_meta(prior, n, role).await?;
-        }
-        Ok(())
-    }
-
-    async fn sync_node_meta(
-        &self,
-        prior: &ClusterSpec,
-        n: &Node,
-        role: Role,
-    ) -> Result<(), OpsError> {
-        let script = node_meta_script(prior, self.spec, n, role);
+        // One kubectl script for every node: one SSH round trip, not one per node.
+        let scripts: Vec<String> = self
+            .spec
+            .all_nodes()
+            .map(|(n, role)| node_meta_script(prior, self.spec, n, role))
+            .collect();
+        let limit = KUBECTL_STEP * u32::try_from(scripts.len()).unwrap_or(u32::MAX).max(1);
         on_first_server(
             self.pool,
             &self.spec.servers,
             "set node labels and taints",
-            &script,
-            KUBECTL_STEP,
+            &scripts.join("; "),
+            limit,
         )
         .await
         .map(|_| ())
-        .map_err(|e| OpsError::step(n, "set node labels and taints", e.to_string()))
     }
 
     /// Before restarting or removing a server, every other member server must answer healthy:
