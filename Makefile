@@ -14,29 +14,41 @@ export CARGO_TERM_COLOR := never
 export PROTOC := /nonexistent/protoc-is-not-needed
 ENV_HA      := $(ROOT)/terraform/environments/ha
 PROVIDER_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
-PLUGIN_DIR  := $(ENV_HA)/terraform.d/plugins/registry.terraform.io/three-rivers-tech/ffe/$(PROVIDER_VERSION)/linux_amd64
+# provider-install puts the provider in $(PLUGIN_BASE)/<platform>, the platform named as Terraform
+# names it (linux_amd64, linux_arm64, darwin_arm64, ...): scripts/tf-platform.sh asks terraform.
+PLUGIN_BASE := $(ENV_HA)/terraform.d/plugins/registry.terraform.io/three-rivers-tech/ffe/$(PROVIDER_VERSION)
+# `make tools KUBERNETES_MINOR=v1.37`: kubectl/Helm for another supported minor (default: pins.tf's).
+KUBERNETES_MINOR ?=
 
 TEST_TARGETS :=
 include $(sort $(wildcard mk/*.mk))
 
-.PHONY: help deps build provider-install plan test
+.PHONY: help tools deps build provider-install plan test
 help:
-	@echo "make plan   build + install the provider, terraform init (offline), plan the example tfvars"
-	@echo "make test   install test dependencies, then run every test: $(TEST_TARGETS)"
+	@echo "make plan   build + install the provider (cargo fetches crates from crates.io on the first build),"
+	@echo "            terraform init (offline), plan terraform.tfvars.example alone (your terraform.tfvars is left out)"
+	@echo "make test   install test dependencies (make deps, as root), then run every test: $(TEST_TARGETS)"
+	@echo "make tools  operator tools only: Helm and kubectl for the cluster's Kubernetes minor into tools/bin (no root)"
 
+# Operator tools (no root, no apt): Helm + kubectl matching the cluster's Kubernetes minor.
+tools:
+	./scripts/install-tools.sh $(KUBERNETES_MINOR)
+
+# Everything the tests need (apt as root, Python venvs, Helm v3, cargo-nextest) plus `tools`.
 deps:
-	./scripts/install-deps.sh
+	KUBERNETES_MINOR=$(KUBERNETES_MINOR) ./scripts/install-deps.sh
 
 build:
 	cargo build --workspace --bins
 
 provider-install: build
-	mkdir -p $(PLUGIN_DIR)
-	install -m 0755 target/debug/terraform-provider-ffe $(PLUGIN_DIR)/terraform-provider-ffe_v$(PROVIDER_VERSION)
+	@platform=$$(./scripts/tf-platform.sh); dir=$(PLUGIN_BASE)/$$platform; \
+	mkdir -p "$$dir" && install -m 0755 target/debug/terraform-provider-ffe "$$dir/terraform-provider-ffe_v$(PROVIDER_VERSION)"; \
+	echo "provider-install: $${dir#$(ROOT)/}/terraform-provider-ffe_v$(PROVIDER_VERSION)"
 
+# The example alone, in a scratch copy without auto-loaded *.tfvars (scripts/plan-example.sh).
 plan: provider-install
-	cd $(ENV_HA) && rm -f .terraform.lock.hcl && terraform init -input=false -backend=false >/dev/null
-	cd $(ENV_HA) && terraform plan -input=false -refresh=false -var-file=terraform.tfvars.example
+	./scripts/plan-example.sh
 
 test: deps
 	$(MAKE) --no-print-directory $(TEST_TARGETS)

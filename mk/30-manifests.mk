@@ -27,7 +27,7 @@ MANIFESTS_VALIDATE := target/debug/ffe-validate terraform-plan --crds upstream/c
 test-manifests: provider-install app-chart
 	@SECONDS=0; \
 	rm -rf $(MANIFESTS_WORK) && mkdir -p $(MANIFESTS_WORK); \
-	tar -C $(ROOT) --exclude=.terraform --exclude=.terraform.lock.hcl --exclude='*.tfstate*' \
+	tar -C $(ROOT) --exclude=.terraform --exclude=.terraform.lock.hcl --exclude='*.tfstate*' --exclude=terraform.tfvars --exclude='*.auto.tfvars*' \
 	  --exclude=tfplan -cf - terraform monitoring helm upstream docs/examples | tar -C $(MANIFESTS_WORK) -xf -; \
 	cd $(MANIFESTS_ENV) && terraform init -input=false -backend=false -no-color >/dev/null; \
 	for plan in example full; do \

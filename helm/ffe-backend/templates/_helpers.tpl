@@ -218,4 +218,91 @@ PgBouncer from the credential keys (unless database.external, where Vault or dat
 {{- if and .Values.httpRoute.enabled (not .Values.httpRoute.parentRefs) }}
 {{- fail "httpRoute.enabled needs httpRoute.parentRefs (the platform's Gateway)" }}
 {{- end }}
+{{- /* The message never repeats the URL: it holds a password. */}}
+{{- if regexMatch "://[^/@[:space:]]+:[^/@[:space:]]*@|[?&]password=" (default "" .Values.database.url) }}
+{{- fail (printf "database.url holds credentials (user:password@ or password=): the chart would write them into the Deployment as a plain env value (readable by anyone who may read Deployments, and kept in every Helm release revision). Put the whole URL into a Secret instead: kubectl -n %s create secret generic ffe-backend-env --from-literal=DATABASE_URL='postgresql://USER:PASSWORD@HOST:5432/ffe?sslmode=...', then set secrets.existingSecret=ffe-backend-env and database.external=true and leave database.url empty (docs/app.md, Install)" .Release.Namespace) }}
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when a host name (route side) and a listener host name intersect, as Gateway API attaches
+routes: a listener without host name takes every name; "*.example.com" (either side) covers
+"a.example.com" and "b.a.example.com" but not "example.com".
+Input: dict "hostname" "listener".
+*/}}
+{{- define "ffe-backend.hostnameMatches" -}}
+{{- $h := .hostname }}
+{{- $l := .listener }}
+{{- if or (not $l) (eq $h $l) (and (hasPrefix "*." $l) (hasSuffix (trimPrefix "*" $l) $h)) (and (hasPrefix "*." $h) (hasSuffix (trimPrefix "*" $h) $l)) }}true{{ end }}
+{{- end }}
+
+{{/*
+The route host names that match none of the listener host names, as a JSON list.
+Input: dict "hostnames" (list) "listeners" (list; "" = a listener without host name).
+*/}}
+{{- define "ffe-backend.unmatchedHostnames" -}}
+{{- $listeners := .listeners }}
+{{- $out := list }}
+{{- range $h := .hostnames }}
+{{- $hit := false }}
+{{- range $l := $listeners }}
+{{- if include "ffe-backend.hostnameMatches" (dict "hostname" $h "listener" $l) }}
+{{- $hit = true }}
+{{- end }}
+{{- end }}
+{{- if not $hit }}
+{{- $out = append $out $h }}
+{{- end }}
+{{- end }}
+{{- $out | toJson }}
+{{- end }}
+
+{{/*
+The route's host names must be served by the Gateway: a name no listener covers gets 404 (the route
+does not attach for it). The listeners come from httpRoute.gatewayListenerHostnames when set, else
+from the live Gateways of httpRoute.parentRefs (`lookup`; only the listener named by sectionName,
+if given). Nothing to compare (helm template, no cluster, Gateway not there yet, a route without
+host names): no check.
+*/}}
+{{- define "ffe-backend.checkRouteHostnames" -}}
+{{- $hostnames := (include "ffe-backend.routeSpec" . | fromJson).hostnames | default list }}
+{{- $listeners := list }}
+{{- $source := "" }}
+{{- if .Values.httpRoute.gatewayListenerHostnames }}
+{{- $listeners = .Values.httpRoute.gatewayListenerHostnames }}
+{{- $source = "httpRoute.gatewayListenerHostnames" }}
+{{- else }}
+{{- $gateways := list }}
+{{- range .Values.httpRoute.parentRefs }}
+{{- if and (eq (default "Gateway" .kind) "Gateway") (eq (default "gateway.networking.k8s.io" .group) "gateway.networking.k8s.io") }}
+{{- $ns := default $.Release.Namespace .namespace }}
+{{- $gw := lookup "gateway.networking.k8s.io/v1" "Gateway" $ns .name }}
+{{- if and $gw $gw.spec }}
+{{- $gateways = append $gateways (printf "%s/%s" $ns .name) }}
+{{- $section := .sectionName }}
+{{- range $gw.spec.listeners }}
+{{- if or (not $section) (eq .name $section) }}
+{{- $listeners = append $listeners (default "" .hostname) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $source = printf "Gateway %s" (join ", " $gateways) }}
+{{- end }}
+{{- if and $hostnames $listeners }}
+{{- $missing := include "ffe-backend.unmatchedHostnames" (dict "hostnames" $hostnames "listeners" $listeners) | fromJsonArray }}
+{{- if $missing }}
+{{- fail (printf "HTTPRoute host name(s) %s match no listener host name of %s: %s. The route does not attach for them and requests get 404. Fix: set httpRoute.hostnames in your values file (ffe-values.yaml, docs/app.md) to your terraform domain_names, or add the name to domain_names so the Gateway gets a listener for it" (join ", " $missing) $source (join ", " $listeners)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when the Prometheus operator's kind (input: dict "ctx" . "kind" "ServiceMonitor") is
+rendered: metrics.requireCrds, or the cluster serves monitoring.coreos.com/v1/<kind> (helm
+install/upgrade ask the cluster; helm template knows only --api-versions).
+*/}}
+{{- define "ffe-backend.monitoringApi" -}}
+{{- if or .ctx.Values.metrics.requireCrds (.ctx.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/v1/%s" .kind)) }}true{{ end }}
 {{- end }}

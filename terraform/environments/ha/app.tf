@@ -44,8 +44,13 @@ variable "app_set" {
 }
 
 locals {
-  app_repo_root   = "${path.module}/../../.."
-  app_values_path = var.app_values_file == null ? "${local.app_repo_root}/helm/ffe-backend/values-production.yaml" : (startswith(var.app_values_file, "/") ? var.app_values_file : "${local.app_repo_root}/${var.app_values_file}")
+  # The route's host names follow domain_names (the edge Gateway has one HTTPS listener per name),
+  # unless app_set sets them itself. Helm replaces a list set by index as a whole, so the values
+  # file's host names (the seed's domains in values-production.yaml) are dropped.
+  app_sets_hostnames = anytrue([for k in keys(var.app_set) : startswith(k, "httpRoute.hostnames")])
+  app_route_set      = local.app_sets_hostnames ? {} : { for i, name in var.domain_names : "httpRoute.hostnames[${i}]" => name }
+  app_repo_root      = "${path.module}/../../.."
+  app_values_path    = var.app_values_file == null ? "${local.app_repo_root}/helm/ffe-backend/values-production.yaml" : (startswith(var.app_values_file, "/") ? var.app_values_file : "${local.app_repo_root}/${var.app_values_file}")
 }
 
 # Renders the HelmChart (release "ffe" = the seed's, so the Deployment is ffe-backend in namespace
@@ -57,7 +62,7 @@ module "app" {
   enabled     = var.deploy_app
   chart_path  = "${path.module}/charts/ffe-backend.tgz"
   values_file = local.app_values_path
-  set         = var.app_set
+  set         = merge(local.app_route_set, var.app_set)
   namespace   = module.namespaces.names["ffe"] # PSA restricted, edge routes allowed
 }
 
@@ -71,6 +76,16 @@ resource "ffe_manifests" "app" {
   servers    = ffe_k3s_cluster.this.servers
   manifests  = module.app.manifests
   depends_on = [ffe_manifests.platform, ffe_manifests.monitoring]
+}
+
+# Host names set by hand must be served by the edge: a route to a name without a listener answers 404.
+check "app_hostnames_have_listeners" {
+  assert {
+    condition = !var.deploy_app || alltrue([
+      for k, v in var.app_set : contains(var.domain_names, tostring(v)) if startswith(k, "httpRoute.hostnames[")
+    ])
+    error_message = "app_set sets httpRoute.hostnames to names that are not in domain_names = ${jsonencode(var.domain_names)}: the edge Gateway has no listener for them, so those routes answer 404. Fix: add the names to domain_names, or drop the httpRoute.hostnames keys from app_set (they then follow domain_names)."
+  }
 }
 
 # The production values need Vault (agent injection) and PgBouncer, which nothing here deploys.

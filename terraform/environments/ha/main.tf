@@ -7,8 +7,8 @@
 provider "ffe" {
   ssh_user                      = var.ssh_user
   ssh_port                      = var.ssh_port
-  ssh_private_key_path          = var.ssh_private_key_path == null ? null : pathexpand(var.ssh_private_key_path)
-  ssh_known_hosts_file          = var.ssh_known_hosts_file == null ? null : pathexpand(var.ssh_known_hosts_file)
+  ssh_private_key_path          = var.ssh_private_key_path == null ? null : abspath(pathexpand(var.ssh_private_key_path))
+  ssh_known_hosts_file          = var.ssh_known_hosts_file == null ? null : abspath(pathexpand(var.ssh_known_hosts_file))
   ssh_insecure_ignore_host_keys = var.ssh_insecure_ignore_host_keys
   ssh_connect_timeout_seconds   = var.ssh_connect_timeout_seconds
 }
@@ -36,6 +36,10 @@ locals {
   etcd_snapshot_retention = coalesce(var.etcd_snapshot_retention, local.etcd_snapshots_per_day * var.backup_retention_days)
 
   airgap = var.install_mode == "airgap"
+
+  # Masters take application pods unless a taint keeps them off (NoSchedule/NoExecute).
+  masters_take_workloads = alltrue([for t in var.server_taints : endswith(t, ":PreferNoSchedule")])
+  app_schedulable_nodes  = var.worker_count + (local.masters_take_workloads ? var.master_count : 0)
 }
 
 resource "ffe_host" "master" {
@@ -124,6 +128,15 @@ check "acme_settings" {
   assert {
     condition     = !(var.acme_enabled && var.acme_staging)
     error_message = "acme_staging = true: certificates come from the Let's Encrypt STAGING CA and browsers will not trust them. Set acme_staging = false for production."
+  }
+}
+
+# The app runs 3 replicas spread over nodes with a PDB of minAvailable 2 (values-production.yaml):
+# that needs 3 nodes that take application pods. Masters take them only without a hard taint.
+check "app_spread" {
+  assert {
+    condition     = var.cluster_size != "ha" || local.app_schedulable_nodes >= 3
+    error_message = "Only ${local.app_schedulable_nodes} nodes take application pods (${var.worker_count} workers${local.masters_take_workloads ? " + ${var.master_count} masters" : "; the masters are tainted by server_taints"}): the app's 3 replicas share nodes, so one node loss takes 2 of them (below the PDB's minAvailable 2) and Postgres' instances share nodes too. Fix: add workers (worker_count >= 3), or on a small cluster let the masters run workloads with server_taints = [] (they then share CPU and memory with etcd: size them for both, docs/deploy.md)."
   }
 }
 

@@ -54,7 +54,7 @@ locals {
 check "kubernetes_version_supported" {
   assert {
     condition     = contains(local.supported_versions.kubernetes, local.kubernetes_minor)
-    error_message = "kubernetes_version = \"${local.kubernetes_version}\" is not a supported Kubernetes minor (past upstream end of life, or newer than this environment was tested with). Supported as of 2026-11: ${join(", ", local.supported_versions.kubernetes)}. The pinned add-ons are tested only on those (NGINX Gateway Fabric 2.6.7 refuses to install on Kubernetes older than 1.31, so the edge would not come up). Fix: set kubernetes_version = \"${local.default_versions.kubernetes}\" in terraform.tfvars (upgrades roll one server at a time)."
+    error_message = "kubernetes_version = \"${local.kubernetes_version}\" is not a supported Kubernetes minor (past upstream end of life, or newer than this environment was tested with). Supported as of 2026-11: ${join(", ", local.supported_versions.kubernetes)}. The pinned add-ons are tested only on those (NGINX Gateway Fabric 2.6.7 refuses to install on Kubernetes older than 1.31, so the edge would not come up). Fix for a new cluster: choose the version before the first apply, e.g. kubernetes_version = \"${local.default_versions.kubernetes}\" in terraform.tfvars. A cluster that already runs an older minor cannot jump: raise kubernetes_version one minor per apply (the plan refuses a skipped minor and any downgrade; docs/deploy.md, Upgrading k3s)."
   }
 }
 

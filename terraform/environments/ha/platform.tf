@@ -33,8 +33,9 @@ module "cni" {
 module "vip" {
   source = "../../modules/vip"
 
-  api_vip = var.api_vip
-  image   = local.platform_images.kube_vip
+  api_vip   = var.api_vip
+  interface = var.vip_interface
+  image     = local.platform_images.kube_vip
 }
 
 module "storage" {

@@ -331,7 +331,7 @@ variable "ssh_known_hosts_file" {
 
   validation {
     condition     = var.ssh_known_hosts_file == null || try(fileexists(pathexpand(var.ssh_known_hosts_file)), false)
-    error_message = "ssh_known_hosts_file = \"${coalesce(var.ssh_known_hosts_file, "null")}\" does not exist on this machine. Create it (e.g. `ssh-keyscan -H <node IPs> > known_hosts`, then verify the fingerprints) or remove the setting."
+    error_message = "ssh_known_hosts_file = \"${coalesce(var.ssh_known_hosts_file, "null")}\" does not exist on this machine. Create it (`ssh-keyscan -p <ssh_port> -t ed25519 <node IPs> > known_hosts`, then verify the fingerprints, docs/deploy.md) or remove the setting."
   }
 }
 
@@ -383,6 +383,17 @@ variable "api_vip" {
   validation {
     condition     = var.api_vip == null || !contains(concat(var.master_ips, var.worker_ips, compact([var.postgres_primary_ip]), var.vault_cluster_ips), coalesce(var.api_vip, "-"))
     error_message = "api_vip = \"${coalesce(var.api_vip, "null")}\" is already used by master_ips, worker_ips, postgres_primary_ip or vault_cluster_ips. The VIP must be a free address."
+  }
+}
+
+variable "vip_interface" {
+  description = "Node network interface kube-vip announces api_vip and the LoadBalancer addresses on (ARP), e.g. \"ens18\". Must exist on every master with the same name and carry network_cidr. null = kube-vip uses the interface of the default route (wrong on multi-NIC hosts whose default route is not on network_cidr; fails on hosts without a default route)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.vip_interface == null || can(regex("^[A-Za-z0-9_.-]{1,15}$", coalesce(var.vip_interface, "-")))
+    error_message = "vip_interface = \"${coalesce(var.vip_interface, "null")}\" is not a Linux interface name (1-15 letters, digits, '.', '_', '-'). Use the name `ip -br addr` shows on the masters for the address in network_cidr, or null."
   }
 }
 

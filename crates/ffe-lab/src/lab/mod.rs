@@ -58,6 +58,8 @@ pub enum LabError {
 pub struct LabSpec {
     pub hosts: Vec<String>,
     pub backup_mount: PathBuf,
+    /// The port every host's sshd listens on (22 unless a test needs another one).
+    pub ssh_port: u16,
 }
 
 /// One simulated host.
@@ -96,6 +98,7 @@ pub struct Lab {
     slot: u8,
     dir: PathBuf,
     backup_mount: PathBuf,
+    ssh_port: u16,
     hosts: Vec<LabHost>,
     children: Mutex<BTreeMap<String, Child>>,
     settings: Settings,
@@ -223,6 +226,7 @@ impl Lab {
             slot: n,
             dir,
             backup_mount: spec.backup_mount.clone(),
+            ssh_port: spec.ssh_port,
             hosts,
             children: Mutex::new(BTreeMap::new()),
             settings,
@@ -345,11 +349,12 @@ impl Lab {
         let key = ssh.join("ssh_host_ed25519_key");
         let pubkey = keygen(&key, &format!("ffe-lab host {}", h.name))?;
         let config = format!(
-            "ListenAddress {ip}:22\nHostKey {key}\nPidFile {pid}\nAuthorizedKeysFile {ak}\n\
+            "ListenAddress {ip}:{port}\nHostKey {key}\nPidFile {pid}\nAuthorizedKeysFile {ak}\n\
              PermitRootLogin prohibit-password\nPubkeyAuthentication yes\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nStrictModes no\nUsePAM no\nUseDNS no\nPrintMotd no\n\
              MaxStartups 200\nMaxSessions 100\nSubsystem sftp internal-sftp\n",
             ip = h.ip,
+            port = self.ssh_port,
             key = key.display(),
             pid = ssh.join("sshd.pid").display(),
             ak = self.dir.join("keys/authorized_keys").display(),
@@ -358,7 +363,13 @@ impl Lab {
         std::fs::write(&cfg, config).map_err(io(format!("write {}", cfg.display())))?;
         let mut fields = pubkey.split_whitespace();
         let (kind, body) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
-        Ok(format!("{} {kind} {body}\n", h.ip))
+        // OpenSSH writes a non-default port as `[ip]:port` in known_hosts.
+        let name = if self.ssh_port == 22 {
+            h.ip.to_string()
+        } else {
+            format!("[{}]:{}", h.ip, self.ssh_port)
+        };
+        Ok(format!("{name} {kind} {body}\n"))
     }
 
     /// `ip netns exec NS unshare --mount --uts --propagation private -- sh -c '<mounts>; exec sshd'`.
@@ -401,7 +412,7 @@ impl Lab {
     }
 
     fn wait_sshd(&self, h: &LabHost) -> Result<(), LabError> {
-        let addr = SocketAddr::from((h.ip, 22));
+        let addr = SocketAddr::from((h.ip, self.ssh_port));
         let deadline = Instant::now() + SSHD_WAIT;
         loop {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
@@ -425,6 +436,11 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The port every host's sshd listens on.
+    pub fn ssh_port(&self) -> u16 {
+        self.ssh_port
     }
 
     /// The lab's slot N (bridge `fflbN`, addresses 10.210.N.0/24).
@@ -513,6 +529,8 @@ impl Lab {
             "GlobalKnownHostsFile=/dev/null".into(),
             "-o".into(),
             "StrictHostKeyChecking=yes".into(),
+            "-p".into(),
+            self.ssh_port.to_string(),
             "-o".into(),
             "ConnectTimeout=5".into(),
             "-o".into(),

@@ -25,6 +25,19 @@ pub fn worker(i: usize) -> String {
     format!("{CLUSTER}-worker-{i}")
 }
 
+/// Terraform's `os_arch` name of this machine (`linux_amd64`, `linux_arm64`, ...), from
+/// `terraform version -json`: where Terraform looks for the provider in `terraform.d`.
+pub fn terraform_platform() -> String {
+    let out = Command::new("terraform")
+        .args(["version", "-json"])
+        .env("TF_CLI_CONFIG_FILE", "/dev/null")
+        .output()
+        .expect("run terraform version");
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("terraform version -json");
+    v["platform"].as_str().expect("platform").to_string()
+}
+
 /// A lab with `masters` + `workers` hosts and a private copy of the `ha` environment.
 pub struct Env {
     pub lab: Lab,
@@ -45,11 +58,35 @@ fn copy_env(src: &Path, dst: &Path) {
 
 impl Env {
     pub fn new(masters: usize, workers: usize) -> Env {
+        let e = Env::without_provider(masters, workers, 22);
+        let plugin = e.env_dir().join(format!(
+            "terraform.d/plugins/registry.terraform.io/three-rivers-tech/ffe/0.1.0/{}",
+            terraform_platform()
+        ));
+        std::fs::create_dir_all(&plugin).unwrap();
+        std::fs::copy(
+            env!("CARGO_BIN_EXE_terraform-provider-ffe"),
+            plugin.join("terraform-provider-ffe_v0.1.0"),
+        )
+        .unwrap();
+        let out = e.terraform(&["init", "-backend=false", "-input=false"]);
+        assert!(
+            out.status.success(),
+            "terraform init failed:\n{}",
+            text(&out)
+        );
+        e
+    }
+
+    /// The lab (sshd on `ssh_port`) and a private copy of the environment, with no provider
+    /// installed and no `terraform init` run: for tests that do those steps themselves.
+    pub fn without_provider(masters: usize, workers: usize, ssh_port: u16) -> Env {
         let mut hosts: Vec<String> = (0..masters).map(master).collect();
         hosts.extend((0..workers).map(worker));
         let lab = Lab::create(LabSpec {
             hosts,
             backup_mount: "/mnt/backups".into(),
+            ssh_port,
         })
         .expect("lab");
         let dir = tempfile::tempdir().unwrap();
@@ -65,23 +102,7 @@ impl Env {
         for d in ["monitoring", "helm"] {
             std::os::unix::fs::symlink(root.join(d), dir.path().join(d)).unwrap();
         }
-        let plugin = env.join(
-            "terraform.d/plugins/registry.terraform.io/three-rivers-tech/ffe/0.1.0/linux_amd64",
-        );
-        std::fs::create_dir_all(&plugin).unwrap();
-        std::fs::copy(
-            env!("CARGO_BIN_EXE_terraform-provider-ffe"),
-            plugin.join("terraform-provider-ffe_v0.1.0"),
-        )
-        .unwrap();
-        let e = Env { lab, dir, masters };
-        let out = e.terraform(&["init", "-backend=false", "-input=false"]);
-        assert!(
-            out.status.success(),
-            "terraform init failed:\n{}",
-            text(&out)
-        );
-        e
+        Env { lab, dir, masters }
     }
 
     pub fn env_dir(&self) -> PathBuf {

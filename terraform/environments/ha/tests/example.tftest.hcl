@@ -503,3 +503,110 @@ run "deploy_app_warns_about_vault_and_pgbouncer" {
     error_message = "deploy_app = true still writes the app bundle (the warning does not block)"
   }
 }
+
+# The app's route follows the operator's domain_names (issue 12 defect 3), not the seed's domains
+# in values-production.yaml; host names set by hand that no listener serves are warned about.
+run "app_route_hostnames_follow_domain_names" {
+  command = plan
+
+  variables {
+    kubernetes_version   = "v1.36"
+    vault_version        = "1.21"
+    ssh_known_hosts_file = "tests/fixtures/known_hosts"
+    nfs_server           = "10.0.5.10"
+    nfs_export           = "/export/ffe-backups"
+    monitoring_alertmanager_config = {
+      route     = { receiver = "ops" }
+      receivers = [{ name = "ops", webhook_configs = [{ url = "http://alert-relay.monitoring.svc:8080/hook" }] }]
+    }
+    domain_names = ["trading.example.org", "api.trading.example.org"]
+    deploy_app   = true
+  }
+
+  override_module {
+    target  = module.app
+    outputs = { manifests = {}, release = "ffe/ffe" }
+  }
+
+  expect_failures = [check.app_dependencies]
+
+  assert {
+    condition     = jsonencode(local.app_route_set) == jsonencode({ "httpRoute.hostnames[0]" = "trading.example.org", "httpRoute.hostnames[1]" = "api.trading.example.org" })
+    error_message = "the app's httpRoute.hostnames must be the operator's domain_names, got ${jsonencode(local.app_route_set)}"
+  }
+}
+
+run "app_hostnames_without_a_listener_warn" {
+  command = plan
+
+  variables {
+    kubernetes_version   = "v1.36"
+    vault_version        = "1.21"
+    ssh_known_hosts_file = "tests/fixtures/known_hosts"
+    nfs_server           = "10.0.5.10"
+    nfs_export           = "/export/ffe-backups"
+    monitoring_alertmanager_config = {
+      route     = { receiver = "ops" }
+      receivers = [{ name = "ops", webhook_configs = [{ url = "http://alert-relay.monitoring.svc:8080/hook" }] }]
+    }
+    domain_names = ["trading.example.org"]
+    deploy_app   = true
+    app_set      = { "httpRoute.hostnames[0]" = "ffe.three-rivers-tech.com" }
+  }
+
+  override_module {
+    target  = module.app
+    outputs = { manifests = {}, release = "ffe/ffe" }
+  }
+
+  expect_failures = [check.app_dependencies, check.app_hostnames_have_listeners]
+
+  assert {
+    condition     = length(local.app_route_set) == 0
+    error_message = "host names set in app_set must not be overridden by domain_names"
+  }
+}
+
+# The seed's minimum (2 workers) with tainted masters: the app's spread cannot be met, the plan
+# says so; letting the masters take workloads (server_taints = []) clears it (issue 12 defect 7).
+run "two_workers_warn_about_the_app_spread" {
+  command = plan
+  variables {
+    kubernetes_version   = "v1.36"
+    vault_version        = "1.21"
+    ssh_known_hosts_file = "tests/fixtures/known_hosts"
+    nfs_server           = "10.0.5.10"
+    nfs_export           = "/export/ffe-backups"
+    monitoring_alertmanager_config = {
+      route     = { receiver = "ops" }
+      receivers = [{ name = "ops", webhook_configs = [{ url = "http://alert-relay.monitoring.svc:8080/hook" }] }]
+    }
+    worker_count      = 2
+    worker_ips        = ["10.0.2.10", "10.0.2.11"]
+    postgres_replicas = 1
+  }
+  expect_failures = [check.app_spread]
+}
+
+run "two_workers_and_untainted_masters_spread_the_app" {
+  command = plan
+  variables {
+    kubernetes_version   = "v1.36"
+    vault_version        = "1.21"
+    ssh_known_hosts_file = "tests/fixtures/known_hosts"
+    nfs_server           = "10.0.5.10"
+    nfs_export           = "/export/ffe-backups"
+    monitoring_alertmanager_config = {
+      route     = { receiver = "ops" }
+      receivers = [{ name = "ops", webhook_configs = [{ url = "http://alert-relay.monitoring.svc:8080/hook" }] }]
+    }
+    worker_count      = 2
+    worker_ips        = ["10.0.2.10", "10.0.2.11"]
+    postgres_replicas = 1
+    server_taints     = []
+  }
+  assert {
+    condition     = local.app_schedulable_nodes == 5
+    error_message = "untainted masters take application pods: 2 workers + 3 masters"
+  }
+}

@@ -281,3 +281,15 @@ run "component_version_not_exact" {
   }
   expect_failures = [var.component_versions]
 }
+
+# vip_interface reaches kube-vip as vip_interface (issue 12 defect 8: multi-NIC masters)
+run "vip_interface_is_passed_to_kube_vip" {
+  command = plan
+  variables {
+    vip_interface = "ens19"
+  }
+  assert {
+    condition     = contains([for e in yamldecode(split("---\n", module.vip.manifests["kube-vip.yaml"])[3]).spec.template.spec.containers[0].env : "${e.name}=${e.value}"], "vip_interface=ens19")
+    error_message = "vip_interface must be set on the kube-vip container"
+  }
+}

@@ -923,3 +923,12 @@ run "app_set_not_a_map" {
   }
   expect_failures = [var.app_set]
 }
+
+# vip_interface that is not an interface name
+run "vip_interface_not_a_name" {
+  command = plan
+  variables {
+    vip_interface = "eth0 eth1"
+  }
+  expect_failures = [var.vip_interface]
+}
