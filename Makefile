@@ -42,9 +42,11 @@ build:
 	cargo build --workspace --bins
 
 provider-install: build
-	@platform=$$(./scripts/tf-platform.sh); dir=$(PLUGIN_BASE)/$$platform; \
-	mkdir -p "$$dir" && install -m 0755 target/debug/terraform-provider-ffe "$$dir/terraform-provider-ffe_v$(PROVIDER_VERSION)"; \
-	echo "provider-install: $${dir#$(ROOT)/}/terraform-provider-ffe_v$(PROVIDER_VERSION)"
+	@platform=$$(./scripts/tf-platform.sh) && [ -n "$$platform" ] \
+	  || { echo "provider-install: cannot tell Terraform's platform (scripts/tf-platform.sh)"; exit 1; }; \
+	dir=$(PLUGIN_BASE)/$$platform; \
+	mkdir -p "$$dir" && install -m 0755 target/debug/terraform-provider-ffe "$$dir/terraform-provider-ffe_v$(PROVIDER_VERSION)" \
+	  && echo "provider-install: $${dir#$(ROOT)/}/terraform-provider-ffe_v$(PROVIDER_VERSION)"
 
 # The example alone, in a scratch copy without auto-loaded *.tfvars (scripts/plan-example.sh).
 plan: provider-install

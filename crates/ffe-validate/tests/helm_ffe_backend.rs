@@ -841,19 +841,22 @@ impl FakeCluster {
     }
 }
 
-/// A Gateway as terraform/modules/edge makes it: one HTTPS listener per domain.
+/// A Gateway as terraform/modules/edge makes it: a port-80 listener without host name for its
+/// own namespace's routes (redirect, ACME), then one HTTPS listener per domain for labelled
+/// namespaces.
 fn gateway(namespace: &str, name: &str, hostnames: &[&str]) -> Value {
-    let listeners: Vec<Value> = hostnames
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let mut l =
-                serde_json::json!({"name": format!("https-{i}"), "port": 443, "protocol": "HTTPS"});
+    let http = serde_json::json!({"name": "http", "port": 80, "protocol": "HTTP",
+        "allowedRoutes": {"namespaces": {"from": "Same"}}});
+    let listeners: Vec<Value> = std::iter::once(http)
+        .chain(hostnames.iter().enumerate().map(|(i, h)| {
+            let mut l = serde_json::json!({"name": format!("https-{i}"), "port": 443, "protocol": "HTTPS",
+                "allowedRoutes": {"namespaces": {"from": "Selector",
+                    "selector": {"matchLabels": {"ffe-ha.io/edge-routes": "true"}}}}});
             if !h.is_empty() {
                 l["hostname"] = Value::from(*h);
             }
             l
-        })
+        }))
         .collect();
     serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
         "metadata": {"name": name, "namespace": namespace},
@@ -959,6 +962,9 @@ fn database_url_with_credentials_is_refused() {
     for url in [
         format!("postgresql://ffe:{password}@db.example.com:5432/ffe?sslmode=require"),
         format!("postgresql://ffe@db.example.com:5432/ffe?sslmode=require&password={password}"),
+        // An unencoded '/' in the password, and the parameter in upper case.
+        format!("postgresql://ffe:{password}/x@db.example.com:5432/ffe"),
+        format!("postgresql://ffe@db.example.com:5432/ffe?PASSWORD={password}"),
     ] {
         let err = render_err(&[
             PROD,
@@ -1918,12 +1924,18 @@ variable "set" {{
   default = {{}}
 }}
 
+variable "route_hostnames" {{
+  type    = list(string)
+  default = []
+}}
+
 module "app" {{
-  source      = "{source}"
-  enabled     = var.enabled
-  chart_path  = "${{path.module}}/charts/ffe-backend.tgz"
-  values_file = "{values}"
-  set         = var.set
+  source          = "{source}"
+  enabled         = var.enabled
+  chart_path      = "${{path.module}}/charts/ffe-backend.tgz"
+  values_file     = "{values}"
+  set             = var.set
+  route_hostnames = var.route_hostnames
 }}
 
 output "manifests" {{
@@ -2090,4 +2102,34 @@ fn deploy_app_renders_a_helmchart_from_the_packaged_chart() {
     );
     let values = std::fs::read_to_string(chart().join(PROD)).expect("values");
     assert_eq!(hc["spec"]["valuesContent"], values.as_str());
+
+    // The operator's domain_names replace the values file's route host names as a whole (one
+    // name, where the file has two: Helm's --set of list indices would have kept the second).
+    let routed = plan_app_module(
+        true,
+        &[
+            "-var",
+            "enabled=true",
+            "-var",
+            r#"route_hostnames=["trading.example.org"]"#,
+        ],
+    )
+    .expect("plan");
+    let hc: Value = serde_yaml_ng::from_str(
+        routed.manifests["helmchart.yaml"]
+            .as_str()
+            .expect("HelmChart YAML"),
+    )
+    .expect("YAML");
+    let got: Value = serde_yaml_ng::from_str(hc["spec"]["valuesContent"].as_str().expect("values"))
+        .expect("values YAML");
+    let file: Value = serde_yaml_ng::from_str(&values).expect("values file");
+    assert_eq!(
+        got["httpRoute"]["hostnames"],
+        serde_json::json!(["trading.example.org"])
+    );
+    let mut expected = file.clone();
+    expected["httpRoute"]["hostnames"] = serde_json::json!(["trading.example.org"]);
+    assert_eq!(got, expected, "only the host names may change");
+    assert!(hc["spec"]["set"].as_object().is_none_or(|m| m.is_empty()));
 }

@@ -70,6 +70,8 @@ const APP_STEPS: &[(&str, Step)] = &[
     ("app-scale", Step::Skip(HELM_CLI)),
     ("app-rollback", Step::Skip(HELM_CLI)),
     ("app-down", Step::Skip(HELM_CLI)),
+    ("app-chart", Step::Run),
+    ("app-tfvars", Step::EditTfvars),
     ("app-terraform", Step::Run),
 ];
 
@@ -225,16 +227,10 @@ impl Session {
             repo = self.repo.display(),
             cwdf = cwd_file.display(),
         );
-        let tools = self.repo.join("tools/bin");
-        let path = format!(
-            "{}:{}",
-            tools.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
+        // PATH as the test got it: the docs' own `export PATH=...` must bring Helm and kubectl.
         let out = Command::new("bash")
             .arg("-c")
             .arg(&wrapped)
-            .env("PATH", path)
             .env("TF_CLI_CONFIG_FILE", "/dev/null")
             .env("TF_IN_AUTOMATION", "1")
             .env("CHECKPOINT_DISABLE", "1")
@@ -328,6 +324,9 @@ fn every_marked_command_of_the_deploy_runbook_runs_on_the_lab() {
         env_dir.join("charts"),
     )
     .expect("link charts");
+    // `make tools` installs into the repository's tools/, which the docs then put on PATH.
+    std::os::unix::fs::symlink(repo.join("tools"), env.dir.path().join("tools"))
+        .expect("link tools");
 
     let gw = env.lab.gateway().octets();
     let standin = ffe_lab::standin_binary()
@@ -400,6 +399,11 @@ fn every_marked_command_of_the_deploy_runbook_runs_on_the_lab() {
                     .expect("the docs copy the example to terraform.tfvars before the edit");
                 for line in body.lines().filter(|l| l.contains('=')) {
                     tfvars = set_tfvars_line(&tfvars, line);
+                }
+                if block.id != "tfvars" {
+                    std::fs::write(&path, tfvars).expect("write terraform.tfvars");
+                    check_after(&block.id, &env, &session);
+                    continue;
                 }
                 let lab_lines = [
                     "kubernetes_version = \"v1.33\"".to_string(),
@@ -480,7 +484,8 @@ fn check_after(id: &str, env: &Env, session: &Session) {
             );
         }
         "app-terraform" => {
-            // The app bundle reached every server, routed to the operator's own domains.
+            // The app bundle reached every server with the docs' image tag, and its route serves
+            // exactly the operator's domain_names (not the seed's names of values-production.yaml).
             for i in 0..3 {
                 let dir = env
                     .lab
@@ -488,16 +493,41 @@ fn check_after(id: &str, env: &Env, session: &Session) {
                     .expect("master")
                     .root_dir
                     .join("var/lib/rancher/k3s/server/manifests");
-                let app: String = std::fs::read_dir(&dir)
-                    .expect("manifests dir")
-                    .filter_map(Result::ok)
-                    .filter(|e| e.file_name().to_string_lossy().contains("app"))
-                    .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-                    .collect();
-                assert!(
-                    app.contains("trading.lab.example.org") && app.contains("1.4.2"),
-                    "{}: no app bundle routed to the operator's domain with the docs' image tag",
+                let app = dir.join("ffe-app--helmchart.yaml");
+                let text = std::fs::read_to_string(&app).unwrap_or_else(|e| {
+                    panic!("{}: no app bundle {}: {e}", master(i), app.display())
+                });
+                let chart: serde_yaml_ng::Value =
+                    serde_yaml_ng::from_str(&text).expect("HelmChart YAML");
+                assert_eq!(
+                    chart["spec"]["set"]["image.tag"].as_str(),
+                    Some("1.4.2"),
+                    "{}: the docs' image tag is not in the HelmChart:\n{text}",
                     master(i)
+                );
+                let values: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+                    chart["spec"]["valuesContent"]
+                        .as_str()
+                        .expect("valuesContent"),
+                )
+                .expect("values YAML");
+                let hostnames: Vec<&str> = values["httpRoute"]["hostnames"]
+                    .as_sequence()
+                    .expect("httpRoute.hostnames")
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .collect();
+                assert_eq!(
+                    hostnames,
+                    ["trading.lab.example.org", "api.trading.lab.example.org"],
+                    "{}: the route must serve the operator's domain_names",
+                    master(i)
+                );
+                assert!(
+                    chart["spec"]["set"]
+                        .as_mapping()
+                        .is_some_and(|m| !m.keys().any(|k| k.as_str().is_some_and(|k| k.starts_with("httpRoute")))),
+                    "host names must not travel as --set list indices (Helm keeps the file's others)"
                 );
             }
         }

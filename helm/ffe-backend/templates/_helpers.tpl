@@ -219,7 +219,7 @@ PgBouncer from the credential keys (unless database.external, where Vault or dat
 {{- fail "httpRoute.enabled needs httpRoute.parentRefs (the platform's Gateway)" }}
 {{- end }}
 {{- /* The message never repeats the URL: it holds a password. */}}
-{{- if regexMatch "://[^/@[:space:]]+:[^/@[:space:]]*@|[?&]password=" (default "" .Values.database.url) }}
+{{- if regexMatch "(?i)://[^@/?#[:space:]]*:[^@[:space:]]*@|[?&]password=" (default "" .Values.database.url) }}
 {{- fail (printf "database.url holds credentials (user:password@ or password=): the chart would write them into the Deployment as a plain env value (readable by anyone who may read Deployments, and kept in every Helm release revision). Put the whole URL into a Secret instead: kubectl -n %s create secret generic ffe-backend-env --from-literal=DATABASE_URL='postgresql://USER:PASSWORD@HOST:5432/ffe?sslmode=...', then set secrets.existingSecret=ffe-backend-env and database.external=true and leave database.url empty (docs/app.md, Install)" .Release.Namespace) }}
 {{- end }}
 {{- end }}
@@ -281,7 +281,12 @@ host names): no check.
 {{- $gateways = append $gateways (printf "%s/%s" $ns .name) }}
 {{- $section := .sectionName }}
 {{- range $gw.spec.listeners }}
-{{- if or (not $section) (eq .name $section) }}
+{{- /* Only listeners that admit routes from the release namespace count (Gateway API's default is
+       "Same": the Gateway's own namespace), e.g. not the edge's port-80 listener for its own
+       redirect and ACME routes, which has no host name and would otherwise cover every name. */}}
+{{- $from := default "Same" (dig "allowedRoutes" "namespaces" "from" "" .) }}
+{{- $admits := or (eq $from "All") (eq $from "Selector") (eq $ns $.Release.Namespace) }}
+{{- if and $admits (or (not $section) (eq .name $section)) }}
 {{- $listeners = append $listeners (default "" .hostname) }}
 {{- end }}
 {{- end }}

@@ -38,19 +38,18 @@ variable "app_set" {
   # Secrets never travel in the HelmChart: it is shown in the plan and kept in the state (and on
   # every server). The message does not repeat the value.
   validation {
-    condition     = alltrue([for k, v in try({ for k, v in var.app_set : k => v }, {}) : !can(regex("://[^/@[:space:]]+:[^/@[:space:]]*@", try(tostring(v), "")))])
+    condition     = alltrue([for k, v in try({ for k, v in var.app_set : k => v }, {}) : !can(regex("(?i)://[^@/?#[:space:]]*:[^@[:space:]]*@|[?&]password=", try(tostring(v), "")))])
     error_message = "app_set: a value holds a URL with credentials (user:password@...), which would be written into the HelmChart, the plan output and the Terraform state. Put it in a Secret instead (kubectl -n ffe create secret generic ffe-backend-env --from-literal=DATABASE_URL=...) and set \"secrets.existingSecret\" = \"ffe-backend-env\" (docs/app.md)."
   }
 }
 
 locals {
   # The route's host names follow domain_names (the edge Gateway has one HTTPS listener per name),
-  # unless app_set sets them itself. Helm replaces a list set by index as a whole, so the values
-  # file's host names (the seed's domains in values-production.yaml) are dropped.
-  app_sets_hostnames = anytrue([for k in keys(var.app_set) : startswith(k, "httpRoute.hostnames")])
-  app_route_set      = local.app_sets_hostnames ? {} : { for i, name in var.domain_names : "httpRoute.hostnames[${i}]" => name }
-  app_repo_root      = "${path.module}/../../.."
-  app_values_path    = var.app_values_file == null ? "${local.app_repo_root}/helm/ffe-backend/values-production.yaml" : (startswith(var.app_values_file, "/") ? var.app_values_file : "${local.app_repo_root}/${var.app_values_file}")
+  # unless app_set sets them itself.
+  app_sets_hostnames  = anytrue([for k in keys(var.app_set) : startswith(k, "httpRoute.hostnames")])
+  app_route_hostnames = local.app_sets_hostnames ? [] : var.domain_names
+  app_repo_root       = "${path.module}/../../.."
+  app_values_path     = var.app_values_file == null ? "${local.app_repo_root}/helm/ffe-backend/values-production.yaml" : (startswith(var.app_values_file, "/") ? var.app_values_file : "${local.app_repo_root}/${var.app_values_file}")
 }
 
 # Renders the HelmChart (release "ffe" = the seed's, so the Deployment is ffe-backend in namespace
@@ -59,11 +58,12 @@ locals {
 module "app" {
   source = "../../modules/app"
 
-  enabled     = var.deploy_app
-  chart_path  = "${path.module}/charts/ffe-backend.tgz"
-  values_file = local.app_values_path
-  set         = merge(local.app_route_set, var.app_set)
-  namespace   = module.namespaces.names["ffe"] # PSA restricted, edge routes allowed
+  enabled         = var.deploy_app
+  chart_path      = "${path.module}/charts/ffe-backend.tgz"
+  values_file     = local.app_values_path
+  set             = var.app_set
+  route_hostnames = local.app_route_hostnames
+  namespace       = module.namespaces.names["ffe"] # PSA restricted, edge routes allowed
 }
 
 # Written after the platform and monitoring bundles, so the namespace, the Gateway and the
@@ -81,9 +81,10 @@ resource "ffe_manifests" "app" {
 # Host names set by hand must be served by the edge: a route to a name without a listener answers 404.
 check "app_hostnames_have_listeners" {
   assert {
-    condition = !var.deploy_app || alltrue([
-      for k, v in var.app_set : contains(var.domain_names, tostring(v)) if startswith(k, "httpRoute.hostnames[")
-    ])
+    # "httpRoute.hostnames[0]" = "a.example.com", or the whole list "httpRoute.hostnames" = "{a,b}".
+    condition = !var.deploy_app || alltrue(flatten([
+      for k, v in var.app_set : [for name in split(",", trim(tostring(v), "{} ")) : contains(var.domain_names, trimspace(name))] if startswith(k, "httpRoute.hostnames")
+    ]))
     error_message = "app_set sets httpRoute.hostnames to names that are not in domain_names = ${jsonencode(var.domain_names)}: the edge Gateway has no listener for them, so those routes answer 404. Fix: add the names to domain_names, or drop the httpRoute.hostnames keys from app_set (they then follow domain_names)."
   }
 }

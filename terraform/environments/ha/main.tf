@@ -40,6 +40,7 @@ locals {
   # Masters take application pods unless a taint keeps them off (NoSchedule/NoExecute).
   masters_take_workloads = alltrue([for t in var.server_taints : endswith(t, ":PreferNoSchedule")])
   app_schedulable_nodes  = var.worker_count + (local.masters_take_workloads ? var.master_count : 0)
+  app_spread_ok          = var.cluster_size != "ha" || local.app_schedulable_nodes >= 3
 }
 
 resource "ffe_host" "master" {
@@ -135,7 +136,7 @@ check "acme_settings" {
 # that needs 3 nodes that take application pods. Masters take them only without a hard taint.
 check "app_spread" {
   assert {
-    condition     = var.cluster_size != "ha" || local.app_schedulable_nodes >= 3
+    condition     = local.app_spread_ok
     error_message = "Only ${local.app_schedulable_nodes} nodes take application pods (${var.worker_count} workers${local.masters_take_workloads ? " + ${var.master_count} masters" : "; the masters are tainted by server_taints"}): the app's 3 replicas share nodes, so one node loss takes 2 of them (below the PDB's minAvailable 2) and Postgres' instances share nodes too. Fix: add workers (worker_count >= 3), or on a small cluster let the masters run workloads with server_taints = [] (they then share CPU and memory with etcd: size them for both, docs/deploy.md)."
   }
 }

@@ -3,6 +3,13 @@
 # helm-controller pulls nothing from a chart repository. Values: values_file (valuesContent), then
 # `set` (spec.set, Helm --set semantics); helm-controller merges them in that order.
 locals {
+  values_file_content = var.enabled && var.values_file != null ? file(var.values_file) : ""
+  values_decoded      = yamldecode(var.enabled && var.values_file != null ? local.values_file_content : "{}")
+  # The file as written, unless the route's host names are replaced (then re-encoded as YAML).
+  values_content = length(var.route_hostnames) == 0 ? local.values_file_content : yamlencode(merge(local.values_decoded, {
+    httpRoute = merge(try(local.values_decoded.httpRoute, {}), { hostnames = var.route_hostnames })
+  }))
+
   helmchart = {
     apiVersion = "helm.cattle.io/v1"
     kind       = "HelmChart"
@@ -27,7 +34,7 @@ locals {
         # reinstall, which would take every replica down.
         failurePolicy = "abort"
       },
-      var.enabled && var.values_file != null ? { valuesContent = file(var.values_file) } : {},
+      var.enabled && (var.values_file != null || length(var.route_hostnames) > 0) ? { valuesContent = local.values_content } : {},
     )
   }
 }

@@ -70,3 +70,10 @@ variable "timeout" {
     error_message = "timeout must be a Go duration such as \"600s\" or \"10m\"."
   }
 }
+
+variable "route_hostnames" {
+  description = "Host names of the app's HTTPRoute (httpRoute.hostnames), replacing the values file's list; empty = the values file's own. Set in valuesContent, not spec.set: Helm's --set of list indices keeps the file's other entries."
+  type        = list(string)
+  default     = []
+  nullable    = false
+}

@@ -531,8 +531,8 @@ run "app_route_hostnames_follow_domain_names" {
   expect_failures = [check.app_dependencies]
 
   assert {
-    condition     = jsonencode(local.app_route_set) == jsonencode({ "httpRoute.hostnames[0]" = "trading.example.org", "httpRoute.hostnames[1]" = "api.trading.example.org" })
-    error_message = "the app's httpRoute.hostnames must be the operator's domain_names, got ${jsonencode(local.app_route_set)}"
+    condition     = jsonencode(local.app_route_hostnames) == jsonencode(["trading.example.org", "api.trading.example.org"])
+    error_message = "the app's httpRoute.hostnames must be the operator's domain_names, got ${jsonencode(local.app_route_hostnames)}"
   }
 }
 
@@ -562,7 +562,7 @@ run "app_hostnames_without_a_listener_warn" {
   expect_failures = [check.app_dependencies, check.app_hostnames_have_listeners]
 
   assert {
-    condition     = length(local.app_route_set) == 0
+    condition     = length(local.app_route_hostnames) == 0
     error_message = "host names set in app_set must not be overridden by domain_names"
   }
 }
@@ -586,6 +586,11 @@ run "two_workers_warn_about_the_app_spread" {
     postgres_replicas = 1
   }
   expect_failures = [check.app_spread]
+
+  assert {
+    condition     = !local.app_spread_ok
+    error_message = "2 workers and tainted masters cannot spread the app's 3 replicas"
+  }
 }
 
 run "two_workers_and_untainted_masters_spread_the_app" {
@@ -606,7 +611,7 @@ run "two_workers_and_untainted_masters_spread_the_app" {
     server_taints     = []
   }
   assert {
-    condition     = local.app_schedulable_nodes == 5
+    condition     = local.app_schedulable_nodes == 5 && local.app_spread_ok
     error_message = "untainted masters take application pods: 2 workers + 3 masters"
   }
 }

@@ -915,6 +915,15 @@ run "app_set_with_credentials" {
   expect_failures = [var.app_set]
 }
 
+# the password as a URL parameter, in upper case
+run "app_set_with_a_password_parameter" {
+  command = plan
+  variables {
+    app_set = { "database.url" = "postgresql://ffe@pgbouncer.ffe-data.svc:5432/ffe?PASSWORD=s3cret" }
+  }
+  expect_failures = [var.app_set]
+}
+
 # app_set given as a --set string
 run "app_set_not_a_map" {
   command = plan
