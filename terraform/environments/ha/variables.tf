@@ -205,14 +205,14 @@ variable "worker_ips" {
 }
 
 variable "postgres_replicas" {
-  description = "Postgres streaming replicas besides the primary (1..8)."
+  description = "Postgres streaming replicas besides the primary (1..5)."
   type        = number
   default     = 2
   nullable    = false
 
   validation {
-    condition     = floor(var.postgres_replicas) == var.postgres_replicas && var.postgres_replicas >= 1 && var.postgres_replicas <= 8
-    error_message = "postgres_replicas = ${var.postgres_replicas} is out of range: use a whole number from 1 to 8 (HA needs at least one replica to fail over to)."
+    condition     = floor(var.postgres_replicas) == var.postgres_replicas && var.postgres_replicas >= 1 && var.postgres_replicas <= 5
+    error_message = "postgres_replicas = ${var.postgres_replicas} is out of range: use a whole number from 1 to 5 (HA needs at least one replica to fail over to; more than 5 only adds replication load on the primary)."
   }
 }
 

@@ -254,6 +254,15 @@ run "postgres_replicas_zero" {
   expect_failures = [var.postgres_replicas]
 }
 
+# postgres_replicas above the supported maximum (issue 13)
+run "postgres_replicas_six" {
+  command = plan
+  variables {
+    postgres_replicas = 6
+  }
+  expect_failures = [var.postgres_replicas]
+}
+
 # vault_ha_enabled needs exactly 3 vault_cluster_ips
 run "vault_ips_two_for_ha" {
   command = plan
