@@ -512,7 +512,8 @@ impl Lab {
         &self.settings
     }
 
-    /// Arguments for the real `ssh` client (before `root@IP`): BatchMode, lab key, pinned known_hosts.
+    /// Arguments for the real `ssh`/`scp` clients (before `root@IP`): BatchMode, lab key, pinned
+    /// known_hosts, the lab's port.
     pub fn ssh_options(&self) -> Vec<String> {
         vec![
             "-F".into(),
@@ -529,8 +530,9 @@ impl Lab {
             "GlobalKnownHostsFile=/dev/null".into(),
             "-o".into(),
             "StrictHostKeyChecking=yes".into(),
-            "-p".into(),
-            self.ssh_port.to_string(),
+            // `-o Port=` rather than `-p`: scp reads `-p` as "preserve times".
+            "-o".into(),
+            format!("Port={}", self.ssh_port),
             "-o".into(),
             "ConnectTimeout=5".into(),
             "-o".into(),
