@@ -16,7 +16,7 @@ TEST_TARGETS += test-manifests
 .PHONY: test-manifests
 MANIFESTS_WORK     := $(ROOT)/target/test-manifests
 MANIFESTS_ENV      := $(MANIFESTS_WORK)/terraform/environments/ha
-MANIFESTS_BUNDLES  := crds,namespaces,cni,vip,storage,edge,monitoring
+MANIFESTS_BUNDLES  := crds,namespaces,cni,vip,storage,edge,monitoring,postgres-crds,postgres
 MANIFESTS_KUBE     := 1.35 1.37
 DELIVERED_CRDS     := $(ROOT)/target/delivered-crds
 DOC_EXAMPLES       := $(sort $(wildcard $(ROOT)/docs/examples/*.tfvars))

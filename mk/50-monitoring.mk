@@ -1,5 +1,6 @@
 # Monitoring (issue 5): promtool check + unit tests of monitoring/rules (every alert firing and not
-# firing), the dashboard/rule query check (crates/ffe-validate/tests/dashboards.rs), and the rendered
+# firing), terraform test of the module (terraform/modules/monitoring/tests: the backup-age limits it
+# derives from the pgBackRest schedules), the dashboard/rule query check (crates/ffe-validate/tests/dashboards.rs), and the rendered
 # terraform/modules/monitoring (fixture monitoring/render, every option on, the Postgres/Vault layers included)
 # validated offline by ffe-validate. What this release deploys (those layers off) is asserted by
 # terraform/environments/ha/tests/example.tftest.hcl (run monitoring_leaves_out_postgres_and_vault).
@@ -12,6 +13,8 @@ MONITORING_KUBE_VERSIONS := 1.35 1.37
 test-monitoring: monitoring-render test-manifests
 	promtool check rules monitoring/rules/*.yaml
 	promtool test rules monitoring/tests/*.yaml
+	cd terraform/modules/monitoring && TF_DATA_DIR=$(MONITORING_OUT)/.module-tests terraform init -input=false -backend=false -no-color >/dev/null \
+	  && CHECKPOINT_DISABLE=1 TF_DATA_DIR=$(MONITORING_OUT)/.module-tests terraform test -no-color
 	cargo test -q -p ffe-validate --test dashboards
 	cargo build -q -p ffe-validate --bin ffe-validate
 	for k in $(MONITORING_KUBE_VERSIONS); do \

@@ -18,6 +18,9 @@ module "monitoring" {
   runbook_base_url      = "https://git.example.com/ffe-ha/blob/main/"
   postgres_enabled      = true
   vault_enabled         = true
+  # the schedules and margin the Postgres layer runs with, as terraform/environments/ha passes them
+  postgres_backup_schedules        = local.postgres_ha_settings.pgbackrest.schedules
+  postgres_backup_age_margin_hours = local.postgres_ha_settings.pgbackrest.backup_age_margin_hours
 
   chart_versions = { loki = "18.11.0", fluent_bit = "0.58.1", opentelemetry_collector = "0.170.0" }
 
@@ -34,7 +37,8 @@ module "monitoring" {
 }
 
 locals {
-  files = merge(module.monitoring.manifests, module.monitoring.addon_manifests)
+  postgres_ha_settings = yamldecode(file("${path.module}/../../terraform/modules/postgres/ha-settings.yaml"))
+  files                = merge(module.monitoring.manifests, module.monitoring.addon_manifests)
 }
 
 output "bundle" {

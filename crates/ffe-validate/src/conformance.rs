@@ -626,6 +626,7 @@ fn pod_spec(value: &Value) -> Option<&Value> {
         "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
             value.pointer("/spec/template/spec")
         }
+        "CronJob" => value.pointer("/spec/jobTemplate/spec/template/spec"),
         "Pod" => value.get("spec"),
         _ => None,
     }
@@ -678,6 +679,23 @@ fn claimed_classes(value: &Value) -> Vec<String> {
         // prometheus-operator CRs: the operator turns these into StatefulSet claim templates
         "Prometheus" | "Alertmanager" | "ThanosRuler" | "PrometheusAgent" => {
             push(value.pointer("/spec/storage/volumeClaimTemplate/spec/storageClassName"))
+        }
+        // Percona's PostgreSQL operator turns these into instance and repository claims
+        "PerconaPGCluster" | "PostgresCluster" => {
+            let list = |path: &str| {
+                value
+                    .pointer(path)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            for instance in list("/spec/instances") {
+                push(instance.pointer("/dataVolumeClaimSpec/storageClassName"));
+                push(instance.pointer("/walVolumeClaimSpec/storageClassName"));
+            }
+            for repo in list("/spec/backups/pgbackrest/repos") {
+                push(repo.pointer("/volume/volumeClaimSpec/storageClassName"));
+            }
         }
         _ => {}
     }
@@ -751,20 +769,61 @@ fn check_workloads(objects: &[(String, Value)], ctx: &Context) -> Vec<Problem> {
     problems
 }
 
+/// Containers an object of ours runs: a pod (template)'s containers and init containers, and the
+/// sidecars an operator custom resource injects into the pods it creates (PerconaPGCluster:
+/// `spec.instances[].sidecars`, `spec.proxy.pgBouncer.sidecars`).
+fn our_containers(value: &Value) -> Vec<&Value> {
+    let mut lists: Vec<&Value> = Vec::new();
+    if let Some(spec) = pod_spec(value) {
+        lists.extend(
+            ["containers", "initContainers"]
+                .iter()
+                .filter_map(|k| spec.get(*k)),
+        );
+    }
+    if value.get("kind").and_then(Value::as_str) == Some("PerconaPGCluster") {
+        lists.extend(
+            value
+                .pointer("/spec/instances")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|set| set.get("sidecars")),
+        );
+        lists.extend(value.pointer("/spec/proxy/pgBouncer/sidecars"));
+    }
+    lists
+        .into_iter()
+        .filter_map(Value::as_array)
+        .flatten()
+        .collect()
+}
+
+/// Names listed in a vendored list file (`env.txt`, `flags.txt`): one per line, `#` comments.
+fn listed_names(text: &str) -> BTreeSet<&str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+/// The flag name of a command-line argument (`--name=value`, `--name`, `-name`), None for a value.
+fn flag_name(arg: &str) -> Option<&str> {
+    let bare = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-'))?;
+    let name = bare.split('=').next().unwrap_or(bare);
+    (!name.is_empty()).then_some(name)
+}
+
 /// Containers of our own manifests (not chart-rendered): each image must be vendored under
-/// `upstream/images/<name>/<tag>/` with the environment variables it reads (`env.txt`), and every
-/// variable we set must be one of them (kube-vip, for one, is configured only through env).
+/// `upstream/images/<name>/<tag>/` with the environment variables it reads (`env.txt`), every
+/// variable we set must be one of them (kube-vip, for one, is configured only through env), and
+/// every `--flag` in `args` must be one the image's binary defines (`flags.txt`; kingpin's `--no-`
+/// form of a listed boolean is accepted): a misspelt variable is silently ignored, a misspelt flag
+/// makes the container crash-loop.
 fn check_our_images(docs: &[Doc], ctx: &Context) -> Vec<Problem> {
     let mut problems = Vec::new();
     for doc in docs {
-        let Some(spec) = pod_spec(&doc.value) else {
-            continue;
-        };
-        let containers = ["containers", "initContainers"]
-            .iter()
-            .filter_map(|k| spec.get(*k).and_then(Value::as_array))
-            .flatten();
-        for container in containers {
+        for container in our_containers(&doc.value) {
             let Some(image) = container.get("image").and_then(Value::as_str) else {
                 continue;
             };
@@ -783,14 +842,8 @@ fn check_our_images(docs: &[Doc], ctx: &Context) -> Vec<Problem> {
                 ));
                 continue;
             };
-            let env_file = ctx
-                .upstream
-                .root()
-                .join("images")
-                .join(name)
-                .join(tag)
-                .join("env.txt");
-            let Ok(text) = std::fs::read_to_string(&env_file) else {
+            let dir = ctx.upstream.root().join("images").join(name).join(tag);
+            let Ok(text) = std::fs::read_to_string(dir.join("env.txt")) else {
                 problems.push(Problem::file(
                     &here,
                     format!(
@@ -800,11 +853,7 @@ fn check_our_images(docs: &[Doc], ctx: &Context) -> Vec<Problem> {
                 ));
                 continue;
             };
-            let known: BTreeSet<&str> = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .collect();
+            let known = listed_names(&text);
             for env in container
                 .get("env")
                 .and_then(Value::as_array)
@@ -820,6 +869,42 @@ fn check_our_images(docs: &[Doc], ctx: &Context) -> Vec<Problem> {
                         format!(
                             "{name} {tag} does not read environment variable {var} \
                                  (upstream/images/{name}/{tag}/env.txt): fix the name or drop it"
+                        ),
+                    ));
+                }
+            }
+            let flags: Vec<&str> = container
+                .get("args")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter_map(flag_name)
+                .collect();
+            if flags.is_empty() {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(dir.join("flags.txt")) else {
+                problems.push(Problem::file(
+                    &here,
+                    format!(
+                        "image {image} is given flags but upstream/images/{name}/{tag}/flags.txt \
+                             does not exist (the flags its binary defines, from its source at that tag)"
+                    ),
+                ));
+                continue;
+            };
+            let defined = listed_names(&text);
+            for flag in flags {
+                let negated = flag
+                    .strip_prefix("no-")
+                    .is_some_and(|f| defined.contains(f));
+                if !defined.contains(flag) && !negated {
+                    problems.push(Problem::file(
+                        &here,
+                        format!(
+                            "{name} {tag} has no flag --{flag} \
+                                 (upstream/images/{name}/{tag}/flags.txt): fix the name or drop it"
                         ),
                     ));
                 }
@@ -929,10 +1014,14 @@ pub fn check_version_mentions(
         };
         let repo = image.rsplit('/').next().unwrap_or(image);
         let name = repo.split(':').next().unwrap_or(repo);
-        known
-            .entry(normalise(name))
-            .or_default()
-            .insert(trim_v(tag).to_string());
+        let versions = known.entry(normalise(name)).or_default();
+        versions.insert(trim_v(tag).to_string());
+        // `<upstream version>-<packaging revision>` (Percona's `2.58.0-2`): the software is 2.58.0
+        if let Some((version, revision)) = trim_v(tag).split_once('-') {
+            if !revision.is_empty() && revision.chars().all(|c| c.is_ascii_digit()) {
+                versions.insert(version.to_string());
+            }
+        }
     }
     let mut problems = Vec::new();
     for file in files {
@@ -947,7 +1036,9 @@ pub fn check_version_mentions(
         for (i, line) in text.lines().enumerate() {
             let lower = normalise(line);
             let original = line.as_bytes();
-            for (name, versions) in &known {
+            // every whole-name occurrence on the line: (start, end, name)
+            let mut found: Vec<(usize, usize, &String)> = Vec::new();
+            for name in known.keys() {
                 let mut from = 0;
                 while let Some(pos) = lower[from..].find(name.as_str()) {
                     let start = from + pos;
@@ -958,19 +1049,30 @@ pub fn check_version_mentions(
                         |c: &u8| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_';
                     let before_ok = start == 0 || !part_of_name(&original[start - 1]);
                     let after_ok = original.get(from).is_none_or(|c| !part_of_name(c));
-                    if !before_ok || !after_ok {
-                        continue;
+                    if before_ok && after_ok {
+                        found.push((start, from, name));
                     }
-                    if let Some(version) = version_after(&lower[from..]) {
-                        if !versions.contains(trim_v(&version)) {
-                            problems.push(Problem::file(
-                                format!("{shown}:{}", i + 1),
-                                format!(
-                                    "says {name} {version}, but the pinned {name} is {}",
-                                    versions.iter().cloned().collect::<Vec<_>>().join(" / ")
-                                ),
-                            ));
-                        }
+                }
+            }
+            for &(start, end, name) in &found {
+                // inside a longer known name written with spaces ("Percona operator" is not
+                // Calico's `operator`): the longer name speaks for it
+                let inside_longer = found
+                    .iter()
+                    .any(|&(s2, e2, _)| s2 <= start && e2 >= end && e2 - s2 > end - start);
+                if inside_longer {
+                    continue;
+                }
+                let versions = &known[name];
+                if let Some(version) = version_after(&lower[end..]) {
+                    if !versions.contains(trim_v(&version)) {
+                        problems.push(Problem::file(
+                            format!("{shown}:{}", i + 1),
+                            format!(
+                                "says {name} {version}, but the pinned {name} is {}",
+                                versions.iter().cloned().collect::<Vec<_>>().join(" / ")
+                            ),
+                        ));
                     }
                 }
             }
@@ -1050,6 +1152,21 @@ mod tests {
         );
         assert_eq!(version_after(" with 2 replicas v1.2.3"), None);
         assert_eq!(version_after(" v1.21"), None);
+    }
+
+    #[test]
+    fn percona_cluster_claims_are_checked() {
+        let cluster = serde_json::json!({"kind": "PerconaPGCluster", "spec": {
+            "instances": [{"dataVolumeClaimSpec": {"storageClassName": "fast"}, "walVolumeClaimSpec": {"storageClassName": "wal"}}],
+            "backups": {"pgbackrest": {"repos": [{"name": "repo1", "volume": {"volumeClaimSpec": {"storageClassName": "nfs"}}}, {"name": "repo2", "s3": {}}]}}
+        }});
+        assert_eq!(claimed_classes(&cluster), vec!["fast", "wal", "nfs"]);
+    }
+
+    #[test]
+    fn cronjob_pods_are_found() {
+        let job = serde_json::json!({"kind": "CronJob", "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": []}}}}}});
+        assert!(pod_spec(&job).is_some());
     }
 
     #[test]

@@ -472,3 +472,147 @@ fn environment_variables_of_our_images_must_exist_upstream() {
         "image ghcr.io/kube-vip/kube-vip:v0.0.1 is not vendored",
     );
 }
+
+// Exporter sidecars of the PerconaPGCluster (modules/postgres/monitoring.tf): the operator copies
+// them into its pods, so their env names and flags are checked like a Deployment's.
+#[test]
+fn sidecar_env_and_flags_of_an_operator_resource_must_exist_upstream() {
+    let cluster = |instance_args: &str, bouncer_env: &str| {
+        format!(
+            "apiVersion: pgv2.percona.com/v2\nkind: PerconaPGCluster\nmetadata: {{name: ffe-pg, namespace: ffe-data}}\n\
+             spec:\n  instances:\n  - name: db\n    sidecars:\n    - name: postgres-exporter\n\
+             \x20     image: quay.io/prometheuscommunity/postgres-exporter:v0.20.1\n\
+             \x20     args: [{instance_args}]\n      env: [{{name: DATA_SOURCE_NAME, value: host=/tmp/postgres}}]\n\
+             \x20 proxy:\n    pgBouncer:\n      sidecars:\n      - name: pgbouncer-exporter\n\
+             \x20       image: quay.io/prometheuscommunity/pgbouncer-exporter:v0.12.1\n\
+             \x20       env: [{{name: {bouncer_env}, value: x}}]\n"
+        )
+    };
+    let good = problems(&[bundle(
+        "postgres",
+        &[],
+        &[(
+            "cluster.yaml",
+            cluster(
+                "\"--web.listen-address=:9187\", \"--no-collector.stat_bgwriter\", \"--collector.stat_wal_receiver\"",
+                "PGPASSWORD",
+            ),
+        )],
+    )]);
+    assert_not_reported(&good, "has no flag");
+    assert_not_reported(&good, "does not read");
+
+    let bad = problems(&[bundle(
+        "postgres",
+        &[],
+        &[(
+            "cluster.yaml",
+            cluster(
+                "\"--web.listen-adress=:9187\"",
+                "PGBOUNCER_CONNECTION_STRING",
+            ),
+        )],
+    )]);
+    assert_reported(
+        &bad,
+        "postgres-exporter v0.20.1 has no flag --web.listen-adress",
+    );
+    assert_reported(
+        &bad,
+        "pgbouncer-exporter v0.12.1 does not read environment variable PGBOUNCER_CONNECTION_STRING",
+    );
+
+    let unpinned = cluster("\"--web.listen-address=:9187\"", "PGPASSWORD")
+        .replace("postgres-exporter:v0.20.1", "postgres-exporter:v0.19.0");
+    let found = problems(&[bundle("postgres", &[], &[("cluster.yaml", unpinned)])]);
+    assert_reported(
+        &found,
+        "image quay.io/prometheuscommunity/postgres-exporter:v0.19.0 is not vendored",
+    );
+}
+
+// Issue 13: a PerconaPGCluster whose data or repository claims use a Delete class loses the
+// database with its claim; the operator's claims are checked like a StatefulSet's.
+#[test]
+fn percona_cluster_claims_need_retain_classes() {
+    let classes = "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: fast-local}\n\
+                   provisioner: rancher.io/local-path\nreclaimPolicy: Delete\n---\n\
+                   apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: fast-local-retain}\n\
+                   provisioner: rancher.io/local-path\nreclaimPolicy: Retain\n"
+        .to_string();
+    let cluster = |data: &str| {
+        format!(
+            "apiVersion: pgv2.percona.com/v2\nkind: PerconaPGCluster\nmetadata: {{name: ffe-pg, namespace: ffe-data}}\n\
+             spec:\n  postgresVersion: 17\n  instances: [{{name: db, dataVolumeClaimSpec: {{storageClassName: {data}}}}}]\n\
+             \x20 backups: {{pgbackrest: {{repos: [{{name: repo1, volume: {{volumeClaimSpec: {{storageClassName: fast-local-retain}}}}}}]}}}}\n"
+        )
+    };
+    let found = problems(&[bundle(
+        "postgres",
+        &[],
+        &[
+            ("classes.yaml", classes.clone()),
+            ("cluster.yaml", cluster("fast-local")),
+        ],
+    )]);
+    assert_reported(
+        &found,
+        "PerconaPGCluster/ffe-pg keeps data on StorageClass fast-local (reclaimPolicy Delete)",
+    );
+    let found = problems(&[bundle(
+        "postgres",
+        &[],
+        &[
+            ("classes.yaml", classes),
+            ("cluster.yaml", cluster("fast-local-retain")),
+        ],
+    )]);
+    assert_not_reported(&found, "keeps data on StorageClass");
+}
+
+// Issue 13: Percona tags images `<version>-<packaging revision>`; "pgBackRest 2.58.0" in a doc is
+// the deployed version, "2.57.0" is not.
+#[test]
+fn version_mentions_accept_packaging_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("postgres.md");
+    std::fs::write(
+        &doc,
+        "percona-pgbackrest 2.58.0 runs the repo host.\npercona-pgbackrest 2.57.0 ran it before.\n",
+    )
+    .unwrap();
+    let images: BTreeSet<String> = ["docker.io/percona/percona-pgbackrest:2.58.0-2".to_string()]
+        .into_iter()
+        .collect();
+    let found: Vec<String> = conformance::check_version_mentions(dir.path(), &[doc], &[], &images)
+        .into_iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_reported(&found, "postgres.md:2: says percona-pgbackrest 2.57.0");
+}
+
+// Issue 13: "Percona operator 3.0.0" names the pg-operator (alias), not Calico's `operator` image
+// (v1.42.0) that the longer name contains; a bare "operator 3.0.0" is still Calico's and wrong.
+#[test]
+fn version_mentions_prefer_the_longer_name() {
+    let upstream = Upstream::open(&root().join("upstream")).unwrap();
+    let pg = upstream.chart("pg-operator", "3.0.0").unwrap().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("postgres.md");
+    std::fs::write(
+        &doc,
+        "The Percona operator 3.0.0 runs the cluster.\nThe operator 3.0.0 runs Calico.\n",
+    )
+    .unwrap();
+    let images: BTreeSet<String> = ["quay.io/tigera/operator:v1.42.0".to_string()]
+        .into_iter()
+        .collect();
+    let found: Vec<String> =
+        conformance::check_version_mentions(dir.path(), &[doc], &[pg], &images)
+            .into_iter()
+            .map(|p| p.to_string())
+            .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_reported(&found, "postgres.md:2: says operator 3.0.0");
+}

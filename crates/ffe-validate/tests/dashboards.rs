@@ -330,8 +330,14 @@ struct Layer {
 const LAYERS: [Layer; 2] = [
     Layer {
         name: "postgres",
-        prefixes: &["patroni_", "pg_", "ffe_pgbackup_", "ffe:postgres_"],
-        jobs: &["patroni", "postgres-exporter"],
+        prefixes: &[
+            "patroni_",
+            "pg_",
+            "pgbouncer_",
+            "ffe_pgbackup_",
+            "ffe:postgres_",
+        ],
+        jobs: &["patroni", "postgres-exporter", "pgbouncer-exporter"],
         cronjobs: &["pg-dump"],
     },
     Layer {
@@ -585,6 +591,91 @@ fn checker_rejects_unknown_metrics_bad_syntax_and_nameless_selectors() {
     assert_eq!(check_query("x", "sum(rate(up[5m])", &known).len(), 1);
     assert_eq!(check_query("x", "{job=\"node\"}", &known).len(), 1);
     assert!(check_query("x", "{__name__=\"up\"}", &known).is_empty());
+}
+
+/// The exporters the Postgres layer runs as sidecars (terraform/modules/postgres/monitoring.tf), by
+/// image name, with the metric-name prefix each serves.
+const POSTGRES_EXPORTERS: [(&str, &str); 2] = [
+    ("postgres-exporter", "pg_"),
+    ("pgbouncer-exporter", "pgbouncer_"),
+];
+
+/// The tag of `quay.io/prometheuscommunity/<name>:<tag>` as written in a Terraform file.
+fn pinned_tag<'a>(terraform: &'a str, name: &str) -> Option<&'a str> {
+    let needle = format!("quay.io/prometheuscommunity/{name}:");
+    let start = terraform.find(&needle)? + needle.len();
+    terraform[start..].split('"').next()
+}
+
+/// Names of `known` with `prefix` that the vendored list (`metrics.txt`: names, `#` comments, a
+/// trailing `*` for a family of generated names) does not contain.
+fn missing_from_vendored<'a>(
+    known: &'a BTreeSet<String>,
+    prefix: &str,
+    vendored: &str,
+) -> Vec<&'a String> {
+    let listed = known_metrics(vendored);
+    known
+        .iter()
+        .filter(|n| n.starts_with(prefix))
+        .filter(|n| {
+            !listed.iter().any(|l| match l.strip_suffix('*') {
+                Some(family) => n.starts_with(family),
+                None => l == *n,
+            })
+        })
+        .collect()
+}
+
+// known-metrics.txt is written by hand: every exporter metric it admits must be one the pinned
+// exporter serves (upstream/images/<exporter>/<tag>/metrics.txt, generated from its source).
+#[test]
+fn exporter_metrics_exist_at_the_pinned_exporter_tag() {
+    let known = load_known();
+    let monitoring_tf =
+        std::fs::read_to_string(repo_root().join("terraform/modules/postgres/monitoring.tf"))
+            .expect("terraform/modules/postgres/monitoring.tf");
+    let mut problems = Vec::new();
+    for (image, prefix) in POSTGRES_EXPORTERS {
+        let Some(tag) = pinned_tag(&monitoring_tf, image) else {
+            problems.push(format!(
+                "no {image} image in terraform/modules/postgres/monitoring.tf"
+            ));
+            continue;
+        };
+        let path = repo_root().join(format!("upstream/images/{image}/{tag}/metrics.txt"));
+        let Ok(vendored) = std::fs::read_to_string(&path) else {
+            problems.push(format!("{} is missing: vendor it", path.display()));
+            continue;
+        };
+        let used = known.iter().filter(|n| n.starts_with(prefix)).count();
+        if used == 0 {
+            problems.push(format!(
+                "no {prefix}* metric in known-metrics.txt: is the prefix right?"
+            ));
+        }
+        problems.extend(
+            missing_from_vendored(&known, prefix, &vendored)
+                .into_iter()
+                .map(|n| format!("{n}: {image} {tag} does not serve it ({})", path.display())),
+        );
+    }
+    assert_no_problems("exporter metrics", &problems);
+}
+
+#[test]
+fn vendored_metric_lists_reject_unknown_names() {
+    let known = known_metrics("pg_up\npg_settings_max_connections\npg_made_up\nup\n");
+    let vendored = "# header\npg_up  # exporter\npg_settings_*  # generated\n";
+    let missing = missing_from_vendored(&known, "pg_", vendored);
+    assert_eq!(missing, vec!["pg_made_up"]);
+    assert_eq!(
+        pinned_tag(
+            "image = \"quay.io/prometheuscommunity/postgres-exporter:v0.20.1\"",
+            "postgres-exporter"
+        ),
+        Some("v0.20.1")
+    );
 }
 
 #[test]

@@ -7,9 +7,10 @@
 # use ONE of the two for a cluster: helm-controller re-applies its HelmChart and would undo manual
 # `helm upgrade`s of the same release. Runbook: docs/app.md.
 #
-# values-production.yaml expects Vault (agent injection) and PgBouncer in ffe-data; this release
-# deploys neither (the data-services layer will). Until then point the app at your own database and
-# secrets with app_set / app_values_file (check "app_dependencies" below warns).
+# values-production.yaml expects Vault (agent injection) and PgBouncer in ffe-data. With the Postgres
+# layer on (postgres.tf), the release is pointed at its PgBouncer Service and reads the app role's
+# credentials from a Secret (local.app_database_set); Vault is not deployed by this release (the
+# Vault issue later moves the credentials there). check "app_dependencies" below says what to do.
 
 variable "deploy_app" {
   description = "Install the ffe-backend chart (release \"ffe\" in namespace \"ffe\") through k3s's helm-controller. Needs `make app-chart` first."
@@ -44,6 +45,27 @@ variable "app_set" {
 }
 
 locals {
+  # The Postgres layer's PgBouncer and the operator-generated credentials of role ffe-user. The
+  # operator writes them into Secret ffe-data/ffe-pg-pguser-ffe-user (keys user, password); a pod
+  # reads Secrets of its own namespace only, so modules/postgres copies those two keys (same Secret
+  # name) and the cluster CA (Secret ffe-db-ca, key ca.crt, values-production.yaml's name) into the
+  # app's namespace every 5 minutes. Nothing here holds a password. vault.enabled = false: the chart
+  # reads the database credentials from the Secret only without Vault (not deployed by this release;
+  # the Vault issue moves the credentials there). app_set (applied after) overrides all of these.
+  app_database_set = local.postgres_enabled ? {
+    "database.external"      = false
+    "database.host"          = split(":", module.postgres[0].endpoints.pgbouncer)[0]
+    "database.port"          = tonumber(split(":", module.postgres[0].endpoints.pgbouncer)[1])
+    "database.name"          = module.postgres[0].names.database
+    "database.sslmode"       = "verify-full" # PgBouncer's certificate names the Service and chains to the cluster CA
+    "database.usernameKey"   = "user"
+    "database.passwordKey"   = "password"
+    "database.caSecret.name" = "ffe-db-ca" # values-production.yaml's name
+    "database.caSecret.key"  = "ca.crt"
+    "secrets.existingSecret" = module.postgres[0].names.user_secret
+    "vault.enabled"          = false
+  } : {}
+
   # The route's host names follow domain_names (the edge Gateway has one HTTPS listener per name),
   # unless app_set sets them itself.
   app_sets_hostnames  = anytrue([for k in keys(var.app_set) : startswith(k, "httpRoute.hostnames")])
@@ -61,7 +83,7 @@ module "app" {
   enabled         = var.deploy_app
   chart_path      = "${path.module}/charts/ffe-backend.tgz"
   values_file     = local.app_values_path
-  set             = var.app_set
+  set             = merge(local.app_database_set, var.app_set)
   route_hostnames = local.app_route_hostnames
   namespace       = module.namespaces.names["ffe"] # PSA restricted, edge routes allowed
 }
@@ -89,10 +111,11 @@ check "app_hostnames_have_listeners" {
   }
 }
 
-# The production values need Vault (agent injection) and PgBouncer, which nothing here deploys.
+# The production values need Vault (agent injection), which nothing here deploys, and PgBouncer,
+# which the Postgres layer deploys (postgres_primary_ip set).
 check "app_dependencies" {
   assert {
     condition     = !var.deploy_app
-    error_message = "deploy_app = true: the production values need Vault and PgBouncer, which this release does not deploy; set app_set/app_values_file accordingly (vault.enabled=false, database.url) or deploy them first. See docs/app.md."
+    error_message = "deploy_app = true: ${local.postgres_enabled ? "the app is pointed at PgBouncer (ffe-pg-pgbouncer.ffe-data.svc) with role ffe-user's operator-generated credentials (Secret ffe/ffe-pg-pguser-ffe-user) and the cluster CA (Secret ffe/ffe-db-ca), which CronJob ffe-data/ffe-pg-credentials-sync copies from ffe-data within 5 minutes of the cluster being ready (the app pods wait for them until then). Vault is not deployed by this release, so vault.enabled is false and the app's other secrets must come from app_set/app_values_file" : "the production values need Vault and PgBouncer, which this release does not deploy without the Postgres layer (postgres_primary_ip = null); set app_set/app_values_file accordingly (vault.enabled=false, database.url) or deploy them first"}. See docs/app.md."
   }
 }

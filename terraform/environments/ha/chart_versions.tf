@@ -14,12 +14,15 @@ locals {
     # NGF and csi-driver-nfs chart versions have no leading "v"
     "nginx-gateway-fabric" = trimprefix(local.component_versions.nginx_gateway_fabric, "v")
     "csi-driver-nfs"       = trimprefix(local.component_versions.csi_driver_nfs, "v")
+    # Percona's chart versions have no leading "v"
+    "pg-operator" = trimprefix(local.component_versions.pg_operator, "v")
   }
 
   chart_repos = {
     "tigera-operator"      = "https://docs.tigera.io/calico/charts"
     "cert-manager"         = "https://charts.jetstack.io"
     "nginx-gateway-fabric" = "oci://ghcr.io/nginx/charts/nginx-gateway-fabric" # OCI: chart = this URL
+    "pg-operator"          = "https://percona.github.io/percona-helm-charts/"
     # Archive URL: chart = this URL (k3s accepts an https .tgz as spec.chart). It is the chart
     # archive committed under the release TAG, so the bytes cannot change. Not the repo's
     # charts/index.yaml: even the index at a tag links its archives on a mutable release branch.

@@ -141,9 +141,12 @@ check "app_spread" {
   }
 }
 
+# Each Postgres instance needs its own node (required anti-affinity by hostname in the
+# PerconaPGCluster), and only nodes that take application pods count: the instances carry no
+# toleration for the masters' taints.
 check "postgres_spread" {
   assert {
-    condition     = var.postgres_replicas + 1 <= var.worker_count
-    error_message = "postgres_replicas = ${var.postgres_replicas} plus the primary is ${var.postgres_replicas + 1} instances on ${var.worker_count} workers: two instances share a node, so one node loss can take out two copies. Add workers or lower postgres_replicas."
+    condition     = !local.postgres_enabled || var.postgres_replicas + 1 <= local.app_schedulable_nodes
+    error_message = "postgres_replicas = ${var.postgres_replicas} asks for ${var.postgres_replicas + 1} Postgres instances (primary + replicas), each on its own node, but only ${local.app_schedulable_nodes} nodes take them (${var.worker_count} workers${local.masters_take_workloads ? " + ${var.master_count} masters" : "; the masters are tainted by server_taints"}): ${max(0, var.postgres_replicas + 1 - local.app_schedulable_nodes)} instance(s) stay Pending forever and the cluster runs with fewer replicas than asked. Fix: add workers (worker_count >= ${var.postgres_replicas + 1}), lower postgres_replicas, or on a small cluster let the masters run workloads with server_taints = [] (docs/deploy.md)."
   }
 }

@@ -78,6 +78,10 @@ variable "monitoring_runbook_base_url" {
   }
 }
 
+locals {
+  postgres_ha_settings = yamldecode(file("${path.module}/../../modules/postgres/ha-settings.yaml"))
+}
+
 module "monitoring" {
   source = "../../modules/monitoring"
   count  = var.monitoring_enabled ? 1 : 0
@@ -99,13 +103,16 @@ module "monitoring" {
   alertmanager_config     = var.monitoring_alertmanager_config
   runbook_base_url        = var.monitoring_runbook_base_url
 
-  # Postgres (Percona) and Vault are not deployed by this release: their rules (absent() alerts would
-  # fire forever), monitors and dashboards stay out. The data-services layer that deploys them sets
-  # these to true.
-  postgres_enabled              = false
-  vault_enabled                 = false
-  postgres_replicas             = var.postgres_replicas
-  etcd_snapshot_max_age_seconds = floor(86400 / local.etcd_snapshots_per_day) + 3600
+  # The Postgres layer's rules (absent() alerts would fire forever without it), monitors and
+  # dashboard are rendered only when it is deployed (postgres.tf); Vault is not deployed by this
+  # release. The backup-age alerts take their periods from the schedules the cluster runs and the
+  # margin next to them (modules/postgres/ha-settings.yaml, the module's one source).
+  postgres_enabled                 = local.postgres_enabled
+  vault_enabled                    = false
+  postgres_replicas                = var.postgres_replicas
+  postgres_backup_schedules        = local.postgres_ha_settings.pgbackrest.schedules
+  postgres_backup_age_margin_hours = local.postgres_ha_settings.pgbackrest.backup_age_margin_hours
+  etcd_snapshot_max_age_seconds    = floor(86400 / local.etcd_snapshots_per_day) + 3600
 
   namespaces = {
     cert_manager = module.namespaces.names["cert-manager"]

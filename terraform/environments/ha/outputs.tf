@@ -1,6 +1,6 @@
 # Outputs of the HA environment: the seed's master IPs and kubeconfig, plus the API endpoint, the
-# edge address (ingress_ip) and the DNS records to create. Postgres and Vault are not deployed by
-# this release, so there are no outputs for them (the data-services layer will add its own).
+# edge address (ingress_ip), the DNS records to create and the Postgres endpoints (null when the
+# Postgres layer is off: postgres_primary_ip = null). Vault is not deployed by this release.
 
 output "master_ips" {
   description = "IPv4 addresses of the masters (k3s servers), in bootstrap order."
@@ -57,4 +57,21 @@ output "ingress_ip" {
 output "dns_records" {
   description = "DNS A records to create: each of domain_names -> ingress_ip, and each DNS name in extra_tls_sans (API names) -> api_vip."
   value       = local.dns_records
+}
+
+# Postgres endpoints: addresses only. The app role's password never leaves the cluster (the operator
+# generates it into Secret ffe-data/ffe-pg-pguser-ffe-user), so no output can show it.
+output "postgres_primary_endpoint" {
+  description = "host:port of the Postgres primary for clients on the node network: postgres_primary_ip, announced by kube-vip, follows the Patroni leader (read-write, TLS required). null = no Postgres layer."
+  value       = local.postgres_enabled ? module.postgres[0].endpoints.primary : null
+}
+
+output "postgres_replica_endpoint" {
+  description = "host:port of the read-only replicas Service inside the cluster (all streaming replicas, TLS required). null = no Postgres layer."
+  value       = local.postgres_enabled ? module.postgres[0].endpoints.replica : null
+}
+
+output "pgbouncer_endpoint" {
+  description = "host:port of the PgBouncer Service inside the cluster (transaction pooling to the primary, TLS required): what the app connects to. null = no Postgres layer."
+  value       = local.postgres_enabled ? module.postgres[0].endpoints.pgbouncer : null
 }

@@ -7,6 +7,8 @@
 #   PostgreSQL: majors 15-18 are supported; 14 reaches EOL in November 2026, 13 and older are EOL.
 # A version outside these lists still plans; a `check` block below prints a warning that names
 # the supported versions. Nothing here stops an apply: the operator decides when to upgrade.
+# Exception: a PostgreSQL major the pinned Percona operator has no images for (postgres_images
+# below) cannot run at all, so variables.tf refuses it.
 
 locals {
   supported_versions = {
@@ -37,6 +39,26 @@ locals {
     loki                    = "18.11.0"
     fluent_bit              = "0.58.1"
     opentelemetry_collector = "0.170.0"
+    pg_operator             = "3.0.0" # Percona Operator for PostgreSQL: chart pg-operator 3.0.0 = Percona operator 3.0.0 (CRDs v3.0.0)
+  }
+
+  # Images of the PerconaPGCluster per PostgreSQL major (as of 2026-12): the chart sets no
+  # RELATED_IMAGE_* defaults, so the cluster names its images. These are the tags Percona operator 3.0.0 is
+  # released and tested with (percona-postgresql-operator v3.0.0 e2e-tests/release_versions);
+  # Percona operator 3.0.0 has images for majors 14 to 18 only, so postgres_version must be one of these
+  # keys (variable validation). PgBouncer and pgBackRest are the same for every major.
+  postgres_images = {
+    for major, tag in {
+      "14" = "14.23-1"
+      "15" = "15.18-1"
+      "16" = "16.14-1"
+      "17" = "17.10-1"
+      "18" = "18.4-1"
+      } : major => {
+      postgres   = "docker.io/percona/percona-distribution-postgresql:${tag}"
+      pgbouncer  = "docker.io/percona/percona-pgbouncer:1.25.2-1"
+      pgbackrest = "docker.io/percona/percona-pgbackrest:2.58.0-2"
+    }
   }
 
   component_versions = merge(local.pinned_component_versions, var.component_versions)

@@ -87,13 +87,19 @@ variable "kubernetes_version" {
 }
 
 variable "postgres_version" {
-  description = "PostgreSQL major version for the Postgres HA cluster, e.g. \"17\". null = the default in pins.tf."
+  description = "PostgreSQL major version for the Postgres HA cluster, e.g. \"17\": one the pinned Percona operator has images for (pins.tf postgres_images: 14 to 18). null = the default in pins.tf. Majors past end of life plan with a warning."
   type        = string
   default     = null
 
   validation {
     condition     = var.postgres_version == null || can(regex("^[1-9][0-9]$", var.postgres_version))
     error_message = "postgres_version = \"${coalesce(var.postgres_version, "null")}\" is not a PostgreSQL major version. Use a two-digit major such as \"17\" (quoted)."
+  }
+
+  # The Percona operator has no default images: a major without pinned images cannot run at all.
+  validation {
+    condition     = var.postgres_version == null || !can(regex("^[1-9][0-9]$", var.postgres_version)) || contains(keys(local.postgres_images), coalesce(var.postgres_version, "-"))
+    error_message = "postgres_version = \"${coalesce(var.postgres_version, "null")}\" is not supported: the pinned Percona operator ${local.pinned_component_versions.pg_operator} has PostgreSQL images for majors ${join(", ", sort(keys(local.postgres_images)))} only (pins.tf postgres_images). Use one of them, e.g. postgres_version = \"${local.default_versions.postgres}\"."
   }
 }
 
@@ -217,7 +223,7 @@ variable "postgres_replicas" {
 }
 
 variable "postgres_primary_ip" {
-  description = "Fixed IPv4 (inside network_cidr, not a node IP) where the Postgres primary is exposed (a LoadBalancer IP announced by kube-vip). null = not exposed outside the cluster."
+  description = "Fixed IPv4 (inside network_cidr, not a node IP or VIP) where the Postgres primary is exposed (a LoadBalancer IP announced by kube-vip that follows the Patroni leader). null = no Postgres layer is deployed (no operator, no cluster, Postgres outputs null)."
   type        = string
   default     = null
 
@@ -230,6 +236,13 @@ variable "postgres_primary_ip" {
     condition     = var.postgres_primary_ip == null || !contains(concat(var.master_ips, var.worker_ips), coalesce(var.postgres_primary_ip, "-"))
     error_message = "postgres_primary_ip = \"${coalesce(var.postgres_primary_ip, "null")}\" is already a node IP (master_ips/worker_ips). Pick a free address: a service IP must not be a node's own address."
   }
+}
+
+variable "postgres_synchronous_replication" {
+  description = "Postgres commits wait for one synchronous standby (Patroni synchronous_mode, not strict): a primary crash loses no acknowledged commit. false = asynchronous replication: lower write latency, but a primary crash can lose the commits the promoted replica had not received (up to maximum_lag_on_failover in ha-settings.yaml, typically under a second of writes)."
+  type        = bool
+  default     = true
+  nullable    = false
 }
 
 variable "vault_ha_enabled" {
@@ -274,7 +287,7 @@ variable "backup_nfs_mount" {
 }
 
 variable "backup_retention_days" {
-  description = "Days to keep backups (etcd snapshots here; Postgres and Vault backups in later layers). etcd snapshot retention = snapshots per day x days."
+  description = "Days to keep backups: etcd snapshots (snapshots per day x days), Postgres pgBackRest backups (full backups younger than this, with their WAL: point-in-time restore over these days) and the daily pg_dump files; Vault backups in a later layer."
   type        = number
   default     = 30
   nullable    = false

@@ -4,7 +4,7 @@
 #     controller-manager and kubelet, so each family is scraped once; etcd via etcd-expose-metrics on :2381);
 #   - PrometheusRules from monitoring/rules/*.yaml, Grafana dashboards from monitoring/dashboards/*.json;
 #   - ServiceMonitors/PodMonitors for cert-manager and NGINX Gateway Fabric, plus Vault (vault_enabled) and
-#     Patroni/postgres_exporter (postgres_enabled) (the app's ServiceMonitor ships with helm/ffe-backend);
+#     Patroni/postgres_exporter/pgbouncer_exporter (postgres_enabled) (the app's ServiceMonitor ships with helm/ffe-backend);
 #   - the Postgres and Vault parts (rules, monitors, dashboards, PerconaPGBackup metrics) only when their
 #     layer is deployed (postgres_enabled / vault_enabled), so absent() alerts do not fire forever;
 #   - optional logging (Loki + Fluent Bit) and tracing (OpenTelemetry Collector).
@@ -67,10 +67,16 @@ locals {
   ksm_percona_backups = {
     groupVersionKind = { group = "pgv2.percona.com", version = "v2", kind = "PerconaPGBackup" }
     metricNamePrefix = "ffe"
+    # Field paths checked against the vendored CRD (upstream/crds/percona-pg-operator/v3.0.0):
+    # status.state (Starting|Running|Succeeded|Failed), status.completed (date-time),
+    # status.backupType (pgBackRest's own type: full|diff|incr, copied from `pgbackrest info` once
+    # the backup exists; pg-operator 3.0.0: percona/controller/pgbackup/controller.go:527; the strings
+    # are pgBackRest's, release/2.58.0 src/info/infoBackup.h:19-21 via src/command/info/info.c:456).
     labelsFromPath = {
       namespace = ["metadata", "namespace"]
       name      = ["metadata", "name"]
       cluster   = ["spec", "pgCluster"]
+      type      = ["status", "backupType"]
     }
     metrics = [
       {
@@ -231,5 +237,30 @@ locals {
         }
       }
     }
+  }
+}
+
+# Backup freshness of the Postgres layer: how old the newest pgBackRest backup may be, from the
+# schedules themselves. For each cron schedule ("m h * * dow") the hours of the week it runs at;
+# the longest gap between two runs (wrapping around the week) is the period. Full backups must be no
+# older than the full schedule's period + margin; the newest backup of any type (full or
+# differential) no older than the gap of all schedules together + margin: with a weekly full on
+# Sunday and differentials Monday to Saturday that is 24 h, although the newest differential is 48 h
+# old on Monday morning.
+locals {
+  pg_backup_run_hours = { for type, cron in var.postgres_backup_schedules : type => distinct(flatten([
+    for part in split(",", split(" ", cron)[4]) : [
+      for day in(part == "*" ? range(0, 7) : can(regex("-", part)) ? range(tonumber(split("-", part)[0]), tonumber(split("-", part)[1]) + 1) : [tonumber(part)]) :
+      # cron's 7 is Sunday, like 0; fixed-width text so that sort() orders numerically
+      format("%09.3f", (day % 7) * 24 + tonumber(split(" ", cron)[1]) + tonumber(split(" ", cron)[0]) / 60)
+    ]
+  ])) }
+  pg_backup_all_run_hours = sort(distinct(flatten(values(local.pg_backup_run_hours))))
+  pg_backup_gap_hours = { for type, hours in merge({ for t, h in local.pg_backup_run_hours : t => sort(h) }, { any = local.pg_backup_all_run_hours }) : type => max([
+    for i, h in hours : (i + 1 < length(hours) ? tonumber(hours[i + 1]) : tonumber(hours[0]) + 168) - tonumber(h)
+  ]...) }
+  pg_backup_max_age_seconds = {
+    full = ceil((local.pg_backup_gap_hours.full + var.postgres_backup_age_margin_hours) * 3600)
+    any  = ceil((local.pg_backup_gap_hours.any + var.postgres_backup_age_margin_hours) * 3600)
   }
 }

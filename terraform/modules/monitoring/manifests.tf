@@ -35,7 +35,11 @@ locals {
   expected_group = {
     name = "ffe-expected"
     rules = concat(
-      var.postgres_enabled ? [{ record = "ffe:postgres_replicas:expected", expr = "vector(${var.postgres_replicas})" }] : [],
+      var.postgres_enabled ? [
+        { record = "ffe:postgres_replicas:expected", expr = "vector(${var.postgres_replicas})" },
+        { record = "ffe:postgres_full_backup_max_age_seconds:expected", expr = "vector(${local.pg_backup_max_age_seconds.full})" },
+        { record = "ffe:postgres_backup_max_age_seconds:expected", expr = "vector(${local.pg_backup_max_age_seconds.any})" },
+      ] : [],
       [{ record = "ffe:etcd_snapshot_max_age_seconds:expected", expr = "vector(${var.etcd_snapshot_max_age_seconds})" }],
     )
   }
@@ -170,40 +174,72 @@ locals {
     }
   }
 
+  # The Postgres layer (terraform/modules/postgres, Percona pg-operator 3.0.0). Pod labels are the
+  # operator's (internal/controller/postgrescluster/instance.go:1300-1331, pgbouncer.go:363-366); the
+  # exporter port names are the sidecars' (modules/postgres/monitoring.tf).
+  postgres_pod_labels = {
+    database  = { "postgres-operator.crunchydata.com/data" = "postgres" }
+    pgbouncer = { "postgres-operator.crunchydata.com/role" = "pgbouncer" }
+  }
   postgres_monitors = {
+    # Patroni serves /metrics on its REST API port, which no container declares (the database
+    # container declares only `postgres`, internal/postgres/reconcile.go:188-192). So the monitor
+    # selects the declared `postgres` port (one per pod) and rewrites the address to <pod IP>:<patroni
+    # port>, as the PodMonitor CRD's portNumber field documents for undeclared ports.
+    # TLS: the REST API serves the cluster certificate of the operator's own CA, for the pod's DNS
+    # names; Prometheus scrapes by IP, so the name cannot match and verification is skipped.
+    # verify_client is "optional" (internal/patroni/config.go:116-134): GET /metrics needs no client
+    # certificate.
     "podmonitor-patroni.yaml" = {
       apiVersion = "monitoring.coreos.com/v1"
       kind       = "PodMonitor"
       metadata   = { name = "patroni", namespace = var.namespace, labels = local.common_labels }
       spec = {
         namespaceSelector = { matchNames = [var.namespaces.postgres] }
-        selector          = { matchLabels = { "postgres-operator.crunchydata.com/data" = "postgres" } }
+        selector          = { matchLabels = local.postgres_pod_labels.database }
         podMetricsEndpoints = [{
-          port      = "patroni"
+          port      = "postgres"
           path      = "/metrics"
           scheme    = "https"
           tlsConfig = { insecureSkipVerify = true }
           interval  = "30s"
           relabelings = [
+            { action = "replace", sourceLabels = ["__meta_kubernetes_pod_ip"], regex = "(.+)", replacement = "$1:${var.patroni_port}", targetLabel = "__address__" },
             { action = "replace", targetLabel = "job", replacement = "patroni" },
-            { action = "replace", sourceLabels = ["__meta_kubernetes_pod_name"], targetLabel = "pod" },
           ]
         }]
       }
     }
-    "servicemonitor-postgres-exporter.yaml" = {
+    "podmonitor-postgres-exporter.yaml" = {
       apiVersion = "monitoring.coreos.com/v1"
-      kind       = "ServiceMonitor"
+      kind       = "PodMonitor"
       metadata   = { name = "postgres-exporter", namespace = var.namespace, labels = local.common_labels }
       spec = {
         namespaceSelector = { matchNames = [var.namespaces.postgres] }
-        selector          = { matchLabels = { "app.kubernetes.io/name" = "prometheus-postgres-exporter" } }
-        endpoints = [{
-          port     = "http"
+        selector          = { matchLabels = local.postgres_pod_labels.database }
+        podMetricsEndpoints = [{
+          port     = "pg-exporter"
           path     = "/metrics"
           interval = "30s"
           relabelings = [
             { action = "replace", targetLabel = "job", replacement = "postgres-exporter" },
+          ]
+        }]
+      }
+    }
+    "podmonitor-pgbouncer-exporter.yaml" = {
+      apiVersion = "monitoring.coreos.com/v1"
+      kind       = "PodMonitor"
+      metadata   = { name = "pgbouncer-exporter", namespace = var.namespace, labels = local.common_labels }
+      spec = {
+        namespaceSelector = { matchNames = [var.namespaces.postgres] }
+        selector          = { matchLabels = local.postgres_pod_labels.pgbouncer }
+        podMetricsEndpoints = [{
+          port     = "pgb-exporter"
+          path     = "/metrics"
+          interval = "30s"
+          relabelings = [
+            { action = "replace", targetLabel = "job", replacement = "pgbouncer-exporter" },
           ]
         }]
       }

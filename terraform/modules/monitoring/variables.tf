@@ -118,7 +118,7 @@ variable "runbook_base_url" {
 }
 
 variable "postgres_enabled" {
-  description = "Set when the Postgres layer is deployed: adds the Postgres and pgBackRest/pg_dump alert groups (rule groups whose name contains \"postgres\"), the Patroni and postgres_exporter monitors, the PerconaPGBackup metrics and the Postgres dashboard. Off: nothing alerts on a Postgres that is not there."
+  description = "Set when the Postgres layer is deployed: adds the Postgres and pgBackRest/pg_dump alert groups (rule groups whose name contains \"postgres\"), the Patroni, postgres_exporter and pgbouncer_exporter PodMonitors, the PerconaPGBackup metrics and the Postgres dashboard. Off: nothing alerts on a Postgres that is not there."
   type        = bool
   default     = false
   nullable    = false
@@ -205,4 +205,39 @@ variable "dashboards_dir" {
   description = "Directory of the Grafana dashboard JSON files."
   type        = string
   default     = null
+}
+
+variable "postgres_backup_schedules" {
+  description = "pgBackRest backup schedules of the Postgres layer (type -> cron \"m h * * dow\", as in the PerconaPGCluster's repos[].schedules): their periods set PgBackRestFullBackupTooOld (key full) and PgBackRestBackupTooOld (all together)."
+  type        = map(string)
+  default     = { full = "0 1 * * 0", differential = "0 1 * * 1-6" }
+  nullable    = false
+  validation {
+    condition = contains(keys(var.postgres_backup_schedules), "full") && alltrue([for cron in values(var.postgres_backup_schedules) :
+      can(regex("^([0-9]|[1-5][0-9]) ([0-9]|1[0-9]|2[0-3]) \\* \\* (\\*|[0-7](-[0-7])?)(,[0-7](-[0-7])?)*$", cron))
+    ])
+    error_message = "postgres_backup_schedules = ${jsonencode(var.postgres_backup_schedules)}: each schedule must be a cron \"minute hour * * day-of-week\" with plain numbers (day of week: *, n, n-m or a comma list of those), e.g. \"0 1 * * 0\", and key full must be one of them; the backup-age alerts derive their periods from them."
+  }
+}
+
+variable "postgres_backup_age_margin_hours" {
+  description = "Hours a pgBackRest backup may be late before PgBackRestFullBackupTooOld / PgBackRestBackupTooOld fire (added to the schedule's period)."
+  type        = number
+  default     = 6
+  nullable    = false
+  validation {
+    condition     = var.postgres_backup_age_margin_hours >= 1 && var.postgres_backup_age_margin_hours <= 72
+    error_message = "postgres_backup_age_margin_hours = ${var.postgres_backup_age_margin_hours} must be between 1 and 72 (a backup runs for a while; more than 3 days late is no longer a margin)."
+  }
+}
+
+variable "patroni_port" {
+  description = "Patroni REST API port of the Postgres pods (PerconaPGCluster spec.patroni.port; the operator's default is 8008): the Patroni PodMonitor scrapes /metrics there."
+  type        = number
+  default     = 8008
+  nullable    = false
+  validation {
+    condition     = var.patroni_port >= 1024 && var.patroni_port <= 65535 && floor(var.patroni_port) == var.patroni_port
+    error_message = "patroni_port = ${var.patroni_port} must be a whole port number 1024-65535 (the operator's CRD range for spec.patroni.port)."
+  }
 }

@@ -171,13 +171,15 @@ run "untested_newer_kubernetes_warns" {
   expect_failures = [check.kubernetes_version_supported, check.alerts_routed]
 }
 
+# 14 is past end of life but the pinned operator still has images for it: a warning, not an error
+# (13 and older have no images: tests/postgres.tftest.hcl).
 run "past_eol_postgres_warns" {
   command = plan
 
   variables {
     kubernetes_version   = "v1.35"
     vault_version        = "1.21"
-    postgres_version     = "13"
+    postgres_version     = "14"
     ssh_known_hosts_file = "tests/fixtures/known_hosts"
     nfs_server           = "10.0.5.10"
     nfs_export           = "/export/ffe-backups"
@@ -394,13 +396,15 @@ run "component_version_override" {
   }
 }
 
-# Postgres and Vault are not deployed by this release: the monitoring bundle must carry none of
-# their rules, monitors, dashboards or metrics (their absent() alerts would fire forever), and
-# keep the rest (etcd backups included). A receiver is set, so no warning fires.
+# Without the Postgres layer (postgres_primary_ip = null) and without Vault (not deployed by this
+# release), the monitoring bundle must carry none of their rules, monitors, dashboards or metrics
+# (their absent() alerts would fire forever), and keep the rest (etcd backups included). A
+# receiver is set, so no warning fires.
 run "monitoring_leaves_out_postgres_and_vault" {
   command = plan
 
   variables {
+    postgres_primary_ip  = null
     kubernetes_version   = "v1.36"
     vault_version        = "1.21"
     ssh_known_hosts_file = "tests/fixtures/known_hosts"
@@ -415,7 +419,7 @@ run "monitoring_leaves_out_postgres_and_vault" {
   assert {
     condition = length(setintersection(keys(ffe_manifests.monitoring[0].manifests), [
       "prometheusrule-postgres.yaml", "prometheusrule-vault.yaml", "servicemonitor-vault.yaml",
-      "podmonitor-patroni.yaml", "servicemonitor-postgres-exporter.yaml", "dashboard-postgres-ha.yaml", "dashboard-vault.yaml",
+      "podmonitor-patroni.yaml", "podmonitor-postgres-exporter.yaml", "podmonitor-pgbouncer-exporter.yaml", "dashboard-postgres-ha.yaml", "dashboard-vault.yaml",
     ])) == 0
     error_message = "Postgres/Vault files in the monitoring bundle: ${jsonencode(sort(keys(ffe_manifests.monitoring[0].manifests)))}"
   }

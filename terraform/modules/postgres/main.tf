@@ -1,0 +1,373 @@
+# The Postgres HA layer: the Percona Operator for PostgreSQL (chart pg-operator, a k3s HelmChart in
+# var.namespace; it watches only its release namespace) and one PerconaPGCluster `ffe-pg`:
+#   - one instance set `db` of replicas + 1 pods, never two on one node (required anti-affinity),
+#     data on the node-local Retain class; Patroni timings from ha-settings.yaml;
+#   - synchronous replication to one standby (Patroni synchronous_mode, not strict) unless
+#     synchronous_replication = false;
+#   - PgBouncer (2 pods on different nodes, transaction pooling) and the operator's TLS (always on:
+#     clients over hostssl + SCRAM, replication with client certificates);
+#   - the Patroni leader Service `ffe-pg-ha` as a kube-vip LoadBalancer on primary_ip: Patroni
+#     writes its Endpoints, so the address follows the primary;
+#   - pgBackRest repo1 on the NFS backup class (continuous WAL archiving, weekly full + daily
+#     differential, time-based retention) and a daily pg_dump CronJob to the same share.
+# The operator's CRDs are a separate output (crd_manifests): the environment writes them as their own
+# bundle, waits until they are Established, and only then writes `manifests` (environments/ha/postgres.tf).
+
+locals {
+  # Percona's CRDs as vendored (the chart's crds/crd.yaml at the pinned version, unchanged), re-encoded
+  # as compact JSON (a YAML subset; 1.5 MB of YAML -> 0.55 MB): the provider's plan messages carry a
+  # bundle up to three times and gRPC stops at 4 MiB. Terraform's yamldecode takes one document.
+  crd_file = file("${path.module}/../../../upstream/crds/percona-pg-operator/v${var.operator_crd_version}/crd.yaml")
+  crd_docs = [for d in split("\n---\n", local.crd_file) : yamldecode(d) if trimspace(d) != ""]
+
+  # The one source of Patroni timings and pgBackRest settings (the lab test reads it too).
+  settings = yamldecode(file("${path.module}/ha-settings.yaml"))
+  patroni  = local.settings.patroni
+
+  cluster      = "ffe-pg"
+  instance_set = "db"
+  user         = "ffe-user" # users[].name must match ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$: no underscore at 3.0.0
+  database     = "ffe"
+  port         = 5432
+
+  labels = { "app.kubernetes.io/part-of" = "ffe-ha", "app.kubernetes.io/component" = "postgres" }
+
+  # Pod labels the operator sets (internal/controller/postgrescluster/instance.go, pgbouncer.go).
+  label_cluster = "postgres-operator.crunchydata.com/cluster"
+  label_set     = "postgres-operator.crunchydata.com/instance-set"
+  label_role    = "postgres-operator.crunchydata.com/role"
+
+  # Object names the operator derives from the cluster name (internal/naming/names.go).
+  user_secret      = "${local.cluster}-pguser-${local.user}"
+  cluster_cert     = "${local.cluster}-cluster-cert" # server certificate; key ca.crt = the cluster CA
+  primary_service  = "${local.cluster}-primary"      # headless, points at ffe-pg-ha's ClusterIP
+  replica_service  = "${local.cluster}-replicas"
+  pgbouncer_svc    = "${local.cluster}-pgbouncer"
+  repo_claim       = "${local.cluster}-repo1" # <cluster>-<repoName> (names.go)
+  namespace_suffix = "${var.namespace}.svc"
+
+  # Patroni's dynamic configuration: ttl/loop_wait come from the two CR fields (the operator writes
+  # them over dynamicConfiguration); the rest passes through to the DCS unchanged.
+  dynamic_configuration = {
+    retry_timeout           = local.patroni.retry_timeout
+    maximum_lag_on_failover = local.patroni.maximum_lag_on_failover
+    synchronous_mode        = var.synchronous_replication && local.patroni.synchronous_mode
+    synchronous_node_count  = local.patroni.synchronous_node_count
+    synchronous_mode_strict = local.patroni.synchronous_mode_strict
+    postgresql              = { parameters = local.settings.postgresql_parameters }
+  }
+
+  # pgBackRest [global] options: every repoN-* key of ha-settings.yaml, plus the retention in days.
+  # repo1-retention-full-type: time + repo1-retention-full: N keeps the full backups needed to
+  # restore to any point of the last N days (and the WAL and differentials that go with them).
+  pgbackrest_global = merge(
+    { for k, v in local.settings.pgbackrest : k => tostring(v) if can(regex("^repo[0-9]+-", k)) },
+    { "repo1-retention-full" = tostring(var.backup_retention_days) },
+  )
+
+  anti_affinity = {
+    podAntiAffinity = {
+      requiredDuringSchedulingIgnoredDuringExecution = [{
+        topologyKey   = "kubernetes.io/hostname"
+        labelSelector = { matchLabels = { (local.label_cluster) = local.cluster, (local.label_set) = local.instance_set } }
+      }]
+    }
+  }
+
+  pgbouncer_anti_affinity = {
+    podAntiAffinity = {
+      requiredDuringSchedulingIgnoredDuringExecution = [{
+        topologyKey   = "kubernetes.io/hostname"
+        labelSelector = { matchLabels = { (local.label_cluster) = local.cluster, (local.label_role) = "pgbouncer" } }
+      }]
+    }
+  }
+
+  operator_chart = {
+    apiVersion = "helm.cattle.io/v1"
+    kind       = "HelmChart"
+    metadata   = { name = "pg-operator", namespace = "kube-system", labels = local.labels }
+    spec = {
+      chart           = "pg-operator"
+      repo            = var.operator_chart_repo
+      version         = var.operator_chart_version
+      targetNamespace = var.namespace
+      createNamespace = false # modules/namespaces owns it (PSA, network policies)
+      # The chart's crds/ are applied by Helm on first install only, and skipped when present: the
+      # `crds` bundle delivers (and upgrades) them before this HelmChart is written.
+      valuesContent = yamlencode({
+        # On-prem: the operator must not report to Percona's telemetry endpoint.
+        disableTelemetry = true
+        # The image is pinned (chart appVersion); restarts must not depend on the registry.
+        imagePullPolicy = "IfNotPresent"
+      })
+    }
+  }
+
+  cluster_cr = {
+    apiVersion = "pgv2.percona.com/v2"
+    kind       = "PerconaPGCluster"
+    metadata   = { name = local.cluster, namespace = var.namespace, labels = local.labels }
+    spec = {
+      crVersion       = var.operator_crd_version
+      postgresVersion = tonumber(var.postgres_version)
+      image           = var.images.postgres
+      imagePullPolicy = "IfNotPresent"
+      port            = local.port
+      # Every pg_hba rule is hostssl: no client or replica connects without TLS.
+      tlsOnly = true
+
+      instances = [merge({
+        name                = local.instance_set
+        replicas            = var.replicas + 1
+        affinity            = local.anti_affinity
+        dataVolumeClaimSpec = { storageClassName = var.data_storage_class, accessModes = ["ReadWriteOnce"], resources = { requests = { storage = var.data_size } } }
+      }, length(local.instance_sidecars) == 0 ? {} : { sidecars = local.instance_sidecars })]
+
+      patroni = {
+        leaderLeaseDurationSeconds = local.patroni.ttl
+        syncPeriodSeconds          = local.patroni.loop_wait
+        dynamicConfiguration       = local.dynamic_configuration
+      }
+
+      # ffe-pg-ha (the Patroni leader Service: no selector, Patroni keeps its Endpoints on the
+      # primary) becomes a LoadBalancer on primary_ip, announced by kube-vip.
+      expose         = { type = "LoadBalancer", annotations = { (var.loadbalancer_annotation) = var.primary_ip } }
+      exposeReplicas = { type = "ClusterIP" }
+
+      proxy = {
+        pgBouncer = merge({
+          replicas = 2
+          image    = var.images.pgbouncer
+          port     = local.port
+          affinity = local.pgbouncer_anti_affinity
+          expose   = { type = "ClusterIP" }
+          # The operator leaves pool_mode unset (PgBouncer's default: session).
+          # stats_users: the pgbouncer_exporter sidecar's login to the admin console (monitoring.tf).
+          config = { global = { pool_mode = "transaction", stats_users = local.pgbouncer_stats_users } }
+        }, length(local.pgbouncer_sidecars) == 0 ? {} : { sidecars = local.pgbouncer_sidecars })
+      }
+
+      # The app's role and database. The operator generates the password into Secret
+      # ffe-pg-pguser-ffe-user (AlphaNumeric: the app builds its URL from it without escaping).
+      users = [{ name = local.user, databases = [local.database], password = { type = "AlphaNumeric" } }]
+
+      backups = {
+        pgbackrest = {
+          image  = var.images.pgbackrest
+          global = local.pgbackrest_global
+          repos = [{
+            name      = "repo1"
+            schedules = { full = local.settings.pgbackrest.schedules.full, differential = local.settings.pgbackrest.schedules.differential }
+            volume = {
+              volumeClaimSpec = {
+                storageClassName = var.backup_storage_class
+                accessModes      = ["ReadWriteMany"] # the class's PVs (hostpath mode) offer RWX only
+                resources        = { requests = { storage = var.repo_size } }
+              }
+            }
+          }]
+        }
+      }
+    }
+  }
+
+  # hostpath mode: the backup class has no provisioner, so the repository claim needs a PV bound to
+  # it in advance, on the NFS share every node mounts (as modules/storage does for its claims).
+  repo_volume = {
+    apiVersion = "v1"
+    kind       = "PersistentVolume"
+    metadata   = { name = "backup-postgres-pgbackrest", labels = merge(local.labels, { "ffe-ha/backup-volume" = "postgres-pgbackrest" }) }
+    spec = {
+      capacity                      = { storage = var.repo_size }
+      accessModes                   = ["ReadWriteMany"]
+      persistentVolumeReclaimPolicy = "Retain"
+      storageClassName              = var.backup_storage_class
+      claimRef                      = { namespace = var.namespace, name = local.repo_claim }
+      hostPath                      = { path = "${trimsuffix(var.backup_mount, "/")}/k8s/postgres-pgbackrest", type = "DirectoryOrCreate" }
+    }
+  }
+
+  dump_claim = {
+    apiVersion = "v1"
+    kind       = "PersistentVolumeClaim"
+    metadata   = { name = var.dump_claim.name, namespace = var.namespace, labels = local.labels }
+    spec = {
+      storageClassName = var.backup_storage_class
+      accessModes      = ["ReadWriteMany"]
+      resources        = { requests = { storage = var.dump_claim.size } }
+    }
+  }
+
+  # Daily logical dump of database ffe, as the app's own role (it owns the app's objects; no
+  # superuser password is handed to a CronJob), straight to the primary (not PgBouncer: pg_dump
+  # needs one session for its snapshot), TLS verified against the cluster CA. Written as
+  # <name>.partial and renamed when complete, so a failed run never leaves a truncated dump that
+  # looks good; dumps older than backup_retention_days are deleted after a successful one.
+  dump_script = <<-SH
+    set -euo pipefail
+    export PATH="/usr/pgsql-${var.postgres_version}/bin:$PATH"
+    out="/backups/ffe-$(date -u +%Y%m%dT%H%M%SZ).dump"
+    pg_dump --format=custom --no-password --file="$out.partial"
+    mv "$out.partial" "$out"
+    echo "pg_dump: wrote $out ($(stat -c %s "$out") bytes)"
+    find /backups -maxdepth 1 -type f \( -name 'ffe-*.dump' -o -name 'ffe-*.dump.partial' \) \
+      -mmin +${var.backup_retention_days * 1440} -print -delete
+  SH
+
+  dump_cronjob = {
+    apiVersion = "batch/v1"
+    kind       = "CronJob"
+    metadata   = { name = "${local.cluster}-dump", namespace = var.namespace, labels = merge(local.labels, { "app.kubernetes.io/name" = "pg-dump" }) }
+    spec = {
+      schedule                   = var.dump_schedule
+      timeZone                   = "Etc/UTC"
+      concurrencyPolicy          = "Forbid"
+      startingDeadlineSeconds    = 3600
+      successfulJobsHistoryLimit = 3
+      failedJobsHistoryLimit     = 3
+      jobTemplate = {
+        metadata = { labels = merge(local.labels, { "app.kubernetes.io/name" = "pg-dump" }) }
+        spec = {
+          backoffLimit          = 2
+          activeDeadlineSeconds = 21600
+          template = {
+            metadata = { labels = merge(local.labels, { "app.kubernetes.io/name" = "pg-dump" }) }
+            spec = {
+              restartPolicy                = "Never"
+              automountServiceAccountToken = false
+              securityContext = {
+                runAsNonRoot   = true
+                runAsUser      = 26 # postgres in the Percona images
+                runAsGroup     = 26
+                fsGroup        = 26
+                seccompProfile = { type = "RuntimeDefault" }
+              }
+              containers = [{
+                name    = "pg-dump"
+                image   = var.images.postgres
+                command = ["/bin/bash", "-c", local.dump_script]
+                env = [
+                  { name = "PGHOST", value = "${local.primary_service}.${local.namespace_suffix}" },
+                  { name = "PGPORT", value = tostring(local.port) },
+                  { name = "PGDATABASE", value = local.database },
+                  { name = "PGUSER", valueFrom = { secretKeyRef = { name = local.user_secret, key = "user" } } },
+                  { name = "PGPASSWORD", valueFrom = { secretKeyRef = { name = local.user_secret, key = "password" } } },
+                  { name = "PGSSLMODE", value = "verify-full" },
+                  { name = "PGSSLROOTCERT", value = "/etc/ffe-pg-ca/ca.crt" },
+                ]
+                securityContext = {
+                  allowPrivilegeEscalation = false
+                  readOnlyRootFilesystem   = true
+                  capabilities             = { drop = ["ALL"] }
+                }
+                resources = { requests = { cpu = "100m", memory = "256Mi" }, limits = { memory = "1Gi" } }
+                volumeMounts = [
+                  { name = "backups", mountPath = "/backups" },
+                  { name = "ca", mountPath = "/etc/ffe-pg-ca", readOnly = true },
+                  { name = "tmp", mountPath = "/tmp" },
+                ]
+              }]
+              volumes = [
+                { name = "backups", persistentVolumeClaim = { claimName = var.dump_claim.name } },
+                # Only the CA of the cluster certificate Secret (its key stays out of the pod).
+                { name = "ca", secret = { secretName = local.cluster_cert, items = [{ key = "ca.crt", path = "ca.crt" }] } },
+                { name = "tmp", emptyDir = {} },
+              ]
+            }
+          }
+        }
+      }
+    }
+  }
+
+  # ---- credentials for the app ---------------------------------------------------------------
+  # The operator writes role ffe-user's password into Secret ffe-data/ffe-pg-pguser-ffe-user; the app
+  # runs in another namespace and a pod reads Secrets of its own namespace only. This CronJob copies
+  # the two keys the app needs (user, password) and the cluster CA (ca.crt) into app_namespace, every
+  # 5 minutes (a new or rotated password reaches the copy within 5 minutes; restart the app after a
+  # rotation). The password never passes through Terraform: the plan only names the Secrets.
+  # RBAC: read exactly the two source Secrets, patch exactly the two copies. The copies are created
+  # empty by this bundle, so the job needs no `create` right in the app namespace.
+  sync_name = "${local.cluster}-credentials-sync"
+  sync_copies = var.app_namespace == null ? [] : [
+    { name = local.user_secret, from = local.user_secret, keys = tolist(["user", "password"]) },
+    { name = var.app_ca_secret, from = local.cluster_cert, keys = tolist(["ca.crt"]) },
+  ]
+  sync_script = <<-PY
+    import json, ssl, urllib.request
+    sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+    token = open(sa + "/token").read().strip()
+    ctx = ssl.create_default_context(cafile=sa + "/ca.crt")
+    def call(method, path, body=None, ctype="application/json"):
+        req = urllib.request.Request("https://kubernetes.default.svc" + path, method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": "Bearer " + token, "Content-Type": ctype, "Accept": "application/json"})
+        with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
+            return json.load(r)
+    for copy in json.loads(${jsonencode(jsonencode(local.sync_copies))}):
+        data = call("GET", "/api/v1/namespaces/${var.namespace}/secrets/" + copy["from"]).get("data", {})
+        missing = [k for k in copy["keys"] if k not in data]
+        if missing:
+            raise SystemExit("secret %s has no %s yet (cluster not ready?)" % (copy["from"], missing))
+        body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": copy["name"], "namespace": "${coalesce(var.app_namespace, "-")}"},
+                "data": {k: data[k] for k in copy["keys"]}}
+        call("PATCH", "/api/v1/namespaces/${coalesce(var.app_namespace, "-")}/secrets/" + copy["name"]
+             + "?fieldManager=${local.sync_name}&force=true", body, "application/apply-patch+yaml")
+        print("copied %s/%s %s -> %s/%s" % ("${var.namespace}", copy["from"], copy["keys"], "${coalesce(var.app_namespace, "-")}", copy["name"]))
+  PY
+
+  sync_docs = var.app_namespace == null ? [] : [for d in concat(
+    [{ apiVersion = "v1", kind = "ServiceAccount", metadata = { name = local.sync_name, namespace = var.namespace, labels = local.labels } }],
+    [for ns, names in { (var.namespace) = [for c in local.sync_copies : c.from], (var.app_namespace) = [for c in local.sync_copies : c.name] } : {
+      apiVersion                        = "rbac.authorization.k8s.io/v1"
+      kind                              = "Role"
+      metadata                          = { name = local.sync_name, namespace = ns, labels = local.labels }
+      rules                             = [{ apiGroups = [""], resources = ["secrets"], resourceNames = names, verbs = ns == var.namespace ? ["get"] : ["get", "patch"] }]
+    }],
+    [for ns in [var.namespace, var.app_namespace] : {
+      apiVersion = "rbac.authorization.k8s.io/v1"
+      kind       = "RoleBinding"
+      metadata   = { name = local.sync_name, namespace = ns, labels = local.labels }
+      roleRef    = { apiGroup = "rbac.authorization.k8s.io", kind = "Role", name = local.sync_name }
+      subjects   = [{ kind = "ServiceAccount", name = local.sync_name, namespace = var.namespace }]
+    }],
+    # The copies, empty until the job fills them (k3s re-applies only these fields, never `data`).
+    [for c in local.sync_copies : { apiVersion = "v1", kind = "Secret", type = "Opaque", metadata = { name = c.name, namespace = var.app_namespace, labels = local.labels } }],
+    [{
+      apiVersion = "batch/v1"
+      kind       = "CronJob"
+      metadata   = { name = local.sync_name, namespace = var.namespace, labels = local.labels }
+      spec = {
+        schedule                   = "*/5 * * * *"
+        concurrencyPolicy          = "Forbid"
+        successfulJobsHistoryLimit = 1
+        failedJobsHistoryLimit     = 3
+        jobTemplate = {
+          spec = {
+            backoffLimit          = 1
+            activeDeadlineSeconds = 240
+            template = {
+              metadata = { labels = local.labels }
+              spec = {
+                serviceAccountName = local.sync_name
+                restartPolicy      = "Never"
+                securityContext    = { runAsNonRoot = true, runAsUser = 26, runAsGroup = 26, seccompProfile = { type = "RuntimeDefault" } }
+                containers = [{
+                  name            = "copy"
+                  image           = var.images.postgres # python3 is in it (Patroni)
+                  command         = ["python3", "-c", local.sync_script]
+                  securityContext = { allowPrivilegeEscalation = false, readOnlyRootFilesystem = true, capabilities = { drop = ["ALL"] } }
+                  resources       = { requests = { cpu = "10m", memory = "32Mi" }, limits = { memory = "128Mi" } }
+                }]
+              }
+            }
+          }
+        }
+      }
+    }],
+  ) : yamlencode(d)]
+
+  extra_files = { for f, doc in local.monitoring_manifests : f => (can(tostring(doc)) ? tostring(doc) : yamlencode(doc)) }
+}

@@ -1,0 +1,58 @@
+output "crd_manifests" {
+  description = "File name => the operator's CRDs (all of the chart's crds/crd.yaml, as compact JSON documents), for a bundle applied and waited for before `manifests`."
+  value       = { "crds.yaml" = join("\n---\n", [for d in local.crd_docs : jsonencode(d)]) }
+}
+
+output "crd_names" {
+  description = "Names of the delivered CRDs, to wait for (condition Established) before the cluster is written."
+  value       = [for d in local.crd_docs : d.metadata.name]
+}
+
+output "manifests" {
+  description = "File name => YAML for the postgres bundle: the operator HelmChart, the PerconaPGCluster, the pg_dump CronJob and its claim, the repository PV (hostpath mode) and the monitoring objects."
+  value = merge(local.extra_files, {
+    "pg-operator.yaml" = yamlencode(local.operator_chart)
+    "cluster.yaml"     = yamlencode(local.cluster_cr)
+    "pg-dump.yaml"     = join("---\n", [yamlencode(local.dump_claim), yamlencode(local.dump_cronjob)])
+    }, length(local.sync_docs) == 0 ? {} : {
+    "credentials-sync.yaml" = join("---\n", local.sync_docs)
+    }, var.backup_storage_mode == "hostpath" ? {
+    "repo-volume.yaml" = yamlencode(local.repo_volume)
+  } : {})
+}
+
+output "cluster" {
+  description = "The PerconaPGCluster object as rendered (for tests and for readers of the plan)."
+  value       = local.cluster_cr
+}
+
+output "names" {
+  description = "Names of what the operator creates: cluster, instance set, app role, database, the role's password Secret, the CA-bearing certificate Secret and the Services."
+  value = {
+    cluster           = local.cluster
+    namespace         = var.namespace
+    instance_set      = local.instance_set
+    user              = local.user
+    database          = local.database
+    user_secret       = local.user_secret
+    cluster_cert      = local.cluster_cert
+    primary_service   = "${local.cluster}-ha"
+    replica_service   = local.replica_service
+    pgbouncer_service = local.pgbouncer_svc
+    dump_cronjob      = local.dump_cronjob.metadata.name
+  }
+}
+
+output "endpoints" {
+  description = "host:port of the primary (primary_ip, follows the Patroni leader), the read-only replicas Service and the PgBouncer Service."
+  value = {
+    primary   = "${var.primary_ip}:${local.port}"
+    replica   = "${local.replica_service}.${local.namespace_suffix}:${local.port}"
+    pgbouncer = "${local.pgbouncer_svc}.${local.namespace_suffix}:${local.port}"
+  }
+}
+
+output "settings" {
+  description = "ha-settings.yaml as decoded (Patroni timings, pgBackRest schedules and margins), for other layers such as monitoring."
+  value       = local.settings
+}
