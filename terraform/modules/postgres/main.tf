@@ -142,9 +142,11 @@ locals {
           port     = local.port
           affinity = local.pgbouncer_anti_affinity
           expose   = { type = "ClusterIP" }
-          # The operator leaves pool_mode unset (PgBouncer's default: session).
-          # stats_users: the pgbouncer_exporter sidecar's login to the admin console (monitoring.tf).
-          config = { global = { pool_mode = "transaction", stats_users = local.pgbouncer_stats_users } }
+          # ha-settings.yaml's pgbouncer section: pool_mode (the operator leaves it unset, and
+          # PgBouncer's default is session) and the TCP settings that make it let go of a dead
+          # primary. stats_users: the pgbouncer_exporter sidecar's login to the admin console
+          # (monitoring.tf).
+          config = { global = merge({ for k, v in local.settings.pgbouncer : k => tostring(v) }, { stats_users = local.pgbouncer_stats_users }) }
         }, length(local.pgbouncer_sidecars) == 0 ? {} : { sidecars = local.pgbouncer_sidecars })
       }
 
