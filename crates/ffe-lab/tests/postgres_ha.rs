@@ -62,6 +62,7 @@ struct PatroniSettings {
     synchronous_mode: bool,
     synchronous_node_count: u32,
     synchronous_mode_strict: bool,
+    failsafe_mode: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -366,6 +367,7 @@ impl Cluster {
                     "synchronous_mode": p.synchronous_mode,
                     "synchronous_node_count": p.synchronous_node_count,
                     "synchronous_mode_strict": p.synchronous_mode_strict,
+                    "failsafe_mode": p.failsafe_mode,
                     "postgresql": {"use_pg_rewind": true, "parameters": dcs_params},
                 },
                 "initdb": [{"encoding": "UTF8"}, "data-checksums"],
@@ -587,6 +589,7 @@ impl Cluster {
             "synchronous_mode": p.synchronous_mode,
             "synchronous_node_count": p.synchronous_node_count,
             "synchronous_mode_strict": p.synchronous_mode_strict,
+            "failsafe_mode": p.failsafe_mode,
         });
         for (k, v) in want.as_object().into_iter().flatten() {
             assert_eq!(&dcs[k], v, "Patroni runs {k} = {} (settings: {v})", dcs[k]);

@@ -6,7 +6,10 @@
 //! - upgrade = install except the image tag;
 //! - the seed's bare scale command (docs/contract/HA_README.md) against that install changes far
 //!   more than the replica count, as the runbook warns;
-//! - the chart README's commands are the runbook's.
+//! - the chart README's commands are the runbook's;
+//! - the install talks to what the Terraform Postgres layer deploys (PgBouncer's Service, the copied
+//!   credentials and CA Secrets, read from modules/postgres), and the own-PostgreSQL variant reads
+//!   `DATABASE_URL` from the Secret its block creates.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -589,8 +592,79 @@ fn upgrade_command_changes_only_the_image_tag() {
     );
 }
 
+/// `NAME = value` of a Terraform file (the first such line; quotes and a trailing comment removed).
+fn tf_value(rel: &str, name: &str) -> String {
+    read(rel)
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == name).then(|| {
+                let v = v.split(" #").next().unwrap_or(v).trim();
+                v.trim_matches('"').to_string()
+            })
+        })
+        .unwrap_or_else(|| panic!("{rel} has no `{name} = ...`"))
+}
+
+/// What the Terraform Postgres layer hands the app: PgBouncer's address, the copied credentials
+/// Secret with its keys, and the CA Secret (modules/postgres, environments/ha/postgres.tf).
+struct PlatformDatabase {
+    target: String,
+    secret: String,
+    keys: Vec<String>,
+    ca_secret: String,
+}
+
+fn platform_database() -> PlatformDatabase {
+    let module = "terraform/modules/postgres/main.tf";
+    let cluster = tf_value(module, "cluster");
+    let user = tf_value(module, "user");
+    // The copy of the operator's user Secret: its line names the keys it copies.
+    let copy = read(module)
+        .lines()
+        .find(|l| l.contains("from = local.user_secret"))
+        .expect("modules/postgres copies the user Secret")
+        .to_string();
+    let keys = copy
+        .split_once("tolist([")
+        .and_then(|(_, rest)| rest.split_once("])"))
+        .map(|(list, _)| {
+            list.split(',')
+                .map(|k| k.trim().trim_matches('"').to_string())
+                .collect()
+        })
+        .expect("keys = tolist([...])");
+    PlatformDatabase {
+        target: format!(
+            "{cluster}-pgbouncer.ffe-data.svc:{}/{}",
+            tf_value(module, "port"),
+            tf_value(module, "database")
+        ),
+        secret: format!("{cluster}-pguser-{user}"),
+        keys,
+        ca_secret: tf_value("terraform/environments/ha/postgres.tf", "app_ca_secret"),
+    }
+}
+
+/// The CA Secret's mount path + file inside the rendered pod.
+fn ca_file(pod: &Value, secret: &str) -> String {
+    let volumes = pod["spec"]["volumes"].as_array().expect("volumes");
+    let ca = volumes
+        .iter()
+        .find(|v| v["secret"]["secretName"] == secret)
+        .unwrap_or_else(|| panic!("Secret {secret} not mounted: {volumes:?}"));
+    let mount = pod["spec"]["containers"][0]["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .find(|m| m["name"] == ca["name"])
+        .expect("CA mount");
+    let file = ca["secret"]["items"][0]["path"].as_str().expect("path");
+    format!("{}/{file}", mount["mountPath"].as_str().expect("mountPath"))
+}
+
 #[test]
-fn install_recipe_needs_no_vault_routes_the_operators_domains_and_keeps_the_password_out() {
+fn install_recipe_needs_no_vault_routes_the_operators_domains_and_uses_the_platforms_pgbouncer() {
     let rb = Runbook::read();
     let install = rb
         .workdir(VERSION)
@@ -613,6 +687,55 @@ fn install_recipe_needs_no_vault_routes_the_operators_domains_and_keeps_the_pass
         install["HTTPRoute/ffe-backend"]["spec"]["hostnames"],
         serde_json::json!([APP_DOMAIN, API_DOMAIN])
     );
+    // The database is what the Terraform Postgres layer deploys: PgBouncer's Service, the
+    // credentials Secret the credentials-sync CronJob fills with exactly the keys it copies, and
+    // the CA Secret it copies, mounted where the URL's sslrootcert points.
+    let db = platform_database();
+    let container = &pod["spec"]["containers"][0];
+    let env = container["env"].as_array().expect("env");
+    let var = |name: &str| {
+        env.iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {env:?}"))
+            .clone()
+    };
+    let refs: Vec<Value> = ["DB_USERNAME", "DB_PASSWORD"]
+        .iter()
+        .map(|n| var(n)["valueFrom"]["secretKeyRef"].clone())
+        .collect();
+    let expected: Vec<Value> = db
+        .keys
+        .iter()
+        .map(|k| serde_json::json!({"name": db.secret, "key": k}))
+        .collect();
+    assert_eq!(refs, expected, "credentials from the platform's copy");
+    let url = var("DATABASE_URL")["value"]
+        .as_str()
+        .expect("DATABASE_URL built by the chart")
+        .to_string();
+    let prefix = format!("postgresql://$(DB_USERNAME):$(DB_PASSWORD)@{}?", db.target);
+    assert!(
+        url.starts_with(&prefix),
+        "{url} does not start with {prefix}"
+    );
+    assert!(url.contains("sslmode=verify-full"), "{url}");
+    let rootcert = url
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("sslrootcert="))
+        .expect("sslrootcert in the URL");
+    assert_eq!(ca_file(pod, &db.ca_secret), rootcert);
+    for e in env {
+        let v = e["value"].as_str().unwrap_or("");
+        assert!(
+            !(v.contains("://") && v.contains('@') && !v.contains("$(DB_PASSWORD)")),
+            "credentials in env {e}"
+        );
+    }
+}
+
+#[test]
+fn own_postgres_variant_reads_the_url_from_the_secret_the_runbook_creates() {
+    let rb = Runbook::read();
     // DATABASE_URL from the Secret the runbook creates; no env value holds a password.
     let secrets = rb.block("app-secrets");
     let secret_cmd = secrets
@@ -630,8 +753,54 @@ fn install_recipe_needs_no_vault_routes_the_operators_domains_and_keeps_the_pass
         .nth(1)
         .expect("kubectl create secret generic NAME")
         .clone();
-    let container = &pod["spec"]["containers"][0];
-    let env = container["env"].as_array().expect("env");
+    let ca_secret = secrets
+        .lines()
+        .flat_map(shell_commands)
+        .find(|w| w.iter().any(|a| a.starts_with("--from-file=")))
+        .and_then(|w| w.iter().skip_while(|a| *a != "generic").nth(1).cloned())
+        .expect("the Secrets block creates the CA Secret");
+    // The variant's settings as the page states them (replacing the file's secrets/database).
+    let variant = [
+        format!("secrets.existingSecret={secret_name}"),
+        "database.external=true".to_string(),
+        "database.caSecret.mount=always".to_string(),
+    ];
+    let text = read("docs/app.md");
+    let section = text
+        .split("### Your own PostgreSQL instead")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("docs/app.md has the section \"Your own PostgreSQL instead\"");
+    // as an operator reads it: line breaks are spaces
+    let section = section.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (k, v) in [
+        ("existingSecret", secret_name.as_str()),
+        ("external", "true"),
+        ("mount", "always"),
+    ] {
+        assert!(
+            section.contains(&format!("{k}: {v}")),
+            "the section must set {k}: {v}:\n{section}"
+        );
+    }
+    let wd = rb.workdir(VERSION);
+    let mut extra: Vec<&str> = Vec::new();
+    for v in &variant {
+        extra.extend(["--set", v.as_str()]);
+    }
+    let docs = wd
+        .template(&rb.command("app-install", VERSION), &extra)
+        .unwrap_or_else(|e| panic!("the variant does not render: {e}"));
+    let deploy = docs
+        .iter()
+        .find(|d| d["key"] == "Deployment/ffe-backend")
+        .expect("Deployment")["object"]
+        .clone();
+    let pod = &deploy["spec"]["template"];
+    let env = pod["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .clone();
     let url = env
         .iter()
         .find(|e| e["name"] == "DATABASE_URL")
@@ -640,7 +809,7 @@ fn install_recipe_needs_no_vault_routes_the_operators_domains_and_keeps_the_pass
         url["valueFrom"]["secretKeyRef"],
         serde_json::json!({"name": secret_name, "key": "DATABASE_URL"})
     );
-    for e in env {
+    for e in &env {
         let v = e["value"].as_str().unwrap_or("");
         assert!(
             !(v.contains("://") && v.contains('@')),
@@ -657,28 +826,7 @@ fn install_recipe_needs_no_vault_routes_the_operators_domains_and_keeps_the_pass
         .split(['?', '&'])
         .find_map(|p| p.strip_prefix("sslrootcert="))
         .expect("sslrootcert in the URL");
-    let ca_secret = secrets
-        .lines()
-        .flat_map(shell_commands)
-        .find(|w| w.iter().any(|a| a.starts_with("--from-file=")))
-        .and_then(|w| w.iter().skip_while(|a| *a != "generic").nth(1).cloned())
-        .expect("the Secrets block creates the CA Secret");
-    let volumes = pod["spec"]["volumes"].as_array().expect("volumes");
-    let ca = volumes
-        .iter()
-        .find(|v| v["secret"]["secretName"] == ca_secret.as_str())
-        .unwrap_or_else(|| panic!("Secret {ca_secret} not mounted: {volumes:?}"));
-    let mount = container["volumeMounts"]
-        .as_array()
-        .expect("mounts")
-        .iter()
-        .find(|m| m["name"] == ca["name"])
-        .expect("CA mount");
-    let file = ca["secret"]["items"][0]["path"].as_str().expect("path");
-    assert_eq!(
-        format!("{}/{file}", mount["mountPath"].as_str().expect("mountPath")),
-        rootcert
-    );
+    assert_eq!(ca_file(pod, &ca_secret), rootcert);
 }
 
 #[test]

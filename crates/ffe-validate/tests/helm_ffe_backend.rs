@@ -1171,7 +1171,7 @@ fn secrets_come_from_vault_and_the_database_is_pgbouncer() {
         "{template}"
     );
     assert!(
-        template.contains("@ffe-pgbouncer.ffe-data.svc:5432/ffe"),
+        template.contains("@ffe-pg-pgbouncer.ffe-data.svc:5432/ffe"),
         "{template}"
     );
     // TLS to PgBouncer with CA and host name checks; the CA file is mounted where the URL says.
@@ -1244,7 +1244,7 @@ fn secrets_come_from_vault_and_the_database_is_pgbouncer() {
         .to_string();
     assert!(
         url.starts_with(
-            "postgresql://$(DB_USERNAME):$(DB_PASSWORD)@ffe-pgbouncer.ffe-data.svc:5432/"
+            "postgresql://$(DB_USERNAME):$(DB_PASSWORD)@ffe-pg-pgbouncer.ffe-data.svc:5432/"
         ),
         "{url}"
     );

@@ -54,6 +54,7 @@ locals {
     synchronous_mode        = var.synchronous_replication && local.patroni.synchronous_mode
     synchronous_node_count  = local.patroni.synchronous_node_count
     synchronous_mode_strict = local.patroni.synchronous_mode_strict
+    failsafe_mode           = local.patroni.failsafe_mode
     postgresql              = { parameters = local.settings.postgresql_parameters }
   }
 
@@ -210,7 +211,9 @@ locals {
     set -euo pipefail
     export PATH="/usr/pgsql-${var.postgres_version}/bin:$PATH"
     out="/backups/ffe-$(date -u +%Y%m%dT%H%M%SZ).dump"
-    pg_dump --format=custom --no-password --file="$out.partial"
+    # Schema pgbouncer (the operator's auth_query function, in every database) is owned by
+    # postgres and not the app's: a dump with it could not be restored as the app's role.
+    pg_dump --format=custom --no-password --exclude-schema=pgbouncer --file="$out.partial"
     mv "$out.partial" "$out"
     echo "pg_dump: wrote $out ($(stat -c %s "$out") bytes)"
     find /backups -maxdepth 1 -type f \( -name 'ffe-*.dump' -o -name 'ffe-*.dump.partial' \) \

@@ -144,7 +144,8 @@ run "cluster_as_the_issue_asks" {
     condition = (
       yamldecode(ffe_manifests.postgres[0].manifests["cluster.yaml"]).spec.patroni.dynamicConfiguration.synchronous_mode == true &&
       yamldecode(ffe_manifests.postgres[0].manifests["cluster.yaml"]).spec.patroni.dynamicConfiguration.synchronous_node_count >= 1 &&
-      yamldecode(ffe_manifests.postgres[0].manifests["cluster.yaml"]).spec.patroni.dynamicConfiguration.synchronous_mode_strict == false
+      yamldecode(ffe_manifests.postgres[0].manifests["cluster.yaml"]).spec.patroni.dynamicConfiguration.synchronous_mode_strict == false &&
+      yamldecode(ffe_manifests.postgres[0].manifests["cluster.yaml"]).spec.patroni.dynamicConfiguration.failsafe_mode == true
     )
     error_message = "default: synchronous replication to >= 1 standby, not strict (a lost standby is replaced, writes go on)"
   }
