@@ -127,6 +127,23 @@ fn pg_connect(ip: Ipv4Addr, port: u16, db: &str) -> Result<postgres::Client, pos
 
 /// Every row of a simple-protocol query as text (PgBouncer's admin console and transaction
 /// pooling both want the simple protocol: no named prepared statements).
+/// Every `writes.id` the server holds.
+fn row_ids(c: &mut postgres::Client) -> BTreeSet<u64> {
+    rows(c, "SELECT id FROM writes")
+        .expect("read rows")
+        .into_iter()
+        .filter_map(|r| r.first().cloned().flatten()?.parse().ok())
+        .collect()
+}
+
+/// Acknowledged ids that are not in `present`: each one a lost commit.
+fn missing_acks(acks: &[Ack], present: &BTreeSet<u64>) -> Vec<u64> {
+    acks.iter()
+        .map(|a| a.id)
+        .filter(|id| !present.contains(id))
+        .collect()
+}
+
 fn rows(c: &mut postgres::Client, sql: &str) -> Result<Vec<Vec<Option<String>>>, postgres::Error> {
     Ok(c.simple_query(sql)?
         .into_iter()
@@ -674,11 +691,7 @@ impl Cluster {
                 (one(&mut c, "SELECT pg_is_in_recovery()") == "f").then_some(c)
             },
         );
-        let ids: BTreeSet<u64> = rows(&mut client, "SELECT id FROM writes")
-            .expect("read restored rows")
-            .into_iter()
-            .filter_map(|r| r.first().cloned().flatten()?.parse().ok())
-            .collect();
+        let ids = row_ids(&mut client);
         let newest: Option<f64> = one(
             &mut client,
             "SELECT coalesce(extract(epoch FROM max(at))::text, '') FROM writes",
@@ -1062,16 +1075,8 @@ fn failover_scenario() -> FailoverMetrics {
 
     // Every acknowledged id is on the new primary.
     let mut nc = pg_connect(new.ip, 5432, DB).expect("connect new primary");
-    let present: BTreeSet<u64> = rows(&mut nc, "SELECT id FROM writes")
-        .expect("read rows")
-        .into_iter()
-        .filter_map(|r| r.first().cloned().flatten()?.parse().ok())
-        .collect();
-    let lost: Vec<u64> = acks
-        .iter()
-        .map(|a| a.id)
-        .filter(|id| !present.contains(id))
-        .collect();
+    let present = row_ids(&mut nc);
+    let lost = missing_acks(&acks, &present);
     let ttl_adjusted =
         c.db.iter()
             .any(|n| tail(&n.patroni_log(), 100_000).contains("can't be smaller"));
@@ -1219,11 +1224,7 @@ fn archiving_survives_the_share_going_away() {
     let seg = switch_and_wait_archived(&mut db, Duration::from_secs(90));
     assert!(seg > stuck, "{seg} after {stuck}");
     let r = c.restore("restore", "latest", 5433, "--type=default");
-    let lost: Vec<u64> = acks
-        .iter()
-        .map(|a| a.id)
-        .filter(|id| !r.ids.contains(id))
-        .collect();
+    let lost = missing_acks(&acks, &r.ids);
     eprintln!(
         "share gone: failed_count {failed_before} -> {failed_during}, {} rows acknowledged, \
          {} missing from the restore",
@@ -1330,16 +1331,8 @@ fn replica_with_a_full_disk_does_not_stop_writes() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let present: BTreeSet<u64> = rows(&mut db, "SELECT id FROM writes")
-        .expect("read rows")
-        .into_iter()
-        .filter_map(|r| r.first().cloned().flatten()?.parse().ok())
-        .collect();
-    let lost: Vec<u64> = acks
-        .iter()
-        .map(|a| a.id)
-        .filter(|id| !present.contains(id))
-        .collect();
+    let present = row_ids(&mut db);
+    let lost = missing_acks(&acks, &present);
     eprintln!(
         "disk full: pg3 out of space, sync standby now pg2, longest pause between \
          acknowledged writes {stall:.1} s, {} acknowledged, {} lost",
