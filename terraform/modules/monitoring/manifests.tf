@@ -181,7 +181,7 @@ locals {
     database  = { "postgres-operator.crunchydata.com/data" = "postgres" }
     pgbouncer = { "postgres-operator.crunchydata.com/role" = "pgbouncer" }
   }
-  postgres_monitors = {
+  postgres_monitors = merge({
     # Patroni serves /metrics on its REST API port, which no container declares (the database
     # container declares only `postgres`, internal/postgres/reconcile.go:188-192). So the monitor
     # selects the declared `postgres` port (one per pod) and rewrites the address to <pod IP>:<patroni
@@ -210,41 +210,27 @@ locals {
         }]
       }
     }
-    "podmonitor-postgres-exporter.yaml" = {
+    }, {
+    # The exporter sidecars (terraform/modules/postgres/monitoring.tf): same shape, own pods and port.
+    for name, m in {
+      "postgres-exporter"  = { pods = local.postgres_pod_labels.database, port = "pg-exporter" }
+      "pgbouncer-exporter" = { pods = local.postgres_pod_labels.pgbouncer, port = "pgb-exporter" }
+      } : "podmonitor-${name}.yaml" => {
       apiVersion = "monitoring.coreos.com/v1"
       kind       = "PodMonitor"
-      metadata   = { name = "postgres-exporter", namespace = var.namespace, labels = local.common_labels }
+      metadata   = { name = name, namespace = var.namespace, labels = local.common_labels }
       spec = {
         namespaceSelector = { matchNames = [var.namespaces.postgres] }
-        selector          = { matchLabels = local.postgres_pod_labels.database }
+        selector          = { matchLabels = m.pods }
         podMetricsEndpoints = [{
-          port     = "pg-exporter"
-          path     = "/metrics"
-          interval = "30s"
-          relabelings = [
-            { action = "replace", targetLabel = "job", replacement = "postgres-exporter" },
-          ]
+          port        = m.port
+          path        = "/metrics"
+          interval    = "30s"
+          relabelings = [{ action = "replace", targetLabel = "job", replacement = name }]
         }]
       }
     }
-    "podmonitor-pgbouncer-exporter.yaml" = {
-      apiVersion = "monitoring.coreos.com/v1"
-      kind       = "PodMonitor"
-      metadata   = { name = "pgbouncer-exporter", namespace = var.namespace, labels = local.common_labels }
-      spec = {
-        namespaceSelector = { matchNames = [var.namespaces.postgres] }
-        selector          = { matchLabels = local.postgres_pod_labels.pgbouncer }
-        podMetricsEndpoints = [{
-          port     = "pgb-exporter"
-          path     = "/metrics"
-          interval = "30s"
-          relabelings = [
-            { action = "replace", targetLabel = "job", replacement = "pgbouncer-exporter" },
-          ]
-        }]
-      }
-    }
-  }
+  })
 
   logging = { for name, obj in {
     "helmchart-loki.yaml" = {
