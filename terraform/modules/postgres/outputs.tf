@@ -51,8 +51,3 @@ output "endpoints" {
     pgbouncer = "${local.pgbouncer_svc}.${local.namespace_suffix}:${local.port}"
   }
 }
-
-output "settings" {
-  description = "ha-settings.yaml as decoded (Patroni timings, pgBackRest schedules and margins), for other layers such as monitoring."
-  value       = local.settings
-}
