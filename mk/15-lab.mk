@@ -1,10 +1,12 @@
 # ffe-lab: the test lab (network-namespace hosts with real OpenSSH) and the k3s stand-in.
-# Needs root. Builds the stand-in binary first (the lab copies target/debug/k3s-standin).
+# Needs root. Builds the stand-in binary first (the lab copies target/debug/k3s-standin), and the
+# provider (tests/vault_ha.rs runs target/debug/terraform-provider-ffe with real terraform).
 # Afterwards, proves nothing of this run is left behind (slots, namespaces, bridges).
 TEST_TARGETS += test-lab
 .PHONY: test-lab
 test-lab:
 	cargo build -p ffe-lab --bins
+	cargo build -p terraform-provider-ffe
 	cargo nextest run -p ffe-lab --no-fail-fast
 	@for s in /run/ffe-lab/slots/*/owner.json; do \
 	  [ -e "$$s" ] || continue; \

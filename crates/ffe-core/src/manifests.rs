@@ -294,15 +294,15 @@ pub async fn write_all(
     }
 }
 
-/// Run `script` on the first server that answers. `Ok(Err(last))`: every server was
-/// unreachable; any other failure is an error.
-async fn on_first_answering(
+/// Run `script` on the first server that answers and return its output. `Ok(Err(last))`:
+/// every server was unreachable; any other failure is an error.
+pub(crate) async fn on_first_answering(
     pool: &SshPool,
     servers: &[Node],
     step: &str,
     script: &str,
     stdin: Option<&[u8]>,
-) -> Result<Result<(), String>, BundleError> {
+) -> Result<Result<String, String>, BundleError> {
     let mut last = String::from("no server");
     for s in servers {
         match pool
@@ -315,7 +315,7 @@ async fn on_first_answering(
             )
             .await
         {
-            Ok(_) => return Ok(Ok(())),
+            Ok(out) => return Ok(Ok(out)),
             Err(e) if e.is_unreachable() => last = e.to_string(),
             Err(e) => return Err(e.into()),
         }

@@ -1,9 +1,11 @@
 //! ffe-lab: **test harness only** (never product code). Needs root.
 //!
-//! Two parts:
+//! Parts:
 //!
 //! * [`lab`] — simulated hosts. Each host is a network namespace on a per-lab bridge, with its
 //!   own mount + UTS namespace and a real OpenSSH `sshd`, so the provider reaches it over real SSH.
+//! * [`vault`] — real OpenBao (`bao server`) members on lab hosts (Raft, TLS, retry_join), and
+//!   [`terraform`] — the real `terraform` with this workspace's provider installed locally.
 //! * [`standin`] — the **k3s stand-in** (binary `k3s-standin`). k3s cannot be obtained on this
 //!   machine; the stand-in plays k3s's observable interface and records every call. It is not
 //!   k3s: never count a stand-in result as a measured property of k3s.
@@ -61,6 +63,8 @@
 
 pub mod lab;
 pub mod standin;
+pub mod terraform;
+pub mod vault;
 
 use std::path::PathBuf;
 

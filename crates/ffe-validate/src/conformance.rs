@@ -819,15 +819,24 @@ fn flag_name(arg: &str) -> Option<&str> {
 /// variable we set must be one of them (kube-vip, for one, is configured only through env), and
 /// every `--flag` in `args` must be one the image's binary defines (`flags.txt`; kingpin's `--no-`
 /// form of a listed boolean is accepted): a misspelt variable is silently ignored, a misspelt flag
-/// makes the container crash-loop.
+/// makes the container crash-loop. An inline script (`python3|bash|sh -c SCRIPT`) must parse
+/// (crate::scripts).
 fn check_our_images(docs: &[Doc], ctx: &Context) -> Vec<Problem> {
     let mut problems = Vec::new();
     for doc in docs {
         for container in our_containers(&doc.value) {
+            let here = format!("{} {}", doc.file, doc.object_ref().unwrap_or_default());
+            if let Some((interp, script)) = crate::scripts::inline_script(container) {
+                if let Err(e) = crate::scripts::syntax_check(&interp, &script) {
+                    problems.push(Problem::file(
+                        &here,
+                        format!("the inline {interp} script does not parse: {e}"),
+                    ));
+                }
+            }
             let Some(image) = container.get("image").and_then(Value::as_str) else {
                 continue;
             };
-            let here = format!("{} {}", doc.file, doc.object_ref().unwrap_or_default());
             let name = image
                 .rsplit('/')
                 .next()

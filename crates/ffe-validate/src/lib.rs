@@ -17,6 +17,7 @@ pub mod plan;
 mod problem;
 pub mod re2;
 pub mod render;
+pub mod scripts;
 pub mod upstream;
 pub mod values;
 

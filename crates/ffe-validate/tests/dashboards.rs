@@ -342,7 +342,7 @@ const LAYERS: [Layer; 2] = [
     },
     Layer {
         name: "vault",
-        prefixes: &["vault_"],
+        prefixes: &["vault_", "ffe:vault_"],
         jobs: &["vault"],
         cronjobs: &["vault-snapshot"],
     },
@@ -661,6 +661,75 @@ fn exporter_metrics_exist_at_the_pinned_exporter_tag() {
         );
     }
     assert_no_problems("exporter metrics", &problems);
+}
+
+/// The tag of `key = "<tag>"` inside the block `block = { ... }` (or at top level with no block) of a
+/// Terraform file; None when absent.
+fn hcl_string(terraform: &str, block: Option<&str>, key: &str) -> Option<String> {
+    let scope = match block {
+        Some(name) => {
+            let start = terraform.find(&format!("{name} = {{"))?;
+            let rest = &terraform[start..];
+            &rest[..rest.find("\n  }")?]
+        }
+        None => terraform,
+    };
+    scope.lines().find_map(|line| {
+        let (k, v) = line.split_once('=')?;
+        (k.trim() == key)
+            .then(|| v.trim().trim_matches('"').to_string())
+            .filter(|v| !v.is_empty())
+    })
+}
+
+/// The server image tags terraform/environments/ha/pins.tf deploys by default: the Vault image of
+/// the default vault_version minor, and the OpenBao image.
+fn pinned_vault_tags(pins: &str) -> Result<[(&'static str, String); 2], String> {
+    let minor = hcl_string(pins, Some("default_versions"), "vault")
+        .ok_or("pins.tf: no default_versions.vault")?;
+    let vault = hcl_string(pins, Some("vault_image_tags"), &format!("\"{minor}\""))
+        .ok_or_else(|| format!("pins.tf: no vault_image_tags entry for {minor}"))?;
+    let openbao =
+        hcl_string(pins, None, "openbao_image_tag").ok_or("pins.tf: no openbao_image_tag")?;
+    Ok([("vault", vault), ("openbao", openbao)])
+}
+
+// Vault and OpenBao serve the same vault_* names (OpenBao kept the prefix); the rules and the
+// dashboard must work with either distribution, so every vault_* name in known-metrics.txt must be
+// in the vendored list of the default server image of both (upstream/images/<image>/<tag>/metrics.txt).
+#[test]
+fn vault_metrics_exist_in_both_distributions() {
+    let known = load_known();
+    let pins = std::fs::read_to_string(repo_root().join("terraform/environments/ha/pins.tf"))
+        .expect("terraform/environments/ha/pins.tf");
+    let tags = pinned_vault_tags(&pins).unwrap_or_else(|e| panic!("{e}"));
+    let mut problems = Vec::new();
+    if known.iter().filter(|n| n.starts_with("vault_")).count() == 0 {
+        problems.push("no vault_* metric in known-metrics.txt: is the prefix right?".to_string());
+    }
+    for (image, tag) in tags {
+        let path = repo_root().join(format!("upstream/images/{image}/{tag}/metrics.txt"));
+        let Ok(vendored) = std::fs::read_to_string(&path) else {
+            problems.push(format!("{} is missing: vendor it", path.display()));
+            continue;
+        };
+        problems.extend(
+            missing_from_vendored(&known, "vault_", &vendored)
+                .into_iter()
+                .map(|n| format!("{n}: {image} {tag} does not serve it ({})", path.display())),
+        );
+    }
+    assert_no_problems("Vault/OpenBao metrics", &problems);
+}
+
+#[test]
+fn pinned_vault_tags_follow_pins_tf() {
+    let pins = "locals {\n  default_versions = {\n    kubernetes = \"v1.36\"\n    vault      = \"1.21\"\n  }\n\n  vault_image_tags = {\n    \"1.20\" = \"1.20.4\"\n    \"1.21\" = \"1.21.2\"\n  }\n\n  openbao_image_tag = \"2.6.2\"\n}\n";
+    let tags = pinned_vault_tags(pins).expect("tags");
+    assert_eq!(tags[0], ("vault", "1.21.2".to_string()));
+    assert_eq!(tags[1], ("openbao", "2.6.2".to_string()));
+    assert!(pinned_vault_tags(&pins.replace("openbao_image_tag", "other")).is_err());
+    assert!(pinned_vault_tags(&pins.replace("\"1.21\" =", "\"1.19\" =")).is_err());
 }
 
 #[test]

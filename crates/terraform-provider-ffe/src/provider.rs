@@ -15,6 +15,7 @@ use tf_provider::{map, AttributePath, Diagnostics, DynamicDataSource, DynamicRes
 
 use crate::resources::{
     cluster::ClusterResource, host::HostResource, manifests::ManifestsResource,
+    vault_config::VaultConfigResource, vault_init::VaultInitResource,
 };
 use crate::schema::attr;
 use crate::values::{expand_home, opt_str, Num, Str};
@@ -148,7 +149,9 @@ impl Provider for FfeProvider {
         Some(map! {
             "host" => HostResource { ctx: self.ctx.clone() },
             "k3s_cluster" => ClusterResource { ctx: self.ctx.clone() },
-            "manifests" => ManifestsResource { ctx: self.ctx.clone() }
+            "manifests" => ManifestsResource { ctx: self.ctx.clone() },
+            "vault_init" => VaultInitResource { ctx: self.ctx.clone() },
+            "vault_config" => VaultConfigResource { ctx: self.ctx.clone() }
         })
     }
 

@@ -16,6 +16,9 @@ locals {
     "csi-driver-nfs"       = trimprefix(local.component_versions.csi_driver_nfs, "v")
     # Percona's chart versions have no leading "v"
     "pg-operator" = trimprefix(local.component_versions.pg_operator, "v")
+    # HashiCorp's and OpenBao's chart versions have no leading "v"
+    "vault"   = trimprefix(local.component_versions.vault_helm, "v")
+    "openbao" = trimprefix(local.component_versions.openbao_helm, "v")
   }
 
   chart_repos = {
@@ -23,6 +26,8 @@ locals {
     "cert-manager"         = "https://charts.jetstack.io"
     "nginx-gateway-fabric" = "oci://ghcr.io/nginx/charts/nginx-gateway-fabric" # OCI: chart = this URL
     "pg-operator"          = "https://percona.github.io/percona-helm-charts/"
+    "vault"                = "https://helm.releases.hashicorp.com"
+    "openbao"              = "https://openbao.github.io/openbao-helm"
     # Archive URL: chart = this URL (k3s accepts an https .tgz as spec.chart). It is the chart
     # archive committed under the release TAG, so the bytes cannot change. Not the repo's
     # charts/index.yaml: even the index at a tag links its archives on a mutable release branch.

@@ -104,11 +104,13 @@ module "monitoring" {
   runbook_base_url        = var.monitoring_runbook_base_url
 
   # The Postgres layer's rules (absent() alerts would fire forever without it), monitors and
-  # dashboard are rendered only when it is deployed (postgres.tf); Vault is not deployed by this
-  # release. The backup-age alerts take their periods from the schedules the cluster runs and the
-  # margin next to them (modules/postgres/ha-settings.yaml, the module's one source).
+  # dashboard are rendered only when it is deployed (postgres.tf); the same for Vault (vault.tf:
+  # TLS on its listener, so https). The backup-age alerts take their periods from the schedules the
+  # cluster runs and the margin next to them (modules/postgres/ha-settings.yaml, the module's one source).
   postgres_enabled                 = local.postgres_enabled
-  vault_enabled                    = false
+  vault_enabled                    = local.vault_enabled
+  vault_scheme                     = "https"
+  vault_members                    = local.vault_enabled ? length(var.vault_cluster_ips) : 3
   postgres_replicas                = var.postgres_replicas
   postgres_backup_schedules        = local.postgres_ha_settings.pgbackrest.schedules
   postgres_backup_age_margin_hours = local.postgres_ha_settings.pgbackrest.backup_age_margin_hours

@@ -1,6 +1,7 @@
 # Outputs of the HA environment: the seed's master IPs and kubeconfig, plus the API endpoint, the
 # edge address (ingress_ip), the DNS records to create and the Postgres endpoints (null when the
-# Postgres layer is off: postgres_primary_ip = null). Vault is not deployed by this release.
+# Postgres layer is off: postgres_primary_ip = null) and the Vault addresses, unseal keys and root
+# token (null when the Vault layer is off: vault_cluster_ips = []).
 
 output "master_ips" {
   description = "IPv4 addresses of the masters (k3s servers), in bootstrap order."
@@ -74,4 +75,26 @@ output "postgres_replica_endpoint" {
 output "pgbouncer_endpoint" {
   description = "host:port of the PgBouncer Service inside the cluster (transaction pooling to the primary, TLS required): what the app connects to. null = no Postgres layer."
   value       = local.postgres_enabled ? module.postgres[0].endpoints.pgbouncer : null
+}
+
+output "vault_address" {
+  description = "In-cluster address of the Vault API (Service vault: every member, standbys forward to the active one); its certificate chains to Secret vault/vault-ca (ca.crt). null without the Vault layer."
+  value       = local.vault_enabled ? module.vault[0].address : null
+}
+
+output "vault_member_addresses" {
+  description = "https://<vault_cluster_ips[i]>:8200, one per member (kube-vip LoadBalancer), in member order. null without the Vault layer."
+  value       = local.vault_enabled ? module.vault[0].member_addresses : null
+}
+
+output "vault_unseal_keys" {
+  description = "Vault's Shamir unseal key shares (base64; PGP-encrypted when PGP keys were given), kept in the state: use an encrypted state backend (docs/vault.md). null without the Vault layer."
+  value       = local.vault_enabled ? ffe_vault_init.this[0].unseal_keys : null
+  sensitive   = true
+}
+
+output "vault_root_token" {
+  description = "Vault's initial root token, kept in the state (revoke it once ffe_vault_config's own token exists; docs/vault.md). null without the Vault layer."
+  value       = local.vault_enabled ? ffe_vault_init.this[0].root_token : null
+  sensitive   = true
 }

@@ -39,8 +39,26 @@ locals {
     loki                    = "18.11.0"
     fluent_bit              = "0.58.1"
     opentelemetry_collector = "0.170.0"
-    pg_operator             = "3.0.0" # Percona Operator for PostgreSQL: chart pg-operator 3.0.0 = Percona operator 3.0.0 (CRDs v3.0.0)
+    pg_operator             = "3.0.0"  # Percona Operator for PostgreSQL: chart pg-operator 3.0.0 = Percona operator 3.0.0 (CRDs v3.0.0)
+    vault_helm              = "0.32.0" # HashiCorp's chart vault 0.32.0 (appVersion 1.21.2); image tag from vault_version
+    openbao_helm            = "0.29.2" # OpenBao's chart openbao 0.29.2 (appVersion v2.6.2)
   }
+
+  # Vault server image per minor when vault_version is "X.Y" (as of 2026-12): the appVersion of the
+  # last hashicorp/vault-helm release that shipped that minor (Chart.yaml at tags v0.28.1, v0.29.1,
+  # v0.30.0, v0.31.0, v0.32.0; listed in upstream/charts/vault/versions.txt). The seed's "1.17" is
+  # past EOL (check below warns) but still maps to a real image. "X.Y.Z" is used as given.
+  vault_image_tags = {
+    "1.17" = "1.17.2"
+    "1.18" = "1.18.1"
+    "1.19" = "1.19.0"
+    "1.20" = "1.20.4"
+    "1.21" = "1.21.2"
+  }
+
+  # OpenBao's image: the pinned chart's appVersion without the "v" (the chart's own default tag,
+  # openbao-helm templates/server-statefulset.yaml: trimPrefix "v" .Chart.AppVersion).
+  openbao_image_tag = "2.6.2"
 
   # Images of the PerconaPGCluster per PostgreSQL major (as of 2026-12): the chart sets no
   # RELATED_IMAGE_* defaults, so the cluster names its images. These are the tags Percona operator 3.0.0 is
@@ -82,7 +100,7 @@ check "kubernetes_version_supported" {
 
 check "vault_version_supported" {
   assert {
-    condition     = contains(local.supported_versions.vault, local.vault_minor)
+    condition     = var.vault_distribution == "openbao" || contains(local.supported_versions.vault, local.vault_minor)
     error_message = "vault_version = \"${local.vault_version}\" is not a supported Vault release (past end of life, or not yet tested). Supported as of 2026-11: ${join(", ", local.supported_versions.vault)}. Fix: set vault_version = \"${local.default_versions.vault}\" in terraform.tfvars."
   }
 }

@@ -112,6 +112,12 @@ variable "vault_version" {
     condition     = var.vault_version == null || can(regex("^[1-9][0-9]*\\.[0-9]+(\\.[0-9]+)?$", var.vault_version))
     error_message = "vault_version = \"${coalesce(var.vault_version, "null")}\" is not a Vault version. Use \"X.Y\" or \"X.Y.Z\", e.g. \"1.21\"."
   }
+
+  # "X.Y" needs a patch to pull (pins.tf vault_image_tags); "X.Y.Z" is used as given.
+  validation {
+    condition     = var.vault_version == null || !can(regex("^[1-9][0-9]*\\.[0-9]+$", var.vault_version)) || contains(keys(local.vault_image_tags), coalesce(var.vault_version, "-"))
+    error_message = "vault_version = \"${coalesce(var.vault_version, "null")}\" has no pinned image: a minor must be one of ${join(", ", sort(keys(local.vault_image_tags)))} (pins.tf vault_image_tags), or give the exact release, e.g. \"${coalesce(var.vault_version, "1.21")}.0\"."
+  }
 }
 
 variable "domain_names" {
@@ -253,14 +259,14 @@ variable "vault_ha_enabled" {
 }
 
 variable "vault_cluster_ips" {
-  description = "Fixed IPv4 per Vault member (exactly 3 when vault_ha_enabled, at most 1 otherwise), inside network_cidr, not used by nodes or Postgres. Lets Terraform unseal each member."
+  description = "Fixed IPv4 per Vault member (3 when vault_ha_enabled, 1 otherwise), inside network_cidr, not used by nodes or Postgres. Each member gets a kube-vip LoadBalancer there, through which Terraform unseals it. [] = no Vault layer (nothing deployed, Vault outputs null)."
   type        = list(string)
   default     = []
   nullable    = false
 
   validation {
-    condition     = var.vault_ha_enabled ? length(var.vault_cluster_ips) == 3 : length(var.vault_cluster_ips) <= 1
-    error_message = "vault_cluster_ips has ${length(var.vault_cluster_ips)} addresses: ${var.vault_ha_enabled ? "vault_ha_enabled = true needs exactly 3 (one per Raft member)" : "vault_ha_enabled = false allows at most 1"}."
+    condition     = length(var.vault_cluster_ips) == 0 || length(var.vault_cluster_ips) == (var.vault_ha_enabled ? 3 : 1)
+    error_message = "vault_cluster_ips has ${length(var.vault_cluster_ips)} addresses: ${var.vault_ha_enabled ? "vault_ha_enabled = true needs exactly 3 (one per Raft member)" : "vault_ha_enabled = false needs exactly 1"}, or [] for no Vault layer."
   }
 
   validation {

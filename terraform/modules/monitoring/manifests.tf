@@ -41,6 +41,9 @@ locals {
         { record = "ffe:postgres_backup_max_age_seconds:expected", expr = "vector(${local.pg_backup_max_age_seconds.any})" },
       ] : [],
       [{ record = "ffe:etcd_snapshot_max_age_seconds:expected", expr = "vector(${var.etcd_snapshot_max_age_seconds})" }],
+      var.vault_enabled ? [
+        { record = "ffe:vault_raft_peers:expected", expr = "vector(${var.vault_members})" },
+      ] : [],
     )
   }
 
@@ -153,7 +156,9 @@ locals {
       kind       = "ServiceMonitor"
       metadata   = { name = "vault", namespace = var.namespace, labels = local.common_labels }
       spec = {
-        # The headless vault-internal Service lists every member, so each one is scraped.
+        # Selects the headless Service "vault-metrics" of modules/vault (labelled for this selector,
+        # port "http" = 8200 whatever the scheme): it lists every member, sealed ones included, for
+        # both distributions (the charts' own headless Services differ in label and port name).
         namespaceSelector = { matchNames = [var.namespaces.vault] }
         selector = { matchLabels = {
           "app.kubernetes.io/name" = "vault"

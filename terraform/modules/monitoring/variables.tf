@@ -131,6 +131,17 @@ variable "vault_enabled" {
   nullable    = false
 }
 
+variable "vault_members" {
+  description = "Vault members the Vault layer deploys (3, or 1 with vault_ha_enabled = false): VaultRaftPeersMissing fires when the active member counts fewer healthy Raft peers. Used only with vault_enabled."
+  type        = number
+  default     = 3
+  nullable    = false
+  validation {
+    condition     = contains([1, 3, 5], var.vault_members)
+    error_message = "vault_members = ${var.vault_members} must be 1, 3 or 5 (a Raft cluster has an odd number of voters; the environment deploys 3, or 1 with vault_ha_enabled = false)."
+  }
+}
+
 variable "postgres_replicas" {
   description = "Configured Postgres replicas: PostgresReplicaMissing fires below this number."
   type        = number

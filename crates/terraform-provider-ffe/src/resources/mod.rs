@@ -2,3 +2,5 @@
 pub mod cluster;
 pub mod host;
 pub mod manifests;
+pub mod vault_config;
+pub mod vault_init;

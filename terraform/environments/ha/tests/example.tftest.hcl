@@ -396,8 +396,8 @@ run "component_version_override" {
   }
 }
 
-# Without the Postgres layer (postgres_primary_ip = null) and without Vault (not deployed by this
-# release), the monitoring bundle must carry none of their rules, monitors, dashboards or metrics
+# Without the Postgres layer (postgres_primary_ip = null) and without Vault (vault_cluster_ips = []),
+# the monitoring bundle must carry none of their rules, monitors, dashboards or metrics
 # (their absent() alerts would fire forever), and keep the rest (etcd backups included). A
 # receiver is set, so no warning fires.
 run "monitoring_leaves_out_postgres_and_vault" {
@@ -405,6 +405,7 @@ run "monitoring_leaves_out_postgres_and_vault" {
 
   variables {
     postgres_primary_ip  = null
+    vault_cluster_ips    = []
     kubernetes_version   = "v1.36"
     vault_version        = "1.21"
     ssh_known_hosts_file = "tests/fixtures/known_hosts"

@@ -1,0 +1,257 @@
+//! ffe_vault_init's logic against real OpenBao servers (tools/bin/bao).
+
+mod vault_support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use ffe_core::vault::init::{
+    forget_keys_file, init_or_adopt, read_keys_file, status, unseal_sealed, InitSpec, MemberState,
+};
+use ffe_core::vault::{Member, VaultError};
+use vault_support::{free_port, Cluster};
+
+fn spec(keys_file: std::path::PathBuf) -> InitSpec {
+    InitSpec {
+        shares: 5,
+        threshold: 3,
+        pgp_keys: None,
+        keys_file,
+        wait_timeout: Duration::from_secs(60),
+    }
+}
+
+fn noop() {}
+
+/// The root token works against the cluster (lookup-self through the raw API).
+async fn token_valid(m: &Member, token: &str) -> bool {
+    let c = m.client(token).unwrap();
+    vaultrs::token::lookup_self(&c).await.is_ok()
+}
+
+#[tokio::test]
+async fn init_unseal_status_then_restart_comes_back_sealed_and_is_unsealed() {
+    let mut c = Cluster::new(1);
+    let members = c.members();
+    let kf = c.keys_file();
+    let out = init_or_adopt(&members, &spec(kf.clone()), &noop)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    assert!(!out.adopted);
+    assert_eq!(out.unseal_keys.len(), 5);
+    assert!(out.sealed_members.is_empty());
+    // keys_file written, private, and holding what the state will hold
+    let mode = std::fs::metadata(&kf).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let k = read_keys_file(&kf).unwrap().unwrap();
+    assert_eq!(k.root_token, out.root_token);
+    assert_eq!(k.keys_base64, out.unseal_keys);
+    assert_eq!(
+        status(&members).await,
+        vec![(c.servers[0].address.clone(), MemberState::Unsealed)]
+    );
+    assert!(token_valid(&members[0], &out.root_token).await);
+
+    // restart: Shamir-sealed members come back sealed
+    c.servers[0].stop();
+    c.servers[0].start();
+    let st = status(&members).await;
+    assert_eq!(
+        st,
+        vec![(
+            c.servers[0].address.clone(),
+            MemberState::Sealed { initialized: true }
+        )]
+    );
+    unseal_sealed(
+        &members,
+        &[c.servers[0].address.clone()],
+        &out.unseal_keys,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        status(&members).await,
+        vec![(c.servers[0].address.clone(), MemberState::Unsealed)]
+    );
+
+    // Read after the state was saved: keys_file goes away, only for the same token.
+    assert!(forget_keys_file(&kf, "s.not-this-one").is_err());
+    assert!(kf.exists());
+    assert!(forget_keys_file(&kf, &out.root_token).unwrap());
+    assert!(!kf.exists());
+}
+
+#[tokio::test]
+async fn interrupted_after_init_is_adopted_from_keys_file() {
+    let c = Cluster::new(1);
+    let members = c.members();
+    let kf = c.keys_file();
+    // The apply dies right after keys_file is written (the provider's test hook aborts
+    // there; here the task panics).
+    let task = {
+        let members = members.clone();
+        let s = spec(kf.clone());
+        tokio::spawn(async move {
+            init_or_adopt(&members, &s, &|| panic!("killed after keys_file")).await
+        })
+    };
+    assert!(task.await.unwrap_err().is_panic());
+    assert!(
+        kf.exists(),
+        "keys_file must be on disk before anything else"
+    );
+    let st = status(&members).await;
+    assert_eq!(st[0].1, MemberState::Sealed { initialized: true });
+
+    let out = init_or_adopt(&members, &spec(kf.clone()), &noop)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    assert!(out.adopted);
+    let k = read_keys_file(&kf).unwrap().unwrap();
+    assert_eq!(out.root_token, k.root_token);
+    assert_eq!(status(&members).await[0].1, MemberState::Unsealed);
+    assert!(token_valid(&members[0], &out.root_token).await);
+}
+
+#[tokio::test]
+async fn initialised_outside_terraform_is_refused_and_never_reinitialised() {
+    let c = Cluster::new(1);
+    let members = c.members();
+    let first = c.tmp.path().join("outside.json");
+    let out = init_or_adopt(&members, &spec(first), &noop).await.unwrap();
+    let kf = c.keys_file();
+    let err = init_or_adopt(&members, &spec(kf.clone()), &noop)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, VaultError::InitialisedOutside { .. }),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains(&c.servers[0].address), "{msg}");
+    assert!(msg.contains(&kf.display().to_string()), "{msg}");
+    assert!(msg.contains("ffe never re-initialises"), "{msg}");
+    assert!(!kf.exists());
+    // still the same cluster: the first root token works
+    assert!(token_valid(&members[0], &out.root_token).await);
+
+    // a keys_file with the wrong root token is refused too
+    ffe_core::vault::init::save_keys_file(&kf, &out.unseal_keys, "s.wrong").unwrap();
+    let err = init_or_adopt(&members, &spec(kf.clone()), &noop)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("root_token in keys_file is not valid"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_member_is_named_and_nothing_is_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = vault_support::Pki::new(&tmp.path().join("pki"));
+    let address = format!("https://127.0.0.1:{}", free_port());
+    let members = Member::all(std::slice::from_ref(&address), &pki.ca_pem).unwrap();
+    let kf = tmp.path().join("keys.json");
+    let mut s = spec(kf.clone());
+    s.wait_timeout = Duration::from_secs(2);
+    let t0 = Instant::now();
+    let err = init_or_adopt(&members, &s, &noop).await.unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    assert!(matches!(err, VaultError::Unreachable { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!("{address}: no answer within 2 s")),
+        "{msg}"
+    );
+    assert!(!kf.exists());
+}
+
+#[tokio::test]
+async fn threshold_above_shares_is_refused_before_any_call() {
+    let c = Cluster::new(1);
+    let members = c.members();
+    let mut s = spec(c.keys_file());
+    s.shares = 3;
+    s.threshold = 5;
+    let err = init_or_adopt(&members, &s, &noop)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("secret_threshold:"), "{err}");
+    assert!(!c.keys_file().exists());
+    let st = members[0].seal_status().await.unwrap();
+    assert!(
+        !st.initialized,
+        "the cluster must not have been initialised"
+    );
+}
+
+#[tokio::test]
+async fn unwritable_keys_file_is_found_before_initialising() {
+    let c = Cluster::new(1);
+    let members = c.members();
+    let kf = c.tmp.path().join("no-such-dir/keys.json");
+    let err = init_or_adopt(&members, &spec(kf.clone()), &noop)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!(
+            "keys_file {}",
+            c.tmp.path().join("no-such-dir").display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("could not be written"), "{err}");
+    let st = members[0].seal_status().await.unwrap();
+    assert!(
+        !st.initialized,
+        "initialised although the keys could not have been kept"
+    );
+}
+
+#[tokio::test]
+async fn wrong_ca_is_refused() {
+    let c = Cluster::new(1);
+    let other = vault_support::Pki::new(&c.tmp.path().join("other-pki"));
+    let members = Member::all(&c.addresses(), &other.ca_pem).unwrap();
+    let err = members[0].seal_status().await.unwrap_err();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+}
+
+#[tokio::test]
+async fn three_members_join_during_unseal_and_a_restarted_one_is_unsealed() {
+    let mut c = Cluster::new(3);
+    let members = c.members();
+    let t0 = Instant::now();
+    let out = init_or_adopt(&members, &spec(c.keys_file()), &noop)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let took = t0.elapsed();
+    eprintln!("init + unseal of 3 members: {:.1} s", took.as_secs_f64());
+    let st = status(&members).await;
+    assert!(
+        st.iter().all(|(_, s)| *s == MemberState::Unsealed),
+        "{st:?}"
+    );
+    c.servers[2].stop();
+    c.servers[2].start();
+    let st = status(&members).await;
+    assert_eq!(st[2].1, MemberState::Sealed { initialized: true });
+    unseal_sealed(
+        &members,
+        &[c.servers[2].address.clone()],
+        &out.unseal_keys,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    assert!(status(&members)
+        .await
+        .iter()
+        .all(|(_, s)| *s == MemberState::Unsealed));
+}
