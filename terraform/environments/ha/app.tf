@@ -9,8 +9,8 @@
 #
 # values-production.yaml expects Vault (agent injection) and PgBouncer in ffe-data. With the Postgres
 # layer on (postgres.tf), the release is pointed at its PgBouncer Service and reads the app role's
-# credentials from a Secret (local.app_database_set); Vault is not deployed by this release (the
-# Vault issue later moves the credentials there). check "app_dependencies" below says what to do.
+# credentials from a Secret (local.app_database_set); Vault (vault.tf) does not hold the database
+# credentials yet, so the release keeps vault.enabled = false. check "app_dependencies" below says what to do.
 
 variable "deploy_app" {
   description = "Install the ffe-backend chart (release \"ffe\" in namespace \"ffe\") through k3s's helm-controller. Needs `make app-chart` first."
@@ -50,8 +50,8 @@ locals {
   # reads Secrets of its own namespace only, so modules/postgres copies those two keys (same Secret
   # name) and the cluster CA (Secret ffe-db-ca, key ca.crt, values-production.yaml's name) into the
   # app's namespace every 5 minutes. Nothing here holds a password. vault.enabled = false: the chart
-  # reads the database credentials from the Secret only without Vault (not deployed by this release;
-  # the Vault issue moves the credentials there). app_set (applied after) overrides all of these.
+  # reads the database credentials from the Secret only without Vault (Vault, vault.tf, does not hold
+  # them yet). app_set (applied after) overrides all of these.
   app_database_set = local.postgres_enabled ? {
     "database.external"      = false
     "database.host"          = split(":", module.postgres[0].endpoints.pgbouncer)[0]
@@ -116,6 +116,6 @@ check "app_hostnames_have_listeners" {
 check "app_dependencies" {
   assert {
     condition     = !var.deploy_app
-    error_message = "deploy_app = true: ${local.postgres_enabled ? "the app is pointed at PgBouncer (ffe-pg-pgbouncer.ffe-data.svc) with role ffe-user's operator-generated credentials (Secret ffe/ffe-pg-pguser-ffe-user) and the cluster CA (Secret ffe/ffe-db-ca), which CronJob ffe-data/ffe-pg-credentials-sync copies from ffe-data within 5 minutes of the cluster being ready (the app pods wait for them until then). Vault is not deployed by this release, so vault.enabled is false and the app's other secrets must come from app_set/app_values_file" : "the production values need Vault and PgBouncer, which this release does not deploy without the Postgres layer (postgres_primary_ip = null); set app_set/app_values_file accordingly (vault.enabled=false, database.url) or deploy them first"}. See docs/app.md."
+    error_message = "deploy_app = true: ${local.postgres_enabled ? "the app is pointed at PgBouncer (ffe-pg-pgbouncer.ffe-data.svc) with role ffe-user's operator-generated credentials (Secret ffe/ffe-pg-pguser-ffe-user) and the cluster CA (Secret ffe/ffe-db-ca), which CronJob ffe-data/ffe-pg-credentials-sync copies from ffe-data within 5 minutes of the cluster being ready (the app pods wait for them until then). Vault does not hold the database credentials yet, so vault.enabled is false and the app's other secrets must come from app_set/app_values_file" : "the production values need Vault and PgBouncer, which this release does not deploy without the Postgres layer (postgres_primary_ip = null); set app_set/app_values_file accordingly (vault.enabled=false, database.url) or deploy them first"}. See docs/app.md."
   }
 }
