@@ -215,14 +215,24 @@ pub async fn init_or_adopt(
         .await?;
     // Before anything that could fail: the answer is the only copy of the keys.
     if let Err(e) = write_atomic(&spec.keys_file, &answer.body) {
-        // Last resort (the directory was checked just before): hand the keys to the operator
-        // rather than lose them.
+        // The directory was checked just before (a disk that filled up meanwhile): keep the keys
+        // in a private file in the temp directory instead. Never print them (secrets stay out of
+        // Terraform's output and logs).
+        let rescue =
+            std::env::temp_dir().join(format!("ffe-vault-init-{}.json", std::process::id()));
+        let message = match write_atomic(&rescue, &answer.body) {
+            Ok(()) => format!(
+                "{e}. THE CLUSTER IS INITIALISED: its keys were saved (mode 0600) to {} instead; move that file to {keys_path} and apply again",
+                rescue.display()
+            ),
+            Err(e2) => format!(
+                "{e}; the fallback {} failed too ({e2}). THE CLUSTER IS INITIALISED BUT ITS KEYS ARE LOST. It holds no data yet: delete the members' data volumes (kubectl -n vault delete pvc data-vault-0 data-vault-1 data-vault-2, then delete the pods), free the disk and apply again",
+                rescue.display()
+            ),
+        };
         return Err(VaultError::KeysFile {
             path: keys_path,
-            message: format!(
-                "{e}. THE CLUSTER IS INITIALISED: save this answer of sys/init now as that file and apply again: {}",
-                String::from_utf8_lossy(&answer.body)
-            ),
+            message,
         });
     }
     after_keys_written();
