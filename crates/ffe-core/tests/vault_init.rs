@@ -24,9 +24,18 @@ fn spec(keys_file: std::path::PathBuf) -> InitSpec {
 fn noop() {}
 
 /// The root token works against the cluster (lookup-self through the raw API).
+/// The token works on `m`. A member just unsealed may still be taking over as active (it answers
+/// "standby" errors for a moment), so a refusal other than 403 is retried for up to 20 s.
 async fn token_valid(m: &Member, token: &str) -> bool {
     let c = m.client(token).unwrap();
-    vaultrs::token::lookup_self(&c).await.is_ok()
+    for _ in 0..40 {
+        match vaultrs::token::lookup_self(&c).await {
+            Ok(_) => return true,
+            Err(e) if e.to_string().contains("403") => return false,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+        }
+    }
+    false
 }
 
 #[tokio::test]

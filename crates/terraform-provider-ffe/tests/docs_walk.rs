@@ -100,6 +100,11 @@ const LAB_ADJUSTMENTS: &[(&str, &str)] = &[
         "no NFS server in the lab: the backup share is a bind mount (removed)",
     ),
     (
+        "vault_cluster_ips",
+        "the k3s stand-in runs no pods, so no Vault member would answer ffe_vault_init: set to [] \
+         (the Vault layer is proven on real OpenBao by ffe-lab's vault_ha tests)",
+    ),
+    (
         "nfs_export",
         "no NFS server in the lab: the backup share is a bind mount (removed)",
     ),
@@ -416,6 +421,7 @@ fn every_marked_command_of_the_deploy_runbook_runs_on_the_lab() {
                     ),
                     "host_kernel_modules = [\"overlay\"]".into(),
                     "host_sysctls = { \"net.ipv4.ip_forward\" = \"1\" }".into(),
+                    "vault_cluster_ips = []".into(),
                 ];
                 for line in &lab_lines {
                     tfvars = set_tfvars_line(&tfvars, line);

@@ -174,8 +174,10 @@ master_ips = [{master_ips}]
 worker_ips = [{workers_ips}]
 postgres_replicas = 1
 postgres_primary_ip = "{vip_pg}"
+# No Vault layer here: the k3s stand-in runs no pods, so no member would answer ffe_vault_init.
+# The Vault layer is proven on real OpenBao by ffe-lab's vault_ha tests.
 vault_ha_enabled = true
-vault_cluster_ips = ["{v1}", "{v2}", "{v3}"]
+vault_cluster_ips = []
 backup_nfs_mount = "/mnt/backups"
 backup_retention_days = 2
 api_vip = "{vip}"
@@ -200,9 +202,6 @@ host_sysctls = {{ "net.ipv4.ip_forward" = "1" }}
             vip = self.free_ip(200),
             ing = self.free_ip(201),
             vip_pg = self.free_ip(202),
-            v1 = self.free_ip(203),
-            v2 = self.free_ip(204),
-            v3 = self.free_ip(205),
             key = self.lab.client_key().display(),
             kh = self.lab.known_hosts().display(),
             standin = standin.display(),
