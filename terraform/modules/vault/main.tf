@@ -50,8 +50,8 @@ locals {
   cluster_issuer    = "vault-ca"
 
   # Server configuration (HCL). The chart runs it through `tpl` and then sed-replaces HOST_IP,
-  # POD_IP, HOSTNAME, API_ADDR, TRANSIT_ADDR, RAFT_ADDR (vault-helm v0.32.0 templates/_helpers.tpl
-  # vault.args/vault.config; openbao-helm 0.29.2 the same): none of those words may appear here.
+  # POD_IP, HOSTNAME, API_ADDR, TRANSIT_ADDR, RAFT_ADDR (openbao-helm 0.29.2 and vault-helm v0.32.0,
+  # templates/_helpers.tpl, the args and config helpers): none of those words may appear here.
   # disable_mlock = true is appended by both charts. Keys (storage "raft" performance_multiplier,
   # retry_join leader_api_addr/leader_ca_cert_file, listener telemetry, telemetry) as in Vault's and
   # OpenBao's configuration docs; checked in openbao v2.6.2 physical/raft/raft.go L235-250, L800.
