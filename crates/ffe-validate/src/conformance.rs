@@ -66,12 +66,50 @@ pub const K3S_KINDS: &[(&str, &str)] = &[
 /// How many minor release lines a pinned chart may trail upstream's newest by.
 pub const MAX_MINORS_BEHIND: usize = 2;
 
-/// One planned bundle: its files and the bundles Terraform applies before it.
+/// One planned bundle: its files, the bundles Terraform applies before it, and the objects the
+/// provider waits for once it is written (`wait_for`).
 #[derive(Debug, Clone, Default)]
 pub struct Bundle {
     pub name: String,
     pub sources: Vec<Source>,
     pub after: BTreeSet<String>,
+    pub waits: Vec<WaitTarget>,
+}
+
+/// One `wait_for` entry: `kind` as kubectl takes it (`deployment.apps`, `customresourcedefinition`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitTarget {
+    pub kind: String,
+    pub name: String,
+    pub namespace: Option<String>,
+}
+
+impl WaitTarget {
+    /// Whether `object` is what this entry waits for (kind, group when given, name, namespace when
+    /// both name one: chart templates may leave it to the release namespace).
+    fn matches(&self, object: &Value) -> bool {
+        let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+        let group = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .map(group_of)
+            .unwrap_or("");
+        let name = object.pointer("/metadata/name").and_then(Value::as_str);
+        let namespace = object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str);
+        let (want_kind, want_group) = match self.kind.split_once('.') {
+            Some((k, g)) => (k, Some(g)),
+            None => (self.kind.as_str(), None),
+        };
+        kind.eq_ignore_ascii_case(want_kind)
+            && want_group.is_none_or(|g| g == group)
+            && name == Some(self.name.as_str())
+            && match (&self.namespace, namespace) {
+                (Some(want), Some(got)) => want == got,
+                _ => true,
+            }
+    }
 }
 
 /// What the conformance check needs besides the plan.
@@ -274,6 +312,7 @@ fn check_with(
     let mut our_docs: Vec<Doc> = Vec::new();
 
     for bundle in bundles {
+        let (first_workload, first_provider) = (workloads.len(), providers.len());
         let (docs, _) = crate::docs::load(&bundle.sources);
         for doc in &docs {
             let (Some(api_version), Some(kind)) = (doc.api_version(), doc.kind()) else {
@@ -315,6 +354,30 @@ fn check_with(
                     &mut needs,
                     &mut workloads,
                 )?;
+            }
+        }
+        // A wait for an object the bundle never creates can only time out, at apply time.
+        let created: Vec<&Value> = workloads[first_workload..]
+            .iter()
+            .map(|(_, v)| v)
+            .chain(providers[first_provider..].iter().map(|p| &p.crd))
+            .collect();
+        for wait in &bundle.waits {
+            if !created.iter().any(|o| wait.matches(o)) {
+                out.problems.push(Problem::file(
+                    format!("bundle {}", bundle.name),
+                    format!(
+                        "wait_for {}/{}{} names no object of this bundle (its files or what its \
+                         charts render): the apply would wait until it times out; use the name \
+                         the manifests or the chart give it",
+                        wait.kind,
+                        wait.name,
+                        wait.namespace
+                            .as_deref()
+                            .map(|n| format!(" in {n}"))
+                            .unwrap_or_default()
+                    ),
+                ));
             }
         }
     }

@@ -214,6 +214,7 @@ fn conformance_run(
             name: name.clone(),
             sources: sources.clone(),
             after: planned.after.get(name).cloned().unwrap_or_default(),
+            waits: planned.waits.get(name).cloned().unwrap_or_default(),
         })
         .collect();
     let outcome = conformance::check(&bundles, &ctx)?;

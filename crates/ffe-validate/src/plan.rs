@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use crate::conformance::WaitTarget;
 use crate::{Error, Problem, Source};
 
 /// The resource type holding bundles.
@@ -31,6 +32,8 @@ pub struct Planned {
     /// bundle name -> the bundles Terraform applies before it (`depends_on` and references
     /// between `ffe_manifests` resources, transitively)
     pub after: BTreeMap<String, BTreeSet<String>>,
+    /// bundle name -> the objects its resource waits for (`wait_for`)
+    pub waits: BTreeMap<String, Vec<WaitTarget>>,
     /// bundle name -> its resource's configuration address (`ffe_manifests.platform`)
     config_address: BTreeMap<String, String>,
 }
@@ -97,6 +100,24 @@ fn walk_module(module: &Value, out: &mut Planned) {
                 out.problems
                     .push(Problem::file(&address, "bundle is unknown at plan time"));
             }
+        }
+        if let Some(bundle) = &bundle_name {
+            let waits = resource
+                .pointer("/values/wait_for")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|w| {
+                    Some(WaitTarget {
+                        kind: w.get("kind")?.as_str()?.to_string(),
+                        name: w.get("name")?.as_str()?.to_string(),
+                        namespace: w
+                            .get("namespace")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                    })
+                });
+            out.waits.entry(bundle.clone()).or_default().extend(waits);
         }
         match resource.pointer("/values/manifests") {
             Some(Value::Object(files)) => {

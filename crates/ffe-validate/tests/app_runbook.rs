@@ -733,6 +733,92 @@ fn install_recipe_needs_no_vault_routes_the_operators_domains_and_uses_the_platf
     }
 }
 
+/// "With the Vault layer": the values file without its `vault`, `secrets` and `database` blocks
+/// (the runbook's edit) reads exactly what Terraform sets up in Vault: the role bound to the
+/// release's ServiceAccount, the secret path and key names the Postgres credentials job writes
+/// (environments/ha/vault.tf `vault_app_secret`), Vault's CA Secret (modules/vault), and still
+/// PgBouncer verified with the CA Secret the job copies.
+#[test]
+fn vault_variant_reads_what_terraform_writes_into_vault() {
+    let rb = Runbook::read();
+    let wd = rb.workdir(VERSION);
+    let body = fill(
+        &rb.blocks[&format!("file={}", rb.values_path)],
+        &placeholders(VERSION),
+    );
+    let mut values: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(&body).expect("values file");
+    for block in ["vault", "secrets", "database"] {
+        assert!(
+            values.remove(block).is_some(),
+            "the runbook says to delete the {block} block, which the values file lacks"
+        );
+    }
+    wd.write_values(
+        &rb.values_path,
+        &serde_yaml_ng::to_string(&values).expect("yaml"),
+    );
+    let install = wd.render(&rb.command("app-install", VERSION));
+    let deploy = &install["Deployment/ffe-backend"];
+    let pod = &deploy["spec"]["template"];
+    let annotation = |k: &str| {
+        pod["metadata"]["annotations"][format!("vault.hashicorp.com/{k}")]
+            .as_str()
+            .unwrap_or_else(|| panic!("no annotation {k}: {}", pod["metadata"]))
+            .to_string()
+    };
+    assert_eq!(annotation("agent-inject"), "true");
+    // The role Terraform creates is bound to the ServiceAccount the release runs as.
+    let vault_tf = read("terraform/environments/ha/vault.tf");
+    let role = annotation("role");
+    let sa = pod["spec"]["serviceAccountName"].as_str().expect("SA");
+    assert!(
+        vault_tf.contains(&format!(
+            "{{ name = \"{role}\", service_account_names = [\"{sa}\"]"
+        )),
+        "vault.tf binds no role {role} to ServiceAccount {sa}"
+    );
+    assert_eq!(
+        annotation("tls-secret"),
+        tf_value("terraform/modules/vault/main.tf", "ca_secret")
+    );
+    // The secret and the keys the credentials job writes.
+    let env = "terraform/environments/ha/vault.tf";
+    let path = format!(
+        "{}/data/{}",
+        tf_value(env, "kv_mount"),
+        tf_value(env, "secret_path")
+    );
+    assert_eq!(annotation("agent-inject-secret-app"), path);
+    let template = annotation("agent-inject-template-app");
+    assert!(
+        template.contains(&format!("with secret \"{path}\"")),
+        "{template}"
+    );
+    let db = platform_database();
+    for key in ["username_key", "password_key"] {
+        let k = tf_value(env, key);
+        assert!(
+            template.contains(&format!("index .Data.data \"{k}\"")),
+            "DATABASE_URL does not use {k}: {template}"
+        );
+    }
+    let prefix = format!("@{}?", db.target);
+    assert!(template.contains(&prefix), "{template} has no {prefix}");
+    let rootcert = template
+        .split(['?', '&', '\''])
+        .find_map(|p| p.strip_prefix("sslrootcert="))
+        .expect("sslrootcert in the URL");
+    assert_eq!(ca_file(pod, &db.ca_secret), rootcert);
+    // Nothing read from a credentials Secret.
+    assert!(
+        !serde_json::to_string(pod)
+            .expect("json")
+            .contains(&db.secret),
+        "the pod still reads Secret {}",
+        db.secret
+    );
+}
+
 #[test]
 fn own_postgres_variant_reads_the_url_from_the_secret_the_runbook_creates() {
     let rb = Runbook::read();

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use ffe_validate::conformance::{self, Bundle, Context};
+use ffe_validate::conformance::{self, Bundle, Context, WaitTarget};
 use ffe_validate::render::locate_helm;
 use ffe_validate::upstream::Upstream;
 use ffe_validate::values::ValuesPolicy;
@@ -44,6 +44,7 @@ fn bundle(name: &str, after: &[&str], files: &[(&str, String)]) -> Bundle {
             .map(|(f, c)| Source::new(format!("{name}/{f}"), c.clone()))
             .collect(),
         after: after.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+        waits: Vec::new(),
     }
 }
 
@@ -615,4 +616,30 @@ fn version_mentions_prefer_the_longer_name() {
             .collect();
     assert_eq!(found.len(), 1, "{found:?}");
     assert_reported(&found, "postgres.md:2: says operator 3.0.0");
+}
+
+// A wait_for naming an object the bundle never creates would only time out at apply time.
+#[test]
+fn waits_for_objects_the_bundle_does_not_create_are_reported() {
+    let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: vault-agent-injector, namespace: vault}\n\
+        spec:\n  selector: {matchLabels: {app: i}}\n  template:\n    metadata: {labels: {app: i}}\n    spec:\n      containers: [{name: i, image: \"hashicorp/vault-k8s:1.7.2\"}]\n"
+        .to_string();
+    let wait = |kind: &str, name: &str| WaitTarget {
+        kind: kind.into(),
+        name: name.into(),
+        namespace: Some("vault".into()),
+    };
+    let mut b = bundle("vault", &[], &[("injector.yaml", deployment)]);
+    b.waits = vec![
+        wait("deployment.apps", "vault-agent-injector"),
+        wait("deployment.apps", "vault-injector"),
+        wait("statefulset.apps", "vault-agent-injector"),
+    ];
+    let found: Vec<String> = problems(&[b])
+        .into_iter()
+        .filter(|p| p.contains("wait_for"))
+        .collect();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_reported(&found, "wait_for deployment.apps/vault-injector in vault");
+    assert_reported(&found, "wait_for statefulset.apps/vault-agent-injector");
 }

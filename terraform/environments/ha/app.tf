@@ -8,9 +8,10 @@
 # `helm upgrade`s of the same release. Runbook: docs/app.md.
 #
 # values-production.yaml expects Vault (agent injection) and PgBouncer in ffe-data. With the Postgres
-# layer on (postgres.tf), the release is pointed at its PgBouncer Service and reads the app role's
-# credentials from a Secret (local.app_database_set); Vault (vault.tf) does not hold the database
-# credentials yet, so the release keeps vault.enabled = false. check "app_dependencies" below says what to do.
+# layer on (postgres.tf), the release is pointed at its PgBouncer Service (local.app_database_set);
+# the app role's credentials reach it through Vault when the Vault layer is on (vault.tf: the
+# credentials job writes them into the app's secret), else through a copied Secret.
+# check "app_dependencies" below says which.
 
 variable "deploy_app" {
   description = "Install the ffe-backend chart (release \"ffe\" in namespace \"ffe\") through k3s's helm-controller. Needs `make app-chart` first."
@@ -45,26 +46,35 @@ variable "app_set" {
 }
 
 locals {
-  # The Postgres layer's PgBouncer and the operator-generated credentials of role ffe-user. The
-  # operator writes them into Secret ffe-data/ffe-pg-pguser-ffe-user (keys user, password); a pod
-  # reads Secrets of its own namespace only, so modules/postgres copies those two keys (same Secret
-  # name) and the cluster CA (Secret ffe-db-ca, key ca.crt, values-production.yaml's name) into the
-  # app's namespace every 5 minutes. Nothing here holds a password. vault.enabled = false: the chart
-  # reads the database credentials from the Secret only without Vault (Vault, vault.tf, does not hold
-  # them yet). app_set (applied after) overrides all of these.
-  app_database_set = local.postgres_enabled ? {
+  # The Postgres layer's PgBouncer and the operator-generated credentials of role ffe-user (Secret
+  # ffe-data/ffe-pg-pguser-ffe-user, keys user and password). A pod reads Secrets of its own
+  # namespace only, so modules/postgres's credentials job brings them to the app every 5 minutes:
+  #   - with Vault: into the app's kv-v2 secret (keys DB_USERNAME/DB_PASSWORD, the chart's
+  #     usernameKey/passwordKey), which the Vault agent renders into the pod (vault.enabled);
+  #   - without Vault: as a copy of the Secret in the app's namespace (secrets.existingSecret).
+  # The cluster CA (Secret ffe-db-ca, key ca.crt, values-production.yaml's name) is copied either
+  # way. Nothing here holds a password. app_set (applied after) overrides all of these.
+  app_database_set = local.postgres_enabled ? merge({
     "database.external"      = false
     "database.host"          = split(":", module.postgres[0].endpoints.pgbouncer)[0]
     "database.port"          = tonumber(split(":", module.postgres[0].endpoints.pgbouncer)[1])
     "database.name"          = module.postgres[0].names.database
     "database.sslmode"       = "verify-full" # PgBouncer's certificate names the Service and chains to the cluster CA
+    "database.caSecret.name" = "ffe-db-ca"   # values-production.yaml's name
+    "database.caSecret.key"  = "ca.crt"
+    }, local.vault_enabled ? {
+    "vault.enabled"        = true
+    "vault.role"           = "ffe-backend"
+    "vault.secretPath"     = local.vault_app_secret_api_path
+    "vault.address"        = module.vault[0].address
+    "database.usernameKey" = local.vault_app_secret.username_key
+    "database.passwordKey" = local.vault_app_secret.password_key
+    } : {
     "database.usernameKey"   = "user"
     "database.passwordKey"   = "password"
-    "database.caSecret.name" = "ffe-db-ca" # values-production.yaml's name
-    "database.caSecret.key"  = "ca.crt"
     "secrets.existingSecret" = module.postgres[0].names.user_secret
     "vault.enabled"          = false
-  } : {}
+  }) : {}
 
   # The route's host names follow domain_names (the edge Gateway has one HTTPS listener per name),
   # unless app_set sets them itself.
@@ -89,15 +99,17 @@ module "app" {
 }
 
 # Written after the platform and monitoring bundles, so the namespace, the Gateway and the
-# ServiceMonitor/PrometheusRule CRDs exist first. Vault and
-# PgBouncer are NOT part of this release: see check "app_dependencies".
+# ServiceMonitor/PrometheusRule CRDs exist first, and after Vault is configured: the agent injector
+# is running (ffe_manifests.vault waits for it; its webhook ignores failures, so a pod created
+# before it would start without its secrets) and role ffe-backend exists. PgBouncer is NOT part of
+# this release: see check "app_dependencies".
 resource "ffe_manifests" "app" {
   count = var.deploy_app ? 1 : 0
 
   bundle     = "app"
   servers    = ffe_k3s_cluster.this.servers
   manifests  = module.app.manifests
-  depends_on = [ffe_manifests.platform, ffe_manifests.monitoring]
+  depends_on = [ffe_manifests.platform, ffe_manifests.monitoring, ffe_vault_config.this]
 }
 
 # Host names set by hand must be served by the edge: a route to a name without a listener answers 404.
@@ -111,11 +123,11 @@ check "app_hostnames_have_listeners" {
   }
 }
 
-# The production values need Vault (agent injection), which nothing here deploys, and PgBouncer,
-# which the Postgres layer deploys (postgres_primary_ip set).
+# Where the app's secrets come from, said at every plan with deploy_app (the production values need
+# Vault and PgBouncer).
 check "app_dependencies" {
   assert {
     condition     = !var.deploy_app
-    error_message = "deploy_app = true: ${local.postgres_enabled ? "the app is pointed at PgBouncer (ffe-pg-pgbouncer.ffe-data.svc) with role ffe-user's operator-generated credentials (Secret ffe/ffe-pg-pguser-ffe-user) and the cluster CA (Secret ffe/ffe-db-ca), which CronJob ffe-data/ffe-pg-credentials-sync copies from ffe-data within 5 minutes of the cluster being ready (the app pods wait for them until then). Vault does not hold the database credentials yet, so vault.enabled is false and the app's other secrets must come from app_set/app_values_file" : "the production values need Vault and PgBouncer, which this release does not deploy without the Postgres layer (postgres_primary_ip = null); set app_set/app_values_file accordingly (vault.enabled=false, database.url) or deploy them first"}. See docs/app.md."
+    error_message = "deploy_app = true: ${!local.postgres_enabled ? "the production values need Vault and PgBouncer, and this release deploys no PgBouncer without the Postgres layer (postgres_primary_ip = null); set app_set/app_values_file accordingly (vault.enabled=false, database.url) or deploy it first" : local.vault_enabled ? "the app is pointed at PgBouncer (ffe-pg-pgbouncer.ffe-data.svc); CronJob ffe-data/ffe-pg-credentials-sync writes role ffe-user's credentials into Vault secret ${local.vault_app_secret_api_path} (keys ${local.vault_app_secret.username_key}/${local.vault_app_secret.password_key}) and copies the cluster CA into Secret ffe/ffe-db-ca within 5 minutes of the cluster being ready; the Vault agent of each pod waits for them. Put the app's other secrets into the same Vault secret (docs/vault.md)" : "the app is pointed at PgBouncer (ffe-pg-pgbouncer.ffe-data.svc) with role ffe-user's operator-generated credentials (Secret ffe/ffe-pg-pguser-ffe-user) and the cluster CA (Secret ffe/ffe-db-ca), which CronJob ffe-data/ffe-pg-credentials-sync copies from ffe-data within 5 minutes of the cluster being ready (the app pods wait for them until then). Without the Vault layer (vault_cluster_ips = []) vault.enabled is false and the app's other secrets must come from app_set/app_values_file"}. See docs/app.md."
   }
 }

@@ -38,9 +38,15 @@ module "postgres" {
   backup_storage_mode   = module.storage.mode
   backup_mount          = local.backup_mount
   backup_retention_days = var.backup_retention_days
-  # role ffe-user's Secret and the cluster CA are copied where the app runs (modules/postgres)
+  # The cluster CA is copied where the app runs; role ffe-user's credentials go into the app's
+  # Vault secret with the Vault layer (vault.tf), else the Secret is copied too (modules/postgres).
   app_namespace = module.namespaces.names["ffe"]
   app_ca_secret = "ffe-db-ca" # values-production.yaml database.caSecret.name
+  app_vault = local.vault_enabled ? merge(local.vault_app_secret, {
+    address   = module.vault[0].address
+    ca_secret = module.vault[0].ca_secret.name # the same name in every ca_namespaces
+    role      = "ffe-db-credentials"
+  }) : null
 }
 
 resource "ffe_manifests" "postgres_crds" {

@@ -31,13 +31,26 @@ locals {
   vault_image_tag = var.vault_distribution == "openbao" ? local.openbao_image_tag : (
     can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", local.vault_version)) ? local.vault_version : lookup(local.vault_image_tags, local.vault_version, "")
   )
-  # The app's release (app.tf) runs as ServiceAccount ffe-backend (helm/ffe-backend: fullname of
-  # release "ffe") and reads this kv-v2 path (values vault.secretPath).
-  vault_app_policy = <<-HCL
-    path "secret/data/production/app" {
+  # The app's secret: kv-v2 secret production/app under mount secret/ (values vault.secretPath =
+  # secret/data/production/app). The app's release (app.tf) reads it as ServiceAccount ffe-backend
+  # (helm/ffe-backend: fullname of release "ffe"); with the Postgres layer, its credentials job
+  # (modules/postgres app_vault) writes the database keys into it (the chart's usernameKey and
+  # passwordKey defaults), the operator adds the rest (docs/vault.md).
+  vault_app_secret = {
+    kv_mount     = "secret"
+    secret_path  = "production/app"
+    auth_mount   = "kubernetes"
+    username_key = "DB_USERNAME"
+    password_key = "DB_PASSWORD"
+  }
+  vault_app_secret_api_path = "${local.vault_app_secret.kv_mount}/data/${local.vault_app_secret.secret_path}"
+  vault_app_policy          = <<-HCL
+    path "${local.vault_app_secret_api_path}" {
       capabilities = ["read"]
     }
   HCL
+  # the Postgres credentials job's role and policy (null without the Postgres layer)
+  vault_db_writer = local.postgres_enabled ? module.postgres[0].app_vault_writer : null
 }
 
 module "vault" {
@@ -50,8 +63,9 @@ module "vault" {
   image_tag              = local.vault_image_tag
   namespace              = module.namespaces.names["vault"]
   cert_manager_namespace = module.namespaces.names["cert-manager"]
-  # Secret vault-ca (ca.crt) for Vault's clients: the app (values-production.yaml vault.tls.secretName).
-  ca_namespaces = [module.namespaces.names["ffe"]]
+  # Secret vault-ca (ca.crt) for Vault's clients: the app (values-production.yaml vault.tls.secretName)
+  # and the Postgres credentials job.
+  ca_namespaces = concat([module.namespaces.names["ffe"]], local.postgres_enabled ? [module.namespaces.names["ffe-data"]] : [])
   member_ips    = var.vault_cluster_ips
   # Retain: a deleted claim (or a re-created StatefulSet) leaves the Raft data on the node
   data_storage_class      = module.storage.class_names.fast_retain
@@ -92,16 +106,19 @@ resource "ffe_vault_config" "this" {
   ca_secret        = module.vault[0].ca_secret
   servers          = ffe_k3s_cluster.this.servers
   token            = ffe_vault_init.this[0].root_token
-  kv_mount         = "secret"
+  kv_mount         = local.vault_app_secret.kv_mount
   audit_file_path  = module.vault[0].audit_file_path
-  kubernetes_auth  = { mount = "kubernetes", kubernetes_host = "https://kubernetes.default.svc:443" }
-  policies = {
+  kubernetes_auth  = { mount = local.vault_app_secret.auth_mount, kubernetes_host = "https://kubernetes.default.svc:443" }
+  policies = merge({
     "ffe-backend"                   = local.vault_app_policy
     (module.vault[0].snapshot.role) = module.vault[0].snapshot.policy
-  }
-  kubernetes_roles = [
+  }, local.vault_db_writer == null ? {} : { (local.vault_db_writer.role) = local.vault_db_writer.policy })
+  kubernetes_roles = concat([
     { name = "ffe-backend", service_account_names = ["ffe-backend"], namespaces = [module.namespaces.names["ffe"]], policies = ["ffe-backend"], ttl = "1h" },
     # the daily snapshot: one login, one snapshot
     { name = module.vault[0].snapshot.role, service_account_names = [module.vault[0].snapshot.service_account], namespaces = [module.vault[0].snapshot.namespace], policies = [module.vault[0].snapshot.role], ttl = "15m" },
-  ]
+    ], local.vault_db_writer == null ? [] : [
+    # the Postgres credentials job (every 5 minutes): one login, two writes
+    { name = local.vault_db_writer.role, service_account_names = [local.vault_db_writer.service_account], namespaces = [local.vault_db_writer.namespace], policies = [local.vault_db_writer.role], ttl = "5m" },
+  ])
 }

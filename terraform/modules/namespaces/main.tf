@@ -115,6 +115,8 @@ locals {
         ingress     = [{ from = [{ ipBlock = { cidr = var.network_cidr } }], ports = [local.tcp[5432], local.tcp[6432]] }]
       }
       "allow-api-server" = { podSelector = {}, policyTypes = ["Egress"], egress = [{ to = local.api_peers, ports = local.api_ports }] }
+      # the credentials job writes the app role's password into Vault (modules/postgres app_vault)
+      "allow-vault-api" = { podSelector = {}, policyTypes = ["Egress"], egress = [{ to = [local.ns_peer["vault"]], ports = [local.tcp[8200]] }] }
     }
     "vault" = {
       # clients in the cluster, and Terraform/operators unsealing via vault_cluster_ips

@@ -288,44 +288,108 @@ locals {
 
   # ---- credentials for the app ---------------------------------------------------------------
   # The operator writes role ffe-user's password into Secret ffe-data/ffe-pg-pguser-ffe-user; the app
-  # runs in another namespace and a pod reads Secrets of its own namespace only. This CronJob copies
-  # the two keys the app needs (user, password) and the cluster CA (ca.crt) into app_namespace, every
-  # 5 minutes (a new or rotated password reaches the copy within 5 minutes; restart the app after a
-  # rotation). The password never passes through Terraform: the plan only names the Secrets.
-  # RBAC: read exactly the two source Secrets, patch exactly the two copies. The copies are created
-  # empty by this bundle, so the job needs no `create` right in the app namespace.
+  # runs in another namespace and a pod reads Secrets of its own namespace only. This CronJob runs
+  # every 5 minutes (a new or rotated password reaches the app's source within 5 minutes; restart the
+  # app after a rotation) and
+  #   - copies the cluster CA (ca.crt) into app_namespace (not secret: the app verifies PgBouncer);
+  #   - without Vault (app_vault = null): copies the two keys the app needs (user, password) too;
+  #   - with Vault: patches them into the app's kv-v2 secret instead (Vault Kubernetes auth, role
+  #     app_vault.role, whose policy may only create/patch that one path), so no password Secret
+  #     exists in the app's namespace (ADR 0010: Vault replaces the copy).
+  # The password never passes through Terraform: the plan only names the Secrets and the path.
+  # RBAC: read exactly the source Secrets, patch exactly the copies. The copies are created empty
+  # by this bundle, so the job needs no `create` right in the app namespace.
   sync_name = "${local.cluster}-credentials-sync"
-  sync_copies = var.app_namespace == null ? [] : [
-    { name = local.user_secret, from = local.user_secret, keys = tolist(["user", "password"]) },
-    { name = var.app_ca_secret, from = local.cluster_cert, keys = tolist(["ca.crt"]) },
-  ]
+  sync_copies = var.app_namespace == null ? [] : concat(
+    var.app_vault != null ? [] : [{ name = local.user_secret, from = local.user_secret, keys = tolist(["user", "password"]) }],
+    [{ name = var.app_ca_secret, from = local.cluster_cert, keys = tolist(["ca.crt"]) }],
+  )
+  # Vault target of the credentials (null without Vault); Vault's CA is mounted beside the
+  # service-account files.
+  sync_vault_ca_dir = "/var/run/secrets/ffe/vault-ca"
+  sync_vault = var.app_namespace == null || var.app_vault == null ? null : {
+    address   = trimsuffix(var.app_vault.address, "/")
+    login     = "/v1/auth/${var.app_vault.auth_mount}/login"
+    role      = var.app_vault.role
+    data      = "/v1/${var.app_vault.kv_mount}/data/${var.app_vault.secret_path}"
+    metadata  = "/v1/${var.app_vault.kv_mount}/metadata/${var.app_vault.secret_path}"
+    cli_path  = "${var.app_vault.kv_mount}/${var.app_vault.secret_path}"
+    from      = local.user_secret
+    keys      = { (var.app_vault.username_key) = "user", (var.app_vault.password_key) = "password" }
+    ca_secret = var.app_vault.ca_secret
+  }
   sync_script = <<-PY
-    import json, ssl, urllib.request
+    import base64, hashlib, json, os, ssl, urllib.error, urllib.request
     sa = "/var/run/secrets/kubernetes.io/serviceaccount"
     token = open(sa + "/token").read().strip()
     ctx = ssl.create_default_context(cafile=sa + "/ca.crt")
-    def call(method, path, body=None, ctype="application/json"):
-        req = urllib.request.Request("https://kubernetes.default.svc" + path, method=method,
+    # the API server's address as the kubelet gives it to every pod (in-cluster client convention)
+    host = os.environ["KUBERNETES_SERVICE_HOST"]
+    api = "https://%s:%s" % ("[%s]" % host if ":" in host else host, os.environ["KUBERNETES_SERVICE_PORT"])
+    def call(method, path, body=None, ctype="application/json", base=api, auth=None, context=ctx):
+        req = urllib.request.Request(base + path, method=method,
             data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": "Bearer " + token, "Content-Type": ctype, "Accept": "application/json"})
-        with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
-            return json.load(r)
-    for copy in json.loads(${jsonencode(jsonencode(local.sync_copies))}):
-        data = call("GET", "/api/v1/namespaces/${var.namespace}/secrets/" + copy["from"]).get("data", {})
-        missing = [k for k in copy["keys"] if k not in data]
+            headers=dict({"Content-Type": ctype, "Accept": "application/json"}, **(auth if auth is not None else {"Authorization": "Bearer " + token})))
+        with urllib.request.urlopen(req, context=context, timeout=30) as r:
+            raw = r.read()
+            return json.loads(raw) if raw else {}
+    def secret(name, keys):
+        data = call("GET", "/api/v1/namespaces/${var.namespace}/secrets/" + name).get("data", {})
+        missing = [k for k in keys if k not in data]
         if missing:
-            raise SystemExit("secret %s has no %s yet (cluster not ready?)" % (copy["from"], missing))
+            raise SystemExit("secret %s has no %s yet (cluster not ready?)" % (name, missing))
+        return data
+    for copy in json.loads(${jsonencode(jsonencode(local.sync_copies))}):
+        data = secret(copy["from"], copy["keys"])
         body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                 "metadata": {"name": copy["name"], "namespace": "${coalesce(var.app_namespace, "-")}"},
                 "data": {k: data[k] for k in copy["keys"]}}
         call("PATCH", "/api/v1/namespaces/${coalesce(var.app_namespace, "-")}/secrets/" + copy["name"]
              + "?fieldManager=${local.sync_name}&force=true", body, "application/apply-patch+yaml")
         print("copied %s/%s %s -> %s/%s" % ("${var.namespace}", copy["from"], copy["keys"], "${coalesce(var.app_namespace, "-")}", copy["name"]))
+    vault = json.loads(${jsonencode(jsonencode(local.sync_vault))})
+    if vault:
+        data = secret(vault["from"], list(vault["keys"].values()))
+        values = {k: base64.b64decode(data[src]).decode() for k, src in vault["keys"].items()}
+        # What this job last wrote, kept in the secret's kv-v2 custom metadata (the job may read
+        # metadata, never the data): a digest of path + values and the version it wrote. A write
+        # only when either differs, so an unchanged password adds no version every 5 minutes.
+        digest = hashlib.sha256(json.dumps([vault["data"], values], sort_keys=True).encode()).hexdigest()
+        vctx = ssl.create_default_context(cafile="${local.sync_vault_ca_dir}/ca.crt")
+        login = call("POST", vault["login"], {"role": vault["role"], "jwt": token}, base=vault["address"], auth={}, context=vctx)
+        auth = {"X-Vault-Token": login["auth"]["client_token"]}
+        def v(method, path, body=None, ctype="application/json"):
+            return call(method, path, body, ctype, vault["address"], auth, vctx)
+        try:
+            meta = v("GET", vault["metadata"]).get("data") or {}
+        except urllib.error.HTTPError as e:
+            if e.code != 404:
+                raise
+            meta = {}
+        current = meta.get("current_version") or 0
+        newest = (meta.get("versions") or {}).get(str(current)) or {}
+        mark = meta.get("custom_metadata") or {}
+        if current and (newest.get("deletion_time") or newest.get("destroyed")):
+            raise SystemExit("vault %s: its newest version %d is deleted; this job never writes over deleted data. "
+                             "Undelete it (vault kv undelete -versions=%d %s) or remove the secret for good "
+                             "(vault kv metadata delete %s), then run the job again"
+                             % (vault["cli_path"], current, current, vault["cli_path"], vault["cli_path"]))
+        if current and mark.get("ffe-credentials-sha256") == digest and mark.get("ffe-credentials-version") == str(current):
+            print("unchanged: vault %s version %d holds %s" % (vault["cli_path"], current, sorted(values)))
+        else:
+            if current:  # merge into the app's secret, keeping its other keys
+                out = v("PATCH", vault["data"], {"data": values}, "application/merge-patch+json")
+            else:  # first write: create it, but never overwrite one created meanwhile (cas=0)
+                out = v("POST", vault["data"], {"options": {"cas": 0}, "data": values})
+            written = out["data"]["version"]
+            v("PATCH", vault["metadata"], {"custom_metadata": {"ffe-credentials-sha256": digest, "ffe-credentials-version": str(written)}},
+              "application/merge-patch+json")
+            print("wrote %s/%s %s -> vault %s version %d" % ("${var.namespace}", vault["from"], sorted(values), vault["cli_path"], written))
   PY
 
   sync_docs = var.app_namespace == null ? [] : [for d in concat(
     [{ apiVersion = "v1", kind = "ServiceAccount", metadata = { name = local.sync_name, namespace = var.namespace, labels = local.labels } }],
-    [for ns, names in { (var.namespace) = [for c in local.sync_copies : c.from], (var.app_namespace) = [for c in local.sync_copies : c.name] } : {
+    [for ns, names in { (var.namespace) = distinct(concat([for c in local.sync_copies : c.from], local.sync_vault == null ? [] : [local.sync_vault.from])), (var.app_namespace) = [for c in local.sync_copies : c.name] } : {
       apiVersion                        = "rbac.authorization.k8s.io/v1"
       kind                              = "Role"
       metadata                          = { name = local.sync_name, namespace = ns, labels = local.labels }
@@ -365,7 +429,9 @@ locals {
                   command         = ["python3", "-c", local.sync_script]
                   securityContext = { allowPrivilegeEscalation = false, readOnlyRootFilesystem = true, capabilities = { drop = ["ALL"] } }
                   resources       = { requests = { cpu = "10m", memory = "32Mi" }, limits = { memory = "128Mi" } }
+                  volumeMounts    = local.sync_vault == null ? [] : [{ name = "vault-ca", mountPath = local.sync_vault_ca_dir, readOnly = true }]
                 }]
+                volumes = local.sync_vault == null ? [] : [{ name = "vault-ca", secret = { secretName = local.sync_vault.ca_secret, items = [{ key = "ca.crt", path = "ca.crt" }] } }]
               }
             }
           }

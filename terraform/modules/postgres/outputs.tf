@@ -51,3 +51,23 @@ output "endpoints" {
     pgbouncer = "${local.pgbouncer_svc}.${local.namespace_suffix}:${local.port}"
   }
 }
+
+output "app_vault_writer" {
+  description = "With app_vault set: the Vault Kubernetes-auth role the credentials job logs in as (role, service_account, namespace) and the policy that role needs (create and patch on the app's kv-v2 secret, never read; read and patch on its metadata). null without app_vault."
+  value = local.sync_vault == null ? null : {
+    role            = var.app_vault.role
+    service_account = local.sync_name
+    namespace       = var.namespace
+    policy          = <<-HCL
+      # The credentials job of modules/postgres: create the app's secret once, then patch its two
+      # database keys. It cannot read the secret back, nor touch any other path.
+      path "${var.app_vault.kv_mount}/data/${var.app_vault.secret_path}" {
+        capabilities = ["create", "patch"]
+      }
+      # What it last wrote (custom metadata: a digest and a version number), to skip unchanged writes.
+      path "${var.app_vault.kv_mount}/metadata/${var.app_vault.secret_path}" {
+        capabilities = ["read", "patch"]
+      }
+    HCL
+  }
+}

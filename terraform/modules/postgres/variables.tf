@@ -199,3 +199,27 @@ variable "app_ca_secret" {
   default     = "ffe-db-ca"
   nullable    = false
 }
+
+variable "app_vault" {
+  description = "Where the app reads its secrets when the Vault layer is deployed (null = no Vault: the credentials job copies the password Secret into app_namespace instead). The job logs in with its ServiceAccount through Vault's Kubernetes auth (mount auth_mount, role `role`) and patches keys username_key/password_key of kv-v2 secret `secret_path` under mount kv_mount; Vault's CA comes from Secret ca_secret (key ca.crt) in this module's namespace."
+  type = object({
+    address      = string
+    ca_secret    = string
+    auth_mount   = string
+    role         = string
+    kv_mount     = string
+    secret_path  = string
+    username_key = string
+    password_key = string
+  })
+  default = null
+
+  validation {
+    condition     = var.app_vault == null || startswith(try(var.app_vault.address, ""), "https://")
+    error_message = "app_vault.address must be an https:// URL (Vault's API is TLS-only here)."
+  }
+  validation {
+    condition     = var.app_vault == null || alltrue([for k in ["ca_secret", "auth_mount", "role", "kv_mount", "secret_path", "username_key", "password_key"] : try(length(var.app_vault[k]) > 0, false)])
+    error_message = "app_vault: every field must be a non-empty string."
+  }
+}

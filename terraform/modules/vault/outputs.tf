@@ -29,13 +29,18 @@ output "address" {
 }
 
 output "wait_for" {
-  description = "Conditions to wait for after the bundle is written: the Certificates whose Secrets ffe_vault_init (CA) and the members (server TLS) need."
-  value = [for name in [local.ca_secret, local.server_tls_secret] : {
+  description = "Conditions to wait for after the bundle is written: the Certificates whose Secrets ffe_vault_init (CA) and the members (server TLS) need, and the agent injector (its webhook ignores failures: a pod created before it runs would start without its secrets)."
+  value = concat([for name in [local.ca_secret, local.server_tls_secret] : {
     kind      = "certificate.cert-manager.io"
     name      = name
     namespace = var.namespace
     condition = "Ready"
-  }]
+    }], [{
+    kind      = "deployment.apps"
+    name      = "${local.release}-agent-injector" # both charts: <fullname>-agent-injector
+    namespace = var.namespace
+    condition = "Available"
+  }])
 }
 
 output "ca_secret" {

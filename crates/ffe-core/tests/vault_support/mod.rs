@@ -122,6 +122,54 @@ impl Pki {
             ca_pem,
         }
     }
+
+    /// Another server certificate for IP 127.0.0.1 signed by this CA (for a second TLS
+    /// server the same clients trust): (<name>.crt, <name>.key, PKCS#8) in `dir`.
+    pub fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        openssl(
+            &self.dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        );
+        openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                "ext.cnf",
+            ],
+        );
+        (self.dir.join(crt), self.dir.join(key))
+    }
 }
 
 /// One OpenBao server process.

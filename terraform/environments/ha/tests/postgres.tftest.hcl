@@ -291,22 +291,43 @@ run "no_password_in_plan" {
     !can(regex("(?i)(password|passwd)[\"']?[ \\t]*[:=][ \\t]*[\"']?[^\"'\\s{]|://[^/@\\s]*:[^@\\s]*@|(?m)^\"(data|stringData)\":", y))])
     error_message = "a Postgres manifest carries a password value or Secret data"
   }
-  # The credentials reach the app's namespace in-cluster: a CronJob that may read exactly the two
-  # source Secrets in ffe-data and patch exactly the two copies in ffe (created empty here).
+  # With the Vault layer (the example's vault_cluster_ips) the credentials reach the app through
+  # Vault: the CronJob may read exactly the two source Secrets in ffe-data and patch only the CA
+  # copy in ffe (created empty here); no copy of the password Secret exists.
   assert {
     condition = (
       length([for d in split("---\n", ffe_manifests.postgres[0].manifests["credentials-sync.yaml"]) : d if yamldecode(d).kind == "CronJob"]) == 1 &&
-      alltrue([for d in split("---\n", ffe_manifests.postgres[0].manifests["credentials-sync.yaml"]) : alltrue([for r in yamldecode(d).rules : length(r.resourceNames) == 2 && length(setsubtract(r.verbs, ["get", "patch"])) == 0]) if yamldecode(d).kind == "Role"]) &&
-      toset([for d in split("---\n", ffe_manifests.postgres[0].manifests["credentials-sync.yaml"]) : "${yamldecode(d).metadata.namespace}/${yamldecode(d).metadata.name}" if yamldecode(d).kind == "Secret"]) == toset(["ffe/ffe-pg-pguser-ffe-user", "ffe/ffe-db-ca"])
+      toset([for d in split("---\n", ffe_manifests.postgres[0].manifests["credentials-sync.yaml"]) : "${yamldecode(d).metadata.namespace}:${join(",", yamldecode(d).rules[0].resourceNames)}:${join(",", yamldecode(d).rules[0].verbs)}" if yamldecode(d).kind == "Role"]) == toset(["ffe-data:ffe-pg-cluster-cert,ffe-pg-pguser-ffe-user:get", "ffe:ffe-db-ca:get,patch"]) &&
+      toset([for d in split("---\n", ffe_manifests.postgres[0].manifests["credentials-sync.yaml"]) : "${yamldecode(d).metadata.namespace}/${yamldecode(d).metadata.name}" if yamldecode(d).kind == "Secret"]) == toset(["ffe/ffe-db-ca"])
     )
-    error_message = "the credentials copy: one CronJob, Roles limited to named Secrets and get/patch, empty copies ffe/ffe-pg-pguser-ffe-user and ffe/ffe-db-ca"
+    error_message = "the credentials job with Vault: one CronJob, Roles limited to the named Secrets (get in ffe-data, get/patch of the CA copy in ffe), one empty copy ffe/ffe-db-ca"
   }
-  # The app is pointed at PgBouncer and the copied Secrets by NAME only.
+  # It logs in to Vault as role ffe-db-credentials (its ServiceAccount only) and may create and
+  # patch the app's secret (never read it) and read/patch its metadata, nothing else; Vault's CA is
+  # issued into ffe-data for it.
+  assert {
+    condition = (
+      one([for r in ffe_vault_config.this[0].kubernetes_roles : r if r.name == "ffe-db-credentials"]).service_account_names == tolist(["ffe-pg-credentials-sync"]) &&
+      one([for r in ffe_vault_config.this[0].kubernetes_roles : r if r.name == "ffe-db-credentials"]).namespaces == tolist(["ffe-data"]) &&
+      one([for r in ffe_vault_config.this[0].kubernetes_roles : r if r.name == "ffe-db-credentials"]).policies == tolist(["ffe-db-credentials"]) &&
+      length(regexall("path \"secret/data/production/app\" \\{\\s*capabilities = \\[\"create\", \"patch\"\\]", ffe_vault_config.this[0].policies["ffe-db-credentials"])) == 1 &&
+      length(regexall("path \"secret/metadata/production/app\" \\{\\s*capabilities = \\[\"read\", \"patch\"\\]", ffe_vault_config.this[0].policies["ffe-db-credentials"])) == 1 &&
+      length(regexall("path ", ffe_vault_config.this[0].policies["ffe-db-credentials"])) == 2 &&
+      strcontains(ffe_manifests.postgres[0].manifests["credentials-sync.yaml"], "https://vault.vault.svc:8200") &&
+      one([for d in split("---\n", ffe_manifests.postgres[0].manifests["credentials-sync.yaml"]) : yamldecode(d).spec.jobTemplate.spec.template.spec.volumes[0].secret.secretName if yamldecode(d).kind == "CronJob"]) == "vault-ca" &&
+      contains([for d in split("---\n", ffe_manifests.vault[0].manifests["vault-tls.yaml"]) : "${yamldecode(d).metadata.namespace}/${yamldecode(d).spec.secretName}" if yamldecode(d).kind == "Certificate"], "ffe-data/vault-ca")
+    )
+    error_message = "role ffe-db-credentials: ${jsonencode([for r in ffe_vault_config.this[0].kubernetes_roles : r if r.name == "ffe-db-credentials"])}, policy ${ffe_vault_config.this[0].policies["ffe-db-credentials"]}"
+  }
+  # The app reads its database credentials from Vault (agent), by path and key names only.
   assert {
     condition = (
       yamldecode(ffe_manifests.app[0].manifests["helmchart.yaml"]).spec.set["database.host"] == "ffe-pg-pgbouncer.ffe-data.svc" &&
-      yamldecode(ffe_manifests.app[0].manifests["helmchart.yaml"]).spec.set["secrets.existingSecret"] == "ffe-pg-pguser-ffe-user" &&
-      yamldecode(ffe_manifests.app[0].manifests["helmchart.yaml"]).spec.set["database.passwordKey"] == "password" &&
+      yamldecode(ffe_manifests.app[0].manifests["helmchart.yaml"]).spec.set["vault.enabled"] == "true" &&
+      yamldecode(ffe_manifests.app[0].manifests["helmchart.yaml"]).spec.set["vault.secretPath"] == "secret/data/production/app" &&
+      yamldecode(ffe_manifests.app[0].manifests["helmchart.yaml"]).spec.set["database.usernameKey"] == "DB_USERNAME" &&
+      yamldecode(ffe_manifests.app[0].manifests["helmchart.yaml"]).spec.set["database.passwordKey"] == "DB_PASSWORD" &&
+      !contains(keys(yamldecode(ffe_manifests.app[0].manifests["helmchart.yaml"]).spec.set), "secrets.existingSecret") &&
       yamldecode(ffe_manifests.app[0].manifests["helmchart.yaml"]).spec.set["database.caSecret.name"] == "ffe-db-ca" &&
       yamldecode(ffe_manifests.app[0].manifests["helmchart.yaml"]).spec.set["image.tag"] == "1.4.2"
     )
@@ -315,6 +336,34 @@ run "no_password_in_plan" {
   assert {
     condition     = !can(regex("(?i)://[^/@\\s]*:[^@\\s]*@", jsonencode(yamldecode(ffe_manifests.app[0].manifests["helmchart.yaml"]).spec.set)))
     error_message = "the app HelmChart carries credentials"
+  }
+}
+
+# Without the Vault layer the credentials job copies the password Secret into the app's namespace
+# instead, and the app reads it from there (vault.enabled = false).
+run "no_vault_copies_the_password_secret" {
+  command = plan
+  variables {
+    vault_cluster_ips = []
+    deploy_app        = true
+  }
+  expect_failures = [check.app_dependencies]
+
+  assert {
+    condition = (
+      alltrue([for d in split("---\n", ffe_manifests.postgres[0].manifests["credentials-sync.yaml"]) : alltrue([for r in yamldecode(d).rules : length(r.resourceNames) == 2 && length(setsubtract(r.verbs, ["get", "patch"])) == 0]) if yamldecode(d).kind == "Role"]) &&
+      toset([for d in split("---\n", ffe_manifests.postgres[0].manifests["credentials-sync.yaml"]) : "${yamldecode(d).metadata.namespace}/${yamldecode(d).metadata.name}" if yamldecode(d).kind == "Secret"]) == toset(["ffe/ffe-pg-pguser-ffe-user", "ffe/ffe-db-ca"]) &&
+      one([for d in split("---\n", ffe_manifests.postgres[0].manifests["credentials-sync.yaml"]) : length(yamldecode(d).spec.jobTemplate.spec.template.spec.volumes) if yamldecode(d).kind == "CronJob"]) == 0
+    )
+    error_message = "without Vault: Roles limited to two named Secrets and get/patch, empty copies ffe/ffe-pg-pguser-ffe-user and ffe/ffe-db-ca, no Vault CA mounted"
+  }
+  assert {
+    condition = (
+      yamldecode(ffe_manifests.app[0].manifests["helmchart.yaml"]).spec.set["secrets.existingSecret"] == "ffe-pg-pguser-ffe-user" &&
+      yamldecode(ffe_manifests.app[0].manifests["helmchart.yaml"]).spec.set["database.passwordKey"] == "password" &&
+      yamldecode(ffe_manifests.app[0].manifests["helmchart.yaml"]).spec.set["vault.enabled"] == "false"
+    )
+    error_message = "app: ${jsonencode(yamldecode(ffe_manifests.app[0].manifests["helmchart.yaml"]).spec.set)}"
   }
 }
 

@@ -238,9 +238,14 @@ run "seed_example_three_members" {
   assert {
     condition = length([
       for d in split("---\n", ffe_manifests.vault[0].manifests["vault-tls.yaml"]) : d
-      if try(yamldecode(d).kind == "Certificate" && yamldecode(d).spec.secretName == "vault-ca" && contains(["vault", "ffe"], yamldecode(d).metadata.namespace) && yamldecode(d).spec.issuerRef.name == "vault-ca", false)
-    ]) == 2
-    error_message = "Secret vault-ca (ca.crt) must be issued in namespace vault (ffe_vault_init) and ffe (the app chart)"
+      if try(yamldecode(d).kind == "Certificate" && yamldecode(d).spec.secretName == "vault-ca" && contains(["vault", "ffe", "ffe-data"], yamldecode(d).metadata.namespace) && yamldecode(d).spec.issuerRef.name == "vault-ca", false)
+    ]) == 3
+    error_message = "Secret vault-ca (ca.crt) must be issued in namespace vault (ffe_vault_init), ffe (the app chart) and ffe-data (the Postgres credentials job)"
+  }
+  # The app's pods are created only once the injector runs (its webhook ignores failures).
+  assert {
+    condition     = anytrue([for w in ffe_manifests.vault[0].wait_for : w.kind == "deployment.apps" && w.name == "vault-agent-injector" && w.namespace == "vault" && w.condition == "Available"])
+    error_message = "the bundle must wait for the agent injector Available: ${jsonencode(ffe_manifests.vault[0].wait_for)}"
   }
   assert {
     condition     = anytrue([for w in ffe_manifests.vault[0].wait_for : w.kind == "certificate.cert-manager.io" && w.name == "vault-ca" && w.namespace == "vault" && w.condition == "Ready"])

@@ -1,0 +1,1373 @@
+//! The Postgres module's credentials-sync CronJob script, rendered by Terraform from
+//! terraform/modules/postgres (output manifests["credentials-sync.yaml"], re-rendered on every
+//! run, never copied here) and run with the system python3 as the pod would run it, against
+//!   - a real OpenBao server (tools/bin/bao, tests/vault_support) configured by
+//!     ffe_core::vault::config with the policy the module renders (output app_vault_writer), and
+//!   - a STAND-IN Kubernetes API server (`StandInApi` below; there is no kube-apiserver here):
+//!     Secrets get/apply-patch under the RBAC Roles the module renders, and TokenReviews.
+//!
+//! What OpenBao's Kubernetes auth needs (read in openbao/openbao at main df6ce2ce, 2026-08-21,
+//! internal/builtin/credential/kubernetes/{path_login,token_review,backend}.go; the installed
+//! v2.7.2, commit 9e0a0d3c, is not in the stored snapshot, so this test is the proof for it):
+//!   - the login JWT is parsed as a JWS (RS*/ES* algorithms). With no pem_keys configured (ours)
+//!     its signature is NOT verified (DontVerifySignature); exp/nbf/iat are checked when present,
+//!     the issuer is not (ffe_core writes disable_iss_validation=false but no issuer, and an empty
+//!     issuer sets no expectation: our tokens' iss is not the "kubernetes/serviceaccount" default
+//!     and they log in), the audience only when the role names one;
+//!   - service-account name, namespace and uid come from the claims (projected tokens:
+//!     kubernetes.io.serviceaccount.{name,uid}, kubernetes.io.namespace); name and namespace must
+//!     match the role's bounds;
+//!   - then a TokenReview is POSTed to <kubernetes_host>/apis/authentication.k8s.io/v1/tokenreviews
+//!     with Vault's own service-account token as bearer (in-cluster: its pod's token file) and
+//!     spec.audiences = the JWT's aud. The answer must be 2xx with status.authenticated, an
+//!     intersecting status.audiences, and status.user.username "system:serviceaccount:<ns>:<name>"
+//!     and status.user.uid equal to the claims. Since the signature is not checked, the
+//!     TokenReview is the only proof a JWT is genuine: the stand-in answers it strictly.
+//!
+//! The JWTs are RS256-signed anyway (a key made with openssl), as a real token is.
+
+mod vault_support;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use ffe_core::vault::config::{self, ConfigSpec, RoleSpec};
+use ffe_core::vault::init::{init_or_adopt, InitSpec};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use vault_support::{Cluster, Pki};
+
+const SOURCE_NS: &str = "ffe-data";
+const APP_NS: &str = "ffe";
+const USER_SECRET: &str = "ffe-pg-pguser-ffe-user";
+const CERT_SECRET: &str = "ffe-pg-cluster-cert";
+const CA_COPY: &str = "ffe-db-ca";
+const KV_MOUNT: &str = "secret";
+const KV_PATH: &str = "production/app";
+/// What the stand-in API server accepts as audiences (k3s: its service-account issuer and "k3s").
+const API_AUDIENCES: [&str; 2] = ["https://kubernetes.default.svc.cluster.local", "k3s"];
+/// The harness writes this into each bao server's service-account token file (Server::start).
+const REVIEWER_TOKEN: &str = "test-reviewer-token";
+
+fn b64(s: &str) -> String {
+    STANDARD.encode(s)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering the module with Terraform
+
+struct Render {
+    script: String,
+    /// the CronJob pod's serviceAccountName
+    service_account: String,
+    docs: Vec<Value>,
+    /// app_vault_writer (null without app_vault)
+    writer: Value,
+}
+
+/// `to` relative to `from` (both absolute, canonical).
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let f: Vec<Component> = from.components().collect();
+    let t: Vec<Component> = to.components().collect();
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    let mut p = PathBuf::new();
+    for _ in common..f.len() {
+        p.push("..");
+    }
+    for c in &t[common..] {
+        p.push(c.as_os_str());
+    }
+    p
+}
+
+fn terraform(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("/usr/local/bin/terraform")
+        .current_dir(dir)
+        .args(args)
+        .env("TF_CLI_CONFIG_FILE", "/dev/null")
+        .env("TF_IN_AUTOMATION", "1")
+        .env_remove("TF_PLUGIN_CACHE_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "terraform {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Render terraform/modules/postgres with app_vault pointing at `vault_address` (None: null).
+fn render(vault_address: Option<&str>) -> Render {
+    let module = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../terraform/modules/postgres")
+        .canonicalize()
+        .unwrap();
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    // A "../" source is used in place; an absolute one would be copied into .terraform/modules,
+    // where the module's ../../../upstream files are missing.
+    let source = relative(&root, &module);
+    let app_vault = match vault_address {
+        Some(a) => format!(
+            r#"{{
+    address      = "{a}"
+    ca_secret    = "vault-ca"
+    auth_mount   = "kubernetes"
+    role         = "ffe-db-credentials"
+    kv_mount     = "{KV_MOUNT}"
+    secret_path  = "{KV_PATH}"
+    username_key = "DB_USERNAME"
+    password_key = "DB_PASSWORD"
+  }}"#
+        ),
+        None => "null".into(),
+    };
+    // Values as environments/ha/postgres.tf and pins.tf give them.
+    let main = format!(
+        r#"module "pg" {{
+  source                  = "{source}"
+  namespace               = "{SOURCE_NS}"
+  postgres_version        = "17"
+  images = {{
+    postgres   = "docker.io/percona/percona-distribution-postgresql:17.10-1"
+    pgbouncer  = "docker.io/percona/percona-pgbouncer:1.25.2-1"
+    pgbackrest = "docker.io/percona/percona-pgbackrest:2.58.0-2"
+  }}
+  operator_chart_version  = "3.0.0"
+  operator_chart_repo     = "https://percona.github.io/percona-helm-charts/"
+  operator_crd_version    = "3.0.0"
+  replicas                = 2
+  synchronous_replication = true
+  primary_ip              = "10.210.0.50"
+  loadbalancer_annotation = "kube-vip.io/loadbalancerIPs"
+  data_storage_class      = "fast-retain"
+  backup_storage_class    = "backup"
+  backup_storage_mode     = "csi-nfs"
+  backup_mount            = "/mnt/backup"
+  backup_retention_days   = 7
+  app_namespace           = "{APP_NS}"
+  app_ca_secret           = "{CA_COPY}"
+  app_vault               = {app_vault}
+}}
+
+output "sync" {{
+  value = module.pg.manifests["credentials-sync.yaml"]
+}}
+
+output "writer" {{
+  value = module.pg.app_vault_writer
+}}
+"#,
+        source = source.display()
+    );
+    std::fs::write(root.join("main.tf"), main).unwrap();
+    terraform(&root, &["init", "-input=false", "-no-color"]);
+    terraform(
+        &root,
+        &["apply", "-auto-approve", "-input=false", "-no-color"],
+    );
+    let out: Value = serde_json::from_str(&terraform(&root, &["output", "-json"])).unwrap();
+    let yaml = out["sync"]["value"].as_str().unwrap().to_string();
+    let docs: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&yaml)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect();
+    let cron = docs
+        .iter()
+        .find(|d| d["kind"] == "CronJob")
+        .expect("no CronJob in credentials-sync.yaml");
+    let command = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+        ["command"]
+        .as_array()
+        .unwrap();
+    assert_eq!(command.len(), 3, "{command:?}");
+    assert_eq!(command[0], "python3");
+    assert_eq!(command[1], "-c");
+    let pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    Render {
+        script: command[2].as_str().unwrap().to_string(),
+        service_account: pod["serviceAccountName"].as_str().unwrap().to_string(),
+        docs,
+        writer: out["writer"]["value"].clone(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Service-account JWTs
+
+/// Mints projected service-account tokens as the API server does (RS256, claims of a
+/// bound token of a pod).
+struct Minter {
+    dir: PathBuf,
+    n: AtomicUsize,
+}
+
+impl Minter {
+    fn new(dir: &Path) -> Minter {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                "sa-signer.key",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        Minter {
+            dir: dir.to_path_buf(),
+            n: AtomicUsize::new(0),
+        }
+    }
+
+    fn mint(&self, sa: &Sa) -> String {
+        let n = self.n.fetch_add(1, Ordering::SeqCst);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let header = json!({"alg": "RS256", "kid": "stand-in-signer"});
+        let claims = json!({
+            "aud": API_AUDIENCES,
+            "exp": now + 3600,
+            "iat": now,
+            "nbf": now,
+            "iss": "https://kubernetes.default.svc.cluster.local",
+            "jti": format!("jti-{n}"),
+            "kubernetes.io": {
+                "namespace": sa.namespace,
+                "node": {"name": "node-1", "uid": "5d1f3c1e-0000-4000-8000-00000000000a"},
+                "pod": {"name": format!("{}-pod-{n}", sa.name), "uid": format!("7c0c2a4e-0000-4000-8000-{n:012}")},
+                "serviceaccount": {"name": sa.name, "uid": sa.uid},
+                "warnafter": now + 3000,
+            },
+            "sub": format!("system:serviceaccount:{}:{}", sa.namespace, sa.name),
+        });
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let (inp, sig) = (format!("jwt-{n}.in"), format!("jwt-{n}.sig"));
+        std::fs::write(self.dir.join(&inp), &input).unwrap();
+        let out = Command::new("openssl")
+            .current_dir(&self.dir)
+            .args([
+                "dgst",
+                "-sha256",
+                "-sign",
+                "sa-signer.key",
+                "-binary",
+                "-out",
+                &sig,
+                &inp,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let sig = std::fs::read(self.dir.join(&sig)).unwrap();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stand-in Kubernetes API server
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Sa {
+    namespace: String,
+    name: String,
+    uid: String,
+}
+
+impl Sa {
+    fn new(namespace: &str, name: &str, uid: &str) -> Sa {
+        Sa {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: uid.into(),
+        }
+    }
+    fn username(&self) -> String {
+        format!("system:serviceaccount:{}:{}", self.namespace, self.name)
+    }
+}
+
+/// One request the stand-in answered.
+#[derive(Clone, Debug)]
+struct Seen {
+    /// "<ns>/<sa>" of the bearer, "" when refused as unauthenticated
+    who: String,
+    method: String,
+    path: String,
+    query: String,
+    content_type: String,
+    body: String,
+    status: u16,
+}
+
+/// A namespaced RBAC grant on secrets, from a rendered Role + RoleBinding.
+#[derive(Clone, Debug)]
+struct Grant {
+    namespace: String,
+    subject: (String, String),
+    names: Vec<String>,
+    verbs: Vec<String>,
+}
+
+/// The grants of the Roles bound by the RoleBindings among `docs` (rules on core secrets only).
+fn grants(docs: &[Value]) -> Vec<Grant> {
+    let mut out = vec![];
+    for b in docs.iter().filter(|d| d["kind"] == "RoleBinding") {
+        let ns = b["metadata"]["namespace"].as_str().unwrap();
+        assert_eq!(b["roleRef"]["kind"], "Role", "{b}");
+        let role = docs
+            .iter()
+            .find(|d| {
+                d["kind"] == "Role"
+                    && d["metadata"]["namespace"] == ns
+                    && d["metadata"]["name"] == b["roleRef"]["name"]
+            })
+            .unwrap_or_else(|| panic!("RoleBinding {b} names a Role the bundle lacks"));
+        for s in b["subjects"].as_array().unwrap() {
+            assert_eq!(s["kind"], "ServiceAccount", "{s}");
+            for r in role["rules"].as_array().unwrap() {
+                let strs = |v: &Value| -> Vec<String> {
+                    v.as_array()
+                        .map(|a| a.iter().map(|x| x.as_str().unwrap().to_string()).collect())
+                        .unwrap_or_default()
+                };
+                if strs(&r["apiGroups"]).contains(&String::new())
+                    && strs(&r["resources"]).contains(&"secrets".to_string())
+                {
+                    out.push(Grant {
+                        namespace: ns.into(),
+                        subject: (
+                            s["namespace"].as_str().unwrap().into(),
+                            s["name"].as_str().unwrap().into(),
+                        ),
+                        names: strs(&r["resourceNames"]),
+                        verbs: strs(&r["verbs"]),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+#[derive(Default)]
+struct ApiState {
+    /// bearer token -> the service account it belongs to
+    tokens: HashMap<String, Sa>,
+    /// accounts bound to system:auth-delegator (may create TokenReviews)
+    reviewers: BTreeSet<(String, String)>,
+    grants: Vec<Grant>,
+    /// (namespace, name) -> data (base64 values, as the API stores them)
+    secrets: BTreeMap<(String, String), BTreeMap<String, String>>,
+    seen: Vec<Seen>,
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": message, "reason": reason, "code": code})
+}
+
+fn secret_json(ns: &str, name: &str, data: &BTreeMap<String, String>) -> Value {
+    let mut v = json!({"kind": "Secret", "apiVersion": "v1", "type": "Opaque",
+                       "metadata": {"name": name, "namespace": ns}});
+    // the API omits an empty data map
+    if !data.is_empty() {
+        v["data"] = json!(data);
+    }
+    v
+}
+
+struct HttpRequest {
+    method: String,
+    target: String,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl ApiState {
+    fn allowed(&self, sa: &Sa, verb: &str, ns: &str, name: &str) -> bool {
+        self.grants.iter().any(|g| {
+            g.namespace == ns
+                && g.subject == (sa.namespace.clone(), sa.name.clone())
+                && g.verbs.iter().any(|v| v == verb)
+                && (g.names.is_empty() || g.names.iter().any(|n| n == name))
+        })
+    }
+
+    fn route(&mut self, req: &HttpRequest) -> (u16, Value, String) {
+        // Every request must carry a bearer token the server knows (no anonymous access).
+        let who = match req
+            .headers
+            .get("authorization")
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(|t| self.tokens.get(t.trim()))
+        {
+            Some(sa) => sa.clone(),
+            None => return (401, status(401, "Unauthorized", "Unauthorized"), "".into()),
+        };
+        let who_s = format!("{}/{}", who.namespace, who.name);
+        let (path, _) = req.target.split_once('?').unwrap_or((&req.target, ""));
+        let (code, body) = if path == "/apis/authentication.k8s.io/v1/tokenreviews" {
+            self.token_review(&who, req)
+        } else {
+            let parts: Vec<&str> = path.split('/').collect();
+            match parts.as_slice() {
+                ["", "api", "v1", "namespaces", ns, "secrets", name] => {
+                    self.secret(&who, req, ns, name)
+                }
+                _ => (
+                    404,
+                    status(
+                        404,
+                        "NotFound",
+                        "the server could not find the requested resource",
+                    ),
+                ),
+            }
+        };
+        (code, body, who_s)
+    }
+
+    fn token_review(&mut self, who: &Sa, req: &HttpRequest) -> (u16, Value) {
+        if req.method != "POST" {
+            return (
+                405,
+                status(
+                    405,
+                    "MethodNotAllowed",
+                    "the server does not allow this method on the requested resource",
+                ),
+            );
+        }
+        if !self
+            .reviewers
+            .contains(&(who.namespace.clone(), who.name.clone()))
+        {
+            return (403, status(403, "Forbidden", &format!(
+                "tokenreviews.authentication.k8s.io is forbidden: User \"{}\" cannot create resource \"tokenreviews\" in API group \"authentication.k8s.io\" at the cluster scope",
+                who.username())));
+        }
+        let Ok(review) = serde_json::from_slice::<Value>(&req.body) else {
+            return (400, status(400, "BadRequest", "invalid TokenReview"));
+        };
+        // The API server takes apiVersion/kind from the URL when the body omits them (OpenBao
+        // sends none), but refuses a body that names another type.
+        let omitted_or = |v: &Value, want: &str| v.is_null() || v == want;
+        if !omitted_or(&review["apiVersion"], "authentication.k8s.io/v1")
+            || !omitted_or(&review["kind"], "TokenReview")
+        {
+            return (
+                400,
+                status(400, "BadRequest", &format!("not a TokenReview: {review}")),
+            );
+        }
+        let token = review["spec"]["token"].as_str().unwrap_or_default();
+        let wanted: Vec<String> = match review["spec"]["audiences"].as_array() {
+            Some(a) if !a.is_empty() => a
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect(),
+            _ => API_AUDIENCES.iter().map(|s| s.to_string()).collect(),
+        };
+        let auds: Vec<String> = wanted
+            .iter()
+            .filter(|a| API_AUDIENCES.contains(&a.as_str()))
+            .cloned()
+            .collect();
+        let st = match self.tokens.get(token) {
+            Some(sa) if !auds.is_empty() => json!({
+                "authenticated": true,
+                "user": {
+                    "username": sa.username(),
+                    "uid": sa.uid,
+                    "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{}", sa.namespace), "system:authenticated"],
+                },
+                "audiences": auds,
+            }),
+            Some(_) => json!({"user": {}, "error": format!(
+                "[invalid bearer token, token audiences {API_AUDIENCES:?} is invalid for the target audiences {wanted:?}]")}),
+            None => {
+                json!({"user": {}, "error": "[invalid bearer token, square/go-jose: error in cryptographic primitive]"})
+            }
+        };
+        (
+            201,
+            json!({"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1",
+                   "metadata": {"creationTimestamp": null}, "spec": review["spec"], "status": st}),
+        )
+    }
+
+    fn secret(&mut self, who: &Sa, req: &HttpRequest, ns: &str, name: &str) -> (u16, Value) {
+        let verb = match req.method.as_str() {
+            "GET" => "get",
+            "PATCH" => "patch",
+            _ => {
+                return (
+                    405,
+                    status(
+                        405,
+                        "MethodNotAllowed",
+                        "only get and patch are served by this stand-in",
+                    ),
+                )
+            }
+        };
+        let forbidden = |verb: &str| {
+            (403, status(403, "Forbidden", &format!(
+                "secrets \"{name}\" is forbidden: User \"{}\" cannot {verb} resource \"secrets\" in API group \"\" in the namespace \"{ns}\"",
+                who.username())))
+        };
+        if !self.allowed(who, verb, ns, name) {
+            return forbidden(verb);
+        }
+        let key = (ns.to_string(), name.to_string());
+        if verb == "get" {
+            return match self.secrets.get(&key) {
+                Some(d) => (200, secret_json(ns, name, d)),
+                None => (
+                    404,
+                    status(404, "NotFound", &format!("secrets \"{name}\" not found")),
+                ),
+            };
+        }
+        // PATCH: server-side apply only (the script must use it; JSON/merge patches are refused).
+        let ctype = req
+            .headers
+            .get("content-type")
+            .map(|c| c.split(';').next().unwrap_or("").trim().to_string())
+            .unwrap_or_default();
+        if ctype != "application/apply-patch+yaml" {
+            return (415, status(415, "UnsupportedMediaType", &format!("the body of the request was in an unknown format - accepted media types include: application/apply-patch+yaml (stand-in), got {ctype:?}")));
+        }
+        let query = req.target.split_once('?').map(|x| x.1).unwrap_or("");
+        let field_manager = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("fieldManager="))
+            .unwrap_or("");
+        if field_manager.is_empty() {
+            return (422, status(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"));
+        }
+        let Ok(obj) = serde_yaml_ng::from_slice::<Value>(&req.body) else {
+            return (400, status(400, "BadRequest", "error decoding YAML"));
+        };
+        if obj["apiVersion"] != "v1" || obj["kind"] != "Secret" {
+            return (
+                400,
+                status(400, "BadRequest", &format!("not a v1 Secret: {obj}")),
+            );
+        }
+        if obj["metadata"]["name"] != name {
+            return (
+                400,
+                status(
+                    400,
+                    "BadRequest",
+                    &format!(
+                        "the name of the object ({}) does not match the name on the URL ({name})",
+                        obj["metadata"]["name"]
+                    ),
+                ),
+            );
+        }
+        if !obj["metadata"]["namespace"].is_null() && obj["metadata"]["namespace"] != ns {
+            return (400, status(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request"));
+        }
+        let mut data = BTreeMap::new();
+        if let Some(m) = obj["data"].as_object() {
+            for (k, v) in m {
+                match v.as_str() {
+                    Some(s) if STANDARD.decode(s).is_ok() => {
+                        data.insert(k.clone(), s.to_string());
+                    }
+                    _ => {
+                        return (
+                            422,
+                            status(
+                                422,
+                                "Invalid",
+                                &format!("Secret \"{name}\" is invalid: data[{k}]: not base64"),
+                            ),
+                        )
+                    }
+                }
+            }
+        }
+        // Applying to a missing object creates it, which needs the create verb.
+        if !self.secrets.contains_key(&key) && !self.allowed(who, "create", ns, name) {
+            return forbidden("create");
+        }
+        // One field manager per Secret here, applying the same keys each time: merging the
+        // applied keys is what server-side apply does then.
+        let d = self.secrets.entry(key).or_default();
+        d.extend(data);
+        (200, secret_json(ns, name, d))
+    }
+}
+
+fn read_request(r: &mut impl BufRead) -> std::io::Result<HttpRequest> {
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let mut it = line.split_whitespace();
+    let (method, target) = (
+        it.next().unwrap_or_default().to_string(),
+        it.next().unwrap_or_default().to_string(),
+    );
+    let mut headers = HashMap::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h)? == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    Ok(HttpRequest {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        201 => "Created",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        415 => "Unsupported Media Type",
+        _ => "Unprocessable Entity",
+    }
+}
+
+/// One request per connection (answered with Connection: close; both clients cope).
+fn serve(
+    tcp: TcpStream,
+    cfg: Arc<rustls::ServerConfig>,
+    state: Arc<Mutex<ApiState>>,
+) -> std::io::Result<()> {
+    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let conn = rustls::ServerConnection::new(cfg).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let req = read_request(&mut BufReader::new(&mut tls))?;
+    let (code, body) = {
+        let mut s = state.lock().unwrap();
+        let (code, body, who) = s.route(&req);
+        s.seen.push(Seen {
+            who,
+            method: req.method.clone(),
+            path: req.target.split('?').next().unwrap_or("").to_string(),
+            query: req
+                .target
+                .split_once('?')
+                .map(|x| x.1)
+                .unwrap_or("")
+                .to_string(),
+            content_type: req.headers.get("content-type").cloned().unwrap_or_default(),
+            body: String::from_utf8_lossy(&req.body).into_owned(),
+            status: code,
+        });
+        (code, body.to_string())
+    };
+    write!(
+        tls,
+        "HTTP/1.1 {code} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        reason(code),
+        body.len()
+    )?;
+    tls.conn.send_close_notify();
+    tls.flush()
+}
+
+/// Stand-in for the Kubernetes API server: HTTPS on 127.0.0.1 with a certificate of the test
+/// CA (which both the script and OpenBao trust as their service-account ca.crt).
+struct StandInApi {
+    port: u16,
+    state: Arc<Mutex<ApiState>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl StandInApi {
+    fn start(pki: &Pki, state: ApiState) -> StandInApi {
+        let (cert, key) = pki.issue("kube-apiserver");
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let cfg = Arc::new(cfg);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(state));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, sp) = (state.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if sp.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(tcp) = conn else { continue };
+                let (cfg, st) = (cfg.clone(), st.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(tcp, cfg, st);
+                });
+            }
+        });
+        StandInApi { port, state, stop }
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut ApiState) -> T) -> T {
+        f(&mut self.state.lock().unwrap())
+    }
+
+    fn seen_len(&self) -> usize {
+        self.with(|s| s.seen.len())
+    }
+
+    fn seen_since(&self, n: usize) -> Vec<Seen> {
+        self.with(|s| s.seen[n..].to_vec())
+    }
+}
+
+impl Drop for StandInApi {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// The cluster as the operator and the bundle leave it: the operator's Secrets in SOURCE_NS and
+/// the empty copies the bundle declares (the script only patches those).
+fn seeded_state(docs: &[Value], password: &str, pg_ca: &str) -> ApiState {
+    let mut s = ApiState {
+        grants: grants(docs),
+        ..Default::default()
+    };
+    // what the Percona operator writes into the role's Secret (uri carries the password too)
+    let user: BTreeMap<String, String> = [
+        ("user", "ffe-user".to_string()),
+        ("password", password.to_string()),
+        ("dbname", "ffe".into()),
+        ("host", "ffe-pg-primary.ffe-data.svc".into()),
+        ("port", "5432".into()),
+        (
+            "uri",
+            format!("postgresql://ffe-user:{password}@ffe-pg-primary.ffe-data.svc:5432/ffe"),
+        ),
+        ("verifier", "SCRAM-SHA-256$4096:c2FsdA==$x:y".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), b64(&v)))
+    .collect();
+    s.secrets
+        .insert((SOURCE_NS.into(), USER_SECRET.into()), user);
+    s.secrets.insert(
+        (SOURCE_NS.into(), CERT_SECRET.into()),
+        [
+            ("ca.crt".to_string(), b64(pg_ca)),
+            ("tls.crt".to_string(), b64("server certificate")),
+            ("tls.key".to_string(), b64("server private key")),
+        ]
+        .into(),
+    );
+    for d in docs.iter().filter(|d| d["kind"] == "Secret") {
+        let ns = d["metadata"]["namespace"].as_str().unwrap();
+        let name = d["metadata"]["name"].as_str().unwrap();
+        assert!(d["data"].is_null(), "the bundle must not carry data: {d}");
+        s.secrets.insert((ns.into(), name.into()), BTreeMap::new());
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the script as the pod would
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn text(&self) -> String {
+        format!("stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// The rendered script with the system python3 in a private mount namespace holding the pod's
+/// service-account files (and Vault's CA where the CronJob mounts it), the API server's
+/// address in the environment the kubelet sets. No proxy variables (loopback only).
+fn run_script(
+    script: &str,
+    token: &str,
+    ca: &Path,
+    vault_ca: Option<&Path>,
+    api: &StandInApi,
+) -> Run {
+    let sa = "/run/secrets/kubernetes.io/serviceaccount";
+    let mut sh = format!(
+        r#"mount -t tmpfs tmpfs /run && mkdir -p {sa} && cp "$SA_CA" {sa}/ca.crt && printf %s "$SA_TOKEN" > {sa}/token"#
+    );
+    let mut cmd = Command::new("timeout");
+    cmd.env_clear();
+    if let Some(v) = vault_ca {
+        sh.push_str(r#" && mkdir -p /run/secrets/ffe/vault-ca && cp "$VAULT_CA" /run/secrets/ffe/vault-ca/ca.crt"#);
+        cmd.env("VAULT_CA", v);
+    }
+    sh.push_str(r#" && exec env -u SA_CA -u SA_TOKEN -u VAULT_CA -u SYNC_SCRIPT /usr/bin/python3 -c "$SYNC_SCRIPT""#);
+    let out = cmd
+        .args([
+            "120",
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &sh,
+        ])
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("SA_CA", ca)
+        .env("SA_TOKEN", token)
+        .env("SYNC_SCRIPT", script)
+        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        .env("KUBERNETES_SERVICE_PORT", api.port.to_string())
+        .output()
+        .unwrap();
+    Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests
+
+/// The app's kv-v2 secret as root reads it: (data, current version); None when absent.
+async fn app_secret(
+    root: &vaultrs::client::VaultClient,
+) -> Option<(BTreeMap<String, String>, u64)> {
+    match vaultrs::kv2::read::<BTreeMap<String, String>>(root, KV_MOUNT, KV_PATH).await {
+        Ok(d) => {
+            let m = vaultrs::kv2::read_metadata(root, KV_MOUNT, KV_PATH)
+                .await
+                .unwrap();
+            Some((d, m.current_version))
+        }
+        Err(vaultrs::error::ClientError::APIError { code: 404, .. }) => None,
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+fn code(e: &vaultrs::error::ClientError) -> u16 {
+    match e {
+        vaultrs::error::ClientError::APIError { code, .. } => *code,
+        other => panic!("not an API error: {other:?}"),
+    }
+}
+
+/// (operation, error) of the audit log's responses on the app's secret, in order.
+fn audit_ops(logs: &str) -> Vec<(String, String)> {
+    let path = format!("{KV_MOUNT}/data/{KV_PATH}");
+    logs.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "response" && v["request"]["path"] == path.as_str())
+        .map(|v| {
+            (
+                v["request"]["operation"].as_str().unwrap_or("").to_string(),
+                v["error"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn expect(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Neither the password, nor its base64, nor its alphanumeric head (which survives any
+/// escaping, e.g. a Python repr) appears in the job's output.
+fn assert_no_leak(out: &Run, pw: &str) {
+    let head: String = pw
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    assert!(head.len() >= 6, "{pw}");
+    for leak in [pw.to_string(), b64(pw), head] {
+        assert!(
+            !out.text().contains(&leak),
+            "password in the output: {}",
+            out.text()
+        );
+    }
+}
+
+const PG_CA: &str =
+    "-----BEGIN CERTIFICATE-----\nstand-in: the Postgres cluster CA\n-----END CERTIFICATE-----\n";
+
+#[tokio::test]
+async fn with_vault_the_job_patches_the_app_secret_and_copies_only_the_ca() {
+    let c = Cluster::new(1);
+    let members = c.members();
+    let init = init_or_adopt(
+        &members,
+        &InitSpec {
+            shares: 1,
+            threshold: 1,
+            pgp_keys: None,
+            keys_file: c.keys_file(),
+            wait_timeout: Duration::from_secs(60),
+        },
+        &|| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+
+    let r = render(Some(&c.servers[0].address));
+    let w = &r.writer;
+    let (role, writer_sa, writer_ns, policy) = (
+        w["role"].as_str().unwrap(),
+        w["service_account"].as_str().unwrap(),
+        w["namespace"].as_str().unwrap(),
+        w["policy"].as_str().unwrap(),
+    );
+    assert_eq!(role, "ffe-db-credentials", "{w}");
+    assert_eq!(
+        (writer_ns, writer_sa),
+        (SOURCE_NS, r.service_account.as_str()),
+        "the Vault role must bind the CronJob's own ServiceAccount: {w}"
+    );
+
+    // passwords with characters JSON and shells care about, and non-ASCII
+    let (pw1, pw2) = ("Zq7xK9p@ss'w\"ord%1\\é", "Wm4tR8-rotated-Ω-2$(id)");
+    let minter = Minter::new(c.tmp.path());
+    let job = Sa::new(writer_ns, writer_sa, "0b5e0f6c-1111-4000-8000-000000000001");
+    let app = Sa::new(
+        APP_NS,
+        "ffe-backend",
+        "0b5e0f6c-2222-4000-8000-000000000002",
+    );
+    let other = Sa::new(SOURCE_NS, "default", "0b5e0f6c-3333-4000-8000-000000000003");
+    let vault_sa = Sa::new("openbao", "openbao", "0b5e0f6c-4444-4000-8000-000000000004");
+    let (job_jwt, app_jwt, other_jwt) = (minter.mint(&job), minter.mint(&app), minter.mint(&other));
+    let mut st = seeded_state(&r.docs, pw1, PG_CA);
+    for (t, sa) in [
+        (&job_jwt, &job),
+        (&app_jwt, &app),
+        (&other_jwt, &other),
+        (&REVIEWER_TOKEN.to_string(), &vault_sa),
+    ] {
+        st.tokens.insert(t.clone(), sa.clone());
+    }
+    st.reviewers
+        .insert((vault_sa.namespace.clone(), vault_sa.name.clone()));
+    // (e) `other` gets the job's Kubernetes rights, so only Vault can stop it
+    let job_grants: Vec<Grant> = st
+        .grants
+        .iter()
+        .filter(|g| g.subject == (job.namespace.clone(), job.name.clone()))
+        .cloned()
+        .collect();
+    assert!(
+        !job_grants.is_empty(),
+        "no RBAC for {job:?} in {:?}",
+        st.grants
+    );
+    for mut g in job_grants {
+        g.subject = (other.namespace.clone(), other.name.clone());
+        st.grants.push(g);
+    }
+    let api = StandInApi::start(&c.pki, st);
+
+    let spec = ConfigSpec {
+        kv_mount: KV_MOUNT.into(),
+        audit_file_path: "stdout".into(),
+        auth_mount: "kubernetes".into(),
+        kubernetes_host: api.url(),
+        policies: BTreeMap::from([
+            (role.to_string(), policy.to_string()),
+            (
+                "ffe-backend".into(),
+                format!("path \"{KV_MOUNT}/data/{KV_PATH}\" {{\n  capabilities = [\"read\"]\n}}\n"),
+            ),
+        ]),
+        roles: vec![
+            RoleSpec {
+                name: role.into(),
+                service_account_names: vec![writer_sa.into()],
+                namespaces: vec![writer_ns.into()],
+                policies: vec![role.into()],
+                ttl: "10m".into(),
+            },
+            RoleSpec {
+                name: "ffe-backend".into(),
+                service_account_names: vec![app.name.clone()],
+                namespaces: vec![app.namespace.clone()],
+                policies: vec!["ffe-backend".into()],
+                ttl: "1h".into(),
+            },
+        ],
+    };
+    config::create(&members, &init.root_token, &spec)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let root = members[0].client(&init.root_token).unwrap();
+    // The CA of the test PKI is both the pod's service-account CA (it signed the stand-in's
+    // certificate) and Vault's CA (it signed bao's).
+    let ca = c.pki.dir.join("ca.crt");
+    let run = |token: &str| run_script(&r.script, token, &ca, Some(&ca), &api);
+    let db = |pw: &str| expect(&[("DB_USERNAME", "ffe-user"), ("DB_PASSWORD", pw)]);
+
+    // (b) first write: the secret does not exist (its metadata answers 404), the job creates it
+    // (cas=0) and marks what it wrote in the custom metadata
+    assert!(app_secret(&root).await.is_none());
+    let (n, audit_n) = (api.seen_len(), audit_ops(&c.logs()).len());
+    let out = run(&job_jwt);
+    assert!(out.ok, "{}\n{}", out.text(), c.logs());
+    // before anything else touches the secret
+    let ops: Vec<(String, String)> = audit_ops(&c.logs())[audit_n..].to_vec();
+    assert_eq!(app_secret(&root).await, Some((db(pw1), 1)));
+    assert_eq!(
+        ops.iter().map(|(o, _)| o.as_str()).collect::<Vec<_>>(),
+        vec!["create"],
+        "{ops:?}"
+    );
+    assert_eq!(ops[0].1, "", "the create failed: {ops:?}");
+    let marks = vaultrs::kv2::read_metadata(&root, KV_MOUNT, KV_PATH)
+        .await
+        .unwrap()
+        .custom_metadata
+        .unwrap_or_default();
+    assert_eq!(
+        marks.get("ffe-credentials-version").map(String::as_str),
+        Some("1"),
+        "{marks:?}"
+    );
+    // Vault asked the stand-in API about the job's JWT (Vault's own token as bearer)
+    let reviews: Vec<Seen> = api
+        .seen_since(n)
+        .into_iter()
+        .filter(|s| s.path == "/apis/authentication.k8s.io/v1/tokenreviews")
+        .collect();
+    assert_eq!(reviews.len(), 1, "{reviews:?}");
+    assert_eq!(
+        (reviews[0].who.as_str(), reviews[0].status),
+        ("openbao/openbao", 201)
+    );
+    assert!(reviews[0].body.contains(&job_jwt), "{reviews:?}");
+
+    // (a) an existing secret with another key: the job merges its two keys in, copies the CA
+    // and nothing else into the app namespace, and never prints the password
+    vaultrs::kv2::delete_metadata(&root, KV_MOUNT, KV_PATH)
+        .await
+        .unwrap();
+    vaultrs::kv2::set(&root, KV_MOUNT, KV_PATH, &expect(&[("API_KEY", "k-123")]))
+        .await
+        .unwrap();
+    let n = api.seen_len();
+    let out = run(&job_jwt);
+    assert!(out.ok, "{}\n{}", out.text(), c.logs());
+    let mut want = db(pw1);
+    want.insert("API_KEY".into(), "k-123".into());
+    assert_eq!(app_secret(&root).await, Some((want.clone(), 2)));
+    let seen = api.seen_since(n);
+    assert!(seen.iter().all(|s| s.status < 300), "{seen:#?}");
+    let patches: Vec<&Seen> = seen.iter().filter(|s| s.method == "PATCH").collect();
+    assert_eq!(patches.len(), 1, "{patches:#?}");
+    let p = patches[0];
+    assert_eq!(
+        p.path,
+        format!("/api/v1/namespaces/{APP_NS}/secrets/{CA_COPY}")
+    );
+    assert_eq!(p.content_type, "application/apply-patch+yaml");
+    let query: BTreeSet<&str> = p.query.split('&').collect();
+    assert_eq!(
+        query,
+        BTreeSet::from(["fieldManager=ffe-pg-credentials-sync", "force=true"])
+    );
+    let body: Value = serde_yaml_ng::from_str(&p.body).unwrap();
+    assert_eq!(body["data"], json!({"ca.crt": b64(PG_CA)}), "{body}");
+    assert!(
+        !seen.iter().any(|s| s
+            .path
+            .ends_with(&format!("/namespaces/{APP_NS}/secrets/{USER_SECRET}"))),
+        "the password Secret was copied: {seen:#?}"
+    );
+    let app_ns_secrets: Vec<String> = api.with(|s| {
+        s.secrets
+            .keys()
+            .filter(|(ns, _)| ns == APP_NS)
+            .map(|(_, n)| n.clone())
+            .collect()
+    });
+    assert_eq!(app_ns_secrets, vec![CA_COPY.to_string()]);
+    assert_no_leak(&out, pw1);
+
+    // (c) a rotated password reaches Vault on the next run, as a new version
+    api.with(|s| {
+        s.secrets
+            .get_mut(&(SOURCE_NS.to_string(), USER_SECRET.to_string()))
+            .unwrap()
+            .insert("password".into(), b64(pw2));
+    });
+    let out = run(&job_jwt);
+    assert!(out.ok, "{}\n{}", out.text(), c.logs());
+    want.insert("DB_PASSWORD".into(), pw2.into());
+    assert_eq!(app_secret(&root).await, Some((want.clone(), 3)));
+    assert_no_leak(&out, pw2);
+
+    // (c2) nothing changed: no new version (kv-v2 keeps a bounded history; a version every 5
+    // minutes would push the operator's own versions out within the hour)
+    let out = run(&job_jwt);
+    assert!(out.ok, "{}\n{}", out.text(), c.logs());
+    assert!(out.stdout.contains("unchanged"), "{}", out.text());
+    assert_eq!(app_secret(&root).await, Some((want.clone(), 3)));
+
+    // (c3) someone overwrites the database keys by hand: the next run puts them back, keeping
+    // the other keys
+    let mut edited = want.clone();
+    edited.insert("DB_PASSWORD".into(), "typed-by-hand".into());
+    vaultrs::kv2::set(&root, KV_MOUNT, KV_PATH, &edited)
+        .await
+        .unwrap();
+    let out = run(&job_jwt);
+    assert!(out.ok, "{}\n{}", out.text(), c.logs());
+    assert_eq!(app_secret(&root).await, Some((want.clone(), 5)));
+
+    // (d) least privilege: the app reads the keys but cannot write; the job's token cannot read
+    // the secret back nor write elsewhere; the app cannot log in as the job's role
+    let app_login = vaultrs::auth::kubernetes::login(&root, "kubernetes", "ffe-backend", &app_jwt)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", c.logs()));
+    let app_client = members[0].client(&app_login.client_token).unwrap();
+    let read: BTreeMap<String, String> = vaultrs::kv2::read(&app_client, KV_MOUNT, KV_PATH)
+        .await
+        .unwrap();
+    assert_eq!(read, want);
+    let e = vaultrs::kv2::set(&app_client, KV_MOUNT, KV_PATH, &db("from-the-app"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), 403, "{e:?}");
+    let job_login = vaultrs::auth::kubernetes::login(&root, "kubernetes", role, &job_jwt)
+        .await
+        .unwrap();
+    let job_client = members[0].client(&job_login.client_token).unwrap();
+    let e = vaultrs::kv2::read::<Value>(&job_client, KV_MOUNT, KV_PATH)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(&e),
+        403,
+        "the job's token can read the secret back: {e:?}"
+    );
+    let e = vaultrs::kv2::set(&job_client, KV_MOUNT, "production/other", &db("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), 403, "{e:?}");
+    let e = vaultrs::auth::kubernetes::login(&root, "kubernetes", role, &app_jwt)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), 403, "{e:?}");
+    // The signature is not checked (no pem_keys): a JWT with the job's claims that the API
+    // server never issued is refused only because the TokenReview says so.
+    let forged = minter.mint(&job);
+    let n = api.seen_len();
+    let e = vaultrs::auth::kubernetes::login(&root, "kubernetes", role, &forged)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), 403, "{e:?}");
+    let seen = api.seen_since(n);
+    assert!(
+        seen.iter()
+            .any(|s| s.path.ends_with("/tokenreviews") && s.body.contains(&forged)),
+        "{seen:#?}"
+    );
+
+    // (e) another ServiceAccount (same Kubernetes rights, not bound to the role) writes nothing
+    let n = api.seen_len();
+    let out = run(&other_jwt);
+    assert!(!out.ok, "{}", out.text());
+    assert!(out.stderr.contains("HTTP Error 403"), "{}", out.text());
+    assert_no_leak(&out, pw2);
+    assert!(
+        api.seen_since(n)
+            .iter()
+            .any(|s| s.who == "ffe-data/default" && s.method == "GET" && s.status == 200),
+        "Kubernetes refused it, not Vault"
+    );
+    assert_eq!(app_secret(&root).await, Some((want.clone(), 5)));
+
+    // (g) the source Secret lacks a key: the job fails, saying so, and writes nothing
+    api.with(|s| {
+        s.secrets
+            .get_mut(&(SOURCE_NS.to_string(), USER_SECRET.to_string()))
+            .unwrap()
+            .remove("password");
+    });
+    let out = run(&job_jwt);
+    assert!(!out.ok, "{}", out.text());
+    assert!(
+        out.stderr
+            .contains(&format!("secret {USER_SECRET} has no ['password']")),
+        "{}",
+        out.text()
+    );
+    assert_eq!(app_secret(&root).await, Some((want.clone(), 5)));
+
+    // (h) the newest version was deleted (kv delete): the job refuses to write over it and says
+    // how to repair; nothing is written
+    api.with(|s| {
+        s.secrets
+            .get_mut(&(SOURCE_NS.to_string(), USER_SECRET.to_string()))
+            .unwrap()
+            .insert("password".into(), b64(pw2));
+    });
+    vaultrs::kv2::delete_latest(&root, KV_MOUNT, KV_PATH)
+        .await
+        .unwrap();
+    let out = run(&job_jwt);
+    assert!(!out.ok, "{}", out.text());
+    assert!(
+        out.stderr.contains("newest version 5 is deleted")
+            && out.stderr.contains(&format!(
+                "vault kv undelete -versions=5 {KV_MOUNT}/{KV_PATH}"
+            )),
+        "{}",
+        out.text()
+    );
+    let meta = vaultrs::kv2::read_metadata(&root, KV_MOUNT, KV_PATH)
+        .await
+        .unwrap();
+    assert_eq!(meta.current_version, 5, "a version was written");
+    assert!(
+        !meta.versions["5"].deletion_time.is_empty(),
+        "the deleted version came back: {:?}",
+        meta.versions
+    );
+}
+
+#[test]
+fn without_vault_the_password_secret_and_the_ca_are_copied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let r = render(None);
+    assert!(r.writer.is_null(), "{}", r.writer);
+    let pw = "Zq7xK9p@ss'w\"ord%1\\é";
+    let job = Sa::new(
+        SOURCE_NS,
+        &r.service_account,
+        "0b5e0f6c-1111-4000-8000-000000000001",
+    );
+    let jwt = Minter::new(tmp.path()).mint(&job);
+    let mut st = seeded_state(&r.docs, pw, PG_CA);
+    st.tokens.insert(jwt.clone(), job);
+    let api = StandInApi::start(&pki, st);
+    let ca = pki.dir.join("ca.crt");
+
+    // (f) both copies, by server-side apply, with exactly the keys the app needs
+    let out = run_script(&r.script, &jwt, &ca, None, &api);
+    assert!(out.ok, "{}", out.text());
+    let seen = api.seen_since(0);
+    assert!(seen.iter().all(|s| s.status < 300), "{seen:#?}");
+    let mut patches: BTreeMap<String, Value> = BTreeMap::new();
+    for p in seen.iter().filter(|s| s.method == "PATCH") {
+        assert_eq!(p.content_type, "application/apply-patch+yaml", "{p:?}");
+        assert_eq!(
+            p.query.split('&').collect::<BTreeSet<_>>(),
+            BTreeSet::from(["fieldManager=ffe-pg-credentials-sync", "force=true"]),
+            "{p:?}"
+        );
+        let body: Value = serde_yaml_ng::from_str(&p.body).unwrap();
+        assert!(
+            patches
+                .insert(p.path.clone(), body["data"].clone())
+                .is_none(),
+            "{seen:#?}"
+        );
+    }
+    assert_eq!(
+        patches,
+        BTreeMap::from([
+            (
+                format!("/api/v1/namespaces/{APP_NS}/secrets/{USER_SECRET}"),
+                json!({"user": b64("ffe-user"), "password": b64(pw)})
+            ),
+            (
+                format!("/api/v1/namespaces/{APP_NS}/secrets/{CA_COPY}"),
+                json!({"ca.crt": b64(PG_CA)})
+            ),
+        ])
+    );
+    let copy = api.with(|s| s.secrets[&(APP_NS.to_string(), USER_SECRET.to_string())].clone());
+    assert_eq!(
+        copy,
+        BTreeMap::from([
+            ("password".to_string(), b64(pw)),
+            ("user".to_string(), b64("ffe-user"))
+        ])
+    );
+    assert_no_leak(&out, pw);
+
+    // (g) the CA Secret lacks ca.crt (certificate not issued yet): the job fails, saying so
+    api.with(|s| {
+        s.secrets
+            .get_mut(&(SOURCE_NS.to_string(), CERT_SECRET.to_string()))
+            .unwrap()
+            .remove("ca.crt");
+    });
+    let out = run_script(&r.script, &jwt, &ca, None, &api);
+    assert!(!out.ok, "{}", out.text());
+    assert!(
+        out.stderr
+            .contains(&format!("secret {CERT_SECRET} has no ['ca.crt']")),
+        "{}",
+        out.text()
+    );
+}
