@@ -264,3 +264,144 @@ async fn three_members_join_during_unseal_and_a_restarted_one_is_unsealed() {
         .iter()
         .all(|(_, s)| *s == MemberState::Unsealed));
 }
+
+/// gpg in a private home (`GNUPGHOME`), its agent stopped when dropped.
+struct Gpg {
+    home: std::path::PathBuf,
+}
+
+impl Gpg {
+    fn new(dir: &std::path::Path) -> Gpg {
+        let home = dir.join("gnupg");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+        Gpg { home }
+    }
+
+    fn run(&self, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut child = std::process::Command::new("gpg")
+            .env("GNUPGHOME", &self.home)
+            .arg("--batch")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("gpg (apt package gpg)");
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// A key holder's RSA key pair; returns the public key as Vault takes it (base64 of the
+    /// binary export, what `gpg --export <id> | base64 -w0` prints).
+    fn holder(&self, email: &str) -> String {
+        use base64::Engine;
+        self.run(
+            &[
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                &format!("holder <{email}>"),
+                "rsa2048",
+                "sign,encr",
+                "never",
+            ],
+            b"",
+        );
+        base64::engine::general_purpose::STANDARD.encode(self.run(&["--export", email], b""))
+    }
+
+    /// What a holder does with their share: base64 -d | gpg -dq.
+    fn decrypt(&self, share_base64: &str) -> String {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(share_base64)
+            .expect("an encrypted share is base64");
+        String::from_utf8(self.run(&["-dq"], &bytes))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("gpgconf")
+            .env("GNUPGHOME", &self.home)
+            .args(["--kill", "all"])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn pgp_encrypted_shares_are_useless_until_their_holders_decrypt_them() {
+    let c = Cluster::new(1);
+    let members = c.members();
+    let address = c.servers[0].address.clone();
+    let gpg = Gpg::new(c.tmp.path());
+    let keys: Vec<String> = ["a@ffe.test", "b@ffe.test"]
+        .iter()
+        .map(|h| gpg.holder(h))
+        .collect();
+    let pgp_spec = InitSpec {
+        shares: 2,
+        threshold: 2,
+        pgp_keys: Some(keys),
+        ..spec(c.keys_file())
+    };
+    let out = init_or_adopt(&members, &pgp_spec, &noop)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    // initialised, but Terraform could not unseal: the member is reported sealed
+    assert_eq!(out.sealed_members, vec![address.clone()]);
+    assert_eq!(out.unseal_keys.len(), 2);
+    assert_eq!(
+        status(&members).await,
+        vec![(address.clone(), MemberState::Sealed { initialized: true })]
+    );
+    // what the state holds does not unseal
+    assert!(
+        unseal_sealed(
+            &members,
+            std::slice::from_ref(&address),
+            &out.unseal_keys,
+            Duration::from_secs(10)
+        )
+        .await
+        .is_err(),
+        "an encrypted share unsealed Vault"
+    );
+    // each holder decrypts their share; together they unseal
+    let shares: Vec<String> = out.unseal_keys.iter().map(|s| gpg.decrypt(s)).collect();
+    assert!(shares.iter().all(|s| !out.unseal_keys.contains(s)));
+    unseal_sealed(
+        &members,
+        std::slice::from_ref(&address),
+        &shares,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    assert_eq!(
+        status(&members).await,
+        vec![(address, MemberState::Unsealed)]
+    );
+    assert!(token_valid(&members[0], &out.root_token).await);
+    // the next apply adopts what keys_file holds (encrypted shares, root token) and finds
+    // nothing left to unseal
+    let again = init_or_adopt(&members, &pgp_spec, &noop).await.unwrap();
+    assert!(again.adopted);
+    assert!(
+        again.sealed_members.is_empty(),
+        "{:?}",
+        again.sealed_members
+    );
+    assert_eq!(again.unseal_keys, out.unseal_keys);
+}

@@ -24,6 +24,17 @@ variable "vault_distribution" {
   }
 }
 
+variable "vault_unseal_pgp_keys" {
+  description = "PGP public keys of the unseal key holders, one per key share (as many as modules/vault/vault-settings.yaml shamir.secret_shares, 5), each the base64 of a binary export (`gpg --export <key-id> | base64 -w0`). Set: Vault encrypts share i to key i, the state and output vault_unseal_keys hold only encrypted shares, and Terraform cannot unseal (each holder decrypts a share and unseals by hand: docs/vault.md). null: plain shares in the (encrypted) state, and Terraform unseals. Read only when Vault is first initialised."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition     = var.vault_unseal_pgp_keys == null || alltrue([for k in coalesce(var.vault_unseal_pgp_keys, []) : can(regex("^[A-Za-z0-9+/]{100,}={0,2}$", k)) && length(k) % 4 == 0])
+    error_message = "vault_unseal_pgp_keys: every entry must be the base64 of a binary public key export, one line (gpg --export <key-id> | base64 -w0); an ASCII-armored key (-----BEGIN PGP PUBLIC KEY BLOCK-----) or a key id is not accepted."
+  }
+}
+
 locals {
   vault_enabled = length(var.vault_cluster_ips) > 0
   vault_chart   = var.vault_distribution # chart name = distribution
@@ -92,11 +103,19 @@ resource "ffe_vault_init" "this" {
   servers          = ffe_k3s_cluster.this.servers
   secret_shares    = module.vault[0].shamir.secret_shares
   secret_threshold = module.vault[0].shamir.secret_threshold
+  pgp_keys         = var.vault_unseal_pgp_keys
   # Written (0600) the moment Vault answers the init call, deleted once the state holds the keys:
   # an interrupted apply never loses them (gitignored).
   keys_file = "${path.root}/vault-init.pending.json"
 
   depends_on = [ffe_manifests.vault]
+
+  lifecycle {
+    precondition {
+      condition     = var.vault_unseal_pgp_keys == null || length(coalesce(var.vault_unseal_pgp_keys, [])) == module.vault[0].shamir.secret_shares
+      error_message = "vault_unseal_pgp_keys holds ${length(coalesce(var.vault_unseal_pgp_keys, []))} keys, but Vault is split into ${module.vault[0].shamir.secret_shares} unseal key shares (modules/vault/vault-settings.yaml): give exactly one key per share, or null for plain shares."
+    }
+  }
 }
 
 resource "ffe_vault_config" "this" {

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ffe_lab::lab::{Lab, LabSpec};
+/// stdout + stderr with whitespace runs collapsed (Terraform wraps diagnostics).
+pub use ffe_lab::terraform::text;
 use ffe_lab::standin::StandinRecord;
 
 pub const CLUSTER: &str = "lab";
@@ -23,19 +25,6 @@ pub fn master(i: usize) -> String {
 
 pub fn worker(i: usize) -> String {
     format!("{CLUSTER}-worker-{i}")
-}
-
-/// Terraform's `os_arch` name of this machine (`linux_amd64`, `linux_arm64`, ...), from
-/// `terraform version -json`: where Terraform looks for the provider in `terraform.d`.
-pub fn terraform_platform() -> String {
-    let out = Command::new("terraform")
-        .args(["version", "-json"])
-        .env("TF_CLI_CONFIG_FILE", "/dev/null")
-        .output()
-        .expect("run terraform version");
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("terraform version -json");
-    v["platform"].as_str().expect("platform").to_string()
 }
 
 /// A lab with `masters` + `workers` hosts and a private copy of the `ha` environment.
@@ -61,7 +50,7 @@ impl Env {
         let e = Env::without_provider(masters, workers, 22);
         let plugin = e.env_dir().join(format!(
             "terraform.d/plugins/registry.terraform.io/three-rivers-tech/ffe/0.1.0/{}",
-            terraform_platform()
+            ffe_lab::terraform::platform().expect("terraform version -json")
         ));
         std::fs::create_dir_all(&plugin).unwrap();
         std::fs::copy(
@@ -212,13 +201,9 @@ host_sysctls = {{ "net.ipv4.ip_forward" = "1" }}
     }
 
     pub fn terraform(&self, args: &[&str]) -> Output {
-        Command::new("terraform")
+        ffe_lab::terraform::command(&self.env_dir())
             .args(args)
             .arg("-no-color")
-            .current_dir(self.env_dir())
-            .env("TF_CLI_CONFIG_FILE", "/dev/null")
-            .env("TF_IN_AUTOMATION", "1")
-            .env("CHECKPOINT_DISABLE", "1")
             .output()
             .expect("run terraform")
     }
@@ -309,18 +294,6 @@ pub fn is_read_only(r: &StandinRecord) -> bool {
         ),
         _ => false,
     }
-}
-
-/// stdout + stderr with whitespace runs collapsed: terraform wraps diagnostics at ~78 columns.
-pub fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-    .split_whitespace()
-    .collect::<Vec<_>>()
-    .join(" ")
 }
 
 /// The installer runs on `host`, as (timestamp, INSTALL_K3S_EXEC).

@@ -112,6 +112,34 @@ run "vault_distribution_unknown" {
   expect_failures = [var.vault_distribution]
 }
 
+# PGP keys of the unseal key holders: base64 of a binary export, one per share.
+run "vault_unseal_pgp_keys_armored" {
+  command = plan
+  variables {
+    vault_unseal_pgp_keys = ["-----BEGIN PGP PUBLIC KEY BLOCK-----"]
+  }
+  expect_failures = [var.vault_unseal_pgp_keys]
+}
+
+run "vault_unseal_pgp_keys_fewer_than_the_shares" {
+  command = plan
+  variables {
+    vault_unseal_pgp_keys = [for i in range(2) : join("", [for j in range(124) : "A"])]
+  }
+  expect_failures = [ffe_vault_init.this]
+}
+
+run "vault_unseal_pgp_keys_reach_the_init" {
+  command = plan
+  variables {
+    vault_unseal_pgp_keys = [for i in range(5) : join("", [for j in range(124) : substr("ABCDE", i, 1)])]
+  }
+  assert {
+    condition     = length(ffe_vault_init.this[0].pgp_keys) == 5 && startswith(ffe_vault_init.this[0].pgp_keys[4], "EEEE")
+    error_message = "the holders' keys must reach ffe_vault_init in order"
+  }
+}
+
 # A minor without a pinned patch cannot name an image.
 run "vault_version_minor_without_image" {
   command = plan
