@@ -5,9 +5,8 @@
 TEST_TARGETS += test-lab
 .PHONY: test-lab
 test-lab:
-	cargo build -p ffe-lab --bins
-	cargo build -p terraform-provider-ffe
-	cargo nextest run -p ffe-lab --no-fail-fast
+	cargo build --workspace --bins
+	cargo nextest run --workspace --no-fail-fast -E 'package(ffe-lab)'
 	@for s in /run/ffe-lab/slots/*/owner.json; do \
 	  [ -e "$$s" ] || continue; \
 	  pid=$$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p' "$$s"); \

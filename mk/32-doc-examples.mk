@@ -6,7 +6,7 @@ TEST_TARGETS += test-doc-examples
 DOC_YAML_EXAMPLES := $(sort $(wildcard $(ROOT)/docs/examples/*.yaml))
 
 test-doc-examples: test-manifests
-	cargo build -q -p ffe-validate --bin ffe-validate
+	cargo build -q --workspace --bins
 	for f in $(DOC_YAML_EXAMPLES); do \
 	  for k in $(MANIFESTS_KUBE); do \
 	    target/debug/ffe-validate manifests --kube-version $$k --crds $(DELIVERED_CRDS) - < $$f \

@@ -6,7 +6,7 @@ TEST_TARGETS += test-standalone
 .PHONY: test-standalone
 
 test-standalone: provider-install
-	cargo build -q -p ffe-validate --bin ffe-validate
+	cargo build -q --workspace --bins
 	@if git -C $(ROOT) grep -n -e '\.\./shared' -- . ':!mk/35-standalone.mk' ':!docs/contract/DESIGN.md'; then \
 	  echo "test-standalone: tracked files refer to ../shared (vendor what is needed into the repo)"; exit 1; fi
 	@parent=$$(mktemp -d); trap 'rm -rf "$$parent"' EXIT; copy=$$parent/ffe-ha; mkdir -p $$copy; \

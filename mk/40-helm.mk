@@ -33,7 +33,7 @@ helm-lint:
 
 # CRD schemas: the ones the full platform plan delivers (written by test-manifests).
 helm-validate: test-manifests
-	cargo build -q -p ffe-validate --bin ffe-validate
+	cargo build -q --workspace --bins
 	@for v in $(CHART_VALUES_F) $(UPSTREAM_VALUES_F); do for k in $(HELM_KUBE_VERSIONS); do \
 	  $(HELM4) template ffe $(CHART_DIR) -n ffe -f $$v --kube-version $$k $(HELM_MONITORING_APIS) \
 	    | ./target/debug/ffe-validate manifests --kube-version $$k --crds $(DELIVERED_CRDS) - \
@@ -48,7 +48,7 @@ helm-checkov:
 	$(CHECKOV) --skip-download --framework kubernetes -d "$$out" --compact --quiet
 
 helm-assert:
-	cargo nextest run -p ffe-validate --test helm_ffe_backend
+	cargo nextest run --workspace -E 'package(ffe-validate) and binary(helm_ffe_backend)'
 
 # Package the chart for `deploy_app = true`. Rebuilt only when a chart file changes, so the
 # HelmChart's chartContent (and the Terraform plan) stays the same between runs. Needs only

@@ -15,8 +15,8 @@ test-monitoring: monitoring-render test-manifests
 	promtool test rules monitoring/tests/*.yaml
 	cd terraform/modules/monitoring && TF_DATA_DIR=$(MONITORING_OUT)/.module-tests terraform init -input=false -backend=false -no-color >/dev/null \
 	  && CHECKPOINT_DISABLE=1 TF_DATA_DIR=$(MONITORING_OUT)/.module-tests terraform test -no-color
-	cargo test -q -p ffe-validate --test dashboards
-	cargo build -q -p ffe-validate --bin ffe-validate
+	cargo nextest run --workspace -E 'package(ffe-validate) and binary(dashboards)'
+	cargo build -q --workspace --bins
 	for k in $(MONITORING_KUBE_VERSIONS); do \
 	  target/debug/ffe-validate manifests --kube-version $$k --crds $(DELIVERED_CRDS) - < $(MONITORING_OUT)/bundle.yaml \
 	    || { echo "test-monitoring: rendered bundle invalid for Kubernetes $$k"; exit 1; }; \
