@@ -24,6 +24,12 @@ pub enum TerraformError {
     },
     #[error("terraform version -json: {0}")]
     Version(String),
+    #[error("terraform {step} of module {module} failed: {output}")]
+    Render {
+        step: String,
+        module: String,
+        output: String,
+    },
 }
 
 /// `$FFE_PROVIDER_BIN` if set, else the first `terraform-provider-ffe` found walking up from the
@@ -112,4 +118,62 @@ pub fn text(out: &Output) -> String {
     .split_whitespace()
     .collect::<Vec<_>>()
     .join(" ")
+}
+
+/// The outputs of a pure rendering module (no providers, no resources: variables in, text out)
+/// for `inputs`, through real Terraform: a root module in a temporary directory calls it, is
+/// applied with local state, and `terraform output -json` is returned as `{name: value}`.
+/// The module is referenced by a relative path: Terraform then uses it in place (an absolute
+/// path would be copied into `.terraform/modules`, breaking the module's own `../` references).
+pub fn render_module(
+    module_dir: &Path,
+    inputs: &serde_json::Value,
+) -> Result<serde_json::Value, TerraformError> {
+    let io = |what: String| move |source| TerraformError::Io { what, source };
+    let module = module_dir
+        .canonicalize()
+        .map_err(io(format!("module {}", module_dir.display())))?;
+    let root = tempfile::tempdir().map_err(io("temporary directory".into()))?;
+    let root_path = root
+        .path()
+        .canonicalize()
+        .map_err(io("temporary directory".into()))?;
+    let up = "../".repeat(root_path.components().count().saturating_sub(1));
+    let relative = format!(
+        "{up}{}",
+        module.strip_prefix("/").unwrap_or(&module).display()
+    );
+    let mut call = serde_json::json!({ "source": relative });
+    if let (Some(call), Some(inputs)) = (call.as_object_mut(), inputs.as_object()) {
+        call.extend(inputs.clone());
+    }
+    let config = serde_json::json!({
+        "module": { "m": call },
+        "output": { "o": { "value": "${module.m}" } },
+    });
+    std::fs::write(root_path.join("main.tf.json"), config.to_string())
+        .map_err(io("write main.tf.json".into()))?;
+    let step = |args: &[&str]| -> Result<Output, TerraformError> {
+        let out = command(&root_path)
+            .args(args)
+            .output()
+            .map_err(io(format!("spawn terraform {}", args[0])))?;
+        if out.status.success() {
+            Ok(out)
+        } else {
+            Err(TerraformError::Render {
+                step: args[0].to_string(),
+                module: module.display().to_string(),
+                output: text(&out),
+            })
+        }
+    };
+    step(&["init", "-input=false", "-no-color"])?;
+    step(&["apply", "-auto-approve", "-input=false", "-no-color"])?;
+    let out = step(&["output", "-json", "o"])?;
+    serde_json::from_slice(&out.stdout).map_err(|e| TerraformError::Render {
+        step: "output".into(),
+        module: module.display().to_string(),
+        output: e.to_string(),
+    })
 }

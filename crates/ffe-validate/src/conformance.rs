@@ -11,7 +11,9 @@
 //!   starts (`requires`) is delivered by an earlier bundle;
 //! - rendered workloads on the host network never share a node; claims keep their data (Retain)
 //!   unless the policy says the data is rebuildable; rendered Alertmanager configuration passes
-//!   `amtool check-config`.
+//!   `amtool check-config`;
+//! - the Vault/OpenBao server configuration in a `vault`/`openbao` HelmChart's values passes
+//!   OpenBao's parser and uses only keys OpenBao's source reads ([`crate::server_config`]).
 //!
 //! The CRDs the plan delivers become the schemas every custom resource is validated against, so
 //! each is checked at the version really installed.
@@ -119,6 +121,8 @@ pub struct Context<'a> {
     pub helm: PathBuf,
     /// `amtool` for rendered Alertmanager configuration (`None` = skip, reported as a problem).
     pub amtool: Option<PathBuf>,
+    /// Vault/OpenBao server configuration checks (`bao` and the vendored key lists).
+    pub server_config: crate::server_config::Checker,
     pub kube_version: KubeVersion,
 }
 
@@ -564,6 +568,9 @@ fn check_helm_chart(
         out.problems.push(problem(m));
     }
     for m in ctx.policy.owned_leftovers(&vendored, &ours) {
+        out.problems.push(problem(m));
+    }
+    for m in ctx.server_config.check(ctx.upstream, &vendored, &ours) {
         out.problems.push(problem(m));
     }
     for dep in &vendored.meta.deprecated_values {

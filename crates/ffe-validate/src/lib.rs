@@ -18,6 +18,7 @@ mod problem;
 pub mod re2;
 pub mod render;
 pub mod scripts;
+pub mod server_config;
 pub mod upstream;
 pub mod values;
 

@@ -14,7 +14,7 @@ use ffe_validate::conformance::{self, Bundle};
 use ffe_validate::upstream::Upstream;
 use ffe_validate::values::ValuesPolicy;
 use ffe_validate::{
-    builtin, plan, render, validate_sources, KubeVersion, Options, Problem, Source,
+    builtin, plan, render, server_config, validate_sources, KubeVersion, Options, Problem, Source,
 };
 
 #[derive(Parser)]
@@ -205,6 +205,7 @@ fn conformance_run(
         policy: &policy,
         helm: render::locate_helm(&repo_root),
         amtool,
+        server_config: server_config::Checker::new(server_config::locate_bao(&repo_root)),
         kube_version: opts.kube_version.clone(),
     };
     let bundles: Vec<Bundle> = planned
@@ -252,6 +253,9 @@ fn conformance_run(
             .join(", "),
         outcome.delivered_crds.len()
     );
+    for line in ctx.server_config.summary() {
+        eprintln!("ffe-validate: {line}");
+    }
     Ok((outcome.rendered, problems))
 }
 

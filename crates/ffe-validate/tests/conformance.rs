@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use ffe_validate::conformance::{self, Bundle, Context, WaitTarget};
 use ffe_validate::render::locate_helm;
+use ffe_validate::server_config::{locate_bao, Checker};
 use ffe_validate::upstream::Upstream;
 use ffe_validate::values::ValuesPolicy;
 use ffe_validate::{KubeVersion, Source};
@@ -21,6 +22,15 @@ fn amtool() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/bin/amtool"));
     assert!(p.is_file(), "{} missing: run `make deps`", p.display());
     p
+}
+
+fn bao() -> PathBuf {
+    let p = locate_bao(&root());
+    assert!(
+        p.as_ref().is_some_and(|p| p.is_file()),
+        "bao missing: run scripts/install-deps.sh"
+    );
+    p.unwrap()
 }
 
 fn helm_chart(name: &str, chart: &str, repo: &str, version: &str, values: &str) -> String {
@@ -57,6 +67,7 @@ fn problems(bundles: &[Bundle]) -> Vec<String> {
         policy: &policy,
         helm: locate_helm(&root()),
         amtool: Some(amtool()),
+        server_config: Checker::new(Some(bao())),
         kube_version: KubeVersion::parse("1.35").unwrap(),
     };
     conformance::check(bundles, &ctx)
@@ -642,4 +653,137 @@ fn waits_for_objects_the_bundle_does_not_create_are_reported() {
     assert_eq!(found.len(), 2, "{found:?}");
     assert_reported(&found, "wait_for deployment.apps/vault-injector in vault");
     assert_reported(&found, "wait_for statefulset.apps/vault-agent-injector");
+}
+
+// Issue 14: the Vault/OpenBao server configuration (HCL in the chart values) is ours, written for
+// an upstream component: OpenBao's parser and the keys OpenBao's source reads must accept it.
+// `extra` adds lines at the top level, in the listener, in storage "raft" and in a retry_join.
+fn vault_config(audit: bool, extra: [&str; 4]) -> String {
+    let join = |name: &str| {
+        format!(
+            "  retry_join {{\n    leader_api_addr     = \"https://{name}.vault-internal:8200\"\n    \
+             leader_ca_cert_file = \"/vault/userconfig/tls/ca.crt\"\n{}  }}\n",
+            extra[3]
+        )
+    };
+    let audit = if audit {
+        "audit \"file\" \"file\" {\n  description = \"audit\"\n  options {\n    file_path = \"stdout\"\n  }\n}\n"
+    } else {
+        ""
+    };
+    format!(
+        "ui = false\n{}\nlistener \"tcp\" {{\n  address         = \"[::]:8200\"\n  \
+         cluster_address = \"[::]:8201\"\n  tls_cert_file   = \"/vault/userconfig/tls/tls.crt\"\n  \
+         tls_key_file    = \"/vault/userconfig/tls/tls.key\"\n{}  telemetry {{\n    \
+         unauthenticated_metrics_access = true\n  }}\n}}\n\nstorage \"raft\" {{\n  \
+         path                   = \"/vault/data\"\n  performance_multiplier = 1\n{}{}{}}}\n\n\
+         service_registration \"kubernetes\" {{}}\n{audit}\ntelemetry {{\n  disable_hostname          = true\n  \
+         prometheus_retention_time = \"24h\"\n}}\n",
+        extra[0],
+        extra[1],
+        extra[2],
+        join("vault-0"),
+        join("vault-1"),
+    )
+}
+
+/// A `vault`/`openbao` HelmChart (the pinned chart and repository) carrying `config`.
+fn vault_chart(chart: &str, config: &str) -> Bundle {
+    let (repo, version) = match chart {
+        "vault" => ("https://helm.releases.hashicorp.com", "0.32.0"),
+        _ => ("https://openbao.github.io/openbao-helm", "0.29.2"),
+    };
+    let mut values = String::from(
+        "server:\n  ha:\n    enabled: true\n    replicas: 3\n    raft:\n      enabled: true\n      \
+         setNodeId: true\n      config: |\n",
+    );
+    for line in config.lines() {
+        values.push_str("        ");
+        values.push_str(line);
+        values.push('\n');
+    }
+    bundle(
+        "vault",
+        &[],
+        &[(
+            "vault-chart.yaml",
+            helm_chart("vault", chart, repo, version, &values),
+        )],
+    )
+}
+
+fn config_problems(found: &[String]) -> Vec<String> {
+    found
+        .iter()
+        .filter(|p| p.contains("values server.ha.raft.config"))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn vault_server_config_of_the_module_passes() {
+    for (chart, audit) in [("vault", false), ("openbao", true)] {
+        let found = problems(&[vault_chart(chart, &vault_config(audit, ["", "", "", ""]))]);
+        assert_eq!(config_problems(&found), Vec::<String>::new(), "{chart}");
+        assert!(
+            found.is_empty(),
+            "{chart}: the chart must take these values:\n{}",
+            found.join("\n")
+        );
+    }
+}
+
+#[test]
+fn unknown_vault_server_config_keys_are_reported() {
+    let extra = [
+        "bogus_top = true\n",
+        "  bogus_listener = true\n",
+        "  bogus_raft = 1\n",
+        "    bogus_join = \"x\"\n",
+    ];
+    for (chart, audit) in [("vault", false), ("openbao", true)] {
+        let mut config = vault_config(audit, extra);
+        if audit {
+            config = config.replace(
+                "file_path = \"stdout\"",
+                "file_path = \"stdout\"\n    bogus_option = \"x\"",
+            );
+        }
+        let found = config_problems(&problems(&[vault_chart(chart, &config)]));
+        // parser: top level (line 2) and listener (line 9)
+        assert_reported(&found, "line 2:1: unknown key bogus_top");
+        assert_reported(&found, "line 9:3: unknown key bogus_listener");
+        // OpenBao's source: storage "raft" and retry_join keys (the parser passes them through)
+        assert_reported(&found, "unknown key bogus_raft in storage \"raft\" (");
+        assert_reported(
+            &found,
+            "unknown key bogus_join in storage \"raft\" retry_join",
+        );
+        // two retry_join blocks, one report per key and section
+        assert_eq!(
+            found.iter().filter(|p| p.contains("bogus_join")).count(),
+            2,
+            "{found:?}"
+        );
+        let expected = if audit {
+            assert_reported(&found, "unknown key bogus_option in audit \"file\" options");
+            5
+        } else {
+            4
+        };
+        assert_eq!(found.len(), expected + 1, "{chart}: {found:#?}");
+        assert_not_reported(&found, "unknown key path ");
+        assert_not_reported(&found, "leader_api_addr");
+    }
+}
+
+#[test]
+fn unparseable_vault_server_config_is_reported() {
+    let config = "ui = false\nlistener \"tcp\" {\n  address = \n";
+    let found = config_problems(&problems(&[vault_chart("openbao", config)]));
+    assert_reported(
+        &found,
+        "the server configuration does not parse (bao operator diagnose)",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
 }

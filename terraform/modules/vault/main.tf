@@ -133,6 +133,24 @@ locals {
       extraEnvironmentVars = { "${local.env_prefix}CACERT" = "${local.tls_dir}/ca.crt" }
       volumes              = [{ name = "server-tls", secret = { secretName = local.server_tls_secret, defaultMode = 288 } }] # 0440, group = fsGroup
       volumeMounts         = [{ name = "server-tls", mountPath = local.tls_dir, readOnly = true }]
+      # Vault reads its TLS certificate at start and on SIGHUP only: the tls-reload sidecar (same
+      # image, shared process namespace) sends SIGHUP to the server when cert-manager's renewal
+      # reaches the mounted Secret, so a renewed certificate is served without a restart (a
+      # restarted member would come back sealed).
+      shareProcessNamespace = true
+      extraContainers = [{
+        name    = "tls-reload"
+        image   = local.image
+        command = ["/bin/sh", "-c", local.tls_reload_script]
+        env = [
+          { name = "TLS_DIR", value = local.tls_dir },
+          { name = "SERVER_COMMAND", value = local.cli },
+          { name = "CHECK_SECONDS", value = tostring(var.tls_reload_check_seconds) },
+        ]
+        securityContext = { allowPrivilegeEscalation = false, readOnlyRootFilesystem = true, capabilities = { drop = ["ALL"] } }
+        resources       = { requests = { cpu = "5m", memory = "8Mi" }, limits = { memory = "32Mi" } }
+        volumeMounts    = [{ name = "server-tls", mountPath = local.tls_dir, readOnly = true }]
+      }]
       # As a string, like the charts' default (a map over their string default makes Helm warn).
       affinity = yamlencode({
         podAntiAffinity = {
@@ -205,8 +223,7 @@ locals {
             ["*.${local.internal_service}", "*.${local.internal_service}.${var.namespace}", "*.${local.internal_service}.${local.svc}", "*.${local.internal_service}.${local.svc}.cluster.local", "localhost"],
           )
           ipAddresses = concat(var.member_ips, ["127.0.0.1"])
-          # Vault reads its certificate at start (and on SIGHUP): renewal 30 days ahead leaves a
-          # month for a rolling restart (docs/vault.md).
+          # Renewed 30 days ahead; the tls-reload sidecar makes the members serve it (SIGHUP).
           duration    = "17520h"
           renewBefore = "720h"
           privateKey  = { algorithm = "ECDSA", size = 256, rotationPolicy = "Always" }
@@ -271,6 +288,35 @@ locals {
       ports                    = [{ name = "http", port = 8200, targetPort = 8200, protocol = "TCP" }]
     }
   }
+
+  # ---- TLS reload --------------------------------------------------------------------------------
+  # Every CHECK_SECONDS: when tls.crt/tls.key under TLS_DIR differ from what the server was last
+  # signalled for, SIGHUP to the process named SERVER_COMMAND (found through /proc: the pod shares
+  # one process namespace; same user as the server, so no capability is needed). POSIX sh, cat and
+  # cksum only (what any server image has). The first check only records the state: the server
+  # read those files at its start.
+  tls_reload_script = <<-SH
+    set -u
+    state() { cat "$TLS_DIR/tls.crt" "$TLS_DIR/tls.key" 2>/dev/null | cksum; }
+    server() {
+      for p in /proc/[0-9]*; do
+        [ "$(cat "$p/comm" 2>/dev/null)" = "$SERVER_COMMAND" ] && { echo "$${p#/proc/}"; return 0; }
+      done
+      return 1
+    }
+    last="$(state)"
+    echo "tls-reload: watching $TLS_DIR every $CHECK_SECONDS s"
+    while sleep "$CHECK_SECONDS"; do
+      now="$(state)"
+      [ "$now" = "$last" ] && continue
+      if pid="$(server)" && kill -HUP "$pid"; then
+        echo "tls-reload: certificate changed, sent SIGHUP to $SERVER_COMMAND (pid $pid)"
+        last="$now"
+      else
+        echo "tls-reload: certificate changed but no $SERVER_COMMAND process could be signalled; retrying" >&2
+      fi
+    done
+  SH
 
   # ---- Raft snapshots --------------------------------------------------------------------------
   # Daily (vault-settings.yaml snapshots.schedule, UTC). Logs in with its own ServiceAccount token

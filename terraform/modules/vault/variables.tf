@@ -162,3 +162,15 @@ variable "backup_retention_days" {
     error_message = "backup_retention_days must be a whole number >= 1."
   }
 }
+
+variable "tls_reload_check_seconds" {
+  description = "How often the tls-reload sidecar compares the mounted server certificate with the one the server was last signalled for (a renewed certificate is served within this many seconds after the kubelet updates the Secret volume, itself up to about a minute after cert-manager renews)."
+  type        = number
+  default     = 60
+  nullable    = false
+
+  validation {
+    condition     = var.tls_reload_check_seconds >= 1 && var.tls_reload_check_seconds <= 3600 && floor(var.tls_reload_check_seconds) == var.tls_reload_check_seconds
+    error_message = "tls_reload_check_seconds must be a whole number of seconds from 1 to 3600."
+  }
+}

@@ -1,0 +1,290 @@
+//! The Vault members' tls-reload sidecar (terraform/modules/vault, chart value
+//! `server.extraContainers`), run as rendered against a real OpenBao server: Vault reads its TLS
+//! certificate at start and on SIGHUP only, so without the sidecar a certificate cert-manager
+//! renews would never be served. Needs root (a private PID namespace stands in for the pod's
+//! shared process namespace).
+//!
+//! The script, its environment and its mount come from a Terraform render of the module. The
+//! one substitution: `TLS_DIR` points at this test's directory instead of the pod's Secret
+//! mount (the script's other inputs are used as rendered, the check interval rendered short).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// modules/vault rendered for OpenBao (the pins of terraform/environments/ha), with a 1-second
+/// check interval.
+fn render() -> Value {
+    let inputs = json!({
+        "distribution": "openbao",
+        "chart_version": "0.29.2",
+        "chart_repo": "https://openbao.github.io/openbao-helm",
+        "image_tag": "2.6.2",
+        "namespace": "vault",
+        "cert_manager_namespace": "cert-manager",
+        "member_ips": ["10.210.9.10", "10.210.9.11", "10.210.9.12"],
+        "loadbalancer_annotation": "kube-vip.io/loadbalancerIPs",
+        "data_storage_class": "ffe-fast-retain",
+        "backup_storage_class": "ffe-backup",
+        "backup_retention_days": 7,
+        "tls_reload_check_seconds": 1,
+    });
+    ffe_lab::terraform::render_module(&repo().join("terraform/modules/vault"), &inputs)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and two server certificates for 127.0.0.1 (`a`, `b`): `<name>.crt`, `<name>.key`.
+fn pki(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tls-reload test CA",
+        ],
+    );
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    for name in ["a", "b"] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN=server {name}"),
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.crt"),
+                "-days",
+                "2",
+                "-extfile",
+                "ext.cnf",
+            ],
+        );
+    }
+}
+
+/// What the kubelet does when a Secret volume changes: the new files appear at once (rename).
+fn install(pki: &Path, tls: &Path, name: &str) {
+    for (from, to) in [("crt", "tls.crt"), ("key", "tls.key")] {
+        let tmp = tls.join(format!(".{to}.new"));
+        std::fs::copy(pki.join(format!("{name}.{from}")), &tmp).unwrap();
+        std::fs::rename(&tmp, tls.join(to)).unwrap();
+    }
+}
+
+/// The subject CN of the certificate 127.0.0.1:`port` serves.
+fn served(port: u16) -> Option<String> {
+    let mut s_client = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-subject"])
+        .stdin(s_client.stdout.take()?)
+        .output()
+        .ok()?;
+    let _ = s_client.wait();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.split("CN")
+        .nth(1)
+        .map(|s| s.trim_start_matches([' ', '=']).trim().to_string())
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool, log: &dyn Fn() -> String) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} within {limit:?}\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The pod: a PID namespace (like `shareProcessNamespace`) holding the server and the sidecar.
+struct Pod(Child);
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        // killing the namespace's first process ends every process in it
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_renewed_certificate_is_served_once_the_sidecar_signals_the_server() {
+    let out = render();
+    let sidecars = out["chart_values"]["server"]["extraContainers"]
+        .as_array()
+        .expect("server.extraContainers");
+    assert_eq!(out["chart_values"]["server"]["shareProcessNamespace"], true);
+    let sidecar = sidecars
+        .iter()
+        .find(|c| c["name"] == "tls-reload")
+        .expect("a tls-reload sidecar");
+    let command: Vec<&str> = sidecar["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(&command[..2], ["/bin/sh", "-c"]);
+    let env: std::collections::BTreeMap<&str, &str> = sidecar["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
+        .collect();
+    // it watches the server's own certificate mount, read-only
+    let mount = &sidecar["volumeMounts"][0];
+    assert_eq!(mount["mountPath"].as_str(), Some(env["TLS_DIR"]));
+    assert_eq!(mount["readOnly"], true);
+    let server_volumes = out["chart_values"]["server"]["volumeMounts"]
+        .as_array()
+        .unwrap();
+    assert!(
+        server_volumes
+            .iter()
+            .any(|m| m["name"] == mount["name"] && m["mountPath"] == mount["mountPath"]),
+        "the sidecar must see the server's certificate mount: {server_volumes:?}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (pki_dir, tls) = (tmp.path().join("pki"), tmp.path().join("tls"));
+    std::fs::create_dir_all(&pki_dir).unwrap();
+    std::fs::create_dir_all(&tls).unwrap();
+    pki(&pki_dir);
+    install(&pki_dir, &tls, "a");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = tmp.path().join("server.hcl");
+    std::fs::write(
+        &config,
+        format!(
+            "storage \"inmem\" {{}}\ndisable_mlock = true\nlistener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  tls_cert_file = \"{d}/tls.crt\"\n  tls_key_file = \"{d}/tls.key\"\n}}\n",
+            d = tls.display()
+        ),
+    )
+    .unwrap();
+    let bao = ffe_lab::vault::bao_binary().unwrap();
+    let (server_log, sidecar_log) = (
+        tmp.path().join("server.log"),
+        tmp.path().join("sidecar.log"),
+    );
+    let log = || {
+        format!(
+            "--- sidecar ---\n{}\n--- server ---\n{}",
+            std::fs::read_to_string(&sidecar_log).unwrap_or_default(),
+            std::fs::read_to_string(&server_log).unwrap_or_default()
+        )
+    };
+    let _pod = Pod(
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "/bin/sh", "-c"])
+            .arg(r#""$BAO" server -config="$CONFIG" >"$SERVER_LOG" 2>&1 & exec /bin/sh -c "$SIDECAR" >"$SIDECAR_LOG" 2>&1"#)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("BAO", &bao)
+            .env("CONFIG", &config)
+            .env("SERVER_LOG", &server_log)
+            .env("SIDECAR_LOG", &sidecar_log)
+            .env("SIDECAR", command[2])
+            .env("TLS_DIR", &tls)
+            .env("SERVER_COMMAND", env["SERVER_COMMAND"])
+            .env("CHECK_SECONDS", env["CHECK_SECONDS"])
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(
+        env["SERVER_COMMAND"], "bao",
+        "the OpenBao image's server binary"
+    );
+    wait_for(
+        "the server serves certificate a",
+        Duration::from_secs(30),
+        || served(port).as_deref() == Some("server a"),
+        &log,
+    );
+
+    // unchanged files: the sidecar leaves the server alone
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!log().contains("sent SIGHUP"), "{}", log());
+
+    // renewal: the new certificate is served by the same server process (no restart: a
+    // restarted Vault member would come back sealed)
+    install(&pki_dir, &tls, "b");
+    wait_for(
+        "the renewed certificate b served",
+        Duration::from_secs(20),
+        || served(port).as_deref() == Some("server b"),
+        &log,
+    );
+    let text = log();
+    assert_eq!(text.matches("sent SIGHUP to bao").count(), 1, "{text}");
+    assert_eq!(
+        text.matches("server started").count(),
+        1,
+        "the server restarted instead of reloading:\n{text}"
+    );
+}
