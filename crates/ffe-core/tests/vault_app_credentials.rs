@@ -3,8 +3,9 @@
 //! run, never copied here) and run with the system python3 as the pod would run it, against
 //!   - a real OpenBao server (tools/bin/bao, tests/vault_support) configured by
 //!     ffe_core::vault::config with the policy the module renders (output app_vault_writer), and
-//!   - a STAND-IN Kubernetes API server (`StandInApi` below; there is no kube-apiserver here):
-//!     Secrets get/apply-patch under the RBAC Roles the module renders, and TokenReviews.
+//!   - a STAND-IN Kubernetes API server (`vault_support::StandInApi`; there is no
+//!     kube-apiserver here): Secrets get/apply-patch under the RBAC Roles the module renders,
+//!     and TokenReviews.
 //!
 //! What OpenBao's Kubernetes auth needs (read in openbao/openbao at main df6ce2ce, 2026-08-21,
 //! internal/builtin/credential/kubernetes/{path_login,token_review,backend}.go; the installed
@@ -28,24 +29,20 @@
 
 mod vault_support;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Component, Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use ffe_core::vault::config::{self, ConfigSpec, RoleSpec};
 use ffe_core::vault::init::{init_or_adopt, InitSpec};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use serde::Deserialize;
 use serde_json::{json, Value};
-use vault_support::{Cluster, Pki};
+use vault_support::{
+    code, grants, module_outputs, yaml_docs, ApiState, Cluster, Grant, Minter, Pki, Sa, Seen,
+    StandInApi, REVIEWER_TOKEN,
+};
 
 const SOURCE_NS: &str = "ffe-data";
 const APP_NS: &str = "ffe";
@@ -54,10 +51,6 @@ const CERT_SECRET: &str = "ffe-pg-cluster-cert";
 const CA_COPY: &str = "ffe-db-ca";
 const KV_MOUNT: &str = "secret";
 const KV_PATH: &str = "production/app";
-/// What the stand-in API server accepts as audiences (k3s: its service-account issuer and "k3s").
-const API_AUDIENCES: [&str; 2] = ["https://kubernetes.default.svc.cluster.local", "k3s"];
-/// The harness writes this into each bao server's service-account token file (Server::start).
-const REVIEWER_TOKEN: &str = "test-reviewer-token";
 
 fn b64(s: &str) -> String {
     STANDARD.encode(s)
@@ -75,50 +68,8 @@ struct Render {
     writer: Value,
 }
 
-/// `to` relative to `from` (both absolute, canonical).
-fn relative(from: &Path, to: &Path) -> PathBuf {
-    let f: Vec<Component> = from.components().collect();
-    let t: Vec<Component> = to.components().collect();
-    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
-    let mut p = PathBuf::new();
-    for _ in common..f.len() {
-        p.push("..");
-    }
-    for c in &t[common..] {
-        p.push(c.as_os_str());
-    }
-    p
-}
-
-fn terraform(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("/usr/local/bin/terraform")
-        .current_dir(dir)
-        .args(args)
-        .env("TF_CLI_CONFIG_FILE", "/dev/null")
-        .env("TF_IN_AUTOMATION", "1")
-        .env_remove("TF_PLUGIN_CACHE_DIR")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "terraform {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// Render terraform/modules/postgres with app_vault pointing at `vault_address` (None: null).
 fn render(vault_address: Option<&str>) -> Render {
-    let module = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../terraform/modules/postgres")
-        .canonicalize()
-        .unwrap();
-    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let root = tmp.path().canonicalize().unwrap();
-    // A "../" source is used in place; an absolute one would be copied into .terraform/modules,
-    // where the module's ../../../upstream files are missing.
-    let source = relative(&root, &module);
     let app_vault = match vault_address {
         Some(a) => format!(
             r#"{{
@@ -135,10 +86,8 @@ fn render(vault_address: Option<&str>) -> Render {
         None => "null".into(),
     };
     // Values as environments/ha/postgres.tf and pins.tf give them.
-    let main = format!(
-        r#"module "pg" {{
-  source                  = "{source}"
-  namespace               = "{SOURCE_NS}"
+    let inputs = format!(
+        r#"  namespace               = "{SOURCE_NS}"
   postgres_version        = "17"
   images = {{
     postgres   = "docker.io/percona/percona-distribution-postgresql:17.10-1"
@@ -159,30 +108,10 @@ fn render(vault_address: Option<&str>) -> Render {
   backup_retention_days   = 7
   app_namespace           = "{APP_NS}"
   app_ca_secret           = "{CA_COPY}"
-  app_vault               = {app_vault}
-}}
-
-output "sync" {{
-  value = module.pg.manifests["credentials-sync.yaml"]
-}}
-
-output "writer" {{
-  value = module.pg.app_vault_writer
-}}
-"#,
-        source = source.display()
+  app_vault               = {app_vault}"#
     );
-    std::fs::write(root.join("main.tf"), main).unwrap();
-    terraform(&root, &["init", "-input=false", "-no-color"]);
-    terraform(
-        &root,
-        &["apply", "-auto-approve", "-input=false", "-no-color"],
-    );
-    let out: Value = serde_json::from_str(&terraform(&root, &["output", "-json"])).unwrap();
-    let yaml = out["sync"]["value"].as_str().unwrap().to_string();
-    let docs: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&yaml)
-        .map(|d| Value::deserialize(d).unwrap())
-        .collect();
+    let out = module_outputs("postgres", &inputs);
+    let docs = yaml_docs(out["manifests"]["credentials-sync.yaml"].as_str().unwrap());
     let cron = docs
         .iter()
         .find(|d| d["kind"] == "CronJob")
@@ -199,583 +128,7 @@ output "writer" {{
         script: command[2].as_str().unwrap().to_string(),
         service_account: pod["serviceAccountName"].as_str().unwrap().to_string(),
         docs,
-        writer: out["writer"]["value"].clone(),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Service-account JWTs
-
-/// Mints projected service-account tokens as the API server does (RS256, claims of a
-/// bound token of a pod).
-struct Minter {
-    dir: PathBuf,
-    n: AtomicUsize,
-}
-
-impl Minter {
-    fn new(dir: &Path) -> Minter {
-        let out = Command::new("openssl")
-            .current_dir(dir)
-            .args([
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:2048",
-                "-out",
-                "sa-signer.key",
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        Minter {
-            dir: dir.to_path_buf(),
-            n: AtomicUsize::new(0),
-        }
-    }
-
-    fn mint(&self, sa: &Sa) -> String {
-        let n = self.n.fetch_add(1, Ordering::SeqCst);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let header = json!({"alg": "RS256", "kid": "stand-in-signer"});
-        let claims = json!({
-            "aud": API_AUDIENCES,
-            "exp": now + 3600,
-            "iat": now,
-            "nbf": now,
-            "iss": "https://kubernetes.default.svc.cluster.local",
-            "jti": format!("jti-{n}"),
-            "kubernetes.io": {
-                "namespace": sa.namespace,
-                "node": {"name": "node-1", "uid": "5d1f3c1e-0000-4000-8000-00000000000a"},
-                "pod": {"name": format!("{}-pod-{n}", sa.name), "uid": format!("7c0c2a4e-0000-4000-8000-{n:012}")},
-                "serviceaccount": {"name": sa.name, "uid": sa.uid},
-                "warnafter": now + 3000,
-            },
-            "sub": format!("system:serviceaccount:{}:{}", sa.namespace, sa.name),
-        });
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let (inp, sig) = (format!("jwt-{n}.in"), format!("jwt-{n}.sig"));
-        std::fs::write(self.dir.join(&inp), &input).unwrap();
-        let out = Command::new("openssl")
-            .current_dir(&self.dir)
-            .args([
-                "dgst",
-                "-sha256",
-                "-sign",
-                "sa-signer.key",
-                "-binary",
-                "-out",
-                &sig,
-                &inp,
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let sig = std::fs::read(self.dir.join(&sig)).unwrap();
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The stand-in Kubernetes API server
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct Sa {
-    namespace: String,
-    name: String,
-    uid: String,
-}
-
-impl Sa {
-    fn new(namespace: &str, name: &str, uid: &str) -> Sa {
-        Sa {
-            namespace: namespace.into(),
-            name: name.into(),
-            uid: uid.into(),
-        }
-    }
-    fn username(&self) -> String {
-        format!("system:serviceaccount:{}:{}", self.namespace, self.name)
-    }
-}
-
-/// One request the stand-in answered.
-#[derive(Clone, Debug)]
-struct Seen {
-    /// "<ns>/<sa>" of the bearer, "" when refused as unauthenticated
-    who: String,
-    method: String,
-    path: String,
-    query: String,
-    content_type: String,
-    body: String,
-    status: u16,
-}
-
-/// A namespaced RBAC grant on secrets, from a rendered Role + RoleBinding.
-#[derive(Clone, Debug)]
-struct Grant {
-    namespace: String,
-    subject: (String, String),
-    names: Vec<String>,
-    verbs: Vec<String>,
-}
-
-/// The grants of the Roles bound by the RoleBindings among `docs` (rules on core secrets only).
-fn grants(docs: &[Value]) -> Vec<Grant> {
-    let mut out = vec![];
-    for b in docs.iter().filter(|d| d["kind"] == "RoleBinding") {
-        let ns = b["metadata"]["namespace"].as_str().unwrap();
-        assert_eq!(b["roleRef"]["kind"], "Role", "{b}");
-        let role = docs
-            .iter()
-            .find(|d| {
-                d["kind"] == "Role"
-                    && d["metadata"]["namespace"] == ns
-                    && d["metadata"]["name"] == b["roleRef"]["name"]
-            })
-            .unwrap_or_else(|| panic!("RoleBinding {b} names a Role the bundle lacks"));
-        for s in b["subjects"].as_array().unwrap() {
-            assert_eq!(s["kind"], "ServiceAccount", "{s}");
-            for r in role["rules"].as_array().unwrap() {
-                let strs = |v: &Value| -> Vec<String> {
-                    v.as_array()
-                        .map(|a| a.iter().map(|x| x.as_str().unwrap().to_string()).collect())
-                        .unwrap_or_default()
-                };
-                if strs(&r["apiGroups"]).contains(&String::new())
-                    && strs(&r["resources"]).contains(&"secrets".to_string())
-                {
-                    out.push(Grant {
-                        namespace: ns.into(),
-                        subject: (
-                            s["namespace"].as_str().unwrap().into(),
-                            s["name"].as_str().unwrap().into(),
-                        ),
-                        names: strs(&r["resourceNames"]),
-                        verbs: strs(&r["verbs"]),
-                    });
-                }
-            }
-        }
-    }
-    out
-}
-
-#[derive(Default)]
-struct ApiState {
-    /// bearer token -> the service account it belongs to
-    tokens: HashMap<String, Sa>,
-    /// accounts bound to system:auth-delegator (may create TokenReviews)
-    reviewers: BTreeSet<(String, String)>,
-    grants: Vec<Grant>,
-    /// (namespace, name) -> data (base64 values, as the API stores them)
-    secrets: BTreeMap<(String, String), BTreeMap<String, String>>,
-    seen: Vec<Seen>,
-}
-
-fn status(code: u16, reason: &str, message: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-           "message": message, "reason": reason, "code": code})
-}
-
-fn secret_json(ns: &str, name: &str, data: &BTreeMap<String, String>) -> Value {
-    let mut v = json!({"kind": "Secret", "apiVersion": "v1", "type": "Opaque",
-                       "metadata": {"name": name, "namespace": ns}});
-    // the API omits an empty data map
-    if !data.is_empty() {
-        v["data"] = json!(data);
-    }
-    v
-}
-
-struct HttpRequest {
-    method: String,
-    target: String,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl ApiState {
-    fn allowed(&self, sa: &Sa, verb: &str, ns: &str, name: &str) -> bool {
-        self.grants.iter().any(|g| {
-            g.namespace == ns
-                && g.subject == (sa.namespace.clone(), sa.name.clone())
-                && g.verbs.iter().any(|v| v == verb)
-                && (g.names.is_empty() || g.names.iter().any(|n| n == name))
-        })
-    }
-
-    fn route(&mut self, req: &HttpRequest) -> (u16, Value, String) {
-        // Every request must carry a bearer token the server knows (no anonymous access).
-        let who = match req
-            .headers
-            .get("authorization")
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .and_then(|t| self.tokens.get(t.trim()))
-        {
-            Some(sa) => sa.clone(),
-            None => return (401, status(401, "Unauthorized", "Unauthorized"), "".into()),
-        };
-        let who_s = format!("{}/{}", who.namespace, who.name);
-        let (path, _) = req.target.split_once('?').unwrap_or((&req.target, ""));
-        let (code, body) = if path == "/apis/authentication.k8s.io/v1/tokenreviews" {
-            self.token_review(&who, req)
-        } else {
-            let parts: Vec<&str> = path.split('/').collect();
-            match parts.as_slice() {
-                ["", "api", "v1", "namespaces", ns, "secrets", name] => {
-                    self.secret(&who, req, ns, name)
-                }
-                _ => (
-                    404,
-                    status(
-                        404,
-                        "NotFound",
-                        "the server could not find the requested resource",
-                    ),
-                ),
-            }
-        };
-        (code, body, who_s)
-    }
-
-    fn token_review(&mut self, who: &Sa, req: &HttpRequest) -> (u16, Value) {
-        if req.method != "POST" {
-            return (
-                405,
-                status(
-                    405,
-                    "MethodNotAllowed",
-                    "the server does not allow this method on the requested resource",
-                ),
-            );
-        }
-        if !self
-            .reviewers
-            .contains(&(who.namespace.clone(), who.name.clone()))
-        {
-            return (403, status(403, "Forbidden", &format!(
-                "tokenreviews.authentication.k8s.io is forbidden: User \"{}\" cannot create resource \"tokenreviews\" in API group \"authentication.k8s.io\" at the cluster scope",
-                who.username())));
-        }
-        let Ok(review) = serde_json::from_slice::<Value>(&req.body) else {
-            return (400, status(400, "BadRequest", "invalid TokenReview"));
-        };
-        // The API server takes apiVersion/kind from the URL when the body omits them (OpenBao
-        // sends none), but refuses a body that names another type.
-        let omitted_or = |v: &Value, want: &str| v.is_null() || v == want;
-        if !omitted_or(&review["apiVersion"], "authentication.k8s.io/v1")
-            || !omitted_or(&review["kind"], "TokenReview")
-        {
-            return (
-                400,
-                status(400, "BadRequest", &format!("not a TokenReview: {review}")),
-            );
-        }
-        let token = review["spec"]["token"].as_str().unwrap_or_default();
-        let wanted: Vec<String> = match review["spec"]["audiences"].as_array() {
-            Some(a) if !a.is_empty() => a
-                .iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect(),
-            _ => API_AUDIENCES.iter().map(|s| s.to_string()).collect(),
-        };
-        let auds: Vec<String> = wanted
-            .iter()
-            .filter(|a| API_AUDIENCES.contains(&a.as_str()))
-            .cloned()
-            .collect();
-        let st = match self.tokens.get(token) {
-            Some(sa) if !auds.is_empty() => json!({
-                "authenticated": true,
-                "user": {
-                    "username": sa.username(),
-                    "uid": sa.uid,
-                    "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{}", sa.namespace), "system:authenticated"],
-                },
-                "audiences": auds,
-            }),
-            Some(_) => json!({"user": {}, "error": format!(
-                "[invalid bearer token, token audiences {API_AUDIENCES:?} is invalid for the target audiences {wanted:?}]")}),
-            None => {
-                json!({"user": {}, "error": "[invalid bearer token, square/go-jose: error in cryptographic primitive]"})
-            }
-        };
-        (
-            201,
-            json!({"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1",
-                   "metadata": {"creationTimestamp": null}, "spec": review["spec"], "status": st}),
-        )
-    }
-
-    fn secret(&mut self, who: &Sa, req: &HttpRequest, ns: &str, name: &str) -> (u16, Value) {
-        let verb = match req.method.as_str() {
-            "GET" => "get",
-            "PATCH" => "patch",
-            _ => {
-                return (
-                    405,
-                    status(
-                        405,
-                        "MethodNotAllowed",
-                        "only get and patch are served by this stand-in",
-                    ),
-                )
-            }
-        };
-        let forbidden = |verb: &str| {
-            (403, status(403, "Forbidden", &format!(
-                "secrets \"{name}\" is forbidden: User \"{}\" cannot {verb} resource \"secrets\" in API group \"\" in the namespace \"{ns}\"",
-                who.username())))
-        };
-        if !self.allowed(who, verb, ns, name) {
-            return forbidden(verb);
-        }
-        let key = (ns.to_string(), name.to_string());
-        if verb == "get" {
-            return match self.secrets.get(&key) {
-                Some(d) => (200, secret_json(ns, name, d)),
-                None => (
-                    404,
-                    status(404, "NotFound", &format!("secrets \"{name}\" not found")),
-                ),
-            };
-        }
-        // PATCH: server-side apply only (the script must use it; JSON/merge patches are refused).
-        let ctype = req
-            .headers
-            .get("content-type")
-            .map(|c| c.split(';').next().unwrap_or("").trim().to_string())
-            .unwrap_or_default();
-        if ctype != "application/apply-patch+yaml" {
-            return (415, status(415, "UnsupportedMediaType", &format!("the body of the request was in an unknown format - accepted media types include: application/apply-patch+yaml (stand-in), got {ctype:?}")));
-        }
-        let query = req.target.split_once('?').map(|x| x.1).unwrap_or("");
-        let field_manager = query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("fieldManager="))
-            .unwrap_or("");
-        if field_manager.is_empty() {
-            return (422, status(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"));
-        }
-        let Ok(obj) = serde_yaml_ng::from_slice::<Value>(&req.body) else {
-            return (400, status(400, "BadRequest", "error decoding YAML"));
-        };
-        if obj["apiVersion"] != "v1" || obj["kind"] != "Secret" {
-            return (
-                400,
-                status(400, "BadRequest", &format!("not a v1 Secret: {obj}")),
-            );
-        }
-        if obj["metadata"]["name"] != name {
-            return (
-                400,
-                status(
-                    400,
-                    "BadRequest",
-                    &format!(
-                        "the name of the object ({}) does not match the name on the URL ({name})",
-                        obj["metadata"]["name"]
-                    ),
-                ),
-            );
-        }
-        if !obj["metadata"]["namespace"].is_null() && obj["metadata"]["namespace"] != ns {
-            return (400, status(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request"));
-        }
-        let mut data = BTreeMap::new();
-        if let Some(m) = obj["data"].as_object() {
-            for (k, v) in m {
-                match v.as_str() {
-                    Some(s) if STANDARD.decode(s).is_ok() => {
-                        data.insert(k.clone(), s.to_string());
-                    }
-                    _ => {
-                        return (
-                            422,
-                            status(
-                                422,
-                                "Invalid",
-                                &format!("Secret \"{name}\" is invalid: data[{k}]: not base64"),
-                            ),
-                        )
-                    }
-                }
-            }
-        }
-        // Applying to a missing object creates it, which needs the create verb.
-        if !self.secrets.contains_key(&key) && !self.allowed(who, "create", ns, name) {
-            return forbidden("create");
-        }
-        // One field manager per Secret here, applying the same keys each time: merging the
-        // applied keys is what server-side apply does then.
-        let d = self.secrets.entry(key).or_default();
-        d.extend(data);
-        (200, secret_json(ns, name, d))
-    }
-}
-
-fn read_request(r: &mut impl BufRead) -> std::io::Result<HttpRequest> {
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let mut it = line.split_whitespace();
-    let (method, target) = (
-        it.next().unwrap_or_default().to_string(),
-        it.next().unwrap_or_default().to_string(),
-    );
-    let mut headers = HashMap::new();
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h)? == 0 || h.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let len: usize = headers
-        .get("content-length")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    Ok(HttpRequest {
-        method,
-        target,
-        headers,
-        body,
-    })
-}
-
-fn reason(code: u16) -> &'static str {
-    match code {
-        200 => "OK",
-        201 => "Created",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        415 => "Unsupported Media Type",
-        _ => "Unprocessable Entity",
-    }
-}
-
-/// One request per connection (answered with Connection: close; both clients cope).
-fn serve(
-    tcp: TcpStream,
-    cfg: Arc<rustls::ServerConfig>,
-    state: Arc<Mutex<ApiState>>,
-) -> std::io::Result<()> {
-    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let conn = rustls::ServerConnection::new(cfg).map_err(std::io::Error::other)?;
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    let req = read_request(&mut BufReader::new(&mut tls))?;
-    let (code, body) = {
-        let mut s = state.lock().unwrap();
-        let (code, body, who) = s.route(&req);
-        s.seen.push(Seen {
-            who,
-            method: req.method.clone(),
-            path: req.target.split('?').next().unwrap_or("").to_string(),
-            query: req
-                .target
-                .split_once('?')
-                .map(|x| x.1)
-                .unwrap_or("")
-                .to_string(),
-            content_type: req.headers.get("content-type").cloned().unwrap_or_default(),
-            body: String::from_utf8_lossy(&req.body).into_owned(),
-            status: code,
-        });
-        (code, body.to_string())
-    };
-    write!(
-        tls,
-        "HTTP/1.1 {code} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        reason(code),
-        body.len()
-    )?;
-    tls.conn.send_close_notify();
-    tls.flush()
-}
-
-/// Stand-in for the Kubernetes API server: HTTPS on 127.0.0.1 with a certificate of the test
-/// CA (which both the script and OpenBao trust as their service-account ca.crt).
-struct StandInApi {
-    port: u16,
-    state: Arc<Mutex<ApiState>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl StandInApi {
-    fn start(pki: &Pki, state: ApiState) -> StandInApi {
-        let (cert, key) = pki.issue("kube-apiserver");
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let key = PrivateKeyDer::from_pem_file(&key).unwrap();
-        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-        let cfg = Arc::new(cfg);
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(state));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (st, sp) = (state.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if sp.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(tcp) = conn else { continue };
-                let (cfg, st) = (cfg.clone(), st.clone());
-                std::thread::spawn(move || {
-                    let _ = serve(tcp, cfg, st);
-                });
-            }
-        });
-        StandInApi { port, state, stop }
-    }
-
-    fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&mut ApiState) -> T) -> T {
-        f(&mut self.state.lock().unwrap())
-    }
-
-    fn seen_len(&self) -> usize {
-        self.with(|s| s.seen.len())
-    }
-
-    fn seen_since(&self, n: usize) -> Vec<Seen> {
-        self.with(|s| s.seen[n..].to_vec())
-    }
-}
-
-impl Drop for StandInApi {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        writer: out["app_vault_writer"].clone(),
     }
 }
 
@@ -900,13 +253,6 @@ async fn app_secret(
         }
         Err(vaultrs::error::ClientError::APIError { code: 404, .. }) => None,
         Err(e) => panic!("{e:?}"),
-    }
-}
-
-fn code(e: &vaultrs::error::ClientError) -> u16 {
-    match e {
-        vaultrs::error::ClientError::APIError { code, .. } => *code,
-        other => panic!("not an API error: {other:?}"),
     }
 }
 

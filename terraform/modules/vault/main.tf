@@ -327,15 +327,15 @@ locals {
   snapshot_name   = "vault-snapshot"
   snapshot_script = <<-SH
     set -eu
-    jwt="$(cat /var/run/secrets/vault-snapshot/token)"
-    ${local.env_prefix}TOKEN="$(${local.cli} write -field=token auth/kubernetes/login role=${local.snapshot_name} jwt="$jwt")"
+    # jwt=@file: the token is read by the CLI, never on a command line
+    ${local.env_prefix}TOKEN="$(${local.cli} write -field=token auth/kubernetes/login role=${local.snapshot_name} jwt=@/var/run/secrets/vault-snapshot/token)"
     export ${local.env_prefix}TOKEN
     out="/backups/raft-$(date -u +%Y%m%dT%H%M%SZ).snap"
     ${local.cli} operator raft snapshot save "$out.partial"
     mv "$out.partial" "$out"
     echo "raft snapshot: wrote $out ($(stat -c %s "$out") bytes)"
     find /backups -maxdepth 1 -type f \( -name 'raft-*.snap' -o -name 'raft-*.snap.partial' \) \
-      -mmin +${var.backup_retention_days * 1440} -print -delete
+      -mmin +${var.backup_retention_days * 1440} -print -exec rm -f {} +
   SH
 
   snapshot_labels = merge(local.labels, { "app.kubernetes.io/name" = local.snapshot_name })

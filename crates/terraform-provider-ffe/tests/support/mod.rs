@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ffe_lab::lab::{Lab, LabSpec};
+use ffe_lab::standin::StandinRecord;
 /// stdout + stderr with whitespace runs collapsed (Terraform wraps diagnostics).
 pub use ffe_lab::terraform::text;
-use ffe_lab::standin::StandinRecord;
 
 pub const CLUSTER: &str = "lab";
 
