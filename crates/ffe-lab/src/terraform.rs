@@ -121,13 +121,14 @@ pub fn text(out: &Output) -> String {
 }
 
 /// The outputs of a pure rendering module (no providers, no resources: variables in, text out)
-/// for `inputs`, through real Terraform: a root module in a temporary directory calls it, is
-/// applied with local state, and `terraform output -json` is returned as `{name: value}`.
+/// for `arguments` (HCL `name = value` lines, as a module block takes them), through real
+/// Terraform: a root module in a temporary directory calls it and is applied with local state;
+/// returns every output of the module as `{name: value}` (sensitive ones included).
 /// The module is referenced by a relative path: Terraform then uses it in place (an absolute
 /// path would be copied into `.terraform/modules`, breaking the module's own `../` references).
 pub fn render_module(
     module_dir: &Path,
-    inputs: &serde_json::Value,
+    arguments: &str,
 ) -> Result<serde_json::Value, TerraformError> {
     let io = |what: String| move |source| TerraformError::Io { what, source };
     let module = module_dir
@@ -139,20 +140,14 @@ pub fn render_module(
         .canonicalize()
         .map_err(io("temporary directory".into()))?;
     let up = "../".repeat(root_path.components().count().saturating_sub(1));
-    let relative = format!(
+    let source = format!(
         "{up}{}",
         module.strip_prefix("/").unwrap_or(&module).display()
     );
-    let mut call = serde_json::json!({ "source": relative });
-    if let (Some(call), Some(inputs)) = (call.as_object_mut(), inputs.as_object()) {
-        call.extend(inputs.clone());
-    }
-    let config = serde_json::json!({
-        "module": { "m": call },
-        "output": { "o": { "value": "${module.m}" } },
-    });
-    std::fs::write(root_path.join("main.tf.json"), config.to_string())
-        .map_err(io("write main.tf.json".into()))?;
+    let main = format!(
+        "module \"m\" {{\n  source = \"{source}\"\n{arguments}\n}}\n\noutput \"m\" {{\n  value     = module.m\n  sensitive = true\n}}\n"
+    );
+    std::fs::write(root_path.join("main.tf"), main).map_err(io("write main.tf".into()))?;
     let step = |args: &[&str]| -> Result<Output, TerraformError> {
         let out = command(&root_path)
             .args(args)
@@ -170,7 +165,7 @@ pub fn render_module(
     };
     step(&["init", "-input=false", "-no-color"])?;
     step(&["apply", "-auto-approve", "-input=false", "-no-color"])?;
-    let out = step(&["output", "-json", "o"])?;
+    let out = step(&["output", "-json", "m"])?;
     serde_json::from_slice(&out.stdout).map_err(|e| TerraformError::Render {
         step: "output".into(),
         module: module.display().to_string(),

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -21,21 +21,20 @@ fn repo() -> PathBuf {
 /// modules/vault rendered for OpenBao (the pins of terraform/environments/ha), with a 1-second
 /// check interval.
 fn render() -> Value {
-    let inputs = json!({
-        "distribution": "openbao",
-        "chart_version": "0.29.2",
-        "chart_repo": "https://openbao.github.io/openbao-helm",
-        "image_tag": "2.6.2",
-        "namespace": "vault",
-        "cert_manager_namespace": "cert-manager",
-        "member_ips": ["10.210.9.10", "10.210.9.11", "10.210.9.12"],
-        "loadbalancer_annotation": "kube-vip.io/loadbalancerIPs",
-        "data_storage_class": "ffe-fast-retain",
-        "backup_storage_class": "ffe-backup",
-        "backup_retention_days": 7,
-        "tls_reload_check_seconds": 1,
-    });
-    ffe_lab::terraform::render_module(&repo().join("terraform/modules/vault"), &inputs)
+    let arguments = r#"
+  distribution            = "openbao"
+  chart_version           = "0.29.2"
+  chart_repo              = "https://openbao.github.io/openbao-helm"
+  image_tag               = "2.6.2"
+  namespace               = "vault"
+  cert_manager_namespace  = "cert-manager"
+  member_ips              = ["10.210.9.10", "10.210.9.11", "10.210.9.12"]
+  loadbalancer_annotation = "kube-vip.io/loadbalancerIPs"
+  data_storage_class      = "ffe-fast-retain"
+  backup_storage_class    = "ffe-backup"
+  backup_retention_days   = 7
+  tls_reload_check_seconds = 1"#;
+    ffe_lab::terraform::render_module(&repo().join("terraform/modules/vault"), arguments)
         .unwrap_or_else(|e| panic!("{e}"))
 }
 

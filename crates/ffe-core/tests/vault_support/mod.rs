@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -359,39 +359,6 @@ audit "file" "file" {{
 // ---------------------------------------------------------------------------------------------
 // Rendering a Terraform module
 
-/// `to` relative to `from` (both absolute, canonical).
-fn relative(from: &Path, to: &Path) -> PathBuf {
-    let f: Vec<Component> = from.components().collect();
-    let t: Vec<Component> = to.components().collect();
-    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
-    let mut p = PathBuf::new();
-    for _ in common..f.len() {
-        p.push("..");
-    }
-    for c in &t[common..] {
-        p.push(c.as_os_str());
-    }
-    p
-}
-
-fn terraform(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("/usr/local/bin/terraform")
-        .current_dir(dir)
-        .args(args)
-        .env("TF_CLI_CONFIG_FILE", "/dev/null")
-        .env("TF_IN_AUTOMATION", "1")
-        .env_remove("TF_PLUGIN_CACHE_DIR")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "terraform {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// All outputs of terraform/modules/<module> applied with `inputs` (HCL assignments, one per
 /// line, as a module block takes them): `terraform output -json` of the module, as one object
 /// (output name -> value; sensitive outputs included). Pure rendering modules only: init
@@ -399,26 +366,8 @@ fn terraform(dir: &Path, args: &[&str]) -> String {
 pub fn module_outputs(module: &str, inputs: &str) -> Value {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../terraform/modules")
-        .join(module)
-        .canonicalize()
-        .unwrap();
-    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let root = tmp.path().canonicalize().unwrap();
-    // A "../" source is used in place; an absolute one would be copied into .terraform/modules,
-    // where the module's ../../../upstream files are missing.
-    let source = relative(&root, &dir);
-    let main = format!(
-        "module \"m\" {{\n  source = \"{source}\"\n{inputs}\n}}\n\noutput \"m\" {{\n  value     = module.m\n  sensitive = true\n}}\n",
-        source = source.display()
-    );
-    std::fs::write(root.join("main.tf"), main).unwrap();
-    terraform(&root, &["init", "-input=false", "-no-color"]);
-    terraform(
-        &root,
-        &["apply", "-auto-approve", "-input=false", "-no-color"],
-    );
-    let out: Value = serde_json::from_str(&terraform(&root, &["output", "-json"])).unwrap();
-    out["m"]["value"].clone()
+        .join(module);
+    ffe_lab::terraform::render_module(&dir, inputs).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The documents of a multi-document YAML string.
