@@ -557,6 +557,30 @@ async fn with_vault_the_job_patches_the_app_secret_and_copies_only_the_ca() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), 403, "{e:?}");
+    // ... and of the secret's metadata it may patch custom_metadata only, not its settings
+    let metadata_patch = |flag: &str| {
+        Command::new(vault_support::bao())
+            .args([
+                "kv",
+                "metadata",
+                "patch",
+                &format!("-mount={KV_MOUNT}"),
+                flag,
+                KV_PATH,
+            ])
+            .env("BAO_ADDR", &c.servers[0].address)
+            .env("BAO_CACERT", &ca)
+            .env("BAO_TOKEN", &job_login.client_token)
+            .output()
+            .unwrap()
+    };
+    let out = metadata_patch("-max-versions=1");
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+        "the job's token changed max_versions: {out:?}"
+    );
+    let out = metadata_patch("-custom-metadata=probe=1");
+    assert!(out.status.success(), "{out:?}");
     let e = vaultrs::auth::kubernetes::login(&root, "kubernetes", role, &app_jwt)
         .await
         .unwrap_err();

@@ -162,7 +162,8 @@ struct Pod(Child);
 
 impl Drop for Pod {
     fn drop(&mut self) {
-        // killing the namespace's first process ends every process in it
+        // unshare --kill-child passes this on to the namespace's first process, whose death ends
+        // every process in the namespace
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -227,6 +228,13 @@ fn a_renewed_certificate_is_served_once_the_sidecar_signals_the_server() {
     )
     .unwrap();
     let bao = ffe_lab::vault::bao_binary().unwrap();
+    // An operator's CLI in the pod (`kubectl exec vault-0 -- bao login`, waiting at its prompt)
+    // has the server's process name: a script named like the server binary, started first so it
+    // has the lower PID. The sidecar must signal the server, not it.
+    let decoy = tmp.path().join("cli").join(bao.file_name().unwrap());
+    std::fs::create_dir_all(decoy.parent().unwrap()).unwrap();
+    std::fs::write(&decoy, "#!/bin/sh\nwhile :; do sleep 1; done\n").unwrap();
+    std::fs::set_permissions(&decoy, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let (server_log, sidecar_log) = (
         tmp.path().join("server.log"),
         tmp.path().join("sidecar.log"),
@@ -240,10 +248,13 @@ fn a_renewed_certificate_is_served_once_the_sidecar_signals_the_server() {
     };
     let _pod = Pod(
         Command::new("unshare")
-            .args(["--pid", "--fork", "--mount-proc", "/bin/sh", "-c"])
-            .arg(r#""$BAO" server -config="$CONFIG" >"$SERVER_LOG" 2>&1 & exec /bin/sh -c "$SIDECAR" >"$SIDECAR_LOG" 2>&1"#)
+            // --kill-child: when this process dies (Pod::drop), the namespace's first process is
+            // killed, and with it every process of the namespace: nothing outlives the test
+            .args(["--pid", "--fork", "--kill-child", "--mount-proc", "/bin/sh", "-c"])
+            .arg(r#""$DECOY" >/dev/null 2>&1 & "$BAO" server -config="$CONFIG" >"$SERVER_LOG" 2>&1 & exec /bin/sh -c "$SIDECAR" >"$SIDECAR_LOG" 2>&1"#)
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
+            .env("DECOY", &decoy)
             .env("BAO", &bao)
             .env("CONFIG", &config)
             .env("SERVER_LOG", &server_log)
@@ -252,6 +263,9 @@ fn a_renewed_certificate_is_served_once_the_sidecar_signals_the_server() {
             .env("TLS_DIR", &tls)
             .env("SERVER_COMMAND", env["SERVER_COMMAND"])
             .env("CHECK_SECONDS", env["CHECK_SECONDS"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );

@@ -759,7 +759,7 @@ fn unknown_vault_server_config_keys_are_reported() {
             &found,
             "unknown key bogus_join in storage \"raft\" retry_join",
         );
-        // two retry_join blocks, one report per key and section
+        // two retry_join blocks: one report for each block holding the key
         assert_eq!(
             found.iter().filter(|p| p.contains("bogus_join")).count(),
             2,

@@ -1151,7 +1151,7 @@ fn secrets_come_from_vault_and_the_database_is_pgbouncer() {
     // Vault over HTTPS, verified against the CA from the vault-ca Secret (mounted at /vault/tls).
     assert_eq!(
         annotations["vault.hashicorp.com/service"],
-        "https://vault.vault.svc:8200"
+        "https://vault-active.vault.svc:8200"
     );
     assert_eq!(annotations["vault.hashicorp.com/tls-secret"], "vault-ca");
     assert_eq!(

@@ -66,7 +66,7 @@ locals {
     "vault.enabled"        = true
     "vault.role"           = "ffe-backend"
     "vault.secretPath"     = local.vault_app_secret_api_path
-    "vault.address"        = module.vault[0].address
+    "vault.address"        = module.vault[0].active_address
     "database.usernameKey" = local.vault_app_secret.username_key
     "database.passwordKey" = local.vault_app_secret.password_key
     } : {

@@ -78,8 +78,8 @@ output "pgbouncer_endpoint" {
 }
 
 output "vault_address" {
-  description = "In-cluster address of the Vault API (Service vault: every member, standbys forward to the active one); its certificate chains to Secret vault/vault-ca (ca.crt). null without the Vault layer."
-  value       = local.vault_enabled ? module.vault[0].address : null
+  description = "In-cluster address that always reaches the active Vault member (Service vault-active; Service vault also routes to sealed members, which answer 503); its certificate chains to Secret vault/vault-ca (ca.crt). null without the Vault layer."
+  value       = local.vault_enabled ? module.vault[0].active_address : null
 }
 
 output "vault_member_addresses" {

@@ -43,7 +43,7 @@ module "postgres" {
   app_namespace = module.namespaces.names["ffe"]
   app_ca_secret = "ffe-db-ca" # values-production.yaml database.caSecret.name
   app_vault = local.vault_enabled ? merge(local.vault_app_secret, {
-    address   = module.vault[0].address
+    address   = module.vault[0].active_address
     ca_secret = module.vault[0].ca_secret.name # the same name in every ca_namespaces
     role      = "ffe-db-credentials"
   }) : null

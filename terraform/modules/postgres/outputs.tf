@@ -64,9 +64,13 @@ output "app_vault_writer" {
       path "${var.app_vault.kv_mount}/data/${var.app_vault.secret_path}" {
         capabilities = ["create", "patch"]
       }
-      # What it last wrote (custom metadata: a digest and a version number), to skip unchanged writes.
+      # What it last wrote (custom metadata: a digest and a version number), to skip unchanged
+      # writes; it may not change the secret's other settings (max_versions, cas_required, ...).
       path "${var.app_vault.kv_mount}/metadata/${var.app_vault.secret_path}" {
         capabilities = ["read", "patch"]
+        allowed_parameters = {
+          "custom_metadata" = []
+        }
       }
     HCL
   }

@@ -291,16 +291,20 @@ locals {
 
   # ---- TLS reload --------------------------------------------------------------------------------
   # Every CHECK_SECONDS: when tls.crt/tls.key under TLS_DIR differ from what the server was last
-  # signalled for, SIGHUP to the process named SERVER_COMMAND (found through /proc: the pod shares
-  # one process namespace; same user as the server, so no capability is needed). POSIX sh, cat and
-  # cksum only (what any server image has). The first check only records the state: the server
-  # read those files at its start.
+  # signalled for, SIGHUP to the server: the process named SERVER_COMMAND whose arguments hold
+  # "server" (found through /proc: the pod shares one process namespace; same user as the server,
+  # so no capability is needed). An operator's CLI in the pod (`kubectl exec ... vault login`) has
+  # the same name and must not be the one signalled. POSIX sh, cat, tr and cksum only. The first
+  # check only records the state: the server read those files at its start.
   tls_reload_script = <<-SH
     set -u
     state() { cat "$TLS_DIR/tls.crt" "$TLS_DIR/tls.key" 2>/dev/null | cksum; }
     server() {
       for p in /proc/[0-9]*; do
-        [ "$(cat "$p/comm" 2>/dev/null)" = "$SERVER_COMMAND" ] && { echo "$${p#/proc/}"; return 0; }
+        [ "$(cat "$p/comm" 2>/dev/null)" = "$SERVER_COMMAND" ] || continue
+        case " $(tr '\0' ' ' < "$p/cmdline" 2>/dev/null) " in
+          *" server "*) echo "$${p#/proc/}"; return 0 ;;
+        esac
       done
       return 1
     }

@@ -23,9 +23,9 @@ output "member_addresses" {
   value       = local.member_addresses
 }
 
-output "address" {
-  description = "In-cluster address of the API: the chart's `vault` Service (all members; standbys forward to the active one)."
-  value       = "https://${local.release}.${local.svc}:8200"
+output "active_address" {
+  description = "In-cluster address that reaches the active member only (the chart's `<release>-active` Service, selected by the label the active member sets through service_registration \"kubernetes\"). For clients: the `vault` Service also routes to sealed members (the charts publish not-ready addresses, and sealed members count as ready here so they can be unsealed), whose answer is 503."
+  value       = "https://${local.active_service}.${local.svc}:8200"
 }
 
 output "wait_for" {

@@ -455,7 +455,7 @@ pub async fn unseal_sealed(
 /// How to unseal by hand when the shares are PGP-encrypted.
 pub fn pgp_unseal_hint(sealed: &[String]) -> String {
     format!(
-        "the unseal keys are PGP-encrypted, so Terraform cannot unseal {}. Each key holder decrypts a share (`terraform output -json vault_unseal_keys | jq -r '.[N]' | base64 -d | gpg -dq`) and runs `bao operator unseal -address=<member> <share>` until the threshold is reached; the next apply then shows no sealed members",
+        "the unseal keys are PGP-encrypted, so Terraform cannot unseal {}. Each key holder decrypts their share (`terraform output -json vault_unseal_keys | jq -r '.[N]' | base64 -d | gpg -dq`, N from 0) and pastes it at the prompt of `kubectl -n vault exec -it <member pod> -- vault operator unseal` (OpenBao: `bao`) on every sealed member, until the threshold is reached (docs/vault.md, \"PGP-encrypted unseal keys\"); the next apply then shows no sealed members",
         sealed.join(", ")
     )
 }

@@ -41,7 +41,7 @@ pub enum VaultError {
     InitialisedOutside { address: String, keys_file: String },
     #[error("keys_file {path}: {message}")]
     KeysFile { path: String, message: String },
-    #[error("{address}: still sealed after {secs} s (last: {last}); check its log (a follower must reach the active member to join the Raft cluster), then apply again or unseal it by hand with `bao operator unseal`")]
+    #[error("{address}: still sealed after {secs} s (last: {last}); check its log (a follower must reach the active member to join the Raft cluster), then apply again or unseal it by hand with `vault operator unseal` (OpenBao: `bao`; docs/vault.md)")]
     StillSealed {
         address: String,
         secs: u64,

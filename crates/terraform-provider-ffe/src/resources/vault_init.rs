@@ -394,7 +394,7 @@ impl Resource for VaultInitResource {
 
     async fn plan_update<'a>(
         &self,
-        _diags: &mut Diagnostics,
+        diags: &mut Diagnostics,
         prior: Self::State<'a>,
         proposed: Self::State<'a>,
         _config: Self::State<'a>,
@@ -403,6 +403,18 @@ impl Resource for VaultInitResource {
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
         let mut s = proposed;
         s.fill_defaults();
+        // The shares were split (and encrypted, or not) once, at initialisation: whether Terraform
+        // can unseal follows from that, so pgp_keys cannot change afterwards.
+        if s.pgp() != prior.pgp() {
+            diags.root_error(
+                "pgp_keys cannot change after Vault is initialised",
+                format!(
+                    "The unseal key shares in the state are {}: they were split when Vault was first initialised and changing pgp_keys does not re-split them. Set pgp_keys (vault_unseal_pgp_keys) back to its earlier value. To change who holds the shares, re-key Vault by hand (`vault operator rekey`, docs/vault.md).",
+                    if prior.pgp().is_some() { "PGP-encrypted" } else { "plain" }
+                ),
+            );
+            return None;
+        }
         // Sealed members at the last read: planning [] shows the unseal in the plan.
         if !list(&prior.sealed_members).is_empty() {
             s.sealed_members = to_list(Vec::new());
@@ -624,6 +636,51 @@ mod tests {
         s.ca_cert_pem = Value::Unknown;
         s.ca_secret = Value::Null;
         assert_eq!(errors(s).await, vec![]);
+    }
+
+    #[tokio::test]
+    async fn pgp_keys_cannot_change_after_initialisation() {
+        let mut prior = base();
+        prior.fill_defaults();
+        for (before, after) in [
+            (None, Some(vec!["mQENBGs=".to_string()])),
+            (Some(vec!["mQENBGs=".to_string()]), None),
+        ] {
+            let mut p = prior.clone();
+            p.pgp_keys = before.map(to_list).unwrap_or(Value::Null);
+            let mut proposed = p.clone();
+            proposed.pgp_keys = after.map(to_list).unwrap_or(Value::Null);
+            let mut d = Diagnostics::default();
+            let planned = res()
+                .plan_update(
+                    &mut d,
+                    p.clone(),
+                    proposed,
+                    p.clone(),
+                    ValueEmpty::default(),
+                    ValueEmpty::default(),
+                )
+                .await;
+            assert!(planned.is_none());
+            let text = format!("{d:?}");
+            assert!(
+                text.contains("pgp_keys cannot change after Vault is initialised"),
+                "{text}"
+            );
+        }
+        // unchanged: planned
+        let mut d = Diagnostics::default();
+        assert!(res()
+            .plan_update(
+                &mut d,
+                prior.clone(),
+                prior.clone(),
+                prior,
+                ValueEmpty::default(),
+                ValueEmpty::default()
+            )
+            .await
+            .is_some());
     }
 
     #[tokio::test]

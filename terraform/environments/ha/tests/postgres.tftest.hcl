@@ -313,7 +313,7 @@ run "no_password_in_plan" {
       length(regexall("path \"secret/data/production/app\" \\{\\s*capabilities = \\[\"create\", \"patch\"\\]", ffe_vault_config.this[0].policies["ffe-db-credentials"])) == 1 &&
       length(regexall("path \"secret/metadata/production/app\" \\{\\s*capabilities = \\[\"read\", \"patch\"\\]", ffe_vault_config.this[0].policies["ffe-db-credentials"])) == 1 &&
       length(regexall("path ", ffe_vault_config.this[0].policies["ffe-db-credentials"])) == 2 &&
-      strcontains(ffe_manifests.postgres[0].manifests["credentials-sync.yaml"], "https://vault.vault.svc:8200") &&
+      strcontains(ffe_manifests.postgres[0].manifests["credentials-sync.yaml"], "https://vault-active.vault.svc:8200") &&
       one([for d in split("---\n", ffe_manifests.postgres[0].manifests["credentials-sync.yaml"]) : yamldecode(d).spec.jobTemplate.spec.template.spec.volumes[0].secret.secretName if yamldecode(d).kind == "CronJob"]) == "vault-ca" &&
       contains([for d in split("---\n", ffe_manifests.vault[0].manifests["vault-tls.yaml"]) : "${yamldecode(d).metadata.namespace}/${yamldecode(d).spec.secretName}" if yamldecode(d).kind == "Certificate"], "ffe-data/vault-ca")
     )

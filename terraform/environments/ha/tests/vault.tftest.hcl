@@ -344,7 +344,7 @@ run "seed_example_three_members" {
     error_message = "roles ffe-backend (ffe/ffe-backend reads secret/data/production/app) and vault-snapshot (vault/vault-snapshot reads the Raft snapshot)"
   }
   assert {
-    condition     = output.vault_address == "https://vault.vault.svc:8200" && jsonencode(output.vault_member_addresses) == jsonencode(["https://10.0.4.10:8200", "https://10.0.4.11:8200", "https://10.0.4.12:8200"])
+    condition     = output.vault_address == "https://vault-active.vault.svc:8200" && jsonencode(output.vault_member_addresses) == jsonencode(["https://10.0.4.10:8200", "https://10.0.4.11:8200", "https://10.0.4.12:8200"])
     error_message = "outputs vault_address / vault_member_addresses"
   }
   assert {
