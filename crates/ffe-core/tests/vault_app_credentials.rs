@@ -32,12 +32,10 @@ mod vault_support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use ffe_core::vault::config::{self, ConfigSpec, RoleSpec};
-use ffe_core::vault::init::{init_or_adopt, InitSpec};
 use serde_json::{json, Value};
 use vault_support::{
     code, grants, module_outputs, yaml_docs, ApiState, Cluster, Grant, Minter, Pki, Sa, Seen,
@@ -300,21 +298,8 @@ const PG_CA: &str =
 
 #[tokio::test]
 async fn with_vault_the_job_patches_the_app_secret_and_copies_only_the_ca() {
-    let c = Cluster::new(1);
+    let (c, root_token) = Cluster::initialised().await;
     let members = c.members();
-    let init = init_or_adopt(
-        &members,
-        &InitSpec {
-            shares: 1,
-            threshold: 1,
-            pgp_keys: None,
-            keys_file: c.keys_file(),
-            wait_timeout: Duration::from_secs(60),
-        },
-        &|| {},
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
 
     let r = render(Some(&c.servers[0].address));
     let w = &r.writer;
@@ -401,10 +386,10 @@ async fn with_vault_the_job_patches_the_app_secret_and_copies_only_the_ca() {
             },
         ],
     };
-    config::create(&members, &init.root_token, &spec)
+    config::create(&members, &root_token, &spec)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
-    let root = members[0].client(&init.root_token).unwrap();
+    let root = members[0].client(&root_token).unwrap();
     // The CA of the test PKI is both the pod's service-account CA (it signed the stand-in's
     // certificate) and Vault's CA (it signed bao's).
     let ca = c.pki.dir.join("ca.crt");

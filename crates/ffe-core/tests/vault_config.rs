@@ -3,10 +3,8 @@
 mod vault_support;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use ffe_core::vault::config::{self, ConfigSpec, RoleSpec};
-use ffe_core::vault::init::{init_or_adopt, InitSpec};
 use vault_support::Cluster;
 
 fn spec() -> ConfigSpec {
@@ -31,28 +29,15 @@ fn spec() -> ConfigSpec {
 
 #[tokio::test]
 async fn apply_twice_is_a_noop_and_a_drifted_policy_is_detected() {
-    let c = Cluster::new(1);
+    let (c, root_token) = Cluster::initialised().await;
     let members = c.members();
-    let init = init_or_adopt(
-        &members,
-        &InitSpec {
-            shares: 1,
-            threshold: 1,
-            pgp_keys: None,
-            keys_file: c.keys_file(),
-            wait_timeout: Duration::from_secs(60),
-        },
-        &|| {},
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
     let s = spec();
 
     // first apply: everything written, the rest done with the new token
-    let (tf_token, writes) = config::create(&members, &init.root_token, &s)
+    let (tf_token, writes) = config::create(&members, &root_token, &s)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
-    assert_ne!(tf_token, init.root_token);
+    assert_ne!(tf_token, root_token);
     for w in [
         "policy ffe-terraform",
         "mount secret/",
@@ -83,7 +68,7 @@ async fn apply_twice_is_a_noop_and_a_drifted_policy_is_detected() {
     assert!(vaultrs::token::new(&tf, None).await.is_err());
 
     // drift: someone edits the policy and the role behind Terraform's back
-    let root = members[0].client(&init.root_token).unwrap();
+    let root = members[0].client(&root_token).unwrap();
     vaultrs::sys::policy::set(
         &root,
         "ffe-backend",
@@ -146,8 +131,8 @@ async fn apply_twice_is_a_noop_and_a_drifted_policy_is_detected() {
         .unwrap()
         .to_string();
     assert!(err.contains("every token was refused"), "{err}");
-    let again = config::connect(&members, &[&tf_token, &init.root_token])
+    let again = config::connect(&members, &[&tf_token, &root_token])
         .await
         .unwrap();
-    assert_eq!(again.token, init.root_token);
+    assert_eq!(again.token, root_token);
 }

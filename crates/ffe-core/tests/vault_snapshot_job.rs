@@ -27,7 +27,6 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use ffe_core::vault::config::{self, ConfigSpec, RoleSpec};
-use ffe_core::vault::init::{init_or_adopt, InitSpec};
 use serde_json::{json, Value};
 use vault_support::{
     bao, code, grants, module_outputs, yaml_docs, ApiState, Cluster, Minter, Sa, StandInApi,
@@ -367,22 +366,8 @@ async fn the_snapshot_job_saves_a_restorable_snapshot_and_keeps_retention() {
         Path::new("/run"),
         "this test needs /var/run -> /run"
     );
-    let c = Cluster::new(1);
+    let (c, root_token) = Cluster::initialised().await;
     let members = c.members();
-    let init = init_or_adopt(
-        &members,
-        &InitSpec {
-            shares: 1,
-            threshold: 1,
-            pgp_keys: None,
-            keys_file: c.keys_file(),
-            wait_timeout: Duration::from_secs(60),
-        },
-        &|| {},
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
-    let root_token = init.root_token.clone();
 
     let job = render();
     assert!(

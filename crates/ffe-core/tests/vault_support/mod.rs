@@ -274,6 +274,26 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// A one-member cluster initialised with one unseal key (the project's own init code) and
+    /// unsealed: for tests about what comes after the initialisation. Returns its root token.
+    pub async fn initialised() -> (Cluster, String) {
+        let c = Cluster::new(1);
+        let init = ffe_core::vault::init::init_or_adopt(
+            &c.members(),
+            &ffe_core::vault::init::InitSpec {
+                shares: 1,
+                threshold: 1,
+                pgp_keys: None,
+                keys_file: c.keys_file(),
+                wait_timeout: Duration::from_secs(60),
+            },
+            &|| {},
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+        (c, init.root_token)
+    }
+
     pub fn new(n: usize) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
         let pki = Pki::new(&tmp.path().join("pki"));
