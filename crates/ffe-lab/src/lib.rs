@@ -62,6 +62,7 @@
 //! without which the stand-in refuses to change files). Reported version: [`STANDIN_VERSION`].
 
 pub mod lab;
+pub mod pki;
 pub mod standin;
 pub mod terraform;
 pub mod vault;

@@ -38,83 +38,6 @@ fn render() -> Value {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and two server certificates for 127.0.0.1 (`a`, `b`): `<name>.crt`, `<name>.key`.
-fn pki(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=tls-reload test CA",
-        ],
-    );
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    for name in ["a", "b"] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &format!("/CN=server {name}"),
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &format!("{name}.crt"),
-                "-days",
-                "2",
-                "-extfile",
-                "ext.cnf",
-            ],
-        );
-    }
-}
-
 /// What the kubelet does when a Secret volume changes: the new files appear at once (rename).
 fn install(pki: &Path, tls: &Path, name: &str) {
     for (from, to) in [("crt", "tls.crt"), ("key", "tls.key")] {
@@ -124,7 +47,18 @@ fn install(pki: &Path, tls: &Path, name: &str) {
     }
 }
 
-/// The subject CN of the certificate 127.0.0.1:`port` serves.
+/// SHA-256 fingerprint of a PEM certificate (`openssl x509 -fingerprint`), from `pem`.
+fn fingerprint(pem: impl Into<Stdio>) -> Option<String> {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256"])
+        .stdin(pem)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !text.is_empty()).then_some(text)
+}
+
+/// The fingerprint of the certificate 127.0.0.1:`port` serves.
 fn served(port: u16) -> Option<String> {
     let mut s_client = Command::new("openssl")
         .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
@@ -133,16 +67,14 @@ fn served(port: u16) -> Option<String> {
         .stderr(Stdio::null())
         .spawn()
         .ok()?;
-    let out = Command::new("openssl")
-        .args(["x509", "-noout", "-subject"])
-        .stdin(s_client.stdout.take()?)
-        .output()
-        .ok()?;
+    let fp = fingerprint(s_client.stdout.take()?);
     let _ = s_client.wait();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.split("CN")
-        .nth(1)
-        .map(|s| s.trim_start_matches([' ', '=']).trim().to_string())
+    fp
+}
+
+/// The fingerprint of certificate file `path`.
+fn of_file(path: &Path) -> String {
+    fingerprint(std::fs::File::open(path).unwrap()).unwrap()
 }
 
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool, log: &dyn Fn() -> String) {
@@ -211,7 +143,11 @@ fn a_renewed_certificate_is_served_once_the_sidecar_signals_the_server() {
     let (pki_dir, tls) = (tmp.path().join("pki"), tmp.path().join("tls"));
     std::fs::create_dir_all(&pki_dir).unwrap();
     std::fs::create_dir_all(&tls).unwrap();
-    pki(&pki_dir);
+    let ca = ffe_lab::pki::TestCa::new(&pki_dir).unwrap();
+    let (cert_a, _) = ca.issue("a").unwrap();
+    let (cert_b, _) = ca.issue("b").unwrap();
+    let (a, b) = (of_file(&cert_a), of_file(&cert_b));
+    assert_ne!(a, b);
     install(&pki_dir, &tls, "a");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -276,7 +212,7 @@ fn a_renewed_certificate_is_served_once_the_sidecar_signals_the_server() {
     wait_for(
         "the server serves certificate a",
         Duration::from_secs(30),
-        || served(port).as_deref() == Some("server a"),
+        || served(port).as_ref() == Some(&a),
         &log,
     );
 
@@ -290,7 +226,7 @@ fn a_renewed_certificate_is_served_once_the_sidecar_signals_the_server() {
     wait_for(
         "the renewed certificate b served",
         Duration::from_secs(20),
-        || served(port).as_deref() == Some("server b"),
+        || served(port).as_ref() == Some(&b),
         &log,
     );
     let text = log();

@@ -49,147 +49,29 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and a server certificate for IP 127.0.0.1 signed by it.
+/// A CA and a server certificate (`server.crt`, `server.key`) for IP 127.0.0.1 signed by it
+/// (ffe_lab::pki).
 pub struct Pki {
     pub dir: PathBuf,
     pub ca_pem: String,
+    ca: ffe_lab::pki::TestCa,
 }
 
 impl Pki {
     pub fn new(dir: &Path) -> Pki {
-        std::fs::create_dir_all(dir).unwrap();
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=ffe test vault CA",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=127.0.0.1",
-            ],
-        );
-        std::fs::write(
-            dir.join("ext.cnf"),
-            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
-        )
-        .unwrap();
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "server.crt",
-                "-days",
-                "2",
-                "-extfile",
-                "ext.cnf",
-            ],
-        );
-        let ca_pem = std::fs::read_to_string(dir.join("ca.crt")).unwrap();
+        let ca = ffe_lab::pki::TestCa::new(dir).unwrap_or_else(|e| panic!("{e}"));
+        ca.issue("server").unwrap_or_else(|e| panic!("{e}"));
         Pki {
-            dir: dir.to_path_buf(),
-            ca_pem,
+            dir: ca.dir.clone(),
+            ca_pem: ca.ca_pem.clone(),
+            ca,
         }
     }
 
     /// Another server certificate for IP 127.0.0.1 signed by this CA (for a second TLS
-    /// server the same clients trust): (<name>.crt, <name>.key, PKCS#8) in `dir`.
+    /// server the same clients trust): (<name>.crt, <name>.key) in `dir`.
     pub fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
-        let (key, csr, crt) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.crt"),
-        );
-        openssl(
-            &self.dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                "/CN=127.0.0.1",
-            ],
-        );
-        openssl(
-            &self.dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &crt,
-                "-days",
-                "2",
-                "-extfile",
-                "ext.cnf",
-            ],
-        );
-        (self.dir.join(crt), self.dir.join(key))
+        self.ca.issue(name).unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
