@@ -153,7 +153,8 @@ pub enum HostError {
     Facts { host: String, detail: String },
 }
 
-const FACTS_SCRIPT: &str = r#"
+/// Prints `key=value` lines [`parse_facts`] reads: OS, kernel, vCPUs, memory, root disk.
+pub const FACTS_SCRIPT: &str = r#"
 . /etc/os-release 2>/dev/null
 echo "os_id=${ID:-unknown}"
 echo "os_version=${VERSION_ID:-unknown}"

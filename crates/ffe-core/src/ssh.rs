@@ -53,6 +53,77 @@ impl Default for SshSettings {
     }
 }
 
+/// SSH settings as an operator writes them (the provider block, the CLI's inventory and flags),
+/// before validation. `None` takes the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SshOptions {
+    pub user: Option<String>,
+    pub port: Option<i64>,
+    pub private_key_path: Option<String>,
+    pub known_hosts_file: Option<String>,
+    pub insecure_ignore_host_keys: Option<bool>,
+    pub connect_timeout_seconds: Option<i64>,
+}
+
+/// A setting that cannot be used, named by its provider attribute (the tfvars variable of the
+/// same name in the `ha` environment).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SshSettingsError {
+    pub attribute: &'static str,
+    pub message: String,
+}
+
+/// `~/x` to `$HOME/x`; anything else unchanged.
+pub fn expand_home(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(p),
+    }
+}
+
+impl SshSettings {
+    /// Validated settings: the one path from operator input to [`SshSettings`], shared by the
+    /// provider and the CLI.
+    pub fn from_options(o: &SshOptions) -> Result<SshSettings, SshSettingsError> {
+        let d = SshSettings::default();
+        let port = o.port.unwrap_or(22);
+        let port = u16::try_from(port)
+            .ok()
+            .filter(|p| *p >= 1)
+            .ok_or_else(|| SshSettingsError {
+                attribute: "ssh_port",
+                message: format!("ssh_port {port} is not a TCP port: use 1-65535"),
+            })?;
+        let timeout = o.connect_timeout_seconds.unwrap_or(10);
+        if !(1..=300).contains(&timeout) {
+            return Err(SshSettingsError {
+                attribute: "ssh_connect_timeout_seconds",
+                message: "ssh_connect_timeout_seconds must be between 1 and 300".into(),
+            });
+        }
+        let path = |p: &Option<String>| p.as_deref().filter(|p| !p.is_empty()).map(expand_home);
+        Ok(SshSettings {
+            user: o.user.clone().filter(|u| !u.is_empty()).unwrap_or(d.user),
+            port,
+            private_key_path: path(&o.private_key_path),
+            known_hosts_file: path(&o.known_hosts_file),
+            insecure_ignore_host_keys: o.insecure_ignore_host_keys.unwrap_or(false),
+            connect_timeout: Duration::from_secs(timeout.unsigned_abs()),
+            command_timeout: d.command_timeout,
+        })
+    }
+
+    /// Why these settings are unsafe or cannot connect, when host keys are not pinned.
+    pub fn pinning_warning(&self) -> Option<&'static str> {
+        match (&self.known_hosts_file, self.insecure_ignore_host_keys) {
+            (Some(_), _) => None,
+            (None, true) => Some("ssh_insecure_ignore_host_keys = true: any host answering on a node's address is trusted, and a man-in-the-middle could capture the cluster token. Use only for throw-away labs; set ssh_known_hosts_file for anything real."),
+            (None, false) => Some("ssh_known_hosts_file is not set: planning works, but apply will refuse to connect to any node. Set ssh_known_hosts_file to a known_hosts file holding each node's verified host key."),
+        }
+    }
+}
+
 /// One node as SSH sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Target {
@@ -275,6 +346,23 @@ impl SshPool {
         cell.get_or_try_init(|| async { self.connect(t).await.map(Arc::new) })
             .await
             .cloned()
+    }
+
+    /// Close every open master connection (a short-lived process such as the CLI calls this
+    /// before it exits, so no `ssh` master lingers for the idle period).
+    pub async fn close_all(&self) {
+        let slots: Vec<SessionSlot> = self.sessions.lock().await.drain().map(|(_, v)| v).collect();
+        for slot in slots {
+            let session = Arc::try_unwrap(slot)
+                .ok()
+                .and_then(|cell| cell.into_inner())
+                .and_then(|s| Arc::try_unwrap(s).ok());
+            if let Some(session) = session {
+                if let Err(e) = session.close().await {
+                    tracing::debug!(error = %e, "closing an SSH master");
+                }
+            }
+        }
     }
 
     /// Forget a host's session (after it broke) so the next call reconnects.

@@ -1,17 +1,164 @@
-//! The ffe-ha operations CLI. Its subcommands (preflight, verify, drill, backup verify, status)
-//! arrive with the CLI issue; until then it only reports its version.
-use clap::Parser;
+//! The ffe-ha operations CLI: argument parsing and output only; the work is in ffe-ops.
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use ffe_ops::inventory::SshOverrides;
+use ffe_ops::{render, ExitCode, Inventory, InventoryError};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  every check passed (warnings allowed unless --strict)
+  1  at least one check failed
+  2  the command line could not be parsed
+  3  no usable inventory: no Terraform state in --tf-dir, no such directory, unreadable
+     --inventory file, or a bad SSH setting
+  4  nothing failed, but a check could not be evaluated (unreachable node, timeout)
+
+Output: a table on stdout (--output json for one JSON document); logs on stderr (RUST_LOG).
+No command prints a secret: the inventory holds none.";
+
+const PREFLIGHT_EXAMPLES: &str = "\
+Examples:
+  # from the environment directory, after `terraform apply` (or plan-only: see docs/operations.md)
+  cd terraform/environments/ha && ffe-ha preflight
+  # another directory, JSON for a pipeline, warnings fail
+  ffe-ha --tf-dir terraform/environments/ha preflight --output json --strict
+  # without Terraform: an inventory file in the ops_inventory schema
+  ffe-ha --inventory nodes.json preflight
+
+Checks: ssh.reachable ssh.sudo os.supported cpu.min memory.min ports.free backup.mount
+backup.shared clock.sync net.rtt disk.total (docs/operations.md explains each).";
 
 #[derive(Parser)]
 #[command(
     name = "ffe-ha",
     version,
-    about = "Operations CLI for the ffe-ha platform"
+    about = "Operations CLI for the ffe-ha platform: checks nodes over SSH exactly as the Terraform provider reaches them",
+    after_help = EXIT_CODES
 )]
-struct Cli {}
+struct Cli {
+    #[command(flatten)]
+    inventory: InventoryArgs,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table, global = true)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    println!("ffe-ha {}", env!("CARGO_PKG_VERSION"));
-    Ok(())
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+struct InventoryArgs {
+    /// Environment directory whose Terraform state holds output ops_inventory.
+    #[arg(long, value_name = "DIR", default_value = ".", global = true)]
+    tf_dir: PathBuf,
+    /// Inventory file (JSON or YAML, ops_inventory schema) instead of Terraform state.
+    #[arg(long, value_name = "FILE", global = true, conflicts_with = "tf_dir")]
+    inventory: Option<PathBuf>,
+    /// SSH user (overrides the inventory's).
+    #[arg(long, value_name = "USER", global = true)]
+    ssh_user: Option<String>,
+    /// SSH port (overrides the inventory's).
+    #[arg(long, value_name = "PORT", global = true)]
+    ssh_port: Option<i64>,
+    /// SSH private key (overrides the inventory's).
+    #[arg(long, value_name = "FILE", global = true)]
+    ssh_key: Option<String>,
+    /// known_hosts file pinning the nodes' host keys (overrides the inventory's).
+    #[arg(long, value_name = "FILE", global = true)]
+    known_hosts: Option<String>,
+    /// Seconds to wait for an SSH connection (1-300; overrides the inventory's).
+    #[arg(long, value_name = "SECONDS", global = true)]
+    connect_timeout: Option<i64>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check every node is ready for `terraform apply`: SSH, OS, vCPU/RAM/disk per role, free
+    /// ports, clock, round trips between nodes, and the backup mount (present, writable, the
+    /// same share everywhere). Read-only, except a marker file briefly written to the backup mount.
+    #[command(after_help = PREFLIGHT_EXAMPLES)]
+    Preflight {
+        /// Warnings fail too (exit 1).
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print a shell completion script (e.g. `ffe-ha completions bash > /etc/bash_completion.d/ffe-ha`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ffe-ha: {e:#}");
+            1
+        }
+    };
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    let strict = match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ffe-ha", &mut std::io::stdout());
+            return Ok(0);
+        }
+        Command::Preflight { strict } => strict,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let inventory = match runtime.block_on(load_inventory(&cli.inventory)) {
+        Ok(inv) => inv,
+        Err(e) => {
+            let code = ExitCode::Inventory.code();
+            if cli.output == Output::Json {
+                println!("{}", render::json_error("preflight", &e.to_string(), code));
+            }
+            eprintln!("ffe-ha: {e}");
+            return Ok(code);
+        }
+    };
+    if let Some(w) = inventory.ssh.pinning_warning() {
+        eprintln!("ffe-ha: warning: {w}");
+    }
+    let report = runtime.block_on(ffe_ops::preflight::run(&inventory, strict));
+    let text = match cli.output {
+        Output::Table => render::table(&report),
+        Output::Json => render::json(&report, &inventory.source) + "\n",
+    };
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(report.exit_code().code())
+}
+
+async fn load_inventory(a: &InventoryArgs) -> Result<Inventory, InventoryError> {
+    let overrides = SshOverrides {
+        user: a.ssh_user.clone(),
+        port: a.ssh_port,
+        private_key_path: a.ssh_key.clone(),
+        known_hosts_file: a.known_hosts.clone(),
+        connect_timeout_seconds: a.connect_timeout,
+    };
+    match &a.inventory {
+        Some(file) => Inventory::from_file(file, &overrides),
+        None => Inventory::from_terraform(&a.tf_dir, &overrides).await,
+    }
 }

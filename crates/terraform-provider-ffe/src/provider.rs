@@ -2,10 +2,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use ffe_core::ssh::{SshPool, SshSettings};
+use ffe_core::ssh::{SshOptions, SshPool, SshSettings};
 use serde::{Deserialize, Serialize};
 use tf_provider::schema::{
     AttributeConstraint::Optional, AttributeType, Block, Description, Schema,
@@ -18,7 +17,7 @@ use crate::resources::{
     vault_config::VaultConfigResource, vault_init::VaultInitResource,
 };
 use crate::schema::attr;
-use crate::values::{expand_home, opt_str, Num, Str};
+use crate::values::{opt_str, Num, Str};
 
 /// Shared by the provider and its resources; filled in by `configure`.
 #[derive(Default)]
@@ -54,40 +53,17 @@ pub struct ProviderConfig {
 
 impl ProviderConfig {
     fn settings(&self, diags: &mut Diagnostics) -> Option<SshSettings> {
-        let d = SshSettings::default();
-        let port = self.ssh_port.as_ref_option().copied().unwrap_or(22);
-        if !(1..=65535).contains(&port) {
-            diags.error_short(
-                format!("ssh_port {port} is not a TCP port: use 1-65535"),
-                AttributePath::new("ssh_port"),
-            );
-            return None;
-        }
-        let timeout = self
-            .ssh_connect_timeout_seconds
-            .as_ref_option()
-            .copied()
-            .unwrap_or(10);
-        if !(1..=300).contains(&timeout) {
-            diags.error_short(
-                "ssh_connect_timeout_seconds must be between 1 and 300",
-                AttributePath::new("ssh_connect_timeout_seconds"),
-            );
-            return None;
-        }
-        Some(SshSettings {
-            user: opt_str(&self.ssh_user).unwrap_or(d.user),
-            port: port as u16,
-            private_key_path: opt_str(&self.ssh_private_key_path).map(|p| expand_home(&p)),
-            known_hosts_file: opt_str(&self.ssh_known_hosts_file).map(|p| expand_home(&p)),
-            insecure_ignore_host_keys: self
-                .ssh_insecure_ignore_host_keys
-                .as_ref_option()
-                .copied()
-                .unwrap_or(false),
-            connect_timeout: Duration::from_secs(timeout as u64),
-            command_timeout: d.command_timeout,
-        })
+        let options = SshOptions {
+            user: opt_str(&self.ssh_user),
+            port: self.ssh_port.as_ref_option().copied(),
+            private_key_path: opt_str(&self.ssh_private_key_path),
+            known_hosts_file: opt_str(&self.ssh_known_hosts_file),
+            insecure_ignore_host_keys: self.ssh_insecure_ignore_host_keys.as_ref_option().copied(),
+            connect_timeout_seconds: self.ssh_connect_timeout_seconds.as_ref_option().copied(),
+        };
+        SshSettings::from_options(&options)
+            .map_err(|e| diags.error_short(e.message, AttributePath::new(e.attribute)))
+            .ok()
     }
 }
 
@@ -128,12 +104,7 @@ impl Provider for FfeProvider {
         config: Self::Config<'a>,
     ) -> Option<()> {
         let settings = config.settings(diags)?;
-        if settings.known_hosts_file.is_none() {
-            let detail = if settings.insecure_ignore_host_keys {
-                "ssh_insecure_ignore_host_keys = true: any host answering on a node's address is trusted, and a man-in-the-middle could capture the cluster token. Use only for throw-away labs; set ssh_known_hosts_file for anything real."
-            } else {
-                "ssh_known_hosts_file is not set: planning works, but apply will refuse to connect to any node. Set ssh_known_hosts_file to a known_hosts file holding each node's verified host key."
-            };
+        if let Some(detail) = settings.pinning_warning() {
             diags.root_warning("SSH host keys are not pinned", detail);
         }
         if let Ok(mut slot) = self.ctx.pool.write() {

@@ -61,9 +61,4 @@ pub fn list_unknown(v: &StrList) -> bool {
 }
 
 /// Expand a leading `~/` with `$HOME`.
-pub fn expand_home(p: &str) -> std::path::PathBuf {
-    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => std::path::PathBuf::from(home).join(rest),
-        _ => std::path::PathBuf::from(p),
-    }
-}
+pub use ffe_core::ssh::expand_home;

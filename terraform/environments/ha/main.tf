@@ -7,13 +7,17 @@
 provider "ffe" {
   ssh_user                      = var.ssh_user
   ssh_port                      = var.ssh_port
-  ssh_private_key_path          = var.ssh_private_key_path == null ? null : abspath(pathexpand(var.ssh_private_key_path))
-  ssh_known_hosts_file          = var.ssh_known_hosts_file == null ? null : abspath(pathexpand(var.ssh_known_hosts_file))
+  ssh_private_key_path          = local.ssh_private_key_path
+  ssh_known_hosts_file          = local.ssh_known_hosts_file
   ssh_insecure_ignore_host_keys = var.ssh_insecure_ignore_host_keys
   ssh_connect_timeout_seconds   = var.ssh_connect_timeout_seconds
 }
 
 locals {
+  # Absolute, so the provider and the ffe-ha CLI (output ops_inventory) read the same files.
+  ssh_private_key_path = var.ssh_private_key_path == null ? null : abspath(pathexpand(var.ssh_private_key_path))
+  ssh_known_hosts_file = var.ssh_known_hosts_file == null ? null : abspath(pathexpand(var.ssh_known_hosts_file))
+
   backup_mount      = trimsuffix(var.backup_nfs_mount, "/")
   etcd_snapshot_dir = "${local.backup_mount}/etcd-snapshots"
   # Absolute, so `terraform output -raw kubeconfig_path` works from any directory.

@@ -98,3 +98,32 @@ output "vault_root_token" {
   value       = local.vault_enabled ? ffe_vault_init.this[0].root_token : null
   sensitive   = true
 }
+
+# What the ffe-ha CLI reads (`ffe-ha preflight --tf-dir .`): how to reach each node and what to
+# check on it. No secret: the CLI never needs one of the sensitive outputs for these checks.
+output "ops_inventory" {
+  description = "Inventory for the ffe-ha operations CLI (schema 1, no secrets): SSH settings exactly as the provider uses them, every node with its role, the API and edge addresses, the backup mount and the network options that decide which ports a node needs."
+  value = {
+    schema       = 1
+    cluster_name = var.cluster_name
+    ssh = {
+      user                      = var.ssh_user
+      port                      = var.ssh_port
+      private_key_path          = local.ssh_private_key_path
+      known_hosts_file          = local.ssh_known_hosts_file
+      insecure_ignore_host_keys = var.ssh_insecure_ignore_host_keys
+      connect_timeout_seconds   = var.ssh_connect_timeout_seconds
+    }
+    nodes = concat(
+      [for h in ffe_host.master : { name = h.name, address = h.address, role = "server" }],
+      [for h in ffe_host.worker : { name = h.name, address = h.address, role = "agent" }],
+    )
+    api_vip         = var.api_vip
+    ingress_ip      = var.ingress_ip
+    kubeconfig_path = local.kubeconfig_path
+    backup_mount    = local.backup_mount
+    network = {
+      wireguard_enabled = var.calico_wireguard_enabled
+    }
+  }
+}

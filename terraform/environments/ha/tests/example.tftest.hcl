@@ -94,6 +94,22 @@ run "example_plans_six_hosts_and_the_cluster" {
     condition     = jsonencode(output.worker_ips) == jsonencode(["10.0.2.10", "10.0.2.11", "10.0.2.12"])
     error_message = "output worker_ips: ${jsonencode(output.worker_ips)}"
   }
+  # The CLI's inventory: known at plan, every node with its role, SSH as the provider gets it.
+  assert {
+    condition = jsonencode(output.ops_inventory.nodes) == jsonencode([
+      { name = "ffe-prod-master-0", address = "10.0.1.10", role = "server" },
+      { name = "ffe-prod-master-1", address = "10.0.1.11", role = "server" },
+      { name = "ffe-prod-master-2", address = "10.0.1.12", role = "server" },
+      { name = "ffe-prod-worker-0", address = "10.0.2.10", role = "agent" },
+      { name = "ffe-prod-worker-1", address = "10.0.2.11", role = "agent" },
+      { name = "ffe-prod-worker-2", address = "10.0.2.12", role = "agent" },
+    ])
+    error_message = "ops_inventory.nodes: ${jsonencode(output.ops_inventory.nodes)}"
+  }
+  assert {
+    condition     = output.ops_inventory.schema == 1 && output.ops_inventory.ssh.user == "root" && output.ops_inventory.ssh.port == 22 && output.ops_inventory.ssh.known_hosts_file == null && output.ops_inventory.backup_mount == "/mnt/backups" && output.ops_inventory.api_vip == "10.0.1.5" && output.ops_inventory.kubeconfig_path == output.kubeconfig_path
+    error_message = "ops_inventory: ${jsonencode(output.ops_inventory)}"
+  }
 }
 
 # The seed's block alone (our added section removed): plans too, and warns that the API has no VIP.

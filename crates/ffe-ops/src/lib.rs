@@ -1,0 +1,10 @@
+//! ffe-ops: what the `ffe-ha` CLI does, as a library. The inventory (from the environment's
+//! `ops_inventory` output or a file), checks with their evidence, and the commands built on them.
+
+pub mod check;
+pub mod inventory;
+pub mod preflight;
+pub mod render;
+
+pub use check::{Check, ExitCode, Report, Status};
+pub use inventory::{Inventory, InventoryError, Node, Role};

@@ -1,0 +1,135 @@
+//! How a report reaches the operator: a plain table (default) or JSON (`--output json`).
+//! stdout carries only the result; the CLI sends logs and warnings to stderr.
+
+use comfy_table::{presets::NOTHING, ContentArrangement, Table};
+use serde::Serialize;
+
+use crate::check::{Report, Status, Summary};
+use crate::inventory::InventorySource;
+
+/// Version of the JSON document's shape.
+pub const JSON_SCHEMA_VERSION: u32 = 1;
+
+pub fn table(report: &Report) -> String {
+    let mut t = Table::new();
+    t.load_preset(NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(vec!["CHECK", "NODE", "STATUS", "EVIDENCE"]);
+    for c in &report.checks {
+        t.add_row(vec![
+            c.id,
+            c.subject.as_str(),
+            c.status.label(),
+            c.evidence.as_str(),
+        ]);
+    }
+    let mut out = String::new();
+    for line in t.to_string().lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    let hints: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|c| c.status != Status::Pass)
+        .filter_map(|c| {
+            c.hint
+                .as_ref()
+                .map(|h| format!("  {} {} ({}): {h}", c.id, c.subject, c.status.label()))
+        })
+        .collect();
+    if !hints.is_empty() {
+        out.push_str("\nWhat to do:\n");
+        for h in hints {
+            out.push_str(&h);
+            out.push('\n');
+        }
+    }
+    let s = report.summary();
+    let code = report.exit_code();
+    out.push_str(&format!(
+        "\n{}: {} pass, {} warn, {} fail, {} error -> exit {}{}\n",
+        report.command,
+        s.pass,
+        s.warn,
+        s.fail,
+        s.error,
+        code.code(),
+        if report.strict {
+            " (--strict: warnings fail)"
+        } else {
+            ""
+        }
+    ));
+    out
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    schema_version: u32,
+    command: &'a str,
+    inventory: &'a InventorySource,
+    strict: bool,
+    checks: &'a [crate::check::Check],
+    summary: Summary,
+    exit_code: i32,
+}
+
+pub fn json(report: &Report, source: &InventorySource) -> String {
+    let doc = JsonReport {
+        schema_version: JSON_SCHEMA_VERSION,
+        command: report.command,
+        inventory: source,
+        strict: report.strict,
+        checks: &report.checks,
+        summary: report.summary(),
+        exit_code: report.exit_code().code(),
+    };
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// A command that could not run at all (no inventory): still one JSON document on stdout.
+pub fn json_error(command: &str, message: &str, exit_code: i32) -> String {
+    serde_json::json!({
+        "schema_version": JSON_SCHEMA_VERSION,
+        "command": command,
+        "error": message,
+        "exit_code": exit_code,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::Check;
+
+    #[test]
+    fn table_lists_rows_hints_and_the_exit_code() {
+        let r = Report {
+            command: "preflight",
+            checks: vec![
+                Check::new("cpu.min", "m0", Status::Fail, "2 vCPU < 4").hint("more vCPUs"),
+                Check::new("os.supported", "m0", Status::Pass, "ubuntu 24.04"),
+            ],
+            strict: false,
+        };
+        let t = table(&r);
+        assert!(t.contains("cpu.min"), "{t}");
+        assert!(t.contains("cpu.min m0 (fail): more vCPUs"), "{t}");
+        assert!(
+            t.contains("1 pass, 0 warn, 1 fail, 0 error -> exit 1"),
+            "{t}"
+        );
+        let j: serde_json::Value = serde_json::from_str(&json(
+            &r,
+            &InventorySource::File {
+                path: "i.json".into(),
+            },
+        ))
+        .unwrap();
+        assert_eq!(j["exit_code"], 1);
+        assert_eq!(j["checks"][0]["status"], "fail");
+        assert_eq!(j["inventory"]["kind"], "file");
+    }
+}
