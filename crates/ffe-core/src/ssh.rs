@@ -195,6 +195,14 @@ impl SshError {
     }
 }
 
+/// A host's clock against this machine's, in seconds: the true offset lies within
+/// `offset ± uncertainty` (half the round trip that bracketed the reading).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClockReading {
+    pub offset: f64,
+    pub uncertainty: f64,
+}
+
 /// Result of a remote command that is allowed to fail.
 #[derive(Debug, Clone)]
 pub struct RemoteOutput {
@@ -516,6 +524,148 @@ impl SshPool {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
+    }
+
+    /// Read how far the host's clock is from this machine's, then run `script` like
+    /// [`run_status_within`](Self::run_status_within) (as root, within `limit`). The remote shell
+    /// first answers `samples` clock requests on the open channel, so each bracket is one network
+    /// round trip, not the cost of starting a remote command; the tightest bracket is kept.
+    pub async fn run_with_clock(
+        &self,
+        t: &Target,
+        step: &str,
+        script: &str,
+        samples: usize,
+        limit: Duration,
+    ) -> Result<(ClockReading, RemoteOutput), SshError> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+        let broken = |reason: String| SshError::Broken {
+            host: t.to_string(),
+            step: step.to_string(),
+            reason,
+        };
+        let timed_out = || SshError::Timeout {
+            host: t.to_string(),
+            step: step.to_string(),
+            secs: limit.as_secs(),
+        };
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0)
+        };
+        let samples = samples.max(1);
+        let started = std::time::Instant::now();
+        let fut = async {
+            let session = self.session(t).await?;
+            let mut cmd = if self.settings.user == "root" {
+                session.command("timeout")
+            } else {
+                let mut c = session.command("sudo");
+                c.arg("-n").arg("timeout");
+                c
+            };
+            cmd.arg("-k")
+                .arg(REMOTE_KILL_GRACE_SECS.to_string())
+                .arg(limit.as_secs().max(1).to_string())
+                .arg("sh")
+                .arg("-c")
+                .arg(format!(
+                    "echo ready; i=0; while [ \"$i\" -lt {samples} ] && read -r _; do date +%s.%N; i=$((i+1)); done; exec sh -c \"$1\" script"
+                ))
+                .arg("clock")
+                .arg(script);
+            cmd.stdin(openssh::Stdio::piped())
+                .stdout(openssh::Stdio::piped())
+                .stderr(openssh::Stdio::piped());
+            let mut child = cmd.spawn().await.map_err(|e| broken(error_chain(&e)))?;
+            let (Some(mut input), Some(output), Some(mut errors)) = (
+                child.stdin().take(),
+                child.stdout().take(),
+                child.stderr().take(),
+            ) else {
+                return Err(broken("no stdin/stdout/stderr on the remote shell".into()));
+            };
+            let mut lines = BufReader::new(output);
+            let mut best: Option<ClockReading> = None;
+            let mut line = String::new();
+            let mut early_end = false;
+            if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                early_end = true;
+            }
+            for _ in 0..samples {
+                if early_end {
+                    break;
+                }
+                let before = now();
+                let sent = input.write_all(b"\n").await.and(input.flush().await);
+                line.clear();
+                let read = lines.read_line(&mut line).await;
+                let after = now();
+                if sent.is_err() || !matches!(read, Ok(n) if n > 0) {
+                    early_end = true;
+                    break;
+                }
+                if let Ok(remote) = line.trim().parse::<f64>() {
+                    let sample = ClockReading {
+                        offset: remote - (before + after) / 2.0,
+                        uncertainty: (after - before) / 2.0,
+                    };
+                    if best.is_none_or(|b| sample.uncertainty < b.uncertainty) {
+                        best = Some(sample);
+                    }
+                }
+            }
+            drop(input);
+            let mut stdout = String::new();
+            let mut stderr = String::new();
+            let (a, b) = tokio::join!(
+                lines.read_to_string(&mut stdout),
+                errors.read_to_string(&mut stderr)
+            );
+            a.and(b).map_err(|e| broken(e.to_string()))?;
+            let status = child.wait().await.map_err(|e| broken(error_chain(&e)))?;
+            let code = status.code().unwrap_or(-1);
+            if code == 255 {
+                if let Err(e) = session.check().await {
+                    self.forget(t).await;
+                    return Err(broken(error_chain(&e)));
+                }
+            }
+            Ok((
+                best,
+                RemoteOutput {
+                    code,
+                    stdout,
+                    stderr,
+                },
+                early_end,
+            ))
+        };
+        let grace = self.settings.connect_timeout + Duration::from_secs(REMOTE_KILL_GRACE_SECS + 5);
+        let (best, out, early_end) = tokio::time::timeout(limit + grace, fut)
+            .await
+            .map_err(|_| timed_out())??;
+        if (out.code == 124 || out.code == 137)
+            && started.elapsed() + Duration::from_secs(1) >= limit
+        {
+            return Err(timed_out());
+        }
+        match best {
+            Some(reading) => Ok((reading, out)),
+            // The shell never answered (sudo refused, no `date`): its exit and stderr say why.
+            None => Err(SshError::Failed {
+                host: t.to_string(),
+                step: step.to_string(),
+                code: out.code,
+                stderr: if early_end || out.stderr.trim().is_empty() {
+                    format!("no clock reading: {}", tail(out.stderr.trim(), 5))
+                } else {
+                    tail(out.stderr.trim(), 5)
+                },
+            }),
+        }
     }
 
     /// Run `script`; a non-zero exit is an error naming the host and the step.

@@ -12,20 +12,22 @@
 //! an `error` row naming the node instead of a run that never finishes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ffe_core::host::{parse_facts, HostFacts, FACTS_SCRIPT};
 use ffe_core::shell::quote;
-use ffe_core::ssh::{SshError, SshPool};
+use ffe_core::ssh::{ClockReading, SshError, SshPool};
 use futures::future::join_all;
 use rand::Rng;
 
 use crate::check::{Check, Report, Status};
 use crate::inventory::{Inventory, Node, Role};
 
-/// How long the batched probe may run on a node (pings take ≈ 0.4 s, an unanswered peer 1 s,
-/// a hung backup mount is cut at [`MOUNT_LIMIT_SECS`]).
+/// How long the batched probe may run on a node: pings take ≈ 0.2 s (root may ping every
+/// 0.1 s), an unanswered peer 1 s, a hung backup mount is cut at [`MOUNT_LIMIT_SECS`].
 const PROBE_LIMIT: Duration = Duration::from_secs(8);
+/// Clock requests answered by one remote shell; the tightest bracket is kept.
+const CLOCK_SAMPLES: usize = 3;
 /// Marker reads, clock reads, clean-up.
 const SHORT_LIMIT: Duration = Duration::from_secs(5);
 /// A backup-mount access that takes longer counts as a mount that does not answer.
@@ -197,6 +199,8 @@ pub struct NodeProbe {
     pub marker_rc: Option<i32>,
     pub pings: BTreeMap<String, PingResult>,
     pub ntp_synchronized: Option<String>,
+    /// The node's clock, read over the probe's channel before the probe ran.
+    pub clock: Option<ClockReading>,
 }
 
 fn probe_script(inv: &Inventory, node: &Node, run_id: &str) -> String {
@@ -219,7 +223,7 @@ timeout -k 1 {t} findmnt -n -o TARGET,SOURCE,FSTYPE --target "$mnt" 2>/dev/null 
 timeout -k 1 {t} sh -c 'printf %s "$2" > "$1"' marker "$mnt/.ffe-ha-preflight-{run_id}-{name}" {name} 2>/dev/null
 echo "marker_rc=$?"
 for p in {peers}; do
-  ( out=$(ping -n -q -c 3 -i 0.2 -W 1 "$p" 2>&1 | tr '\n' ' '); printf 'ping %s %s\n' "$p" "$out" ) &
+  ( out=$(ping -n -q -c 3 -i 0.1 -W 1 "$p" 2>&1 | tr '\n' ' '); printf 'ping %s %s\n' "$p" "$out" ) &
 done
 wait
 "#,
@@ -296,13 +300,6 @@ fn ssh_row(node: &Node, e: &SshError) -> Check {
     }
 }
 
-fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 /// One node's phase result: the probe, or the row that explains why there is none.
 type Phase1 = Result<NodeProbe, Check>;
 
@@ -312,10 +309,19 @@ async fn phase1(pool: &SshPool, inv: &Inventory, node: &Node, run_id: &str) -> P
     let limit = PROBE_LIMIT + inv.ssh.connect_timeout + Duration::from_secs(3);
     let ran = tokio::time::timeout(
         limit,
-        pool.run_status_within(&t, "preflight probe", &script, None, PROBE_LIMIT),
+        pool.run_with_clock(&t, "preflight probe", &script, CLOCK_SAMPLES, PROBE_LIMIT),
     )
     .await;
-    let out = match ran {
+    let sudo_row = |stderr: &str| {
+        Check::new(
+            "ssh.sudo",
+            &node.name,
+            Status::Fail,
+            format!("{} cannot run commands as root: {}", inv.ssh.user, stderr.trim()),
+        )
+        .hint("Give the SSH user passwordless sudo (NOPASSWD) on the node, or use ssh_user = \"root\"")
+    };
+    let (clock, out) = match ran {
         Err(_) => {
             return Err(Check::new(
                 "ssh.reachable",
@@ -325,18 +331,17 @@ async fn phase1(pool: &SshPool, inv: &Inventory, node: &Node, run_id: &str) -> P
             )
             .hint("Check that the host is up and sshd answers, then run preflight again"))
         }
+        Ok(Err(SshError::Failed { stderr, .. })) if stderr.contains("sudo") => {
+            return Err(sudo_row(&stderr))
+        }
         Ok(Err(e)) => return Err(ssh_row(node, &e)),
-        Ok(Ok(out)) => out,
+        Ok(Ok(done)) => done,
     };
     match parse_probe(&t.to_string(), &out.stdout) {
-        Some(p) => Ok(p),
-        None if out.stderr.contains("sudo") => Err(Check::new(
-            "ssh.sudo",
-            &node.name,
-            Status::Fail,
-            format!("{} cannot run commands as root: {}", inv.ssh.user, out.stderr.trim()),
-        )
-        .hint("Give the SSH user passwordless sudo (NOPASSWD) on the node, or use ssh_user = \"root\"")),
+        Some(mut p) => {
+            p.clock = Some(clock);
+            Ok(p)
+        }
         None => Err(Check::new(
             "ssh.reachable",
             &node.name,
@@ -350,22 +355,7 @@ async fn phase1(pool: &SshPool, inv: &Inventory, node: &Node, run_id: &str) -> P
     }
 }
 
-/// Offset of the node's clock from this machine's, and half the round trip that brackets it.
-async fn clock(pool: &SshPool, node: &Node) -> Result<(f64, f64), String> {
-    let before = now_secs();
-    let out = pool
-        .run_within(&node.target(), "read the clock", "date +%s.%N", SHORT_LIMIT)
-        .await
-        .map_err(|e| e.to_string())?;
-    let after = now_secs();
-    let remote: f64 = out
-        .trim()
-        .parse()
-        .map_err(|_| format!("`date +%s.%N` printed {:?}", out.trim()))?;
-    Ok((remote - (before + after) / 2.0, (after - before) / 2.0))
-}
-
-/// The names written into the markers of this run that the node sees on its backup mount.
+/// Which markers of this run the node sees on its backup mount (node names written in them).
 async fn seen_markers(
     pool: &SshPool,
     inv: &Inventory,
@@ -373,7 +363,7 @@ async fn seen_markers(
     run_id: &str,
 ) -> Result<BTreeSet<String>, String> {
     let script = format!(
-        "timeout -k 1 {t} sh -c 'for f in \"$1\"/.ffe-ha-preflight-{run_id}-*; do [ -f \"$f\" ] && printf \"seen %s\\n\" \"$(cat \"$f\")\"; done; true' seen {mnt}",
+        "timeout -k 1 {t} sh -c 'for f in \"$1\"/.ffe-ha-preflight-{run_id}-*; do [ -f \"$f\" ] && printf \"seen %s\\n\" \"$(cat \"$f\")\"; done; true' seen {mnt}; echo \"seen_rc=$?\"",
         t = MOUNT_LIMIT_SECS,
         mnt = quote(&inv.backup_mount),
     );
@@ -381,34 +371,79 @@ async fn seen_markers(
         .run_within(&node.target(), "read backup markers", &script, SHORT_LIMIT)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(out
-        .lines()
-        .filter_map(|l| l.strip_prefix("seen "))
-        .map(str::to_string)
-        .collect())
+    match out.lines().find_map(|l| l.strip_prefix("seen_rc=")) {
+        Some("0") => Ok(out
+            .lines()
+            .filter_map(|l| l.strip_prefix("seen "))
+            .map(str::to_string)
+            .collect()),
+        rc => Err(format!(
+            "reading {} did not finish within {MOUNT_LIMIT_SECS} s (exit {})",
+            inv.backup_mount,
+            rc.unwrap_or("?")
+        )),
+    }
 }
 
-async fn remove_marker(pool: &SshPool, inv: &Inventory, node: &Node, run_id: &str) {
-    let script = format!(
-        "timeout -k 1 {t} rm -f {path}",
-        t = MOUNT_LIMIT_SECS,
-        path = quote(&format!(
-            "{}/.ffe-ha-preflight-{run_id}-{}",
-            inv.backup_mount, node.name
-        )),
-    );
-    if let Err(e) = pool
-        .run_status_within(
-            &node.target(),
-            "remove backup marker",
-            &script,
-            None,
-            SHORT_LIMIT,
-        )
-        .await
-    {
-        tracing::warn!(node = %node.name, error = %e, "could not remove the preflight marker");
+/// Remove this run's markers: on one node that sees every writer's marker with one glob, and on
+/// each writer it does not see (a different share) that writer's own.
+async fn remove_markers(
+    pool: &SshPool,
+    inv: &Inventory,
+    live: &[(&Node, &NodeProbe)],
+    seen: &[Result<BTreeSet<String>, String>],
+    writers: &BTreeSet<String>,
+    run_id: &str,
+) {
+    let sweeper = live.iter().zip(seen).find_map(|((n, _), seen)| {
+        seen.as_ref()
+            .ok()
+            .filter(|seen| writers.is_subset(seen))
+            .map(|_| *n)
+    });
+    let mut jobs: Vec<(&Node, String)> = Vec::new();
+    match sweeper {
+        Some(n) => jobs.push((n, format!(".ffe-ha-preflight-{run_id}-*"))),
+        None => jobs.extend(
+            live.iter()
+                .filter(|(n, _)| writers.contains(&n.name))
+                .map(|(n, _)| (*n, format!(".ffe-ha-preflight-{run_id}-{}", n.name))),
+        ),
     }
+    if let Some(n) = sweeper {
+        let seen_by_sweeper = live
+            .iter()
+            .zip(seen)
+            .find(|((m, _), _)| m.name == n.name)
+            .and_then(|(_, seen)| seen.as_ref().ok());
+        for (m, _) in live {
+            if writers.contains(&m.name) && seen_by_sweeper.is_some_and(|s| !s.contains(&m.name)) {
+                jobs.push((m, format!(".ffe-ha-preflight-{run_id}-{}", m.name)));
+            }
+        }
+    }
+    join_all(jobs.into_iter().map(|(node, pattern)| async move {
+        // The glob is expanded on the node; the mount path is quoted, the pattern is ours.
+        let script = format!(
+            "cd {mnt} && timeout -k 1 {t} sh -c 'rm -f -- $1' rm {pattern}",
+            mnt = quote(&inv.backup_mount),
+            t = MOUNT_LIMIT_SECS,
+            pattern = quote(&pattern),
+        );
+        if let Err(e) = pool
+            .run_status_within(
+                &node.target(),
+                "remove backup markers",
+                &script,
+                None,
+                SHORT_LIMIT,
+            )
+            .await
+        {
+            tracing::warn!(node = %node.name, error = %e, "could not remove the preflight markers");
+        }
+    }))
+    .await;
 }
 
 fn hardware_rows(inv: &Inventory, node: &Node, f: &HostFacts) -> Vec<Check> {
@@ -628,13 +663,16 @@ fn rtt_row(inv: &Inventory, node: &Node, p: &NodeProbe, reachable: &BTreeSet<&st
 fn clock_row(
     inv: &Inventory,
     node: &Node,
-    measured: &Result<(f64, f64), String>,
+    measured: Option<ClockReading>,
     ntp: Option<&str>,
 ) -> Check {
     let max_s = inv.requirements.max_clock_skew_ms / 1000.0;
     match measured {
-        Err(e) => Check::new("clock.sync", &node.name, Status::Error, e.clone()),
-        Ok((offset, half_rtt)) => {
+        None => Check::new("clock.sync", &node.name, Status::Error, "no clock reading"),
+        Some(ClockReading {
+            offset,
+            uncertainty: half_rtt,
+        }) => {
             let ntp_note = match ntp {
                 Some("yes") => ", NTP synchronised",
                 Some("no") => ", NTP NOT synchronised",
@@ -649,6 +687,14 @@ fn clock_row(
                     format!("{evidence}; limit {max_s} s"),
                 )
                 .hint("Run NTP (chrony or systemd-timesyncd) on every node and on this machine")
+            } else if offset.abs() + half_rtt > max_s {
+                Check::new(
+                    "clock.sync",
+                    &node.name,
+                    Status::Warn,
+                    format!("{evidence}; may exceed the limit of {max_s} s"),
+                )
+                .hint("The SSH round trip was too slow to tell: run preflight again, and check NTP on the node")
             } else if ntp == Some("no") {
                 Check::new("clock.sync", &node.name, Status::Warn, evidence)
                     .hint("Enable NTP on the node (timedatectl set-ntp true, or chrony)")
@@ -710,8 +756,10 @@ pub async fn run(inv: &Inventory, strict: bool) -> Report {
 
 async fn run_with(pool: &SshPool, inv: &Inventory, strict: bool) -> Report {
     let run_id: String = format!("{:016x}", rand::thread_rng().gen::<u64>());
+    let started = std::time::Instant::now();
     let probes: Vec<Phase1> =
         join_all(inv.nodes.iter().map(|n| phase1(pool, inv, n, &run_id))).await;
+    tracing::debug!(elapsed = ?started.elapsed(), "preflight: probes done");
     let reachable: BTreeSet<&str> = inv
         .nodes
         .iter()
@@ -725,23 +773,19 @@ async fn run_with(pool: &SshPool, inv: &Inventory, strict: bool) -> Report {
         .zip(&probes)
         .filter_map(|(n, p)| p.as_ref().ok().map(|p| (n, p)))
         .collect();
-    let clocks = join_all(live.iter().map(|(n, _)| clock(pool, n))).await;
-    let seen = join_all(
+    let seen: Vec<Result<BTreeSet<String>, String>> = join_all(
         live.iter()
             .map(|(n, _)| seen_markers(pool, inv, n, &run_id)),
     )
     .await;
-    join_all(
-        live.iter()
-            .filter(|(_, p)| p.marker_rc == Some(0))
-            .map(|(n, _)| remove_marker(pool, inv, n, &run_id)),
-    )
-    .await;
+    tracing::debug!(elapsed = ?started.elapsed(), "preflight: markers read");
     let writers: BTreeSet<String> = live
         .iter()
         .filter(|(_, p)| p.marker_rc == Some(0))
         .map(|(n, _)| n.name.clone())
         .collect();
+    remove_markers(pool, inv, &live, &seen, &writers, &run_id).await;
+    tracing::debug!(elapsed = ?started.elapsed(), "preflight: markers removed");
 
     let mut checks = Vec::new();
     let mut live_i = 0;
@@ -782,12 +826,7 @@ async fn run_with(pool: &SshPool, inv: &Inventory, strict: bool) -> Report {
         checks.push(ports_row(inv, node, p));
         checks.push(mount_row(inv, node, p));
         checks.push(shared_row(inv, node, &seen[live_i], &writers));
-        checks.push(clock_row(
-            inv,
-            node,
-            &clocks[live_i],
-            p.ntp_synchronized.as_deref(),
-        ));
+        checks.push(clock_row(inv, node, p.clock, p.ntp_synchronized.as_deref()));
         checks.push(rtt_row(inv, node, p, &reachable));
         live_i += 1;
     }
