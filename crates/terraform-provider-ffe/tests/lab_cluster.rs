@@ -19,6 +19,64 @@ fn config_of(env: &Env, host: &str) -> serde_yaml_ng::Value {
     serde_yaml_ng::from_str(rec.config_yaml.as_deref().unwrap()).unwrap()
 }
 
+/// `ffe-ha preflight --tf-dir` on the applied environment: the CLI finds the nodes through the
+/// real `terraform output -json ops_inventory` and reaches them with the provider's SSH settings
+/// (the lab's key and pinned known_hosts). The seed's minimums stay in force, so on a machine
+/// with fewer than 4 vCPUs the masters fail cpu.min: only hardware rows may fail.
+fn preflight_reads_the_applied_environment(env: &Env) {
+    let exe = std::env::current_exe().unwrap();
+    let ffe_ha = exe.parent().unwrap().parent().unwrap().join("ffe-ha");
+    let out = std::process::Command::new(&ffe_ha)
+        .arg("--tf-dir")
+        .arg(env.env_dir())
+        .args(["preflight", "--output", "json"])
+        .env("TF_CLI_CONFIG_FILE", "/dev/null")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (cargo build --workspace --bins first)",
+                ffe_ha.display()
+            )
+        });
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(doc["inventory"]["kind"], "terraform", "{doc:#}");
+    let checks = doc["checks"].as_array().unwrap();
+    let reached: BTreeSet<&str> = checks
+        .iter()
+        .filter(|c| c["id"] == "ssh.reachable" && c["status"] == "pass")
+        .map(|c| c["subject"].as_str().unwrap())
+        .collect();
+    let expected: BTreeSet<String> = (0..3).map(master).chain((0..3).map(worker)).collect();
+    assert_eq!(
+        reached,
+        expected.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        "{doc:#}"
+    );
+    for c in checks {
+        if c["status"] == "fail" || c["status"] == "error" {
+            assert!(
+                ["cpu.min", "memory.min", "disk.total"].contains(&c["id"].as_str().unwrap()),
+                "unexpected failure: {c}"
+            );
+            assert!(
+                c["evidence"]
+                    .as_str()
+                    .unwrap()
+                    .contains("seed prerequisites"),
+                "{c}"
+            );
+        }
+    }
+    let code = out.status.code().unwrap();
+    assert!(code == 0 || code == 1, "exit {code}: {doc:#}");
+}
+
 #[test]
 fn lifecycle_apply_reapply_scale_destroy() {
     let env = Env::new(3, 5);
@@ -96,6 +154,7 @@ fn lifecycle_apply_reapply_scale_destroy() {
         assert_eq!(t, agent_token, "worker {i}");
         assert!(!t.contains(server_secret));
     }
+    preflight_reads_the_applied_environment(&env);
     // The stand-in's datastore holds 3 etcd members and 6 ready nodes.
     let cluster = env.lab.standin_cluster().unwrap().expect("cluster formed");
     assert_eq!(cluster.etcd_members.len(), 3);
