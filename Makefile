@@ -23,12 +23,13 @@ KUBERNETES_MINOR ?=
 TEST_TARGETS :=
 include $(sort $(wildcard mk/*.mk))
 
-.PHONY: help tools deps build provider-install plan test
+.PHONY: help tools deps build provider-install cli plan test
 help:
 	@echo "make plan   build + install the provider (cargo fetches crates from crates.io on the first build),"
 	@echo "            terraform init (offline), plan terraform.tfvars.example alone (your terraform.tfvars is left out)"
 	@echo "make test   install test dependencies (make deps, as root), then run every test: $(TEST_TARGETS)"
 	@echo "make tools  operator tools only: Helm and kubectl for the cluster's Kubernetes minor into tools/bin (no root)"
+	@echo "make cli    the ffe-ha operations CLI into tools/bin (docs/operations.md)"
 
 # Operator tools (no root, no apt): Helm + kubectl matching the cluster's Kubernetes minor.
 tools:
@@ -47,6 +48,10 @@ provider-install: build
 	dir=$(PLUGIN_BASE)/$$platform; \
 	mkdir -p "$$dir" && install -m 0755 target/debug/terraform-provider-ffe "$$dir/terraform-provider-ffe_v$(PROVIDER_VERSION)" \
 	  && echo "provider-install: $${dir#$(ROOT)/}/terraform-provider-ffe_v$(PROVIDER_VERSION)"
+
+# The operations CLI next to the operator tools (tools/bin, on the PATH the runbook exports).
+cli: build
+	install -D -m 0755 target/debug/ffe-ha $(TOOLS)/bin/ffe-ha && echo "cli: tools/bin/ffe-ha"
 
 # The example alone, in a scratch copy without auto-loaded *.tfvars (scripts/plan-example.sh).
 plan: provider-install

@@ -20,8 +20,10 @@ No command prints a secret: the inventory holds none.";
 
 const PREFLIGHT_EXAMPLES: &str = "\
 Examples:
-  # from the environment directory, after `terraform apply` (or plan-only: see docs/operations.md)
-  cd terraform/environments/ha && ffe-ha preflight
+  # before the first apply: the saved plan of the environment knows the nodes
+  cd terraform/environments/ha && terraform plan -out=tfplan && ffe-ha --tf-plan tfplan preflight
+  # after apply, from the environment directory (reads output ops_inventory of the state)
+  ffe-ha preflight
   # another directory, JSON for a pipeline, warnings fail
   ffe-ha --tf-dir terraform/environments/ha preflight --output json --strict
   # without Terraform: an inventory file in the ops_inventory schema
@@ -58,8 +60,16 @@ struct InventoryArgs {
     /// Environment directory whose Terraform state holds output ops_inventory.
     #[arg(long, value_name = "DIR", default_value = ".", global = true)]
     tf_dir: PathBuf,
-    /// Inventory file (JSON or YAML, ops_inventory schema) instead of Terraform state.
-    #[arg(long, value_name = "FILE", global = true, conflicts_with = "tf_dir")]
+    /// Saved plan of --tf-dir (`terraform plan -out=FILE`): the inventory before the first apply.
+    #[arg(long, value_name = "FILE", global = true)]
+    tf_plan: Option<PathBuf>,
+    /// Inventory file (JSON or YAML, ops_inventory schema) instead of Terraform.
+    #[arg(
+        long,
+        value_name = "FILE",
+        global = true,
+        conflicts_with_all = ["tf_dir", "tf_plan"]
+    )]
     inventory: Option<PathBuf>,
     /// SSH user (overrides the inventory's).
     #[arg(long, value_name = "USER", global = true)]
@@ -157,8 +167,9 @@ async fn load_inventory(a: &InventoryArgs) -> Result<Inventory, InventoryError> 
         known_hosts_file: a.known_hosts.clone(),
         connect_timeout_seconds: a.connect_timeout,
     };
-    match &a.inventory {
-        Some(file) => Inventory::from_file(file, &overrides),
-        None => Inventory::from_terraform(&a.tf_dir, &overrides).await,
+    match (&a.inventory, &a.tf_plan) {
+        (Some(file), _) => Inventory::from_file(file, &overrides),
+        (None, Some(plan)) => Inventory::from_plan(&a.tf_dir, plan, &overrides).await,
+        (None, None) => Inventory::from_terraform(&a.tf_dir, &overrides).await,
     }
 }

@@ -197,6 +197,13 @@ fn healthy_lab_passes_and_each_broken_prerequisite_is_named() {
         assert!(r.iter().all(|r| r.1 == "pass"), "{id}: {r:?}");
     }
     assert_eq!(rows(&doc, "disk.total")[0].1, "pass");
+    for c in doc["checks"].as_array().unwrap() {
+        let id = c["id"].as_str().unwrap();
+        assert!(
+            ffe_ops::preflight::CHECK_IDS.contains(&id),
+            "{id} is not in CHECK_IDS (docs)"
+        );
+    }
     assert!(rows(&doc, "backup.shared")[0].2.contains("all 6 nodes"));
     assert!(rows(&doc, "cpu.min")[0]
         .2

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 /// The only schema this release reads.
 pub const SCHEMA: u32 = 1;
-/// How long `terraform output` may take (it reads the state, no network for a local backend).
-const TERRAFORM_OUTPUT_LIMIT: Duration = Duration::from_secs(60);
+/// How long `terraform output`/`show` may take (they read the state or a plan file).
+const TERRAFORM_LIMIT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
@@ -25,9 +25,11 @@ pub enum InventoryError {
     NoState { dir: String },
     #[error("terraform could not be run ({reason}): install Terraform, or pass --inventory FILE")]
     NoTerraform { reason: String },
-    #[error("`terraform output -json ops_inventory` in {dir} failed: {stderr}")]
+    #[error("terraform in {dir} failed: {stderr}")]
     Terraform { dir: String, stderr: String },
-    #[error("`terraform output` in {dir} did not finish within {secs} s (a locked or remote state backend?)")]
+    #[error(
+        "terraform in {dir} did not finish within {secs} s (a locked or remote state backend?)"
+    )]
     TerraformTimeout { dir: String, secs: u64 },
     #[error("inventory file {path}: {reason}")]
     File { path: String, reason: String },
@@ -183,6 +185,7 @@ pub struct InventoryDoc {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum InventorySource {
     Terraform { dir: String },
+    Plan { file: String },
     File { path: String },
 }
 
@@ -190,9 +193,32 @@ impl std::fmt::Display for InventorySource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             InventorySource::Terraform { dir } => write!(f, "terraform output of {dir}"),
+            InventorySource::Plan { file } => write!(f, "terraform plan {file}"),
             InventorySource::File { path } => write!(f, "{path}"),
         }
     }
+}
+
+/// Run `terraform -chdir=dir ARGS` (bounded; stdin closed, so it can never prompt).
+async fn terraform(dir: &Path, args: &[&str]) -> Result<std::process::Output, InventoryError> {
+    let shown = dir.display().to_string();
+    if !dir.is_dir() {
+        return Err(InventoryError::NoDir { dir: shown });
+    }
+    let mut cmd = tokio::process::Command::new("terraform");
+    cmd.arg(format!("-chdir={}", dir.display()))
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    tokio::time::timeout(TERRAFORM_LIMIT, cmd.output())
+        .await
+        .map_err(|_| InventoryError::TerraformTimeout {
+            dir: shown,
+            secs: TERRAFORM_LIMIT.as_secs(),
+        })?
+        .map_err(|e| InventoryError::NoTerraform {
+            reason: e.to_string(),
+        })
 }
 
 /// Command-line SSH overrides (flags win over the inventory).
@@ -228,23 +254,7 @@ impl Inventory {
         overrides: &SshOverrides,
     ) -> Result<Inventory, InventoryError> {
         let shown = dir.display().to_string();
-        if !dir.is_dir() {
-            return Err(InventoryError::NoDir { dir: shown });
-        }
-        let mut cmd = tokio::process::Command::new("terraform");
-        cmd.arg(format!("-chdir={}", dir.display()))
-            .args(["output", "-no-color", "-json", "ops_inventory"])
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        let out = tokio::time::timeout(TERRAFORM_OUTPUT_LIMIT, cmd.output())
-            .await
-            .map_err(|_| InventoryError::TerraformTimeout {
-                dir: shown.clone(),
-                secs: TERRAFORM_OUTPUT_LIMIT.as_secs(),
-            })?
-            .map_err(|e| InventoryError::NoTerraform {
-                reason: e.to_string(),
-            })?;
+        let out = terraform(dir, &["output", "-no-color", "-json", "ops_inventory"]).await?;
         if !out.status.success() {
             let stderr = collapse(&String::from_utf8_lossy(&out.stderr));
             if stderr.contains("Output \"ops_inventory\" not found") {
@@ -258,6 +268,56 @@ impl Inventory {
                 reason: e.to_string(),
             })?;
         Self::validate(doc, InventorySource::Terraform { dir: shown }, overrides)
+    }
+
+    /// Read `ops_inventory` from a saved plan (`terraform plan -out=FILE` in `dir`): before the
+    /// first apply there is no state, but the plan already knows every value of the inventory.
+    /// Only that output is kept from `terraform show -json`.
+    pub async fn from_plan(
+        dir: &Path,
+        plan: &Path,
+        overrides: &SshOverrides,
+    ) -> Result<Inventory, InventoryError> {
+        let shown = plan.display().to_string();
+        // `terraform -chdir` resolves the plan path from `dir`; the operator wrote it from here.
+        let plan_abs = std::path::absolute(plan).map_err(|e| InventoryError::File {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        if !plan_abs.is_file() {
+            return Err(InventoryError::File {
+                path: shown,
+                reason: "no such plan file: run `terraform plan -out=tfplan` in the environment directory first".into(),
+            });
+        }
+        let plan_arg = plan_abs.display().to_string();
+        let out = terraform(dir, &["show", "-no-color", "-json", &plan_arg]).await?;
+        if !out.status.success() {
+            return Err(InventoryError::Terraform {
+                dir: dir.display().to_string(),
+                stderr: collapse(&String::from_utf8_lossy(&out.stderr)),
+            });
+        }
+        let source = InventorySource::Plan {
+            file: shown.clone(),
+        };
+        let invalid = |reason: String| InventoryError::Invalid {
+            source_name: source.to_string(),
+            reason,
+        };
+        let mut plan: serde_json::Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| invalid(e.to_string()))?;
+        let value = plan
+            .pointer_mut("/planned_values/outputs/ops_inventory/value")
+            .map(serde_json::Value::take)
+            .filter(|v| !v.is_null())
+            .ok_or_else(|| {
+                invalid("the plan has no known ops_inventory output: plan again with this release's environment".into())
+            })?;
+        drop(plan);
+        let doc: InventoryDoc =
+            serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
+        Self::validate(doc, source, overrides)
     }
 
     /// Read an inventory file (JSON or YAML, the `ops_inventory` schema).

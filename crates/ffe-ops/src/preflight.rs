@@ -23,6 +23,21 @@ use rand::Rng;
 use crate::check::{Check, Report, Status};
 use crate::inventory::{Inventory, Node, Role};
 
+/// Every check id preflight emits (docs/operations.md has a row for each).
+pub const CHECK_IDS: &[&str] = &[
+    "ssh.reachable",
+    "ssh.sudo",
+    "os.supported",
+    "cpu.min",
+    "memory.min",
+    "ports.free",
+    "backup.mount",
+    "backup.shared",
+    "clock.sync",
+    "net.rtt",
+    "disk.total",
+];
+
 /// How long the batched probe may run on a node: pings take ≈ 0.2 s (root may ping every
 /// 0.1 s), an unanswered peer 1 s, a hung backup mount is cut at [`MOUNT_LIMIT_SECS`].
 const PROBE_LIMIT: Duration = Duration::from_secs(8);
@@ -120,7 +135,7 @@ pub fn required_ports(role: Role, wireguard: bool) -> Vec<RequiredPort> {
 pub struct Listener {
     pub proto: Proto,
     pub port: u16,
-    /// Owning programs (empty: a kernel socket, or `ss` could not see the process).
+    /// Owning processes as `name (pid N)` (empty: a kernel socket, or `ss` could not see it).
     pub programs: Vec<String>,
 }
 
@@ -135,10 +150,19 @@ pub fn parse_listener(line: &str) -> Option<Listener> {
     let port = fields.get(4)?.rsplit_once(':')?.1.parse().ok()?;
     let mut programs = Vec::new();
     let rest = fields.get(6..).map(|f| f.join(" ")).unwrap_or_default();
+    // users:(("name",pid=N,fd=M),...): "name (pid N)" for each process.
     for part in rest.split("(\"").skip(1) {
-        if let Some((name, _)) = part.split_once('"') {
-            if !programs.iter().any(|p| p == name) {
-                programs.push(name.to_string());
+        if let Some((name, after)) = part.split_once('"') {
+            let pid = after
+                .strip_prefix(",pid=")
+                .and_then(|p| p.split(|c: char| !c.is_ascii_digit()).next())
+                .filter(|p| !p.is_empty());
+            let shown = match pid {
+                Some(pid) => format!("{name} (pid {pid})"),
+                None => name.to_string(),
+            };
+            if !programs.iter().any(|p| p == &shown) {
+                programs.push(shown);
             }
         }
     }
@@ -886,7 +910,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((l.proto, l.port), (Proto::Tcp, 6443));
-        assert_eq!(l.programs, vec!["python3"]);
+        assert_eq!(l.programs, vec!["python3 (pid 77)", "python3 (pid 78)"]);
         let l = parse_listener("udp   UNCONN 0      0      0.0.0.0:4789  0.0.0.0:*").unwrap();
         assert_eq!((l.proto, l.port), (Proto::Udp, 4789));
         assert!(l.programs.is_empty());

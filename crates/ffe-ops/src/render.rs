@@ -28,21 +28,25 @@ pub fn table(report: &Report) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
-    let hints: Vec<String> = report
-        .checks
-        .iter()
-        .filter(|c| c.status != Status::Pass)
-        .filter_map(|c| {
-            c.hint
-                .as_ref()
-                .map(|h| format!("  {} {} ({}): {h}", c.id, c.subject, c.status.label()))
-        })
-        .collect();
+    // One line per distinct advice, naming every node it applies to.
+    let mut hints: Vec<(String, Vec<&str>)> = Vec::new();
+    for c in report.checks.iter().filter(|c| c.status != Status::Pass) {
+        if let Some(h) = &c.hint {
+            let head = format!("{} ({}): {h}", c.id, c.status.label());
+            match hints.iter_mut().find(|(k, _)| *k == head) {
+                Some((_, subjects)) => subjects.push(&c.subject),
+                None => hints.push((head, vec![&c.subject])),
+            }
+        }
+    }
     if !hints.is_empty() {
         out.push_str("\nWhat to do:\n");
-        for h in hints {
-            out.push_str(&h);
-            out.push('\n');
+        for (head, subjects) in hints {
+            let (id_status, advice) = head.split_once(": ").unwrap_or((head.as_str(), ""));
+            out.push_str(&format!(
+                "  {id_status} on {}: {advice}\n",
+                subjects.join(", ")
+            ));
         }
     }
     let s = report.summary();
@@ -116,7 +120,7 @@ mod tests {
         };
         let t = table(&r);
         assert!(t.contains("cpu.min"), "{t}");
-        assert!(t.contains("cpu.min m0 (fail): more vCPUs"), "{t}");
+        assert!(t.contains("cpu.min (fail) on m0: more vCPUs"), "{t}");
         assert!(
             t.contains("1 pass, 0 warn, 1 fail, 0 error -> exit 1"),
             "{t}"
