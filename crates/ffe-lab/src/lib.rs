@@ -61,6 +61,7 @@
 //! `/var/lib/rancher/k3s-standin/standin.json` (written by the lab; also the lab-host marker
 //! without which the stand-in refuses to change files). Reported version: [`STANDIN_VERSION`].
 
+pub mod etcd;
 pub mod lab;
 pub mod pki;
 pub mod standin;

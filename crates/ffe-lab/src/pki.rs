@@ -43,6 +43,9 @@ fn openssl(dir: &Path, args: &[&str]) -> Result<(), PkiError> {
     }
 }
 
+const EXT_USAGE: &str =
+    "extendedKeyUsage=serverAuth,clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n";
+
 const EC_KEY: [&str; 4] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
 
 impl TestCa {
@@ -70,11 +73,6 @@ impl TestCa {
             "keyUsage=critical,keyCertSign,cRLSign",
         ]);
         openssl(dir, &args)?;
-        std::fs::write(
-            dir.join("ext.cnf"),
-            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
-        )
-        .map_err(io("write ext.cnf"))?;
         let ca_pem = std::fs::read_to_string(dir.join("ca.crt")).map_err(io("read ca.crt"))?;
         Ok(TestCa {
             dir: dir.to_path_buf(),
@@ -85,6 +83,29 @@ impl TestCa {
     /// A new key pair and a certificate for IP 127.0.0.1 signed by this CA:
     /// (`<name>.crt`, `<name>.key`) in the CA's directory. Each call makes a different one.
     pub fn issue(&self, name: &str) -> Result<(PathBuf, PathBuf), PkiError> {
+        self.issue_for(name, &[])
+    }
+
+    /// Like [`issue`](Self::issue), valid for 127.0.0.1 and each of `ips` too (a lab host's
+    /// address, for servers its peers reach).
+    pub fn issue_for(
+        &self,
+        name: &str,
+        ips: &[std::net::Ipv4Addr],
+    ) -> Result<(PathBuf, PathBuf), PkiError> {
+        let ext = format!("{name}.ext.cnf");
+        let mut sans = String::from("IP:127.0.0.1");
+        for ip in ips {
+            sans.push_str(&format!(",IP:{ip}"));
+        }
+        std::fs::write(
+            self.dir.join(&ext),
+            format!("subjectAltName={sans}\n{EXT_USAGE}"),
+        )
+        .map_err(|source| PkiError::Io {
+            what: format!("write {ext}"),
+            source,
+        })?;
         let (key, csr, crt) = (
             format!("{name}.key"),
             format!("{name}.csr"),
@@ -119,7 +140,7 @@ impl TestCa {
                 "-days",
                 "2",
                 "-extfile",
-                "ext.cnf",
+                &ext,
             ],
         )?;
         Ok((self.dir.join(crt), self.dir.join(key)))

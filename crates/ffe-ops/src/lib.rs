@@ -5,6 +5,7 @@ pub mod check;
 pub mod inventory;
 pub mod preflight;
 pub mod render;
+pub mod verify;
 
 pub use check::{Check, ExitCode, Report, Status};
 pub use inventory::{Inventory, InventoryError, Node, Role};

@@ -1,6 +1,7 @@
 //! HA k3s: the desired cluster, its per-node config, the step planner and the SSH operations.
 
 pub mod config;
+pub mod etcd;
 pub mod model;
 pub mod ops;
 pub mod planner;

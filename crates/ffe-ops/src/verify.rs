@@ -1,0 +1,222 @@
+//! The checks of a running cluster (the seed's post-deployment checklist, done for k3s). This
+//! release has the etcd checks; the `verify` command arrives when every check the operations
+//! issue lists exists, so no operator reads a partial checklist as a verified cluster.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use ffe_core::k3s::etcd::{node_of_member, parse_probe, probe_script, Endpoint, MemberView};
+use ffe_core::ssh::SshPool;
+use futures::future::join_all;
+
+use crate::check::{Check, Status};
+use crate::inventory::{Inventory, Role};
+
+/// Each etcd call on a server may take this long (curl `--max-time`).
+const ETCD_CALL_SECS: u64 = 2;
+/// The whole etcd probe on one server (three calls and the SSH round trip).
+const ETCD_PROBE_LIMIT: Duration = Duration::from_secs(8);
+
+/// Every check id these functions emit.
+pub const ETCD_CHECK_IDS: &[&str] = &["etcd.health", "etcd.members", "etcd.leader", "etcd.alarms"];
+
+/// Ask every server's etcd member, from that server, for its status, the member list and the
+/// alarms; judge them. One SSH command per server, all servers at once.
+pub async fn etcd(pool: &SshPool, inv: &Inventory, endpoint: &Endpoint) -> Vec<Check> {
+    let servers: Vec<_> = inv
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::Server)
+        .collect();
+    let script = probe_script(endpoint, ETCD_CALL_SECS);
+    let views = join_all(servers.iter().map(|n| {
+        let script = &script;
+        async move {
+            let t = n.target();
+            let ran = tokio::time::timeout(
+                ETCD_PROBE_LIMIT + inv.ssh.connect_timeout + Duration::from_secs(2),
+                pool.run_within(&t, "read etcd status", script, ETCD_PROBE_LIMIT),
+            )
+            .await;
+            let view = match ran {
+                Err(_) => Err(format!(
+                    "no answer over SSH within {} s",
+                    ETCD_PROBE_LIMIT.as_secs()
+                )),
+                Ok(Err(e)) => Err(e.to_string()),
+                Ok(Ok(out)) => parse_probe(&out).map_err(|e| e.to_string()),
+            };
+            (n.name.clone(), view)
+        }
+    }))
+    .await;
+    judge_etcd(
+        &servers.iter().map(|n| n.name.clone()).collect::<Vec<_>>(),
+        &views,
+    )
+}
+
+/// The verdicts from what each server's member said (`Err`: it could not be asked).
+pub fn judge_etcd(
+    servers: &[String],
+    views: &[(String, Result<MemberView, String>)],
+) -> Vec<Check> {
+    let mut checks = Vec::new();
+    // Member ids (strings, as the JSON API prints uint64) to node names, from any answer.
+    let mut members: BTreeMap<String, String> = BTreeMap::new();
+    let mut learners = BTreeSet::new();
+    let mut unstarted = 0;
+    for (_, v) in views {
+        if let Ok(v) = v {
+            for m in &v.members {
+                if m.name.is_empty() {
+                    unstarted += 1;
+                    continue;
+                }
+                members.insert(m.id.clone(), node_of_member(&m.name).to_string());
+                if m.is_learner {
+                    learners.insert(node_of_member(&m.name).to_string());
+                }
+            }
+            break;
+        }
+    }
+    for (node, v) in views {
+        checks.push(match v {
+            Err(e) => Check::new("etcd.health", node, Status::Fail, e.clone())
+                .hint("Check k3s on that master (`systemctl status k3s`, `journalctl -u k3s`): its etcd member does not answer"),
+            Ok(v) if !v.status.errors.is_empty() => Check::new(
+                "etcd.health",
+                node,
+                Status::Fail,
+                format!("member reports errors: {}", v.status.errors.join("; ")),
+            ),
+            Ok(v) => Check::new(
+                "etcd.health",
+                node,
+                Status::Pass,
+                format!(
+                    "member {} answers: etcd {}, raft term {}, index {}, db {} bytes{}",
+                    v.status.header.member_id,
+                    v.status.version,
+                    v.status.raft_term,
+                    v.status.raft_index,
+                    v.status.db_size,
+                    if v.status.is_learner { ", learner" } else { "" }
+                ),
+            ),
+        });
+    }
+    let answered = views.iter().filter(|(_, v)| v.is_ok()).count();
+    if answered == 0 {
+        checks.push(Check::new(
+            "etcd.members",
+            "cluster",
+            Status::Error,
+            "no etcd member answered: the member list could not be read",
+        ));
+        return checks;
+    }
+    let listed: BTreeSet<&str> = members.values().map(String::as_str).collect();
+    let expected: BTreeSet<&str> = servers.iter().map(String::as_str).collect();
+    let missing: Vec<&str> = expected.difference(&listed).copied().collect();
+    let extra: Vec<&str> = listed.difference(&expected).copied().collect();
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!(
+            "masters not in the member list: {}",
+            missing.join(", ")
+        ));
+    }
+    if !extra.is_empty() {
+        problems.push(format!(
+            "members that are not masters of the inventory: {}",
+            extra.join(", ")
+        ));
+    }
+    if !learners.is_empty() {
+        problems.push(format!(
+            "learners (not yet voting): {}",
+            learners.iter().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if unstarted > 0 {
+        problems.push(format!("{unstarted} member(s) added but never started"));
+    }
+    checks.push(if problems.is_empty() {
+        Check::new(
+            "etcd.members",
+            "cluster",
+            Status::Pass,
+            format!(
+                "{} voting members = the {} masters: {}",
+                listed.len(),
+                expected.len(),
+                listed.iter().copied().collect::<Vec<_>>().join(", ")
+            ),
+        )
+    } else {
+        Check::new("etcd.members", "cluster", Status::Fail, problems.join("; "))
+            .hint("A member left over from a replaced master must be removed (docs/deploy.md, The first server lost its data); a learner that stays one did not finish joining")
+    });
+    // Every answering member must follow the same leader, and that leader must be a member.
+    let leaders: BTreeSet<&str> = views
+        .iter()
+        .filter_map(|(_, v)| v.as_ref().ok())
+        .map(|v| v.status.leader.as_str())
+        .collect();
+    checks.push(match leaders.iter().next() {
+        Some(id) if leaders.len() == 1 && !id.is_empty() && *id != "0" => {
+            let who = members.get(*id).map(String::as_str).unwrap_or("an unknown member");
+            let status = if members.contains_key(*id) {
+                Status::Pass
+            } else {
+                Status::Fail
+            };
+            Check::new(
+                "etcd.leader",
+                "cluster",
+                status,
+                format!("leader {who} (member {id}), agreed by {answered} of {} members", servers.len()),
+            )
+        }
+        _ => Check::new(
+            "etcd.leader",
+            "cluster",
+            Status::Fail,
+            format!(
+                "members disagree or have no leader: {}",
+                views
+                    .iter()
+                    .filter_map(|(n, v)| v.as_ref().ok().map(|v| format!("{n} follows {:?}", v.status.leader)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .hint("Without one leader etcd accepts no writes: check that a majority of masters run k3s and reach each other on 2380/tcp"),
+    });
+    let alarms: Vec<String> = views
+        .iter()
+        .filter_map(|(_, v)| v.as_ref().ok())
+        .flat_map(|v| v.alarms.iter())
+        .map(|a| {
+            format!(
+                "{} on {}",
+                a.alarm,
+                members
+                    .get(&a.member_id)
+                    .map(String::as_str)
+                    .unwrap_or(&a.member_id)
+            )
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    checks.push(if alarms.is_empty() {
+        Check::new("etcd.alarms", "cluster", Status::Pass, "no alarm raised")
+    } else {
+        Check::new("etcd.alarms", "cluster", Status::Fail, alarms.join(", "))
+            .hint("NOSPACE: etcd refuses writes until its database is compacted and defragmented and the alarm disarmed; CORRUPT: restore that member from a snapshot")
+    });
+    checks
+}

@@ -1,0 +1,119 @@
+//! The etcd checks against a real 3-member etcd laid out as k3s lays out its embedded etcd
+//! (TLS, client certificates required, k3s's credential paths, k3s-style member names), read over
+//! real OpenSSH from each lab host. Needs root. Stand-in, named: the JSON API is on
+//! `127.0.0.1:2379` here (this etcd cannot serve it on k3s's separate port 2382; see
+//! `ffe_lab::etcd`).
+
+use ffe_core::k3s::etcd::{Endpoint, K3S_ETCD_CA, K3S_ETCD_CLIENT_CERT, K3S_ETCD_CLIENT_KEY};
+use ffe_core::ssh::SshPool;
+use ffe_lab::etcd::{CredentialPaths, K3sEtcd, LAB_API_URL};
+use ffe_lab::lab::{Lab, LabSpec};
+use ffe_ops::inventory::{InventoryDoc, InventorySource, SshOverrides};
+use ffe_ops::{Check, Inventory, Status};
+
+const HOSTS: [&str; 3] = ["et-master-0", "et-master-1", "et-master-2"];
+
+fn inventory(lab: &Lab) -> Inventory {
+    let nodes: Vec<serde_json::Value> = lab
+        .hosts()
+        .iter()
+        .map(|h| serde_json::json!({"name": h.name, "address": h.ip.to_string(), "role": "server"}))
+        .collect();
+    let doc: InventoryDoc = serde_json::from_value(serde_json::json!({
+        "schema": 1, "cluster_name": "et", "nodes": nodes, "backup_mount": "/mnt/backups",
+        "ssh": {"private_key_path": lab.client_key(), "known_hosts_file": lab.known_hosts(),
+                "connect_timeout_seconds": 3}
+    }))
+    .unwrap();
+    Inventory::validate(
+        doc,
+        InventorySource::File { path: "lab".into() },
+        &SshOverrides::default(),
+    )
+    .unwrap()
+}
+
+fn row<'a>(checks: &'a [Check], id: &str, subject: &str) -> &'a Check {
+    checks
+        .iter()
+        .find(|c| c.id == id && c.subject == subject)
+        .unwrap_or_else(|| panic!("no {id} row for {subject}: {checks:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn etcd_checks_pass_on_a_healthy_cluster_and_name_a_stopped_member() {
+    let lab = Lab::create(LabSpec {
+        hosts: HOSTS.iter().map(|h| h.to_string()).collect(),
+        backup_mount: "/mnt/backups".into(),
+        ssh_port: 22,
+    })
+    .unwrap();
+    let etcd = K3sEtcd::start(
+        &lab,
+        &HOSTS,
+        CredentialPaths {
+            ca: K3S_ETCD_CA,
+            cert: K3S_ETCD_CLIENT_CERT,
+            key: K3S_ETCD_CLIENT_KEY,
+        },
+    )
+    .unwrap();
+    let inv = inventory(&lab);
+    let pool = SshPool::new(inv.ssh.clone());
+    let endpoint = Endpoint {
+        url: LAB_API_URL.into(),
+        ..Endpoint::default()
+    };
+
+    let checks = ffe_ops::verify::etcd(&pool, &inv, &endpoint).await;
+    for c in &checks {
+        assert_eq!(c.status, Status::Pass, "{checks:#?}");
+        assert!(ffe_ops::verify::ETCD_CHECK_IDS.contains(&c.id));
+    }
+    let members = row(&checks, "etcd.members", "cluster");
+    assert!(
+        members
+            .evidence
+            .contains("3 voting members = the 3 masters"),
+        "{members:?}"
+    );
+    // The leader named is the member etcd itself reports as leader (k3s-style name -> node).
+    let leader = row(&checks, "etcd.leader", "cluster");
+    assert!(leader.evidence.contains("agreed by 3 of 3"), "{leader:?}");
+    assert!(
+        HOSTS
+            .iter()
+            .any(|h| leader.evidence.starts_with(&format!("leader {h} "))),
+        "{leader:?}"
+    );
+
+    // One member killed: its row fails naming it; the other two still agree on a leader.
+    etcd.kill(1).unwrap();
+    let checks = ffe_ops::verify::etcd(&pool, &inv, &endpoint).await;
+    let dead = row(&checks, "etcd.health", HOSTS[1]);
+    assert_eq!(dead.status, Status::Fail, "{dead:?}");
+    assert!(dead.evidence.contains("did not answer"), "{dead:?}");
+    assert_eq!(row(&checks, "etcd.health", HOSTS[0]).status, Status::Pass);
+    let leader = row(&checks, "etcd.leader", "cluster");
+    assert_eq!(leader.status, Status::Pass, "{leader:?}");
+    assert!(leader.evidence.contains("agreed by 2 of 3"), "{leader:?}");
+
+    // Wrong credentials (another CA than the member's): a TLS failure, named per node.
+    let wrong = Endpoint {
+        url: LAB_API_URL.into(),
+        ca: "/etc/ssl/certs/ca-certificates.crt".into(),
+        ..Endpoint::default()
+    };
+    etcd.restart(1).unwrap();
+    let checks = ffe_ops::verify::etcd(&pool, &inv, &wrong).await;
+    for h in HOSTS {
+        let r = row(&checks, "etcd.health", h);
+        assert_eq!(r.status, Status::Fail, "{r:?}");
+        assert!(r.evidence.contains("curl exit"), "{r:?}");
+    }
+    assert_eq!(
+        row(&checks, "etcd.members", "cluster").status,
+        Status::Error
+    );
+    pool.close_all().await;
+}
