@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ffe_core::k3s::etcd::{node_of_member, parse_probe, probe_script, Endpoint, MemberView};
 use ffe_core::ssh::SshPool;
+use ffe_core::vault::{Health, Member};
 use futures::future::join_all;
 
 use crate::check::{Check, Status};
@@ -19,6 +20,112 @@ const ETCD_PROBE_LIMIT: Duration = Duration::from_secs(8);
 
 /// Every check id these functions emit.
 pub const ETCD_CHECK_IDS: &[&str] = &["etcd.health", "etcd.members", "etcd.leader", "etcd.alarms"];
+pub const VAULT_CHECK_IDS: &[&str] = &["vault.unsealed", "vault.initialized", "vault.active"];
+
+/// One `sys/health` call may take this long (the client's own limits are for slow operations).
+const VAULT_HEALTH_LIMIT: Duration = Duration::from_secs(3);
+
+/// Ask every Vault member for `sys/health` (no token), all at once, and judge the answers.
+pub async fn vault(members: &[Member]) -> Vec<Check> {
+    let answers = join_all(members.iter().map(|m| async move {
+        let h = tokio::time::timeout(VAULT_HEALTH_LIMIT, m.health())
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "no answer within {} s",
+                    VAULT_HEALTH_LIMIT.as_secs()
+                ))
+            });
+        (m.address.clone(), h)
+    }))
+    .await;
+    judge_vault(&answers)
+}
+
+/// The verdicts from each member's `sys/health` (`Err`: no HTTP answer).
+pub fn judge_vault(answers: &[(String, Result<Health, String>)]) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for (address, h) in answers {
+        checks.push(match h {
+            Err(e) => Check::new("vault.unsealed", address, Status::Fail, format!("did not answer: {e}"))
+                .hint("Check the Vault pod of that member (`kubectl -n vault get pods -o wide`) and its LoadBalancer IP"),
+            Ok(h) if !h.initialized => Check::new("vault.unsealed", address, Status::Fail, format!("HTTP {}: not initialised", h.status))
+                .hint("terraform apply initialises Vault (ffe_vault_init); a member that stays uninitialised did not join the Raft cluster (docs/vault.md)"),
+            Ok(h) if h.sealed => Check::new("vault.unsealed", address, Status::Fail, format!("HTTP {}: sealed (Vault {})", h.status, h.version))
+                .hint("A restarted member comes back sealed: `terraform apply` unseals it (docs/vault.md, Unsealing)"),
+            Ok(h) => Check::new(
+                "vault.unsealed",
+                address,
+                Status::Pass,
+                format!(
+                    "HTTP {}: unsealed, {} (Vault {})",
+                    h.status,
+                    if h.standby { "standby" } else { "active" },
+                    h.version
+                ),
+            ),
+        });
+    }
+    let answered: Vec<&Health> = answers
+        .iter()
+        .filter_map(|(_, h)| h.as_ref().ok())
+        .collect();
+    checks.push(if answered.is_empty() {
+        Check::new(
+            "vault.initialized",
+            "cluster",
+            Status::Error,
+            "no member answered",
+        )
+    } else if answered.iter().all(|h| h.initialized) {
+        Check::new(
+            "vault.initialized",
+            "cluster",
+            Status::Pass,
+            format!(
+                "{} of {} members answer initialised",
+                answered.len(),
+                answers.len()
+            ),
+        )
+    } else {
+        Check::new(
+            "vault.initialized",
+            "cluster",
+            Status::Fail,
+            format!(
+                "not initialised: {}",
+                answers
+                    .iter()
+                    .filter(|(_, h)| h.as_ref().is_ok_and(|h| !h.initialized))
+                    .map(|(a, _)| a.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    });
+    let active: Vec<&str> = answers
+        .iter()
+        .filter(|(_, h)| {
+            h.as_ref()
+                .is_ok_and(|h| h.initialized && !h.sealed && !h.standby)
+        })
+        .map(|(a, _)| a.as_str())
+        .collect();
+    checks.push(match active.as_slice() {
+        [one] => Check::new("vault.active", "cluster", Status::Pass, format!("one active member: {one}")),
+        [] => Check::new("vault.active", "cluster", Status::Fail, "no active member: clients get no answer")
+            .hint("Unseal the members (`terraform apply`); with a majority sealed or down the Raft cluster cannot elect a leader"),
+        many => Check::new(
+            "vault.active",
+            "cluster",
+            Status::Fail,
+            format!("{} members claim to be active: {}", many.len(), many.join(", ")),
+        )
+        .hint("Two Raft clusters (split brain): stop and compare their `sys/storage/raft/configuration`"),
+    });
+    checks
+}
 
 /// Ask every server's etcd member, from that server, for its status, the member list and the
 /// alarms; judge them. One SSH command per server, all servers at once.

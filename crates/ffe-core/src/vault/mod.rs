@@ -183,6 +183,22 @@ pub struct SealStatus {
     pub progress: u64,
 }
 
+/// `sys/health` of one member.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct Health {
+    /// The HTTP status it came with.
+    #[serde(skip)]
+    pub status: u16,
+    #[serde(default)]
+    pub initialized: bool,
+    #[serde(default)]
+    pub sealed: bool,
+    #[serde(default)]
+    pub standby: bool,
+    #[serde(default)]
+    pub version: String,
+}
+
 /// An HTTP answer: status and body.
 pub(crate) struct Answer {
     pub status: u16,
@@ -281,6 +297,17 @@ impl Member {
         } else {
             Err(self.api_err(format!("{what}: HTTP {}: {}", a.status, a.errors())))
         }
+    }
+
+    /// `GET sys/health`: answered without a token, with a status code per state (OpenBao
+    /// `http/sys_health.go`: 200 active, 429 standby, 503 sealed, 501 not initialised).
+    /// `Err` only when no HTTP answer came.
+    pub async fn health(&self) -> Result<Health, String> {
+        let a = self.call(Method::GET, "sys/health", None, None).await?;
+        let mut h: Health = serde_json::from_slice(&a.body)
+            .map_err(|e| format!("HTTP {}: unexpected sys/health answer ({e})", a.status))?;
+        h.status = a.status;
+        Ok(h)
     }
 
     pub async fn seal_status(&self) -> Result<SealStatus, String> {
