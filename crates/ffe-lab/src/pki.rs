@@ -93,6 +93,17 @@ impl TestCa {
         name: &str,
         ips: &[std::net::Ipv4Addr],
     ) -> Result<(PathBuf, PathBuf), PkiError> {
+        self.issue_valid(name, ips, 2)
+    }
+
+    /// Like [`issue_for`](Self::issue_for), valid for `days` days from now.
+    pub fn issue_valid(
+        &self,
+        name: &str,
+        ips: &[std::net::Ipv4Addr],
+        days: u32,
+    ) -> Result<(PathBuf, PathBuf), PkiError> {
+        let days = days.to_string();
         let ext = format!("{name}.ext.cnf");
         let mut sans = String::from("IP:127.0.0.1");
         for ip in ips {
@@ -138,7 +149,7 @@ impl TestCa {
                 "-out",
                 &crt,
                 "-days",
-                "2",
+                &days,
                 "-extfile",
                 &ext,
             ],

@@ -5,6 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use ffe_core::k3s::certs::{
+    expiry_script, parse_expiry, AGENT_CERT_GLOBS, K3S_RENEW_DAYS, SERVER_CERT_GLOBS,
+};
 use ffe_core::k3s::etcd::{node_of_member, parse_probe, probe_script, Endpoint, MemberView};
 use ffe_core::ssh::SshPool;
 use ffe_core::vault::{Health, Member};
@@ -21,6 +24,7 @@ const ETCD_PROBE_LIMIT: Duration = Duration::from_secs(8);
 /// Every check id these functions emit.
 pub const ETCD_CHECK_IDS: &[&str] = &["etcd.health", "etcd.members", "etcd.leader", "etcd.alarms"];
 pub const VAULT_CHECK_IDS: &[&str] = &["vault.unsealed", "vault.initialized", "vault.active"];
+pub const CERT_CHECK_IDS: &[&str] = &["certs.expiry"];
 
 /// One `sys/health` call may take this long (the client's own limits are for slow operations).
 const VAULT_HEALTH_LIMIT: Duration = Duration::from_secs(3);
@@ -326,4 +330,90 @@ pub fn judge_etcd(
             .hint("NOSPACE: etcd refuses writes until its database is compacted and defragmented and the alarm disarmed; CORRUPT: restore that member from a snapshot")
     });
     checks
+}
+
+/// A certificate this close to its end is a warning (seed: "alert 30 days before")...
+const CERT_WARN_DAYS: i64 = 30;
+/// ...and this close, a failure: one missed week and the cluster stops.
+const CERT_FAIL_DAYS: i64 = 7;
+const CERT_PROBE_LIMIT: Duration = Duration::from_secs(8);
+
+/// The k3s certificate that expires first on every node (servers: server and agent
+/// certificates; agents: agent certificates), judged against the node's own clock.
+pub async fn certs(pool: &SshPool, inv: &Inventory) -> Vec<Check> {
+    join_all(inv.nodes.iter().map(|n| async move {
+        let globs: Vec<&str> = match n.role {
+            Role::Server => SERVER_CERT_GLOBS
+                .iter()
+                .chain(AGENT_CERT_GLOBS)
+                .copied()
+                .collect(),
+            Role::Agent => AGENT_CERT_GLOBS.to_vec(),
+        };
+        let ran = tokio::time::timeout(
+            CERT_PROBE_LIMIT + inv.ssh.connect_timeout + Duration::from_secs(2),
+            pool.run_within(
+                &n.target(),
+                "read certificate expiry",
+                &expiry_script(&globs),
+                CERT_PROBE_LIMIT,
+            ),
+        )
+        .await;
+        match ran {
+            Err(_) => Check::new("certs.expiry", &n.name, Status::Error, "no answer over SSH"),
+            Ok(Err(e)) => Check::new("certs.expiry", &n.name, Status::Error, e.to_string()),
+            Ok(Ok(out)) => judge_certs(&n.name, &out),
+        }
+    }))
+    .await
+}
+
+fn judge_certs(node: &str, out: &str) -> Check {
+    let Some((now, certs)) = parse_expiry(out) else {
+        return Check::new(
+            "certs.expiry",
+            node,
+            Status::Error,
+            "the node's clock could not be read",
+        );
+    };
+    let Some(first) = certs.iter().min_by_key(|c| c.not_after) else {
+        return Check::new(
+            "certs.expiry",
+            node,
+            Status::Fail,
+            "no k3s certificate found under /var/lib/rancher/k3s",
+        )
+        .hint("k3s is not installed on this node, or its data directory is elsewhere");
+    };
+    let days = (first.not_after - now).div_euclid(86_400);
+    let evidence = format!(
+        "{} certificates; the first to expire is {} in {days} days",
+        certs.len(),
+        first.path
+    );
+    let hint = format!(
+        "Restart k3s on the node (`systemctl restart k3s` or `k3s-agent`): k3s renews certificates within {K3S_RENEW_DAYS} days of expiry when it starts. An expiring CA (10 years) is not renewed: see k3s's `k3s certificate rotate-ca`"
+    );
+    if first.not_after <= now {
+        Check::new(
+            "certs.expiry",
+            node,
+            Status::Fail,
+            format!(
+                "{} certificates; {} EXPIRED {} days ago",
+                certs.len(),
+                first.path,
+                -days
+            ),
+        )
+        .hint(hint)
+    } else if days <= CERT_FAIL_DAYS {
+        Check::new("certs.expiry", node, Status::Fail, evidence).hint(hint)
+    } else if days <= CERT_WARN_DAYS {
+        Check::new("certs.expiry", node, Status::Warn, evidence).hint(hint)
+    } else {
+        Check::new("certs.expiry", node, Status::Pass, evidence)
+    }
 }

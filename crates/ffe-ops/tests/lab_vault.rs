@@ -41,7 +41,10 @@ async fn vault_checks_pass_when_unsealed_and_name_a_sealed_or_dead_member() {
 
     // Started, not initialised: every member says so.
     let checks = ffe_ops::verify::vault(&members).await;
-    assert_eq!(row(&checks, "vault.initialized", "cluster").status, Status::Fail);
+    assert_eq!(
+        row(&checks, "vault.initialized", "cluster").status,
+        Status::Fail
+    );
     assert!(row(&checks, "vault.unsealed", &addresses[0])
         .evidence
         .contains("HTTP 501: not initialised"));
@@ -66,7 +69,10 @@ async fn vault_checks_pass_when_unsealed_and_name_a_sealed_or_dead_member() {
     let checks = ffe_ops::verify::vault(&members).await;
     let sealed = row(&checks, "vault.unsealed", &addresses[standby]);
     assert_eq!(sealed.status, Status::Fail, "{sealed:?}");
-    assert!(sealed.evidence.starts_with("HTTP 503: sealed"), "{sealed:?}");
+    assert!(
+        sealed.evidence.starts_with("HTTP 503: sealed"),
+        "{sealed:?}"
+    );
     assert_eq!(row(&checks, "vault.active", "cluster").status, Status::Pass);
 
     // Killed: no answer, named; the run still ends (each call is bounded).

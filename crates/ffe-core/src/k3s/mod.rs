@@ -1,5 +1,6 @@
 //! HA k3s: the desired cluster, its per-node config, the step planner and the SSH operations.
 
+pub mod certs;
 pub mod config;
 pub mod etcd;
 pub mod model;
