@@ -15,6 +15,9 @@ use tokio::sync::{Mutex, OnceCell};
 
 use crate::shell::quote;
 
+/// Lines of login-script output [`SshPool::run_with_clock`] skips before its marker.
+const READY_LINES_MAX: usize = 100;
+
 /// Seconds between the TERM and the KILL `timeout` sends a remote command at its step's limit.
 const REMOTE_KILL_GRACE_SECS: u64 = 10;
 
@@ -102,9 +105,23 @@ impl SshSettings {
                 message: "ssh_connect_timeout_seconds must be between 1 and 300".into(),
             });
         }
-        let path = |p: &Option<String>| p.as_deref().filter(|p| !p.is_empty()).map(expand_home);
+        for (attribute, value) in [
+            ("ssh_user", &o.user),
+            ("ssh_private_key_path", &o.private_key_path),
+            ("ssh_known_hosts_file", &o.known_hosts_file),
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(SshSettingsError {
+                    attribute,
+                    message: format!(
+                        "{attribute} is empty: set a value, or leave it unset for the default"
+                    ),
+                });
+            }
+        }
+        let path = |p: &Option<String>| p.as_deref().map(expand_home);
         Ok(SshSettings {
-            user: o.user.clone().filter(|u| !u.is_empty()).unwrap_or(d.user),
+            user: o.user.clone().unwrap_or(d.user),
             port,
             private_key_path: path(&o.private_key_path),
             known_hosts_file: path(&o.known_hosts_file),
@@ -366,8 +383,11 @@ impl SshPool {
                 .and_then(|cell| cell.into_inner())
                 .and_then(|s| Arc::try_unwrap(s).ok());
             if let Some(session) = session {
-                if let Err(e) = session.close().await {
-                    tracing::debug!(error = %e, "closing an SSH master");
+                // `ssh -O exit` to a wedged master must not keep the process from exiting.
+                match tokio::time::timeout(Duration::from_secs(2), session.close()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!(error = %e, "closing an SSH master"),
+                    Err(_) => tracing::debug!("closing an SSH master timed out"),
                 }
             }
         }
@@ -572,7 +592,7 @@ impl SshPool {
                 .arg("sh")
                 .arg("-c")
                 .arg(format!(
-                    "echo ready; i=0; while [ \"$i\" -lt {samples} ] && read -r _; do date +%s.%N; i=$((i+1)); done; exec sh -c \"$1\" script"
+                    "echo ffe-clock-ready; i=0; while [ \"$i\" -lt {samples} ] && read -r _; do echo \"ffe-clock $(date +%s.%N)\"; i=$((i+1)); done; exec sh -c \"$1\" script"
                 ))
                 .arg("clock")
                 .arg(script);
@@ -590,10 +610,19 @@ impl SshPool {
             let mut lines = BufReader::new(output);
             let mut best: Option<ClockReading> = None;
             let mut line = String::new();
-            let mut early_end = false;
-            if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
-                early_end = true;
+            // A login script may print before the command runs: skip to the marker (bounded).
+            let mut ready = false;
+            for _ in 0..READY_LINES_MAX {
+                line.clear();
+                if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    break;
+                }
+                if line.trim_end() == "ffe-clock-ready" {
+                    ready = true;
+                    break;
+                }
             }
+            let mut early_end = !ready;
             for _ in 0..samples {
                 if early_end {
                     break;
@@ -607,7 +636,11 @@ impl SshPool {
                     early_end = true;
                     break;
                 }
-                if let Ok(remote) = line.trim().parse::<f64>() {
+                if let Some(Ok(remote)) = line
+                    .trim()
+                    .strip_prefix("ffe-clock ")
+                    .map(str::parse::<f64>)
+                {
                     let sample = ClockReading {
                         offset: remote - (before + after) / 2.0,
                         uncertainty: (after - before) / 2.0,

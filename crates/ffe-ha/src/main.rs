@@ -9,7 +9,7 @@ use ffe_ops::{render, ExitCode, Inventory, InventoryError};
 const EXIT_CODES: &str = "\
 Exit codes:
   0  every check passed (warnings allowed unless --strict)
-  1  at least one check failed
+  1  at least one check failed (or ffe-ha itself failed: the reason is on stderr)
   2  the command line could not be parsed
   3  no usable inventory: no Terraform state in --tf-dir, no such directory, unreadable
      --inventory file, or a bad SSH setting
@@ -60,7 +60,8 @@ struct InventoryArgs {
     /// Environment directory whose Terraform state holds output ops_inventory.
     #[arg(long, value_name = "DIR", default_value = ".", global = true)]
     tf_dir: PathBuf,
-    /// Saved plan of --tf-dir (`terraform plan -out=FILE`): the inventory before the first apply.
+    /// Saved plan (`terraform plan -out=FILE` in --tf-dir; the path is from the current
+    /// directory): the inventory before the first apply.
     #[arg(long, value_name = "FILE", global = true)]
     tf_plan: Option<PathBuf>,
     /// Inventory file (JSON or YAML, ops_inventory schema) instead of Terraform.
@@ -141,14 +142,19 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Err(e) => {
             let code = ExitCode::Inventory.code();
             if cli.output == Output::Json {
-                println!("{}", render::json_error("preflight", &e.to_string(), code));
+                // A closed pipe (`| head`) is not an error worth a panic.
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "{}",
+                    render::json_error("preflight", &e.to_string(), code)
+                );
             }
             eprintln!("ffe-ha: {e}");
             return Ok(code);
         }
     };
-    if let Some(w) = inventory.ssh.pinning_warning() {
-        eprintln!("ffe-ha: warning: {w}");
+    if inventory.ssh.known_hosts_file.is_none() && inventory.ssh.insecure_ignore_host_keys {
+        eprintln!("ffe-ha: warning: host keys are not pinned (ssh.insecure_ignore_host_keys): any host answering on a node's address is trusted. Set ssh_known_hosts_file (or --known-hosts) for anything real.");
     }
     let report = runtime.block_on(ffe_ops::preflight::run(&inventory, strict));
     let text = match cli.output {
@@ -171,5 +177,33 @@ async fn load_inventory(a: &InventoryArgs) -> Result<Inventory, InventoryError> 
         (Some(file), _) => Inventory::from_file(file, &overrides),
         (None, Some(plan)) => Inventory::from_plan(&a.tf_dir, plan, &overrides).await,
         (None, None) => Inventory::from_terraform(&a.tf_dir, &overrides).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--help` lists what docs/operations.md lists: every exit code and every check.
+    #[test]
+    fn help_names_every_exit_code_and_check() {
+        let mut cmd = Cli::command();
+        let top = cmd.render_long_help().to_string();
+        for code in [
+            ExitCode::Ok,
+            ExitCode::Failed,
+            ExitCode::Usage,
+            ExitCode::Inventory,
+            ExitCode::Incomplete,
+        ] {
+            assert!(top.contains(&format!("\n  {}  ", code.code())), "{top}");
+        }
+        let pre = cmd
+            .find_subcommand_mut("preflight")
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        for id in ffe_ops::preflight::CHECK_IDS {
+            assert!(pre.contains(id), "preflight --help lacks {id}");
+        }
     }
 }

@@ -217,8 +217,8 @@ fn healthy_lab_passes_and_each_broken_prerequisite_is_named() {
     // The seed's prerequisites on this 2-vCPU machine: every master fails cpu.min, no worker.
     let seed = write_inventory(&lab, "seed.json", &inventory(&lab, true, 5.0));
     let (code, doc, _) = preflight(&seed, &[]);
-    assert_eq!(code, 1);
     let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(code, if cpus < 4 { 1 } else { 0 }, "{:#?}", failing(&doc));
     if cpus < 4 {
         for m in MASTERS {
             assert_eq!(status_of(&doc, "cpu.min", m), "fail", "{doc:#}");
@@ -416,6 +416,119 @@ fn unreachable_refused_mismatched_and_hung_nodes_end_with_named_errors() {
         .find(|r| r.0 == hosts[0])
         .unwrap();
     assert_eq!(hung.1, "error", "{hung:?}");
+    assert!(
+        hung.2.contains("timed out") || hung.2.contains("no answer"),
+        "{hung:?}"
+    );
+
+    // A host that hangs after login (its `date` never returns): the clock read waits, the run
+    // still ends at the probe's limit, the row names the host, the others are evaluated.
+    let shim = lab
+        .host(hosts[1])
+        .unwrap()
+        .root_dir
+        .join("usr/local/bin/date");
+    std::fs::write(&shim, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    Command::new("chmod")
+        .args(["0755", shim.to_str().unwrap()])
+        .status()
+        .unwrap();
+    let (code, doc, _) = preflight(&inv, &[]);
+    std::fs::remove_file(&shim).unwrap();
+    assert_eq!(code, 4, "{doc:#}");
+    let hung = rows(&doc, "ssh.reachable")
+        .into_iter()
+        .find(|r| r.0 == hosts[1])
+        .unwrap();
+    assert_eq!(hung.1, "error", "{hung:?}");
+    // The node's own `timeout` stops the probe at its limit and reports it.
+    assert!(
+        hung.2
+            .contains("step 'preflight probe' did not finish within 8 s"),
+        "{hung:?}"
+    );
+    assert_eq!(status_of(&doc, "clock.sync", hosts[0]), "pass");
+}
+
+/// `--tf-plan` reads `terraform show -json`, which holds sensitive values in clear: none of them
+/// may reach the output, whether the plan's inventory is good or not. A `terraform` shim first on
+/// PATH prints a plan with planted values (real Terraform cannot plan against the lab here
+/// without a provider run, and the shape is Terraform's documented JSON plan format).
+#[test]
+fn a_plan_s_sensitive_values_never_reach_the_output() {
+    let hosts = ["pf-master-0"];
+    let lab = lab(&hosts);
+    let planted = "PLANTED-SECRET-7c1f0e";
+    let mut inv = inventory(&lab, false, 5.0);
+    let plan_of = |inv: &Value| {
+        json!({
+            "format_version": "1.2",
+            "variables": {"vault_root_token": {"value": planted}, "ssh_user": {"value": "root"}},
+            "planned_values": {"outputs": {
+                "ops_inventory": {"sensitive": false, "value": inv},
+                "k3s_token": {"sensitive": true, "value": planted}
+            }},
+            "prior_state": {"values": {"outputs": {"vault_unseal_keys": {"sensitive": true, "value": [planted]}}}}
+        })
+    };
+    let shim_dir = lab.dir().join("tf-shim");
+    std::fs::create_dir_all(&shim_dir).unwrap();
+    let plan_json = shim_dir.join("plan.json");
+    let shim = shim_dir.join("terraform");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\n[ \"$2\" = show ] && exec cat {}\necho 'unexpected terraform call' >&2; exit 1\n",
+            plan_json.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .args(["0755", shim.to_str().unwrap()])
+        .status()
+        .unwrap();
+    let plan_file = lab.dir().join("tfplan");
+    std::fs::write(&plan_file, "not read: the shim answers").unwrap();
+    let path = format!("{}:{}", shim_dir.display(), std::env::var("PATH").unwrap());
+    let run = |output: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ffe-ha"))
+            .args(["--tf-dir", lab.dir().to_str().unwrap()])
+            .args([
+                "--tf-plan",
+                plan_file.to_str().unwrap(),
+                "preflight",
+                "-o",
+                output,
+            ])
+            .env("PATH", &path)
+            .output()
+            .unwrap()
+    };
+    for good in [true, false] {
+        if !good {
+            inv["schema"] = json!(2);
+        }
+        std::fs::write(&plan_json, serde_json::to_vec(&plan_of(&inv)).unwrap()).unwrap();
+        for output in ["table", "json"] {
+            let out = run(output);
+            let all = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                !all.contains(planted),
+                "secret printed ({output}, good={good}):\n{all}"
+            );
+            if good {
+                assert_eq!(out.status.code(), Some(0), "{all}");
+                assert!(all.contains("ssh.reachable"), "{all}");
+            } else {
+                assert_eq!(out.status.code(), Some(3), "{all}");
+                assert!(all.contains("schema 2"), "{all}");
+            }
+        }
+    }
 }
 
 /// `kill -STOP/-CONT PID` (the lab rule: processes are signalled by PID, never by name).

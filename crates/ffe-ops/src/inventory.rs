@@ -361,6 +361,20 @@ impl Inventory {
                     n.name, n.address
                 )));
             }
+            // Names reach shell scripts and file names on the nodes: DNS names only, as the
+            // environment makes them (`<cluster_name>-master-<i>`).
+            if !is_dns_name(&n.name) {
+                return Err(invalid(format!(
+                    "node name {:?} is not a DNS name (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters)",
+                    n.name
+                )));
+            }
+            if !is_host(&n.address) {
+                return Err(invalid(format!(
+                    "node {} address {:?} is not an IPv4 address or host name",
+                    n.name, n.address
+                )));
+            }
             if !seen.insert(&n.name) {
                 return Err(invalid(format!("node name {} appears twice", n.name)));
             }
@@ -414,6 +428,27 @@ impl Inventory {
     }
 }
 
+/// An RFC 1123 name as Kubernetes node names are: lowercase alphanumerics, '-' and '.'.
+fn is_dns_name(s: &str) -> bool {
+    let ok_end = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    !s.is_empty()
+        && s.len() <= 253
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && ok_end(s.chars().next())
+        && ok_end(s.chars().last())
+}
+
+/// An IPv4 address or a host name (letters, digits, '-', '.'; not starting with '-').
+fn is_host(s: &str) -> bool {
+    s.parse::<std::net::Ipv4Addr>().is_ok()
+        || (!s.is_empty()
+            && !s.starts_with('-')
+            && s.len() <= 253
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+}
+
 /// The CLI flag that sets a provider SSH attribute (messages name what the operator can change).
 fn flag_for(attribute: &str) -> &'static str {
     match attribute {
@@ -421,6 +456,9 @@ fn flag_for(attribute: &str) -> &'static str {
         "ssh_connect_timeout_seconds" => {
             "--connect-timeout (or ssh.connect_timeout_seconds / ssh_connect_timeout_seconds)"
         }
+        "ssh_user" => "--ssh-user (or ssh.user / ssh_user)",
+        "ssh_private_key_path" => "--ssh-key (or ssh.private_key_path / ssh_private_key_path)",
+        "ssh_known_hosts_file" => "--known-hosts (or ssh.known_hosts_file / ssh_known_hosts_file)",
         _ => "ssh settings",
     }
 }
@@ -479,6 +517,18 @@ mod tests {
         );
         let e = parse(&two).unwrap_err();
         assert!(e.to_string().contains("appears twice"), "{e}");
+        // Names reach shell scripts on the nodes: anything but a DNS name is refused.
+        for bad in ["x$(touch /tmp/p)", "a b", "A", "-a", "a/b", "a'"] {
+            let e = parse(&doc("").replace("\"name\":\"a\"", &format!("\"name\":{bad:?}")))
+                .unwrap_err();
+            assert!(e.to_string().contains("is not a DNS name"), "{bad}: {e}");
+        }
+        let e = parse(&doc("").replace("10.210.0.11", "-oProxyCommand=x")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("is not an IPv4 address or host name"),
+            "{e}"
+        );
         assert!(serde_json::from_str::<InventoryDoc>(&doc(r#","extra":1"#)).is_err());
     }
 

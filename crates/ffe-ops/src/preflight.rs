@@ -1,12 +1,11 @@
 //! `ffe-ha preflight`: is every node ready for `terraform apply`?
 //!
-//! All nodes are probed in parallel, each with one batched script per phase over the same SSH
-//! master connection the provider would use:
-//! 1. facts (OS, vCPUs, memory, disk), listening sockets, the backup mount, a marker file written
-//!    to the backup mount, and pings to every other node;
-//! 2. the node's clock, read alone so the round trip that brackets it is short;
-//! 3. which markers the node sees on its backup mount (the same share everywhere?);
-//! 4. its own marker removed.
+//! All nodes are probed in parallel, over the same SSH master connection the provider would use:
+//! 1. one session per node: its clock is read first on the open channel (a bracket of one round
+//!    trip), then one script reads facts (OS, vCPUs, memory, disk), listening sockets, the backup
+//!    mount, writes a marker file to the backup mount and pings every other node;
+//! 2. each node reads the markers of this run by their exact names (the same share everywhere?);
+//! 3. the markers are removed.
 //!
 //! Every phase is bounded on the node (`timeout`) and here, so a hung host or NFS mount ends as
 //! an `error` row naming the node instead of a run that never finishes.
@@ -225,6 +224,9 @@ pub struct NodeProbe {
     pub ntp_synchronized: Option<String>,
     /// The node's clock, read over the probe's channel before the probe ran.
     pub clock: Option<ClockReading>,
+    /// `ss` ran (its exit code was 0): an empty listener list then means no listener.
+    pub sockets_listed: bool,
+    pub have_ping: bool,
 }
 
 fn probe_script(inv: &Inventory, node: &Node, run_id: &str) -> String {
@@ -240,12 +242,14 @@ fn probe_script(inv: &Inventory, node: &Node, run_id: &str) -> String {
 echo ffe-preflight=1
 {FACTS_SCRIPT}
 timedatectl show -p NTPSynchronized --value 2>/dev/null | sed 's/^/ntp_synchronized=/'
-ss -Hlntup 2>/dev/null | sed 's/^/listen /'
+sockets=$(ss -Hlntup 2>&1); echo "ss_rc=$?"
+printf '%s\n' "$sockets" | sed 's/^/listen /'
 ip -o link show 2>/dev/null | awk -F': ' '{{print "link " $2}}'
 mnt={mnt}
 timeout -k 1 {t} findmnt -n -o TARGET,SOURCE,FSTYPE --target "$mnt" 2>/dev/null | head -n 1 | sed 's/^/mount /'
-timeout -k 1 {t} sh -c 'printf %s "$2" > "$1"' marker "$mnt/.ffe-ha-preflight-{run_id}-{name}" {name} 2>/dev/null
+timeout -k 1 {t} sh -c 'printf %s "$2" > "$1/.ffe-ha-preflight-$3-$2"' marker "$mnt" {name} {run_id} 2>/dev/null
 echo "marker_rc=$?"
+command -v ping >/dev/null 2>&1 && echo have_ping=1
 for p in {peers}; do
   ( out=$(ping -n -q -c 3 -i 0.1 -W 1 "$p" 2>&1 | tr '\n' ' '); printf 'ping %s %s\n' "$p" "$out" ) &
 done
@@ -282,6 +286,10 @@ pub fn parse_probe(host: &str, out: &str) -> Option<NodeProbe> {
             if let [target, source, fstype, ..] = f.as_slice() {
                 p.mount = Some((target.to_string(), source.to_string(), fstype.to_string()));
             }
+        } else if let Some(rc) = line.strip_prefix("ss_rc=") {
+            p.sockets_listed = rc.trim() == "0";
+        } else if line == "have_ping=1" {
+            p.have_ping = true;
         } else if let Some(rc) = line.strip_prefix("marker_rc=") {
             p.marker_rc = rc.trim().parse().ok();
         } else if let Some(v) = line.strip_prefix("ntp_synchronized=") {
@@ -306,7 +314,7 @@ fn ssh_row(node: &Node, e: &SshError) -> Check {
     };
     // The provider's texts say "re-run `terraform apply`"; here the next step is another run.
     let (evidence, hint) = match e {
-        SshError::Connect { reason, hint, .. } => (reason.clone(), Some(hint.to_string())),
+        SshError::Connect { reason, hint, .. } => (reason.clone(), Some(cli_hint(hint))),
         SshError::Timeout { step, secs, .. } => (
             format!("step '{step}' did not finish within {secs} s"),
             Some("The host may be overloaded or hung: check it, then run the command again".into()),
@@ -386,15 +394,19 @@ async fn seen_markers(
     node: &Node,
     run_id: &str,
 ) -> Result<BTreeSet<String>, String> {
+    // Each marker by its exact name: a lookup goes to the NFS server, where a directory listing
+    // may come from the client's cache.
+    let names: Vec<String> = inv.nodes.iter().map(|n| quote(&n.name)).collect();
     let script = format!(
-        "timeout -k 1 {t} sh -c 'for f in \"$1\"/.ffe-ha-preflight-{run_id}-*; do [ -f \"$f\" ] && printf \"seen %s\\n\" \"$(cat \"$f\")\"; done; true' seen {mnt}; echo \"seen_rc=$?\"",
+        "timeout -k 1 {t} sh -c 'mnt=$1; run=$2; shift 2; for n in \"$@\"; do f=\"$mnt/.ffe-ha-preflight-$run-$n\"; [ -f \"$f\" ] && printf \"seen %s\\n\" \"$(cat \"$f\")\"; done; true' seen {mnt} {run_id} {names}; echo \"seen_rc=$?\"",
         t = MOUNT_LIMIT_SECS,
         mnt = quote(&inv.backup_mount),
+        names = names.join(" "),
     );
     let out = pool
         .run_within(&node.target(), "read backup markers", &script, SHORT_LIMIT)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| short_ssh_error(&e))?;
     match out.lines().find_map(|l| l.strip_prefix("seen_rc=")) {
         Some("0") => Ok(out
             .lines()
@@ -406,6 +418,33 @@ async fn seen_markers(
             inv.backup_mount,
             rc.unwrap_or("?")
         )),
+    }
+}
+
+/// The provider's connection hint with the CLI's ways to change each setting: the inventory
+/// comes from the same tfvars variables, and a flag overrides each for one run.
+fn cli_hint(hint: &str) -> String {
+    let mut out = hint.replace("in your tfvars", "in the inventory (your tfvars)");
+    for (attribute, flag) in [
+        ("ssh_private_key_path", "--ssh-key"),
+        ("ssh_known_hosts_file", "--known-hosts"),
+        ("ssh_user", "--ssh-user"),
+        ("ssh_port", "--ssh-port"),
+    ] {
+        out = out.replacen(attribute, &format!("{attribute} (or {flag})"), 1);
+    }
+    out
+}
+
+/// An SSH error in the CLI's words (the provider's texts say "re-run `terraform apply`").
+fn short_ssh_error(e: &SshError) -> String {
+    match e {
+        SshError::Connect { reason, .. } => format!("cannot connect: {reason}"),
+        SshError::Timeout { step, secs, .. } => {
+            format!("step '{step}' did not finish within {secs} s")
+        }
+        SshError::Broken { reason, .. } => format!("the SSH connection broke: {reason}"),
+        other => other.to_string(),
     }
 }
 
@@ -425,31 +464,21 @@ async fn remove_markers(
             .filter(|seen| writers.is_subset(seen))
             .map(|_| *n)
     });
-    let mut jobs: Vec<(&Node, String)> = Vec::new();
-    match sweeper {
-        Some(n) => jobs.push((n, format!(".ffe-ha-preflight-{run_id}-*"))),
-        None => jobs.extend(
-            live.iter()
-                .filter(|(n, _)| writers.contains(&n.name))
-                .map(|(n, _)| (*n, format!(".ffe-ha-preflight-{run_id}-{}", n.name))),
-        ),
-    }
-    if let Some(n) = sweeper {
-        let seen_by_sweeper = live
+    // A writer's marker is on the sweeper's share (the sweeper saw them all), so one glob there
+    // removes every marker; without a sweeper each writer removes its own.
+    let jobs: Vec<(&Node, String)> = match sweeper {
+        Some(n) => vec![(n, format!(".ffe-ha-preflight-{run_id}-*"))],
+        None => live
             .iter()
-            .zip(seen)
-            .find(|((m, _), _)| m.name == n.name)
-            .and_then(|(_, seen)| seen.as_ref().ok());
-        for (m, _) in live {
-            if writers.contains(&m.name) && seen_by_sweeper.is_some_and(|s| !s.contains(&m.name)) {
-                jobs.push((m, format!(".ffe-ha-preflight-{run_id}-{}", m.name)));
-            }
-        }
-    }
+            .filter(|(n, _)| writers.contains(&n.name))
+            .map(|(n, _)| (*n, format!(".ffe-ha-preflight-{run_id}-{}", n.name)))
+            .collect(),
+    };
     join_all(jobs.into_iter().map(|(node, pattern)| async move {
-        // The glob is expanded on the node; the mount path is quoted, the pattern is ours.
+        // `$2` unquoted on purpose: the glob expands on the node. Node names are DNS names
+        // (Inventory::validate), so the pattern has no space or shell character.
         let script = format!(
-            "cd {mnt} && timeout -k 1 {t} sh -c 'rm -f -- $1' rm {pattern}",
+            "timeout -k 1 {t} sh -c 'cd \"$1\" && rm -f -- $2' rm {mnt} {pattern}",
             mnt = quote(&inv.backup_mount),
             t = MOUNT_LIMIT_SECS,
             pattern = quote(&pattern),
@@ -530,6 +559,15 @@ fn hardware_rows(inv: &Inventory, node: &Node, f: &HostFacts) -> Vec<Check> {
 }
 
 fn ports_row(inv: &Inventory, node: &Node, p: &NodeProbe) -> Check {
+    if !p.sockets_listed {
+        return Check::new(
+            "ports.free",
+            &node.name,
+            Status::Error,
+            "`ss -Hlntup` failed on the node: its listening sockets could not be listed",
+        )
+        .hint("Install iproute2 (it provides ss) on the node");
+    }
     let wanted = required_ports(node.role, inv.network.wireguard_enabled);
     let mut taken = Vec::new();
     let mut ours = Vec::new();
@@ -632,6 +670,15 @@ fn mount_row(inv: &Inventory, node: &Node, p: &NodeProbe) -> Check {
 }
 
 fn rtt_row(inv: &Inventory, node: &Node, p: &NodeProbe, reachable: &BTreeSet<&str>) -> Check {
+    if !p.have_ping && inv.nodes.len() > 1 {
+        return Check::new(
+            "net.rtt",
+            &node.name,
+            Status::Error,
+            "ping is not installed on the node: round trips could not be measured",
+        )
+        .hint("Install iputils-ping on the node");
+    }
     let max = inv.requirements.max_rtt_ms;
     let mut worst: Option<(&str, f64)> = None;
     let mut silent = Vec::new();
@@ -737,6 +784,18 @@ fn shared_row(
 ) -> Check {
     match seen {
         Err(e) => Check::new("backup.shared", &node.name, Status::Error, e.clone()),
+        // With fewer than two markers there is nothing to compare: not evaluated (the
+        // backup.mount rows say why the others could not write).
+        Ok(_) if inv.nodes.len() > 1 && writers.len() < 2 => Check::new(
+            "backup.shared",
+            &node.name,
+            Status::Error,
+            format!(
+                "not evaluated: only {} node(s) could write a marker to {}",
+                writers.len(),
+                inv.backup_mount
+            ),
+        ),
         Ok(seen) => {
             let missing: Vec<&str> = writers
                 .iter()
@@ -933,6 +992,129 @@ mod tests {
         let r = parse_ping(lost).unwrap();
         assert_eq!(r.loss_percent, 100.0);
         assert_eq!(r.avg_ms, None);
+    }
+
+    fn inv(nodes: usize) -> Inventory {
+        let nodes: Vec<serde_json::Value> = (0..nodes)
+            .map(|i| serde_json::json!({"name": format!("n{i}"), "address": format!("10.210.9.{}", i + 1), "role": "server"}))
+            .collect();
+        let doc: crate::inventory::InventoryDoc = serde_json::from_value(serde_json::json!({
+            "schema": 1, "cluster_name": "t", "nodes": nodes, "backup_mount": "/b",
+            "network": {"wireguard_enabled": true}
+        }))
+        .unwrap();
+        Inventory::validate(
+            doc,
+            crate::inventory::InventorySource::File { path: "t".into() },
+            &crate::inventory::SshOverrides::default(),
+        )
+        .unwrap()
+    }
+
+    fn probe(listeners: &[&str], links: &[&str]) -> NodeProbe {
+        NodeProbe {
+            listeners: listeners.iter().filter_map(|l| parse_listener(l)).collect(),
+            links: links.iter().map(|l| l.to_string()).collect(),
+            sockets_listed: true,
+            ..NodeProbe::default()
+        }
+    }
+
+    #[test]
+    fn ports_held_by_the_platform_pass_and_foreign_ones_fail() {
+        let inv = inv(1);
+        let node = &inv.nodes[0];
+        let own = probe(
+            &[
+                "tcp LISTEN 0 4096 *:6443 *:* users:((\"k3s-server\",pid=9,fd=3))",
+                "udp UNCONN 0 0 0.0.0.0:4789 0.0.0.0:*",
+            ],
+            &["lo", "vxlan.calico"],
+        );
+        let r = ports_row(&inv, node, &own);
+        assert_eq!(r.status, Status::Pass, "{r:?}");
+        assert!(
+            r.evidence
+                .contains("6443/tcp, 4789/udp held by the platform itself"),
+            "{r:?}"
+        );
+        // The same kernel socket without Calico's device: someone else's VXLAN.
+        let r = ports_row(
+            &inv,
+            node,
+            &probe(&["udp UNCONN 0 0 0.0.0.0:4789 0.0.0.0:*"], &["lo"]),
+        );
+        assert_eq!(r.status, Status::Fail, "{r:?}");
+        assert!(
+            r.evidence
+                .contains("held by the kernel or an unnamed process"),
+            "{r:?}"
+        );
+        let mut blind = probe(&[], &[]);
+        blind.sockets_listed = false;
+        assert_eq!(ports_row(&inv, node, &blind).status, Status::Error);
+    }
+
+    #[test]
+    fn clock_fails_only_when_the_whole_bracket_is_beyond_the_limit() {
+        let inv = inv(1);
+        let node = &inv.nodes[0];
+        let at = |offset, uncertainty| {
+            clock_row(
+                &inv,
+                node,
+                Some(ClockReading {
+                    offset,
+                    uncertainty,
+                }),
+                None,
+            )
+            .status
+        };
+        assert_eq!(at(0.2, 0.01), Status::Pass);
+        assert_eq!(at(-1.5, 0.01), Status::Fail);
+        assert_eq!(at(1.1, 0.2), Status::Warn);
+        assert_eq!(at(0.9, 0.2), Status::Warn);
+        assert_eq!(
+            clock_row(
+                &inv,
+                node,
+                Some(ClockReading {
+                    offset: 0.0,
+                    uncertainty: 0.0
+                }),
+                Some("no")
+            )
+            .status,
+            Status::Warn
+        );
+        assert_eq!(clock_row(&inv, node, None, None).status, Status::Error);
+    }
+
+    #[test]
+    fn backup_sharing_needs_two_markers_to_be_judged() {
+        let inv = inv(3);
+        let node = &inv.nodes[0];
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let r = shared_row(&inv, node, &Ok(set(&[])), &set(&[]));
+        assert_eq!(r.status, Status::Error, "{r:?}");
+        let r = shared_row(&inv, node, &Ok(set(&["n0"])), &set(&["n0", "n1", "n2"]));
+        assert_eq!(r.status, Status::Fail, "{r:?}");
+        assert!(r.evidence.contains("written by n1, n2"), "{r:?}");
+        let r = shared_row(
+            &inv,
+            node,
+            &Ok(set(&["n0", "n1", "n2"])),
+            &set(&["n0", "n1", "n2"]),
+        );
+        assert_eq!(r.status, Status::Pass, "{r:?}");
+    }
+
+    #[test]
+    fn cli_hints_name_the_flags() {
+        let h = cli_hint("SSH refused the key: check ssh_user and ssh_private_key_path, and that the public key is in the user's authorized_keys on that host");
+        assert!(h.contains("ssh_private_key_path (or --ssh-key)"), "{h}");
+        assert!(h.contains("ssh_user (or --ssh-user)"), "{h}");
     }
 
     #[test]

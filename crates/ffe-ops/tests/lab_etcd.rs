@@ -87,13 +87,25 @@ async fn etcd_checks_pass_on_a_healthy_cluster_and_name_a_stopped_member() {
         "{leader:?}"
     );
 
-    // One member killed: its row fails naming it; the other two still agree on a leader.
-    etcd.kill(1).unwrap();
+    // A follower killed (killing the leader would leave the others electing for a moment,
+    // which the checks would rightly report): its row fails naming it; the other two still
+    // agree on the leader.
+    let leader_host = HOSTS
+        .iter()
+        .position(|h| leader.evidence.starts_with(&format!("leader {h} ")))
+        .unwrap();
+    let victim = (leader_host + 1) % 3;
+    let survivor = (leader_host + 2) % 3;
+    etcd.kill(victim).unwrap();
     let checks = ffe_ops::verify::etcd(&pool, &inv, &endpoint).await;
-    let dead = row(&checks, "etcd.health", HOSTS[1]);
+    let dead = row(&checks, "etcd.health", HOSTS[victim]);
     assert_eq!(dead.status, Status::Fail, "{dead:?}");
     assert!(dead.evidence.contains("did not answer"), "{dead:?}");
-    assert_eq!(row(&checks, "etcd.health", HOSTS[0]).status, Status::Pass);
+    assert_eq!(
+        row(&checks, "etcd.health", HOSTS[survivor]).status,
+        Status::Pass,
+        "{checks:#?}"
+    );
     let leader = row(&checks, "etcd.leader", "cluster");
     assert_eq!(leader.status, Status::Pass, "{leader:?}");
     assert!(leader.evidence.contains("agreed by 2 of 3"), "{leader:?}");
@@ -104,7 +116,7 @@ async fn etcd_checks_pass_on_a_healthy_cluster_and_name_a_stopped_member() {
         ca: "/etc/ssl/certs/ca-certificates.crt".into(),
         ..Endpoint::default()
     };
-    etcd.restart(1).unwrap();
+    etcd.restart(victim).unwrap();
     let checks = ffe_ops::verify::etcd(&pool, &inv, &wrong).await;
     for h in HOSTS {
         let r = row(&checks, "etcd.health", h);

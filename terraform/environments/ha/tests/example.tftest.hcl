@@ -107,7 +107,7 @@ run "example_plans_six_hosts_and_the_cluster" {
     error_message = "ops_inventory.nodes: ${jsonencode(output.ops_inventory.nodes)}"
   }
   assert {
-    condition     = output.ops_inventory.schema == 1 && output.ops_inventory.ssh.user == "root" && output.ops_inventory.ssh.port == 22 && output.ops_inventory.ssh.known_hosts_file == null && output.ops_inventory.backup_mount == "/mnt/backups" && output.ops_inventory.api_vip == "10.0.1.5" && output.ops_inventory.kubeconfig_path == output.kubeconfig_path
+    condition     = output.ops_inventory.schema == 1 && output.ops_inventory.ssh.user == "root" && output.ops_inventory.ssh.port == 22 && output.ops_inventory.ssh.known_hosts_file == null && output.ops_inventory.backup_mount == "/mnt/backups" && output.ops_inventory.api_vip == "10.0.1.5" && startswith(output.ops_inventory.kubeconfig_path, "/") && output.ops_inventory.network.wireguard_enabled == true && output.ops_inventory.ssh.insecure_ignore_host_keys == false
     error_message = "ops_inventory: ${jsonencode(output.ops_inventory)}"
   }
 }
