@@ -1,7 +1,7 @@
 //! Every configuration example in the docs is a tested file: each fenced `hcl` block in the
 //! operator docs must follow a `<!-- example: PATH -->` marker and equal that file byte for byte,
-//! as must each `yaml` block that carries such a marker, and every file under docs/examples/ must
-//! be shown somewhere. `make test-manifests` plans each `.tfvars` example with the environment and
+//! as must each `yaml` or `json` block that carries such a marker, and every file under
+//! docs/examples/ must be shown somewhere. `make test-manifests` plans each `.tfvars` example with the environment and
 //! runs the upstream conformance checks on the result; `make test-doc-examples` validates each
 //! `.yaml` example against Kubernetes' schemas and the CRDs the plan delivers.
 
@@ -67,12 +67,15 @@ fn every_hcl_example_in_the_docs_is_a_tested_file() {
     for doc in doc_files() {
         let text = std::fs::read_to_string(&doc).unwrap();
         let hcl = blocks(&text, "hcl").into_iter().map(|b| ("hcl", b));
-        // YAML blocks without a marker are fragments (values, snippets); marked ones are files.
-        let yaml = blocks(&text, "yaml")
-            .into_iter()
-            .filter(|b| b.0.is_some())
-            .map(|b| ("yaml", b));
-        for (_, (marker, body, line)) in hcl.chain(yaml) {
+        // YAML and JSON blocks without a marker are fragments (values, snippets); marked ones
+        // are files.
+        let marked = |info: &'static str| {
+            blocks(&text, info)
+                .into_iter()
+                .filter(|b| b.0.is_some())
+                .map(move |b| (info, b))
+        };
+        for (_, (marker, body, line)) in hcl.chain(marked("yaml")).chain(marked("json")) {
             let Some(path) = marker else {
                 problems.push(format!(
                     "{}:{line}: hcl example without `<!-- example: docs/examples/NAME.tfvars -->`: \
