@@ -57,8 +57,10 @@ impl Default for SshSettings {
 }
 
 /// SSH settings as an operator writes them (the provider block, the CLI's inventory and flags),
-/// before validation. `None` takes the default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// before validation. `None` takes the default. As JSON/YAML (the CLI's `ops_inventory.ssh`) the
+/// fields are the provider's attributes without their `ssh_` prefix.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SshOptions {
     pub user: Option<String>,
     pub port: Option<i64>,
@@ -436,6 +438,29 @@ impl SshPool {
         }
     }
 
+    /// `sh -c` (the caller adds the script and its arguments) as root within `secs` on the node:
+    /// non-root users escalate with `sudo -n` (never prompt, fail clearly instead); TERM at the
+    /// limit, KILL 10 s later, so the node keeps nothing of a step we gave up on.
+    fn bounded_shell<'s>(
+        &self,
+        session: &'s Session,
+        secs: u64,
+    ) -> openssh::OwningCommand<&'s Session> {
+        let mut cmd = if self.settings.user == "root" {
+            session.command("timeout")
+        } else {
+            let mut c = session.command("sudo");
+            c.arg("-n").arg("timeout");
+            c
+        };
+        cmd.arg("-k")
+            .arg(REMOTE_KILL_GRACE_SECS.to_string())
+            .arg(secs.to_string())
+            .arg("sh")
+            .arg("-c");
+        cmd
+    }
+
     async fn run_once(
         &self,
         t: &Target,
@@ -457,21 +482,8 @@ impl SshPool {
         let secs = limit.as_secs().max(1);
         let fut = async {
             let session = self.session(t).await?;
-            // Non-root users escalate with `sudo -n`: never prompt, fail clearly instead.
-            let mut cmd = if self.settings.user == "root" {
-                session.command("timeout")
-            } else {
-                let mut c = session.command("sudo");
-                c.arg("-n").arg("timeout");
-                c
-            };
-            // TERM at the limit, KILL 10 s later: the node keeps nothing of a step we gave up on.
-            cmd.arg("-k")
-                .arg(REMOTE_KILL_GRACE_SECS.to_string())
-                .arg(secs.to_string())
-                .arg("sh")
-                .arg("-c")
-                .arg(script);
+            let mut cmd = self.bounded_shell(&session, secs);
+            cmd.arg(script);
             cmd.stdout(openssh::Stdio::piped())
                 .stderr(openssh::Stdio::piped())
                 .stdin(if stdin.is_some() {
@@ -579,19 +591,8 @@ impl SshPool {
         let started = std::time::Instant::now();
         let fut = async {
             let session = self.session(t).await?;
-            let mut cmd = if self.settings.user == "root" {
-                session.command("timeout")
-            } else {
-                let mut c = session.command("sudo");
-                c.arg("-n").arg("timeout");
-                c
-            };
-            cmd.arg("-k")
-                .arg(REMOTE_KILL_GRACE_SECS.to_string())
-                .arg(limit.as_secs().max(1).to_string())
-                .arg("sh")
-                .arg("-c")
-                .arg(format!(
+            let mut cmd = self.bounded_shell(&session, limit.as_secs().max(1));
+            cmd.arg(format!(
                     "echo ffe-clock-ready; i=0; while [ \"$i\" -lt {samples} ] && read -r _; do echo \"ffe-clock $(date +%s.%N)\"; i=$((i+1)); done; exec sh -c \"$1\" script"
                 ))
                 .arg("clock")

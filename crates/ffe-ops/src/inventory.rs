@@ -71,18 +71,6 @@ impl Node {
     }
 }
 
-/// `ssh` of the inventory: the provider's SSH attributes without their `ssh_` prefix.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SshSection {
-    pub user: Option<String>,
-    pub port: Option<i64>,
-    pub private_key_path: Option<String>,
-    pub known_hosts_file: Option<String>,
-    pub insecure_ignore_host_keys: Option<bool>,
-    pub connect_timeout_seconds: Option<i64>,
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSection {
@@ -164,7 +152,7 @@ pub struct InventoryDoc {
     pub schema: u32,
     pub cluster_name: String,
     #[serde(default)]
-    pub ssh: SshSection,
+    pub ssh: SshOptions,
     pub nodes: Vec<Node>,
     #[serde(default)]
     pub api_vip: Option<String>,
@@ -385,18 +373,12 @@ impl Inventory {
                 doc.backup_mount
             )));
         }
-        let s = &doc.ssh;
+        let s = doc.ssh;
         let options = SshOptions {
-            user: overrides.user.clone().or_else(|| s.user.clone()),
+            user: overrides.user.clone().or(s.user),
             port: overrides.port.or(s.port),
-            private_key_path: overrides
-                .private_key_path
-                .clone()
-                .or_else(|| s.private_key_path.clone()),
-            known_hosts_file: overrides
-                .known_hosts_file
-                .clone()
-                .or_else(|| s.known_hosts_file.clone()),
+            private_key_path: overrides.private_key_path.clone().or(s.private_key_path),
+            known_hosts_file: overrides.known_hosts_file.clone().or(s.known_hosts_file),
             insecure_ignore_host_keys: s.insecure_ignore_host_keys,
             connect_timeout_seconds: overrides
                 .connect_timeout_seconds

@@ -4,8 +4,10 @@
 use ffe_core::ssh::SshPool;
 use ffe_lab::lab::{Lab, LabSpec};
 use ffe_lab::pki::TestCa;
-use ffe_ops::inventory::{InventoryDoc, InventorySource, SshOverrides};
-use ffe_ops::{Inventory, Status};
+use ffe_ops::Status;
+
+mod support;
+use support::lab_inventory;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_first_certificate_to_expire_decides_and_agents_are_read_too() {
@@ -37,29 +39,7 @@ async fn the_first_certificate_to_expire_decides_and_agents_are_read_too() {
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(crt, to).unwrap();
     }
-    let nodes: Vec<serde_json::Value> = lab
-        .hosts()
-        .iter()
-        .map(|h| {
-            let role = if h.name.contains("master") {
-                "server"
-            } else {
-                "agent"
-            };
-            serde_json::json!({"name": h.name, "address": h.ip.to_string(), "role": role})
-        })
-        .collect();
-    let doc: InventoryDoc = serde_json::from_value(serde_json::json!({
-        "schema": 1, "cluster_name": "ce", "nodes": nodes, "backup_mount": "/mnt/backups",
-        "ssh": {"private_key_path": lab.client_key(), "known_hosts_file": lab.known_hosts()}
-    }))
-    .unwrap();
-    let inv = Inventory::validate(
-        doc,
-        InventorySource::File { path: "lab".into() },
-        &SshOverrides::default(),
-    )
-    .unwrap();
+    let inv = lab_inventory(&lab);
     let pool = SshPool::new(inv.ssh.clone());
     let checks = ffe_ops::verify::certs(&pool, &inv).await;
     pool.close_all().await;

@@ -8,37 +8,12 @@ use ffe_core::k3s::etcd::{Endpoint, K3S_ETCD_CA, K3S_ETCD_CLIENT_CERT, K3S_ETCD_
 use ffe_core::ssh::SshPool;
 use ffe_lab::etcd::{CredentialPaths, K3sEtcd, LAB_API_URL};
 use ffe_lab::lab::{Lab, LabSpec};
-use ffe_ops::inventory::{InventoryDoc, InventorySource, SshOverrides};
-use ffe_ops::{Check, Inventory, Status};
+use ffe_ops::Status;
+
+mod support;
+use support::{lab_inventory, row};
 
 const HOSTS: [&str; 3] = ["et-master-0", "et-master-1", "et-master-2"];
-
-fn inventory(lab: &Lab) -> Inventory {
-    let nodes: Vec<serde_json::Value> = lab
-        .hosts()
-        .iter()
-        .map(|h| serde_json::json!({"name": h.name, "address": h.ip.to_string(), "role": "server"}))
-        .collect();
-    let doc: InventoryDoc = serde_json::from_value(serde_json::json!({
-        "schema": 1, "cluster_name": "et", "nodes": nodes, "backup_mount": "/mnt/backups",
-        "ssh": {"private_key_path": lab.client_key(), "known_hosts_file": lab.known_hosts(),
-                "connect_timeout_seconds": 3}
-    }))
-    .unwrap();
-    Inventory::validate(
-        doc,
-        InventorySource::File { path: "lab".into() },
-        &SshOverrides::default(),
-    )
-    .unwrap()
-}
-
-fn row<'a>(checks: &'a [Check], id: &str, subject: &str) -> &'a Check {
-    checks
-        .iter()
-        .find(|c| c.id == id && c.subject == subject)
-        .unwrap_or_else(|| panic!("no {id} row for {subject}: {checks:#?}"))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn etcd_checks_pass_on_a_healthy_cluster_and_name_a_stopped_member() {
@@ -58,7 +33,7 @@ async fn etcd_checks_pass_on_a_healthy_cluster_and_name_a_stopped_member() {
         },
     )
     .unwrap();
-    let inv = inventory(&lab);
+    let inv = lab_inventory(&lab);
     let pool = SshPool::new(inv.ssh.clone());
     let endpoint = Endpoint {
         url: LAB_API_URL.into(),

@@ -7,16 +7,12 @@ use std::time::Duration;
 use ffe_core::vault::Member;
 use ffe_lab::lab::{Lab, LabSpec};
 use ffe_lab::vault::{BaoCluster, BaoSpec};
-use ffe_ops::{Check, Status};
+use ffe_ops::Status;
+
+mod support;
+use support::row;
 
 const HOSTS: [&str; 3] = ["vv-vault-0", "vv-vault-1", "vv-vault-2"];
-
-fn row<'a>(checks: &'a [Check], id: &str, subject: &str) -> &'a Check {
-    checks
-        .iter()
-        .find(|c| c.id == id && c.subject == subject)
-        .unwrap_or_else(|| panic!("no {id} row for {subject}: {checks:#?}"))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn vault_checks_pass_when_unsealed_and_name_a_sealed_or_dead_member() {
