@@ -2,8 +2,10 @@
 
 pub mod host;
 pub mod k3s;
+pub mod kube;
 pub mod kubeconfig;
 pub mod manifests;
+pub mod pg;
 pub mod shell;
 pub mod ssh;
 pub mod vault;

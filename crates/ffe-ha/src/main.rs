@@ -32,6 +32,18 @@ Examples:
 Checks: ssh.reachable ssh.sudo os.supported cpu.min memory.min ports.free backup.mount
 backup.shared clock.sync net.rtt disk.total (docs/operations.md explains each).";
 
+const VERIFY_EXAMPLES: &str = "\
+Examples:
+  # after apply, from the environment directory (output ops_inventory, kubeconfig_path)
+  ffe-ha verify
+  # JSON for a pipeline or a cron job; warnings fail
+  ffe-ha --tf-dir terraform/environments/ha verify --output json --strict
+Reads, never writes. Reaches the API with the kubeconfig's client certificate, the nodes over
+SSH, Vault's members over HTTPS (CA from Secret vault/vault-ca), Postgres without credentials.
+Checks: api.vip nodes.ready etcd.health etcd.members etcd.leader etcd.alarms postgres.primary
+postgres.replicas postgres.endpoint pgbouncer.answering vault.unsealed vault.initialized
+vault.active certs.expiry backups.fresh (docs/operations.md explains each).";
+
 #[derive(Parser)]
 #[command(
     name = "ffe-ha",
@@ -100,6 +112,24 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Check a running cluster: the API through its VIP and every node Ready; etcd members,
+    /// leader and alarms; the Postgres primary, replicas and lag, PgBouncer; Vault unsealed with
+    /// one active member; k3s certificates; the age of every backup kind. Read-only.
+    #[command(after_help = VERIFY_EXAMPLES)]
+    Verify {
+        /// Warnings fail too (exit 1).
+        #[arg(long)]
+        strict: bool,
+        /// Admin kubeconfig (default: the inventory's kubeconfig_path).
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// PEM file with the CA of Vault's certificates (default: read Secret vault/vault-ca through the API).
+        #[arg(long, value_name = "FILE")]
+        vault_ca: Option<PathBuf>,
+        /// etcd's JSON API as each master reaches its own member (k3s serves it on loopback only).
+        #[arg(long, value_name = "URL", default_value = ffe_ops::verify::K3S_GATEWAY_URL)]
+        etcd_url: String,
+    },
     /// Print a shell completion script (e.g. `ffe-ha completions bash > /etc/bash_completion.d/ffe-ha`).
     Completions {
         #[arg(value_enum)]
@@ -127,12 +157,35 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    let strict = match cli.command {
+    let (name, verify) = match cli.command {
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "ffe-ha", &mut std::io::stdout());
             return Ok(0);
         }
-        Command::Preflight { strict } => strict,
+        Command::Preflight { strict } => (
+            "preflight",
+            ffe_ops::verify::VerifyOptions {
+                strict,
+                ..Default::default()
+            },
+        ),
+        Command::Verify {
+            strict,
+            kubeconfig,
+            vault_ca,
+            etcd_url,
+        } => (
+            "verify",
+            ffe_ops::verify::VerifyOptions {
+                strict,
+                kubeconfig,
+                vault_ca,
+                etcd: ffe_ops::verify::Endpoint {
+                    url: etcd_url,
+                    ..Default::default()
+                },
+            },
+        ),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -146,7 +199,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 let _ = writeln!(
                     std::io::stdout(),
                     "{}",
-                    render::json_error("preflight", &e.to_string(), code)
+                    render::json_error(name, &e.to_string(), code)
                 );
             }
             eprintln!("ffe-ha: {e}");
@@ -156,7 +209,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     if inventory.ssh.known_hosts_file.is_none() && inventory.ssh.insecure_ignore_host_keys {
         eprintln!("ffe-ha: warning: host keys are not pinned (ssh.insecure_ignore_host_keys): any host answering on a node's address is trusted. Set ssh_known_hosts_file (or --known-hosts) for anything real.");
     }
-    let report = runtime.block_on(ffe_ops::preflight::run(&inventory, strict));
+    let report = if name == "verify" {
+        runtime.block_on(ffe_ops::verify::run(&inventory, &verify))
+    } else {
+        runtime.block_on(ffe_ops::preflight::run(&inventory, verify.strict))
+    };
     let text = match cli.output {
         Output::Table => render::table(&report),
         Output::Json => render::json(&report, &inventory.source) + "\n",
@@ -204,6 +261,13 @@ mod tests {
             .unwrap_or_default();
         for id in ffe_ops::preflight::CHECK_IDS {
             assert!(pre.contains(id), "preflight --help lacks {id}");
+        }
+        let ver = cmd
+            .find_subcommand_mut("verify")
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        for id in ffe_ops::verify::check_ids() {
+            assert!(ver.contains(id), "verify --help lacks {id}");
         }
     }
 }

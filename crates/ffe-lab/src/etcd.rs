@@ -87,12 +87,13 @@ impl K3sEtcd {
     ) -> Result<K3sEtcd, EtcdError> {
         let dir = lab.dir().join("k3s-etcd");
         let ca = TestCa::new(&dir.join("pki"))?;
-        let client = ca.issue("etcd-client")?;
+        // A year, as k3s issues them: the certificate check reads these files too.
+        let client = ca.issue_valid("etcd-client", &[], 365)?;
         let mut members = Vec::new();
         for (i, h) in hosts.iter().enumerate() {
             let host = lab.host(h)?.clone();
             let (server_cert, server_key) =
-                ca.issue_for(&format!("etcd-server-{i}"), &[host.ip])?;
+                ca.issue_valid(&format!("etcd-server-{i}"), &[host.ip], 365)?;
             // k3s's client credentials, where k3s keeps them on every server.
             for (src, dst) in [
                 (ca.dir.join("ca.crt"), paths.ca),

@@ -62,8 +62,10 @@
 //! without which the stand-in refuses to change files). Reported version: [`STANDIN_VERSION`].
 
 pub mod etcd;
+pub mod kube_api;
 pub mod lab;
 pub mod pki;
+pub mod postgres;
 pub mod standin;
 pub mod terraform;
 pub mod vault;

@@ -1,5 +1,6 @@
 //! A throwaway certificate authority for tests of TLS servers on loopback: an EC CA and server
-//! certificates for IP 127.0.0.1 signed by it, made with the real `openssl` (valid 2 days).
+//! certificates for IP 127.0.0.1 signed by it, made with the real `openssl` (the CA valid ten
+//! years like k3s's, certificates 2 days unless asked otherwise).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,7 +65,8 @@ impl TestCa {
             "-out",
             "ca.crt",
             "-days",
-            "2",
+            // Ten years, as k3s's own CAs: the CA is never the certificate a check trips on.
+            "3650",
             "-subj",
             "/CN=ffe test CA",
             "-addext",

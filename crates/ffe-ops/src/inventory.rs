@@ -145,6 +145,61 @@ impl Requirements {
     }
 }
 
+/// The Postgres layer as `verify` reads it (names from modules/postgres).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSection {
+    pub namespace: String,
+    /// The PerconaPGCluster's name (label `postgres-operator.crunchydata.com/cluster`).
+    pub cluster: String,
+    /// Primary + replicas.
+    pub instances: u32,
+    /// Patroni synchronous_mode: one replica must be a synchronous standby.
+    pub synchronous: bool,
+    /// Patroni maximum_lag_on_failover: a replica further behind is not promoted.
+    pub max_lag_bytes: u64,
+    pub patroni_port: u16,
+    /// `postgres_primary_ip:5432`, reachable from the node network.
+    pub primary_endpoint: String,
+    /// The PgBouncer Service (ClusterIP) in `namespace`.
+    pub pgbouncer_service: String,
+}
+
+/// The Vault layer as `verify` reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSection {
+    /// `https://<ip>:8200`, one per member.
+    pub member_addresses: Vec<String>,
+    /// The Secret holding the CA the members' certificates chain to (public, read via the API).
+    pub ca_secret: SecretRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    pub namespace: String,
+    pub name: String,
+    pub key: String,
+}
+
+/// One backup kind on the shared backup mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupKind {
+    /// `etcd`, `pgbackrest`, `pg_dump`, `vault`.
+    pub kind: String,
+    /// Directory relative to `backup_mount`.
+    pub dir: String,
+    /// One subdirectory per server (k3s etcd snapshots), each judged on its own.
+    #[serde(default)]
+    pub per_server: bool,
+    /// Which files count: a glob of file names, or (pgBackRest) the path of `backup.info`.
+    pub files: String,
+    /// The age limit of the kind's alert; `null` when the schedule's period is not known.
+    pub max_age_seconds: Option<u64>,
+}
+
 /// The inventory as written: `ops_inventory` (schema 1), or a file of the same shape.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,6 +218,12 @@ pub struct InventoryDoc {
     pub backup_mount: String,
     #[serde(default)]
     pub network: NetworkSection,
+    #[serde(default)]
+    pub postgres: Option<PostgresSection>,
+    #[serde(default)]
+    pub vault: Option<VaultSection>,
+    #[serde(default)]
+    pub backups: Vec<BackupKind>,
     /// Not in `ops_inventory`: only an inventory file may lower the seed's minimums.
     #[serde(default)]
     pub requirements: Option<Requirements>,
@@ -231,6 +292,9 @@ pub struct Inventory {
     pub kubeconfig_path: Option<PathBuf>,
     pub backup_mount: String,
     pub network: NetworkSection,
+    pub postgres: Option<PostgresSection>,
+    pub vault: Option<VaultSection>,
+    pub backups: Vec<BackupKind>,
     pub requirements: Requirements,
 }
 
@@ -373,6 +437,22 @@ impl Inventory {
                 doc.backup_mount
             )));
         }
+        // Backup paths and patterns reach shell scripts on a node: plain relative paths only.
+        for b in &doc.backups {
+            let plain = |t: &str| {
+                !t.is_empty()
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_./*".contains(c))
+                    && !t.starts_with('/')
+                    && !t.split('/').any(|p| p == "..")
+            };
+            if !plain(&b.dir) || !plain(&b.files) {
+                return Err(invalid(format!(
+                    "backups {}: dir {:?} and files {:?} must be relative paths of letters, digits, '-', '_', '.', '/' and '*' (no '..')",
+                    b.kind, b.dir, b.files
+                )));
+            }
+        }
         let s = doc.ssh;
         let options = SshOptions {
             user: overrides.user.clone().or(s.user),
@@ -405,6 +485,9 @@ impl Inventory {
             kubeconfig_path: doc.kubeconfig_path.map(PathBuf::from),
             backup_mount: doc.backup_mount.trim_end_matches('/').to_string(),
             network: doc.network,
+            postgres: doc.postgres,
+            vault: doc.vault,
+            backups: doc.backups,
             requirements,
         })
     }

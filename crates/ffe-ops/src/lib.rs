@@ -1,8 +1,10 @@
 //! ffe-ops: what the `ffe-ha` CLI does, as a library. The inventory (from the environment's
 //! `ops_inventory` output or a file), checks with their evidence, and the commands built on them.
 
+pub mod backups;
 pub mod check;
 pub mod inventory;
+pub mod postgres;
 pub mod preflight;
 pub mod render;
 pub mod verify;

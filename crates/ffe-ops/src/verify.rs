@@ -1,6 +1,7 @@
-//! The checks of a running cluster (the seed's post-deployment checklist, done for k3s). This
-//! release has the etcd checks; the `verify` command arrives when every check the operations
-//! issue lists exists, so no operator reads a partial checklist as a verified cluster.
+//! `ffe-ha verify`: the checks of a running cluster (the seed's post-deployment checklist, done
+//! for k3s): the API through its VIP and every node Ready, etcd's members, leader and alarms,
+//! Patroni's primary and replicas, PgBouncer, Vault's seal and leader, the k3s certificates and
+//! the age of every backup kind.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -8,12 +9,15 @@ use std::time::Duration;
 use ffe_core::k3s::certs::{
     expiry_script, parse_expiry, AGENT_CERT_GLOBS, K3S_RENEW_DAYS, SERVER_CERT_GLOBS,
 };
-use ffe_core::k3s::etcd::{node_of_member, parse_probe, probe_script, Endpoint, MemberView};
+use ffe_core::k3s::etcd::{node_of_member, parse_probe, probe_script, MemberView};
+pub use ffe_core::k3s::etcd::{Endpoint, K3S_GATEWAY_URL};
+use ffe_core::k3s::ops::{parse_node_list, NodeStatus};
+use ffe_core::kube::KubeApi;
 use ffe_core::ssh::SshPool;
 use ffe_core::vault::{Health, Member};
 use futures::future::join_all;
 
-use crate::check::{Check, Status};
+use crate::check::{Check, Report, Status};
 use crate::inventory::{Inventory, Role};
 
 /// Each etcd call on a server may take this long (curl `--max-time`).
@@ -415,5 +419,245 @@ fn judge_certs(node: &str, out: &str) -> Check {
         Check::new("certs.expiry", node, Status::Warn, evidence).hint(hint)
     } else {
         Check::new("certs.expiry", node, Status::Pass, evidence)
+    }
+}
+
+pub const KUBE_CHECK_IDS: &[&str] = &["api.vip", "nodes.ready"];
+
+/// The API through the address the kubeconfig names (the API VIP), then the nodes it reports.
+/// Every request carries the kubeconfig's client certificate: k3s serves nothing anonymously.
+pub async fn kubernetes(api: &KubeApi, inv: &Inventory) -> Vec<Check> {
+    let started = std::time::Instant::now();
+    let ready = api.get_raw("/readyz").await;
+    let took = started.elapsed().as_millis();
+    let through = match &inv.api_vip {
+        Some(vip) if api.server().contains(vip.as_str()) => format!("the API VIP {vip}"),
+        Some(vip) => format!("{} (not the API VIP {vip})", api.server()),
+        None => format!("{} (no API VIP configured)", api.server()),
+    };
+    let mut checks = vec![match &ready {
+        Ok(a) if a.status == 200 && a.body.trim() == "ok" => {
+            let status = if inv.api_vip.is_some() && through.starts_with("the API VIP") {
+                Status::Pass
+            } else {
+                Status::Warn
+            };
+            let c = Check::new("api.vip", "cluster", status, format!("/readyz through {through}: ok in {took} ms"));
+            if status == Status::Warn {
+                c.hint("Without a VIP the kubeconfig names one master: when it is down, so is your API access. Set api_vip (docs/networking.md)")
+            } else {
+                c
+            }
+        }
+        Ok(a) => Check::new(
+            "api.vip",
+            "cluster",
+            Status::Fail,
+            format!("/readyz through {through}: HTTP {}: {}", a.status, ffe_core::kube::status_message(&a.body)),
+        )
+        .hint(if a.status == 401 || a.status == 403 || a.status == 400 {
+            "The API refused the kubeconfig's credentials: use the kubeconfig `terraform apply` wrote (kubeconfig_path)"
+        } else {
+            "The API server answers but is not ready: check k3s on the masters (`journalctl -u k3s`) and `ffe-ha verify`'s etcd rows"
+        }),
+        Err(e) => Check::new("api.vip", "cluster", Status::Fail, e.to_string())
+            .hint("Nothing answers on the API address: check kube-vip holds the VIP (`ip addr` on the masters) and k3s runs on at least one master"),
+    }];
+    let nodes = match ready {
+        Err(e) => Err(format!("the API did not answer: {e}")),
+        Ok(_) => match api.get("/api/v1/nodes").await {
+            Err(e) => Err(e.to_string()),
+            Ok(body) => parse_node_list(&body),
+        },
+    };
+    checks.extend(judge_nodes(inv, nodes));
+    checks
+}
+
+/// One row per inventory node (present and Ready, with its kubelet version), plus a cluster row
+/// when the API lists nodes the inventory does not know or the versions differ.
+pub fn judge_nodes(inv: &Inventory, nodes: Result<Vec<NodeStatus>, String>) -> Vec<Check> {
+    let nodes = match nodes {
+        Ok(n) => n,
+        Err(e) => {
+            return inv
+                .nodes
+                .iter()
+                .map(|n| {
+                    Check::new(
+                        "nodes.ready",
+                        &n.name,
+                        Status::Error,
+                        format!("not evaluated: {e}"),
+                    )
+                })
+                .collect()
+        }
+    };
+    let mut checks: Vec<Check> = inv
+        .nodes
+        .iter()
+        .map(|n| match nodes.iter().find(|s| s.name == n.name) {
+            None => Check::new("nodes.ready", &n.name, Status::Fail, "not registered with the API server")
+                .hint(format!("The {} never joined or was deleted: check `systemctl status {}` on it and re-run `terraform apply`", n.role.label(), if n.role == Role::Server { "k3s" } else { "k3s-agent" })),
+            Some(s) if !s.ready => Check::new("nodes.ready", &n.name, Status::Fail, format!("NotReady ({})", s.kubelet_version))
+                .hint("The kubelet stopped reporting: check the node is up and k3s runs on it (`journalctl -u k3s` / `-u k3s-agent`)"),
+            Some(s) => Check::new("nodes.ready", &n.name, Status::Pass, format!("Ready, kubelet {}", s.kubelet_version)),
+        })
+        .collect();
+    let known: BTreeSet<&str> = inv.nodes.iter().map(|n| n.name.as_str()).collect();
+    let strangers: Vec<&str> = nodes
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|n| !known.contains(n))
+        .collect();
+    let versions: BTreeSet<&str> = nodes.iter().map(|s| s.kubelet_version.as_str()).collect();
+    let mut problems = Vec::new();
+    if !strangers.is_empty() {
+        problems.push(format!(
+            "nodes not in the inventory: {}",
+            strangers.join(", ")
+        ));
+    }
+    if versions.len() > 1 {
+        problems.push(format!(
+            "kubelet versions differ: {}",
+            versions.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    checks.push(if problems.is_empty() {
+        Check::new("nodes.ready", "cluster", Status::Pass, format!("{} nodes registered, all in the inventory, one version", nodes.len()))
+    } else {
+        Check::new("nodes.ready", "cluster", Status::Warn, problems.join("; "))
+            .hint("A node left over from a replaced host must be deleted (`kubectl delete node NAME`); differing versions mean an upgrade did not finish (`terraform apply`)")
+    });
+    checks
+}
+
+/// How `verify` reaches what is not in the inventory.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Warnings fail too.
+    pub strict: bool,
+    /// Overrides the inventory's `kubeconfig_path`.
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// The etcd JSON API on each master (default: k3s's).
+    pub etcd: Endpoint,
+    /// A PEM file with the Vault CA, instead of reading the inventory's CA Secret.
+    pub vault_ca: Option<std::path::PathBuf>,
+}
+
+/// Every id `verify` can emit, in report order (docs/operations.md lists them).
+pub fn check_ids() -> Vec<&'static str> {
+    [
+        KUBE_CHECK_IDS,
+        ETCD_CHECK_IDS,
+        crate::postgres::POSTGRES_CHECK_IDS,
+        VAULT_CHECK_IDS,
+        CERT_CHECK_IDS,
+        crate::backups::BACKUP_CHECK_IDS,
+    ]
+    .concat()
+}
+
+/// Each API request may take this long.
+const API_LIMIT: Duration = Duration::from_secs(3);
+
+/// The Vault CA: the operator's file, or the inventory's Secret read through the API.
+async fn vault_ca(
+    api: Result<&KubeApi, &String>,
+    opts: &VerifyOptions,
+    v: &crate::inventory::VaultSection,
+) -> Result<String, String> {
+    if let Some(f) = &opts.vault_ca {
+        return std::fs::read_to_string(f).map_err(|e| format!("--vault-ca {}: {e}", f.display()));
+    }
+    let api = api.map_err(|e| format!("the Vault CA Secret needs the API: {e}"))?;
+    let s = &v.ca_secret;
+    let body = api
+        .get(&format!(
+            "/api/v1/namespaces/{}/secrets/{}",
+            s.namespace, s.name
+        ))
+        .await
+        .map_err(|e| format!("Secret {}/{}: {e}", s.namespace, s.name))?;
+    let doc: serde_json::Value = serde_json::from_str(&body)
+        .map_err(|e| format!("Secret {}/{}: {e}", s.namespace, s.name))?;
+    let b64 = doc["data"][&s.key]
+        .as_str()
+        .ok_or_else(|| format!("Secret {}/{} has no key {}", s.namespace, s.name, s.key))?;
+    use base64::Engine;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| format!("Secret {}/{} key {}: {e}", s.namespace, s.name, s.key))?;
+    String::from_utf8(pem).map_err(|_| {
+        format!(
+            "Secret {}/{} key {} is not PEM text",
+            s.namespace, s.name, s.key
+        )
+    })
+}
+
+/// Run every check of a running cluster, all at once; never hangs (every step is bounded).
+pub async fn run(inv: &Inventory, opts: &VerifyOptions) -> Report {
+    let pool = SshPool::new(inv.ssh.clone());
+    let api = match opts
+        .kubeconfig
+        .clone()
+        .or_else(|| inv.kubeconfig_path.clone())
+    {
+        None => Err(
+            "no kubeconfig: the inventory has no kubeconfig_path; pass --kubeconfig".to_string(),
+        ),
+        Some(path) => KubeApi::from_kubeconfig_file(&path, API_LIMIT).map_err(|e| e.to_string()),
+    };
+    let not_evaluated = |ids: &[&'static str], why: &str| -> Vec<Check> {
+        ids.iter()
+            .map(|id| {
+                Check::new(
+                    id,
+                    "cluster",
+                    Status::Error,
+                    format!("not evaluated: {why}"),
+                )
+            })
+            .collect()
+    };
+    let kube = async {
+        match &api {
+            Ok(api) => kubernetes(api, inv).await,
+            Err(e) => not_evaluated(KUBE_CHECK_IDS, e),
+        }
+    };
+    let postgres = async {
+        match (&inv.postgres, &api) {
+            (None, _) => vec![],
+            (Some(pg), Ok(api)) => crate::postgres::postgres(api, &pool, inv, pg).await,
+            (Some(_), Err(e)) => not_evaluated(crate::postgres::POSTGRES_CHECK_IDS, e),
+        }
+    };
+    let vault = async {
+        let Some(v) = &inv.vault else { return vec![] };
+        match vault_ca(api.as_ref(), opts, v)
+            .await
+            .and_then(|ca| Member::all(&v.member_addresses, &ca).map_err(|e| e.to_string()))
+        {
+            Ok(members) => vault(&members).await,
+            Err(e) => not_evaluated(VAULT_CHECK_IDS, &e),
+        }
+    };
+    let (k, e, p, v, c, b) = futures::join!(
+        kube,
+        etcd(&pool, inv, &opts.etcd),
+        postgres,
+        vault,
+        certs(&pool, inv),
+        crate::backups::fresh(&pool, inv)
+    );
+    pool.close_all().await;
+    Report {
+        command: "verify",
+        checks: [k, e, p, v, c, b].concat(),
+        strict: opts.strict,
     }
 }

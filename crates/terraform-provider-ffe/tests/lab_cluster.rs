@@ -121,6 +121,19 @@ fn lifecycle_apply_reapply_scale_destroy() {
         c1["etcd-snapshot-dir"].as_str(),
         Some(format!("/mnt/backups/etcd-snapshots/{}", master(1)).as_str())
     );
+    // k3s snapshots only into a directory that exists (it creates just its default one).
+    for i in 0..3 {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = env.lab.backup_dir().join("etcd-snapshots").join(master(i));
+        let meta = std::fs::metadata(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        assert!(meta.is_dir());
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o700,
+            "{}",
+            dir.display()
+        );
+    }
     // Joining servers get the full server token the first server wrote: K10<CA hash>::server:…
     let host0 = env.lab.host(&master(0)).unwrap().root_dir.clone();
     let token_file = |f: &str| {

@@ -38,6 +38,8 @@ locals {
   ]))]
   etcd_snapshots_per_day  = local.cron_selected[0] * local.cron_selected[1]
   etcd_snapshot_retention = coalesce(var.etcd_snapshot_retention, local.etcd_snapshots_per_day * var.backup_retention_days)
+  # A server's newest snapshot may be one interval + 1 h old (EtcdSnapshotTooOld and ffe-ha verify).
+  etcd_snapshot_max_age_seconds = floor(86400 / local.etcd_snapshots_per_day) + 3600
 
   airgap = var.install_mode == "airgap"
 

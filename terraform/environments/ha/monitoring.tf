@@ -114,7 +114,7 @@ module "monitoring" {
   postgres_replicas                = var.postgres_replicas
   postgres_backup_schedules        = local.postgres_ha_settings.pgbackrest.schedules
   postgres_backup_age_margin_hours = local.postgres_ha_settings.pgbackrest.backup_age_margin_hours
-  etcd_snapshot_max_age_seconds    = floor(86400 / local.etcd_snapshots_per_day) + 3600
+  etcd_snapshot_max_age_seconds    = local.etcd_snapshot_max_age_seconds
 
   namespaces = {
     cert_manager = module.namespaces.names["cert-manager"]

@@ -125,5 +125,35 @@ output "ops_inventory" {
     network = {
       wireguard_enabled = var.calico_wireguard_enabled
     }
+    # What `ffe-ha verify` reads through the API (kubeconfig_path) and the backup share.
+    postgres = local.postgres_enabled ? {
+      namespace         = module.postgres[0].names.namespace
+      cluster           = module.postgres[0].names.cluster
+      instances         = var.postgres_replicas + 1
+      synchronous       = var.postgres_synchronous_replication && local.postgres_ha_settings.patroni.synchronous_mode
+      max_lag_bytes     = local.postgres_ha_settings.patroni.maximum_lag_on_failover
+      patroni_port      = module.postgres[0].names.patroni_port
+      primary_endpoint  = module.postgres[0].endpoints.primary
+      pgbouncer_service = module.postgres[0].names.pgbouncer_service
+    } : null
+    vault = local.vault_enabled ? {
+      member_addresses = module.vault[0].member_addresses
+      ca_secret        = module.vault[0].ca_secret
+    } : null
+    # Each backup kind: its directory on the share (relative to backup_mount), which files count,
+    # and the age limit of its alert (monitoring/rules/backups.yaml).
+    backups = concat(
+      [{ kind = "etcd", dir = "etcd-snapshots", per_server = true, files = "etcd-snapshot-*", max_age_seconds = local.etcd_snapshot_max_age_seconds }],
+      local.postgres_enabled ? [
+        { kind = "pgbackrest", dir = module.postgres[0].pgbackrest_dir, per_server = false, files = "backup/db/backup.info", max_age_seconds = module.backup_age.postgres_max_age_seconds.any },
+        # PgDumpBackupTooOld: one interval of the daily CronJob + 1 h
+        { kind = "pg_dump", dir = module.storage.claim_dirs["${module.postgres[0].names.namespace}/${module.postgres[0].names.dump_claim}"], per_server = false, files = "ffe-*.dump", max_age_seconds = 86400 + 3600 },
+      ] : [],
+      local.vault_enabled ? [
+        # VaultSnapshotTooOld: one interval + 1 h; the interval is known here for a daily schedule only
+        { kind = "vault", dir = module.storage.claim_dirs["${module.vault[0].snapshot.namespace}/${module.vault[0].snapshot.claim}"], per_server = false, files = "raft-*.snap",
+        max_age_seconds = can(regex("^[0-9]+ [0-9]+ \\* \\* \\*$", module.vault[0].snapshot.schedule)) ? 86400 + 3600 : null },
+      ] : [],
+    )
   }
 }

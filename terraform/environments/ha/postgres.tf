@@ -49,6 +49,14 @@ module "postgres" {
   }) : null
 }
 
+# The pgBackRest age limits of the backup alerts, for `ffe-ha verify` too (ops_inventory).
+module "backup_age" {
+  source = "../../modules/backup-age"
+
+  postgres_backup_schedules        = local.postgres_ha_settings.pgbackrest.schedules
+  postgres_backup_age_margin_hours = local.postgres_ha_settings.pgbackrest.backup_age_margin_hours
+}
+
 resource "ffe_manifests" "postgres_crds" {
   count = local.postgres_enabled ? 1 : 0
 

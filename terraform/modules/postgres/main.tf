@@ -177,6 +177,7 @@ locals {
 
   # hostpath mode: the backup class has no provisioner, so the repository claim needs a PV bound to
   # it in advance, on the NFS share every node mounts (as modules/storage does for its claims).
+  repo_dir = var.backup_storage_mode == "hostpath" ? "k8s/postgres-pgbackrest" : "k8s/${var.namespace}-${local.repo_claim}"
   repo_volume = {
     apiVersion = "v1"
     kind       = "PersistentVolume"
@@ -187,7 +188,7 @@ locals {
       persistentVolumeReclaimPolicy = "Retain"
       storageClassName              = var.backup_storage_class
       claimRef                      = { namespace = var.namespace, name = local.repo_claim }
-      hostPath                      = { path = "${trimsuffix(var.backup_mount, "/")}/k8s/postgres-pgbackrest", type = "DirectoryOrCreate" }
+      hostPath                      = { path = "${trimsuffix(var.backup_mount, "/")}/${local.repo_dir}", type = "DirectoryOrCreate" }
     }
   }
 

@@ -40,6 +40,9 @@ output "names" {
     replica_service   = local.replica_service
     pgbouncer_service = local.pgbouncer_svc
     dump_cronjob      = local.dump_cronjob.metadata.name
+    dump_claim        = var.dump_claim.name
+    # Not set in the PerconaPGCluster: the operator's CRD default (spec.patroni.port, 8008).
+    patroni_port = 8008
   }
 }
 
@@ -74,4 +77,9 @@ output "app_vault_writer" {
       }
     HCL
   }
+}
+
+output "pgbackrest_dir" {
+  description = "Directory of the pgBackRest repository (repo1, stanza db: backup/db/backup.info inside) relative to the backup share: this module's hostPath PV, or the NFS CSI driver's subDir for claim <namespace>-<cluster>-repo1."
+  value       = local.repo_dir
 }

@@ -190,3 +190,8 @@ output "mode" {
   description = "\"csi-nfs\" or \"hostpath\"."
   value       = local.use_csi ? "csi-nfs" : "hostpath"
 }
+
+output "claim_dirs" {
+  description = "Backup claim \"namespace/claim\" => its directory relative to the backup share (backup_mount on every node), for the claims of static_volumes: k8s/<volume name> (hostpath PVs) or k8s/<namespace>-<claim> (the NFS CSI driver's subDir). ffe-ha verify reads backup ages there."
+  value       = { for name, v in var.static_volumes : "${v.namespace}/${v.claim}" => local.use_csi ? "k8s/${v.namespace}-${v.claim}" : "k8s/${name}" }
+}

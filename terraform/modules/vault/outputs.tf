@@ -62,6 +62,7 @@ output "snapshot" {
     policy          = "path \"sys/storage/raft/snapshot\" {\n  capabilities = [\"read\"]\n}\n"
     cronjob         = local.snapshot_name
     schedule        = local.settings.snapshots.schedule
+    claim           = var.snapshot_claim.name
   }
 }
 

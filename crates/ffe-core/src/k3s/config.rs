@@ -32,6 +32,16 @@ pub fn tls_sans(spec: &ClusterSpec) -> Vec<String> {
     sans
 }
 
+/// The server's own etcd snapshot directory on the backup share. k3s creates only its default
+/// directory; one given with `etcd-snapshot-dir` must exist, or every snapshot fails.
+pub fn snapshot_dir(spec: &ClusterSpec, node: &Node) -> String {
+    format!(
+        "{}/{}",
+        spec.etcd_snapshot_dir.trim_end_matches('/'),
+        node.name
+    )
+}
+
 /// The config file for `node` in `role`.
 ///
 /// The bootstrap server defines both secrets; joining servers get the server token and agents
@@ -88,15 +98,7 @@ pub fn render(spec: &ClusterSpec, node: &Node, role: Role, secrets: &JoinSecrets
         );
         // One directory per server: retention prunes a directory's oldest snapshots, so servers
         // sharing one would prune each other's and keep fewer days than asked.
-        put(
-            "etcd-snapshot-dir",
-            format!(
-                "{}/{}",
-                spec.etcd_snapshot_dir.trim_end_matches('/'),
-                node.name
-            )
-            .into(),
-        );
+        put("etcd-snapshot-dir", snapshot_dir(spec, node).into());
         if !spec.server_taints.is_empty() {
             put("node-taint", strs(spec.server_taints.clone()));
         }

@@ -197,6 +197,18 @@ impl<'a> Executor<'a> {
                 ));
             }
         }
+        if role == Role::Server {
+            // Before k3s reads the config: it refuses to snapshot into a directory it must create.
+            let dir = config::snapshot_dir(self.spec, n);
+            self.pool
+                .run_within(
+                    &n.target(),
+                    "create the etcd snapshot directory",
+                    &format!("mkdir -p -m 0700 {}", crate::shell::quote(&dir)),
+                    READ_STEP,
+                )
+                .await?;
+        }
         let text = config::render(self.spec, n, role, &secrets);
         self.pool
             .write_file(

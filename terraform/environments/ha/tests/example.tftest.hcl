@@ -110,6 +110,25 @@ run "example_plans_six_hosts_and_the_cluster" {
     condition     = output.ops_inventory.schema == 1 && output.ops_inventory.ssh.user == "root" && output.ops_inventory.ssh.port == 22 && output.ops_inventory.ssh.known_hosts_file == null && output.ops_inventory.backup_mount == "/mnt/backups" && output.ops_inventory.api_vip == "10.0.1.5" && startswith(output.ops_inventory.kubeconfig_path, "/") && output.ops_inventory.network.wireguard_enabled == true && output.ops_inventory.ssh.insecure_ignore_host_keys == false
     error_message = "ops_inventory: ${jsonencode(output.ops_inventory)}"
   }
+  # What verify reads: the operator's names (v3.0.0), Patroni's lag limit, the Vault CA Secret.
+  assert {
+    condition     = output.ops_inventory.postgres.namespace == "ffe-data" && output.ops_inventory.postgres.cluster == "ffe-pg" && output.ops_inventory.postgres.instances == 3 && output.ops_inventory.postgres.synchronous && output.ops_inventory.postgres.max_lag_bytes == 1048576 && output.ops_inventory.postgres.patroni_port == 8008 && output.ops_inventory.postgres.primary_endpoint == "10.0.3.10:5432" && output.ops_inventory.postgres.pgbouncer_service == "ffe-pg-pgbouncer"
+    error_message = "ops_inventory.postgres: ${jsonencode(output.ops_inventory.postgres)}"
+  }
+  assert {
+    condition     = output.ops_inventory.vault.member_addresses == ["https://10.0.4.10:8200", "https://10.0.4.11:8200", "https://10.0.4.12:8200"] && output.ops_inventory.vault.ca_secret == { namespace = "vault", name = "vault-ca", key = "ca.crt" }
+    error_message = "ops_inventory.vault: ${jsonencode(output.ops_inventory.vault)}"
+  }
+  # hostpath mode (no nfs_server): each backup kind in its PV's directory; the alerts' limits.
+  assert {
+    condition = jsonencode([for b in output.ops_inventory.backups : [b.kind, b.dir, b.files, b.max_age_seconds]]) == jsonencode([
+      ["etcd", "etcd-snapshots", "etcd-snapshot-*", 25200],
+      ["pgbackrest", "k8s/postgres-pgbackrest", "backup/db/backup.info", 108000],
+      ["pg_dump", "k8s/postgres-dumps", "ffe-*.dump", 90000],
+      ["vault", "k8s/vault-snapshots", "raft-*.snap", 90000],
+    ])
+    error_message = "ops_inventory.backups: ${jsonencode(output.ops_inventory.backups)}"
+  }
 }
 
 # The seed's block alone (our added section removed): plans too, and warns that the API has no VIP.
@@ -169,6 +188,11 @@ run "supported_settings_plan_without_warnings" {
   assert {
     condition     = alltrue([for h in concat(ffe_host.master, ffe_host.worker) : h.nfs_server == "10.0.5.10" && h.nfs_export == "/export/ffe-backups"])
     error_message = "every host mounts the NFS export"
+  }
+  # NFS CSI mode: the driver's subDir k8s/<namespace>-<claim> (modules/storage).
+  assert {
+    condition     = jsonencode([for b in output.ops_inventory.backups : b.dir]) == jsonencode(["etcd-snapshots", "k8s/ffe-data-ffe-pg-repo1", "k8s/ffe-data-backup-postgres", "k8s/vault-backup-vault"])
+    error_message = "ops_inventory.backups: ${jsonencode(output.ops_inventory.backups)}"
   }
 }
 

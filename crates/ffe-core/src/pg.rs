@@ -1,0 +1,163 @@
+//! What `ffe-ha verify` reads of the Postgres layer without credentials: Patroni's `GET /cluster`
+//! (no authentication on safe endpoints; `verify_client: optional` in the Percona pods) and the
+//! PostgreSQL wire protocol's SSLRequest, which every PostgreSQL server and PgBouncer answers
+//! with one byte before any login.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// SSLRequest: length 8, code 80877103 (PostgreSQL protocol, "SSLRequest").
+pub const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+/// How far behind the leader a member is, as Patroni reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lag {
+    Bytes(u64),
+    /// Patroni's `"unknown"`: the member's position is not known.
+    Unknown,
+    /// No `lag` key (the leader).
+    NotReported,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatroniMember {
+    pub name: String,
+    /// `leader`, `standby_leader`, `sync_standby`, `quorum_standby`, `replica` (Patroni 4);
+    /// `master` on Patroni < 4 is read as `leader`.
+    pub role: String,
+    /// `running`, `streaming`, `in archive recovery`, `stopped`, ...
+    pub state: String,
+    pub host: String,
+    pub timeline: Option<u64>,
+    pub lag: Lag,
+}
+
+impl PatroniMember {
+    pub fn is_leader(&self) -> bool {
+        self.role == "leader" || self.role == "standby_leader"
+    }
+
+    pub fn is_sync(&self) -> bool {
+        self.role == "sync_standby" || self.role == "quorum_standby"
+    }
+
+    /// Replicating from the leader: `streaming` (Patroni ≥ 3.0.4 reports the replication
+    /// state) or `running` (older Patroni reports the server state only).
+    pub fn is_streaming(&self) -> bool {
+        !self.is_leader() && (self.state == "streaming" || self.state == "running")
+    }
+}
+
+/// Parse Patroni's `GET /cluster` body (patroni/utils.py `cluster_as_json`).
+pub fn parse_cluster(body: &str) -> Result<Vec<PatroniMember>, String> {
+    let v: Value =
+        serde_json::from_str(body).map_err(|e| format!("not Patroni's /cluster JSON: {e}"))?;
+    let members = v["members"]
+        .as_array()
+        .ok_or("not Patroni's /cluster JSON: no members array")?;
+    Ok(members
+        .iter()
+        .map(|m| {
+            let role = m["role"].as_str().unwrap_or_default();
+            PatroniMember {
+                name: m["name"].as_str().unwrap_or_default().to_string(),
+                role: if role == "master" { "leader" } else { role }.to_string(),
+                state: m["state"].as_str().unwrap_or_default().to_string(),
+                host: m["host"].as_str().unwrap_or_default().to_string(),
+                timeline: m["timeline"].as_u64(),
+                lag: match &m["lag"] {
+                    Value::Number(n) => n.as_u64().map(Lag::Bytes).unwrap_or(Lag::Unknown),
+                    Value::Null => Lag::NotReported,
+                    _ => Lag::Unknown,
+                },
+            }
+        })
+        .collect())
+}
+
+/// Send an SSLRequest to `addr` (host:port) and return the server's one-byte answer: `S` (TLS
+/// offered) or `N` (plain only). Anything else is not a PostgreSQL server.
+pub async fn ssl_request(addr: &str, limit: Duration) -> Result<char, String> {
+    let talk = async {
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        s.write_all(&SSL_REQUEST)
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b)
+            .await
+            .map_err(|e| format!("no answer: {e}"))?;
+        Ok::<u8, String>(b[0])
+    };
+    let byte = tokio::time::timeout(limit, talk)
+        .await
+        .map_err(|_| format!("no answer within {} s", limit.as_secs()))??;
+    judge_ssl_answer(&[byte])
+}
+
+/// The same from a node (the ClusterIP of a Service only answers inside the cluster): a bash
+/// script printing the answer byte, bounded by `secs`.
+pub fn ssl_request_script(host: &str, port: u16, secs: u64) -> String {
+    let dev = crate::shell::quote(&format!("/dev/tcp/{host}/{port}"));
+    format!(
+        "timeout {secs} bash -c 'exec 3<>'{dev}' && printf \"\\000\\000\\000\\010\\004\\322\\026\\057\" >&3 && head -c1 <&3'"
+    )
+}
+
+/// `S` or `N`: a PostgreSQL server (or PgBouncer) answered.
+pub fn judge_ssl_answer(out: &[u8]) -> Result<char, String> {
+    match out.first() {
+        Some(b'S') => Ok('S'),
+        Some(b'N') => Ok('N'),
+        Some(b) => Err(format!(
+            "answered {b:#04x}, not a PostgreSQL SSLRequest reply"
+        )),
+        None => Err("closed the connection without answering".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patroni_4_and_3_cluster_bodies_parse() {
+        // Shapes from patroni/utils.py cluster_as_json (v4.1.4; v3.0.2 has only `lag`).
+        let body = r#"{"members":[
+            {"name":"ffe-pg-db-a-0","role":"leader","state":"running","api_url":"https://10.42.1.5:8008/patroni","host":"10.42.1.5","port":5432,"timeline":3},
+            {"name":"ffe-pg-db-b-0","role":"sync_standby","state":"streaming","host":"10.42.2.5","port":5432,"timeline":3,"lag":0,"lsn":"0/5000000"},
+            {"name":"ffe-pg-db-c-0","role":"replica","state":"running","host":"10.42.3.5","port":5432,"timeline":3,"lag":"unknown"},
+            {"name":"old","role":"master","state":"running","host":"h","port":5432}
+        ],"scope":"ffe-pg-ha"}"#;
+        let m = parse_cluster(body).unwrap();
+        assert!(m[0].is_leader() && m[0].lag == Lag::NotReported && m[0].timeline == Some(3));
+        assert!(m[1].is_sync() && m[1].is_streaming() && m[1].lag == Lag::Bytes(0));
+        assert!(m[2].is_streaming() && m[2].lag == Lag::Unknown);
+        assert!(m[3].is_leader());
+        assert!(parse_cluster("{}").is_err());
+    }
+
+    #[test]
+    fn ssl_answers() {
+        assert_eq!(judge_ssl_answer(b"S"), Ok('S'));
+        assert_eq!(judge_ssl_answer(b"N"), Ok('N'));
+        assert!(judge_ssl_answer(b"H").is_err());
+        assert!(judge_ssl_answer(b"").is_err());
+    }
+
+    #[test]
+    fn the_script_sends_the_same_bytes() {
+        // printf's octal escapes must be exactly SSL_REQUEST.
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg("printf \"\\000\\000\\000\\010\\004\\322\\026\\057\"")
+            .output()
+            .unwrap();
+        assert_eq!(out.stdout, SSL_REQUEST);
+        assert!(ssl_request_script("10.43.0.10", 5432, 3).contains("'/dev/tcp/10.43.0.10/5432'"));
+    }
+}

@@ -1,0 +1,353 @@
+//! **Stand-in, named: the Kubernetes API server.** No kube-apiserver or k3s binary can be had
+//! here, so this is real nginx on a lab host doing what the API server does where the operations
+//! CLI touches it:
+//! - TLS on `:6443` with a certificate for the host's address (the API VIP), from a CA the
+//!   kubeconfig names;
+//! - client certificates **required** (k3s runs kube-apiserver with anonymous auth off): a
+//!   request without one is refused in the handshake's aftermath with HTTP 400, never answered;
+//! - **recorded** JSON bodies at exact API paths (`/readyz`, `/api/v1/nodes`, ...), each a file
+//!   the test can rewrite between requests (a node going NotReady);
+//! - any other path: 404 with a Kubernetes `Status` body, as the API server answers;
+//! - pod proxy paths (`/api/v1/namespaces/NS/pods/https:POD:PORT/proxy/...`) passed to a real
+//!   server in the lab (Patroni's REST API), as kube-apiserver proxies them.
+//!
+//! The recorded bodies are not recorded from a real cluster (none can run here): the tests build
+//! them and check their shape against the Kubernetes schemas (`kubernetes-validate --strict`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::lab::{Lab, LabError, LabHost};
+use crate::pki::{PkiError, TestCa};
+
+/// The port k3s's API server (supervisor) listens on.
+pub const API_PORT: u16 = 6443;
+const NGINX: &str = "/usr/sbin/nginx";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Lab(#[from] LabError),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the API stand-in (nginx) {0}")]
+    Nginx(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ApiError {
+    let what = what.into();
+    move |source| ApiError::Io { what, source }
+}
+
+/// A pod-proxy route: requests under
+/// `/api/v1/namespaces/{namespace}/pods/{scheme}:{pod}:{port}/proxy/` go to `upstream`
+/// (e.g. `http://10.210.1.14:8008`).
+#[derive(Debug, Clone)]
+pub struct PodProxy {
+    pub namespace: String,
+    pub pod: String,
+    pub scheme: String,
+    pub port: u16,
+    pub upstream: String,
+}
+
+pub struct RecordedApi {
+    host: LabHost,
+    dir: PathBuf,
+    child: Mutex<Option<Child>>,
+    kubeconfig: PathBuf,
+    ca_pem: String,
+}
+
+impl Drop for RecordedApi {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// The file a recorded path's body lives in.
+fn body_file(dir: &Path, path: &str) -> PathBuf {
+    dir.join("bodies")
+        .join(format!("{}.json", hex::encode(&Sha256::digest(path)[..8])))
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+impl RecordedApi {
+    /// Start nginx on `host` serving `routes` (API path, JSON body) and `proxies`; write an admin
+    /// kubeconfig (mode 0600) whose client certificate the stand-in requires.
+    pub fn start(
+        lab: &Lab,
+        host: &str,
+        ca: &TestCa,
+        routes: &[(&str, String)],
+        proxies: &[PodProxy],
+    ) -> Result<Self, ApiError> {
+        let host = lab.host(host)?.clone();
+        let dir = lab.dir().join(format!("kube-api-{}", host.name));
+        std::fs::create_dir_all(dir.join("bodies")).map_err(io("create the API stand-in dir"))?;
+        let (server_crt, server_key) =
+            ca.issue_for(&format!("kube-api-{}", host.name), &[host.ip])?;
+        let (client_crt, client_key) = ca.issue("kube-admin")?;
+        let mut locations = String::new();
+        for (path, body) in routes {
+            let file = body_file(&dir, path);
+            std::fs::write(&file, body).map_err(io(format!("write the body of {path}")))?;
+            locations.push_str(&format!(
+                "    location = {path} {{ default_type application/json; alias {}; }}\n",
+                file.display()
+            ));
+        }
+        for p in proxies {
+            locations.push_str(&format!(
+                "    location /api/v1/namespaces/{}/pods/{}:{}:{}/proxy/ {{ proxy_pass {}/; proxy_read_timeout 5s; }}\n",
+                p.namespace, p.scheme, p.pod, p.port, p.upstream.trim_end_matches('/')
+            ));
+        }
+        let not_found = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}"#;
+        let conf = format!(
+            "user root root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/tmp-body;\n  proxy_temp_path {d}/tmp-proxy;\n  \
+             fastcgi_temp_path {d}/tmp-fcgi;\n  uwsgi_temp_path {d}/tmp-uwsgi;\n  scgi_temp_path {d}/tmp-scgi;\n  \
+             server {{\n    listen {ip}:{API_PORT} ssl;\n    ssl_certificate {crt};\n    ssl_certificate_key {key};\n    \
+             ssl_client_certificate {ca};\n    ssl_verify_client on;\n    \
+             location = /readyz {{ default_type text/plain; return 200 \"ok\"; }}\n{locations}    \
+             location / {{ default_type application/json; return 404 '{not_found}'; }}\n  }}\n}}\n",
+            d = dir.display(),
+            ip = host.ip,
+            crt = server_crt.display(),
+            key = server_key.display(),
+            ca = ca.dir.join("ca.crt").display(),
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).map_err(io("write nginx.conf"))?;
+        let kubeconfig = dir.join("kubeconfig.yaml");
+        let read = |p: &Path| std::fs::read(p).map_err(io(format!("read {}", p.display())));
+        write_private(
+            &kubeconfig,
+            &format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: lab\n\
+                 clusters:\n- name: lab\n  cluster:\n    server: https://{ip}:{API_PORT}\n    certificate-authority-data: {ca}\n\
+                 contexts:\n- name: lab\n  context:\n    cluster: lab\n    user: lab\n\
+                 users:\n- name: lab\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\n",
+                ip = host.ip,
+                ca = b64(ca.ca_pem.as_bytes()),
+                cert = b64(&read(&client_crt)?),
+                key = b64(&read(&client_key)?),
+            ),
+        )?;
+        let api = RecordedApi {
+            host,
+            dir,
+            child: Mutex::new(None),
+            kubeconfig,
+            ca_pem: ca.ca_pem.clone(),
+        };
+        api.run()?;
+        Ok(api)
+    }
+
+    fn run(&self) -> Result<(), ApiError> {
+        let conf = self.dir.join("nginx.conf");
+        let test = Command::new("ip")
+            .args(["netns", "exec", &self.host.netns, NGINX, "-t", "-q", "-c"])
+            .arg(&conf)
+            .output()
+            .map_err(io("spawn nginx -t"))?;
+        if !test.status.success() {
+            return Err(ApiError::Nginx(format!(
+                "config refused: {}",
+                String::from_utf8_lossy(&test.stderr)
+            )));
+        }
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.host.netns, NGINX, "-c"])
+            .arg(&conf)
+            .args(["-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(io("spawn nginx"))?;
+        *self.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let up = Command::new("ip")
+                .args(["netns", "exec", &self.host.netns, "ss", "-Hltn"])
+                .arg(format!("sport = :{API_PORT}"))
+                .output()
+                .map(|o| !o.stdout.is_empty())
+                .unwrap_or(false);
+            if up {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(ApiError::Nginx(format!(
+                    "did not listen on {}:{API_PORT} within 10 s: {}",
+                    self.host.ip,
+                    std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop nginx (the API is down: connections are refused).
+    pub fn stop(&self) -> Result<(), ApiError> {
+        if let Some(mut c) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            // SIGTERM to the master (our child, by PID): it stops its workers.
+            // SAFETY: kill(2) on the PID of a child we spawned and have not yet reaped.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let _ = c.wait();
+        }
+        Ok(())
+    }
+
+    /// Start it again after [`stop`](Self::stop).
+    pub fn restart(&self) -> Result<(), ApiError> {
+        self.stop()?;
+        self.run()
+    }
+
+    /// Replace the recorded body of `path` (given at start); the next request sees it.
+    pub fn set(&self, path: &str, body: &str) -> Result<(), ApiError> {
+        let file = body_file(&self.dir, path);
+        if !file.exists() {
+            return Err(ApiError::Nginx(format!("has no route {path}")));
+        }
+        let tmp = file.with_extension("tmp");
+        std::fs::write(&tmp, body).map_err(io(format!("write the body of {path}")))?;
+        std::fs::rename(&tmp, &file).map_err(io(format!("replace the body of {path}")))
+    }
+
+    /// The admin kubeconfig (client certificate of the stand-in's CA), mode 0600.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// `https://<host ip>:6443`.
+    pub fn endpoint(&self) -> String {
+        format!("https://{}:{API_PORT}", self.host.ip)
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// nginx's access log (which paths were asked, with status codes).
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
+    }
+}
+
+fn write_private(path: &Path, content: &str) -> Result<(), ApiError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(format!("write {}", path.display())))?;
+    f.write_all(content.as_bytes())
+        .map_err(io(format!("write {}", path.display())))
+}
+
+/// Builders of the recorded API objects, in the shape kube-apiserver returns them (the lab test
+/// `kube_api_recordings` checks each against the Kubernetes schema of the pinned minor).
+pub mod recorded {
+    use serde_json::{json, Value};
+
+    const SEEN: &str = "2026-12-03T10:00:00Z";
+
+    /// A Node as `GET /api/v1/nodes` lists it (k3s labels servers as control-plane + etcd).
+    pub fn node(name: &str, ip: &str, server: bool, ready: bool, kubelet_version: &str) -> Value {
+        let mut labels = json!({
+            "kubernetes.io/hostname": name,
+            "kubernetes.io/os": "linux",
+            "node.kubernetes.io/instance-type": "k3s",
+        });
+        if server {
+            labels["node-role.kubernetes.io/control-plane"] = json!("true");
+            labels["node-role.kubernetes.io/etcd"] = json!("true");
+        }
+        let (status, reason, message) = if ready {
+            ("True", "KubeletReady", "kubelet is posting ready status")
+        } else {
+            (
+                "Unknown",
+                "NodeStatusUnknown",
+                "Kubelet stopped posting node status.",
+            )
+        };
+        json!({
+            "kind": "Node",
+            "apiVersion": "v1",
+            "metadata": {"name": name, "uid": format!("00000000-0000-4000-8000-{:0>12}", name.len()), "resourceVersion": "1000", "creationTimestamp": SEEN, "labels": labels},
+            "spec": {"podCIDR": "10.42.0.0/24", "podCIDRs": ["10.42.0.0/24"], "providerID": format!("k3s://{name}")},
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
+                "conditions": [{"type": "Ready", "status": status, "reason": reason, "message": message, "lastHeartbeatTime": SEEN, "lastTransitionTime": SEEN}],
+                "nodeInfo": {"machineID": "0", "systemUUID": "0", "bootID": "0", "kernelVersion": "6.1.0", "osImage": "Ubuntu 24.04 LTS", "containerRuntimeVersion": "containerd://2.1.4-k3s1", "kubeletVersion": kubelet_version, "kubeProxyVersion": kubelet_version, "operatingSystem": "linux", "architecture": "amd64"}
+            }
+        })
+    }
+
+    /// A list (`NodeList`, `PodList`, ...) of `items`.
+    pub fn list(kind: &str, items: Vec<Value>) -> Value {
+        json!({"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": "1000"}, "items": items})
+    }
+
+    /// A running pod with `labels` on `node` at `ip`.
+    pub fn pod(namespace: &str, name: &str, labels: Value, node: &str, ip: &str) -> Value {
+        json!({
+            "kind": "Pod",
+            "apiVersion": "v1",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels, "creationTimestamp": SEEN},
+            "spec": {"nodeName": node, "containers": [{"name": "database", "image": "percona/percona-distribution-postgresql:17.10-1"}]},
+            "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "conditions": [{"type": "Ready", "status": "True"}]}
+        })
+    }
+
+    /// A ClusterIP Service at `cluster_ip:port`.
+    pub fn service(namespace: &str, name: &str, cluster_ip: &str, port: u16) -> Value {
+        json!({
+            "kind": "Service",
+            "apiVersion": "v1",
+            "metadata": {"name": name, "namespace": namespace, "creationTimestamp": SEEN},
+            "spec": {"type": "ClusterIP", "clusterIP": cluster_ip, "clusterIPs": [cluster_ip], "ports": [{"name": "pgbouncer", "protocol": "TCP", "port": port, "targetPort": "pgbouncer"}]},
+            "status": {"loadBalancer": {}}
+        })
+    }
+
+    /// A Secret holding `data` (values base64-encoded as the API returns them).
+    pub fn secret(namespace: &str, name: &str, data: &[(&str, &[u8])]) -> Value {
+        use base64::Engine;
+        let data: serde_json::Map<String, Value> = data
+            .iter()
+            .map(|(k, v)| {
+                (
+                    (*k).to_string(),
+                    json!(base64::engine::general_purpose::STANDARD.encode(v)),
+                )
+            })
+            .collect();
+        json!({"kind": "Secret", "apiVersion": "v1", "type": "Opaque", "metadata": {"name": name, "namespace": namespace, "creationTimestamp": SEEN}, "data": data})
+    }
+}

@@ -1,0 +1,174 @@
+//! The Kubernetes API checks (`api.vip`, `nodes.ready`) against the **API stand-in**
+//! (`ffe_lab::kube_api`: real nginx on a lab host with TLS and required client certificates,
+//! serving recorded API objects; no kube-apiserver can run here). The recorded objects are checked
+//! against the Kubernetes schema of the pinned minor first, so the checks read the real shape.
+//! Needs root and nginx (scripts/install-deps.sh).
+
+use std::process::Command;
+use std::time::Duration;
+
+use ffe_core::kube::KubeApi;
+use ffe_lab::kube_api::{recorded, RecordedApi};
+use ffe_lab::lab::{Lab, LabSpec};
+use ffe_lab::pki::TestCa;
+use ffe_ops::Status;
+
+mod support;
+use support::{lab_inventory, row};
+
+/// The Kubernetes minor the environment defaults to (terraform/environments/ha/pins.tf).
+const KUBE_MINOR: &str = "1.36";
+const VERSION: &str = "v1.36.2+k3s1";
+
+fn node_list(lab: &Lab, not_ready: &str, version_of: &dyn Fn(&str) -> String) -> serde_json::Value {
+    recorded::list(
+        "NodeList",
+        lab.hosts()
+            .iter()
+            .map(|h| {
+                recorded::node(
+                    &h.name,
+                    &h.ip.to_string(),
+                    h.name.contains("master"),
+                    h.name != not_ready,
+                    &version_of(&h.name),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// `kubernetes-validate --strict` on each object (it validates single objects, not lists).
+fn assert_schema_valid(objects: &[serde_json::Value]) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = vec![];
+    for (i, o) in objects.iter().enumerate() {
+        let f = dir.path().join(format!("{i}.yaml"));
+        std::fs::write(&f, o.to_string()).unwrap();
+        files.push(f);
+    }
+    let out = Command::new("kubernetes-validate")
+        .args(["--strict", "--kubernetes-version", KUBE_MINOR])
+        .args(&files)
+        .output()
+        .expect("kubernetes-validate (tools/venv/bin, make deps)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "recorded objects do not fit the schema:\n{text}"
+    );
+    assert_eq!(text.matches("passed").count(), objects.len(), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_and_node_checks_read_the_api_with_the_client_certificate() {
+    let lab = Lab::create(LabSpec {
+        hosts: ["vk-master-1", "vk-master-2", "vk-worker-1"]
+            .iter()
+            .map(|h| h.to_string())
+            .collect(),
+        backup_mount: "/mnt/backups".into(),
+        ssh_port: 22,
+    })
+    .unwrap();
+    let mut inv = lab_inventory(&lab);
+    let same = |_: &str| VERSION.to_string();
+    let nodes = node_list(&lab, "", &same);
+    let broken = recorded::node("x", "10.210.0.1", false, true, VERSION);
+    assert_schema_valid(&nodes["items"].as_array().unwrap().clone());
+    // The schema check can fail: a misspelt field is refused.
+    let mut misspelt = broken.clone();
+    misspelt["status"]["nodeInfo"]["kubeletVerison"] = serde_json::json!("v1");
+    let r = std::panic::catch_unwind(|| assert_schema_valid(&[misspelt]));
+    assert!(r.is_err(), "kubernetes-validate accepted an unknown field");
+
+    let ca = TestCa::new(&lab.dir().join("api-ca")).unwrap();
+    let api_host = lab.hosts()[0].clone();
+    let stand_in = RecordedApi::start(
+        &lab,
+        &api_host.name,
+        &ca,
+        &[("/api/v1/nodes", nodes.to_string())],
+        &[],
+    )
+    .unwrap();
+    inv.api_vip = Some(api_host.ip.to_string());
+    let api = KubeApi::from_kubeconfig_file(stand_in.kubeconfig(), Duration::from_secs(3)).unwrap();
+
+    // Healthy: every node Ready, one version, through the VIP.
+    let checks = ffe_ops::verify::kubernetes(&api, &inv).await;
+    for c in &checks {
+        assert_eq!(c.status, Status::Pass, "{checks:#?}");
+        assert!(ffe_ops::verify::KUBE_CHECK_IDS.contains(&c.id));
+    }
+    assert_eq!(checks.len(), 1 + lab.hosts().len() + 1);
+    assert!(row(&checks, "nodes.ready", "vk-worker-1")
+        .evidence
+        .contains(VERSION));
+
+    // One worker NotReady, one master on another version: named.
+    stand_in
+        .set(
+            "/api/v1/nodes",
+            &node_list(&lab, "vk-worker-1", &|n| {
+                if n == "vk-master-2" {
+                    "v1.35.6+k3s1".into()
+                } else {
+                    VERSION.into()
+                }
+            })
+            .to_string(),
+        )
+        .unwrap();
+    let checks = ffe_ops::verify::kubernetes(&api, &inv).await;
+    assert_eq!(
+        row(&checks, "nodes.ready", "vk-worker-1").status,
+        Status::Fail
+    );
+    assert_eq!(
+        row(&checks, "nodes.ready", "vk-master-1").status,
+        Status::Pass
+    );
+    let cluster = row(&checks, "nodes.ready", "cluster");
+    assert_eq!(cluster.status, Status::Warn);
+    assert!(cluster.evidence.contains("v1.35.6+k3s1"), "{cluster:?}");
+
+    // A node the API lists but the inventory lost: named.
+    inv.nodes.retain(|n| n.name != "vk-master-2");
+    let checks = ffe_ops::verify::kubernetes(&api, &inv).await;
+    assert!(row(&checks, "nodes.ready", "cluster")
+        .evidence
+        .contains("nodes not in the inventory: vk-master-2"));
+
+    // Without the client certificate the API (stand-in) refuses: the check says so.
+    let anon_dir = tempfile::tempdir().unwrap();
+    let anonymous = std::fs::read_to_string(stand_in.kubeconfig())
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n    token: not-a-token\n";
+    let anon_file = anon_dir.path().join("kubeconfig");
+    std::fs::write(&anon_file, anonymous).unwrap();
+    let anon = KubeApi::from_kubeconfig_file(&anon_file, Duration::from_secs(3)).unwrap();
+    let checks = ffe_ops::verify::kubernetes(&anon, &inv).await;
+    let vip = row(&checks, "api.vip", "cluster");
+    assert_eq!(vip.status, Status::Fail, "{vip:?}");
+    // nginx answers 400 where kube-apiserver answers 401: a stand-in difference the hint covers.
+    assert!(vip.evidence.contains("HTTP 400"), "{vip:?}");
+    assert_eq!(
+        row(&checks, "nodes.ready", "vk-worker-1").status,
+        Status::Error
+    );
+
+    // The API down: api.vip fails, every node row is "not evaluated", and it ends in time.
+    stand_in.stop().unwrap();
+    let started = std::time::Instant::now();
+    let checks = ffe_ops::verify::kubernetes(&api, &inv).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(row(&checks, "api.vip", "cluster").status, Status::Fail);
+    let w = row(&checks, "nodes.ready", "vk-worker-1");
+    assert_eq!(w.status, Status::Error);
+    assert!(w.evidence.starts_with("not evaluated"), "{w:?}");
+}
