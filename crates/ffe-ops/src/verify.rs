@@ -598,6 +598,17 @@ async fn vault_ca(
     })
 }
 
+/// `f`, logging when it finished (`RUST_LOG=ffe_ops=debug` shows where a run's time goes).
+async fn timed(
+    what: &str,
+    started: std::time::Instant,
+    f: impl std::future::Future<Output = Vec<Check>>,
+) -> Vec<Check> {
+    let checks = f.await;
+    tracing::debug!(elapsed = ?started.elapsed(), "verify: {what} done");
+    checks
+}
+
 /// Run every check of a running cluster, all at once; never hangs (every step is bounded).
 pub async fn run(inv: &Inventory, opts: &VerifyOptions) -> Report {
     let pool = SshPool::new(inv.ssh.clone());
@@ -646,13 +657,14 @@ pub async fn run(inv: &Inventory, opts: &VerifyOptions) -> Report {
             Err(e) => not_evaluated(VAULT_CHECK_IDS, &e),
         }
     };
+    let started = std::time::Instant::now();
     let (k, e, p, v, c, b) = futures::join!(
-        kube,
-        etcd(&pool, inv, &opts.etcd),
-        postgres,
-        vault,
-        certs(&pool, inv),
-        crate::backups::fresh(&pool, inv)
+        timed("api and nodes", started, kube),
+        timed("etcd", started, etcd(&pool, inv, &opts.etcd)),
+        timed("postgres", started, postgres),
+        timed("vault", started, vault),
+        timed("certificates", started, certs(&pool, inv)),
+        timed("backups", started, crate::backups::fresh(&pool, inv))
     );
     pool.close_all().await;
     Report {

@@ -55,6 +55,10 @@ const STEPS: &[(&str, Step)] = &[
     ),
     ("dns", Step::Run),
     ("replan", Step::Run),
+    (
+        "verify",
+        Step::Skip("needs the Kubernetes API and the engines; crates/ffe-ha/tests/lab_verify.rs runs `ffe-ha verify` against real etcd, Patroni, PgBouncer and OpenBao with the API stand-in"),
+    ),
 ];
 
 /// docs/app.md, walked after the deploy runbook on the same cluster. Its Helm commands are
