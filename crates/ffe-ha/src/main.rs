@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use ffe_ops::inventory::SshOverrides;
-use ffe_ops::{render, ExitCode, Inventory, InventoryError};
+use ffe_ops::{render, status, ExitCode, Inventory, InventoryError};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -43,6 +43,11 @@ SSH, Vault's members over HTTPS (CA from Secret vault/vault-ca), Postgres withou
 Checks: api.vip nodes.ready etcd.health etcd.members etcd.leader etcd.alarms postgres.primary
 postgres.replicas postgres.endpoint pgbouncer.answering vault.unsealed vault.initialized
 vault.active certs.expiry backups.fresh (docs/operations.md explains each).";
+
+const STATUS_EXAMPLES: &str = "\
+Examples:
+  ffe-ha status                      # from the environment directory, after apply
+  ffe-ha status --output json        # the same, one JSON document (nodes, services, backups)";
 
 #[derive(Parser)]
 #[command(
@@ -101,6 +106,34 @@ struct InventoryArgs {
     connect_timeout: Option<i64>,
 }
 
+/// How `verify` and `status` reach what the inventory does not hold.
+#[derive(Args)]
+struct ClusterArgs {
+    /// Admin kubeconfig (default: the inventory's kubeconfig_path).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// PEM file with the CA of Vault's certificates (default: read Secret vault/vault-ca through the API).
+    #[arg(long, value_name = "FILE")]
+    vault_ca: Option<PathBuf>,
+    /// etcd's JSON API as each master reaches its own member (k3s serves it on loopback only).
+    #[arg(long, value_name = "URL", default_value = ffe_ops::verify::K3S_GATEWAY_URL)]
+    etcd_url: String,
+}
+
+impl ClusterArgs {
+    fn options(self, strict: bool) -> ffe_ops::verify::VerifyOptions {
+        ffe_ops::verify::VerifyOptions {
+            strict,
+            kubeconfig: self.kubeconfig,
+            vault_ca: self.vault_ca,
+            etcd: ffe_ops::verify::Endpoint {
+                url: self.etcd_url,
+                ..Default::default()
+            },
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Check every node is ready for `terraform apply`: SSH, OS, vCPU/RAM/disk per role, free
@@ -120,15 +153,16 @@ enum Command {
         /// Warnings fail too (exit 1).
         #[arg(long)]
         strict: bool,
-        /// Admin kubeconfig (default: the inventory's kubeconfig_path).
-        #[arg(long, value_name = "FILE")]
-        kubeconfig: Option<PathBuf>,
-        /// PEM file with the CA of Vault's certificates (default: read Secret vault/vault-ca through the API).
-        #[arg(long, value_name = "FILE")]
-        vault_ca: Option<PathBuf>,
-        /// etcd's JSON API as each master reaches its own member (k3s serves it on loopback only).
-        #[arg(long, value_name = "URL", default_value = ffe_ops::verify::K3S_GATEWAY_URL)]
-        etcd_url: String,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// One screen: nodes with roles, addresses and versions, the API and edge addresses, each
+    /// data service in a line, the age of every backup kind. The same checks as `verify`, folded
+    /// per component; exit codes as verify's. Read-only.
+    #[command(after_help = STATUS_EXAMPLES)]
+    Status {
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Print a shell completion script (e.g. `ffe-ha completions bash > /etc/bash_completion.d/ffe-ha`).
     Completions {
@@ -169,23 +203,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 ..Default::default()
             },
         ),
-        Command::Verify {
-            strict,
-            kubeconfig,
-            vault_ca,
-            etcd_url,
-        } => (
-            "verify",
-            ffe_ops::verify::VerifyOptions {
-                strict,
-                kubeconfig,
-                vault_ca,
-                etcd: ffe_ops::verify::Endpoint {
-                    url: etcd_url,
-                    ..Default::default()
-                },
-            },
-        ),
+        Command::Verify { strict, cluster } => ("verify", cluster.options(strict)),
+        Command::Status { cluster } => ("status", cluster.options(false)),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -209,14 +228,18 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     if inventory.ssh.known_hosts_file.is_none() && inventory.ssh.insecure_ignore_host_keys {
         eprintln!("ffe-ha: warning: host keys are not pinned (ssh.insecure_ignore_host_keys): any host answering on a node's address is trusted. Set ssh_known_hosts_file (or --known-hosts) for anything real.");
     }
-    let report = if name == "verify" {
-        runtime.block_on(ffe_ops::verify::run(&inventory, &verify))
-    } else {
+    let report = if name == "preflight" {
         runtime.block_on(ffe_ops::preflight::run(&inventory, verify.strict))
+    } else {
+        runtime.block_on(ffe_ops::verify::run(&inventory, &verify))
     };
-    let text = match cli.output {
-        Output::Table => render::table(&report),
-        Output::Json => render::json(&report, &inventory.source) + "\n",
+    let text = match (name, cli.output) {
+        ("status", Output::Table) => status::render(&status::summarize(&inventory, &report)),
+        ("status", Output::Json) => {
+            render::json_status(&status::summarize(&inventory, &report), &inventory.source) + "\n"
+        }
+        (_, Output::Table) => render::table(&report),
+        (_, Output::Json) => render::json(&report, &inventory.source) + "\n",
     };
     std::io::stdout().write_all(text.as_bytes())?;
     Ok(report.exit_code().code())
@@ -269,5 +292,10 @@ mod tests {
         for id in ffe_ops::verify::check_ids() {
             assert!(ver.contains(id), "verify --help lacks {id}");
         }
+        let status = cmd
+            .find_subcommand_mut("status")
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        assert!(status.contains("--output json"), "{status}");
     }
 }

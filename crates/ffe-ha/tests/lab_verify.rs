@@ -406,6 +406,58 @@ fn verify_passes_on_a_healthy_lab_and_names_each_broken_component() {
             .unwrap()
             .contains("F (full)"));
 
+        // status: the same checks on one screen: every node with role, address and version,
+        // each service, each backup kind; as JSON too.
+        let inv_s = inv_path.display().to_string();
+        let screen = ffe_ha(&["--inventory", &inv_s, "status", "--etcd-url", LAB_API_URL]);
+        assert_eq!(screen.status.code(), Some(0));
+        let text = String::from_utf8_lossy(&screen.stdout).into_owned();
+        for h in pg.lab().hosts() {
+            let role = if h.name.contains("master") {
+                "master"
+            } else {
+                "worker"
+            };
+            let line = text
+                .lines()
+                .find(|l| l.trim_start().starts_with(&h.name))
+                .unwrap_or_else(|| panic!("{text}"));
+            assert!(
+                line.contains(role) && line.contains(&h.ip.to_string()) && line.contains(KUBELET),
+                "{line}"
+            );
+        }
+        for (component, needle) in [
+            ("etcd", "leader vf-master-"),
+            ("postgres", &*format!("leader {} running", leader.name)),
+            ("vault", "one active member"),
+            ("pg_dump", "0 min old (limit 25.0 h)"),
+            ("pgbackrest", "(full)"),
+        ] {
+            assert!(
+                text.lines()
+                    .any(|l| l.trim_start().starts_with(component) && l.contains(needle)),
+                "no {component} line with {needle:?}:\n{text}"
+            );
+        }
+        let json_out = ffe_ha(&[
+            "--inventory",
+            &inv_s,
+            "status",
+            "--output",
+            "json",
+            "--etcd-url",
+            LAB_API_URL,
+        ]);
+        let view: Value = serde_json::from_slice(&json_out.stdout).unwrap();
+        assert_eq!(view["status"]["nodes"].as_array().unwrap().len(), 6);
+        assert_eq!(
+            view["status"]["backups"].as_array().unwrap().len(),
+            6,
+            "3 etcd + pgbackrest + pg_dump + vault"
+        );
+        assert_eq!(view["status"]["exit_code"], 0);
+
         // etcd: a killed member is named; the other two still agree on a leader.
         let leader_row = row(&doc, "etcd.leader", "cluster")["evidence"]
             .as_str()
@@ -419,6 +471,15 @@ fn verify_passes_on_a_healthy_lab_and_names_each_broken_component() {
         assert_eq!(code, 1);
         assert_eq!(row(&doc, "etcd.health", MASTERS[victim])["status"], "fail");
         assert_eq!(row(&doc, "etcd.leader", "cluster")["status"], "pass");
+        let screen = ffe_ha(&["--inventory", &inv_s, "status", "--etcd-url", LAB_API_URL]);
+        assert_eq!(screen.status.code(), Some(1));
+        let text = String::from_utf8_lossy(&screen.stdout).into_owned();
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with("etcd") && l.contains("fail")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("{}: ", MASTERS[victim])), "{text}");
         etcd.restart(victim).unwrap();
 
         // Patroni: a replica's Patroni and PostgreSQL killed: that member and the count fail.
@@ -549,7 +610,8 @@ fn hosts_of(pg: &PgLab) -> Vec<String> {
 
 /// bench/verify: wall time of `ffe-ha verify` on the 6-host lab with every engine running (the
 /// issue's target is ≤ 3 s), FFE_VERIFY_BENCH_RUNS runs (default 5). Prints one `BENCH_JSON`
-/// line; with FFE_VERIFY_SHOW=1 also the table of the last run (docs/operations.md shows one).
+/// line; with FFE_VERIFY_SHOW=1 also a verify table and a status screen (docs/operations.md shows
+/// both).
 #[test]
 #[ignore = "benchmark: bench/verify"]
 fn bench_verify() {
@@ -572,6 +634,8 @@ fn bench_verify() {
             let out = ffe_ha(&["--inventory", &inv, "verify", "--etcd-url", LAB_API_URL]);
             println!("{}", String::from_utf8_lossy(&out.stdout));
             eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+            let out = ffe_ha(&["--inventory", &inv, "status", "--etcd-url", LAB_API_URL]);
+            println!("{}", String::from_utf8_lossy(&out.stdout));
         }
         let mut sorted = walls.clone();
         sorted.sort_by(f64::total_cmp);

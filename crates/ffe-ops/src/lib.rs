@@ -7,6 +7,7 @@ pub mod inventory;
 pub mod postgres;
 pub mod preflight;
 pub mod render;
+pub mod status;
 pub mod verify;
 
 pub use check::{Check, ExitCode, Report, Status};

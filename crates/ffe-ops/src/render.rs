@@ -92,6 +92,17 @@ pub fn json(report: &Report, source: &InventorySource) -> String {
     serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
+/// `ffe-ha status --output json`.
+pub fn json_status(view: &crate::status::StatusView, source: &InventorySource) -> String {
+    let doc = serde_json::json!({
+        "schema_version": JSON_SCHEMA_VERSION,
+        "command": "status",
+        "inventory": source,
+        "status": view,
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
 /// A command that could not run at all (no inventory): still one JSON document on stdout.
 pub fn json_error(command: &str, message: &str, exit_code: i32) -> String {
     serde_json::json!({
