@@ -59,14 +59,14 @@ pub fn judge_vault(answers: &[(String, Result<Health, String>)]) -> Vec<Check> {
                 .hint("Check the Vault pod of that member (`kubectl -n vault get pods -o wide`) and its LoadBalancer IP"),
             Ok(h) if !h.initialized => Check::new("vault.unsealed", address, Status::Fail, format!("HTTP {}: not initialised", h.status))
                 .hint("terraform apply initialises Vault (ffe_vault_init); a member that stays uninitialised did not join the Raft cluster (docs/vault.md)"),
-            Ok(h) if h.sealed => Check::new("vault.unsealed", address, Status::Fail, format!("HTTP {}: sealed (Vault {})", h.status, h.version))
+            Ok(h) if h.sealed => Check::new("vault.unsealed", address, Status::Fail, format!("HTTP {}: sealed (version {})", h.status, h.version))
                 .hint("A restarted member comes back sealed: `terraform apply` unseals it (docs/vault.md, Unsealing)"),
             Ok(h) => Check::new(
                 "vault.unsealed",
                 address,
                 Status::Pass,
                 format!(
-                    "HTTP {}: unsealed, {} (Vault {})",
+                    "HTTP {}: unsealed, {} (version {})",
                     h.status,
                     if h.standby { "standby" } else { "active" },
                     h.version

@@ -1186,6 +1186,9 @@ fn version_after(rest: &str) -> Option<String> {
                 return None; // cut off by the window: not a whole version
             }
             let candidate = window[start..i].trim_end_matches('.');
+            if candidate.split('.').count() == 4 {
+                return None; // an IPv4 address ("vault.unsealed https://10.0.4.10:8200"), not a version
+            }
             if dots >= 2 && candidate.split('.').all(|p| !p.is_empty()) {
                 return Some(candidate.to_string());
             }
@@ -1231,6 +1234,7 @@ mod tests {
         );
         assert_eq!(version_after(" with 2 replicas v1.2.3"), None);
         assert_eq!(version_after(" v1.21"), None);
+        assert_eq!(version_after(".unsealed https://10.210.1.14:8200 pass"), None);
     }
 
     #[test]
