@@ -1,5 +1,6 @@
-//! What `ffe-ha verify` reads of the Postgres layer without credentials: Patroni's `GET /cluster`
-//! (no authentication on safe endpoints; `verify_client: optional` in the Percona pods) and the
+//! What `ffe-ha verify` reads of the Postgres layer without credentials: Patroni's `GET /patroni`
+//! and `GET /cluster` (no authentication on safe endpoints; `verify_client: optional` in the
+//! Percona pods), read from the pod's own node (NetworkPolicy always admits the pod's node), and the
 //! PostgreSQL wire protocol's SSLRequest, which every PostgreSQL server and PgBouncer answers
 //! with one byte before any login.
 
@@ -43,10 +44,13 @@ impl PatroniMember {
         self.role == "sync_standby" || self.role == "quorum_standby"
     }
 
-    /// Replicating from the leader: `streaming` (Patroni ≥ 3.0.4 reports the replication
-    /// state) or `running` (older Patroni reports the server state only).
-    pub fn is_streaming(&self) -> bool {
-        !self.is_leader() && (self.state == "streaming" || self.state == "running")
+    /// Replicating from the leader. Patroni ≥ 3.0.4 reports the replication state (`streaming`;
+    /// a replica that is merely `running` there has no WAL receiver); older Patroni reports only
+    /// the server state, `running` (utils.py `cluster_as_json`, v3.0.2 and v3.0.4).
+    pub fn is_streaming(&self, reports_replication_state: bool) -> bool {
+        !self.is_leader()
+            && (self.state == "streaming"
+                || (!reports_replication_state && self.state == "running"))
     }
 }
 
@@ -77,6 +81,62 @@ pub fn parse_cluster(body: &str) -> Result<Vec<PatroniMember>, String> {
         .collect())
 }
 
+/// What one node read of a Patroni member: its version (`GET /patroni`) and the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatroniRead {
+    /// `(major, minor, patch)`; `None` when `/patroni` did not say.
+    pub version: Option<(u32, u32, u32)>,
+    pub members: Vec<PatroniMember>,
+}
+
+impl PatroniRead {
+    /// Patroni 3.0.4 added the replication state to `/cluster`; unknown versions are taken
+    /// as new (the stricter reading).
+    pub fn reports_replication_state(&self) -> bool {
+        self.version.is_none_or(|v| v >= (3, 0, 4))
+    }
+
+    pub fn version_text(&self) -> String {
+        self.version
+            .map_or("?".into(), |(a, b, c)| format!("{a}.{b}.{c}"))
+    }
+}
+
+/// Shell for a node: `GET /patroni` and `GET /cluster` of the member at `addr` (the pod's IP and
+/// Patroni's port), each after a marker line. `-k`: the pod's certificate is issued by the
+/// cluster's own CA for the pod's names, and these reads send no credentials.
+pub fn patroni_read_script(scheme: &str, addr: std::net::SocketAddr, secs: u64) -> String {
+    let base = crate::shell::quote(&format!("{scheme}://{addr}"));
+    format!(
+        "for p in patroni cluster; do echo \"@@ $p\"; curl -sS -k --max-time {secs} {base}/$p; echo; done"
+    )
+}
+
+/// Parse the output of [`patroni_read_script`].
+pub fn parse_patroni_read(out: &str) -> Result<PatroniRead, String> {
+    let section = |name: &str| -> Option<String> {
+        let start = out.find(&format!("@@ {name}\n"))? + name.len() + 4;
+        let rest = &out[start..];
+        Some(
+            rest[..rest.find("@@ ").unwrap_or(rest.len())]
+                .trim()
+                .to_string(),
+        )
+    };
+    let version = section("patroni")
+        .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+        .and_then(|v| v["patroni"]["version"].as_str().map(str::to_string))
+        .and_then(|v| {
+            let mut it = v.split('.').map(|p| p.parse::<u32>().ok());
+            Some((it.next()??, it.next()??, it.next().flatten().unwrap_or(0)))
+        });
+    let cluster = section("cluster").ok_or("no answer from Patroni's /cluster")?;
+    Ok(PatroniRead {
+        version,
+        members: parse_cluster(&cluster)?,
+    })
+}
+
 /// Send an SSLRequest to `addr` (host:port) and return the server's one-byte answer: `S` (TLS
 /// offered) or `N` (plain only). Anything else is not a PostgreSQL server.
 pub async fn ssl_request(addr: &str, limit: Duration) -> Result<char, String> {
@@ -100,11 +160,13 @@ pub async fn ssl_request(addr: &str, limit: Duration) -> Result<char, String> {
 }
 
 /// The same from a node (the ClusterIP of a Service only answers inside the cluster): a bash
-/// script printing the answer byte, bounded by `secs`.
-pub fn ssl_request_script(host: &str, port: u16, secs: u64) -> String {
-    let dev = crate::shell::quote(&format!("/dev/tcp/{host}/{port}"));
+/// script printing the answer byte, bounded by `secs`. An address, never a name: it is part of
+/// the inner script.
+pub fn ssl_request_script(addr: std::net::SocketAddr, secs: u64) -> String {
     format!(
-        "timeout {secs} bash -c 'exec 3<>'{dev}' && printf \"\\000\\000\\000\\010\\004\\322\\026\\057\" >&3 && head -c1 <&3'"
+        "timeout {secs} bash -c 'exec 3<>/dev/tcp/{}/{} && printf \"\\000\\000\\000\\010\\004\\322\\026\\057\" >&3 && head -c1 <&3'",
+        addr.ip(),
+        addr.port()
     )
 }
 
@@ -135,10 +197,27 @@ mod tests {
         ],"scope":"ffe-pg-ha"}"#;
         let m = parse_cluster(body).unwrap();
         assert!(m[0].is_leader() && m[0].lag == Lag::NotReported && m[0].timeline == Some(3));
-        assert!(m[1].is_sync() && m[1].is_streaming() && m[1].lag == Lag::Bytes(0));
-        assert!(m[2].is_streaming() && m[2].lag == Lag::Unknown);
+        assert!(m[1].is_sync() && m[1].is_streaming(true) && m[1].lag == Lag::Bytes(0));
+        // `running` is streaming only where Patroni does not report the replication state.
+        assert!(!m[2].is_streaming(true) && m[2].is_streaming(false) && m[2].lag == Lag::Unknown);
         assert!(m[3].is_leader());
         assert!(parse_cluster("{}").is_err());
+    }
+
+    #[test]
+    fn a_patroni_read_gives_version_and_members() {
+        let out = "@@ patroni\n{\"state\":\"running\",\"role\":\"replica\",\"patroni\":{\"version\":\"3.0.2\",\"scope\":\"s\"}}\n@@ cluster\n{\"members\":[{\"name\":\"a\",\"role\":\"leader\",\"state\":\"running\"}]}\n";
+        let r = parse_patroni_read(out).unwrap();
+        assert_eq!(r.version, Some((3, 0, 2)));
+        assert!(!r.reports_replication_state());
+        assert_eq!(r.members.len(), 1);
+        let no_version =
+            parse_patroni_read("@@ patroni\ncurl: (7) refused\n@@ cluster\n{\"members\":[]}\n")
+                .unwrap();
+        assert!(no_version.version.is_none() && no_version.reports_replication_state());
+        assert!(parse_patroni_read("@@ patroni\n@@ cluster\ncurl: (28) timeout\n").is_err());
+        let script = patroni_read_script("https", "10.42.1.5:8008".parse().unwrap(), 2);
+        assert!(script.contains(" https://10.42.1.5:8008/$p;"), "{script}");
     }
 
     #[test]
@@ -158,6 +237,7 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(out.stdout, SSL_REQUEST);
-        assert!(ssl_request_script("10.43.0.10", 5432, 3).contains("'/dev/tcp/10.43.0.10/5432'"));
+        let addr = "10.43.0.10:5432".parse().unwrap();
+        assert!(ssl_request_script(addr, 3).contains("exec 3<>/dev/tcp/10.43.0.10/5432 &&"));
     }
 }

@@ -16,7 +16,8 @@ Exit codes:
   4  nothing failed, but a check could not be evaluated (unreachable node, timeout)
 
 Output: a table on stdout (--output json for one JSON document); logs on stderr (RUST_LOG).
-No command prints a secret: the inventory holds none.";
+No command prints a secret: the inventory holds none; verify and status use the kubeconfig's
+client key (or token) to reach the API and never print it.";
 
 const PREFLIGHT_EXAMPLES: &str = "\
 Examples:

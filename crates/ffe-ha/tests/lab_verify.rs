@@ -5,9 +5,10 @@
 //! written by the real tools (etcdctl, pgBackRest, pg_dump, bao) into the shared backup dir.
 //!
 //! **Stand-ins, named:** the Kubernetes API is `ffe_lab::kube_api` (real nginx requiring the
-//! kubeconfig's client certificate, serving recorded Node/Pod/Service/Secret objects and proxying
-//! the pod-proxy path to the real Patroni); the k3s certificates are lab certificates at k3s's
-//! paths; etcd's JSON API is on :2379 (k3s: :2382, `--etcd-url`); Patroni's REST is plain HTTP.
+//! kubeconfig's client certificate, serving recorded Node/Pod/Service/Secret objects; the pods
+//! name the lab hosts as their nodes, so verify reads the real Patroni from there); the k3s
+//! certificates are lab certificates at k3s's paths; etcd's JSON API is on :2379 (k3s: :2382,
+//! `--etcd-url`); Patroni's REST is plain HTTP; PgBouncer listens on 6432 (the Service: 5432).
 //! Needs root.
 
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use ffe_core::k3s::etcd::{K3S_ETCD_CA, K3S_ETCD_CLIENT_CERT, K3S_ETCD_CLIENT_KEY};
 use ffe_lab::etcd::{CredentialPaths, K3sEtcd, LAB_API_URL};
-use ffe_lab::kube_api::{recorded, PodProxy, RecordedApi};
+use ffe_lab::kube_api::{recorded, RecordedApi};
 use ffe_lab::pki::TestCa;
 use ffe_lab::postgres::{PgLab, PATRONI_PORT, PG_BIN};
 use ffe_lab::vault::{bao_binary, BaoCluster, BaoSpec};
@@ -267,17 +268,6 @@ fn with_healthy_lab<R>(f: impl FnOnce(&Healthy<'_>) -> R) -> R {
     let service = recorded::service(PG_NS, BOUNCER_SVC, &bouncer_ip.to_string(), bouncer_port);
     let bao_ca = std::fs::read(bao.ca_cert()).unwrap();
     let secret = recorded::secret("vault", "vault-ca", &[("ca.crt", &bao_ca)]);
-    let proxies: Vec<PodProxy> = pg
-        .db_nodes()
-        .iter()
-        .map(|n| PodProxy {
-            namespace: PG_NS.into(),
-            pod: n.name.clone(),
-            scheme: "https".into(),
-            port: PATRONI_PORT,
-            upstream: n.patroni_url(),
-        })
-        .collect();
     let api_ca = TestCa::new(&lab.dir().join("api-ca")).unwrap();
     let api = RecordedApi::start(
         lab,
@@ -298,7 +288,6 @@ fn with_healthy_lab<R>(f: impl FnOnce(&Healthy<'_>) -> R) -> R {
                 secret.to_string(),
             ),
         ],
-        &proxies,
     )
     .unwrap();
 
@@ -318,6 +307,8 @@ fn with_healthy_lab<R>(f: impl FnOnce(&Healthy<'_>) -> R) -> R {
         "network": {"wireguard_enabled": false},
         "postgres": {"namespace": PG_NS, "cluster": PG_CLUSTER, "instances": 3, "synchronous": true,
                      "max_lag_bytes": max_lag, "patroni_port": PATRONI_PORT,
+                     // the lab's Patroni serves plain HTTP (the Percona pods: https)
+                     "patroni_scheme": "http",
                      "primary_endpoint": format!("{}:5432", leader.ip), "pgbouncer_service": BOUNCER_SVC},
         "vault": {"member_addresses": bao.members().iter().map(|m| m.address()).collect::<Vec<_>>(),
                   "ca_secret": {"namespace": "vault", "name": "vault-ca", "key": "ca.crt"}},
@@ -434,10 +425,17 @@ fn verify_passes_on_a_healthy_lab_and_names_each_broken_component() {
             ("pg_dump", "0 min old (limit 25.0 h)"),
             ("pgbackrest", "(full)"),
         ] {
+            // The component's block: its line and the continuation lines under it.
+            let block: Vec<&str> = text
+                .lines()
+                .skip_while(|l| !l.trim_start().starts_with(component))
+                .enumerate()
+                .take_while(|(i, l)| *i == 0 || l.starts_with("                "))
+                .map(|(_, l)| l)
+                .collect();
             assert!(
-                text.lines()
-                    .any(|l| l.trim_start().starts_with(component) && l.contains(needle)),
-                "no {component} line with {needle:?}:\n{text}"
+                block.iter().any(|l| l.contains(needle)),
+                "no {component} block with {needle:?}:\n{text}"
             );
         }
         let json_out = ffe_ha(&[
@@ -481,6 +479,21 @@ fn verify_passes_on_a_healthy_lab_and_names_each_broken_component() {
         );
         assert!(text.contains(&format!("{}: ", MASTERS[victim])), "{text}");
         etcd.restart(victim).unwrap();
+
+        // etcd hung (SIGSTOP: connections accepted, nothing answers): named, and bounded.
+        let hung_etcd = pids_of(pg, MASTERS[victim], "etcd");
+        assert_eq!(hung_etcd.len(), 1, "{hung_etcd:?}");
+        signal(&hung_etcd, libc::SIGSTOP);
+        let t = Instant::now();
+        let (code, doc, _) = verify(inv_path, &[]);
+        signal(&hung_etcd, libc::SIGCONT);
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "verify took {:?}",
+            t.elapsed()
+        );
+        assert_eq!(code, 1);
+        assert_eq!(row(&doc, "etcd.health", MASTERS[victim])["status"], "fail");
 
         // Patroni: a replica's Patroni and PostgreSQL killed: that member and the count fail.
         let replica = pg
@@ -601,6 +614,32 @@ fn verify_passes_on_a_healthy_lab_and_names_each_broken_component() {
         assert_eq!(row(&doc, "api.vip", "cluster")["status"], "fail");
         assert_eq!(row(&doc, "postgres.primary", "cluster")["status"], "error");
         assert_eq!(row(&doc, "vault.unsealed", &members[0])["status"], "pass");
+
+        // A kind never written yet (a new cluster: its directory appears with the first backup).
+        std::fs::remove_dir_all(pg.lab().backup_dir().join("k8s/vault-snapshots")).unwrap();
+        // A master unreachable (its host dead): its rows are named, the run still ends.
+        pg.lab().kill_host(MASTERS[1]).unwrap();
+        let t = Instant::now();
+        let (code, doc, _) = verify(inv_path, &["--vault-ca", &ca_file]);
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "verify took {:?}",
+            t.elapsed()
+        );
+        assert_eq!(code, 1);
+        let vault_backup = row(&doc, "backups.fresh", "vault");
+        assert_eq!(vault_backup["status"], "warn", "{vault_backup}");
+        assert!(vault_backup["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("no backup yet"));
+        assert_eq!(row(&doc, "etcd.health", MASTERS[1])["status"], "fail");
+        let certs = row(&doc, "certs.expiry", MASTERS[1]);
+        assert_eq!(certs["status"], "error", "{certs}");
+        assert!(
+            certs["evidence"].as_str().unwrap().contains(MASTERS[1]),
+            "{certs}"
+        );
     });
 }
 

@@ -7,9 +7,7 @@
 //!   request without one is refused in the handshake's aftermath with HTTP 400, never answered;
 //! - **recorded** JSON bodies at exact API paths (`/readyz`, `/api/v1/nodes`, ...), each a file
 //!   the test can rewrite between requests (a node going NotReady);
-//! - any other path: 404 with a Kubernetes `Status` body, as the API server answers;
-//! - pod proxy paths (`/api/v1/namespaces/NS/pods/https:POD:PORT/proxy/...`) passed to a real
-//!   server in the lab (Patroni's REST API), as kube-apiserver proxies them.
+//! - any other path: 404 with a Kubernetes `Status` body, as the API server answers.
 //!
 //! The recorded bodies are not recorded from a real cluster (none can run here): the tests build
 //! them and check their shape against the Kubernetes schemas (`kubernetes-validate --strict`).
@@ -49,18 +47,6 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ApiError {
     move |source| ApiError::Io { what, source }
 }
 
-/// A pod-proxy route: requests under
-/// `/api/v1/namespaces/{namespace}/pods/{scheme}:{pod}:{port}/proxy/` go to `upstream`
-/// (e.g. `http://10.210.1.14:8008`).
-#[derive(Debug, Clone)]
-pub struct PodProxy {
-    pub namespace: String,
-    pub pod: String,
-    pub scheme: String,
-    pub port: u16,
-    pub upstream: String,
-}
-
 pub struct RecordedApi {
     host: LabHost,
     dir: PathBuf,
@@ -87,14 +73,13 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 impl RecordedApi {
-    /// Start nginx on `host` serving `routes` (API path, JSON body) and `proxies`; write an admin
-    /// kubeconfig (mode 0600) whose client certificate the stand-in requires.
+    /// Start nginx on `host` serving `routes` (API path, JSON body); write an admin kubeconfig
+    /// (mode 0600) whose client certificate the stand-in requires.
     pub fn start(
         lab: &Lab,
         host: &str,
         ca: &TestCa,
         routes: &[(&str, String)],
-        proxies: &[PodProxy],
     ) -> Result<Self, ApiError> {
         let host = lab.host(host)?.clone();
         let dir = lab.dir().join(format!("kube-api-{}", host.name));
@@ -109,12 +94,6 @@ impl RecordedApi {
             locations.push_str(&format!(
                 "    location = {path} {{ default_type application/json; alias {}; }}\n",
                 file.display()
-            ));
-        }
-        for p in proxies {
-            locations.push_str(&format!(
-                "    location /api/v1/namespaces/{}/pods/{}:{}:{}/proxy/ {{ proxy_pass {}/; proxy_read_timeout 5s; }}\n",
-                p.namespace, p.scheme, p.pod, p.port, p.upstream.trim_end_matches('/')
             ));
         }
         let not_found = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}"#;

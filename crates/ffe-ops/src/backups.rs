@@ -70,7 +70,7 @@ fn script(spots: &[(Spot, &BackupKind)]) -> String {
             s.push_str(&format!(
                 "timeout {LIST_SECS} test -d {dir}; r=$?\n\
                  if [ $r = 124 ]; then echo hung; elif [ $r != 0 ]; then echo nodir\n\
-                 elif [ -f {file} ]; then timeout {LIST_SECS} cat {file} || echo hung; else echo none; fi\n"
+                 elif timeout {LIST_SECS} test -f {file}; then timeout {LIST_SECS} cat {file} || echo hung; else echo none; fi\n"
             ));
         } else {
             let pattern = quote(&b.files);
@@ -100,16 +100,27 @@ enum Found {
     None,
     NoDir,
     Hung,
-    /// pgBackRest: the newest stop time among backups without error, and how many there are.
-    Info(Option<(i64, usize, String)>),
+    /// pgBackRest's `backup.info` (None: no completed backup in it).
+    Info(Option<BackupInfo>),
     Unreadable(String),
 }
 
-/// The newest error-free backup in a pgBackRest `backup.info` (`[backup:current]`: one
-/// `label={json}` line per backup, with `backup-timestamp-stop` and, from 2.5x, `backup-error`).
-pub fn newest_in_backup_info(text: &str) -> Option<(i64, usize, String)> {
+/// What a pgBackRest `backup.info` holds: the newest error-free backup of any type and of type
+/// full (stop time, label), and how many error-free backups there are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupInfo {
+    pub newest: (i64, String),
+    pub newest_full: Option<(i64, String)>,
+    pub count: usize,
+}
+
+/// Read `[backup:current]` of a pgBackRest `backup.info`: one `label={json}` line per backup,
+/// with `backup-timestamp-stop`, `backup-type` and, from 2.5x, `backup-error` (pgBackRest
+/// src/info/infoBackup.c).
+pub fn newest_in_backup_info(text: &str) -> Option<BackupInfo> {
     let mut in_current = false;
-    let mut best: Option<(i64, String)> = None;
+    let mut newest: Option<(i64, String)> = None;
+    let mut newest_full: Option<(i64, String)> = None;
     let mut count = 0;
     for line in text.lines() {
         let line = line.trim();
@@ -134,11 +145,19 @@ pub fn newest_in_backup_info(text: &str) -> Option<(i64, usize, String)> {
         };
         count += 1;
         let kind = v["backup-type"].as_str().unwrap_or("?");
-        if best.as_ref().is_none_or(|(t, _)| stop > *t) {
-            best = Some((stop, format!("{label} ({kind})")));
+        let entry = (stop, format!("{label} ({kind})"));
+        if newest.as_ref().is_none_or(|(t, _)| stop > *t) {
+            newest = Some(entry.clone());
+        }
+        if kind == "full" && newest_full.as_ref().is_none_or(|(t, _)| stop > *t) {
+            newest_full = Some(entry);
         }
     }
-    best.map(|(t, l)| (t, count, l))
+    newest.map(|newest| BackupInfo {
+        newest,
+        newest_full,
+        count,
+    })
 }
 
 fn parse(out: &str, n: usize, pgbackrest: &[bool]) -> (Vec<Found>, Option<f64>) {
@@ -199,9 +218,23 @@ fn judge(spot: &Spot, b: &BackupKind, found: &Found, now: f64) -> Check {
     let row =
         |status, evidence: String| Check::new("backups.fresh", &spot.subject, status, evidence);
     let limit = b.max_age_seconds;
+    let mut full_problem = None;
     let newest = match found {
         Found::Newest { at, count, name } => (*at, format!("{name} ({count} kept)")),
-        Found::Info(Some((at, count, label))) => (*at as f64, format!("backup {label} ({count} kept)")),
+        Found::Info(Some(info)) => {
+            if let Some(max) = b.max_full_age_seconds {
+                full_problem = match &info.newest_full {
+                    None => Some("no full backup".to_string()),
+                    Some((at, label)) if now - *at as f64 > max as f64 => Some(format!(
+                        "the newest full backup {label} is {} old, older than its limit {}",
+                        hours(now - *at as f64),
+                        hours(max as f64)
+                    )),
+                    Some(_) => None,
+                };
+            }
+            (info.newest.0 as f64, format!("backup {} ({} kept)", info.newest.1, info.count))
+        }
         Found::Info(None) => {
             return row(Status::Warn, format!("{}: no completed backup in backup.info", spot.path))
                 .hint("The operator takes a full backup when the cluster is created; check `kubectl -n ffe-data get perconapgbackups`")
@@ -213,8 +246,12 @@ fn judge(spot: &Spot, b: &BackupKind, found: &Found, now: f64) -> Check {
             ))
         }
         Found::NoDir => {
-            return row(Status::Fail, format!("{}: no such directory on the backup share", spot.path))
-                .hint("Nothing ever wrote there: check the backup share is mounted (`ffe-ha preflight`) and the kind's job or k3s' etcd-snapshot-dir")
+            // The directory appears with the first backup (a hostPath PV is DirectoryOrCreate).
+            return row(Status::Warn, format!("{}: no backup yet (the directory does not exist yet)", spot.path))
+                .hint(format!(
+                    "The {} backup has not run yet (a new cluster), or writes elsewhere: check the backup share is mounted (`ffe-ha preflight`) and the kind's job or k3s's etcd-snapshot-dir",
+                    spot.kind
+                ))
         }
         Found::Hung => {
             return row(Status::Error, format!("{}: listing did not finish within {LIST_SECS} s (NFS share hung?)", spot.path))
@@ -223,6 +260,10 @@ fn judge(spot: &Spot, b: &BackupKind, found: &Found, now: f64) -> Check {
     };
     let age = (now - newest.0).max(0.0);
     let evidence = format!("newest {} is {} old", newest.1, hours(age));
+    if let Some(p) = full_problem {
+        return row(Status::Fail, format!("{evidence}; {p}"))
+            .hint("Full backups stopped while others run: the same condition fires PgBackRestFullBackupTooOld. Check the full schedule's jobs (`kubectl -n ffe-data get perconapgbackups`)");
+    }
     match limit {
         None => row(Status::Warn, format!("{evidence}; no age limit known for its schedule"))
             .hint("Its schedule is not daily, so the inventory has no age limit for it: judge the age yourself"),
@@ -292,10 +333,19 @@ mod tests {
 
     #[test]
     fn backup_info_gives_the_newest_backup_without_error() {
-        let (stop, count, label) = newest_in_backup_info(INFO).unwrap();
-        assert_eq!(stop, 1764637300);
-        assert_eq!(count, 2);
-        assert_eq!(label, "20261201-010000F_20261202-010000D (diff)");
+        let info = newest_in_backup_info(INFO).unwrap();
+        assert_eq!(
+            info.newest,
+            (
+                1764637300,
+                "20261201-010000F_20261202-010000D (diff)".into()
+            )
+        );
+        assert_eq!(
+            info.newest_full,
+            Some((1764550900, "20261201-010000F (full)".into()))
+        );
+        assert_eq!(info.count, 2);
         assert_eq!(newest_in_backup_info("[backup:current]\n"), None);
     }
 
@@ -314,7 +364,9 @@ mod tests {
                 name: "etcd-snapshot-m1-1764637300".into()
             }
         );
-        assert!(matches!(found[1], Found::Info(Some((1764637300, 2, _)))));
+        assert!(
+            matches!(&found[1], Found::Info(Some(i)) if i.newest.0 == 1764637300 && i.count == 2)
+        );
         assert_eq!(found[2], Found::None);
         assert_eq!(found[3], Found::NoDir);
         assert_eq!(found[4], Found::Hung);
@@ -327,7 +379,40 @@ mod tests {
             per_server: false,
             files: "ffe-*.dump".into(),
             max_age_seconds: max,
+            max_full_age_seconds: None,
         }
+    }
+
+    #[test]
+    fn a_stale_full_backup_fails_behind_fresh_differentials() {
+        let spot = Spot {
+            kind: "pgbackrest".into(),
+            subject: "pgbackrest".into(),
+            path: "/mnt/backups/k8s/postgres-pgbackrest".into(),
+            pgbackrest: true,
+        };
+        let mut b = kind(Some(108_000));
+        b.max_full_age_seconds = Some(626_400);
+        let info = newest_in_backup_info(INFO).unwrap();
+        let fresh = judge(
+            &spot,
+            &b,
+            &Found::Info(Some(info.clone())),
+            1764637300.0 + 60.0,
+        );
+        assert_eq!(fresh.status, Status::Pass, "{fresh:?}");
+        // 8 days after the full, 1 h after a differential: the full is too old.
+        let at = 1764550900.0 + 8.0 * 86400.0;
+        let mut newer = info;
+        newer.newest = (at as i64 - 3600, "diff".into());
+        let stale = judge(&spot, &b, &Found::Info(Some(newer)), at);
+        assert_eq!(stale.status, Status::Fail, "{stale:?}");
+        assert!(
+            stale
+                .evidence
+                .contains("the newest full backup 20261201-010000F (full) is 192.0 h old"),
+            "{stale:?}"
+        );
     }
 
     #[test]
@@ -353,7 +438,7 @@ mod tests {
         assert_eq!(judge(&spot, &kind(None), &f, 4000.0).status, Status::Warn);
         assert_eq!(
             judge(&spot, &kind(Some(3600)), &Found::NoDir, 0.0).status,
-            Status::Fail
+            Status::Warn
         );
         assert_eq!(
             judge(&spot, &kind(Some(3600)), &Found::None, 0.0).status,

@@ -16,6 +16,16 @@ pub enum Status {
 }
 
 impl Status {
+    /// How bad it is, as the exit code ranks it: a failure outranks a check not evaluated.
+    pub fn severity(self) -> u8 {
+        match self {
+            Status::Pass => 0,
+            Status::Warn => 1,
+            Status::Error => 2,
+            Status::Fail => 3,
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Status::Pass => "pass",

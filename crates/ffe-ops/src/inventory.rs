@@ -159,10 +159,17 @@ pub struct PostgresSection {
     /// Patroni maximum_lag_on_failover: a replica further behind is not promoted.
     pub max_lag_bytes: u64,
     pub patroni_port: u16,
+    /// `https` in the Percona pods (a lab's Patroni may serve `http`).
+    #[serde(default = "https")]
+    pub patroni_scheme: String,
     /// `postgres_primary_ip:5432`, reachable from the node network.
     pub primary_endpoint: String,
     /// The PgBouncer Service (ClusterIP) in `namespace`.
     pub pgbouncer_service: String,
+}
+
+fn https() -> String {
+    "https".into()
 }
 
 /// The Vault layer as `verify` reads it.
@@ -198,6 +205,9 @@ pub struct BackupKind {
     pub files: String,
     /// The age limit of the kind's alert; `null` when the schedule's period is not known.
     pub max_age_seconds: Option<u64>,
+    /// pgBackRest: the age limit of the newest *full* backup (PgBackRestFullBackupTooOld).
+    #[serde(default)]
+    pub max_full_age_seconds: Option<u64>,
 }
 
 /// The inventory as written: `ops_inventory` (schema 1), or a file of the same shape.
@@ -436,6 +446,14 @@ impl Inventory {
                 "backup_mount {:?} must be an absolute path",
                 doc.backup_mount
             )));
+        }
+        if let Some(pg) = &doc.postgres {
+            if pg.patroni_scheme != "https" && pg.patroni_scheme != "http" {
+                return Err(invalid(format!(
+                    "postgres.patroni_scheme {:?} must be https or http",
+                    pg.patroni_scheme
+                )));
+            }
         }
         // Backup paths and patterns reach shell scripts on a node: plain relative paths only.
         for b in &doc.backups {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use ffe_core::kube::KubeApi;
-use ffe_core::pg::{self, Lag, PatroniMember};
+use ffe_core::pg::{self, Lag, PatroniMember, PatroniRead};
 use ffe_core::ssh::SshPool;
 use serde_json::Value;
 
@@ -28,8 +28,17 @@ pub const LABEL_DATA: &str = "postgres-operator.crunchydata.com/data";
 
 const PROBE_LIMIT: Duration = Duration::from_secs(3);
 
-/// Running instance pods of the cluster, by name.
-fn instance_pods(list: &str, pg: &PostgresSection) -> Result<Vec<String>, String> {
+/// A running instance pod: where it runs and its address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct InstancePod {
+    name: String,
+    node: String,
+    ip: std::net::IpAddr,
+}
+
+/// Running instance pods of the cluster (the API server ignores nothing of the selector, and
+/// neither does this filter: a stand-in or an older server that ignores it changes nothing).
+fn instance_pods(list: &str, pg: &PostgresSection) -> Result<Vec<InstancePod>, String> {
     let v: Value = serde_json::from_str(list).map_err(|e| format!("bad PodList: {e}"))?;
     let items = v["items"].as_array().ok_or("PodList has no items")?;
     Ok(items
@@ -40,15 +49,24 @@ fn instance_pods(list: &str, pg: &PostgresSection) -> Result<Vec<String>, String
                 && l[LABEL_DATA] == "postgres"
                 && p["status"]["phase"] == "Running"
         })
-        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+        .filter_map(|p| {
+            Some(InstancePod {
+                name: p["metadata"]["name"].as_str()?.to_string(),
+                node: p["spec"]["nodeName"].as_str()?.to_string(),
+                ip: p["status"]["podIP"].as_str()?.parse().ok()?,
+            })
+        })
         .collect())
 }
 
-/// Patroni's `/cluster` from the first instance pod that answers through the API's pod proxy.
+/// Patroni's version and `/cluster` from the first instance pod that answers, read over SSH on
+/// the pod's own node: NetworkPolicy always admits a pod's node, so no policy opens 8008.
 async fn patroni_view(
     api: &KubeApi,
+    pool: &SshPool,
+    inv: &Inventory,
     pg: &PostgresSection,
-) -> Result<(String, Vec<PatroniMember>), String> {
+) -> Result<(String, PatroniRead), String> {
     let ns = &pg.namespace;
     let list = api
         .get(&format!(
@@ -66,23 +84,44 @@ async fn patroni_view(
     }
     let mut failures = vec![];
     for pod in &pods {
-        let path = format!(
-            "/api/v1/namespaces/{ns}/pods/https:{pod}:{}/proxy/cluster",
-            pg.patroni_port
+        let Some(node) = inv.nodes.iter().find(|n| n.name == pod.node) else {
+            failures.push(format!(
+                "{} runs on {}, a node the inventory does not have",
+                pod.name, pod.node
+            ));
+            continue;
+        };
+        let script = pg::patroni_read_script(
+            &pg.patroni_scheme,
+            std::net::SocketAddr::new(pod.ip, pg.patroni_port),
+            PROBE_LIMIT.as_secs(),
         );
-        match api.get(&path).await {
-            Ok(body) => match pg::parse_cluster(&body) {
-                Ok(m) => return Ok((pod.clone(), m)),
-                Err(e) => failures.push(format!("{pod}: {e}")),
+        // two bounded GETs and the SSH round trip
+        let limit = PROBE_LIMIT * 2 + Duration::from_secs(3);
+        let ran = tokio::time::timeout(
+            limit + inv.ssh.connect_timeout + Duration::from_secs(2),
+            pool.run_within(&node.target(), "read Patroni", &script, limit),
+        )
+        .await;
+        match ran {
+            Ok(Ok(out)) => match pg::parse_patroni_read(&out) {
+                Ok(r) => return Ok((format!("{} on {}", pod.name, pod.node), r)),
+                Err(e) => failures.push(format!("{}: {e}", pod.name)),
             },
-            Err(e) => failures.push(format!("{pod}: {e}")),
+            Ok(Err(e)) => failures.push(format!("{}: {e}", pod.name)),
+            Err(_) => failures.push(format!(
+                "{}: no answer over SSH from {}",
+                pod.name, pod.node
+            )),
         }
     }
     Err(format!("no Patroni answered: {}", failures.join("; ")))
 }
 
 /// The verdicts from Patroni's member list (`asked`: the pod that answered).
-pub fn judge_patroni(pg: &PostgresSection, asked: &str, members: &[PatroniMember]) -> Vec<Check> {
+pub fn judge_patroni(pg: &PostgresSection, asked: &str, read: &PatroniRead) -> Vec<Check> {
+    let members = &read.members;
+    let replication_state = read.reports_replication_state();
     let mut checks = vec![];
     let leaders: Vec<&PatroniMember> = members.iter().filter(|m| m.is_leader()).collect();
     checks.push(match leaders.as_slice() {
@@ -91,9 +130,10 @@ pub fn judge_patroni(pg: &PostgresSection, asked: &str, members: &[PatroniMember
             "cluster",
             Status::Pass,
             format!(
-                "leader {} running on timeline {} (Patroni of {asked})",
+                "leader {} running on timeline {} (Patroni {} of {asked})",
                 l.name,
-                l.timeline.map_or("?".into(), |t| t.to_string())
+                l.timeline.map_or("?".into(), |t| t.to_string()),
+                read.version_text()
             ),
         ),
         [l] => Check::new(
@@ -134,7 +174,7 @@ pub fn judge_patroni(pg: &PostgresSection, asked: &str, members: &[PatroniMember
         } else {
             "replica"
         };
-        checks.push(if !m.is_streaming() {
+        checks.push(if !m.is_streaming(replication_state) {
             Check::new("postgres.replicas", &m.name, Status::Fail, format!("{role} is {:?}, not streaming", m.state))
                 .hint("The replica is down or rebuilding: `kubectl -n ffe-data logs <pod> -c database`")
         } else {
@@ -183,7 +223,7 @@ pub fn judge_patroni(pg: &PostgresSection, asked: &str, members: &[PatroniMember
 }
 
 /// The pgbouncer Service's ClusterIP and port.
-fn service_address(body: &str) -> Result<(String, u16), String> {
+fn service_address(body: &str) -> Result<std::net::SocketAddr, String> {
     let v: Value = serde_json::from_str(body).map_err(|e| format!("bad Service: {e}"))?;
     let ip = v["spec"]["clusterIP"]
         .as_str()
@@ -199,7 +239,10 @@ fn service_address(body: &str) -> Result<(String, u16), String> {
         .and_then(|p| p["port"].as_u64())
         .and_then(|p| u16::try_from(p).ok())
         .ok_or("the Service has no port")?;
-    Ok((ip.to_string(), port))
+    let ip: std::net::IpAddr = ip
+        .parse()
+        .map_err(|_| format!("the Service's ClusterIP {ip:?} is not an address"))?;
+    Ok(std::net::SocketAddr::new(ip, port))
 }
 
 fn ssl_row(id: &'static str, subject: &str, what: &str, answer: Result<char, String>) -> Check {
@@ -224,11 +267,11 @@ pub async fn postgres(
     pg: &PostgresSection,
 ) -> Vec<Check> {
     let patroni = async {
-        match patroni_view(api, pg).await {
-            Ok((asked, members)) => judge_patroni(pg, &asked, &members),
+        match patroni_view(api, pool, inv, pg).await {
+            Ok((asked, read)) => judge_patroni(pg, &asked, &read),
             Err(e) => vec![
                 Check::new("postgres.primary", "cluster", Status::Error, format!("not evaluated: {e}"))
-                    .hint("Patroni is read through the API server's pod proxy (port 8008 of the instance pods)"),
+                    .hint("Patroni is read over SSH on each instance pod's node (`curl` to the pod's port 8008): check the pods (`kubectl -n ffe-data get pods -o wide`) and that curl is installed on the nodes"),
                 Check::new("postgres.replicas", "cluster", Status::Error, "not evaluated: Patroni was not read"),
             ],
         }
@@ -246,7 +289,7 @@ pub async fn postgres(
             "/api/v1/namespaces/{}/services/{}",
             pg.namespace, pg.pgbouncer_service
         );
-        let (ip, port) = match api
+        let addr = match api
             .get(&svc)
             .await
             .map_err(|e| e.to_string())
@@ -262,8 +305,8 @@ pub async fn postgres(
                 )
             }
         };
-        let what = format!("PgBouncer Service {} ({ip}:{port})", pg.pgbouncer_service);
-        let script = pg::ssl_request_script(&ip, port, PROBE_LIMIT.as_secs());
+        let what = format!("PgBouncer Service {} ({addr})", pg.pgbouncer_service);
+        let script = pg::ssl_request_script(addr, PROBE_LIMIT.as_secs());
         let mut failures = vec![];
         for n in inv.nodes.iter().filter(|n| n.role == Role::Server) {
             let ran = tokio::time::timeout(
@@ -335,6 +378,7 @@ mod tests {
             max_lag_bytes: 1_048_576,
             patroni_port: 8008,
             primary_endpoint: "10.0.3.10:5432".into(),
+            patroni_scheme: "https".into(),
             pgbouncer_service: "ffe-pg-pgbouncer".into(),
         }
     }
@@ -347,6 +391,14 @@ mod tests {
             host: "h".into(),
             timeline: Some(2),
             lag,
+        }
+    }
+
+    /// A `/cluster` read from Patroni 4 (which reports the replication state).
+    fn read(members: &[PatroniMember]) -> PatroniRead {
+        PatroniRead {
+            version: Some((4, 1, 4)),
+            members: members.to_vec(),
         }
     }
 
@@ -365,7 +417,7 @@ mod tests {
             member("b", "sync_standby", "streaming", Lag::Bytes(0)),
             member("c", "replica", "streaming", Lag::Bytes(100)),
         ];
-        let c = judge_patroni(&pg, "a", &healthy);
+        let c = judge_patroni(&pg, "a", &read(&healthy));
         assert!(c.iter().all(|c| c.status == Status::Pass), "{c:#?}");
         let lagging = [
             member("a", "leader", "running", Lag::NotReported),
@@ -373,14 +425,14 @@ mod tests {
             member("c", "replica", "streaming", Lag::Bytes(2_000_000)),
         ];
         assert_eq!(
-            status(&judge_patroni(&pg, "a", &lagging), "c"),
+            status(&judge_patroni(&pg, "a", &read(&lagging)), "c"),
             Status::Fail
         );
         let no_sync = [
             member("a", "leader", "running", Lag::NotReported),
             member("c", "replica", "stopped", Lag::Unknown),
         ];
-        let c = judge_patroni(&pg, "a", &no_sync);
+        let c = judge_patroni(&pg, "a", &read(&no_sync));
         let cluster = c
             .iter()
             .find(|c| c.id == "postgres.replicas" && c.subject == "cluster")
@@ -392,28 +444,55 @@ mod tests {
             "{cluster:?}"
         );
         assert_eq!(
-            status(&judge_patroni(&pg, "a", &no_sync[1..]), "cluster"),
+            status(&judge_patroni(&pg, "a", &read(&no_sync[1..])), "cluster"),
             Status::Fail
         );
+        // A replica that is only `running` streams on Patroni 3.0.2, not on 4.
+        let running = [
+            member("a", "leader", "running", Lag::NotReported),
+            member("b", "sync_standby", "running", Lag::Bytes(0)),
+            member("c", "replica", "running", Lag::Bytes(0)),
+        ];
+        assert_eq!(
+            status(&judge_patroni(&pg, "a", &read(&running)), "c"),
+            Status::Fail
+        );
+        let old = PatroniRead {
+            version: Some((3, 0, 2)),
+            members: running.to_vec(),
+        };
+        assert_eq!(status(&judge_patroni(&pg, "a", &old), "c"), Status::Pass);
     }
 
     #[test]
     fn instance_pods_are_the_running_data_pods_of_the_cluster() {
         let list = r#"{"items":[
-          {"metadata":{"name":"ffe-pg-db-a-0","labels":{"postgres-operator.crunchydata.com/cluster":"ffe-pg","postgres-operator.crunchydata.com/data":"postgres"}},"status":{"phase":"Running"}},
+          {"metadata":{"name":"ffe-pg-db-a-0","labels":{"postgres-operator.crunchydata.com/cluster":"ffe-pg","postgres-operator.crunchydata.com/data":"postgres"}},"spec":{"nodeName":"w1"},"status":{"phase":"Running","podIP":"10.42.1.5"}},
           {"metadata":{"name":"ffe-pg-repo-host-0","labels":{"postgres-operator.crunchydata.com/cluster":"ffe-pg","postgres-operator.crunchydata.com/data":"pgbackrest"}},"status":{"phase":"Running"}},
           {"metadata":{"name":"ffe-pg-db-b-0","labels":{"postgres-operator.crunchydata.com/cluster":"ffe-pg","postgres-operator.crunchydata.com/data":"postgres"}},"status":{"phase":"Pending"}},
           {"metadata":{"name":"other-db-0","labels":{"postgres-operator.crunchydata.com/cluster":"other","postgres-operator.crunchydata.com/data":"postgres"}},"status":{"phase":"Running"}}]}"#;
         assert_eq!(
             instance_pods(list, &section()).unwrap(),
-            vec!["ffe-pg-db-a-0"]
+            vec![InstancePod {
+                name: "ffe-pg-db-a-0".into(),
+                node: "w1".into(),
+                ip: "10.42.1.5".parse().unwrap()
+            }]
         );
     }
 
     #[test]
     fn the_pgbouncer_port_is_the_named_one() {
         let svc = r#"{"spec":{"clusterIP":"10.43.0.20","ports":[{"name":"other","port":1},{"name":"pgbouncer","port":5432}]}}"#;
-        assert_eq!(service_address(svc).unwrap(), ("10.43.0.20".into(), 5432));
+        assert_eq!(
+            service_address(svc).unwrap(),
+            "10.43.0.20:5432".parse().unwrap()
+        );
+        let named = r#"{"spec":{"clusterIP":"a;reboot","ports":[{"port":1}]}}"#;
+        assert!(
+            service_address(named).is_err(),
+            "only an address reaches the node's script"
+        );
         assert!(service_address(r#"{"spec":{"clusterIP":"None","ports":[]}}"#).is_err());
     }
 }

@@ -39,6 +39,8 @@ pub struct StatusView {
     pub api_vip: Option<String>,
     pub ingress_ip: Option<String>,
     pub nodes: Vec<NodeLine>,
+    /// The API's view over all nodes (strangers, mixed versions).
+    pub nodes_overall: Option<BackupLine>,
     pub components: Vec<ComponentLine>,
     pub backups: Vec<BackupLine>,
     pub summary: Summary,
@@ -66,7 +68,7 @@ const COMPONENTS: &[(&str, &[&str])] = &[
 ];
 
 fn worst<'a>(rows: impl Iterator<Item = &'a Check>) -> Option<Status> {
-    rows.map(|c| c.status).max()
+    rows.map(|c| c.status).max_by_key(|s| s.severity())
 }
 
 fn rows<'r>(report: &'r Report, id: &'r str) -> impl Iterator<Item = &'r Check> + 'r {
@@ -88,6 +90,13 @@ pub fn summarize(inv: &Inventory, report: &Report) -> StatusView {
             }
         })
         .collect();
+    let nodes_overall = rows(report, "nodes.ready")
+        .find(|c| c.subject == "cluster")
+        .map(|c| BackupLine {
+            kind: "all nodes".into(),
+            state: c.status,
+            detail: c.evidence.clone(),
+        });
     let mut components = Vec::new();
     for (name, ids) in COMPONENTS {
         let all: Vec<&Check> = ids.iter().flat_map(|id| rows(report, id)).collect();
@@ -101,17 +110,20 @@ pub fn summarize(inv: &Inventory, report: &Report) -> StatusView {
                 lines.push(format!("{}: {}", c.subject, c.evidence));
             }
         } else {
-            for c in &all {
-                let cluster_row = c.subject == "cluster";
-                if cluster_row || c.status != Status::Pass {
-                    let line = if cluster_row {
-                        c.evidence.clone()
-                    } else {
-                        format!("{}: {}", c.subject, c.evidence)
-                    };
-                    if !lines.contains(&line) {
-                        lines.push(line);
-                    }
+            // What is wrong first, worst first; then the component's cluster-wide evidence.
+            let mut bad: Vec<&&Check> = all.iter().filter(|c| c.status != Status::Pass).collect();
+            bad.sort_by_key(|c| std::cmp::Reverse(c.status.severity()));
+            let good = all
+                .iter()
+                .filter(|c| c.status == Status::Pass && c.subject == "cluster");
+            for c in bad.into_iter().chain(good) {
+                let line = if c.subject == "cluster" {
+                    c.evidence.clone()
+                } else {
+                    format!("{}: {}", c.subject, c.evidence)
+                };
+                if !lines.contains(&line) {
+                    lines.push(line);
                 }
             }
         }
@@ -129,6 +141,7 @@ pub fn summarize(inv: &Inventory, report: &Report) -> StatusView {
         api_vip: inv.api_vip.clone(),
         ingress_ip: inv.ingress_ip.clone(),
         nodes,
+        nodes_overall,
         components,
         backups,
         summary: report.summary(),
@@ -154,6 +167,16 @@ pub fn render(v: &StatusView) -> String {
             n.address,
             n.state.label(),
             n.detail
+        ));
+    }
+    if let Some(o) = &v.nodes_overall {
+        out.push_str(&format!(
+            "  {:wn$}  {:6}  {:wa$}  {:5}  {}\n",
+            o.kind,
+            "",
+            "",
+            o.state.label(),
+            o.detail
         ));
     }
     out.push_str("\nSERVICES\n");
@@ -226,6 +249,19 @@ mod tests {
                     "one active member: https://a:8200",
                 ),
                 Check::new("backups.fresh", "pg_dump", Status::Warn, "no backup yet"),
+                Check::new(
+                    "postgres.primary",
+                    "cluster",
+                    Status::Error,
+                    "not evaluated",
+                ),
+                Check::new("postgres.replicas", "m9", Status::Fail, "not streaming"),
+                Check::new(
+                    "nodes.ready",
+                    "cluster",
+                    Status::Warn,
+                    "nodes not in the inventory: x",
+                ),
             ],
         };
         let v = summarize(&inventory(), &report);
@@ -237,17 +273,25 @@ mod tests {
         );
         let etcd = v.components.iter().find(|c| c.name == "etcd").unwrap();
         assert_eq!(etcd.state, Status::Fail);
-        assert_eq!(etcd.lines, vec!["leader m1", "m0: did not answer"]);
+        assert_eq!(etcd.lines, vec!["m0: did not answer", "leader m1"]);
         let vault = v.components.iter().find(|c| c.name == "vault").unwrap();
         assert_eq!(vault.lines, vec!["one active member: https://a:8200"]);
+        let pg = v.components.iter().find(|c| c.name == "postgres").unwrap();
+        assert_eq!(
+            pg.state,
+            Status::Fail,
+            "a failure outranks a check not evaluated"
+        );
+        assert_eq!(pg.lines[0], "m9: not streaming");
         assert!(
-            v.components.iter().all(|c| c.name != "postgres"),
+            v.components.iter().all(|c| c.name != "pgbouncer"),
             "no rows, no line"
         );
+        assert_eq!(v.nodes_overall.as_ref().unwrap().state, Status::Warn);
         assert_eq!(v.exit_code, 1);
         let screen = render(&v);
         assert!(
-            screen.contains("  etcd          fail   leader m1\n"),
+            screen.contains("  etcd          fail   m0: did not answer\n"),
             "{screen}"
         );
         assert!(

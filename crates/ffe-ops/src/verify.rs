@@ -430,14 +430,25 @@ pub async fn kubernetes(api: &KubeApi, inv: &Inventory) -> Vec<Check> {
     let started = std::time::Instant::now();
     let ready = api.get_raw("/readyz").await;
     let took = started.elapsed().as_millis();
+    // The host of the kubeconfig's server, compared whole (10.0.1.5 is not 10.0.1.50).
+    let host = api
+        .server()
+        .strip_prefix("https://")
+        .map(|r| r.split('/').next().unwrap_or(r))
+        .map(|hp| match hp.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(v6),
+            None => hp.rsplit_once(':').map_or(hp, |(h, _)| h),
+        })
+        .unwrap_or("");
+    let via_vip = inv.api_vip.as_deref().is_some_and(|vip| vip == host);
     let through = match &inv.api_vip {
-        Some(vip) if api.server().contains(vip.as_str()) => format!("the API VIP {vip}"),
+        Some(vip) if via_vip => format!("the API VIP {vip}"),
         Some(vip) => format!("{} (not the API VIP {vip})", api.server()),
         None => format!("{} (no API VIP configured)", api.server()),
     };
     let mut checks = vec![match &ready {
         Ok(a) if a.status == 200 && a.body.trim() == "ok" => {
-            let status = if inv.api_vip.is_some() && through.starts_with("the API VIP") {
+            let status = if via_vip {
                 Status::Pass
             } else {
                 Status::Warn

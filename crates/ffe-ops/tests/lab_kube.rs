@@ -75,7 +75,23 @@ async fn api_and_node_checks_read_the_api_with_the_client_certificate() {
     let same = |_: &str| VERSION.to_string();
     let nodes = node_list(&lab, "", &same);
     let broken = recorded::node("x", "10.210.0.1", false, true, VERSION);
-    assert_schema_valid(&nodes["items"].as_array().unwrap().clone());
+    // Every kind the stand-in serves in the verify lab: nodes, instance pods, a Service, a Secret.
+    let mut objects = nodes["items"].as_array().unwrap().clone();
+    objects.push(recorded::pod(
+        "ffe-data",
+        "ffe-pg-db-abcd-0",
+        serde_json::json!({"postgres-operator.crunchydata.com/cluster": "ffe-pg", "postgres-operator.crunchydata.com/data": "postgres"}),
+        "vk-worker-1",
+        "10.42.1.5",
+    ));
+    objects.push(recorded::service(
+        "ffe-data",
+        "ffe-pg-pgbouncer",
+        "10.43.0.20",
+        5432,
+    ));
+    objects.push(recorded::secret("vault", "vault-ca", &[("ca.crt", b"PEM")]));
+    assert_schema_valid(&objects);
     // The schema check can fail: a misspelt field is refused.
     let mut misspelt = broken.clone();
     misspelt["status"]["nodeInfo"]["kubeletVerison"] = serde_json::json!("v1");
@@ -89,7 +105,6 @@ async fn api_and_node_checks_read_the_api_with_the_client_certificate() {
         &api_host.name,
         &ca,
         &[("/api/v1/nodes", nodes.to_string())],
-        &[],
     )
     .unwrap();
     inv.api_vip = Some(api_host.ip.to_string());

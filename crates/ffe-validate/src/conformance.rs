@@ -1234,7 +1234,10 @@ mod tests {
         );
         assert_eq!(version_after(" with 2 replicas v1.2.3"), None);
         assert_eq!(version_after(" v1.21"), None);
-        assert_eq!(version_after(".unsealed https://10.210.1.14:8200 pass"), None);
+        assert_eq!(
+            version_after(".unsealed https://10.210.1.14:8200 pass"),
+            None
+        );
     }
 
     #[test]

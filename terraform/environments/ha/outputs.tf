@@ -143,16 +143,17 @@ output "ops_inventory" {
     # Each backup kind: its directory on the share (relative to backup_mount), which files count,
     # and the age limit of its alert (monitoring/rules/backups.yaml).
     backups = concat(
-      [{ kind = "etcd", dir = "etcd-snapshots", per_server = true, files = "etcd-snapshot-*", max_age_seconds = local.etcd_snapshot_max_age_seconds }],
+      [{ kind = "etcd", dir = "etcd-snapshots", per_server = true, files = "etcd-snapshot-*", max_age_seconds = local.etcd_snapshot_max_age_seconds, max_full_age_seconds = null }],
       local.postgres_enabled ? [
-        { kind = "pgbackrest", dir = module.postgres[0].pgbackrest_dir, per_server = false, files = "backup/db/backup.info", max_age_seconds = module.backup_age.postgres_max_age_seconds.any },
-        # PgDumpBackupTooOld: one interval of the daily CronJob + 1 h
-        { kind = "pg_dump", dir = module.storage.claim_dirs["${module.postgres[0].names.namespace}/${module.postgres[0].names.dump_claim}"], per_server = false, files = "ffe-*.dump", max_age_seconds = 86400 + 3600 },
+        { kind = "pgbackrest", dir = module.postgres[0].pgbackrest_dir, per_server = false, files = "backup/db/backup.info", max_age_seconds = module.backup_age.postgres_max_age_seconds.any, max_full_age_seconds = module.backup_age.postgres_max_age_seconds.full },
+        # PgDumpBackupTooOld: one interval + 1 h; the interval is known here for a daily schedule only
+        { kind = "pg_dump", dir = module.storage.claim_dirs["${module.postgres[0].names.namespace}/${module.postgres[0].names.dump_claim}"], per_server = false, files = "ffe-*.dump",
+        max_age_seconds = can(regex("^[0-9]+ [0-9]+ \\* \\* \\*$", module.postgres[0].names.dump_schedule)) ? 86400 + 3600 : null, max_full_age_seconds = null },
       ] : [],
       local.vault_enabled ? [
         # VaultSnapshotTooOld: one interval + 1 h; the interval is known here for a daily schedule only
         { kind = "vault", dir = module.storage.claim_dirs["${module.vault[0].snapshot.namespace}/${module.vault[0].snapshot.claim}"], per_server = false, files = "raft-*.snap",
-        max_age_seconds = can(regex("^[0-9]+ [0-9]+ \\* \\* \\*$", module.vault[0].snapshot.schedule)) ? 86400 + 3600 : null },
+        max_age_seconds = can(regex("^[0-9]+ [0-9]+ \\* \\* \\*$", module.vault[0].snapshot.schedule)) ? 86400 + 3600 : null, max_full_age_seconds = null },
       ] : [],
     )
   }

@@ -55,14 +55,10 @@ locals {
   }
 
   api_peers = [for ip in var.api_server_ips : { ipBlock = { cidr = "${ip}/32" } }]
-  # Where the API server's calls to a pod (webhooks, pod proxy) come from: a master's own address
-  # for a pod on that master, its Calico tunnel address (allocated from pod_cidr: Felix SNATs
-  # host-network traffic into the VXLAN overlay) for a pod on another node.
-  api_server_sources = [{ ipBlock = { cidr = var.network_cidr } }, { ipBlock = { cidr = var.pod_cidr } }]
-  api_ports          = [{ protocol = "TCP", port = 6443 }, { protocol = "TCP", port = 443 }]
-  external           = [{ ipBlock = { cidr = "0.0.0.0/0", except = [var.pod_cidr, var.service_cidr] } }]
-  ns_peer            = { for n, _ in local.namespaces : n => { namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = n } } } }
-  tcp                = { for p in [53, 80, 443, 5432, 6432, 8000, 8008, 8080, 8200, 8201, 8443, 9090, 9093, 10250] : p => { protocol = "TCP", port = p } }
+  api_ports = [{ protocol = "TCP", port = 6443 }, { protocol = "TCP", port = 443 }]
+  external  = [{ ipBlock = { cidr = "0.0.0.0/0", except = [var.pod_cidr, var.service_cidr] } }]
+  ns_peer   = { for n, _ in local.namespaces : n => { namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = n } } } }
+  tcp       = { for p in [53, 80, 443, 5432, 6432, 8000, 8008, 8080, 8200, 8201, 8443, 9090, 9093, 10250] : p => { protocol = "TCP", port = p } }
 
   # Policies every namespace gets.
   common = {
@@ -119,13 +115,6 @@ locals {
         ingress     = [{ from = [{ ipBlock = { cidr = var.network_cidr } }], ports = [local.tcp[5432], local.tcp[6432]] }]
       }
       "allow-api-server" = { podSelector = {}, policyTypes = ["Egress"], egress = [{ to = local.api_peers, ports = local.api_ports }] }
-      # Patroni's REST API through the API server's pod proxy (`ffe-ha verify` reads GET /cluster;
-      # Patroni's unsafe endpoints need a client certificate, verify_client: optional).
-      "allow-api-server-proxy" = {
-        podSelector = { matchLabels = { "postgres-operator.crunchydata.com/data" = "postgres" } }
-        policyTypes = ["Ingress"]
-        ingress     = [{ from = local.api_server_sources, ports = [local.tcp[8008]] }]
-      }
       # the credentials job writes the app role's password into Vault (modules/postgres app_vault)
       "allow-vault-api" = { podSelector = {}, policyTypes = ["Egress"], egress = [{ to = [local.ns_peer["vault"]], ports = [local.tcp[8200]] }] }
     }
@@ -136,11 +125,11 @@ locals {
         policyTypes = ["Ingress"]
         ingress     = [{ ports = [local.tcp[8200]] }]
       }
-      # agent-injector webhook, called by the API server
+      # agent-injector webhook, called by the API server from the servers' addresses
       "allow-webhook" = {
         podSelector = {}
         policyTypes = ["Ingress"]
-        ingress     = [{ from = local.api_server_sources, ports = [local.tcp[8080]] }]
+        ingress     = [{ from = [{ ipBlock = { cidr = var.network_cidr } }], ports = [local.tcp[8080]] }]
       }
       "allow-api-server" = { podSelector = {}, policyTypes = ["Egress"], egress = [{ to = local.api_peers, ports = local.api_ports }] }
     }
@@ -161,7 +150,7 @@ locals {
       "allow-webhook" = {
         podSelector = {}
         policyTypes = ["Ingress"]
-        ingress     = [{ from = local.api_server_sources, ports = [local.tcp[10250]] }]
+        ingress     = [{ from = [{ ipBlock = { cidr = var.network_cidr } }], ports = [local.tcp[10250]] }]
       }
       "allow-api-server" = { podSelector = {}, policyTypes = ["Egress"], egress = [{ to = local.api_peers, ports = local.api_ports }] }
       # ACME directory (443) and the HTTP-01 self-check against our own edge (80)

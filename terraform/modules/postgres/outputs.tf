@@ -41,6 +41,7 @@ output "names" {
     pgbouncer_service = local.pgbouncer_svc
     dump_cronjob      = local.dump_cronjob.metadata.name
     dump_claim        = var.dump_claim.name
+    dump_schedule     = var.dump_schedule
     # Not set in the PerconaPGCluster: the operator's CRD default (spec.patroni.port, 8008).
     patroni_port = 8008
   }

@@ -110,16 +110,6 @@ run "example_plans_six_hosts_and_the_cluster" {
     condition     = output.ops_inventory.schema == 1 && output.ops_inventory.ssh.user == "root" && output.ops_inventory.ssh.port == 22 && output.ops_inventory.ssh.known_hosts_file == null && output.ops_inventory.backup_mount == "/mnt/backups" && output.ops_inventory.api_vip == "10.0.1.5" && startswith(output.ops_inventory.kubeconfig_path, "/") && output.ops_inventory.network.wireguard_enabled == true && output.ops_inventory.ssh.insecure_ignore_host_keys == false
     error_message = "ops_inventory: ${jsonencode(output.ops_inventory)}"
   }
-  # The API server reaches Patroni (verify's pod proxy) and the webhooks from a master's address or
-  # its Calico tunnel address (pod_cidr); nothing else is opened on 8008.
-  assert {
-    condition = one([for d in split("\n---\n", module.namespaces.manifests["10-network-policies.yaml"]) : yamldecode(d).spec
-      if yamldecode(d).metadata.name == "allow-api-server-proxy" && yamldecode(d).metadata.namespace == "ffe-data"]).ingress == [{
-      from  = [{ ipBlock = { cidr = "10.0.0.0/16" } }, { ipBlock = { cidr = "10.42.0.0/16" } }]
-      ports = [{ protocol = "TCP", port = 8008 }]
-    }]
-    error_message = "allow-api-server-proxy in ffe-data is not as expected"
-  }
   # What verify reads: the operator's names (v3.0.0), Patroni's lag limit, the Vault CA Secret.
   assert {
     condition     = output.ops_inventory.postgres.namespace == "ffe-data" && output.ops_inventory.postgres.cluster == "ffe-pg" && output.ops_inventory.postgres.instances == 3 && output.ops_inventory.postgres.synchronous && output.ops_inventory.postgres.max_lag_bytes == 1048576 && output.ops_inventory.postgres.patroni_port == 8008 && output.ops_inventory.postgres.primary_endpoint == "10.0.3.10:5432" && output.ops_inventory.postgres.pgbouncer_service == "ffe-pg-pgbouncer"
@@ -138,6 +128,10 @@ run "example_plans_six_hosts_and_the_cluster" {
       ["vault", "k8s/vault-snapshots", "raft-*.snap", 90000],
     ])
     error_message = "ops_inventory.backups: ${jsonencode(output.ops_inventory.backups)}"
+  }
+  assert {
+    condition     = output.ops_inventory.backups[1].max_full_age_seconds == 626400
+    error_message = "pgbackrest: the full backup's limit is PgBackRestFullBackupTooOld's (7 d + 6 h)"
   }
 }
 
