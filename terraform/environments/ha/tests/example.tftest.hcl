@@ -110,6 +110,12 @@ run "example_plans_six_hosts_and_the_cluster" {
     condition     = output.ops_inventory.schema == 1 && output.ops_inventory.ssh.user == "root" && output.ops_inventory.ssh.port == 22 && output.ops_inventory.ssh.known_hosts_file == null && output.ops_inventory.backup_mount == "/mnt/backups" && output.ops_inventory.api_vip == "10.0.1.5" && startswith(output.ops_inventory.kubeconfig_path, "/") && output.ops_inventory.network.wireguard_enabled == true && output.ops_inventory.ssh.insecure_ignore_host_keys == false
     error_message = "ops_inventory: ${jsonencode(output.ops_inventory)}"
   }
+  # The Patroni port verify reads is the operator's CRD default (spec.patroni.port, vendored v3.0.0).
+  assert {
+    condition = one([for d in split("\n---\n", module.postgres[0].crd_manifests["crds.yaml"]) : jsondecode(d).spec.versions[0].schema.openAPIV3Schema.properties.spec.properties.patroni.properties.port.default
+    if jsondecode(d).spec.names.kind == "PerconaPGCluster"]) == output.ops_inventory.postgres.patroni_port
+    error_message = "ops_inventory.postgres.patroni_port is not the PerconaPGCluster CRD's default"
+  }
   # What verify reads: the operator's names (v3.0.0), Patroni's lag limit, the Vault CA Secret.
   assert {
     condition     = output.ops_inventory.postgres.namespace == "ffe-data" && output.ops_inventory.postgres.cluster == "ffe-pg" && output.ops_inventory.postgres.instances == 3 && output.ops_inventory.postgres.synchronous && output.ops_inventory.postgres.max_lag_bytes == 1048576 && output.ops_inventory.postgres.patroni_port == 8008 && output.ops_inventory.postgres.primary_endpoint == "10.0.3.10:5432" && output.ops_inventory.postgres.pgbouncer_service == "ffe-pg-pgbouncer"
