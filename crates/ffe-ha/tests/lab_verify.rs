@@ -158,23 +158,7 @@ fn write_backups(pg: &PgLab, bao: &BaoCluster<'_>, root_token: &str, leader_ip: 
 }
 
 fn node_list(pg: &PgLab, not_ready: &str) -> String {
-    recorded::list(
-        "NodeList",
-        pg.lab()
-            .hosts()
-            .iter()
-            .map(|h| {
-                recorded::node(
-                    &h.name,
-                    &h.ip.to_string(),
-                    h.name.contains("master"),
-                    h.name != not_ready,
-                    KUBELET,
-                )
-            })
-            .collect(),
-    )
-    .to_string()
+    recorded::lab_nodes(pg.lab().hosts(), not_ready, &|_| KUBELET.to_string()).to_string()
 }
 
 /// The PIDs of `program` among `host`'s processes.

@@ -288,6 +288,30 @@ pub mod recorded {
         })
     }
 
+    /// The NodeList of a lab's hosts (servers: names containing "master"), `not_ready` NotReady,
+    /// each at the kubelet version `version_of` gives.
+    pub fn lab_nodes(
+        hosts: &[crate::lab::LabHost],
+        not_ready: &str,
+        version_of: &dyn Fn(&str) -> String,
+    ) -> Value {
+        list(
+            "NodeList",
+            hosts
+                .iter()
+                .map(|h| {
+                    node(
+                        &h.name,
+                        &h.ip.to_string(),
+                        h.name.contains("master"),
+                        h.name != not_ready,
+                        &version_of(&h.name),
+                    )
+                })
+                .collect(),
+        )
+    }
+
     /// A list (`NodeList`, `PodList`, ...) of `items`.
     pub fn list(kind: &str, items: Vec<Value>) -> Value {
         json!({"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": "1000"}, "items": items})

@@ -20,24 +20,6 @@ use support::{lab_inventory, row};
 const KUBE_MINOR: &str = "1.36";
 const VERSION: &str = "v1.36.2+k3s1";
 
-fn node_list(lab: &Lab, not_ready: &str, version_of: &dyn Fn(&str) -> String) -> serde_json::Value {
-    recorded::list(
-        "NodeList",
-        lab.hosts()
-            .iter()
-            .map(|h| {
-                recorded::node(
-                    &h.name,
-                    &h.ip.to_string(),
-                    h.name.contains("master"),
-                    h.name != not_ready,
-                    &version_of(&h.name),
-                )
-            })
-            .collect(),
-    )
-}
-
 /// `kubernetes-validate --strict` on each object (it validates single objects, not lists).
 fn assert_schema_valid(objects: &[serde_json::Value]) {
     let dir = tempfile::tempdir().unwrap();
@@ -73,7 +55,7 @@ async fn api_and_node_checks_read_the_api_with_the_client_certificate() {
     .unwrap();
     let mut inv = lab_inventory(&lab);
     let same = |_: &str| VERSION.to_string();
-    let nodes = node_list(&lab, "", &same);
+    let nodes = recorded::lab_nodes(lab.hosts(), "", &same);
     let broken = recorded::node("x", "10.210.0.1", false, true, VERSION);
     // Every kind the stand-in serves in the verify lab: nodes, instance pods, a Service, a Secret.
     let mut objects = nodes["items"].as_array().unwrap().clone();
@@ -125,7 +107,7 @@ async fn api_and_node_checks_read_the_api_with_the_client_certificate() {
     stand_in
         .set(
             "/api/v1/nodes",
-            &node_list(&lab, "vk-worker-1", &|n| {
+            &recorded::lab_nodes(lab.hosts(), "vk-worker-1", &|n| {
                 if n == "vk-master-2" {
                     "v1.35.6+k3s1".into()
                 } else {
