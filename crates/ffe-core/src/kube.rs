@@ -267,37 +267,26 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_user_without_credentials_is_refused_by_name() {
-        let e = KubeApi::from_kubeconfig(&config("    {}\n"), "kc", None, Duration::from_secs(1))
+    /// Why `yaml` is refused as a kubeconfig ("" when it is accepted).
+    fn refusal(yaml: &str) -> String {
+        KubeApi::from_kubeconfig(yaml, "kc", None, Duration::from_secs(1))
             .err()
             .map(|e| e.to_string())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_user_without_credentials_is_refused_by_name() {
+        let e = refusal(&config("    {}\n"));
         assert!(e.contains("kc") && e.contains("user \"u\""), "{e}");
     }
 
     #[test]
     fn a_missing_context_and_plain_http_are_refused() {
         let text = config("    token: abc\n");
-        let e = KubeApi::from_kubeconfig(
-            &text.replace("current-context: c", "current-context: x"),
-            "kc",
-            None,
-            Duration::from_secs(1),
-        )
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+        let e = refusal(&text.replace("current-context: c", "current-context: x"));
         assert!(e.contains("context \"x\""), "{e}");
-        let e = KubeApi::from_kubeconfig(
-            &text.replace("https://", "http://"),
-            "kc",
-            None,
-            Duration::from_secs(1),
-        )
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+        let e = refusal(&text.replace("https://", "http://"));
         assert!(e.contains("no https server"), "{e}");
     }
 
@@ -311,10 +300,7 @@ mod tests {
             b64(&std::fs::read_to_string(crt).unwrap()),
             b64("-----BEGIN EC PRIVATE KEY-----\nSECRETSECRET\n-----END EC PRIVATE KEY-----\n")
         );
-        let e = KubeApi::from_kubeconfig(&config(&user), "kc", None, Duration::from_secs(1))
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let e = refusal(&config(&user));
         assert!(!e.is_empty() && !e.contains("SECRET"), "{e}");
     }
 

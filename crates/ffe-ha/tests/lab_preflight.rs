@@ -623,19 +623,12 @@ fn bench_preflight() {
         }
         checks = doc["checks"].as_array().unwrap().len();
     }
-    let mut sorted = walls.clone();
-    sorted.sort_by(f64::total_cmp);
     let bench = json!({
         "command": "ffe-ha preflight",
         "hosts": 6,
         "runs": runs,
         "checks": checks,
-        "wall_s": {
-            "median": sorted[sorted.len() / 2],
-            "min": sorted[0],
-            "max": sorted[sorted.len() - 1],
-            "all": walls,
-        },
+        "wall_s": ffe_lab::wall_stats(&walls),
         "target_s": 3.0,
         "note": "lab hosts are network namespaces on this machine: one shared kernel and CPU set, so SSH set-up cost is real, network latency is not",
     });

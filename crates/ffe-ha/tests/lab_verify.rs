@@ -660,19 +660,12 @@ fn bench_verify() {
             let out = ffe_ha(&["--inventory", &inv, "status", "--etcd-url", LAB_API_URL]);
             println!("{}", String::from_utf8_lossy(&out.stdout));
         }
-        let mut sorted = walls.clone();
-        sorted.sort_by(f64::total_cmp);
         let bench = json!({
             "command": "ffe-ha verify",
             "hosts": 6,
             "runs": runs,
             "checks": checks,
-            "wall_s": {
-                "median": sorted[sorted.len() / 2],
-                "min": sorted[0],
-                "max": sorted[sorted.len() - 1],
-                "all": walls,
-            },
+            "wall_s": ffe_lab::wall_stats(&walls),
             "target_s": 3.0,
             "engines": "etcd (3, TLS, k3s layout), Patroni + PostgreSQL 15 + pgBackRest + PgBouncer (3), OpenBao Raft (3); the Kubernetes API is the nginx stand-in",
             "note": "lab hosts are network namespaces on this machine: one shared kernel and CPU set, so SSH and TLS set-up cost is real, network latency is not",

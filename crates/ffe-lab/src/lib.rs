@@ -98,3 +98,16 @@ pub(crate) fn standin_search_note() -> String {
         .unwrap_or_default();
     format!("looked for {STANDIN_NAME} in $FFE_STANDIN_BIN and the directories above {exe}")
 }
+
+/// Wall-time figures of a benchmark's runs, as the `bench/` scripts print them:
+/// `{"median", "min", "max", "all"}` in seconds (`null`s for no runs).
+pub fn wall_stats(walls: &[f64]) -> serde_json::Value {
+    let mut sorted = walls.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    serde_json::json!({
+        "median": sorted.get(sorted.len() / 2),
+        "min": sorted.first(),
+        "max": sorted.last(),
+        "all": walls,
+    })
+}

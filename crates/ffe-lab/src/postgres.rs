@@ -46,7 +46,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::lab::{pid_alive, Lab, LabSpec};
+use crate::lab::{kill_pids, Lab, LabSpec};
 use crate::vault::tail;
 
 /// Where every host mounts the lab's shared backup dir (the NFS share's stand-in).
@@ -1009,16 +1009,7 @@ impl PgLab {
             if Instant::now() >= deadline {
                 bail!("{name}: Patroni/PostgreSQL processes survive SIGKILL: {pids:?}");
             }
-            for pid in &pids {
-                // SAFETY: kill(2) with a concrete PID; no memory is passed.
-                unsafe {
-                    libc::kill(*pid, libc::SIGKILL);
-                }
-            }
-            let until = Instant::now() + Duration::from_secs(1);
-            while pids.iter().any(|p| pid_alive(*p)) && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            kill_pids(&pids);
         }
     }
 

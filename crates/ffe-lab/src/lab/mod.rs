@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::standin::{self, ClusterState, Settings, StandinError, StandinRecord};
 
+pub use net::kill_pids;
 pub use slot::{lab_dir, pid_alive, reap_stale_labs, slot_dir, RUN_DIR};
 
 /// Errors of the lab.

@@ -72,16 +72,21 @@ pub fn kill_netns_pids(ns: &str) {
         if pids.is_empty() || Instant::now() > deadline {
             return;
         }
-        for pid in &pids {
-            // SAFETY: kill(2) with a concrete PID; no memory is passed.
-            unsafe {
-                libc::kill(*pid, libc::SIGKILL);
-            }
+        kill_pids(&pids);
+    }
+}
+
+/// SIGKILL `pids` (by PID, never by name) and wait up to 1 s for them to be gone.
+pub fn kill_pids(pids: &[i32]) {
+    for pid in pids {
+        // SAFETY: kill(2) with a concrete PID; no memory is passed.
+        unsafe {
+            libc::kill(*pid, libc::SIGKILL);
         }
-        let until = Instant::now() + Duration::from_secs(1);
-        while pids.iter().any(|p| pid_alive(*p)) && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+    }
+    let until = Instant::now() + Duration::from_secs(1);
+    while pids.iter().any(|p| pid_alive(*p)) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
