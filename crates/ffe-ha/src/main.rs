@@ -191,21 +191,32 @@ fn main() -> std::process::ExitCode {
     std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
+/// What a checking command runs.
+enum Job {
+    Preflight { strict: bool },
+    Verify(ffe_ops::verify::VerifyOptions),
+    Status(ffe_ops::verify::VerifyOptions),
+}
+
+impl Job {
+    fn name(&self) -> &'static str {
+        match self {
+            Job::Preflight { .. } => "preflight",
+            Job::Verify(_) => "verify",
+            Job::Status(_) => "status",
+        }
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    let (name, verify) = match cli.command {
+    let job = match cli.command {
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "ffe-ha", &mut std::io::stdout());
             return Ok(0);
         }
-        Command::Preflight { strict } => (
-            "preflight",
-            ffe_ops::verify::VerifyOptions {
-                strict,
-                ..Default::default()
-            },
-        ),
-        Command::Verify { strict, cluster } => ("verify", cluster.options(strict)),
-        Command::Status { cluster } => ("status", cluster.options(false)),
+        Command::Preflight { strict } => Job::Preflight { strict },
+        Command::Verify { strict, cluster } => Job::Verify(cluster.options(strict)),
+        Command::Status { cluster } => Job::Status(cluster.options(false)),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -219,7 +230,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 let _ = writeln!(
                     std::io::stdout(),
                     "{}",
-                    render::json_error(name, &e.to_string(), code)
+                    render::json_error(job.name(), &e.to_string(), code)
                 );
             }
             eprintln!("ffe-ha: {e}");
@@ -229,14 +240,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     if inventory.ssh.known_hosts_file.is_none() && inventory.ssh.insecure_ignore_host_keys {
         eprintln!("ffe-ha: warning: host keys are not pinned (ssh.insecure_ignore_host_keys): any host answering on a node's address is trusted. Set ssh_known_hosts_file (or --known-hosts) for anything real.");
     }
-    let report = if name == "preflight" {
-        runtime.block_on(ffe_ops::preflight::run(&inventory, verify.strict))
-    } else {
-        runtime.block_on(ffe_ops::verify::run(&inventory, &verify))
+    let report = match &job {
+        Job::Preflight { strict } => runtime.block_on(ffe_ops::preflight::run(&inventory, *strict)),
+        Job::Verify(o) | Job::Status(o) => runtime.block_on(ffe_ops::verify::run(&inventory, o)),
     };
-    let text = match (name, cli.output) {
-        ("status", Output::Table) => status::render(&status::summarize(&inventory, &report)),
-        ("status", Output::Json) => {
+    let text = match (&job, cli.output) {
+        (Job::Status(_), Output::Table) => status::render(&status::summarize(&inventory, &report)),
+        (Job::Status(_), Output::Json) => {
             render::json_status(&status::summarize(&inventory, &report), &inventory.source) + "\n"
         }
         (_, Output::Table) => render::table(&report),
