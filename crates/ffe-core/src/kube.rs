@@ -1,6 +1,7 @@
 //! A read-only Kubernetes API client for the operations CLI: the admin kubeconfig's server, CA and
 //! credentials. k3s runs kube-apiserver with anonymous auth off, so every request carries the
-//! kubeconfig's client certificate (or bearer token); nothing here writes to the cluster.
+//! kubeconfig's client certificate (or bearer token). Reads, and one write: deleting a pod, which
+//! is how `ffe-ha drill` fails a component the way Kubernetes itself would.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,10 +17,15 @@ pub enum KubeError {
     /// The kubeconfig cannot be used (never includes key material).
     #[error("kubeconfig {source_name}: {reason}")]
     Kubeconfig { source_name: String, reason: String },
-    #[error("GET {url}: {reason}")]
-    Request { url: String, reason: String },
-    #[error("GET {url}: HTTP {status}: {body}")]
+    #[error("{method} {url}: {reason}")]
+    Request {
+        method: String,
+        url: String,
+        reason: String,
+    },
+    #[error("{method} {url}: HTTP {status}: {body}")]
     Status {
+        method: String,
         url: String,
         status: u16,
         body: String,
@@ -188,7 +194,12 @@ impl KubeApi {
 
     /// GET `path` (e.g. `/api/v1/nodes`): the status and body, whatever the status.
     pub async fn get_raw(&self, path: &str) -> Result<ApiAnswer, KubeError> {
+        self.send(reqwest::Method::GET, path).await
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str) -> Result<ApiAnswer, KubeError> {
         let url = format!("{}{path}", self.server);
+        let verb = method.to_string();
         let reason = |e: reqwest::Error| {
             // reqwest hides the TLS cause in its source chain.
             let mut text = e.to_string();
@@ -201,34 +212,53 @@ impl KubeApi {
         };
         let resp = self
             .http
-            .get(&url)
+            .request(method, &url)
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
             .map_err(|e| KubeError::Request {
+                method: verb.clone(),
                 url: url.clone(),
                 reason: reason(e),
             })?;
         let status = resp.status().as_u16();
         let body = resp.text().await.map_err(|e| KubeError::Request {
+            method: verb,
             url: url.clone(),
             reason: reason(e),
         })?;
         Ok(ApiAnswer { status, body })
     }
 
-    /// GET `path`; anything but 2xx is an error carrying the API server's message.
-    pub async fn get(&self, path: &str) -> Result<String, KubeError> {
-        let a = self.get_raw(path).await?;
+    /// `method path`; anything but 2xx is an error carrying the API server's message.
+    async fn ok_body(&self, method: reqwest::Method, path: &str) -> Result<String, KubeError> {
+        let verb = method.to_string();
+        let a = self.send(method, path).await?;
         if (200..300).contains(&a.status) {
             Ok(a.body)
         } else {
             Err(KubeError::Status {
+                method: verb,
                 url: format!("{}{path}", self.server),
                 status: a.status,
                 body: status_message(&a.body),
             })
         }
+    }
+
+    /// GET `path`; anything but 2xx is an error carrying the API server's message.
+    pub async fn get(&self, path: &str) -> Result<String, KubeError> {
+        self.ok_body(reqwest::Method::GET, path).await
+    }
+
+    /// Delete a pod the way `kubectl delete pod` does: gracefully (the pod's own grace period,
+    /// SIGTERM first); its controller (StatefulSet) creates it again. Returns the API's answer.
+    pub async fn delete_pod(&self, namespace: &str, name: &str) -> Result<String, KubeError> {
+        self.ok_body(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/namespaces/{namespace}/pods/{name}"),
+        )
+        .await
     }
 }
 

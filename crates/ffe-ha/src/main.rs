@@ -14,6 +14,7 @@ Exit codes:
   3  no usable inventory: no Terraform state in --tf-dir, no such directory, unreadable
      --inventory file, or a bad SSH setting
   4  nothing failed, but a check could not be evaluated (unreachable node, timeout)
+  5  drill: refused before touching anything (cluster not healthy, quorum, no way to restore)
 
 Output: a table on stdout (--output json for one JSON document); logs on stderr (RUST_LOG).
 No command prints a secret: the inventory holds none; verify and status use the kubeconfig's
@@ -45,6 +46,20 @@ Checks: api.vip nodes.ready etcd.health etcd.members etcd.leader etcd.alarms pos
 postgres.replicas postgres.endpoint pgbouncer.answering vault.unsealed vault.initialized
 vault.active certs.expiry backups.fresh (docs/operations.md explains each).";
 
+const DRILL_EXAMPLES: &str = "\
+Examples:
+  # fail the Postgres primary (its pod is deleted), measure the failover, wait for the replica
+  ffe-ha drill postgres-primary
+  # fail the active Vault member; it comes back sealed and is unsealed with the state's keys
+  ffe-ha drill vault-leader --output json --yes
+  # from an inventory file: the unseal keys from a 0600 file
+  ffe-ha --inventory inv.json drill vault-leader --vault-unseal-keys keys.json
+Runs `verify` first and refuses (exit 5) unless the cluster is healthy. Probes the API, the
+Postgres primary endpoint and Vault every --probe-interval-ms while the pod is deleted (as
+`kubectl delete pod`: graceful) and recreated by its StatefulSet. Reports each endpoint's
+downtime and the recovery time against the seed's RTO (auto-failover: < 10 minutes). Exit 0:
+recovered within the RTO; 1: not recovered in --timeout, or late; 5: refused.";
+
 const STATUS_EXAMPLES: &str = "\
 Examples:
   ffe-ha status                      # from the environment directory, after apply
@@ -65,6 +80,24 @@ struct Cli {
     output: Output,
     #[command(subcommand)]
     command: Command,
+}
+
+/// What `drill` fails.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DrillComponent {
+    /// The Patroni leader's pod (a replica takes over).
+    PostgresPrimary,
+    /// The active Vault member's pod (a standby takes over; the pod comes back sealed).
+    VaultLeader,
+}
+
+impl DrillComponent {
+    fn kind(self) -> ffe_ops::drill::DrillKind {
+        match self {
+            DrillComponent::PostgresPrimary => ffe_ops::drill::DrillKind::PostgresPrimary,
+            DrillComponent::VaultLeader => ffe_ops::drill::DrillKind::VaultLeader,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -165,6 +198,30 @@ enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Fail one component on purpose and measure the failover: delete the Postgres leader's or
+    /// the active Vault member's pod while probing every user-facing endpoint, restore what the
+    /// component needs (Vault: unseal), report downtime and recovery time against the seed's RTO.
+    /// Refuses unless `verify` finds the cluster healthy and losing the target keeps quorum.
+    #[command(after_help = DRILL_EXAMPLES)]
+    Drill {
+        #[arg(value_enum)]
+        component: DrillComponent,
+        /// How often every endpoint is probed, in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(50..=250))]
+        probe_interval_ms: u64,
+        /// Stop waiting for recovery after this many seconds (default: the seed's RTO).
+        #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(10..=3600))]
+        timeout: u64,
+        /// JSON list of Vault's unseal key shares, mode 0600 (default: `terraform output -json
+        /// vault_unseal_keys` in --tf-dir). Only vault-leader needs them.
+        #[arg(long, value_name = "FILE")]
+        vault_unseal_keys: Option<PathBuf>,
+        /// Do not ask for confirmation (needed when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
     /// Print a shell completion script (e.g. `ffe-ha completions bash > /etc/bash_completion.d/ffe-ha`).
     Completions {
         #[arg(value_enum)]
@@ -193,9 +250,18 @@ fn main() -> std::process::ExitCode {
 
 /// What a checking command runs.
 enum Job {
-    Preflight { strict: bool },
+    Preflight {
+        strict: bool,
+    },
     Verify(ffe_ops::verify::VerifyOptions),
     Status(ffe_ops::verify::VerifyOptions),
+    Drill {
+        kind: ffe_ops::drill::DrillKind,
+        options: ffe_ops::verify::VerifyOptions,
+        probe_interval: std::time::Duration,
+        timeout: std::time::Duration,
+        keys_file: Option<PathBuf>,
+    },
 }
 
 impl Job {
@@ -204,6 +270,7 @@ impl Job {
             Job::Preflight { .. } => "preflight",
             Job::Verify(_) => "verify",
             Job::Status(_) => "status",
+            Job::Drill { .. } => "drill",
         }
     }
 }
@@ -217,6 +284,26 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Preflight { strict } => Job::Preflight { strict },
         Command::Verify { strict, cluster } => Job::Verify(cluster.options(strict)),
         Command::Status { cluster } => Job::Status(cluster.options(false)),
+        Command::Drill {
+            component,
+            probe_interval_ms,
+            timeout,
+            vault_unseal_keys,
+            yes,
+            cluster,
+        } => {
+            if !yes && !confirm(component.kind())? {
+                eprintln!("ffe-ha: drill not started (confirm at the prompt, or pass --yes)");
+                return Ok(ExitCode::Refused.code());
+            }
+            Job::Drill {
+                kind: component.kind(),
+                options: cluster.options(false),
+                probe_interval: std::time::Duration::from_millis(probe_interval_ms),
+                timeout: std::time::Duration::from_secs(timeout),
+                keys_file: vault_unseal_keys,
+            }
+        }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -240,9 +327,39 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     if inventory.ssh.known_hosts_file.is_none() && inventory.ssh.insecure_ignore_host_keys {
         eprintln!("ffe-ha: warning: host keys are not pinned (ssh.insecure_ignore_host_keys): any host answering on a node's address is trusted. Set ssh_known_hosts_file (or --known-hosts) for anything real.");
     }
-    let report = match &job {
-        Job::Preflight { strict } => runtime.block_on(ffe_ops::preflight::run(&inventory, *strict)),
-        Job::Verify(o) | Job::Status(o) => runtime.block_on(ffe_ops::verify::run(&inventory, o)),
+    let report = match job {
+        Job::Preflight { strict } => runtime.block_on(ffe_ops::preflight::run(&inventory, strict)),
+        Job::Verify(ref o) | Job::Status(ref o) => {
+            runtime.block_on(ffe_ops::verify::run(&inventory, o))
+        }
+        Job::Drill {
+            kind,
+            options,
+            probe_interval,
+            timeout,
+            keys_file,
+        } => {
+            let keys = match runtime.block_on(unseal_keys(kind, &inventory, keys_file)) {
+                Ok(k) => k,
+                Err(e) => {
+                    eprintln!("ffe-ha: {e}");
+                    return Ok(ExitCode::Inventory.code());
+                }
+            };
+            let opts = ffe_ops::drill::DrillOptions {
+                verify: options,
+                probe_interval,
+                recovery_timeout: timeout,
+                vault_unseal_keys: keys,
+            };
+            let r = runtime.block_on(ffe_ops::drill::run(kind, &inventory, &opts));
+            let text = match cli.output {
+                Output::Table => render::drill_table(&r),
+                Output::Json => render::json_drill(&r, &inventory.source) + "\n",
+            };
+            std::io::stdout().write_all(text.as_bytes())?;
+            return Ok(r.exit_code().code());
+        }
     };
     let text = match (&job, cli.output) {
         (Job::Status(_), Output::Table) => status::render(&status::summarize(&inventory, &report)),
@@ -254,6 +371,40 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     };
     std::io::stdout().write_all(text.as_bytes())?;
     Ok(report.exit_code().code())
+}
+
+/// Ask before failing a component of a running cluster; a non-terminal stdin needs `--yes`.
+fn confirm(kind: ffe_ops::drill::DrillKind) -> anyhow::Result<bool> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        eprintln!("ffe-ha: drill {} fails a component of a running cluster; stdin is not a terminal, so pass --yes to confirm", kind.name());
+        return Ok(false);
+    }
+    eprint!(
+        "ffe-ha drill {} deletes a pod of the running cluster (it is recreated; clients see a failover). Continue? [y/N] ",
+        kind.name()
+    );
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// The unseal keys a vault-leader drill needs: the file given, else the environment's state.
+async fn unseal_keys(
+    kind: ffe_ops::drill::DrillKind,
+    inventory: &Inventory,
+    file: Option<PathBuf>,
+) -> Result<Option<Vec<String>>, InventoryError> {
+    if kind != ffe_ops::drill::DrillKind::VaultLeader {
+        return Ok(None);
+    }
+    match (file, &inventory.source) {
+        (Some(f), _) => ffe_ops::inventory::unseal_keys_from_file(&f).map(Some),
+        (None, ffe_ops::inventory::InventorySource::Terraform { dir }) => {
+            ffe_ops::inventory::unseal_keys_from_terraform(std::path::Path::new(dir)).await
+        }
+        (None, _) => Ok(None),
+    }
 }
 
 async fn load_inventory(a: &InventoryArgs) -> Result<Inventory, InventoryError> {
@@ -286,6 +437,7 @@ mod tests {
             ExitCode::Usage,
             ExitCode::Inventory,
             ExitCode::Incomplete,
+            ExitCode::Refused,
         ] {
             assert!(top.contains(&format!("\n  {}  ", code.code())), "{top}");
         }
@@ -308,5 +460,18 @@ mod tests {
             .map(|c| c.render_long_help().to_string())
             .unwrap_or_default();
         assert!(status.contains("--output json"), "{status}");
+        let drill = cmd
+            .find_subcommand_mut("drill")
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        for word in [
+            "postgres-primary",
+            "vault-leader",
+            "--yes",
+            "exit 5",
+            "< 10 minutes",
+        ] {
+            assert!(drill.contains(word), "drill --help lacks {word}: {drill}");
+        }
     }
 }

@@ -96,6 +96,9 @@ pub enum ExitCode {
     /// Nothing failed, but at least one check could not be evaluated (unreachable node,
     /// timeout).
     Incomplete = 4,
+    /// `drill`: refused before touching anything (the cluster is not healthy, the drill would
+    /// break quorum, or it could not restore what it breaks).
+    Refused = 5,
 }
 
 impl ExitCode {

@@ -178,6 +178,9 @@ fn https() -> String {
 pub struct VaultSection {
     /// `https://<ip>:8200`, one per member.
     pub member_addresses: Vec<String>,
+    /// The members' namespace and pods, in `member_addresses` order (`drill` deletes one).
+    pub namespace: String,
+    pub member_pods: Vec<String>,
     /// The Secret holding the CA the members' certificates chain to (public, read via the API).
     pub ca_secret: SecretRef,
 }
@@ -278,6 +281,52 @@ async fn terraform(dir: &Path, args: &[&str]) -> Result<std::process::Output, In
         .map_err(|e| InventoryError::NoTerraform {
             reason: e.to_string(),
         })
+}
+
+/// Vault's unseal key shares from the state of `dir` (`terraform output -json
+/// vault_unseal_keys`, a sensitive output): held in memory only, never printed. `None`: the
+/// environment has no Vault.
+pub async fn unseal_keys_from_terraform(dir: &Path) -> Result<Option<Vec<String>>, InventoryError> {
+    let shown = dir.display().to_string();
+    let out = terraform(dir, &["output", "-no-color", "-json", "vault_unseal_keys"]).await?;
+    if !out.status.success() {
+        return Err(InventoryError::Terraform {
+            dir: shown,
+            stderr: collapse(&String::from_utf8_lossy(&out.stderr)),
+        });
+    }
+    serde_json::from_slice::<Option<Vec<String>>>(&out.stdout).map_err(|_| {
+        InventoryError::Invalid {
+            source_name: format!("terraform output vault_unseal_keys of {shown}"),
+            reason: "is not a list of strings".into(),
+        }
+    })
+}
+
+/// Vault's unseal key shares from a file: a JSON list of base64 shares, readable by its owner
+/// only (mode 0600 or stricter), as every secret file this project writes.
+pub fn unseal_keys_from_file(path: &Path) -> Result<Vec<String>, InventoryError> {
+    use std::os::unix::fs::PermissionsExt;
+    let source_name = path.display().to_string();
+    let bad = |reason: String| InventoryError::Invalid {
+        source_name: source_name.clone(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| bad(format!("cannot be read ({e})")))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(bad(format!(
+            "holds unseal keys but has mode {mode:o}: `chmod 600 {source_name}` first"
+        )));
+    }
+    let text = std::fs::read(path).map_err(|e| bad(format!("cannot be read ({e})")))?;
+    // The parse error is not shown: it could quote a key.
+    let keys: Vec<String> = serde_json::from_slice(&text)
+        .map_err(|_| bad("is not a JSON list of unseal key shares (`terraform output -json vault_unseal_keys` writes one)".into()))?;
+    if keys.is_empty() {
+        return Err(bad("lists no unseal key".into()));
+    }
+    Ok(keys)
 }
 
 /// Command-line SSH overrides (flags win over the inventory).
@@ -455,6 +504,15 @@ impl Inventory {
                 )));
             }
         }
+        if let Some(v) = &doc.vault {
+            if v.member_pods.len() != v.member_addresses.len() {
+                return Err(invalid(format!(
+                    "vault.member_pods lists {} pods for {} member_addresses: one pod per member, in the same order",
+                    v.member_pods.len(),
+                    v.member_addresses.len()
+                )));
+            }
+        }
         // Backup paths and patterns reach shell scripts on a node: plain relative paths only.
         for b in &doc.backups {
             let plain = |t: &str| {
@@ -573,6 +631,26 @@ mod tests {
             InventorySource::File { path: "f".into() },
             &SshOverrides::default(),
         )
+    }
+
+    #[test]
+    fn unseal_keys_need_a_private_file_and_are_never_quoted() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ffe-ops-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("keys.json");
+        std::fs::write(&f, r#"["c2VjcmV0LXNoYXJl"]"#).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = unseal_keys_from_file(&f).unwrap_err().to_string();
+        assert!(e.contains("mode 644") && e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(unseal_keys_from_file(&f).unwrap(), ["c2VjcmV0LXNoYXJl"]);
+        std::fs::write(&f, r#"{"c2VjcmV0LXNoYXJl": 1}"#).unwrap();
+        let e = unseal_keys_from_file(&f).unwrap_err().to_string();
+        assert!(!e.contains("c2VjcmV0"), "the error quotes a key: {e}");
+        std::fs::write(&f, "[]").unwrap();
+        assert!(unseal_keys_from_file(&f).unwrap_err().to_string().contains("no unseal key"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod backups;
 pub mod check;
+pub mod drill;
 pub mod inventory;
 pub mod postgres;
 pub mod preflight;

@@ -1,5 +1,5 @@
-//! The Postgres checks of `verify`: Patroni's own view of the cluster (read through the API
-//! server's pod proxy, so the operator's machine needs no route to the pod network), the primary
+//! The Postgres checks of `verify`: Patroni's own view of the cluster (read over SSH on each
+//! instance pod's own node, which NetworkPolicy always admits; ADR 0012), the primary
 //! endpoint and PgBouncer answering the PostgreSQL protocol. No credentials are used: the app
 //! role's password never leaves the cluster.
 
@@ -61,7 +61,7 @@ fn instance_pods(list: &str, pg: &PostgresSection) -> Result<Vec<InstancePod>, S
 
 /// Patroni's version and `/cluster` from the first instance pod that answers, read over SSH on
 /// the pod's own node: NetworkPolicy always admits a pod's node, so no policy opens 8008.
-async fn patroni_view(
+pub(crate) async fn patroni_view(
     api: &KubeApi,
     pool: &SshPool,
     inv: &Inventory,

@@ -103,6 +103,106 @@ pub fn json_status(view: &crate::status::StatusView, source: &InventorySource) -
     serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
+/// `ffe-ha drill`: what was failed, the timeline, each endpoint's probes, the measures.
+pub fn drill_table(r: &crate::drill::DrillReport) -> String {
+    use crate::drill::Outcome;
+    let mut out = format!("drill {}", r.kind.name());
+    match &r.target {
+        Some(t) => out.push_str(&format!(": deleted pod {t}\n")),
+        None => out.push('\n'),
+    }
+    if r.outcome == Outcome::Refused {
+        out.push_str("REFUSED, nothing was touched:\n");
+        for why in &r.reasons {
+            out.push_str(&format!("  {why}\n"));
+        }
+        out.push_str(&format!(
+            "\ndrill: refused -> exit {}\n",
+            r.exit_code().code()
+        ));
+        return out;
+    }
+    out.push_str(&format!(
+        "probes every {} ms; times are seconds after the pod was deleted\n\n",
+        r.probe_interval_ms
+    ));
+    for e in &r.events {
+        out.push_str(&format!("  {:>+8.2} s  {}\n", e.at_s, e.what));
+    }
+    let mut t = Table::new();
+    t.load_preset(NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(vec!["ENDPOINT", "PROBES", "FAILED", "DOWNTIME", "OUTAGES"]);
+    for e in &r.endpoints {
+        let outages = e
+            .outages
+            .iter()
+            .map(|o| match o.to_s {
+                Some(to) => format!("{:+.2} s .. {:+.2} s ({})", o.from_s, to, o.first_error),
+                None => format!("{:+.2} s .. not answering ({})", o.from_s, o.first_error),
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        t.add_row(vec![
+            format!("{} ({})", e.name, e.target),
+            e.probes.to_string(),
+            e.failed.to_string(),
+            format!("{:.2} s", e.downtime_s),
+            outages,
+        ]);
+    }
+    out.push('\n');
+    for line in t.to_string().lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out.push('\n');
+    match r.service_restored_s {
+        Some(s) if s <= 0.0 => out.push_str("service: no failed probe (no downtime seen)\n"),
+        Some(s) => out.push_str(&format!("service restored after {s:.2} s\n")),
+        None => out.push_str("service: NOT restored\n"),
+    }
+    match r.recovered_s {
+        Some(s) => out.push_str(&format!(
+            "fully recovered after {s:.2} s; seed RTO \"{}\" ({:.0} s): {}\n",
+            r.rto.seed,
+            r.rto.limit_s,
+            if r.outcome == Outcome::Recovered {
+                "met"
+            } else {
+                "MISSED"
+            }
+        )),
+        None => out.push_str("NOT recovered\n"),
+    }
+    for why in &r.reasons {
+        out.push_str(&format!("  {why}\n"));
+    }
+    out.push_str(&format!(
+        "\ndrill: {} -> exit {}\n",
+        match r.outcome {
+            Outcome::Recovered => "recovered",
+            Outcome::RecoveredLate => "recovered late",
+            Outcome::NotRecovered => "not recovered",
+            Outcome::Refused => "refused",
+        },
+        r.exit_code().code()
+    ));
+    out
+}
+
+/// `ffe-ha drill --output json`.
+pub fn json_drill(r: &crate::drill::DrillReport, source: &InventorySource) -> String {
+    let doc = serde_json::json!({
+        "schema_version": JSON_SCHEMA_VERSION,
+        "command": "drill",
+        "inventory": source,
+        "drill": r,
+        "exit_code": r.exit_code().code(),
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
 /// A command that could not run at all (no inventory): still one JSON document on stdout.
 pub fn json_error(command: &str, message: &str, exit_code: i32) -> String {
     serde_json::json!({

@@ -575,7 +575,7 @@ pub fn check_ids() -> Vec<&'static str> {
 const API_LIMIT: Duration = Duration::from_secs(3);
 
 /// The Vault CA: the operator's file, or the inventory's Secret read through the API.
-async fn vault_ca(
+pub(crate) async fn vault_ca(
     api: Result<&KubeApi, &String>,
     opts: &VerifyOptions,
     v: &crate::inventory::VaultSection,

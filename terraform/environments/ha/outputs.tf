@@ -138,6 +138,8 @@ output "ops_inventory" {
     } : null
     vault = local.vault_enabled ? {
       member_addresses = module.vault[0].member_addresses
+      namespace        = module.vault[0].member_pods.namespace
+      member_pods      = module.vault[0].member_pods.names
       ca_secret        = module.vault[0].ca_secret
     } : null
     # Each backup kind: its directory on the share (relative to backup_mount), which files count,

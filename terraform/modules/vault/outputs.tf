@@ -23,6 +23,11 @@ output "member_addresses" {
   value       = local.member_addresses
 }
 
+output "member_pods" {
+  description = "The members' namespace and pod names, in member_addresses order (the StatefulSet's <release>-<i>): what `ffe-ha drill vault-leader` deletes."
+  value       = { namespace = var.namespace, names = local.member_names }
+}
+
 output "active_address" {
   description = "In-cluster address that reaches the active member only (the chart's `<release>-active` Service, selected by the label the active member sets through service_registration \"kubernetes\"). For clients: the `vault` Service also routes to sealed members (the charts publish not-ready addresses, and sealed members count as ready here so they can be unsealed), whose answer is 503."
   value       = "https://${local.active_service}.${local.svc}:8200"

@@ -122,7 +122,7 @@ run "example_plans_six_hosts_and_the_cluster" {
     error_message = "ops_inventory.postgres: ${jsonencode(output.ops_inventory.postgres)}"
   }
   assert {
-    condition     = output.ops_inventory.vault.member_addresses == ["https://10.0.4.10:8200", "https://10.0.4.11:8200", "https://10.0.4.12:8200"] && output.ops_inventory.vault.ca_secret == { namespace = "vault", name = "vault-ca", key = "ca.crt" }
+    condition     = output.ops_inventory.vault.member_addresses == ["https://10.0.4.10:8200", "https://10.0.4.11:8200", "https://10.0.4.12:8200"] && output.ops_inventory.vault.member_pods == ["vault-0", "vault-1", "vault-2"] && output.ops_inventory.vault.namespace == "vault" && output.ops_inventory.vault.ca_secret == { namespace = "vault", name = "vault-ca", key = "ca.crt" }
     error_message = "ops_inventory.vault: ${jsonencode(output.ops_inventory.vault)}"
   }
   # hostpath mode (no nfs_server): each backup kind in its PV's directory; the alerts' limits.

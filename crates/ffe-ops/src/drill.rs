@@ -1,0 +1,861 @@
+//! `ffe-ha drill`: a controlled failure of one component while the user-facing endpoints are
+//! probed every `probe_interval` (≤ 250 ms), the restoration the component needs, and the
+//! downtime and recovery time measured against the seed's RTO table.
+//!
+//! Failures are made the way Kubernetes makes them: the component's pod is deleted through the
+//! API (graceful, as `kubectl delete pod`), and its StatefulSet creates it again. A drill refuses
+//! to start, touching nothing, when `verify` finds the cluster unhealthy, when losing the target
+//! would leave no replica or no quorum, or when the drill could not restore what it breaks (a
+//! Vault member comes back sealed: no unseal keys, no drill).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ffe_core::kube::KubeApi;
+use ffe_core::ssh::SshPool;
+use ffe_core::vault::Member;
+use futures::future::join_all;
+use serde::Serialize;
+
+use crate::check::{Check, ExitCode, Status};
+use crate::inventory::Inventory;
+use crate::verify::VerifyOptions;
+
+/// The longest probe interval the drill accepts (issue: "probe interval ≤ 250 ms").
+pub const MAX_PROBE_INTERVAL: Duration = Duration::from_millis(250);
+/// Seed, "Recovery Time Objective (RTO)": "Master node down: < 10 minutes (auto-failover)". The
+/// seed lists node failures only; a data service's failover is the auto-failover it names.
+pub const SEED_RTO_AUTO_FAILOVER: Duration = Duration::from_secs(600);
+const SEED_RTO_AUTO_FAILOVER_LINE: &str = "Master node down: < 10 minutes (auto-failover)";
+/// How often the component's own health is read while waiting for it to recover.
+const HEALTH_POLL: Duration = Duration::from_millis(100);
+/// Probes kept running after recovery, so a relapse shows in the report.
+const TAIL: Duration = Duration::from_secs(1);
+/// Probes before the failure: the drilled endpoint must answer in all of them.
+const BASELINE: Duration = Duration::from_secs(1);
+
+/// What a drill fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DrillKind {
+    /// The Patroni leader's pod: a replica takes over, the pod comes back as a replica.
+    PostgresPrimary,
+    /// The active Vault member's pod: a standby takes over; the pod comes back sealed and the
+    /// drill unseals it.
+    VaultLeader,
+}
+
+impl DrillKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DrillKind::PostgresPrimary => "postgres-primary",
+            DrillKind::VaultLeader => "vault-leader",
+        }
+    }
+
+    /// The endpoint whose downtime the drill is about.
+    fn endpoint(self) -> &'static str {
+        match self {
+            DrillKind::PostgresPrimary => "postgres",
+            DrillKind::VaultLeader => "vault",
+        }
+    }
+}
+
+/// How a drill runs.
+pub struct DrillOptions {
+    pub verify: VerifyOptions,
+    /// Every endpoint is probed this often (at most [`MAX_PROBE_INTERVAL`]).
+    pub probe_interval: Duration,
+    /// Give up waiting for recovery after this long (the seed RTO by default).
+    pub recovery_timeout: Duration,
+    /// Vault's unseal keys (base64 shares): the deleted member comes back sealed. Never printed.
+    pub vault_unseal_keys: Option<Vec<String>>,
+}
+
+/// One probe of one endpoint.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Seconds since the drill started probing (when the probe was sent).
+    pub at_s: f64,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// A run of failed probes: from the first failed one to the first good one after it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outage {
+    /// Seconds since the failure was made (negative: before it).
+    pub from_s: f64,
+    /// `None`: still failing when the drill stopped.
+    pub to_s: Option<f64>,
+    pub first_error: String,
+}
+
+/// What the probes of one endpoint saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointReport {
+    pub name: &'static str,
+    pub target: String,
+    pub probes: usize,
+    pub failed: usize,
+    pub outages: Vec<Outage>,
+    /// Sum of the outages (an open one counts to the last probe).
+    pub downtime_s: f64,
+}
+
+/// Something that happened, in seconds since the failure was made.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub at_s: f64,
+    pub what: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The component recovered within the seed's RTO.
+    Recovered,
+    /// It recovered, but later than the seed's RTO.
+    RecoveredLate,
+    /// Not recovered within the timeout (or the failure could not be made).
+    NotRecovered,
+    /// Nothing was touched: the cluster is not healthy or the drill would break quorum.
+    Refused,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Rto {
+    pub limit_s: f64,
+    pub seed: &'static str,
+}
+
+/// The drill's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillReport {
+    pub kind: DrillKind,
+    pub outcome: Outcome,
+    /// Why it was refused or did not recover.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// `namespace/pod` failed, with what it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// When the failure was made (Unix time, milliseconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub injected_at_unix_ms: Option<u64>,
+    pub probe_interval_ms: u64,
+    pub events: Vec<Event>,
+    pub endpoints: Vec<EndpointReport>,
+    /// The drilled endpoint answering again, seconds after the failure (0: it never stopped).
+    pub service_restored_s: Option<f64>,
+    /// Back to full redundancy (every member healthy again), seconds after the failure.
+    pub recovered_s: Option<f64>,
+    pub rto: Rto,
+    /// The precheck's rows that were not a pass.
+    pub precheck: Vec<Check>,
+}
+
+impl DrillReport {
+    pub fn exit_code(&self) -> ExitCode {
+        match self.outcome {
+            Outcome::Recovered => ExitCode::Ok,
+            Outcome::Refused => ExitCode::Refused,
+            Outcome::RecoveredLate | Outcome::NotRecovered => ExitCode::Failed,
+        }
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// One endpoint's probe: `Ok` when it answers as it should.
+#[derive(Clone)]
+enum Probe {
+    /// `/readyz` through the kubeconfig's server (the API VIP).
+    Api(KubeApi),
+    /// The PostgreSQL SSLRequest at the primary endpoint (any answer byte: a postmaster).
+    Postgres(String),
+    /// Some member active (clients of the active Service get an answer).
+    Vault(Vec<Member>),
+}
+
+impl Probe {
+    async fn once(&self, limit: Duration) -> Result<(), String> {
+        match self {
+            Probe::Api(api) => match tokio::time::timeout(limit, api.get_raw("/readyz")).await {
+                Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
+                Ok(Err(e)) => Err(e.to_string()),
+                Ok(Ok(a)) if a.status == 200 => Ok(()),
+                Ok(Ok(a)) => Err(format!("HTTP {}", a.status)),
+            },
+            Probe::Postgres(addr) => ffe_core::pg::ssl_request(addr, limit).await.map(drop),
+            Probe::Vault(members) => {
+                let answers = join_all(
+                    members
+                        .iter()
+                        .map(|m| tokio::time::timeout(limit, m.health())),
+                )
+                .await;
+                let active = answers
+                    .iter()
+                    .any(|a| matches!(a, Ok(Ok(h)) if h.initialized && !h.sealed && !h.standby));
+                if active {
+                    Ok(())
+                } else {
+                    Err("no member is active".into())
+                }
+            }
+        }
+    }
+}
+
+struct Prober {
+    name: &'static str,
+    target: String,
+    samples: Arc<Mutex<Vec<Sample>>>,
+}
+
+/// Probe every endpoint every `interval` until `stop`; samples are timed from `t0`.
+fn start_probes(
+    probes: Vec<(&'static str, String, Probe)>,
+    interval: Duration,
+    t0: Instant,
+    stop: Arc<AtomicBool>,
+) -> (Vec<Prober>, Vec<tokio::task::JoinHandle<()>>) {
+    let mut probers = vec![];
+    let mut tasks = vec![];
+    for (name, target, probe) in probes {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        probers.push(Prober {
+            name,
+            target,
+            samples: samples.clone(),
+        });
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let at = t0.elapsed();
+                let r = probe.once(interval).await;
+                let s = Sample {
+                    at_s: at.as_secs_f64(),
+                    ok: r.is_ok(),
+                    detail: r.err().unwrap_or_default(),
+                };
+                samples.lock().unwrap_or_else(|p| p.into_inner()).push(s);
+            }
+        }));
+    }
+    (probers, tasks)
+}
+
+fn samples_of(p: &Prober) -> Vec<Sample> {
+    p.samples.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// The outages in `samples` (in probe order), with times shifted by `-inject_s`.
+pub fn outages(samples: &[Sample], inject_s: f64) -> Vec<Outage> {
+    let mut out: Vec<Outage> = vec![];
+    let mut open: Option<Outage> = None;
+    for s in samples {
+        match (&mut open, s.ok) {
+            (None, false) => {
+                open = Some(Outage {
+                    from_s: s.at_s - inject_s,
+                    to_s: None,
+                    first_error: s.detail.clone(),
+                })
+            }
+            (Some(o), true) => {
+                o.to_s = Some(s.at_s - inject_s);
+                out.extend(open.take());
+            }
+            _ => {}
+        }
+    }
+    out.extend(open);
+    out
+}
+
+fn endpoint_report(p: &Prober, inject_s: f64) -> EndpointReport {
+    let samples = samples_of(p);
+    let outages = outages(&samples, inject_s);
+    let last = samples.last().map_or(0.0, |s| s.at_s - inject_s);
+    EndpointReport {
+        name: p.name,
+        target: p.target.clone(),
+        probes: samples.len(),
+        failed: samples.iter().filter(|s| !s.ok).count(),
+        downtime_s: outages
+            .iter()
+            .map(|o| o.to_s.unwrap_or(last) - o.from_s)
+            .sum(),
+        outages,
+    }
+}
+
+/// The rows of a `verify` run that forbid a drill: any failure or unevaluated check, except a
+/// backup's age (a stale backup does not make a failover unsafe).
+pub fn blocking(checks: &[Check]) -> Vec<&Check> {
+    checks
+        .iter()
+        .filter(|c| matches!(c.status, Status::Fail | Status::Error) && c.id != "backups.fresh")
+        .collect()
+}
+
+fn refused(
+    kind: DrillKind,
+    opts: &DrillOptions,
+    reasons: Vec<String>,
+    precheck: Vec<Check>,
+) -> DrillReport {
+    DrillReport {
+        kind,
+        outcome: Outcome::Refused,
+        reasons,
+        target: None,
+        injected_at_unix_ms: None,
+        probe_interval_ms: opts.probe_interval.as_millis() as u64,
+        events: vec![],
+        endpoints: vec![],
+        service_restored_s: None,
+        recovered_s: None,
+        rto: Rto {
+            limit_s: SEED_RTO_AUTO_FAILOVER.as_secs_f64(),
+            seed: SEED_RTO_AUTO_FAILOVER_LINE,
+        },
+        precheck,
+    }
+}
+
+/// What the drill fails and how it tells the component is whole again.
+enum Target {
+    Postgres {
+        namespace: String,
+        pod: String,
+    },
+    Vault {
+        namespace: String,
+        pod: String,
+        index: usize,
+        members: Vec<Member>,
+        keys: Vec<String>,
+    },
+}
+
+impl Target {
+    fn describe(&self) -> String {
+        match self {
+            Target::Postgres { namespace, pod } => {
+                format!("{namespace}/{pod} (the Patroni leader)")
+            }
+            Target::Vault {
+                namespace,
+                pod,
+                members,
+                index,
+                ..
+            } => format!(
+                "{namespace}/{pod} (the active Vault member, {})",
+                members[*index].address
+            ),
+        }
+    }
+}
+
+/// Choose the target from the live cluster and check that losing it is safe.
+async fn choose(
+    kind: DrillKind,
+    inv: &Inventory,
+    api: &KubeApi,
+    pool: &SshPool,
+    opts: &DrillOptions,
+    vault_ca: Option<&str>,
+) -> Result<Target, Vec<String>> {
+    match kind {
+        DrillKind::PostgresPrimary => {
+            let pg = inv.postgres.as_ref().ok_or_else(|| {
+                vec!["the inventory has no postgres section: Postgres is not deployed".to_string()]
+            })?;
+            let (_, read) = crate::postgres::patroni_view(api, pool, inv, pg)
+                .await
+                .map_err(|e| vec![format!("Patroni could not be read: {e}")])?;
+            let leader = read
+                .members
+                .iter()
+                .find(|m| m.is_leader() && m.state == "running")
+                .ok_or_else(|| vec!["Patroni reports no running leader".to_string()])?;
+            let candidates = read
+                .members
+                .iter()
+                .filter(|m| !m.is_leader() && (m.state == "streaming" || m.state == "running"))
+                .count();
+            if candidates == 0 {
+                return Err(vec![format!(
+                    "no replica is streaming: failing the leader {} would be an outage, not a failover",
+                    leader.name
+                )]);
+            }
+            Ok(Target::Postgres {
+                namespace: pg.namespace.clone(),
+                pod: leader.name.clone(),
+            })
+        }
+        DrillKind::VaultLeader => {
+            let v = inv.vault.as_ref().ok_or_else(|| {
+                vec!["the inventory has no vault section: Vault is not deployed".to_string()]
+            })?;
+            let keys = opts
+                .vault_unseal_keys
+                .clone()
+                .filter(|k| !k.is_empty())
+                .ok_or_else(|| vec!["no unseal keys: the deleted member comes back sealed and the drill must unseal it. Run from the environment directory (terraform output vault_unseal_keys) or pass --vault-unseal-keys FILE".to_string()])?;
+            let ca = vault_ca.ok_or_else(|| vec!["the Vault CA could not be read".to_string()])?;
+            let members = Member::all(&v.member_addresses, ca).map_err(|e| vec![e.to_string()])?;
+            let health = join_all(members.iter().map(|m| async move {
+                tokio::time::timeout(Duration::from_secs(3), m.health())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }))
+            .await;
+            let unsealed = health
+                .iter()
+                .filter(|h| h.as_ref().is_some_and(|h| h.initialized && !h.sealed))
+                .count();
+            let quorum = members.len() / 2 + 1;
+            if unsealed < quorum + 1 {
+                return Err(vec![format!(
+                    "{unsealed} of {} members are unsealed: losing one leaves fewer than the {quorum} Raft needs to elect a leader",
+                    members.len()
+                )]);
+            }
+            let index = health
+                .iter()
+                .position(|h| {
+                    h.as_ref()
+                        .is_some_and(|h| h.initialized && !h.sealed && !h.standby)
+                })
+                .ok_or_else(|| vec!["no Vault member is active".to_string()])?;
+            Ok(Target::Vault {
+                namespace: v.namespace.clone(),
+                pod: v.member_pods[index].clone(),
+                index,
+                members,
+                keys,
+            })
+        }
+    }
+}
+
+/// Where recovery stands at one read.
+enum Progress {
+    /// The failure is not visible yet (the pod is still terminating).
+    Intact,
+    Disrupted(String),
+    Recovered(String),
+}
+
+/// Read the component once. `disrupted`: a failure was already seen (so "healthy" now means
+/// "recovered", not "not failed yet").
+async fn read_progress(
+    t: &Target,
+    inv: &Inventory,
+    api: &KubeApi,
+    pool: &SshPool,
+    disrupted: bool,
+    events: &mut Vec<Event>,
+    since: Instant,
+) -> Progress {
+    match t {
+        Target::Postgres { pod, .. } => {
+            let Some(pg) = &inv.postgres else {
+                return Progress::Disrupted("no postgres section".into());
+            };
+            match crate::postgres::patroni_view(api, pool, inv, pg).await {
+                Err(e) => Progress::Disrupted(e),
+                Ok((asked, read)) => {
+                    let leader = read
+                        .members
+                        .iter()
+                        .find(|m| m.is_leader() && m.state == "running");
+                    let verdicts = crate::postgres::judge_patroni(pg, &asked, &read);
+                    let bad: Vec<String> = verdicts
+                        .iter()
+                        .filter(|c| c.status != Status::Pass)
+                        .map(|c| c.evidence.clone())
+                        .collect();
+                    let still_leader = leader.is_some_and(|l| &l.name == pod);
+                    if !disrupted && still_leader && bad.is_empty() {
+                        // The pod is still terminating: nothing failed yet.
+                        return Progress::Intact;
+                    }
+                    if let Some(l) = leader.filter(|l| &l.name != pod) {
+                        push_event(events, since, format!("Patroni leader is now {}", l.name));
+                    }
+                    // Whole again: every verdict passes and the deleted member is back in the list.
+                    if bad.is_empty() && read.members.iter().any(|m| &m.name == pod) {
+                        Progress::Recovered(
+                            verdicts
+                                .iter()
+                                .map(|c| c.evidence.as_str())
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                        )
+                    } else {
+                        Progress::Disrupted(bad.join("; "))
+                    }
+                }
+            }
+        }
+        Target::Vault {
+            index,
+            members,
+            keys,
+            ..
+        } => {
+            let health = join_all(members.iter().map(|m| async move {
+                (
+                    m.address.clone(),
+                    tokio::time::timeout(Duration::from_secs(2), m.health())
+                        .await
+                        .unwrap_or_else(|_| Err("no answer within 2 s".into())),
+                )
+            }))
+            .await;
+            let target_active =
+                matches!(&health[*index].1, Ok(h) if h.initialized && !h.sealed && !h.standby);
+            if !disrupted && target_active {
+                return Progress::Intact;
+            }
+            if matches!(&health[*index].1, Ok(h) if h.initialized && h.sealed) {
+                let m = &members[*index];
+                push_event(
+                    events,
+                    since,
+                    format!("{} is back, sealed: unsealing it", m.address),
+                );
+                return match ffe_core::vault::init::unseal_member(m, keys, Duration::from_secs(60))
+                    .await
+                {
+                    Ok(()) => {
+                        push_event(events, since, format!("{} unsealed", m.address));
+                        Progress::Disrupted("unsealed; waiting for it to rejoin".into())
+                    }
+                    Err(e) => Progress::Disrupted(format!("unsealing {} failed: {e}", m.address)),
+                };
+            }
+            let checks = crate::verify::judge_vault(&health);
+            let bad: Vec<String> = checks
+                .iter()
+                .filter(|c| c.status != Status::Pass)
+                .map(|c| format!("{}: {}", c.subject, c.evidence))
+                .collect();
+            if bad.is_empty() {
+                Progress::Recovered(
+                    checks
+                        .iter()
+                        .filter(|c| c.subject == "cluster")
+                        .map(|c| c.evidence.clone())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            } else {
+                Progress::Disrupted(bad.join("; "))
+            }
+        }
+    }
+}
+
+fn push_event(events: &mut Vec<Event>, since: Instant, what: String) {
+    if !events.iter().any(|e| e.what == what) {
+        events.push(Event {
+            at_s: since.elapsed().as_secs_f64(),
+            what,
+        });
+    }
+}
+
+/// Run one drill: precheck, choose the target, probe, fail it, restore, measure.
+pub async fn run(kind: DrillKind, inv: &Inventory, opts: &DrillOptions) -> DrillReport {
+    let interval = opts.probe_interval.min(MAX_PROBE_INTERVAL);
+    // 1. The cluster must be healthy: every verify row but the backups' ages.
+    let verified = crate::verify::run(inv, &opts.verify).await;
+    let not_passing: Vec<Check> = verified
+        .checks
+        .iter()
+        .filter(|c| c.status != Status::Pass)
+        .cloned()
+        .collect();
+    let blockers: Vec<String> = blocking(&verified.checks)
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}: {} ({})",
+                c.id,
+                c.subject,
+                c.evidence,
+                c.status.label()
+            )
+        })
+        .collect();
+    if !blockers.is_empty() {
+        let mut reasons = vec!["the cluster is not healthy (`ffe-ha verify`):".to_string()];
+        reasons.extend(blockers);
+        return refused(kind, opts, reasons, not_passing);
+    }
+    let api = match opts
+        .verify
+        .kubeconfig
+        .clone()
+        .or_else(|| inv.kubeconfig_path.clone())
+        .ok_or_else(|| "no kubeconfig: pass --kubeconfig".to_string())
+        .and_then(|p| {
+            KubeApi::from_kubeconfig_file(&p, Duration::from_secs(3)).map_err(|e| e.to_string())
+        }) {
+        Ok(a) => a,
+        Err(e) => return refused(kind, opts, vec![e], not_passing),
+    };
+    // A second client for the probes: each request bounded by the probe interval.
+    let probe_api = match opts
+        .verify
+        .kubeconfig
+        .clone()
+        .or_else(|| inv.kubeconfig_path.clone())
+        .ok_or_else(|| "no kubeconfig".to_string())
+        .and_then(|p| KubeApi::from_kubeconfig_file(&p, interval).map_err(|e| e.to_string()))
+    {
+        Ok(a) => a,
+        Err(e) => return refused(kind, opts, vec![e], not_passing),
+    };
+    let vault_ca = match &inv.vault {
+        Some(v) => crate::verify::vault_ca(Ok(&api), &opts.verify, v)
+            .await
+            .ok(),
+        None => None,
+    };
+    let pool = SshPool::new(inv.ssh.clone());
+    // 2. The target, and whether losing it is safe.
+    let target = match choose(kind, inv, &api, &pool, opts, vault_ca.as_deref()).await {
+        Ok(t) => t,
+        Err(reasons) => {
+            pool.close_all().await;
+            return refused(kind, opts, reasons, not_passing);
+        }
+    };
+    // 3. Probe every user-facing endpoint from now on.
+    let mut probes = vec![("api", api.server().to_string(), Probe::Api(probe_api))];
+    if let Some(pg) = &inv.postgres {
+        probes.push((
+            "postgres",
+            format!("primary endpoint {}", pg.primary_endpoint),
+            Probe::Postgres(pg.primary_endpoint.clone()),
+        ));
+    }
+    if let (Some(v), Some(ca)) = (&inv.vault, vault_ca.as_deref()) {
+        if let Ok(members) = Member::all(&v.member_addresses, ca) {
+            probes.push((
+                "vault",
+                format!("{} members, any active", members.len()),
+                Probe::Vault(members),
+            ));
+        }
+    }
+    let t0 = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (probers, tasks) = start_probes(probes, interval, t0, stop.clone());
+    let finish = |stop: Arc<AtomicBool>, tasks: Vec<tokio::task::JoinHandle<()>>| async move {
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            let _ = t.await;
+        }
+    };
+    tokio::time::sleep(BASELINE).await;
+    let drilled = probers.iter().find(|p| p.name == kind.endpoint());
+    if let Some(p) = drilled {
+        let baseline = samples_of(p);
+        if let Some(bad) = baseline.iter().find(|s| !s.ok) {
+            finish(stop, tasks).await;
+            pool.close_all().await;
+            return refused(
+                kind,
+                opts,
+                vec![format!(
+                    "{} did not answer before the drill ({}): nothing to measure a failover against",
+                    p.target, bad.detail
+                )],
+                not_passing,
+            );
+        }
+    }
+    // 4. The failure.
+    let (namespace, pod) = match &target {
+        Target::Postgres { namespace, pod } | Target::Vault { namespace, pod, .. } => {
+            (namespace.clone(), pod.clone())
+        }
+    };
+    let inject_s = t0.elapsed().as_secs_f64();
+    let injected_at = SystemTime::now();
+    let since = Instant::now();
+    let mut events = vec![];
+    let mut reasons = vec![];
+    tracing::info!(%namespace, %pod, "drill: deleting the pod");
+    let deleted = api.delete_pod(&namespace, &pod).await;
+    let mut recovered_s = None;
+    match deleted {
+        Err(e) => reasons.push(format!("the pod could not be deleted: {e}")),
+        Ok(_) => {
+            push_event(&mut events, since, format!("pod {namespace}/{pod} deleted"));
+            // 5. Wait for the component to be whole again (restoring what it needs).
+            let deadline = since + opts.recovery_timeout;
+            let mut disrupted = false;
+            let mut last = String::new();
+            loop {
+                let read_at = since.elapsed();
+                match read_progress(&target, inv, &api, &pool, disrupted, &mut events, since).await
+                {
+                    Progress::Intact => {}
+                    Progress::Disrupted(why) => {
+                        if !disrupted {
+                            push_event(&mut events, since, format!("failure visible: {why}"));
+                        }
+                        disrupted = true;
+                        last = why;
+                    }
+                    Progress::Recovered(how) => {
+                        // The drilled endpoint must answer too.
+                        let answering = drilled
+                            .map(|p| samples_of(p).last().is_some_and(|s| s.ok))
+                            .unwrap_or(true);
+                        if answering {
+                            recovered_s = Some(read_at.as_secs_f64());
+                            push_event(&mut events, since, format!("recovered: {how}"));
+                            break;
+                        }
+                        last = format!("{how}; but the endpoint does not answer yet");
+                    }
+                }
+                if Instant::now() >= deadline {
+                    reasons.push(format!(
+                        "not recovered within {} s: {last}",
+                        opts.recovery_timeout.as_secs()
+                    ));
+                    break;
+                }
+                tokio::time::sleep(HEALTH_POLL).await;
+            }
+        }
+    }
+    tokio::time::sleep(TAIL).await;
+    finish(stop, tasks).await;
+    pool.close_all().await;
+    // 6. The measures.
+    let endpoints: Vec<EndpointReport> = probers
+        .iter()
+        .map(|p| endpoint_report(p, inject_s))
+        .collect();
+    let service_restored_s = endpoints
+        .iter()
+        .find(|e| e.name == kind.endpoint())
+        .and_then(|e| {
+            match e
+                .outages
+                .iter()
+                .rev()
+                .find(|o| o.from_s >= -interval.as_secs_f64())
+            {
+                None => Some(0.0),
+                Some(o) => o.to_s,
+            }
+        });
+    let outcome = match recovered_s {
+        Some(r) if r <= SEED_RTO_AUTO_FAILOVER.as_secs_f64() => Outcome::Recovered,
+        Some(_) => Outcome::RecoveredLate,
+        None => Outcome::NotRecovered,
+    };
+    DrillReport {
+        kind,
+        outcome,
+        reasons,
+        target: Some(target.describe()),
+        injected_at_unix_ms: Some(unix_ms(injected_at)),
+        probe_interval_ms: interval.as_millis() as u64,
+        events,
+        endpoints,
+        service_restored_s,
+        recovered_s,
+        rto: Rto {
+            limit_s: SEED_RTO_AUTO_FAILOVER.as_secs_f64(),
+            seed: SEED_RTO_AUTO_FAILOVER_LINE,
+        },
+        precheck: not_passing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(at_s: f64, ok: bool) -> Sample {
+        Sample {
+            at_s,
+            ok,
+            detail: if ok {
+                String::new()
+            } else {
+                format!("down at {at_s}")
+            },
+        }
+    }
+
+    #[test]
+    fn outages_run_from_the_first_failed_probe_to_the_first_good_one() {
+        let samples = [
+            s(0.0, true),
+            s(0.25, true),
+            s(0.5, false),
+            s(0.75, false),
+            s(1.0, true),
+            s(1.25, false),
+        ];
+        let o = outages(&samples, 0.25);
+        assert_eq!(
+            o,
+            vec![
+                Outage {
+                    from_s: 0.25,
+                    to_s: Some(0.75),
+                    first_error: "down at 0.5".into()
+                },
+                Outage {
+                    from_s: 1.0,
+                    to_s: None,
+                    first_error: "down at 1.25".into()
+                }
+            ]
+        );
+        assert!(outages(&[s(0.0, true), s(0.25, true)], 0.0).is_empty());
+    }
+
+    #[test]
+    fn a_stale_backup_does_not_block_a_drill_but_a_sealed_member_does() {
+        let checks = vec![
+            Check::new("backups.fresh", "vault", Status::Fail, "72 h old"),
+            Check::new("postgres.endpoint", "cluster", Status::Warn, "no TLS"),
+        ];
+        assert!(blocking(&checks).is_empty());
+        let mut checks = checks;
+        checks.push(Check::new("vault.unsealed", "m", Status::Fail, "sealed"));
+        checks.push(Check::new("etcd.health", "m", Status::Error, "unreachable"));
+        let ids: Vec<&str> = blocking(&checks).iter().map(|c| c.id).collect();
+        assert_eq!(ids, ["vault.unsealed", "etcd.health"]);
+    }
+}
