@@ -159,6 +159,80 @@ pub async fn ssl_request(addr: &str, limit: Duration) -> Result<char, String> {
     judge_ssl_answer(&[byte])
 }
 
+/// The role a connection probe names: no such role exists, so the probe never logs in.
+pub const PROBE_ROLE: &str = "ffe_ha_probe";
+
+/// Whether the server at `addr` accepts connections now: a protocol 3.0 StartupMessage for
+/// [`PROBE_ROLE`], judged on the first message back ([`judge_startup_answer`]). Unlike the
+/// SSLRequest, this tells a postmaster that is starting up or shutting down (it answers the
+/// SSLRequest but refuses every session) from one that serves. No credentials are sent.
+pub async fn accepts_connections(addr: &str, limit: Duration) -> Result<(), String> {
+    let talk = async {
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let mut body = Vec::new();
+        body.extend_from_slice(&196_608u32.to_be_bytes()); // protocol 3.0
+        for (k, v) in [
+            ("user", PROBE_ROLE),
+            ("database", "postgres"),
+            ("application_name", "ffe-ha drill"),
+        ] {
+            body.extend_from_slice(k.as_bytes());
+            body.push(0);
+            body.extend_from_slice(v.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut msg = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+        msg.extend_from_slice(&body);
+        s.write_all(&msg).await.map_err(|e| format!("send: {e}"))?;
+        let mut head = [0u8; 5];
+        s.read_exact(&mut head)
+            .await
+            .map_err(|e| format!("no answer: {e}"))?;
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut rest = vec![0u8; len.saturating_sub(4).min(4096)];
+        s.read_exact(&mut rest)
+            .await
+            .map_err(|e| format!("short answer: {e}"))?;
+        let mut all = head.to_vec();
+        all.extend_from_slice(&rest);
+        Ok::<Vec<u8>, String>(all)
+    };
+    let answer = tokio::time::timeout(limit, talk)
+        .await
+        .map_err(|_| format!("no answer within {} ms", limit.as_millis()))??;
+    judge_startup_answer(&answer)
+}
+
+/// The first message a server sends after a StartupMessage: an authentication request (`R`),
+/// or a refusal of the role, database or pg_hba entry (SQLSTATE class 28, 3D), means it serves
+/// sessions; "starting up", "shutting down", "in recovery mode" (57P03) or any other error
+/// means clients are turned away.
+pub fn judge_startup_answer(msg: &[u8]) -> Result<(), String> {
+    match msg.first() {
+        Some(b'R') | Some(b'v') => Ok(()),
+        Some(b'E') => {
+            let (mut code, mut text) = (String::new(), String::new());
+            for field in msg.get(5..).unwrap_or_default().split(|b| *b == 0) {
+                match field.split_first() {
+                    Some((b'C', v)) => code = String::from_utf8_lossy(v).into_owned(),
+                    Some((b'M', v)) => text = String::from_utf8_lossy(v).into_owned(),
+                    _ => {}
+                }
+            }
+            if code.starts_with("28") || code.starts_with("3D") {
+                Ok(())
+            } else {
+                Err(format!("refused sessions: {text} ({code})"))
+            }
+        }
+        Some(b) => Err(format!("answered {b:#04x}, not a PostgreSQL server")),
+        None => Err("closed the connection without answering".into()),
+    }
+}
+
 /// The same from a node (the ClusterIP of a Service only answers inside the cluster): a bash
 /// script printing the answer byte, bounded by `secs`. An address, never a name: it is part of
 /// the inner script.
@@ -185,6 +259,47 @@ pub fn judge_ssl_answer(out: &[u8]) -> Result<char, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn error_response(fields: &[(u8, &str)]) -> Vec<u8> {
+        let mut body = vec![];
+        for (t, v) in fields {
+            body.push(*t);
+            body.extend_from_slice(v.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut m = vec![b'E'];
+        m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        m.extend_from_slice(&body);
+        m
+    }
+
+    #[test]
+    fn startup_answers_tell_serving_from_turning_away() {
+        // AuthenticationSASL (scram): serving.
+        assert!(judge_startup_answer(b"R\0\0\0\x17\0\0\0\x0aSCRAM-SHA-256\0\0").is_ok());
+        // The probe role does not exist / no pg_hba entry: still serving.
+        assert!(judge_startup_answer(&error_response(&[
+            (b'S', "FATAL"),
+            (b'C', "28000"),
+            (b'M', "role \"ffe_ha_probe\" does not exist")
+        ]))
+        .is_ok());
+        let e = judge_startup_answer(&error_response(&[
+            (b'S', "FATAL"),
+            (b'C', "57P03"),
+            (b'M', "the database system is shutting down"),
+        ]))
+        .unwrap_err();
+        assert!(e.contains("shutting down") && e.contains("57P03"), "{e}");
+        assert!(judge_startup_answer(&error_response(&[
+            (b'C', "53300"),
+            (b'M', "too many connections")
+        ]))
+        .is_err());
+        assert!(judge_startup_answer(b"").is_err());
+        assert!(judge_startup_answer(b"N").is_err());
+    }
 
     #[test]
     fn patroni_4_and_3_cluster_bodies_parse() {

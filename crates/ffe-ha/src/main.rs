@@ -293,7 +293,15 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             cluster,
         } => {
             if !yes && !confirm(component.kind())? {
-                eprintln!("ffe-ha: drill not started (confirm at the prompt, or pass --yes)");
+                let why = "drill not started: confirm at the prompt, or pass --yes";
+                if cli.output == Output::Json {
+                    let _ = writeln!(
+                        std::io::stdout(),
+                        "{}",
+                        render::json_error("drill", why, ExitCode::Refused.code())
+                    );
+                }
+                eprintln!("ffe-ha: {why}");
                 return Ok(ExitCode::Refused.code());
             }
             Job::Drill {

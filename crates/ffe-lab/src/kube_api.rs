@@ -7,7 +7,18 @@
 //!   request without one is refused in the handshake's aftermath with HTTP 400, never answered;
 //! - **recorded** JSON bodies at exact API paths (`/readyz`, `/api/v1/nodes`, ...), each a file
 //!   the test can rewrite between requests (a node going NotReady);
+//! - **deletable pods** ([`RecordedApi::start_with_pods`]): at
+//!   `/api/v1/namespaces/{ns}/pods/{name}` `GET` returns the recorded Pod, `DELETE` answers 200
+//!   with the Pod as kube-apiserver returns a graceful delete (`metadata.deletionTimestamp` =
+//!   start of the stand-in + 30 s, `metadata.deletionGracePeriodSeconds: 30`; built once when the
+//!   stand-in starts, so every DELETE gets the same body), any other method 405 with a `Status`
+//!   (reason `MethodNotAllowed`). Nothing is deleted: the test watching
+//!   [`RecordedApi::deletions`] plays the kubelet and the StatefulSet controller (stops and
+//!   restarts the real engine);
 //! - any other path: 404 with a Kubernetes `Status` body, as the API server answers.
+//!
+//! Every request is also logged as `$msec $request_method $uri $status` (`requests.log`), which
+//! [`RecordedApi::deletions`] reads.
 //!
 //! The recorded bodies are not recorded from a real cluster (none can run here): the tests build
 //! them and check their shape against the Kubernetes schemas (`kubernetes-validate --strict`).
@@ -15,7 +26,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
@@ -25,6 +36,11 @@ use crate::pki::{PkiError, TestCa};
 /// The port k3s's API server (supervisor) listens on.
 pub const API_PORT: u16 = 6443;
 const NGINX: &str = "/usr/sbin/nginx";
+/// The Pod's default `terminationGracePeriodSeconds`, which a graceful delete without
+/// `gracePeriodSeconds` uses.
+pub const GRACE_PERIOD_SECONDS: u64 = 30;
+/// The per-request log [`RecordedApi::deletions`] parses (`log_format drill`).
+const REQUEST_LOG: &str = "requests.log";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -45,6 +61,15 @@ pub enum ApiError {
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ApiError {
     let what = what.into();
     move |source| ApiError::Io { what, source }
+}
+
+/// One `DELETE` of a pod the stand-in answered with 200 (from its request log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    pub namespace: String,
+    pub pod: String,
+    /// When nginx logged the answer (`$msec`, millisecond resolution).
+    pub at: SystemTime,
 }
 
 pub struct RecordedApi {
@@ -81,6 +106,21 @@ impl RecordedApi {
         ca: &TestCa,
         routes: &[(&str, String)],
     ) -> Result<Self, ApiError> {
+        Self::start_with_pods(lab, host, ca, routes, &[])
+    }
+
+    /// Like [`start`](Self::start), plus deletable `pods` (namespace, name, Pod JSON object) at
+    /// `/api/v1/namespaces/{ns}/pods/{name}`: GET the Pod, DELETE 200 with the Pod marked for
+    /// graceful deletion (listed by [`deletions`](Self::deletions)), other methods 405. The Pod
+    /// body can be replaced with [`set`](Self::set) like any route; the DELETE answer is built
+    /// here, once.
+    pub fn start_with_pods(
+        lab: &Lab,
+        host: &str,
+        ca: &TestCa,
+        routes: &[(&str, String)],
+        pods: &[(&str, &str, String)],
+    ) -> Result<Self, ApiError> {
         let host = lab.host(host)?.clone();
         let dir = lab.dir().join(format!("kube-api-{}", host.name));
         std::fs::create_dir_all(dir.join("bodies")).map_err(io("create the API stand-in dir"))?;
@@ -96,11 +136,33 @@ impl RecordedApi {
                 file.display()
             ));
         }
+        let deleted_at = rfc3339(SystemTime::now() + Duration::from_secs(GRACE_PERIOD_SECONDS));
+        for (ns, name, pod) in pods {
+            for part in [ns, name] {
+                if !is_dns_name(part) {
+                    return Err(ApiError::Nginx(format!(
+                        "refuses pod {ns}/{name}: {part:?} is not a DNS-1123 name"
+                    )));
+                }
+            }
+            let path = format!("/api/v1/namespaces/{ns}/pods/{name}");
+            let file = body_file(&dir, &path);
+            std::fs::write(&file, pod).map_err(io(format!("write the body of {path}")))?;
+            let deleted = nginx_quoted(&graceful_delete_body(pod, &deleted_at)?);
+            locations.push_str(&format!(
+                "    location = {path} {{\n      default_type application/json;\n      \
+                 if ($request_method = DELETE) {{ return 200 '{deleted}'; }}\n      \
+                 if ($request_method !~ ^(GET|HEAD)$ ) {{ return 405 '{METHOD_NOT_ALLOWED}'; }}\n      \
+                 alias {};\n    }}\n",
+                file.display()
+            ));
+        }
         let not_found = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}"#;
         let conf = format!(
             "user root root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
              events {{ worker_connections 256; }}\n\
-             http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/tmp-body;\n  proxy_temp_path {d}/tmp-proxy;\n  \
+             http {{\n  log_format drill '$msec $request_method $uri $status';\n  \
+             access_log {d}/access.log;\n  access_log {d}/{REQUEST_LOG} drill;\n  client_body_temp_path {d}/tmp-body;\n  proxy_temp_path {d}/tmp-proxy;\n  \
              fastcgi_temp_path {d}/tmp-fcgi;\n  uwsgi_temp_path {d}/tmp-uwsgi;\n  scgi_temp_path {d}/tmp-scgi;\n  \
              server {{\n    listen {ip}:{API_PORT} ssl;\n    ssl_certificate {crt};\n    ssl_certificate_key {key};\n    \
              ssl_client_certificate {ca};\n    ssl_verify_client on;\n    \
@@ -231,6 +293,173 @@ impl RecordedApi {
     /// nginx's access log (which paths were asked, with status codes).
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
+    }
+
+    /// Every pod `DELETE` answered with 200 so far, in order (nginx's request log; a line still
+    /// being written is skipped until it is complete).
+    pub fn deletions(&self) -> Vec<Deletion> {
+        parse_deletions(&std::fs::read_to_string(self.dir.join(REQUEST_LOG)).unwrap_or_default())
+    }
+}
+
+/// kube-apiserver's answer to a method a resource does not serve.
+const METHOD_NOT_ALLOWED: &str = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server does not allow this method on the requested resource","reason":"MethodNotAllowed","details":{},"code":405}"#;
+
+/// Lines `MSEC METHOD URI STATUS` -> the `DELETE .../pods/NAME 200` ones. Only complete
+/// (newline-terminated) lines: nginx may be mid-write.
+fn parse_deletions(log: &str) -> Vec<Deletion> {
+    let complete = log.rfind('\n').map_or("", |end| &log[..end]);
+    complete
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split(' ');
+            let (msec, method, uri, status) = (f.next()?, f.next()?, f.next()?, f.next()?);
+            if method != "DELETE" || status != "200" || f.next().is_some() {
+                return None;
+            }
+            let rest = uri.strip_prefix("/api/v1/namespaces/")?;
+            let (namespace, pod) = rest.split_once("/pods/")?;
+            if namespace.contains('/') || pod.contains('/') {
+                return None;
+            }
+            let (secs, millis) = msec.split_once('.')?;
+            let at = UNIX_EPOCH
+                + Duration::from_secs(secs.parse().ok()?)
+                + Duration::from_millis(millis.parse().ok()?);
+            Some(Deletion {
+                namespace: namespace.to_string(),
+                pod: pod.to_string(),
+                at,
+            })
+        })
+        .collect()
+}
+
+/// A DNS-1123 subdomain (what namespaces and pod names are): safe in an nginx location path.
+fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// The Pod as kube-apiserver returns it from a graceful delete: unchanged but for
+/// `metadata.deletionTimestamp` (when the grace period ends) and
+/// `metadata.deletionGracePeriodSeconds`.
+fn graceful_delete_body(pod: &str, deletion_timestamp: &str) -> Result<String, ApiError> {
+    let mut v: serde_json::Value = serde_json::from_str(pod)
+        .map_err(|e| ApiError::Nginx(format!("refuses a Pod body that is not JSON: {e}")))?;
+    let meta = v
+        .as_object_mut()
+        .ok_or_else(|| ApiError::Nginx("refuses a Pod body that is not a JSON object".into()))?
+        .entry("metadata")
+        .or_insert_with(|| serde_json::json!({}));
+    let meta = meta
+        .as_object_mut()
+        .ok_or_else(|| ApiError::Nginx("refuses a Pod whose metadata is not an object".into()))?;
+    meta.insert("deletionTimestamp".into(), deletion_timestamp.into());
+    meta.insert(
+        "deletionGracePeriodSeconds".into(),
+        GRACE_PERIOD_SECONDS.into(),
+    );
+    Ok(v.to_string())
+}
+
+/// Compact JSON made safe inside an nginx single-quoted `return` text: nginx un-escapes `\\`,
+/// `\'`, `\"` (and `\n`, `\t`, `\r`) and interpolates `$`, so backslashes are doubled, and `$`
+/// and `'` (which compact JSON only holds inside strings) become the JSON escapes `\u0024` and
+/// `\u0027`: the client parses the same value.
+fn nginx_quoted(json: &str) -> String {
+    json.replace('\\', "\\\\")
+        .replace('$', "\\\\u0024")
+        .replace('\'', "\\\\u0027")
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds: the API's `metav1.Time`).
+fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's days_from_civil, inverted).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        // date -u -d @1709164799 +%FT%TZ (a leap day) and @4102444800.
+        let at = |s: u64| rfc3339(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(1_709_164_799), "2024-02-28T23:59:59Z");
+        assert_eq!(at(1_709_164_800), "2024-02-29T00:00:00Z");
+        assert_eq!(at(4_102_444_800), "2100-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn nginx_quoted_keeps_the_json_value() {
+        let v = serde_json::json!({"a": "x$y'z\\q\"w\n"});
+        let quoted = nginx_quoted(&v.to_string());
+        assert!(!quoted.contains('$') && !quoted.contains('\''), "{quoted}");
+        // nginx's un-escaping of a quoted token (ngx_conf_file.c): \\ -> \ (and \' \" \t \r \n).
+        let mut back = String::new();
+        let mut it = quoted.chars();
+        while let Some(c) = it.next() {
+            if c == '\\' {
+                match it.next() {
+                    Some(n @ ('\\' | '\'' | '"')) => back.push(n),
+                    Some('n') => back.push('\n'),
+                    Some(n) => {
+                        back.push('\\');
+                        back.push(n);
+                    }
+                    None => back.push('\\'),
+                }
+            } else {
+                back.push(c);
+            }
+        }
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&back).ok(),
+            Some(v)
+        );
+    }
+
+    #[test]
+    fn deletions_are_the_complete_delete_200_lines() {
+        let log = "1764763200.125 GET /api/v1/namespaces/db/pods/p-0 200\n\
+                   1764763200.250 DELETE /api/v1/namespaces/db/pods/p-0 200\n\
+                   1764763200.300 DELETE /api/v1/namespaces/db/pods/nope 404\n\
+                   1764763200.400 DELETE /api/v1/nodes 405\n\
+                   1764763201.007 DELETE /api/v1/namespaces/vault/pods/vault-1 200\n\
+                   1764763202.000 DELETE /api/v1/namespaces/db/pods/p-1 2";
+        let d = parse_deletions(log);
+        let names: Vec<(&str, &str)> = d
+            .iter()
+            .map(|d| (d.namespace.as_str(), d.pod.as_str()))
+            .collect();
+        assert_eq!(names, [("db", "p-0"), ("vault", "vault-1")]);
+        assert_eq!(
+            d[1].at,
+            UNIX_EPOCH + Duration::from_secs(1_764_763_201) + Duration::from_millis(7)
+        );
     }
 }
 

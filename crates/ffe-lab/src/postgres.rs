@@ -14,12 +14,15 @@
 //! * [`PrimaryFollower`] (a thread polling Patroni's REST `GET /primary` and re-pointing
 //!   PgBouncer) stands in for the Kubernetes `<cluster>-primary` Service whose Endpoints Patroni
 //!   writes;
+//! * [`PgLab::primary_service`] (a TCP forwarder in the test process following Patroni's leader)
+//!   stands in for the same Service as a client reaches it (kube-proxy to the leader's pod);
 //! * the lab's shared directory mounted at [`BACKUP_MOUNT`] stands in for the NFS backup share;
 //! * Patroni's REST API is plain HTTP here ([`PgNode::patroni_url`]); the Percona pods serve it
 //!   over HTTPS.
 //!
 //! Daemons are started over SSH, detached (`setsid -f`), inside their host's namespaces; they are
-//! stopped by PID ([`PgLab::kill_patroni`], [`Lab::kill_host`]) and with the lab.
+//! stopped by PID: SIGKILL ([`PgLab::kill_patroni`], [`Lab::kill_host`], the lab's teardown) or
+//! SIGTERM to Patroni ([`PgLab::stop_patroni`], the kubelet stopping a deleted pod).
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
@@ -35,7 +38,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -328,8 +331,8 @@ pub fn leader_of(nodes: &[PgNode]) -> Option<PgNode> {
     }
 }
 
-/// A lab running the Postgres HA stack. Owns the [`Lab`]: dropping it stops the follower and
-/// tears the lab down (every process by PID).
+/// A lab running the Postgres HA stack. Owns the [`Lab`]: dropping it stops the follower and the
+/// primary service, then tears the lab down (every process by PID).
 pub struct PgLab {
     settings: HaSettings,
     /// The Patroni members (each also an etcd member).
@@ -337,7 +340,8 @@ pub struct PgLab {
     others: BTreeMap<String, PgNode>,
     bouncer: Mutex<Option<PgBouncer>>,
     follower: Mutex<Option<PrimaryFollower>>,
-    /// Last: dropped after the follower thread stopped.
+    service: Mutex<Option<PrimaryService>>,
+    /// Last: dropped after the follower's and the service's threads stopped.
     lab: Lab,
 }
 
@@ -383,6 +387,7 @@ impl PgLab {
             settings,
             bouncer: Mutex::new(None),
             follower: Mutex::new(None),
+            service: Mutex::new(None),
             lab,
         };
         let repo = c.pgbackrest_repo();
@@ -1013,6 +1018,83 @@ impl PgLab {
         }
     }
 
+    /// Stop Patroni on database host `name` gracefully, as the kubelet stops a deleted pod: SIGTERM
+    /// to the Patroni (python) process(es) found as [`kill_patroni`](Self::kill_patroni) finds
+    /// them, not to PostgreSQL: Patroni shuts PostgreSQL down and, when it leads, releases the
+    /// leader key itself. Waits (30 s) until none of the host's Patroni/PostgreSQL processes
+    /// remain; then SIGKILLs the survivors and fails naming them. Nothing running: nothing to do.
+    /// Bring it back with [`start_patroni`](Self::start_patroni).
+    pub fn stop_patroni(&self, name: &str) -> Result<()> {
+        let grace = Duration::from_secs(30);
+        let config = self.db_node(name)?.patroni_config().display().to_string();
+        let pids = self.patroni_pids(name)?;
+        if pids.is_empty() {
+            return Ok(());
+        }
+        // Patroni's own process has its config as an argument; `runuser` (its parent, which
+        // waits for it and exits with it) does too but is not Patroni.
+        let patroni: Vec<i32> = pids
+            .iter()
+            .copied()
+            .filter(|p| {
+                let args = cmdline(*p);
+                let runuser = args
+                    .first()
+                    .is_some_and(|a| Path::new(a).file_name() == Some("runuser".as_ref()));
+                !runuser && args.contains(&config)
+            })
+            .collect();
+        if patroni.is_empty() {
+            bail!(
+                "{name}: no Patroni process to stop, but these run: {}",
+                describe_pids(&pids)
+            );
+        }
+        for pid in &patroni {
+            // SAFETY: kill(2) with a concrete PID; ESRCH (it just exited) is fine.
+            unsafe {
+                libc::kill(*pid, libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + grace;
+        loop {
+            let left = self.patroni_pids(name)?;
+            if left.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let what = describe_pids(&left);
+                kill_pids(&left);
+                bail!(
+                    "{name}: still running {grace:?} after SIGTERM to Patroni {patroni:?}, \
+                     SIGKILLed: {what}\n{}",
+                    tail(&self.db_node(name)?.patroni_log(), 20)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// **Stand-in, named: the Kubernetes `<cluster>-primary` Service** as a client reaches it
+    /// (kube-proxy forwarding to the pod Patroni's Endpoints name). A TCP forwarder in this (the
+    /// test's) process on `127.0.0.1`: a thread asks every database member's Patroni REST
+    /// `GET /primary` every 100 ms (exactly one 200 = the leader); each accepted connection is
+    /// spliced to the current leader's PostgreSQL port, or closed at once when there is no
+    /// leader or the connect fails (300 ms). Connections already spliced stay on the member they
+    /// reached (as conntrack keeps them) and end when it closes them. At most 64 at a time.
+    /// Started on the first call; later calls return the same address. Stopped when the lab is
+    /// dropped.
+    pub fn primary_service(&self) -> Result<SocketAddr> {
+        let mut guard = self.service.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = guard.as_ref() {
+            return Ok(s.addr);
+        }
+        let s = PrimaryService::start(self.db.clone())?;
+        let addr = s.addr;
+        *guard = Some(s);
+        Ok(addr)
+    }
+
     /// Crash host `name` the way the failover test does: on a database host etcd's leader is
     /// moved off it first (see [`move_etcd_leader_off`](Self::move_etcd_leader_off)), then
     /// [`Lab::kill_host`] (link down, every process SIGKILLed: Patroni, PostgreSQL, its etcd
@@ -1057,12 +1139,201 @@ impl Drop for PgLab {
         if let Some(f) = f {
             f.stop();
         }
+        let service = self
+            .service
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(service);
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // PgBouncer and the primary follower
 // ---------------------------------------------------------------------------------------------
+
+/// `PID (command line)` of each process, for error messages.
+fn describe_pids(pids: &[i32]) -> String {
+    pids.iter()
+        .map(|p| format!("{p} ({})", cmdline(*p).join(" ")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The forwarder behind [`PgLab::primary_service`]; its threads stop on drop.
+struct PrimaryService {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Connections the service splices at once; more are closed at accept.
+const SERVICE_MAX_CONNECTIONS: usize = 64;
+/// How long a splice thread blocks in `read` before it looks at the stop flag.
+const SERVICE_READ_TICK: Duration = Duration::from_millis(200);
+
+impl PrimaryService {
+    fn start(members: Vec<PgNode>) -> Result<PrimaryService> {
+        let listener =
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("bind the primary service")?;
+        listener
+            .set_nonblocking(true)
+            .context("primary service: non-blocking listener")?;
+        let addr = listener
+            .local_addr()
+            .context("primary service: local address")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let leader: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
+        let mut service = PrimaryService {
+            addr,
+            stop: stop.clone(),
+            threads: Vec::new(),
+        };
+        let (s, l) = (stop.clone(), leader.clone());
+        service.threads.push(
+            std::thread::Builder::new()
+                .name("primary-service-poll".into())
+                .spawn(move || {
+                    while !s.load(Ordering::SeqCst) {
+                        let now =
+                            current_leader(&members).map(|ip| SocketAddr::from((ip, PG_PORT)));
+                        *l.lock().unwrap_or_else(|p| p.into_inner()) = now;
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                })
+                .context("spawn the primary service's poller")?,
+        );
+        // On error `service` drops here and stops the poller.
+        service.threads.push(
+            std::thread::Builder::new()
+                .name("primary-service-accept".into())
+                .spawn(move || accept_loop(&listener, &leader, &stop))
+                .context("spawn the primary service's acceptor")?,
+        );
+        Ok(service)
+    }
+}
+
+impl Drop for PrimaryService {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The one member whose Patroni answers `GET /primary` with 200 (all asked at once, 300 ms
+/// each), or `None`.
+fn current_leader(members: &[PgNode]) -> Option<Ipv4Addr> {
+    let leaders: Vec<Ipv4Addr> = std::thread::scope(|sc| {
+        let asks: Vec<_> = members
+            .iter()
+            .map(|m| {
+                sc.spawn(move || {
+                    http_get(m.ip, PATRONI_PORT, "/primary", Duration::from_millis(300))
+                        .is_some_and(|(status, _)| status == 200)
+                        .then_some(m.ip)
+                })
+            })
+            .collect();
+        asks.into_iter()
+            .filter_map(|a| a.join().ok().flatten())
+            .collect()
+    });
+    match leaders.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    }
+}
+
+/// Accept until `stop`; splice each connection to the leader of the moment (one thread each,
+/// joined before returning).
+fn accept_loop(listener: &TcpListener, leader: &Mutex<Option<SocketAddr>>, stop: &Arc<AtomicBool>) {
+    let mut conns: Vec<JoinHandle<()>> = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        let client = match listener.accept() {
+            Ok((c, _)) => c,
+            Err(_) => {
+                // WouldBlock (nothing to accept) or a transient error: look again shortly.
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        conns.retain(|c| !c.is_finished());
+        let target = *leader.lock().unwrap_or_else(|p| p.into_inner());
+        // No leader or too many connections: dropping `client` closes it at once.
+        let Some(target) = target.filter(|_| conns.len() < SERVICE_MAX_CONNECTIONS) else {
+            continue;
+        };
+        let stop = stop.clone();
+        if let Ok(h) = std::thread::Builder::new()
+            .name("primary-service-conn".into())
+            .spawn(move || splice(client, target, &stop))
+        {
+            conns.push(h);
+        }
+    }
+    for c in conns {
+        let _ = c.join();
+    }
+}
+
+/// Connect to `target` (300 ms) and copy both ways until either side closes or `stop`.
+fn splice(client: TcpStream, target: SocketAddr, stop: &Arc<AtomicBool>) {
+    let Ok(upstream) = TcpStream::connect_timeout(&target, Duration::from_millis(300)) else {
+        return;
+    };
+    let setup = || -> std::io::Result<(TcpStream, TcpStream)> {
+        for s in [&client, &upstream] {
+            s.set_nonblocking(false)?;
+            s.set_read_timeout(Some(SERVICE_READ_TICK))?;
+            s.set_write_timeout(Some(Duration::from_secs(5)))?;
+            s.set_nodelay(true)?;
+        }
+        Ok((client.try_clone()?, upstream.try_clone()?))
+    };
+    let Ok((client2, upstream2)) = setup() else {
+        return;
+    };
+    let back_stop = stop.clone();
+    let back = std::thread::Builder::new()
+        .name("primary-service-back".into())
+        .spawn(move || pump(upstream2, client2, &back_stop));
+    if back.is_err() {
+        return;
+    }
+    pump(client, upstream, stop);
+    if let Ok(h) = back {
+        let _ = h.join();
+    }
+}
+
+/// Copy `from` -> `to` until EOF, an error or `stop`; then shut both down so the other
+/// direction ends too.
+fn pump(mut from: TcpStream, mut to: TcpStream, stop: &AtomicBool) {
+    let mut buf = [0u8; 16 * 1024];
+    while !stop.load(Ordering::SeqCst) {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
 
 /// PgBouncer (transaction pooling) on one host. PgBouncer points at one fixed address.
 #[derive(Debug, Clone)]

@@ -3,8 +3,9 @@
 //! with `openssl` (the cluster port is TLS with certificates the members generate themselves).
 //!
 //! Each member runs inside its host's network namespace as a child of the test process, so it
-//! is stopped by its own PID (SIGKILL) and never by name. Its files live under the host's own
-//! directory (`root_dir/vault`). HTTP goes through `curl` with the lab CA pinned.
+//! is stopped by its own PID and never by name: SIGKILL ([`BaoCluster::kill`], a crash) or
+//! SIGTERM ([`BaoCluster::stop`], the kubelet stopping a deleted pod). Its files live under the
+//! host's own directory (`root_dir/vault`). HTTP goes through `curl` with the lab CA pinned.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -506,6 +507,48 @@ impl<'a> BaoCluster<'a> {
             c.wait().map_err(io("reap bao server"))?;
         }
         Ok(())
+    }
+
+    /// Stop member `i`'s server gracefully, as the kubelet stops a deleted pod: SIGTERM to its
+    /// PID, then wait up to 30 s for it to exit (OpenBao steps down and seals on SIGTERM) and
+    /// reap it. Still running after 30 s: SIGKILL, reap, and an error. Not running: nothing to
+    /// do. [`start`](Self::start) brings it back (sealed).
+    pub fn stop(&self, i: usize) -> Result<(), VaultError> {
+        let grace = Duration::from_secs(30);
+        let child = self
+            .children
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(i)
+            .and_then(Option::take);
+        let Some(mut c) = child else {
+            return Ok(());
+        };
+        let pid = i32::try_from(c.id()).map_err(|_| VaultError::Command {
+            cmd: "SIGTERM bao server".into(),
+            detail: format!("PID {} out of range", c.id()),
+        })?;
+        // SAFETY: kill(2) on the PID of our own child, not yet reaped (so not reused).
+        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+            return Err(io("SIGTERM bao server")(std::io::Error::last_os_error()));
+        }
+        let deadline = Instant::now() + grace;
+        loop {
+            if c.try_wait().map_err(io("reap bao server"))?.is_some() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                c.kill().map_err(io("SIGKILL bao server"))?;
+                c.wait().map_err(io("reap bao server"))?;
+                let m = self.member(i)?;
+                return Err(VaultError::Timeout(format!(
+                    "{}: bao server (PID {pid}) still running {grace:?} after SIGTERM; SIGKILLed:\n{}",
+                    m.name,
+                    tail(&m.log(), 20)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// `curl` to member `i` (see [`Req`]).

@@ -179,7 +179,7 @@ fn unix_ms(t: SystemTime) -> u64 {
 enum Probe {
     /// `/readyz` through the kubeconfig's server (the API VIP).
     Api(KubeApi),
-    /// The PostgreSQL SSLRequest at the primary endpoint (any answer byte: a postmaster).
+    /// The primary endpoint accepts sessions (a StartupMessage, no credentials).
     Postgres(String),
     /// Some member active (clients of the active Service get an answer).
     Vault(Vec<Member>),
@@ -194,7 +194,7 @@ impl Probe {
                 Ok(Ok(a)) if a.status == 200 => Ok(()),
                 Ok(Ok(a)) => Err(format!("HTTP {}", a.status)),
             },
-            Probe::Postgres(addr) => ffe_core::pg::ssl_request(addr, limit).await.map(drop),
+            Probe::Postgres(addr) => ffe_core::pg::accepts_connections(addr, limit).await,
             Probe::Vault(members) => {
                 let answers = join_all(
                     members
@@ -285,6 +285,15 @@ pub fn outages(samples: &[Sample], inject_s: f64) -> Vec<Outage> {
     out
 }
 
+/// Sum of the outages; an open one counts to `last` (the last probe).
+pub fn downtime(outages: &[Outage], last: f64) -> f64 {
+    outages
+        .iter()
+        .map(|o| o.to_s.unwrap_or(last) - o.from_s)
+        // fold from +0.0: an empty f64 sum is -0.0, printed "-0.00 s"
+        .fold(0.0, |a, b| a + b)
+}
+
 fn endpoint_report(p: &Prober, inject_s: f64) -> EndpointReport {
     let samples = samples_of(p);
     let outages = outages(&samples, inject_s);
@@ -294,10 +303,7 @@ fn endpoint_report(p: &Prober, inject_s: f64) -> EndpointReport {
         target: p.target.clone(),
         probes: samples.len(),
         failed: samples.iter().filter(|s| !s.ok).count(),
-        downtime_s: outages
-            .iter()
-            .map(|o| o.to_s.unwrap_or(last) - o.from_s)
-            .sum(),
+        downtime_s: downtime(&outages, last),
         outages,
     }
 }
@@ -737,7 +743,10 @@ pub async fn run(kind: DrillKind, inv: &Inventory, opts: &DrillOptions) -> Drill
                             .unwrap_or(true);
                         if answering {
                             recovered_s = Some(read_at.as_secs_f64());
-                            push_event(&mut events, since, format!("recovered: {how}"));
+                            events.push(Event {
+                                at_s: read_at.as_secs_f64(),
+                                what: format!("recovered: {how}"),
+                            });
                             break;
                         }
                         last = format!("{how}; but the endpoint does not answer yet");
@@ -843,6 +852,9 @@ mod tests {
             ]
         );
         assert!(outages(&[s(0.0, true), s(0.25, true)], 0.0).is_empty());
+        assert_eq!(downtime(&o, 2.0), 0.5 + 1.0);
+        let none = downtime(&[], 2.0);
+        assert!(none == 0.0 && none.is_sign_positive(), "{none}");
     }
 
     #[test]

@@ -649,7 +649,10 @@ mod tests {
         let e = unseal_keys_from_file(&f).unwrap_err().to_string();
         assert!(!e.contains("c2VjcmV0"), "the error quotes a key: {e}");
         std::fs::write(&f, "[]").unwrap();
-        assert!(unseal_keys_from_file(&f).unwrap_err().to_string().contains("no unseal key"));
+        assert!(unseal_keys_from_file(&f)
+            .unwrap_err()
+            .to_string()
+            .contains("no unseal key"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
