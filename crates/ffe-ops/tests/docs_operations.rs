@@ -42,6 +42,7 @@ fn every_preflight_check_and_exit_code_is_documented() {
         ExitCode::Usage,
         ExitCode::Inventory,
         ExitCode::Incomplete,
+        ExitCode::Refused,
     ] {
         assert!(
             doc.contains(&format!("\n| {} | ", code.code())),
