@@ -370,9 +370,14 @@ impl SshPool {
             let mut map = self.sessions.lock().await;
             map.entry(key).or_default().clone()
         };
-        cell.get_or_try_init(|| async { self.connect(t).await.map(Arc::new) })
-            .await
-            .cloned()
+        cell.get_or_try_init(|| async {
+            let started = std::time::Instant::now();
+            let s = self.connect(t).await.map(Arc::new);
+            tracing::debug!(host = %t, elapsed = ?started.elapsed(), ok = s.is_ok(), "SSH master connection set up");
+            s
+        })
+        .await
+        .cloned()
     }
 
     /// Close every open master connection (a short-lived process such as the CLI calls this
@@ -546,6 +551,7 @@ impl SshPool {
             .await
             .map_err(|_| timed_out())??;
         let code = out.status.code().unwrap_or(-1);
+        tracing::debug!(host = %t, step, code, elapsed = ?started.elapsed(), "ssh step finished");
         // `timeout` exits 124 when it stopped the command, 137 when it had to kill it; a command
         // killed earlier (the OOM killer, 137) keeps its own exit code.
         if (code == 124 || code == 137) && started.elapsed() + Duration::from_secs(1) >= limit {

@@ -54,11 +54,15 @@ Examples:
   ffe-ha drill vault-leader --output json --yes
   # from an inventory file: the unseal keys from a 0600 file
   ffe-ha --inventory inv.json drill vault-leader --vault-unseal-keys keys.json
+  # stop a master (k3s and its containers) for 60 s, then start it again
+  ffe-ha drill server --node master-2 --down-for 60
 Runs `verify` first and refuses (exit 5) unless the cluster is healthy. Probes the API, the
-Postgres primary endpoint and Vault every --probe-interval-ms while the pod is deleted (as
-`kubectl delete pod`: graceful) and recreated by its StatefulSet. Reports each endpoint's
-downtime and the recovery time against the seed's RTO (auto-failover: < 10 minutes). Exit 0:
-recovered within the RTO; 1: not recovered in --timeout, or late; 5: refused.";
+Postgres primary endpoint and Vault every --probe-interval-ms while the failure lasts: a pod
+deleted (as `kubectl delete pod`: graceful) and recreated by its StatefulSet, or a node's k3s
+and containers stopped (k3s-killall.sh) and started again after --down-for. Reports each
+endpoint's downtime and the recovery time against the seed's RTO (master or auto-failover:
+< 10 minutes; worker: < 2 minutes). Exit 0: service restored within the RTO and everything whole
+again within --timeout; 1: not recovered, or late; 5: refused.";
 
 const STATUS_EXAMPLES: &str = "\
 Examples:
@@ -89,6 +93,10 @@ enum DrillComponent {
     PostgresPrimary,
     /// The active Vault member's pod (a standby takes over; the pod comes back sealed).
     VaultLeader,
+    /// A master: `k3s-killall.sh` on it, `systemctl start k3s` after --down-for.
+    Server,
+    /// A worker: `k3s-killall.sh` on it, `systemctl start k3s-agent` after --down-for.
+    Worker,
 }
 
 impl DrillComponent {
@@ -96,6 +104,8 @@ impl DrillComponent {
         match self {
             DrillComponent::PostgresPrimary => ffe_ops::drill::DrillKind::PostgresPrimary,
             DrillComponent::VaultLeader => ffe_ops::drill::DrillKind::VaultLeader,
+            DrillComponent::Server => ffe_ops::drill::DrillKind::Server,
+            DrillComponent::Worker => ffe_ops::drill::DrillKind::Worker,
         }
     }
 }
@@ -199,9 +209,10 @@ enum Command {
         cluster: ClusterArgs,
     },
     /// Fail one component on purpose and measure the failover: delete the Postgres leader's or
-    /// the active Vault member's pod while probing every user-facing endpoint, restore what the
-    /// component needs (Vault: unseal), report downtime and recovery time against the seed's RTO.
-    /// Refuses unless `verify` finds the cluster healthy and losing the target keeps quorum.
+    /// the active Vault member's pod, or stop a master's or worker's k3s and containers for a
+    /// while, probing every user-facing endpoint; restore what the component needs (start k3s,
+    /// unseal Vault); report downtime and recovery time against the seed's RTO. Refuses unless
+    /// `verify` finds the cluster healthy and losing the target keeps quorum.
     #[command(after_help = DRILL_EXAMPLES)]
     Drill {
         #[arg(value_enum)]
@@ -216,6 +227,12 @@ enum Command {
         /// vault_unseal_keys` in --tf-dir). Only vault-leader needs them.
         #[arg(long, value_name = "FILE")]
         vault_unseal_keys: Option<PathBuf>,
+        /// server/worker: the node to stop (default: the inventory's last master or worker).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+        /// server/worker: seconds the node stays down before k3s is started again.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(5..=600))]
+        down_for: u64,
         /// Do not ask for confirmation (needed when stdin is not a terminal).
         #[arg(long)]
         yes: bool,
@@ -261,6 +278,8 @@ enum Job {
         probe_interval: std::time::Duration,
         timeout: std::time::Duration,
         keys_file: Option<PathBuf>,
+        node: Option<String>,
+        down_for: std::time::Duration,
     },
 }
 
@@ -289,6 +308,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             probe_interval_ms,
             timeout,
             vault_unseal_keys,
+            node,
+            down_for,
             yes,
             cluster,
         } => {
@@ -310,6 +331,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 probe_interval: std::time::Duration::from_millis(probe_interval_ms),
                 timeout: std::time::Duration::from_secs(timeout),
                 keys_file: vault_unseal_keys,
+                node,
+                down_for: std::time::Duration::from_secs(down_for),
             }
         }
     };
@@ -346,6 +369,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             probe_interval,
             timeout,
             keys_file,
+            node,
+            down_for,
         } => {
             let keys = match runtime.block_on(unseal_keys(kind, &inventory, keys_file)) {
                 Ok(k) => k,
@@ -359,6 +384,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 probe_interval,
                 recovery_timeout: timeout,
                 vault_unseal_keys: keys,
+                node,
+                down_for,
             };
             let r = runtime.block_on(ffe_ops::drill::run(kind, &inventory, &opts));
             let text = match cli.output {
@@ -403,7 +430,8 @@ async fn unseal_keys(
     inventory: &Inventory,
     file: Option<PathBuf>,
 ) -> Result<Option<Vec<String>>, InventoryError> {
-    if kind != ffe_ops::drill::DrillKind::VaultLeader {
+    // Every drill but postgres-primary may restart a Vault member, which comes back sealed.
+    if kind == ffe_ops::drill::DrillKind::PostgresPrimary || inventory.vault.is_none() {
         return Ok(None);
     }
     match (file, &inventory.source) {
@@ -475,6 +503,10 @@ mod tests {
         for word in [
             "postgres-primary",
             "vault-leader",
+            "server",
+            "worker",
+            "--down-for",
+            "< 2 minutes",
             "--yes",
             "exit 5",
             "< 10 minutes",

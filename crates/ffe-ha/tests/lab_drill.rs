@@ -5,8 +5,14 @@
 //! answered as kube-apiserver answers a graceful delete, and logged); this test plays the
 //! **kubelet and the StatefulSet** on that log: SIGTERM to the pod's engine (as the kubelet
 //! does), [`RECREATE`] for the StatefulSet to create the pod again, then the engine starts again
-//! (Vault: sealed). The primary Service is `PgLab::primary_service`. Everything else is real:
-//! Patroni's failover, the replica's promotion, Raft's election, the unseal.
+//! (Vault: sealed). The primary Service is `PgLab::primary_service`. For the node drills,
+//! **k3s on a node** is a stand-in too: each host's `k3s-killall.sh` and `systemctl` only record
+//! their call, and [`play_k3s`] does what k3s would: kill that host's pods (its etcd member and
+//! OpenBao on a master, its Patroni on a worker, SIGKILL as k3s-killall.sh does) and mark the node
+//! NotReady; on `systemctl start`, after [`RECREATE`], start them again and mark it Ready. Not
+//! played: the API stand-in and PgBouncer keep running on their hosts (the lab has no VIP to move).
+//! Everything else is real: Patroni's failover, the replica's promotion, Raft's election, etcd's
+//! quorum, the unseal.
 //!
 //! **Truth:** the test samples each endpoint itself every [`TRUTH_EVERY`], independently of the
 //! CLI (Postgres: a real session through the primary endpoint, `pg_is_in_recovery()` false;
@@ -100,6 +106,69 @@ fn play_kubelet(h: &Healthy<'_>, stop: &AtomicBool, log: &Mutex<Vec<String>>) {
     }
 }
 
+/// Where each host's recorder writes: `<program> <args>` per call.
+const K3S_CALLS: &str = "var/lib/rancher/ffe-lab-k3s.calls";
+
+/// Replace `k3s-killall.sh` and `systemctl` on every host by recorders (see the module doc).
+fn install_k3s_recorders(h: &Healthy<'_>) {
+    use std::os::unix::fs::PermissionsExt;
+    let script = "#!/bin/sh\n# ffe-lab: k3s on this host is played by lab_drill.rs; this only records the call.\n\
+                  printf '%s %s\\n' \"$(basename \"$0\")\" \"$*\" >> /var/lib/rancher/ffe-lab-k3s.calls\n";
+    for host in h.pg.lab().hosts() {
+        for prog in ["k3s-killall.sh", "systemctl"] {
+            let f = host.root_dir.join("usr/local/bin").join(prog);
+            let _ = std::fs::remove_file(&f);
+            std::fs::write(&f, script).unwrap();
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+}
+
+/// k3s on the hosts, played from the recorded calls (see the module doc).
+fn play_k3s(h: &Healthy<'_>, stop: &AtomicBool, log: &Mutex<Vec<String>>) {
+    let calls = |host: &str| -> Vec<String> {
+        std::fs::read_to_string(h.pg.lab().host(host).unwrap().root_dir.join(K3S_CALLS))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let hosts: Vec<String> = hosts_of(h.pg);
+    let mut seen: Vec<usize> = hosts.iter().map(|n| calls(n).len()).collect();
+    while !stop.load(Ordering::Relaxed) {
+        for (k, host) in hosts.iter().enumerate() {
+            let all = calls(host);
+            for call in all.iter().skip(seen[k]) {
+                log.lock().unwrap().push(format!("{host}: {call}"));
+                let master = MASTERS.iter().position(|m| m == host);
+                if call.starts_with("k3s-killall.sh") {
+                    match master {
+                        Some(i) => {
+                            h.etcd.kill(i).unwrap();
+                            h.bao.kill(i).unwrap();
+                        }
+                        None => h.pg.kill_patroni(host).unwrap(),
+                    }
+                    h.api.set("/api/v1/nodes", &node_list(h.pg, host)).unwrap();
+                } else if call.starts_with("systemctl start k3s") {
+                    std::thread::sleep(RECREATE);
+                    match master {
+                        Some(i) => {
+                            h.etcd.restart(i).unwrap();
+                            h.bao.start(i).unwrap();
+                        }
+                        None => h.pg.start_patroni(host).unwrap(),
+                    }
+                    h.api.set("/api/v1/nodes", &node_list(h.pg, "")).unwrap();
+                }
+                log.lock().unwrap().push(format!("{host}: played {call}"));
+            }
+            seen[k] = all.len();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `true`: a real session through the primary endpoint runs on a primary.
 fn postgres_serving(primary: SocketAddr) -> bool {
     let SocketAddr::V4(a) = primary else {
@@ -142,11 +211,17 @@ fn drill_with_truth(
     let log = Mutex::new(vec![]);
     let samples = Mutex::new(vec![]);
     let (code, doc, err) = std::thread::scope(|s| {
-        s.spawn(|| play_kubelet(h, &stop, &log));
+        if kind == "server" || kind == "worker" {
+            s.spawn(|| play_k3s(h, &stop, &log));
+        } else {
+            s.spawn(|| play_kubelet(h, &stop, &log));
+        }
         s.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
                 let t = unix_s(SystemTime::now());
-                let ok = if kind == "postgres-primary" {
+                // The endpoint the drill takes down: Postgres (its primary's pod or worker),
+                // Vault (its active member's pod or master).
+                let ok = if kind == "postgres-primary" || kind == "worker" {
                     postgres_serving(h.primary)
                 } else {
                     vault_serving(h)
@@ -189,10 +264,9 @@ fn judge(
     let d = &doc["drill"];
     assert_eq!(code, 0, "{doc:#}\n{err}\n{log:#?}");
     assert_eq!(d["outcome"], "recovered", "{doc:#}");
-    let endpoint = if kind == "postgres-primary" {
-        "postgres"
-    } else {
-        "vault"
+    let endpoint = match kind {
+        "postgres-primary" | "worker" => "postgres",
+        _ => "vault",
     };
     let injected_s = d["injected_at_unix_ms"].as_f64().unwrap() / 1000.0;
     // A failover faster than the truth's sampling shows no outage at all: restored at once.
@@ -292,7 +366,7 @@ fn drills_fail_one_component_measure_the_failover_and_restore_it() {
             d["target"]
                 .as_str()
                 .unwrap()
-                .starts_with(&format!("{PG_NS}/{} ", before.name)),
+                .starts_with(&format!("pod {PG_NS}/{} ", before.name)),
             "{doc:#}"
         );
         assert_eq!(h.api.deletions().len(), 1);
@@ -330,6 +404,91 @@ fn drills_fail_one_component_measure_the_failover_and_restore_it() {
             "vault-leader: restored {:.2} s (truth {:.2}), downtime {:.2} s (truth {:.2}), recovered {:.2} s",
             v.service_restored_s, v.truth_restored_s, v.downtime_s, v.truth_downtime_s, v.recovered_s
         );
+        // worker: the Patroni leader's worker stopped (k3s and its pods killed) for 30 s: Postgres
+        // fails over to another worker (a crash: Patroni's ttl), the node comes back, its
+        // Patroni rejoins as a replica.
+        install_k3s_recorders(h);
+        let leader = h.pg.wait_healthy(Duration::from_secs(60)).unwrap();
+        let (code, doc, err, truth, log) = drill_with_truth(
+            h,
+            "worker",
+            &[
+                "--yes",
+                "--vault-unseal-keys",
+                &keys_arg,
+                "--node",
+                &leader.name,
+                "--down-for",
+                "30",
+            ],
+        );
+        let w = judge("worker", code, &doc, &err, &truth, &log);
+        assert!(
+            doc["drill"]["target"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("node {} (worker", leader.name)),
+            "{doc:#}"
+        );
+        assert_ne!(
+            h.pg.wait_healthy(Duration::from_secs(60)).unwrap().name,
+            leader.name
+        );
+        eprintln!(
+            "worker: restored {:.2} s (truth {:.2}), downtime {:.2} s (truth {:.2}), recovered {:.2} s",
+            w.service_restored_s, w.truth_restored_s, w.downtime_s, w.truth_downtime_s, w.recovered_s
+        );
+
+        // server: the master with the active Vault member stopped for 20 s: etcd keeps its
+        // quorum, Vault elects another leader; the master comes back, its Vault member sealed,
+        // and the drill unseals it.
+        let active = h.bao.active().unwrap();
+        let (code, doc, err, truth, log) = drill_with_truth(
+            h,
+            "server",
+            &[
+                "--yes",
+                "--vault-unseal-keys",
+                &keys_arg,
+                "--node",
+                MASTERS[active],
+                "--down-for",
+                "20",
+            ],
+        );
+        let m = judge("server", code, &doc, &err, &truth, &log);
+        let events = doc["drill"]["events"].to_string();
+        assert!(
+            events.contains("k3s-killall.sh on")
+                && events.contains("systemctl start k3s on")
+                && events.contains("unsealed"),
+            "{events}"
+        );
+        eprintln!(
+            "server: restored {:.2} s (truth {:.2}), downtime {:.2} s (truth {:.2}), recovered {:.2} s",
+            m.service_restored_s, m.truth_restored_s, m.downtime_s, m.truth_downtime_s, m.recovered_s
+        );
+        // `--node` must name a node of the drill's role.
+        let (code, doc, _) = drill(
+            &h.inv_path,
+            "server",
+            &[
+                "--yes",
+                "--vault-unseal-keys",
+                &keys_arg,
+                "--node",
+                WORKERS[0],
+            ],
+        );
+        assert_eq!(code, 5, "{doc:#}");
+        assert!(
+            doc["drill"]["reasons"][0]
+                .as_str()
+                .unwrap()
+                .contains("is not a master"),
+            "{doc:#}"
+        );
+
         // Nothing is left half-done: the cluster verifies healthy again.
         let out = Command::new(env!("CARGO_BIN_EXE_ffe-ha"))
             .args([

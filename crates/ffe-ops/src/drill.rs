@@ -2,11 +2,13 @@
 //! probed every `probe_interval` (≤ 250 ms), the restoration the component needs, and the
 //! downtime and recovery time measured against the seed's RTO table.
 //!
-//! Failures are made the way Kubernetes makes them: the component's pod is deleted through the
-//! API (graceful, as `kubectl delete pod`), and its StatefulSet creates it again. A drill refuses
-//! to start, touching nothing, when `verify` finds the cluster unhealthy, when losing the target
-//! would leave no replica or no quorum, or when the drill could not restore what it breaks (a
-//! Vault member comes back sealed: no unseal keys, no drill).
+//! A data service fails the way Kubernetes fails it: its pod is deleted through the API
+//! (graceful, as `kubectl delete pod`) and its StatefulSet creates it again. A node fails the way
+//! k3s stops one: `k3s-killall.sh` on it (k3s and every container it runs, killed), and after
+//! `down_for` k3s is started again. A drill refuses to start, touching nothing, when `verify`
+//! finds the cluster unhealthy, when losing the target would leave no replica or no quorum, or
+//! when the drill could not restore what it breaks (a Vault member comes back sealed: no unseal
+//! keys, no drill).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +21,7 @@ use futures::future::join_all;
 use serde::Serialize;
 
 use crate::check::{Check, ExitCode, Status};
-use crate::inventory::Inventory;
+use crate::inventory::{Inventory, Role};
 use crate::verify::VerifyOptions;
 
 /// The longest probe interval the drill accepts (issue: "probe interval ≤ 250 ms").
@@ -28,6 +30,9 @@ pub const MAX_PROBE_INTERVAL: Duration = Duration::from_millis(250);
 /// seed lists node failures only; a data service's failover is the auto-failover it names.
 pub const SEED_RTO_AUTO_FAILOVER: Duration = Duration::from_secs(600);
 const SEED_RTO_AUTO_FAILOVER_LINE: &str = "Master node down: < 10 minutes (auto-failover)";
+/// Seed, the same table: "Worker node down: < 2 minutes (pod rescheduling)".
+pub const SEED_RTO_WORKER: Duration = Duration::from_secs(120);
+const SEED_RTO_WORKER_LINE: &str = "Worker node down: < 2 minutes (pod rescheduling)";
 /// How often the component's own health is read while waiting for it to recover.
 const HEALTH_POLL: Duration = Duration::from_millis(100);
 /// Probes kept running after recovery, so a relapse shows in the report.
@@ -44,6 +49,10 @@ pub enum DrillKind {
     /// The active Vault member's pod: a standby takes over; the pod comes back sealed and the
     /// drill unseals it.
     VaultLeader,
+    /// A master: k3s and its pods stopped (`k3s-killall.sh`), started again after `down_for`.
+    Server,
+    /// A worker, likewise (`k3s-agent`).
+    Worker,
 }
 
 impl DrillKind {
@@ -51,17 +60,36 @@ impl DrillKind {
         match self {
             DrillKind::PostgresPrimary => "postgres-primary",
             DrillKind::VaultLeader => "vault-leader",
+            DrillKind::Server => "server",
+            DrillKind::Worker => "worker",
         }
     }
 
-    /// The endpoint whose downtime the drill is about.
-    fn endpoint(self) -> &'static str {
+    /// The endpoint whose downtime the drill is about (`None`: every endpoint, a node drill).
+    fn endpoint(self) -> Option<&'static str> {
         match self {
-            DrillKind::PostgresPrimary => "postgres",
-            DrillKind::VaultLeader => "vault",
+            DrillKind::PostgresPrimary => Some("postgres"),
+            DrillKind::VaultLeader => Some("vault"),
+            DrillKind::Server | DrillKind::Worker => None,
+        }
+    }
+
+    /// The seed's RTO line this drill is judged against.
+    fn rto(self) -> Rto {
+        let (limit, seed) = match self {
+            DrillKind::Worker => (SEED_RTO_WORKER, SEED_RTO_WORKER_LINE),
+            _ => (SEED_RTO_AUTO_FAILOVER, SEED_RTO_AUTO_FAILOVER_LINE),
+        };
+        Rto {
+            limit_s: limit.as_secs_f64(),
+            seed,
         }
     }
 }
+
+/// Installed by k3s's install.sh (`${BIN_DIR}/k3s-killall.sh`, BIN_DIR /usr/local/bin): stops the
+/// k3s units and kills every container k3s started on the node.
+pub const K3S_KILLALL: &str = "/usr/local/bin/k3s-killall.sh";
 
 /// How a drill runs.
 pub struct DrillOptions {
@@ -72,6 +100,10 @@ pub struct DrillOptions {
     pub recovery_timeout: Duration,
     /// Vault's unseal keys (base64 shares): the deleted member comes back sealed. Never printed.
     pub vault_unseal_keys: Option<Vec<String>>,
+    /// Node drills: the node to stop (default: the inventory's last node of that role).
+    pub node: Option<String>,
+    /// Node drills: how long the node stays down before k3s is started again.
+    pub down_for: Duration,
 }
 
 /// One probe of one endpoint.
@@ -140,7 +172,7 @@ pub struct DrillReport {
     /// Why it was refused or did not recover.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
-    /// `namespace/pod` failed, with what it was.
+    /// What was failed: `pod NS/NAME (...)` or `node NAME (...)`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// When the failure was made (Unix time, milliseconds).
@@ -334,10 +366,7 @@ fn refused(
         endpoints: vec![],
         service_restored_s: None,
         recovered_s: None,
-        rto: Rto {
-            limit_s: SEED_RTO_AUTO_FAILOVER.as_secs_f64(),
-            seed: SEED_RTO_AUTO_FAILOVER_LINE,
-        },
+        rto: kind.rto(),
         precheck,
     }
 }
@@ -355,13 +384,20 @@ enum Target {
         members: Vec<Member>,
         keys: Vec<String>,
     },
+    Node {
+        node: crate::inventory::Node,
+        /// `k3s` or `k3s-agent`.
+        unit: &'static str,
+        /// Vault's members and keys, when Vault runs: its pods on the node come back sealed.
+        vault: Option<(Vec<Member>, Vec<String>)>,
+    },
 }
 
 impl Target {
     fn describe(&self) -> String {
         match self {
             Target::Postgres { namespace, pod } => {
-                format!("{namespace}/{pod} (the Patroni leader)")
+                format!("pod {namespace}/{pod} (the Patroni leader)")
             }
             Target::Vault {
                 namespace,
@@ -370,9 +406,17 @@ impl Target {
                 index,
                 ..
             } => format!(
-                "{namespace}/{pod} (the active Vault member, {})",
+                "pod {namespace}/{pod} (the active Vault member, {})",
                 members[*index].address
             ),
+            Target::Node { node, .. } => {
+                format!(
+                    "node {} ({}, {})",
+                    node.name,
+                    node.role.label(),
+                    node.address
+                )
+            }
         }
     }
 }
@@ -459,6 +503,73 @@ async fn choose(
                 keys,
             })
         }
+        DrillKind::Server | DrillKind::Worker => {
+            let role = if kind == DrillKind::Server {
+                Role::Server
+            } else {
+                Role::Agent
+            };
+            let of_role: Vec<&crate::inventory::Node> =
+                inv.nodes.iter().filter(|n| n.role == role).collect();
+            let node = match &opts.node {
+                Some(name) => of_role
+                    .iter()
+                    .find(|n| &n.name == name)
+                    .copied()
+                    .ok_or_else(|| {
+                        vec![format!(
+                            "--node {name} is not a {} of the inventory ({})",
+                            role.label(),
+                            of_role
+                                .iter()
+                                .map(|n| n.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )]
+                    })?,
+                None => *of_role
+                    .last()
+                    .ok_or_else(|| vec![format!("the inventory has no {}", role.label())])?,
+            };
+            if role == Role::Server {
+                // etcd keeps a quorum of n/2+1 voting members.
+                let n = of_role.len();
+                if n - 1 < n / 2 + 1 {
+                    return Err(vec![format!(
+                        "{n} master(s): with one stopped, etcd has {} of the {} members it needs for a quorum; the API would stop",
+                        n - 1,
+                        n / 2 + 1
+                    )]);
+                }
+            } else if of_role.len() < 2 {
+                return Err(vec![
+                    "one worker: stopping it stops every workload; that is an outage, not a drill"
+                        .to_string(),
+                ]);
+            }
+            let vault = match &inv.vault {
+                None => None,
+                Some(v) => {
+                    let keys = opts.vault_unseal_keys.clone().filter(|k| !k.is_empty()).ok_or_else(|| {
+                        vec!["no unseal keys: a Vault member on the stopped node comes back sealed and the drill must unseal it. Run from the environment directory (terraform output vault_unseal_keys) or pass --vault-unseal-keys FILE".to_string()]
+                    })?;
+                    let ca = vault_ca
+                        .ok_or_else(|| vec!["the Vault CA could not be read".to_string()])?;
+                    let members =
+                        Member::all(&v.member_addresses, ca).map_err(|e| vec![e.to_string()])?;
+                    Some((members, keys))
+                }
+            };
+            Ok(Target::Node {
+                node: node.clone(),
+                unit: if role == Role::Server {
+                    "k3s"
+                } else {
+                    "k3s-agent"
+                },
+                vault,
+            })
+        }
     }
 }
 
@@ -472,11 +583,13 @@ enum Progress {
 
 /// Read the component once. `disrupted`: a failure was already seen (so "healthy" now means
 /// "recovered", not "not failed yet").
+#[allow(clippy::too_many_arguments)]
 async fn read_progress(
     t: &Target,
     inv: &Inventory,
     api: &KubeApi,
     pool: &SshPool,
+    etcd_endpoint: &crate::verify::Endpoint,
     disrupted: bool,
     events: &mut Vec<Event>,
     since: Instant,
@@ -528,36 +641,14 @@ async fn read_progress(
             keys,
             ..
         } => {
-            let health = join_all(members.iter().map(|m| async move {
-                (
-                    m.address.clone(),
-                    tokio::time::timeout(Duration::from_secs(2), m.health())
-                        .await
-                        .unwrap_or_else(|_| Err("no answer within 2 s".into())),
-                )
-            }))
-            .await;
+            let health = vault_health(members).await;
             let target_active =
                 matches!(&health[*index].1, Ok(h) if h.initialized && !h.sealed && !h.standby);
             if !disrupted && target_active {
                 return Progress::Intact;
             }
-            if matches!(&health[*index].1, Ok(h) if h.initialized && h.sealed) {
-                let m = &members[*index];
-                push_event(
-                    events,
-                    since,
-                    format!("{} is back, sealed: unsealing it", m.address),
-                );
-                return match ffe_core::vault::init::unseal_member(m, keys, Duration::from_secs(60))
-                    .await
-                {
-                    Ok(()) => {
-                        push_event(events, since, format!("{} unsealed", m.address));
-                        Progress::Disrupted("unsealed; waiting for it to rejoin".into())
-                    }
-                    Err(e) => Progress::Disrupted(format!("unsealing {} failed: {e}", m.address)),
-                };
+            if let Some(why) = unseal_returned(members, &health, keys, events, since).await {
+                return Progress::Disrupted(why);
             }
             let checks = crate::verify::judge_vault(&health);
             let bad: Vec<String> = checks
@@ -578,7 +669,98 @@ async fn read_progress(
                 Progress::Disrupted(bad.join("; "))
             }
         }
+        Target::Node { node, vault, .. } => {
+            let _ = disrupted;
+            let mut bad: Vec<String> = vec![];
+            if let Some((members, keys)) = vault {
+                let health = vault_health(members).await;
+                if let Some(why) = unseal_returned(members, &health, keys, events, since).await {
+                    bad.push(why);
+                } else {
+                    bad.extend(failing(&crate::verify::judge_vault(&health)));
+                }
+            }
+            let (kube, etcd, pg) = futures::join!(
+                crate::verify::kubernetes(api, inv),
+                crate::verify::etcd(pool, inv, etcd_endpoint),
+                async {
+                    match &inv.postgres {
+                        Some(pg) => crate::postgres::postgres(api, pool, inv, pg).await,
+                        None => vec![],
+                    }
+                }
+            );
+            bad.extend(failing(&kube));
+            bad.extend(failing(&etcd));
+            bad.extend(failing(&pg));
+            if bad.is_empty() {
+                Progress::Recovered(format!(
+                    "{} Ready, etcd, Postgres and Vault whole again",
+                    node.name
+                ))
+            } else {
+                Progress::Disrupted(bad.join("; "))
+            }
+        }
     }
+}
+
+/// Rows that are a failure or not evaluated (a warning, such as Postgres without TLS, is whole).
+fn failing(checks: &[Check]) -> Vec<String> {
+    checks
+        .iter()
+        .filter(|c| matches!(c.status, Status::Fail | Status::Error))
+        .map(|c| format!("{} {}: {}", c.id, c.subject, c.evidence))
+        .collect()
+}
+
+async fn vault_health(
+    members: &[Member],
+) -> Vec<(String, Result<ffe_core::vault::Health, String>)> {
+    join_all(members.iter().map(|m| async move {
+        (
+            m.address.clone(),
+            tokio::time::timeout(Duration::from_secs(2), m.health())
+                .await
+                .unwrap_or_else(|_| Err("no answer within 2 s".into())),
+        )
+    }))
+    .await
+}
+
+/// Unseal every member that answers sealed (a restarted pod); `Some(what)` while one was.
+async fn unseal_returned(
+    members: &[Member],
+    health: &[(String, Result<ffe_core::vault::Health, String>)],
+    keys: &[String],
+    events: &mut Vec<Event>,
+    since: Instant,
+) -> Option<String> {
+    let sealed: Vec<&Member> = members
+        .iter()
+        .zip(health)
+        .filter(|(_, (_, h))| matches!(h, Ok(h) if h.initialized && h.sealed))
+        .map(|(m, _)| m)
+        .collect();
+    if sealed.is_empty() {
+        return None;
+    }
+    let mut outcome = vec![];
+    for m in sealed {
+        push_event(
+            events,
+            since,
+            format!("{} is back, sealed: unsealing it", m.address),
+        );
+        match ffe_core::vault::init::unseal_member(m, keys, Duration::from_secs(60)).await {
+            Ok(()) => {
+                push_event(events, since, format!("{} unsealed", m.address));
+                outcome.push(format!("{} unsealed; waiting for it to rejoin", m.address));
+            }
+            Err(e) => outcome.push(format!("unsealing {} failed: {e}", m.address)),
+        }
+    }
+    Some(outcome.join("; "))
 }
 
 fn push_event(events: &mut Vec<Event>, since: Instant, what: String) {
@@ -587,6 +769,85 @@ fn push_event(events: &mut Vec<Event>, since: Instant, what: String) {
             at_s: since.elapsed().as_secs_f64(),
             what,
         });
+    }
+}
+
+/// Make the failure: delete the pod; or stop the node's k3s and its containers, wait `down_for`
+/// (probes running), start k3s again. `Err`: what could not be done (and what to do).
+async fn inject(
+    target: &Target,
+    api: &KubeApi,
+    pool: &SshPool,
+    opts: &DrillOptions,
+    events: &mut Vec<Event>,
+    since: Instant,
+) -> Result<(), String> {
+    match target {
+        Target::Postgres { namespace, pod } | Target::Vault { namespace, pod, .. } => {
+            tracing::info!(%namespace, %pod, "drill: deleting the pod");
+            api.delete_pod(namespace, pod)
+                .await
+                .map_err(|e| format!("the pod could not be deleted: {e}"))?;
+            push_event(events, since, format!("pod {namespace}/{pod} deleted"));
+            Ok(())
+        }
+        Target::Node { node, unit, .. } => {
+            let t = node.target();
+            tracing::info!(node = %node.name, "drill: stopping k3s and its containers");
+            let out = pool
+                .run_status_within(
+                    &t,
+                    "stop k3s (drill)",
+                    K3S_KILLALL,
+                    None,
+                    Duration::from_secs(120),
+                )
+                .await
+                .map_err(|e| format!("{K3S_KILLALL} on {}: {e}", node.name))?;
+            if out.code != 0 {
+                return Err(format!(
+                    "{K3S_KILLALL} on {} exited {}: {} (check the node: `systemctl status {unit}`)",
+                    node.name,
+                    out.code,
+                    out.stderr.trim()
+                ));
+            }
+            push_event(
+                events,
+                since,
+                format!(
+                    "{K3S_KILLALL} on {}: k3s and its containers stopped",
+                    node.name
+                ),
+            );
+            tokio::time::sleep(opts.down_for).await;
+            let start = format!("systemctl start {unit}");
+            let out = pool
+                .run_status_within(
+                    &t,
+                    "start k3s (drill)",
+                    &start,
+                    None,
+                    Duration::from_secs(120),
+                )
+                .await
+                .map_err(|e| {
+                    format!(
+                        "`{start}` on {}: {e}. The node stays down: start k3s on it by hand",
+                        node.name
+                    )
+                })?;
+            if out.code != 0 {
+                return Err(format!(
+                    "`{start}` on {} exited {}: {}. The node stays down: `journalctl -u {unit}` on it",
+                    node.name,
+                    out.code,
+                    out.stderr.trim()
+                ));
+            }
+            push_event(events, since, format!("{start} on {}", node.name));
+            Ok(())
+        }
     }
 }
 
@@ -685,8 +946,10 @@ pub async fn run(kind: DrillKind, inv: &Inventory, opts: &DrillOptions) -> Drill
         }
     };
     tokio::time::sleep(BASELINE).await;
-    let drilled = probers.iter().find(|p| p.name == kind.endpoint());
-    if let Some(p) = drilled {
+    for p in probers
+        .iter()
+        .filter(|p| kind.endpoint().is_none_or(|e| e == p.name))
+    {
         let baseline = samples_of(p);
         if let Some(bad) = baseline.iter().find(|s| !s.ok) {
             finish(stop, tasks).await;
@@ -702,31 +965,33 @@ pub async fn run(kind: DrillKind, inv: &Inventory, opts: &DrillOptions) -> Drill
             );
         }
     }
-    // 4. The failure.
-    let (namespace, pod) = match &target {
-        Target::Postgres { namespace, pod } | Target::Vault { namespace, pod, .. } => {
-            (namespace.clone(), pod.clone())
-        }
-    };
+    // 4. The failure (and, for a node, its return after down_for).
     let inject_s = t0.elapsed().as_secs_f64();
     let injected_at = SystemTime::now();
     let since = Instant::now();
     let mut events = vec![];
     let mut reasons = vec![];
-    tracing::info!(%namespace, %pod, "drill: deleting the pod");
-    let deleted = api.delete_pod(&namespace, &pod).await;
     let mut recovered_s = None;
-    match deleted {
-        Err(e) => reasons.push(format!("the pod could not be deleted: {e}")),
-        Ok(_) => {
-            push_event(&mut events, since, format!("pod {namespace}/{pod} deleted"));
+    match inject(&target, &api, &pool, opts, &mut events, since).await {
+        Err(e) => reasons.push(e),
+        Ok(()) => {
             // 5. Wait for the component to be whole again (restoring what it needs).
             let deadline = since + opts.recovery_timeout;
             let mut disrupted = false;
             let mut last = String::new();
             loop {
                 let read_at = since.elapsed();
-                match read_progress(&target, inv, &api, &pool, disrupted, &mut events, since).await
+                match read_progress(
+                    &target,
+                    inv,
+                    &api,
+                    &pool,
+                    &opts.verify.etcd,
+                    disrupted,
+                    &mut events,
+                    since,
+                )
+                .await
                 {
                     Progress::Intact => {}
                     Progress::Disrupted(why) => {
@@ -737,10 +1002,11 @@ pub async fn run(kind: DrillKind, inv: &Inventory, opts: &DrillOptions) -> Drill
                         last = why;
                     }
                     Progress::Recovered(how) => {
-                        // The drilled endpoint must answer too.
-                        let answering = drilled
-                            .map(|p| samples_of(p).last().is_some_and(|s| s.ok))
-                            .unwrap_or(true);
+                        // The drilled endpoint (a node drill: every endpoint) must answer too.
+                        let answering = probers
+                            .iter()
+                            .filter(|p| kind.endpoint().is_none_or(|e| e == p.name))
+                            .all(|p| samples_of(p).last().is_some_and(|s| s.ok));
                         if answering {
                             recovered_s = Some(read_at.as_secs_f64());
                             events.push(Event {
@@ -771,24 +1037,25 @@ pub async fn run(kind: DrillKind, inv: &Inventory, opts: &DrillOptions) -> Drill
         .iter()
         .map(|p| endpoint_report(p, inject_s))
         .collect();
+    // The drilled endpoint (a node drill: every endpoint) answering again: the end of the last
+    // outage that began with the failure; 0 when no probe failed; None when one never ended.
+    let since_failure = -interval.as_secs_f64();
     let service_restored_s = endpoints
         .iter()
-        .find(|e| e.name == kind.endpoint())
-        .and_then(|e| {
-            match e
-                .outages
-                .iter()
-                .rev()
-                .find(|o| o.from_s >= -interval.as_secs_f64())
-            {
+        .filter(|e| kind.endpoint().is_none_or(|d| d == e.name))
+        .map(
+            |e| match e.outages.iter().rev().find(|o| o.from_s >= since_failure) {
                 None => Some(0.0),
                 Some(o) => o.to_s,
-            }
-        });
-    let outcome = match recovered_s {
-        Some(r) if r <= SEED_RTO_AUTO_FAILOVER.as_secs_f64() => Outcome::Recovered,
-        Some(_) => Outcome::RecoveredLate,
-        None => Outcome::NotRecovered,
+            },
+        )
+        .try_fold(0.0_f64, |acc, r| r.map(|r| acc.max(r)));
+    let rto = kind.rto();
+    // The RTO is about clients: the service restored within it; full recovery is reported beside.
+    let outcome = match (recovered_s, service_restored_s) {
+        (Some(_), Some(s)) if s <= rto.limit_s => Outcome::Recovered,
+        (Some(_), _) => Outcome::RecoveredLate,
+        (None, _) => Outcome::NotRecovered,
     };
     DrillReport {
         kind,
@@ -801,10 +1068,7 @@ pub async fn run(kind: DrillKind, inv: &Inventory, opts: &DrillOptions) -> Drill
         endpoints,
         service_restored_s,
         recovered_s,
-        rto: Rto {
-            limit_s: SEED_RTO_AUTO_FAILOVER.as_secs_f64(),
-            seed: SEED_RTO_AUTO_FAILOVER_LINE,
-        },
+        rto,
         precheck: not_passing,
     }
 }

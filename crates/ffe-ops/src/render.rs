@@ -108,7 +108,7 @@ pub fn drill_table(r: &crate::drill::DrillReport) -> String {
     use crate::drill::Outcome;
     let mut out = format!("drill {}", r.kind.name());
     match &r.target {
-        Some(t) => out.push_str(&format!(": deleted pod {t}\n")),
+        Some(t) => out.push_str(&format!(": {t}\n")),
         None => out.push('\n'),
     }
     if r.outcome == Outcome::Refused {
@@ -123,7 +123,7 @@ pub fn drill_table(r: &crate::drill::DrillReport) -> String {
         return out;
     }
     out.push_str(&format!(
-        "probes every {} ms; times are seconds after the pod was deleted\n\n",
+        "probes every {} ms; times are seconds after the failure was made\n\n",
         r.probe_interval_ms
     ));
     for e in &r.events {
