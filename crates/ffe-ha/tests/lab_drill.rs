@@ -407,6 +407,20 @@ fn drills_fail_one_component_measure_the_failover_and_restore_it() {
         // worker: the Patroni leader's worker stopped (k3s and its pods killed) for 30 s: Postgres
         // fails over to another worker (a crash: Patroni's ttl), the node comes back, its
         // Patroni rejoins as a replica.
+        // Without k3s's killall script on the node (k3s not installed by install.sh): refused.
+        let (code, doc, _) = drill(
+            &h.inv_path,
+            "worker",
+            &["--yes", "--vault-unseal-keys", &keys_arg],
+        );
+        assert_eq!(code, 5, "{doc:#}");
+        assert!(
+            doc["drill"]["reasons"][0]
+                .as_str()
+                .unwrap()
+                .contains("k3s-killall.sh is not on"),
+            "{doc:#}"
+        );
         install_k3s_recorders(h);
         let leader = h.pg.wait_healthy(Duration::from_secs(60)).unwrap();
         let (code, doc, err, truth, log) = drill_with_truth(
@@ -509,9 +523,40 @@ fn drills_fail_one_component_measure_the_failover_and_restore_it() {
     });
 }
 
-/// bench/drills: each drill FFE_DRILL_BENCH_RUNS times (default 3) on the 6-host lab; one
-/// `BENCH_JSON` line with the drill's figures and the truth's. With FFE_DRILL_SHOW=1 also one
-/// drill's table (docs/operations.md shows it).
+/// `drill KIND EXTRA` with the table output, its player running; stdout.
+fn table_drill(h: &Healthy<'_>, kind: &str, extra: &[&str]) -> String {
+    let stop = AtomicBool::new(false);
+    let log = Mutex::new(vec![]);
+    let inv = h.inv_path.display().to_string();
+    let mut args = vec![
+        "--inventory",
+        inv.as_str(),
+        "drill",
+        kind,
+        "--etcd-url",
+        LAB_API_URL,
+    ];
+    args.extend(extra);
+    let out = std::thread::scope(|s| {
+        if kind == "server" || kind == "worker" {
+            s.spawn(|| play_k3s(h, &stop, &log));
+        } else {
+            s.spawn(|| play_kubelet(h, &stop, &log));
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_ffe-ha"))
+            .args(&args)
+            .output()
+            .unwrap();
+        stop.store(true, Ordering::Relaxed);
+        out
+    });
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// bench/drills: each drill (postgres-primary, vault-leader, worker, server; node drills stop the
+/// node of the leader they measure for 20 s) FFE_DRILL_BENCH_RUNS times (default 3) on the 6-host
+/// lab; one `BENCH_JSON` line with the drill's figures and the truth's. With FFE_DRILL_SHOW=1 also
+/// a postgres-primary and a worker drill as tables (docs/operations.md shows them).
 #[test]
 #[ignore = "benchmark: bench/drills"]
 fn bench_drills() {
@@ -522,17 +567,30 @@ fn bench_drills() {
     with_healthy_lab(|h| {
         let keys = keys_file(h);
         let keys_arg = keys.display().to_string();
+        install_k3s_recorders(h);
         let mut results = serde_json::Map::new();
-        for kind in ["postgres-primary", "vault-leader"] {
+        let show = std::env::var_os("FFE_DRILL_SHOW").is_some();
+        for kind in ["postgres-primary", "vault-leader", "worker", "server"] {
             let mut rows = vec![];
-            for _ in 0..runs {
-                h.pg.wait_healthy(Duration::from_secs(60)).unwrap();
-                h.bao.wait_converged(Duration::from_secs(60)).unwrap();
-                let extra: Vec<&str> = if kind == "vault-leader" {
-                    vec!["--yes", "--vault-unseal-keys", &keys_arg]
-                } else {
-                    vec!["--yes"]
+            for run in
+                0..runs + usize::from(show && (kind == "postgres-primary" || kind == "worker"))
+            {
+                let leader = h.pg.wait_healthy(Duration::from_secs(60)).unwrap();
+                let active = h.bao.wait_converged(Duration::from_secs(60)).unwrap();
+                // Node drills stop the node with the leader of the endpoint they measure.
+                let node = match kind {
+                    "worker" => leader.name.clone(),
+                    _ => MASTERS[active].to_string(),
                 };
+                let mut extra: Vec<&str> = vec!["--yes", "--vault-unseal-keys", &keys_arg];
+                if kind == "worker" || kind == "server" {
+                    extra.extend(["--node", node.as_str(), "--down-for", "20"]);
+                }
+                if run == runs {
+                    // One more, as the table an operator sees (docs/operations.md shows it).
+                    println!("{}", table_drill(h, kind, &extra));
+                    continue;
+                }
                 let started = Instant::now();
                 let (code, doc, err, truth, log) = drill_with_truth(h, kind, &extra);
                 let m = judge(kind, code, &doc, &err, &truth, &log);
@@ -566,29 +624,6 @@ fn bench_drills() {
                 }),
             );
         }
-        if std::env::var_os("FFE_DRILL_SHOW").is_some() {
-            h.pg.wait_healthy(Duration::from_secs(60)).unwrap();
-            let stop = AtomicBool::new(false);
-            let log = Mutex::new(vec![]);
-            let out = std::thread::scope(|s| {
-                s.spawn(|| play_kubelet(h, &stop, &log));
-                let out = Command::new(env!("CARGO_BIN_EXE_ffe-ha"))
-                    .args([
-                        "--inventory",
-                        &h.inv_path.display().to_string(),
-                        "drill",
-                        "postgres-primary",
-                        "--yes",
-                        "--etcd-url",
-                        LAB_API_URL,
-                    ])
-                    .output()
-                    .unwrap();
-                stop.store(true, Ordering::Relaxed);
-                out
-            });
-            println!("{}", String::from_utf8_lossy(&out.stdout));
-        }
         let bench = json!({
             "command": "ffe-ha drill",
             "hosts": 6,
@@ -596,7 +631,8 @@ fn bench_drills() {
             "truth_sample_ms": TRUTH_EVERY.as_millis() as u64,
             "target_error_s": WITHIN,
             "drills": results,
-            "stand_ins": "the API server (nginx, recorded) and the kubelet/StatefulSet (the test: SIGTERM, 2 s, start); Patroni, PostgreSQL, OpenBao and their failovers are real",
+            "stand_ins": "the API server (nginx, recorded), the kubelet/StatefulSet (the test: SIGTERM, 2 s, start) and k3s on a node (the test: SIGKILL of the node's etcd member and OpenBao, or Patroni; after systemctl start, 2 s, start); Patroni, PostgreSQL, etcd, OpenBao and their failovers are real",
+            "node_down_for_s": 20,
             "note": "lab hosts are network namespaces on this machine; the pod recreation delay is the stand-in's, not a kubelet's",
         });
         println!("BENCH_JSON {bench}");

@@ -560,6 +560,22 @@ async fn choose(
                     Some((members, keys))
                 }
             };
+            // The script must be there (k3s's install.sh puts it there); asking also opens the SSH
+            // connection, so the failure is made without the connection's set-up delay.
+            let probe = format!("test -x {K3S_KILLALL}");
+            match pool
+                .run_status_within(&node.target(), "find k3s-killall.sh", &probe, None, Duration::from_secs(10))
+                .await
+            {
+                Ok(o) if o.code == 0 => {}
+                Ok(_) => {
+                    return Err(vec![format!(
+                        "{K3S_KILLALL} is not on {}: k3s was not installed by its install.sh there, so the drill cannot stop it",
+                        node.name
+                    )])
+                }
+                Err(e) => return Err(vec![format!("{} cannot be reached: {e}", node.name)]),
+            }
             Ok(Target::Node {
                 node: node.clone(),
                 unit: if role == Role::Server {
@@ -996,7 +1012,13 @@ pub async fn run(kind: DrillKind, inv: &Inventory, opts: &DrillOptions) -> Drill
                     Progress::Intact => {}
                     Progress::Disrupted(why) => {
                         if !disrupted {
-                            push_event(&mut events, since, format!("failure visible: {why}"));
+                            // A node drill reads only after the restart: its first reading is
+                            // the node coming back, not the failure becoming visible.
+                            let what = match &target {
+                                Target::Node { .. } => "first reading after the restart",
+                                _ => "failure visible",
+                            };
+                            push_event(&mut events, since, format!("{what}: {why}"));
                         }
                         disrupted = true;
                         last = why;
