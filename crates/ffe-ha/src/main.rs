@@ -379,6 +379,14 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     return Ok(ExitCode::Inventory.code());
                 }
             };
+            let spinner = progress_line(kind);
+            let notify: Option<ffe_ops::drill::Notify> = spinner.clone().map(|bar| {
+                Box::new(move |at: f64, what: &str| {
+                    // One line per event above the spinner, then the spinner names the latest.
+                    bar.println(format!("{at:>+8.2} s  {what}"));
+                    bar.set_message(what.chars().take(100).collect::<String>());
+                }) as ffe_ops::drill::Notify
+            });
             let opts = ffe_ops::drill::DrillOptions {
                 verify: options,
                 probe_interval,
@@ -386,8 +394,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 vault_unseal_keys: keys,
                 node,
                 down_for,
+                notify,
             };
             let r = runtime.block_on(ffe_ops::drill::run(kind, &inventory, &opts));
+            if let Some(bar) = spinner {
+                bar.finish_and_clear();
+            }
             let text = match cli.output {
                 Output::Table => render::drill_table(&r),
                 Output::Json => render::json_drill(&r, &inventory.source) + "\n",
@@ -406,6 +418,26 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     };
     std::io::stdout().write_all(text.as_bytes())?;
     Ok(report.exit_code().code())
+}
+
+/// A spinner on stderr while a drill runs, with each event as it happens; `None` when stderr is
+/// not a terminal (logs, pipelines and tests get the report only).
+fn progress_line(kind: ffe_ops::drill::DrillKind) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {elapsed:>4} drill {prefix}: {wide_msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.set_prefix(kind.name());
+    bar.set_message("checking the cluster (verify)");
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    Some(bar)
 }
 
 /// Ask before failing a component of a running cluster; a non-terminal stdin needs `--yes`.

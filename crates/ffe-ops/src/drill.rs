@@ -104,6 +104,8 @@ pub struct DrillOptions {
     pub node: Option<String>,
     /// Node drills: how long the node stays down before k3s is started again.
     pub down_for: Duration,
+    /// Told each event as it happens (the CLI's progress line).
+    pub notify: Option<Notify>,
 }
 
 /// One probe of one endpoint.
@@ -607,8 +609,7 @@ async fn read_progress(
     pool: &SshPool,
     etcd_endpoint: &crate::verify::Endpoint,
     disrupted: bool,
-    events: &mut Vec<Event>,
-    since: Instant,
+    tl: &mut Timeline<'_>,
 ) -> Progress {
     match t {
         Target::Postgres { pod, .. } => {
@@ -634,7 +635,7 @@ async fn read_progress(
                         return Progress::Intact;
                     }
                     if let Some(l) = leader.filter(|l| &l.name != pod) {
-                        push_event(events, since, format!("Patroni leader is now {}", l.name));
+                        tl.push(format!("Patroni leader is now {}", l.name));
                     }
                     // Whole again: every verdict passes and the deleted member is back in the list.
                     if bad.is_empty() && read.members.iter().any(|m| &m.name == pod) {
@@ -663,7 +664,7 @@ async fn read_progress(
             if !disrupted && target_active {
                 return Progress::Intact;
             }
-            if let Some(why) = unseal_returned(members, &health, keys, events, since).await {
+            if let Some(why) = unseal_returned(members, &health, keys, tl).await {
                 return Progress::Disrupted(why);
             }
             let checks = crate::verify::judge_vault(&health);
@@ -690,7 +691,7 @@ async fn read_progress(
             let mut bad: Vec<String> = vec![];
             if let Some((members, keys)) = vault {
                 let health = vault_health(members).await;
-                if let Some(why) = unseal_returned(members, &health, keys, events, since).await {
+                if let Some(why) = unseal_returned(members, &health, keys, tl).await {
                     bad.push(why);
                 } else {
                     bad.extend(failing(&crate::verify::judge_vault(&health)));
@@ -749,8 +750,7 @@ async fn unseal_returned(
     members: &[Member],
     health: &[(String, Result<ffe_core::vault::Health, String>)],
     keys: &[String],
-    events: &mut Vec<Event>,
-    since: Instant,
+    tl: &mut Timeline<'_>,
 ) -> Option<String> {
     let sealed: Vec<&Member> = members
         .iter()
@@ -763,14 +763,10 @@ async fn unseal_returned(
     }
     let mut outcome = vec![];
     for m in sealed {
-        push_event(
-            events,
-            since,
-            format!("{} is back, sealed: unsealing it", m.address),
-        );
+        tl.push(format!("{} is back, sealed: unsealing it", m.address));
         match ffe_core::vault::init::unseal_member(m, keys, Duration::from_secs(60)).await {
             Ok(()) => {
-                push_event(events, since, format!("{} unsealed", m.address));
+                tl.push(format!("{} unsealed", m.address));
                 outcome.push(format!("{} unsealed; waiting for it to rejoin", m.address));
             }
             Err(e) => outcome.push(format!("unsealing {} failed: {e}", m.address)),
@@ -779,12 +775,32 @@ async fn unseal_returned(
     Some(outcome.join("; "))
 }
 
-fn push_event(events: &mut Vec<Event>, since: Instant, what: String) {
-    if !events.iter().any(|e| e.what == what) {
-        events.push(Event {
-            at_s: since.elapsed().as_secs_f64(),
-            what,
-        });
+/// Called with each event as it happens (seconds since the failure, what): the CLI's progress
+/// line. Never given a secret.
+pub type Notify = Box<dyn Fn(f64, &str) + Send + Sync>;
+
+/// The drill's events, told to `notify` as they happen.
+struct Timeline<'a> {
+    events: Vec<Event>,
+    since: Instant,
+    notify: Option<&'a Notify>,
+}
+
+impl Timeline<'_> {
+    /// Record `what` now, once (a repeated reading is not a new event).
+    fn push(&mut self, what: String) {
+        let at = self.since.elapsed().as_secs_f64();
+        self.push_at(at, what);
+    }
+
+    fn push_at(&mut self, at_s: f64, what: String) {
+        if self.events.iter().any(|e| e.what == what) {
+            return;
+        }
+        if let Some(n) = self.notify {
+            n(at_s, &what);
+        }
+        self.events.push(Event { at_s, what });
     }
 }
 
@@ -795,8 +811,7 @@ async fn inject(
     api: &KubeApi,
     pool: &SshPool,
     opts: &DrillOptions,
-    events: &mut Vec<Event>,
-    since: Instant,
+    tl: &mut Timeline<'_>,
 ) -> Result<(), String> {
     match target {
         Target::Postgres { namespace, pod } | Target::Vault { namespace, pod, .. } => {
@@ -804,7 +819,7 @@ async fn inject(
             api.delete_pod(namespace, pod)
                 .await
                 .map_err(|e| format!("the pod could not be deleted: {e}"))?;
-            push_event(events, since, format!("pod {namespace}/{pod} deleted"));
+            tl.push(format!("pod {namespace}/{pod} deleted"));
             Ok(())
         }
         Target::Node { node, unit, .. } => {
@@ -828,14 +843,10 @@ async fn inject(
                     out.stderr.trim()
                 ));
             }
-            push_event(
-                events,
-                since,
-                format!(
-                    "{K3S_KILLALL} on {}: k3s and its containers stopped",
-                    node.name
-                ),
-            );
+            tl.push(format!(
+                "{K3S_KILLALL} on {}: k3s and its containers stopped",
+                node.name
+            ));
             tokio::time::sleep(opts.down_for).await;
             let start = format!("systemctl start {unit}");
             let out = pool
@@ -861,7 +872,7 @@ async fn inject(
                     out.stderr.trim()
                 ));
             }
-            push_event(events, since, format!("{start} on {}", node.name));
+            tl.push(format!("{start} on {}", node.name));
             Ok(())
         }
     }
@@ -985,10 +996,14 @@ pub async fn run(kind: DrillKind, inv: &Inventory, opts: &DrillOptions) -> Drill
     let inject_s = t0.elapsed().as_secs_f64();
     let injected_at = SystemTime::now();
     let since = Instant::now();
-    let mut events = vec![];
+    let mut tl = Timeline {
+        events: vec![],
+        since,
+        notify: opts.notify.as_ref(),
+    };
     let mut reasons = vec![];
     let mut recovered_s = None;
-    match inject(&target, &api, &pool, opts, &mut events, since).await {
+    match inject(&target, &api, &pool, opts, &mut tl).await {
         Err(e) => reasons.push(e),
         Ok(()) => {
             // 5. Wait for the component to be whole again (restoring what it needs).
@@ -1004,8 +1019,7 @@ pub async fn run(kind: DrillKind, inv: &Inventory, opts: &DrillOptions) -> Drill
                     &pool,
                     &opts.verify.etcd,
                     disrupted,
-                    &mut events,
-                    since,
+                    &mut tl,
                 )
                 .await
                 {
@@ -1018,7 +1032,7 @@ pub async fn run(kind: DrillKind, inv: &Inventory, opts: &DrillOptions) -> Drill
                                 Target::Node { .. } => "first reading after the restart",
                                 _ => "failure visible",
                             };
-                            push_event(&mut events, since, format!("{what}: {why}"));
+                            tl.push(format!("{what}: {why}"));
                         }
                         disrupted = true;
                         last = why;
@@ -1031,10 +1045,7 @@ pub async fn run(kind: DrillKind, inv: &Inventory, opts: &DrillOptions) -> Drill
                             .all(|p| samples_of(p).last().is_some_and(|s| s.ok));
                         if answering {
                             recovered_s = Some(read_at.as_secs_f64());
-                            events.push(Event {
-                                at_s: read_at.as_secs_f64(),
-                                what: format!("recovered: {how}"),
-                            });
+                            tl.push_at(read_at.as_secs_f64(), format!("recovered: {how}"));
                             break;
                         }
                         last = format!("{how}; but the endpoint does not answer yet");
@@ -1086,7 +1097,7 @@ pub async fn run(kind: DrillKind, inv: &Inventory, opts: &DrillOptions) -> Drill
         target: Some(target.describe()),
         injected_at_unix_ms: Some(unix_ms(injected_at)),
         probe_interval_ms: interval.as_millis() as u64,
-        events,
+        events: tl.events,
         endpoints,
         service_restored_s,
         recovered_s,
