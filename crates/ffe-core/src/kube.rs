@@ -254,6 +254,23 @@ impl KubeApi {
     /// Delete a pod the way `kubectl delete pod` does: gracefully (the pod's own grace period,
     /// SIGTERM first); its controller (StatefulSet) creates it again. Returns the API's answer.
     pub async fn delete_pod(&self, namespace: &str, name: &str) -> Result<String, KubeError> {
+        // Names reach the URL path: DNS-1123 only, so nothing but that pod can be meant.
+        for n in [namespace, name] {
+            let ok = !n.is_empty()
+                && n.len() <= 253
+                && n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+                && !n.starts_with(['-', '.'])
+                && !n.ends_with(['-', '.'])
+                && !n.contains("..");
+            if !ok {
+                return Err(KubeError::Request {
+                    method: "DELETE".into(),
+                    url: self.server.clone(),
+                    reason: format!("{n:?} is not a Kubernetes object name"),
+                });
+            }
+        }
         self.ok_body(
             reqwest::Method::DELETE,
             &format!("/api/v1/namespaces/{namespace}/pods/{name}"),
@@ -344,6 +361,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(api.server(), "https://10.210.0.9:6443");
+    }
+
+    #[tokio::test]
+    async fn delete_pod_refuses_names_that_are_not_object_names() {
+        let api = KubeApi::from_kubeconfig(
+            &config("    token: abc\n"),
+            "kc",
+            None,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        // Refused before any request (the server address is never contacted).
+        for (ns, pod) in [
+            ("ffe-data", "../../nodes/x"),
+            ("ffe-data", ""),
+            ("a/b", "p"),
+            ("ffe-data", "P"),
+        ] {
+            let e = api.delete_pod(ns, pod).await.unwrap_err().to_string();
+            assert!(
+                e.contains("is not a Kubernetes object name"),
+                "{ns}/{pod}: {e}"
+            );
+        }
     }
 
     #[test]

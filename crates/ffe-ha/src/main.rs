@@ -220,11 +220,13 @@ enum Command {
         /// How often every endpoint is probed, in milliseconds.
         #[arg(long, value_name = "MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(50..=250))]
         probe_interval_ms: u64,
-        /// Stop waiting for recovery after this many seconds (default: the seed's RTO).
+        /// Stop waiting for recovery after this many seconds, counted from the failure (a node
+        /// drill: from the restart of k3s, so --down-for is not part of it).
         #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(10..=3600))]
         timeout: u64,
         /// JSON list of Vault's unseal key shares, mode 0600 (default: `terraform output -json
-        /// vault_unseal_keys` in --tf-dir). Only vault-leader needs them.
+        /// vault_unseal_keys` in --tf-dir). Every drill but postgres-primary needs them when Vault
+        /// runs: a member that restarts comes back sealed and the drill unseals it.
         #[arg(long, value_name = "FILE")]
         vault_unseal_keys: Option<PathBuf>,
         /// server/worker: the node to stop (default: the inventory's last master or worker).
@@ -375,8 +377,16 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let keys = match runtime.block_on(unseal_keys(kind, &inventory, keys_file)) {
                 Ok(k) => k,
                 Err(e) => {
+                    let code = ExitCode::Inventory.code();
+                    if cli.output == Output::Json {
+                        let _ = writeln!(
+                            std::io::stdout(),
+                            "{}",
+                            render::json_error("drill", &e.to_string(), code)
+                        );
+                    }
                     eprintln!("ffe-ha: {e}");
-                    return Ok(ExitCode::Inventory.code());
+                    return Ok(code);
                 }
             };
             let spinner = progress_line(kind);
@@ -447,10 +457,13 @@ fn confirm(kind: ffe_ops::drill::DrillKind) -> anyhow::Result<bool> {
         eprintln!("ffe-ha: drill {} fails a component of a running cluster; stdin is not a terminal, so pass --yes to confirm", kind.name());
         return Ok(false);
     }
-    eprint!(
-        "ffe-ha drill {} deletes a pod of the running cluster (it is recreated; clients see a failover). Continue? [y/N] ",
-        kind.name()
-    );
+    let what = match kind {
+        ffe_ops::drill::DrillKind::Server | ffe_ops::drill::DrillKind::Worker => {
+            "stops k3s and every container on a node of the running cluster for --down-for seconds, then starts it again"
+        }
+        _ => "deletes a pod of the running cluster (its StatefulSet recreates it; clients see a failover)",
+    };
+    eprint!("ffe-ha drill {} {what}. Continue? [y/N] ", kind.name());
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))

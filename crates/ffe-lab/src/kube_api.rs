@@ -484,6 +484,46 @@ pub mod recorded {
 
     const SEEN: &str = "2026-12-03T10:00:00Z";
 
+    /// A UUID-shaped uid, the same for the same object and generation.
+    fn uid(namespace: &str, name: &str, generation: u32) -> String {
+        use sha2::{Digest, Sha256};
+        let h = hex::encode(Sha256::digest(format!("{namespace}/{name}/{generation}")));
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
+    }
+
+    /// `pod` as its StatefulSet creates it again: the same name, a new uid (generation `n`).
+    pub fn recreated(pod: &Value, n: u32) -> Value {
+        let mut p = pod.clone();
+        let ns = p["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let name = p["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        p["metadata"]["uid"] = json!(uid(&ns, &name, n));
+        p
+    }
+
+    /// A node's Lease as the kubelet renews it (`kube-node-lease`), renewed at `renew_time`
+    /// (RFC 3339 with microseconds, as kube-apiserver writes a MicroTime).
+    pub fn lease(node: &str, renew_time: &str) -> Value {
+        json!({
+            "kind": "Lease",
+            "apiVersion": "coordination.k8s.io/v1",
+            "metadata": {"name": node, "namespace": "kube-node-lease", "creationTimestamp": SEEN},
+            "spec": {"holderIdentity": node, "leaseDurationSeconds": 40, "renewTime": renew_time}
+        })
+    }
+
     /// A Node as `GET /api/v1/nodes` lists it (k3s labels servers as control-plane + etcd).
     pub fn node(name: &str, ip: &str, server: bool, ready: bool, kubelet_version: &str) -> Value {
         let mut labels = json!({
@@ -551,7 +591,7 @@ pub mod recorded {
         json!({
             "kind": "Pod",
             "apiVersion": "v1",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels, "creationTimestamp": SEEN},
+            "metadata": {"name": name, "namespace": namespace, "uid": uid(namespace, name, 1), "labels": labels, "creationTimestamp": SEEN},
             "spec": {"nodeName": node, "containers": [{"name": "database", "image": "percona/percona-distribution-postgresql:17.10-1"}]},
             "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "conditions": [{"type": "Ready", "status": "True"}]}
         })

@@ -378,6 +378,8 @@ enum Target {
     Postgres {
         namespace: String,
         pod: String,
+        /// The pod's uid before the deletion: a new one means the StatefulSet replaced it.
+        uid: String,
     },
     Vault {
         namespace: String,
@@ -385,6 +387,7 @@ enum Target {
         index: usize,
         members: Vec<Member>,
         keys: Vec<String>,
+        uid: String,
     },
     Node {
         node: crate::inventory::Node,
@@ -398,7 +401,7 @@ enum Target {
 impl Target {
     fn describe(&self) -> String {
         match self {
-            Target::Postgres { namespace, pod } => {
+            Target::Postgres { namespace, pod, .. } => {
                 format!("pod {namespace}/{pod} (the Patroni leader)")
             }
             Target::Vault {
@@ -456,9 +459,14 @@ async fn choose(
                     leader.name
                 )]);
             }
+            let uid = pod_uid(api, &pg.namespace, &leader.name)
+                .await
+                .and_then(|u| u.ok_or_else(|| "no such pod".into()))
+                .map_err(|e| vec![format!("pod {}/{}: {e}", pg.namespace, leader.name)])?;
             Ok(Target::Postgres {
                 namespace: pg.namespace.clone(),
                 pod: leader.name.clone(),
+                uid,
             })
         }
         DrillKind::VaultLeader => {
@@ -497,12 +505,19 @@ async fn choose(
                         .is_some_and(|h| h.initialized && !h.sealed && !h.standby)
                 })
                 .ok_or_else(|| vec!["no Vault member is active".to_string()])?;
+            check_keys(&members, &keys).await.map_err(|e| vec![e])?;
+            let pod = v.member_pods[index].clone();
+            let uid = pod_uid(api, &v.namespace, &pod)
+                .await
+                .and_then(|u| u.ok_or_else(|| "no such pod".into()))
+                .map_err(|e| vec![format!("pod {}/{pod}: {e}", v.namespace)])?;
             Ok(Target::Vault {
                 namespace: v.namespace.clone(),
-                pod: v.member_pods[index].clone(),
+                pod,
                 index,
                 members,
                 keys,
+                uid,
             })
         }
         DrillKind::Server | DrillKind::Worker => {
@@ -559,6 +574,7 @@ async fn choose(
                         .ok_or_else(|| vec!["the Vault CA could not be read".to_string()])?;
                     let members =
                         Member::all(&v.member_addresses, ca).map_err(|e| vec![e.to_string()])?;
+                    check_keys(&members, &keys).await.map_err(|e| vec![e])?;
                     Some((members, keys))
                 }
             };
@@ -589,6 +605,43 @@ async fn choose(
             })
         }
     }
+}
+
+/// The uid of pod `ns/name`; `None` when it does not exist (deleted, not yet recreated).
+async fn pod_uid(api: &KubeApi, ns: &str, name: &str) -> Result<Option<String>, String> {
+    let a = api
+        .get_raw(&format!("/api/v1/namespaces/{ns}/pods/{name}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    match a.status {
+        404 => Ok(None),
+        200 => serde_json::from_str::<serde_json::Value>(&a.body)
+            .ok()
+            .and_then(|v| v["metadata"]["uid"].as_str().map(str::to_string))
+            .map(Some)
+            .ok_or_else(|| "the pod has no metadata.uid".into()),
+        s => Err(format!(
+            "HTTP {s}: {}",
+            ffe_core::kube::status_message(&a.body)
+        )),
+    }
+}
+
+/// When the node's kubelet last renewed its Lease (`kube-node-lease`, every 10 s while it runs).
+async fn lease_renewed(api: &KubeApi, node: &str) -> Result<SystemTime, String> {
+    let body = api
+        .get(&format!(
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}"
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    let t = v["spec"]["renewTime"]
+        .as_str()
+        .ok_or("the Lease has no spec.renewTime")?;
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(SystemTime::from)
+        .map_err(|e| format!("renewTime {t:?}: {e}"))
 }
 
 /// Where recovery stands at one read.
@@ -710,6 +763,15 @@ async fn read_progress(
             bad.extend(failing(&kube));
             bad.extend(failing(&etcd));
             bad.extend(failing(&pg));
+            // Patroni's list may still show the node's members as they were before the stop
+            // (until their key expires): their own Patroni must answer.
+            if let Some(pgs) = &inv.postgres {
+                match crate::postgres::patroni_back_on(api, pool, inv, pgs, &node.name).await {
+                    Ok(None) => {}
+                    Ok(Some(why)) => bad.push(format!("Patroni on {} not back: {why}", node.name)),
+                    Err(e) => bad.push(e),
+                }
+            }
             if bad.is_empty() {
                 Progress::Recovered(format!(
                     "{} Ready, etcd, Postgres and Vault whole again",
@@ -814,7 +876,7 @@ async fn inject(
     tl: &mut Timeline<'_>,
 ) -> Result<(), String> {
     match target {
-        Target::Postgres { namespace, pod } | Target::Vault { namespace, pod, .. } => {
+        Target::Postgres { namespace, pod, .. } | Target::Vault { namespace, pod, .. } => {
             tracing::info!(%namespace, %pod, "drill: deleting the pod");
             api.delete_pod(namespace, pod)
                 .await
@@ -825,7 +887,7 @@ async fn inject(
         Target::Node { node, unit, .. } => {
             let t = node.target();
             tracing::info!(node = %node.name, "drill: stopping k3s and its containers");
-            let out = pool
+            let stop = pool
                 .run_status_within(
                     &t,
                     "stop k3s (drill)",
@@ -833,21 +895,33 @@ async fn inject(
                     None,
                     Duration::from_secs(120),
                 )
-                .await
-                .map_err(|e| format!("{K3S_KILLALL} on {}: {e}", node.name))?;
-            if out.code != 0 {
-                return Err(format!(
-                    "{K3S_KILLALL} on {} exited {}: {} (check the node: `systemctl status {unit}`)",
+                .await;
+            match &stop {
+                // Not sent (no SSH): nothing was stopped.
+                Err(e) if e.is_unreachable() => {
+                    return Err(format!("{K3S_KILLALL} on {}: {e}", node.name))
+                }
+                Ok(out) if out.code == 0 => tl.push(format!(
+                    "{K3S_KILLALL} on {}: k3s and its containers stopped",
+                    node.name
+                )),
+                // Sent, but it failed part-way (its exit code is its last command's): k3s may
+                // be stopped all the same, so it is started again whatever happens next.
+                Ok(out) => tl.push(format!(
+                    "{K3S_KILLALL} on {} exited {}: {}",
                     node.name,
                     out.code,
-                    out.stderr.trim()
-                ));
+                    out.stderr.trim().lines().last().unwrap_or("")
+                )),
+                Err(e) => tl.push(format!("{K3S_KILLALL} on {}: {e}", node.name)),
             }
-            tl.push(format!(
-                "{K3S_KILLALL} on {}: k3s and its containers stopped",
-                node.name
-            ));
-            tokio::time::sleep(opts.down_for).await;
+            let interrupted = tokio::select! {
+                _ = tokio::time::sleep(opts.down_for) => false,
+                _ = interrupted() => true,
+            };
+            if interrupted {
+                tl.push("interrupted: starting k3s again now".into());
+            }
             let start = format!("systemctl start {unit}");
             let out = pool
                 .run_status_within(
@@ -860,22 +934,90 @@ async fn inject(
                 .await
                 .map_err(|e| {
                     format!(
-                        "`{start}` on {}: {e}. The node stays down: start k3s on it by hand",
+                        "`{start}` on {}: {e}. THE NODE STAYS DOWN: run `{start}` on it",
                         node.name
                     )
                 })?;
             if out.code != 0 {
                 return Err(format!(
-                    "`{start}` on {} exited {}: {}. The node stays down: `journalctl -u {unit}` on it",
+                    "`{start}` on {} exited {}: {}. THE NODE STAYS DOWN: `journalctl -u {unit}` on it, then `{start}`",
                     node.name,
                     out.code,
                     out.stderr.trim()
                 ));
             }
             tl.push(format!("{start} on {}", node.name));
+            if interrupted {
+                return Err(format!(
+                    "interrupted during --down-for: k3s was started again on {}, recovery was not awaited (`ffe-ha verify`; a Vault member that restarted may be sealed: `terraform apply` unseals it)",
+                    node.name
+                ));
+            }
             Ok(())
         }
     }
+}
+
+/// Ctrl-C or SIGTERM: the drill stops waiting and restores what it broke.
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Every share decodes to a Shamir share (33 bytes: 32 and the x coordinate) and there are at
+/// least the threshold of them (`sys/seal-status` of a member): checked before anything is
+/// touched, so a drill never breaks what it cannot unseal (PGP-encrypted shares are refused).
+async fn check_keys(members: &[Member], keys: &[String]) -> Result<(), String> {
+    check_share_format(keys)?;
+    for m in members {
+        if let Ok(Ok(st)) = tokio::time::timeout(Duration::from_secs(3), m.seal_status()).await {
+            if (keys.len() as u64) < st.threshold {
+                return Err(format!(
+                    "{} unseal key shares given, {} needed: the drill could not unseal a member that restarts",
+                    keys.len(),
+                    st.threshold
+                ));
+            }
+            return Ok(());
+        }
+    }
+    Err("no Vault member told its unseal threshold (sys/seal-status)".into())
+}
+
+/// Each share decodes to 33 bytes (a Shamir share of a 32-byte key, with its x coordinate), or
+/// to the 32-byte key itself when Vault was initialised with a single share (no split).
+fn check_share_format(keys: &[String]) -> Result<(), String> {
+    use base64::Engine;
+    for (i, k) in keys.iter().enumerate() {
+        let len = base64::engine::general_purpose::STANDARD
+            .decode(k.trim())
+            .map(|b| b.len())
+            .unwrap_or(0);
+        if len != 33 && !(len == 32 && keys.len() == 1) {
+            return Err(format!(
+                "unseal key share {} is not a base64 Shamir share (PGP-encrypted shares must be decrypted first: docs/vault.md): the drill could not unseal a member that restarts",
+                i + 1
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Run one drill: precheck, choose the target, probe, fail it, restore, measure.
@@ -1006,12 +1148,50 @@ pub async fn run(kind: DrillKind, inv: &Inventory, opts: &DrillOptions) -> Drill
     match inject(&target, &api, &pool, opts, &mut tl).await {
         Err(e) => reasons.push(e),
         Ok(()) => {
-            // 5. Wait for the component to be whole again (restoring what it needs).
-            let deadline = since + opts.recovery_timeout;
+            // 5. Wait for the component to be whole again (restoring what it needs). The
+            // timeout counts from here: a node's down time is not part of it.
+            let restored_at = SystemTime::now();
+            let deadline = Instant::now() + opts.recovery_timeout;
             let mut disrupted = false;
+            // Evidence that the failure really happened, not only a bad reading: the pod was
+            // replaced (a new uid), or the node's kubelet renewed its Lease after the restart.
+            let mut replaced = false;
             let mut last = String::new();
+            let stop_waiting = interrupted();
+            tokio::pin!(stop_waiting);
             loop {
                 let read_at = since.elapsed();
+                if !replaced {
+                    match &target {
+                        Target::Postgres {
+                            namespace,
+                            pod,
+                            uid,
+                        }
+                        | Target::Vault {
+                            namespace,
+                            pod,
+                            uid,
+                            ..
+                        } => match pod_uid(&api, namespace, pod).await {
+                            Ok(Some(u)) if &u != uid => {
+                                tl.push(format!("pod {namespace}/{pod} replaced (a new uid)"));
+                                replaced = true;
+                            }
+                            Ok(None) => tl.push(format!("pod {namespace}/{pod} gone")),
+                            _ => {}
+                        },
+                        Target::Node { node, .. } => {
+                            if lease_renewed(&api, &node.name)
+                                .await
+                                .is_ok_and(|t| t > restored_at)
+                            {
+                                tl.push(format!("the kubelet of {} renewed its Lease", node.name));
+                                replaced = true;
+                            }
+                        }
+                    }
+                }
                 match read_progress(
                     &target,
                     inv,
@@ -1037,6 +1217,9 @@ pub async fn run(kind: DrillKind, inv: &Inventory, opts: &DrillOptions) -> Drill
                         disrupted = true;
                         last = why;
                     }
+                    Progress::Recovered(how) if !replaced => {
+                        last = format!("{how}; but the failure is not confirmed yet (the pod not replaced, the kubelet not back)");
+                    }
                     Progress::Recovered(how) => {
                         // The drilled endpoint (a node drill: every endpoint) must answer too.
                         let answering = probers
@@ -1058,7 +1241,14 @@ pub async fn run(kind: DrillKind, inv: &Inventory, opts: &DrillOptions) -> Drill
                     ));
                     break;
                 }
-                tokio::time::sleep(HEALTH_POLL).await;
+                let stop = tokio::select! {
+                    _ = tokio::time::sleep(HEALTH_POLL) => false,
+                    _ = &mut stop_waiting => true,
+                };
+                if stop {
+                    reasons.push(format!("interrupted before recovery: {last} (the pod comes back by itself; `ffe-ha verify`; a Vault member that restarted may be sealed: `terraform apply` unseals it)"));
+                    break;
+                }
             }
         }
     }
@@ -1152,6 +1342,21 @@ mod tests {
         assert_eq!(downtime(&o, 2.0), 0.5 + 1.0);
         let none = downtime(&[], 2.0);
         assert!(none == 0.0 && none.is_sign_positive(), "{none}");
+    }
+
+    #[test]
+    fn only_plain_shamir_shares_pass_as_unseal_keys() {
+        use base64::Engine;
+        let b64 = |n: usize| base64::engine::general_purpose::STANDARD.encode(vec![7u8; n]);
+        assert!(check_share_format(&[b64(33), b64(33)]).is_ok());
+        // One share: the key itself, not split.
+        assert!(check_share_format(&[b64(32)]).is_ok());
+        assert!(check_share_format(&[b64(32), b64(33)]).is_err());
+        // A PGP-encrypted share is far longer; a hex share is not base64 of 33 bytes.
+        let e = check_share_format(&[b64(33), b64(600)]).unwrap_err();
+        assert!(e.contains("share 2") && e.contains("PGP"), "{e}");
+        assert!(check_share_format(&["0".repeat(66)]).is_err());
+        assert!(!e.contains(&b64(600)), "the error quotes the key");
     }
 
     #[test]

@@ -67,6 +67,46 @@ pub(crate) async fn patroni_view(
     inv: &Inventory,
     pg: &PostgresSection,
 ) -> Result<(String, PatroniRead), String> {
+    let pods = running_instance_pods(api, pg).await?;
+    let mut failures = vec![];
+    for pod in &pods {
+        match read_pod(pool, inv, pg, pod).await {
+            Ok(r) => return Ok((format!("{} on {}", pod.name, pod.node), r)),
+            Err(e) => failures.push(e),
+        }
+    }
+    Err(format!("no Patroni answered: {}", failures.join("; ")))
+}
+
+/// Whether the Patroni of every instance pod on `node` answers itself (a restarted node's
+/// members are back, not only listed from before). `Ok(None)`: all answered; `Some(why)`: not.
+pub(crate) async fn patroni_back_on(
+    api: &KubeApi,
+    pool: &SshPool,
+    inv: &Inventory,
+    pg: &PostgresSection,
+    node: &str,
+) -> Result<Option<String>, String> {
+    let pods = running_instance_pods(api, pg).await.or_else(|e| {
+        // Every pod of the cluster not running is no error here: the node's pods are not back.
+        if e.starts_with("no running instance pod") {
+            Ok(vec![])
+        } else {
+            Err(e)
+        }
+    })?;
+    for pod in pods.iter().filter(|p| p.node == node) {
+        if let Err(e) = read_pod(pool, inv, pg, pod).await {
+            return Ok(Some(e));
+        }
+    }
+    Ok(None)
+}
+
+async fn running_instance_pods(
+    api: &KubeApi,
+    pg: &PostgresSection,
+) -> Result<Vec<InstancePod>, String> {
     let ns = &pg.namespace;
     let list = api
         .get(&format!(
@@ -82,40 +122,42 @@ pub(crate) async fn patroni_view(
             pg.cluster
         ));
     }
-    let mut failures = vec![];
-    for pod in &pods {
-        let Some(node) = inv.nodes.iter().find(|n| n.name == pod.node) else {
-            failures.push(format!(
-                "{} runs on {}, a node the inventory does not have",
-                pod.name, pod.node
-            ));
-            continue;
-        };
-        let script = pg::patroni_read_script(
-            &pg.patroni_scheme,
-            std::net::SocketAddr::new(pod.ip, pg.patroni_port),
-            PROBE_LIMIT.as_secs(),
-        );
-        // two bounded GETs and the SSH round trip
-        let limit = PROBE_LIMIT * 2 + Duration::from_secs(3);
-        let ran = tokio::time::timeout(
-            limit + inv.ssh.connect_timeout + Duration::from_secs(2),
-            pool.run_within(&node.target(), "read Patroni", &script, limit),
-        )
-        .await;
-        match ran {
-            Ok(Ok(out)) => match pg::parse_patroni_read(&out) {
-                Ok(r) => return Ok((format!("{} on {}", pod.name, pod.node), r)),
-                Err(e) => failures.push(format!("{}: {e}", pod.name)),
-            },
-            Ok(Err(e)) => failures.push(format!("{}: {e}", pod.name)),
-            Err(_) => failures.push(format!(
-                "{}: no answer over SSH from {}",
-                pod.name, pod.node
-            )),
-        }
+    Ok(pods)
+}
+
+/// Patroni's version and `/cluster` as `pod` answers them, read over SSH on its node.
+async fn read_pod(
+    pool: &SshPool,
+    inv: &Inventory,
+    pg: &PostgresSection,
+    pod: &InstancePod,
+) -> Result<PatroniRead, String> {
+    let Some(node) = inv.nodes.iter().find(|n| n.name == pod.node) else {
+        return Err(format!(
+            "{} runs on {}, a node the inventory does not have",
+            pod.name, pod.node
+        ));
+    };
+    let script = pg::patroni_read_script(
+        &pg.patroni_scheme,
+        std::net::SocketAddr::new(pod.ip, pg.patroni_port),
+        PROBE_LIMIT.as_secs(),
+    );
+    // two bounded GETs and the SSH round trip
+    let limit = PROBE_LIMIT * 2 + Duration::from_secs(3);
+    let ran = tokio::time::timeout(
+        limit + inv.ssh.connect_timeout + Duration::from_secs(2),
+        pool.run_within(&node.target(), "read Patroni", &script, limit),
+    )
+    .await;
+    match ran {
+        Ok(Ok(out)) => pg::parse_patroni_read(&out).map_err(|e| format!("{}: {e}", pod.name)),
+        Ok(Err(e)) => Err(format!("{}: {e}", pod.name)),
+        Err(_) => Err(format!(
+            "{}: no answer over SSH from {}",
+            pod.name, pod.node
+        )),
     }
-    Err(format!("no Patroni answered: {}", failures.join("; ")))
 }
 
 /// The verdicts from Patroni's member list (`asked`: the pod that answered).

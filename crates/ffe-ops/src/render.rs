@@ -157,22 +157,19 @@ pub fn drill_table(r: &crate::drill::DrillReport) -> String {
         out.push('\n');
     }
     out.push('\n');
+    let rto = format!("seed RTO \"{}\" ({:.0} s)", r.rto.seed, r.rto.limit_s);
     match r.service_restored_s {
-        Some(s) if s <= 0.0 => out.push_str("service: no failed probe (no downtime seen)\n"),
-        Some(s) => out.push_str(&format!("service restored after {s:.2} s\n")),
-        None => out.push_str("service: NOT restored\n"),
+        Some(s) if s <= 0.0 => out.push_str(&format!(
+            "service: no failed probe (no downtime seen); {rto}: met\n"
+        )),
+        Some(s) if s <= r.rto.limit_s => {
+            out.push_str(&format!("service restored after {s:.2} s; {rto}: met\n"))
+        }
+        Some(s) => out.push_str(&format!("service restored after {s:.2} s; {rto}: MISSED\n")),
+        None => out.push_str(&format!("service: NOT restored; {rto}: MISSED\n")),
     }
     match r.recovered_s {
-        Some(s) => out.push_str(&format!(
-            "fully recovered after {s:.2} s; seed RTO \"{}\" ({:.0} s): {}\n",
-            r.rto.seed,
-            r.rto.limit_s,
-            if r.outcome == Outcome::Recovered {
-                "met"
-            } else {
-                "MISSED"
-            }
-        )),
+        Some(s) => out.push_str(&format!("fully recovered after {s:.2} s\n")),
         None => out.push_str("NOT recovered\n"),
     }
     for why in &r.reasons {

@@ -178,6 +178,8 @@ pub struct Healthy<'a> {
     pub bao_keys: Vec<String>,
     /// The primary Service stand-in (`PgLab::primary_service`): the inventory's primary endpoint.
     pub primary: SocketAddr,
+    /// The deletable pods as first recorded (instance pods, then `vault-0..2`).
+    pub pods: Vec<Value>,
 }
 
 /// Build the 6-host lab with every engine healthy and one backup of each kind, then run `f`.
@@ -275,25 +277,33 @@ pub fn with_healthy_lab<R>(f: impl FnOnce(&Healthy<'_>) -> R) -> R {
         .iter()
         .map(|(ns, name, body)| (*ns, name.as_str(), body.clone()))
         .collect();
+    // Every node's Lease, renewed now (the drill test renews a node's when its k3s starts again).
+    let leases: Vec<(String, String)> = hosts_of(&pg)
+        .iter()
+        .map(|h| (lease_path(h), recorded::lease(h, &now_micro()).to_string()))
+        .collect();
+    let pods_path = format!("/api/v1/namespaces/{PG_NS}/pods");
+    let bouncer_path = format!("/api/v1/namespaces/{PG_NS}/services/{BOUNCER_SVC}");
+    let mut routes: Vec<(&str, String)> = leases
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.clone()))
+        .collect();
     let api = RecordedApi::start_with_pods(
         lab,
         MASTERS[0],
         &api_ca,
-        &[
-            ("/api/v1/nodes", node_list(&pg, "")),
-            (
-                &format!("/api/v1/namespaces/{PG_NS}/pods"),
-                pods.to_string(),
-            ),
-            (
-                &format!("/api/v1/namespaces/{PG_NS}/services/{BOUNCER_SVC}"),
-                service.to_string(),
-            ),
-            (
-                "/api/v1/namespaces/vault/secrets/vault-ca",
-                secret.to_string(),
-            ),
-        ],
+        &{
+            routes.extend([
+                ("/api/v1/nodes", node_list(&pg, "")),
+                (&pods_path, pods.to_string()),
+                (&bouncer_path, service.to_string()),
+                (
+                    "/api/v1/namespaces/vault/secrets/vault-ca",
+                    secret.to_string(),
+                ),
+            ]);
+            routes
+        },
         &deletable,
     )
     .unwrap();
@@ -341,7 +351,49 @@ pub fn with_healthy_lab<R>(f: impl FnOnce(&Healthy<'_>) -> R) -> R {
         backups,
         bao_keys: init.keys_base64.clone(),
         primary,
+        pods: instance_pods.into_iter().chain(vault_pods).collect(),
     })
+}
+
+/// Run `ffe-ha verify` until it passes (exit 0) and return that run's JSON report: the lab shares
+/// two cores with the whole test suite, and a stall of a few seconds (a PgBouncer probe over its
+/// 3 s limit) is the machine, not the cluster. Fails after 120 s with the last report.
+pub fn verified(inv: &std::path::Path, extra: &[&str]) -> (Value, String) {
+    let inv = inv.display().to_string();
+    let started = std::time::Instant::now();
+    loop {
+        let mut args = vec![
+            "--inventory",
+            inv.as_str(),
+            "verify",
+            "--output",
+            "json",
+            "--etcd-url",
+            ffe_lab::etcd::LAB_API_URL,
+        ];
+        args.extend(extra);
+        let out = ffe_ha(&args);
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        if out.status.code() == Some(0) {
+            return (doc, err);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the lab did not verify healthy within 120 s:\n{doc:#}\n{err}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// The API path of a node's Lease.
+pub fn lease_path(node: &str) -> String {
+    format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}")
+}
+
+/// Now as kube-apiserver writes a MicroTime (RFC 3339, microseconds, UTC).
+pub fn now_micro() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 pub fn hosts_of(pg: &PgLab) -> Vec<String> {
