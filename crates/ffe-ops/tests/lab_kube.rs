@@ -57,7 +57,8 @@ async fn api_and_node_checks_read_the_api_with_the_client_certificate() {
     let same = |_: &str| VERSION.to_string();
     let nodes = recorded::lab_nodes(lab.hosts(), "", &same);
     let broken = recorded::node("x", "10.210.0.1", false, true, VERSION);
-    // Every kind the stand-in serves in the verify lab: nodes, instance pods, a Service, a Secret.
+    // Every kind the stand-in serves in the verify and drill labs: nodes, instance pods, a
+    // Service, a Secret, a recreated pod, a Lease.
     let mut objects = nodes["items"].as_array().unwrap().clone();
     objects.push(recorded::pod(
         "ffe-data",
@@ -73,6 +74,17 @@ async fn api_and_node_checks_read_the_api_with_the_client_certificate() {
         5432,
     ));
     objects.push(recorded::secret("vault", "vault-ca", &[("ca.crt", b"PEM")]));
+    // The drill's: a pod as its StatefulSet creates it again, and a node's Lease.
+    let recreated = recorded::recreated(&objects[objects.len() - 3], 2);
+    assert_ne!(
+        recreated["metadata"]["uid"],
+        objects[objects.len() - 3]["metadata"]["uid"]
+    );
+    objects.push(recreated);
+    objects.push(recorded::lease(
+        "vk-worker-1",
+        "2026-12-03T10:00:00.123456Z",
+    ));
     assert_schema_valid(&objects);
     // The schema check can fail: a misspelt field is refused.
     let mut misspelt = broken.clone();
