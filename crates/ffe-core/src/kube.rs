@@ -351,27 +351,24 @@ mod tests {
         assert!(!e.is_empty() && !e.contains("SECRET"), "{e}");
     }
 
-    #[test]
-    fn a_token_user_builds_and_keeps_the_server() {
-        let api = KubeApi::from_kubeconfig(
+    fn token_api() -> KubeApi {
+        KubeApi::from_kubeconfig(
             &config("    token: abc\n"),
             "kc",
             None,
             Duration::from_secs(1),
         )
-        .unwrap();
-        assert_eq!(api.server(), "https://10.210.0.9:6443");
+        .unwrap()
+    }
+
+    #[test]
+    fn a_token_user_builds_and_keeps_the_server() {
+        assert_eq!(token_api().server(), "https://10.210.0.9:6443");
     }
 
     #[tokio::test]
     async fn delete_pod_refuses_names_that_are_not_object_names() {
-        let api = KubeApi::from_kubeconfig(
-            &config("    token: abc\n"),
-            "kc",
-            None,
-            Duration::from_secs(1),
-        )
-        .unwrap();
+        let api = token_api();
         // Refused before any request (the server address is never contacted).
         for (ns, pod) in [
             ("ffe-data", "../../nodes/x"),

@@ -194,6 +194,16 @@ fn play_k3s(h: &Healthy<'_>, stop: &AtomicBool, log: &Mutex<Vec<String>>) {
     }
 }
 
+/// The stand-in that plays what a drill of `kind` sets off (k3s for node drills, the kubelet and
+/// StatefulSet for pod drills), until `stop`.
+fn play(h: &Healthy<'_>, kind: &str, stop: &AtomicBool, log: &Mutex<Vec<String>>) {
+    if kind == "server" || kind == "worker" {
+        play_k3s(h, stop, log)
+    } else {
+        play_kubelet(h, stop, log)
+    }
+}
+
 /// `true`: a real session through the primary endpoint runs on a primary.
 fn postgres_serving(primary: SocketAddr) -> bool {
     let SocketAddr::V4(a) = primary else {
@@ -225,10 +235,6 @@ fn truth_outage(samples: &[(f64, bool)], injected_s: f64) -> Option<(f64, Option
     Some((down - injected_s, up.map(|u| u - injected_s)))
 }
 
-fn wait_verified(h: &Healthy<'_>) {
-    verified(&h.inv_path, &[]);
-}
-
 /// Run one drill with the kubelet stand-in and the truth sampler; (code, drill JSON, truth
 /// samples as (unix seconds, serving), stand-in log).
 fn drill_with_truth(
@@ -236,16 +242,12 @@ fn drill_with_truth(
     kind: &str,
     extra: &[&str],
 ) -> (i32, Value, String, Vec<(f64, bool)>, Vec<String>) {
-    wait_verified(h);
+    verified(&h.inv_path, &[]);
     let stop = AtomicBool::new(false);
     let log = Mutex::new(vec![]);
     let samples = Mutex::new(vec![]);
     let (code, doc, err) = std::thread::scope(|s| {
-        if kind == "server" || kind == "worker" {
-            s.spawn(|| play_k3s(h, &stop, &log));
-        } else {
-            s.spawn(|| play_kubelet(h, &stop, &log));
-        }
+        s.spawn(|| play(h, kind, &stop, &log));
         s.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
                 let t = unix_s(SystemTime::now());
@@ -349,6 +351,10 @@ fn judge(
     let recovered = d["recovered_s"].as_f64().unwrap();
     assert!(recovered >= restored - WITHIN, "{doc:#}");
     assert!(d["probe_interval_ms"].as_u64().unwrap() <= 250);
+    eprintln!(
+        "{kind}: restored {restored:.2} s (truth {up:.2}), downtime {downtime:.2} s (truth {:.2}), recovered {recovered:.2} s",
+        up - down
+    );
     Measured {
         service_restored_s: restored,
         truth_restored_s: up,
@@ -407,7 +413,7 @@ fn drills_fail_one_component_measure_the_failover_and_restore_it() {
         // postgres-primary: the leader's pod is deleted; a replica takes over; the pod returns.
         let before = h.pg.wait_healthy(Duration::from_secs(60)).unwrap();
         let (code, doc, err, truth, log) = drill_with_truth(h, "postgres-primary", &["--yes"]);
-        let pg = judge("postgres-primary", code, &doc, &err, &truth, &log);
+        judge("postgres-primary", code, &doc, &err, &truth, &log);
         let d = &doc["drill"];
         assert!(
             d["target"]
@@ -420,10 +426,6 @@ fn drills_fail_one_component_measure_the_failover_and_restore_it() {
         assert_eq!(h.api.deletions()[0].pod, before.name);
         let after = h.pg.wait_healthy(Duration::from_secs(60)).unwrap();
         assert_ne!(after.name, before.name, "the leader did not move");
-        eprintln!(
-            "postgres-primary: restored {:.2} s (truth {:.2}), downtime {:.2} s (truth {:.2}), recovered {:.2} s",
-            pg.service_restored_s, pg.truth_restored_s, pg.downtime_s, pg.truth_downtime_s, pg.recovered_s
-        );
 
         // vault-leader: the active member's pod is deleted; a standby takes over; the member
         // comes back sealed and the drill unseals it.
@@ -433,7 +435,7 @@ fn drills_fail_one_component_measure_the_failover_and_restore_it() {
             "vault-leader",
             &["--yes", "--vault-unseal-keys", &keys_arg],
         );
-        let v = judge("vault-leader", code, &doc, &err, &truth, &log);
+        judge("vault-leader", code, &doc, &err, &truth, &log);
         assert_eq!(h.api.deletions()[1].pod, format!("vault-{active}"));
         let events = doc["drill"]["events"].to_string();
         assert!(
@@ -447,10 +449,6 @@ fn drills_fail_one_component_measure_the_failover_and_restore_it() {
                 "member {i} sealed after the drill"
             );
         }
-        eprintln!(
-            "vault-leader: restored {:.2} s (truth {:.2}), downtime {:.2} s (truth {:.2}), recovered {:.2} s",
-            v.service_restored_s, v.truth_restored_s, v.downtime_s, v.truth_downtime_s, v.recovered_s
-        );
         // worker: the Patroni leader's worker stopped (k3s and its pods killed) for 30 s: Postgres
         // fails over to another worker (a crash: Patroni's ttl), the node comes back, its
         // Patroni rejoins as a replica.
@@ -483,7 +481,7 @@ fn drills_fail_one_component_measure_the_failover_and_restore_it() {
                 "30",
             ],
         );
-        let w = judge("worker", code, &doc, &err, &truth, &log);
+        judge("worker", code, &doc, &err, &truth, &log);
         assert!(
             doc["drill"]["target"]
                 .as_str()
@@ -494,10 +492,6 @@ fn drills_fail_one_component_measure_the_failover_and_restore_it() {
         assert_ne!(
             h.pg.wait_healthy(Duration::from_secs(60)).unwrap().name,
             leader.name
-        );
-        eprintln!(
-            "worker: restored {:.2} s (truth {:.2}), downtime {:.2} s (truth {:.2}), recovered {:.2} s",
-            w.service_restored_s, w.truth_restored_s, w.downtime_s, w.truth_downtime_s, w.recovered_s
         );
 
         // A start of k3s that fails: the drill says the node stays down and exits 1; the
@@ -548,7 +542,7 @@ fn drills_fail_one_component_measure_the_failover_and_restore_it() {
             std::thread::sleep(RECREATE + Duration::from_secs(1));
             stop.store(true, Ordering::Relaxed);
         });
-        wait_verified(h);
+        verified(&h.inv_path, &[]);
 
         // server: the master with the active Vault member stopped for 20 s: etcd keeps its
         // quorum, Vault elects another leader; the master comes back, its Vault member sealed,
@@ -567,17 +561,13 @@ fn drills_fail_one_component_measure_the_failover_and_restore_it() {
                 "20",
             ],
         );
-        let m = judge("server", code, &doc, &err, &truth, &log);
+        judge("server", code, &doc, &err, &truth, &log);
         let events = doc["drill"]["events"].to_string();
         assert!(
             events.contains("k3s-killall.sh on")
                 && events.contains("systemctl start k3s on")
                 && events.contains("unsealed"),
             "{events}"
-        );
-        eprintln!(
-            "server: restored {:.2} s (truth {:.2}), downtime {:.2} s (truth {:.2}), recovered {:.2} s",
-            m.service_restored_s, m.truth_restored_s, m.downtime_s, m.truth_downtime_s, m.recovered_s
         );
         // `--node` must name a node of the drill's role.
         let (code, doc, _) = drill(
@@ -635,11 +625,7 @@ fn table_drill(h: &Healthy<'_>, kind: &str, extra: &[&str]) -> String {
     ];
     args.extend(extra);
     let out = std::thread::scope(|s| {
-        if kind == "server" || kind == "worker" {
-            s.spawn(|| play_k3s(h, &stop, &log));
-        } else {
-            s.spawn(|| play_kubelet(h, &stop, &log));
-        }
+        s.spawn(|| play(h, kind, &stop, &log));
         let out = Command::new(env!("CARGO_BIN_EXE_ffe-ha"))
             .args(&args)
             .output()

@@ -13,41 +13,12 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use ffe_lab::etcd::LAB_API_URL;
 use serde_json::{json, Value};
-
-/// `ffe-ha --inventory INV verify --output json --etcd-url <lab>` → (exit code, report, stderr).
-fn verify(inv: &Path, extra: &[&str]) -> (i32, Value, String) {
-    let inv = inv.display().to_string();
-    let mut args = vec![
-        "--inventory",
-        inv.as_str(),
-        "verify",
-        "--output",
-        "json",
-        "--etcd-url",
-        LAB_API_URL,
-    ];
-    args.extend(extra);
-    let out = ffe_ha(&args);
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (
-        out.status.code().unwrap_or(-1),
-        doc,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn verify_passes_on_a_healthy_lab_and_names_each_broken_component() {

@@ -480,13 +480,11 @@ async fn choose(
                 .ok_or_else(|| vec!["no unseal keys: the deleted member comes back sealed and the drill must unseal it. Run from the environment directory (terraform output vault_unseal_keys) or pass --vault-unseal-keys FILE".to_string()])?;
             let ca = vault_ca.ok_or_else(|| vec!["the Vault CA could not be read".to_string()])?;
             let members = Member::all(&v.member_addresses, ca).map_err(|e| vec![e.to_string()])?;
-            let health = join_all(members.iter().map(|m| async move {
-                tokio::time::timeout(Duration::from_secs(3), m.health())
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-            }))
-            .await;
+            let health: Vec<Option<ffe_core::vault::Health>> = vault_health(&members)
+                .await
+                .into_iter()
+                .map(|(_, h)| h.ok())
+                .collect();
             let unsealed = health
                 .iter()
                 .filter(|h| h.as_ref().is_some_and(|h| h.initialized && !h.sealed))
@@ -1048,28 +1046,14 @@ pub async fn run(kind: DrillKind, inv: &Inventory, opts: &DrillOptions) -> Drill
         reasons.extend(blockers);
         return refused(kind, opts, reasons, not_passing);
     }
-    let api = match opts
-        .verify
-        .kubeconfig
-        .clone()
-        .or_else(|| inv.kubeconfig_path.clone())
-        .ok_or_else(|| "no kubeconfig: pass --kubeconfig".to_string())
-        .and_then(|p| {
-            KubeApi::from_kubeconfig_file(&p, Duration::from_secs(3)).map_err(|e| e.to_string())
-        }) {
-        Ok(a) => a,
-        Err(e) => return refused(kind, opts, vec![e], not_passing),
-    };
-    // A second client for the probes: each request bounded by the probe interval.
-    let probe_api = match opts
-        .verify
-        .kubeconfig
-        .clone()
-        .or_else(|| inv.kubeconfig_path.clone())
-        .ok_or_else(|| "no kubeconfig".to_string())
-        .and_then(|p| KubeApi::from_kubeconfig_file(&p, interval).map_err(|e| e.to_string()))
-    {
-        Ok(a) => a,
+    // Two clients: one for the drill's reads and writes, one for the probes, each request of
+    // which is bounded by the probe interval.
+    let clients =
+        crate::verify::kube_api(inv, &opts.verify, Duration::from_secs(3)).and_then(|api| {
+            crate::verify::kube_api(inv, &opts.verify, interval).map(|probe| (api, probe))
+        });
+    let (api, probe_api) = match clients {
+        Ok(c) => c,
         Err(e) => return refused(kind, opts, vec![e], not_passing),
     };
     let vault_ca = match &inv.vault {

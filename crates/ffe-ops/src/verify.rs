@@ -609,6 +609,25 @@ pub(crate) async fn vault_ca(
     })
 }
 
+/// The API client of `--kubeconfig`, else of the inventory's `kubeconfig_path`; each request
+/// bounded by `limit`.
+pub(crate) fn kube_api(
+    inv: &Inventory,
+    opts: &VerifyOptions,
+    limit: Duration,
+) -> Result<KubeApi, String> {
+    match opts
+        .kubeconfig
+        .clone()
+        .or_else(|| inv.kubeconfig_path.clone())
+    {
+        None => Err(
+            "no kubeconfig: the inventory has no kubeconfig_path; pass --kubeconfig".to_string(),
+        ),
+        Some(path) => KubeApi::from_kubeconfig_file(&path, limit).map_err(|e| e.to_string()),
+    }
+}
+
 /// `f`, logging when it finished (`RUST_LOG=ffe_ops=debug` shows where a run's time goes).
 async fn timed(
     what: &str,
@@ -623,16 +642,7 @@ async fn timed(
 /// Run every check of a running cluster, all at once; never hangs (every step is bounded).
 pub async fn run(inv: &Inventory, opts: &VerifyOptions) -> Report {
     let pool = SshPool::new(inv.ssh.clone());
-    let api = match opts
-        .kubeconfig
-        .clone()
-        .or_else(|| inv.kubeconfig_path.clone())
-    {
-        None => Err(
-            "no kubeconfig: the inventory has no kubeconfig_path; pass --kubeconfig".to_string(),
-        ),
-        Some(path) => KubeApi::from_kubeconfig_file(&path, API_LIMIT).map_err(|e| e.to_string()),
-    };
+    let api = kube_api(inv, opts, API_LIMIT);
     let not_evaluated = |ids: &[&'static str], why: &str| -> Vec<Check> {
         ids.iter()
             .map(|id| {

@@ -359,23 +359,10 @@ pub fn with_healthy_lab<R>(f: impl FnOnce(&Healthy<'_>) -> R) -> R {
 /// two cores with the whole test suite, and a stall of a few seconds (a PgBouncer probe over its
 /// 3 s limit) is the machine, not the cluster. Fails after 120 s with the last report.
 pub fn verified(inv: &std::path::Path, extra: &[&str]) -> (Value, String) {
-    let inv = inv.display().to_string();
     let started = std::time::Instant::now();
     loop {
-        let mut args = vec![
-            "--inventory",
-            inv.as_str(),
-            "verify",
-            "--output",
-            "json",
-            "--etcd-url",
-            ffe_lab::etcd::LAB_API_URL,
-        ];
-        args.extend(extra);
-        let out = ffe_ha(&args);
-        let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        if out.status.code() == Some(0) {
+        let (code, doc, err) = verify(inv, extra);
+        if code == 0 {
             return (doc, err);
         }
         assert!(
@@ -384,6 +371,34 @@ pub fn verified(inv: &std::path::Path, extra: &[&str]) -> (Value, String) {
         );
         std::thread::sleep(Duration::from_secs(2));
     }
+}
+
+/// `ffe-ha --inventory INV verify --output json --etcd-url <lab>` → (exit code, report, stderr).
+pub fn verify(inv: &std::path::Path, extra: &[&str]) -> (i32, Value, String) {
+    let inv = inv.display().to_string();
+    let mut args = vec![
+        "--inventory",
+        inv.as_str(),
+        "verify",
+        "--output",
+        "json",
+        "--etcd-url",
+        ffe_lab::etcd::LAB_API_URL,
+    ];
+    args.extend(extra);
+    let out = ffe_ha(&args);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (
+        out.status.code().unwrap_or(-1),
+        doc,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The API path of a node's Lease.
