@@ -15,6 +15,11 @@
 //!   (reason `MethodNotAllowed`). Nothing is deleted: the test watching
 //!   [`RecordedApi::deletions`] plays the kubelet and the StatefulSet controller (stops and
 //!   restarts the real engine);
+//! - **Jobs** ([`RecordedApi::start_full`] with the address of a [`crate::jobs::JobRunner`], the
+//!   Job controller + kubelet stand-in): nginx proxies to it every path under
+//!   `/apis/batch/v1/namespaces/` that is not an exact recorded route (a recorded CronJob keeps
+//!   being served here), every `/api/v1/namespaces/{ns}/pods/{pod}/log`, and any request whose
+//!   `labelSelector` starts with `job-name=` (also on a recorded route such as the pods list);
 //! - any other path: 404 with a Kubernetes `Status` body, as the API server answers.
 //!
 //! Every request is also logged as `$msec $request_method $uri $status` (`requests.log`), which
@@ -23,6 +28,7 @@
 //! The recorded bodies are not recorded from a real cluster (none can run here): the tests build
 //! them and check their shape against the Kubernetes schemas (`kubernetes-validate --strict`).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -121,6 +127,22 @@ impl RecordedApi {
         routes: &[(&str, String)],
         pods: &[(&str, &str, String)],
     ) -> Result<Self, ApiError> {
+        Self::start_full(lab, host, ca, routes, pods, None)
+    }
+
+    /// Like [`start_with_pods`](Self::start_with_pods), plus, when `jobs` is the address of a
+    /// [`crate::jobs::JobRunner`], the Job paths proxied to it (plain HTTP on the lab bridge):
+    /// everything under `/apis/batch/v1/namespaces/` that is not an exact recorded route, the
+    /// pod log paths, and any request whose `labelSelector` starts with `job-name=` (recorded
+    /// routes included). The client certificate is required for these too.
+    pub fn start_full(
+        lab: &Lab,
+        host: &str,
+        ca: &TestCa,
+        routes: &[(&str, String)],
+        pods: &[(&str, &str, String)],
+        jobs: Option<SocketAddr>,
+    ) -> Result<Self, ApiError> {
         let host = lab.host(host)?.clone();
         let dir = lab.dir().join(format!("kube-api-{}", host.name));
         std::fs::create_dir_all(dir.join("bodies")).map_err(io("create the API stand-in dir"))?;
@@ -156,6 +178,9 @@ impl RecordedApi {
                  alias {};\n    }}\n",
                 file.display()
             ));
+        }
+        if let Some(up) = jobs {
+            locations.push_str(&jobs_locations(up));
         }
         let not_found = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","code":404}"#;
         let conf = format!(
@@ -305,6 +330,22 @@ impl RecordedApi {
 /// kube-apiserver's answer to a method a resource does not serve.
 const METHOD_NOT_ALLOWED: &str = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server does not allow this method on the requested resource","reason":"MethodNotAllowed","details":{},"code":405}"#;
 
+/// The nginx lines sending the Job paths to the Job stand-in at `up`. A `labelSelector` starting
+/// with `job-name=` (`=` sent as is or as `%3D`) is rewritten, at server level so that it wins
+/// over exact recorded routes, to an internal location that passes the original URI on. Exact
+/// (`=`) locations win over the `/apis/batch/v1/namespaces/` prefix, so a recorded CronJob stays
+/// here. No buffering: a followed pod log streams.
+fn jobs_locations(up: SocketAddr) -> String {
+    let proxy = "proxy_http_version 1.1; proxy_buffering off; proxy_request_buffering off; \
+                 proxy_read_timeout 1h;";
+    format!(
+        "    if ($arg_labelselector ~ \"^job-name(=|%3[Dd])\") {{ rewrite ^ /__jobs last; }}\n\
+         \x20   location = /__jobs {{ internal; {proxy} proxy_pass http://{up}$request_uri; }}\n\
+         \x20   location /apis/batch/v1/namespaces/ {{ {proxy} proxy_pass http://{up}; }}\n\
+         \x20   location ~ ^/api/v1/namespaces/[^/]+/pods/[^/]+/log$ {{ {proxy} proxy_pass http://{up}; }}\n"
+    )
+}
+
 /// Lines `MSEC METHOD URI STATUS` -> the `DELETE .../pods/NAME 200` ones. Only complete
 /// (newline-terminated) lines: nginx may be mid-write.
 fn parse_deletions(log: &str) -> Vec<Deletion> {
@@ -336,7 +377,7 @@ fn parse_deletions(log: &str) -> Vec<Deletion> {
 }
 
 /// A DNS-1123 subdomain (what namespaces and pod names are): safe in an nginx location path.
-fn is_dns_name(s: &str) -> bool {
+pub(crate) fn is_dns_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.bytes()
@@ -378,7 +419,7 @@ fn nginx_quoted(json: &str) -> String {
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds: the API's `metav1.Time`).
-fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's days_from_civil, inverted).

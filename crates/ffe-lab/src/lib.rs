@@ -9,6 +9,9 @@
 //! * [`standin`] — the **k3s stand-in** (binary `k3s-standin`). k3s cannot be obtained on this
 //!   machine; the stand-in plays k3s's observable interface and records every call. It is not
 //!   k3s: never count a stand-in result as a measured property of k3s.
+//! * [`kube_api`] — the **Kubernetes API stand-in** (real nginx, recorded objects), and [`jobs`] —
+//!   the **Job controller + kubelet stand-in** behind it (a Job's one container really run on a
+//!   lab host).
 //!
 //! # Stable API (used by the provider's integration tests)
 //!
@@ -62,6 +65,7 @@
 //! without which the stand-in refuses to change files). Reported version: [`STANDIN_VERSION`].
 
 pub mod etcd;
+pub mod jobs;
 pub mod kube_api;
 pub mod lab;
 pub mod pki;
