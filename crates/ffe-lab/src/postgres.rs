@@ -59,7 +59,7 @@ pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 /// Patroni `scope` (the cluster name in the DCS).
 pub const SCOPE: &str = "ffe-lab";
 /// pgBackRest stanza.
-pub const STANZA: &str = "ffe";
+pub const STANZA: &str = "db";
 /// The database [`PgLab::create_database`] creates and PgBouncer serves.
 pub const DB: &str = "ffe";
 /// PostgreSQL's port on every database host.
@@ -111,6 +111,10 @@ pub struct PgbackrestSettings {
     pub schedules: BTreeMap<String, String>,
     /// Monitoring's margin for the newest-backup alert, not a pgbackrest.conf option.
     pub backup_age_margin_hours: u32,
+    /// The restore-check CronJob's schedule (not a pgbackrest.conf option; the lab runs the
+    /// check on demand, `ffe-ha backup verify`).
+    #[serde(default)]
+    pub restore_check_schedule: Option<String>,
     /// Every other key is a pgBackRest option and goes into pgbackrest.conf `[global]`;
     /// pgBackRest itself then says whether it knows it (checked at stanza-create).
     #[serde(flatten)]

@@ -135,6 +135,8 @@ output "ops_inventory" {
       patroni_port      = module.postgres[0].names.patroni_port
       primary_endpoint  = module.postgres[0].endpoints.primary
       pgbouncer_service = module.postgres[0].names.pgbouncer_service
+      # `ffe-ha backup verify` runs a Job from this CronJob's jobTemplate and reads its log.
+      restore_check_cronjob = module.postgres[0].names.restore_check_cronjob
     } : null
     vault = local.vault_enabled ? {
       member_addresses = module.vault[0].member_addresses

@@ -9,7 +9,8 @@
 #   - the Patroni leader Service `ffe-pg-ha` as a kube-vip LoadBalancer on primary_ip: Patroni
 #     writes its Endpoints, so the address follows the primary;
 #   - pgBackRest repo1 on the NFS backup class (continuous WAL archiving, weekly full + daily
-#     differential, time-based retention) and a daily pg_dump CronJob to the same share.
+#     differential, time-based retention) and a daily pg_dump CronJob to the same share;
+#   - a weekly restore-check CronJob: the newest backup + WAL restored into a throw-away instance.
 # The operator's CRDs are a separate output (crd_manifests): the environment writes them as their own
 # bundle, waits until they are Established, and only then writes `manifests` (environments/ha/postgres.tf).
 
@@ -279,6 +280,108 @@ locals {
                 # Only the CA of the cluster certificate Secret (its key stays out of the pod).
                 { name = "ca", secret = { secretName = local.cluster_cert, items = [{ key = "ca.crt", path = "ca.crt" }] } },
                 { name = "tmp", emptyDir = {} },
+              ]
+            }
+          }
+        }
+      }
+    }
+  }
+
+  # Weekly restore check (and `ffe-ha backup verify`, which runs a Job from this jobTemplate and reads
+  # its `ffe-restore-check ` lines): the newest backup set plus every archived WAL segment after it,
+  # restored into the pod's emptyDir and started as a throw-away instance with our own configuration;
+  # it prints the pgBackRest info, the replay point and the databases, runs pg_amcheck on every
+  # database and stops. Any failure exits non-zero and fails the Job (backoffLimit 0: no retry).
+  restore_check_script = <<-SH
+    set -euo pipefail
+    export PATH="/usr/pgsql-${var.postgres_version}/bin:$PATH"
+    # Everything is written under /tmp (an emptyDir): the root filesystem and the repository are
+    # read-only here, and the restored instance never archives (archive_mode off).
+    work=/tmp/restore-check
+    mkdir -p "$work/pgbackrest" "$work/run"
+    : > "$work/pgbackrest/pgbackrest.conf"
+    export PGBACKREST_CONFIG="$work/pgbackrest/pgbackrest.conf" PGBACKREST_STANZA=db \
+      PGBACKREST_REPO1_PATH=/pgbackrest/repo1 PGBACKREST_PG1_PATH="$work/data" \
+      PGBACKREST_LOCK_PATH="$work/pgbackrest" PGBACKREST_LOG_PATH="$work/pgbackrest" \
+      PGBACKREST_LOG_LEVEL_FILE=off PGBACKREST_LOG_LEVEL_CONSOLE=warn
+    echo "ffe-restore-check info $(pgbackrest info --output=json | tr -d '\n')"
+    # The newest backup set, then every archived WAL segment after it; then promoted.
+    pgbackrest restore --archive-mode=off
+    # Our own configuration: the backup's postgresql.conf names the cluster pods' paths and certificates.
+    printf '%s\n' "listen_addresses = ''" "unix_socket_directories = '$work/run'" \
+      "hba_file = '$work/pg_hba.conf'" "ident_file = '$work/pg_ident.conf'" \
+      "archive_mode = off" "hot_standby = off" > "$work/postgresql.conf"
+    echo 'local all all trust' > "$work/pg_hba.conf"
+    : > "$work/pg_ident.conf"
+    trap 'pg_ctl -D "$work/data" -m immediate stop >/dev/null 2>&1 || true' EXIT
+    pg_ctl -D "$work/data" -o "-c config_file=$work/postgresql.conf" -l "$work/postgres.log" -w -t 21000 start \
+      || { tail -n 40 "$work/postgres.log"; exit 1; }
+    export PGHOST="$work/run" PGUSER=postgres PGDATABASE=postgres
+    # pg_ctl -w returns once recovery has begun: with hot_standby off, connections wait for the promotion.
+    until pg_isready -q; do
+      pg_ctl -D "$work/data" status >/dev/null || { tail -n 40 "$work/postgres.log"; exit 1; }
+      sleep 2
+    done
+    psql -XAtq -c "SELECT 'ffe-restore-check replayed ' || coalesce(extract(epoch FROM pg_last_xact_replay_timestamp())::bigint::text, 'none')"
+    psql -XAtq -c "SELECT 'ffe-restore-check databases ' || string_agg(datname, ',' ORDER BY datname) FROM pg_database WHERE datallowconn"
+    pg_amcheck --all --install-missing
+    echo "ffe-restore-check amcheck ok"
+    pg_ctl -D "$work/data" -m fast -w stop
+    echo "ffe-restore-check done"
+  SH
+
+  restore_check_labels = merge(local.labels, { "app.kubernetes.io/name" = "pg-restore-check" })
+  restore_check_cronjob = {
+    apiVersion = "batch/v1"
+    kind       = "CronJob"
+    metadata   = { name = "${local.cluster}-restore-check", namespace = var.namespace, labels = local.restore_check_labels }
+    spec = {
+      schedule                   = local.settings.pgbackrest.restore_check_schedule
+      timeZone                   = "Etc/UTC"
+      concurrencyPolicy          = "Forbid"
+      startingDeadlineSeconds    = 3600
+      successfulJobsHistoryLimit = 3
+      failedJobsHistoryLimit     = 3
+      jobTemplate = {
+        metadata = { labels = local.restore_check_labels }
+        spec = {
+          backoffLimit          = 0 # a failed restore check must fail, not be retried into a pass
+          activeDeadlineSeconds = 21600
+          template = {
+            metadata = { labels = local.restore_check_labels }
+            spec = {
+              restartPolicy                = "Never"
+              automountServiceAccountToken = false
+              securityContext = {
+                runAsNonRoot   = true
+                runAsUser      = 26 # postgres in the Percona images (owner of the repository's files)
+                runAsGroup     = 26
+                fsGroup        = 26
+                seccompProfile = { type = "RuntimeDefault" }
+              }
+              containers = [{
+                name    = "restore-check"
+                image   = var.images.postgres # PostgreSQL (/usr/pgsql-<major>/bin) and /usr/bin/pgbackrest
+                command = ["/bin/bash", "-c", local.restore_check_script]
+                securityContext = {
+                  allowPrivilegeEscalation = false
+                  readOnlyRootFilesystem   = true
+                  capabilities             = { drop = ["ALL"] }
+                }
+                resources = { requests = { cpu = "250m", memory = "512Mi" }, limits = { memory = "2Gi" } }
+                volumeMounts = [
+                  { name = "repo", mountPath = "/pgbackrest/repo1", readOnly = true },
+                  { name = "scratch", mountPath = "/tmp" },
+                ]
+              }]
+              volumes = [
+                # The repository is read-only to this pod (the claim too: no fsGroup change of its
+                # files either), so nothing here can archive into it or alter a backup.
+                { name = "repo", persistentVolumeClaim = { claimName = local.repo_claim, readOnly = true } },
+                # The restored data directory lives here, on the node's disk: the node needs free
+                # space for the whole database.
+                { name = "scratch", emptyDir = {} },
               ]
             }
           }

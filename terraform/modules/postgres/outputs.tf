@@ -9,11 +9,12 @@ output "crd_names" {
 }
 
 output "manifests" {
-  description = "File name => YAML for the postgres bundle: the operator HelmChart, the PerconaPGCluster, the pg_dump CronJob and its claim, the repository PV (hostpath mode) and the monitoring objects."
+  description = "File name => YAML for the postgres bundle: the operator HelmChart, the PerconaPGCluster, the pg_dump CronJob and its claim, the restore-check CronJob, the repository PV (hostpath mode) and the monitoring objects."
   value = merge(local.extra_files, {
-    "pg-operator.yaml" = yamlencode(local.operator_chart)
-    "cluster.yaml"     = yamlencode(local.cluster_cr)
-    "pg-dump.yaml"     = join("---\n", [yamlencode(local.dump_claim), yamlencode(local.dump_cronjob)])
+    "pg-operator.yaml"      = yamlencode(local.operator_chart)
+    "cluster.yaml"          = yamlencode(local.cluster_cr)
+    "pg-dump.yaml"          = join("---\n", [yamlencode(local.dump_claim), yamlencode(local.dump_cronjob)])
+    "pg-restore-check.yaml" = yamlencode(local.restore_check_cronjob)
     }, length(local.sync_docs) == 0 ? {} : {
     "credentials-sync.yaml" = join("---\n", local.sync_docs)
     }, var.backup_storage_mode == "hostpath" ? {
@@ -27,7 +28,7 @@ output "cluster" {
 }
 
 output "names" {
-  description = "Names of what the operator creates: cluster, instance set, app role, database, the role's password Secret, the CA-bearing certificate Secret and the Services."
+  description = "Names of what the operator creates: cluster, instance set, app role, database, the role's password Secret, the CA-bearing certificate Secret, the Services, and the pg_dump and restore-check CronJobs."
   value = {
     cluster           = local.cluster
     namespace         = var.namespace
@@ -42,6 +43,9 @@ output "names" {
     dump_cronjob      = local.dump_cronjob.metadata.name
     dump_claim        = var.dump_claim.name
     dump_schedule     = var.dump_schedule
+    # The weekly restore check; `ffe-ha backup verify` runs a Job from its jobTemplate.
+    restore_check_cronjob  = local.restore_check_cronjob.metadata.name
+    restore_check_schedule = local.restore_check_cronjob.spec.schedule
     # Not set in the PerconaPGCluster: the operator's CRD default (spec.patroni.port, 8008).
     patroni_port = 8008
   }

@@ -25,7 +25,7 @@ variable "postgres_version" {
 }
 
 variable "images" {
-  description = "Images the PerconaPGCluster runs (Percona operator 3.0.0 sets no RELATED_IMAGE_* defaults, so each must be named): postgres (also runs the pg_dump CronJob), pgbouncer, pgbackrest."
+  description = "Images the PerconaPGCluster runs (Percona operator 3.0.0 sets no RELATED_IMAGE_* defaults, so each must be named): postgres (also runs the pg_dump and restore-check CronJobs), pgbouncer, pgbackrest."
   type = object({
     postgres   = string
     pgbouncer  = string

@@ -181,7 +181,7 @@ run "cluster_as_the_issue_asks" {
       yamldecode(ffe_manifests.postgres[0].manifests["cluster.yaml"]).spec.backups.pgbackrest.repos[0].volume.volumeClaimSpec.storageClassName == "backup-nfs" &&
       yamldecode(ffe_manifests.postgres[0].manifests["cluster.yaml"]).spec.backups.pgbackrest.repos[0].schedules == yamldecode(file("../../modules/postgres/ha-settings.yaml")).pgbackrest.schedules
     )
-    error_message = "repo1 on backup-nfs with ha-settings.yaml's schedules"
+    error_message = "repo1 on backup-nfs with ha-settings.yaml's backup schedules"
   }
   assert {
     condition     = yamldecode(ffe_manifests.postgres[0].manifests["cluster.yaml"]).spec.backups.pgbackrest.global == { "repo1-retention-full-type" = "time", "repo1-retention-full" = "21" }
@@ -195,6 +195,24 @@ run "cluster_as_the_issue_asks" {
   assert {
     condition     = strcontains(yamldecode(split("---\n", ffe_manifests.postgres[0].manifests["pg-dump.yaml"])[1]).spec.jobTemplate.spec.template.spec.containers[0].command[2], "-mmin +${21 * 1440} ")
     error_message = "pg_dump files older than backup_retention_days (21 days = 30240 minutes) must be deleted"
+  }
+  # The weekly restore check: ha-settings.yaml's schedule, no retry, the repository read-only, the
+  # restore in an emptyDir; its name reaches `ffe-ha backup verify` through ops_inventory.
+  assert {
+    condition = (
+      yamldecode(ffe_manifests.postgres[0].manifests["pg-restore-check.yaml"]).kind == "CronJob" &&
+      yamldecode(ffe_manifests.postgres[0].manifests["pg-restore-check.yaml"]).metadata.name == "ffe-pg-restore-check" &&
+      yamldecode(ffe_manifests.postgres[0].manifests["pg-restore-check.yaml"]).spec.schedule == yamldecode(file("../../modules/postgres/ha-settings.yaml")).pgbackrest.restore_check_schedule &&
+      yamldecode(ffe_manifests.postgres[0].manifests["pg-restore-check.yaml"]).spec.jobTemplate.spec.backoffLimit == 0 &&
+      yamldecode(ffe_manifests.postgres[0].manifests["pg-restore-check.yaml"]).spec.jobTemplate.spec.template.spec.volumes == [
+        { name = "repo", persistentVolumeClaim = { claimName = "ffe-pg-repo1", readOnly = true } },
+        { name = "scratch", emptyDir = {} },
+      ] &&
+      alltrue([for m in yamldecode(ffe_manifests.postgres[0].manifests["pg-restore-check.yaml"]).spec.jobTemplate.spec.template.spec.containers[0].volumeMounts : m.readOnly if m.name == "repo"]) &&
+      startswith(yamldecode(ffe_manifests.postgres[0].manifests["pg-restore-check.yaml"]).spec.jobTemplate.spec.template.spec.containers[0].command[2], "set -euo pipefail\nexport PATH=\"/usr/pgsql-17/bin:$PATH\"\n") &&
+      output.ops_inventory.postgres.restore_check_cronjob == "ffe-pg-restore-check"
+    )
+    error_message = "restore check: CronJob ffe-pg-restore-check on ha-settings.yaml's schedule, backoffLimit 0, repo1 read-only + emptyDir, PostgreSQL 17's binaries, named in ops_inventory"
   }
   # The operator's CRDs: own bundle, waited for until Established.
   assert {
