@@ -1,7 +1,8 @@
-//! A read-only Kubernetes API client for the operations CLI: the admin kubeconfig's server, CA and
+//! A Kubernetes API client for the operations CLI: the admin kubeconfig's server, CA and
 //! credentials. k3s runs kube-apiserver with anonymous auth off, so every request carries the
-//! kubeconfig's client certificate (or bearer token). Reads, and one write: deleting a pod, which
-//! is how `ffe-ha drill` fails a component the way Kubernetes itself would.
+//! kubeconfig's client certificate (or bearer token). Reads, and few writes: deleting a pod, which
+//! is how `ffe-ha drill` fails a component the way Kubernetes itself would, and creating and
+//! deleting the Job `ffe-ha backup verify` runs.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -194,10 +195,15 @@ impl KubeApi {
 
     /// GET `path` (e.g. `/api/v1/nodes`): the status and body, whatever the status.
     pub async fn get_raw(&self, path: &str) -> Result<ApiAnswer, KubeError> {
-        self.send(reqwest::Method::GET, path).await
+        self.send(reqwest::Method::GET, path, None).await
     }
 
-    async fn send(&self, method: reqwest::Method, path: &str) -> Result<ApiAnswer, KubeError> {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        json: Option<&serde_json::Value>,
+    ) -> Result<ApiAnswer, KubeError> {
         let url = format!("{}{path}", self.server);
         let verb = method.to_string();
         let reason = |e: reqwest::Error| {
@@ -210,17 +216,18 @@ impl KubeApi {
             }
             text
         };
-        let resp = self
+        let mut request = self
             .http
             .request(method, &url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| KubeError::Request {
-                method: verb.clone(),
-                url: url.clone(),
-                reason: reason(e),
-            })?;
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(body) = json {
+            request = request.json(body);
+        }
+        let resp = request.send().await.map_err(|e| KubeError::Request {
+            method: verb.clone(),
+            url: url.clone(),
+            reason: reason(e),
+        })?;
         let status = resp.status().as_u16();
         let body = resp.text().await.map_err(|e| KubeError::Request {
             method: verb,
@@ -231,9 +238,14 @@ impl KubeApi {
     }
 
     /// `method path`; anything but 2xx is an error carrying the API server's message.
-    async fn ok_body(&self, method: reqwest::Method, path: &str) -> Result<String, KubeError> {
+    async fn ok_body(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        json: Option<&serde_json::Value>,
+    ) -> Result<String, KubeError> {
         let verb = method.to_string();
-        let a = self.send(method, path).await?;
+        let a = self.send(method, path, json).await?;
         if (200..300).contains(&a.status) {
             Ok(a.body)
         } else {
@@ -248,7 +260,24 @@ impl KubeApi {
 
     /// GET `path`; anything but 2xx is an error carrying the API server's message.
     pub async fn get(&self, path: &str) -> Result<String, KubeError> {
-        self.ok_body(reqwest::Method::GET, path).await
+        self.ok_body(reqwest::Method::GET, path, None).await
+    }
+
+    /// POST `object` to the collection at `path` (e.g. `/apis/batch/v1/namespaces/ns/jobs`): the
+    /// created object as the API server returns it (its generated name, uid).
+    pub async fn create(
+        &self,
+        path: &str,
+        object: &serde_json::Value,
+    ) -> Result<String, KubeError> {
+        self.ok_body(reqwest::Method::POST, path, Some(object))
+            .await
+    }
+
+    /// DELETE the object at `path` (callers add `?propagationPolicy=...` when its dependents must
+    /// go too). Returns the API's answer.
+    pub async fn delete(&self, path: &str) -> Result<String, KubeError> {
+        self.ok_body(reqwest::Method::DELETE, path, None).await
     }
 
     /// Delete a pod the way `kubectl delete pod` does: gracefully (the pod's own grace period,
@@ -271,11 +300,8 @@ impl KubeApi {
                 });
             }
         }
-        self.ok_body(
-            reqwest::Method::DELETE,
-            &format!("/api/v1/namespaces/{namespace}/pods/{name}"),
-        )
-        .await
+        self.delete(&format!("/api/v1/namespaces/{namespace}/pods/{name}"))
+            .await
     }
 }
 

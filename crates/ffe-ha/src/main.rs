@@ -64,6 +64,24 @@ endpoint's downtime and the recovery time against the seed's RTO (master or auto
 < 10 minutes; worker: < 2 minutes). Exit 0: service restored within the RTO and everything whole
 again within --timeout; 1: not recovered, or late; 5: refused.";
 
+const BACKUP_VERIFY_EXAMPLES: &str = "\
+Examples:
+  # from the environment directory, after apply: restore Postgres, check the Vault snapshot
+  ffe-ha backup verify
+  # keep the restore Job and its pod (its log) for a look afterwards; JSON for a pipeline
+  ffe-ha backup verify --keep-job --output json
+Postgres: creates a Job from the restore-check CronJob (as `kubectl create job --from=cronjob/`
+does) in the database namespace: it restores the newest pgBackRest backup and every archived WAL
+segment after it into an emptyDir on a node, starts that copy (archive_mode off, the repository
+mounted read-only), lists its databases and runs pg_amcheck; then the Job is deleted. The recovery
+point is the commit time of the last transaction replayed. Vault: the newest Raft snapshot on the
+backup share is read over SSH, every SHA256SUMS digest checked, then restored into a scratch
+OpenBao on this machine (`bao`, 127.0.0.1, a temporary directory removed afterwards) and unsealed
+with the cluster's unseal keys: the keys never enter the cluster. Without keys: digests only, a
+warning. Both are judged against the seed's RPO (< 1 hour).
+Checks: restore.postgres rpo.postgres restore.vault rpo.vault.
+Exit 0: restored and within the RPO (warnings allowed unless --strict); 1: a restore failed.";
+
 const STATUS_EXAMPLES: &str = "\
 Examples:
   ffe-ha status                      # from the environment directory, after apply
@@ -241,10 +259,44 @@ enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Backups: `backup verify` restores the newest ones into scratch space and checks them.
+    Backup {
+        #[command(subcommand)]
+        action: BackupAction,
+    },
     /// Print a shell completion script (e.g. `ffe-ha completions bash > /etc/bash_completion.d/ffe-ha`).
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackupAction {
+    /// Restore the newest Postgres backup (a Job in the cluster, deleted afterwards) and check
+    /// the newest Vault snapshot; report the recovery point against the seed's RPO. Writes only
+    /// the Job and its scratch emptyDir; never the backups.
+    #[command(after_help = BACKUP_VERIFY_EXAMPLES)]
+    Verify {
+        /// Stop waiting for the restore after this many seconds (the Job is deleted then).
+        #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..=21600))]
+        timeout: u64,
+        /// Leave the Job and its pod in the cluster (read its log with kubectl logs).
+        #[arg(long)]
+        keep_job: bool,
+        /// JSON list of Vault's unseal key shares, mode 0600 (default: `terraform output -json
+        /// vault_unseal_keys` in --tf-dir). The snapshot is restored into a scratch OpenBao on
+        /// this machine and unsealed with them; without keys it is only checked by digest.
+        #[arg(long, value_name = "FILE")]
+        vault_unseal_keys: Option<PathBuf>,
+        /// The OpenBao binary for the scratch restore (default: `bao` on PATH).
+        #[arg(long, value_name = "FILE")]
+        bao: Option<PathBuf>,
+        /// Warnings fail too (exit 1).
+        #[arg(long)]
+        strict: bool,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
 }
 
@@ -283,6 +335,13 @@ enum Job {
         node: Option<String>,
         down_for: std::time::Duration,
     },
+    BackupVerify {
+        options: ffe_ops::verify::VerifyOptions,
+        timeout: std::time::Duration,
+        keep_job: bool,
+        keys_file: Option<PathBuf>,
+        bao: Option<PathBuf>,
+    },
 }
 
 impl Job {
@@ -292,6 +351,7 @@ impl Job {
             Job::Verify(_) => "verify",
             Job::Status(_) => "status",
             Job::Drill { .. } => "drill",
+            Job::BackupVerify { .. } => "backup verify",
         }
     }
 }
@@ -305,6 +365,23 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Preflight { strict } => Job::Preflight { strict },
         Command::Verify { strict, cluster } => Job::Verify(cluster.options(strict)),
         Command::Status { cluster } => Job::Status(cluster.options(false)),
+        Command::Backup {
+            action:
+                BackupAction::Verify {
+                    timeout,
+                    keep_job,
+                    vault_unseal_keys,
+                    bao,
+                    strict,
+                    cluster,
+                },
+        } => Job::BackupVerify {
+            options: cluster.options(strict),
+            timeout: std::time::Duration::from_secs(timeout),
+            keep_job,
+            keys_file: vault_unseal_keys,
+            bao,
+        },
         Command::Drill {
             component,
             probe_interval_ms,
@@ -365,6 +442,50 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Job::Verify(ref o) | Job::Status(ref o) => {
             runtime.block_on(ffe_ops::verify::run(&inventory, o))
         }
+        Job::BackupVerify {
+            ref options,
+            timeout,
+            keep_job,
+            ref keys_file,
+            ref bao,
+        } => {
+            let keys = match runtime.block_on(vault_keys(&inventory, keys_file.clone())) {
+                Ok(k) => k,
+                Err(e) => {
+                    let code = ExitCode::Inventory.code();
+                    if cli.output == Output::Json {
+                        let _ = writeln!(
+                            std::io::stdout(),
+                            "{}",
+                            render::json_error(job.name(), &e.to_string(), code)
+                        );
+                    }
+                    eprintln!("ffe-ha: {e}");
+                    return Ok(code);
+                }
+            };
+            let spinner = progress_line("backup verify", "restoring the newest backups");
+            let notify: Option<ffe_ops::drill::Notify> = spinner.clone().map(|bar| {
+                Box::new(move |at: f64, what: &str| {
+                    bar.println(format!("{at:>+8.2} s  {what}"));
+                    bar.set_message(what.chars().take(100).collect::<String>());
+                }) as ffe_ops::drill::Notify
+            });
+            let opts = ffe_ops::restore::RestoreOptions {
+                verify: options.clone(),
+                timeout,
+                poll: std::time::Duration::from_secs(2),
+                keep_job,
+                bao: bao.clone(),
+                vault_unseal_keys: keys,
+                notify,
+            };
+            let r = runtime.block_on(ffe_ops::restore::run(&inventory, &opts));
+            if let Some(bar) = spinner {
+                bar.finish_and_clear();
+            }
+            r
+        }
         Job::Drill {
             kind,
             options,
@@ -389,7 +510,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     return Ok(code);
                 }
             };
-            let spinner = progress_line(kind);
+            let spinner = progress_line(
+                &format!("drill {}", kind.name()),
+                "checking the cluster (verify)",
+            );
             let notify: Option<ffe_ops::drill::Notify> = spinner.clone().map(|bar| {
                 Box::new(move |at: f64, what: &str| {
                     // One line per event above the spinner, then the spinner names the latest.
@@ -430,22 +554,20 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     Ok(report.exit_code().code())
 }
 
-/// A spinner on stderr while a drill runs, with each event as it happens; `None` when stderr is
-/// not a terminal (logs, pipelines and tests get the report only).
-fn progress_line(kind: ffe_ops::drill::DrillKind) -> Option<indicatif::ProgressBar> {
+/// A spinner on stderr while a long command runs, with each event as it happens; `None` when
+/// stderr is not a terminal (logs, pipelines and tests get the report only).
+fn progress_line(what: &str, first: &str) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() {
         return None;
     }
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} {elapsed:>4} drill {prefix}: {wide_msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {prefix}: {wide_msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
-    bar.set_prefix(kind.name());
-    bar.set_message("checking the cluster (verify)");
+    bar.set_prefix(what.to_string());
+    bar.set_message(first.to_string());
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     Some(bar)
 }
@@ -476,7 +598,18 @@ async fn unseal_keys(
     file: Option<PathBuf>,
 ) -> Result<Option<Vec<String>>, InventoryError> {
     // Every drill but postgres-primary may restart a Vault member, which comes back sealed.
-    if kind == ffe_ops::drill::DrillKind::PostgresPrimary || inventory.vault.is_none() {
+    if kind == ffe_ops::drill::DrillKind::PostgresPrimary {
+        return Ok(None);
+    }
+    vault_keys(inventory, file).await
+}
+
+/// Vault's unseal key shares: the file given, else the environment's state; none without Vault.
+async fn vault_keys(
+    inventory: &Inventory,
+    file: Option<PathBuf>,
+) -> Result<Option<Vec<String>>, InventoryError> {
+    if inventory.vault.is_none() {
         return Ok(None);
     }
     match (file, &inventory.source) {
@@ -545,6 +678,14 @@ mod tests {
             .find_subcommand_mut("drill")
             .map(|c| c.render_long_help().to_string())
             .unwrap_or_default();
+        let backup = cmd
+            .find_subcommand_mut("backup")
+            .and_then(|c| c.find_subcommand_mut("verify"))
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        for id in ffe_ops::restore::CHECK_IDS {
+            assert!(backup.contains(id), "backup verify --help lacks {id}");
+        }
         for word in [
             "postgres-primary",
             "vault-leader",

@@ -830,8 +830,16 @@ fn lab_api_recovers_a_killed_member_and_a_crashed_host() {
     // The leader's host crashes: another member leads, PgBouncer follows, the old one rejoins.
     let t0 = Instant::now();
     c.crash_host(&l.name).unwrap_or_else(|e| panic!("{e:#}"));
-    let new = wait_for("a new leader", Duration::from_secs(90), || {
+    let new = ffe_lab::postgres::wait_until("a new leader", Duration::from_secs(90), || {
         c.leader().filter(|n| n.name != l.name)
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e:#} after {} crashed\ncluster: {:?}\n{}",
+            l.name,
+            c.patroni_cluster(),
+            c.patroni_logs()
+        )
     });
     c.revive_host(&l.name).unwrap_or_else(|e| panic!("{e:#}"));
     let back = c

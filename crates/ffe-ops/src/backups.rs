@@ -206,7 +206,7 @@ fn parse(out: &str, n: usize, pgbackrest: &[bool]) -> (Vec<Found>, Option<f64>) 
     (found, now)
 }
 
-fn hours(secs: f64) -> String {
+pub(crate) fn hours(secs: f64) -> String {
     if secs < 5400.0 {
         format!("{:.0} min", secs / 60.0)
     } else {

@@ -957,7 +957,7 @@ async fn inject(
 }
 
 /// Ctrl-C or SIGTERM: the drill stops waiting and restores what it broke.
-async fn interrupted() {
+pub(crate) async fn interrupted() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

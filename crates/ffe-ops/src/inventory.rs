@@ -166,6 +166,10 @@ pub struct PostgresSection {
     pub primary_endpoint: String,
     /// The PgBouncer Service (ClusterIP) in `namespace`.
     pub pgbouncer_service: String,
+    /// The CronJob in `namespace` that restores the newest pgBackRest backup into scratch space
+    /// and checks it (`ffe-ha backup verify` runs a Job from it); absent in older states.
+    #[serde(default)]
+    pub restore_check_cronjob: Option<String>,
 }
 
 fn https() -> String {

@@ -8,6 +8,7 @@ pub mod inventory;
 pub mod postgres;
 pub mod preflight;
 pub mod render;
+pub mod restore;
 pub mod status;
 pub mod verify;
 

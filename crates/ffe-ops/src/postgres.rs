@@ -422,6 +422,7 @@ mod tests {
             primary_endpoint: "10.0.3.10:5432".into(),
             patroni_scheme: "https".into(),
             pgbouncer_service: "ffe-pg-pgbouncer".into(),
+            restore_check_cronjob: None,
         }
     }
 

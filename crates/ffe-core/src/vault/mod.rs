@@ -161,6 +161,24 @@ pub fn http_client(ca_pem: &str) -> Result<reqwest::Client, VaultError> {
         .map_err(|e| VaultError::Ca(format!("building the HTTPS client failed: {e}")))
 }
 
+/// A plain-HTTP client for an OpenBao this process started on loopback (`ffe-ha backup
+/// verify`'s scratch restore): no TLS is spoken, but reqwest's rustls backend still needs its
+/// crypto provider named.
+pub fn loopback_client(timeout: std::time::Duration) -> Result<reqwest::Client, VaultError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| VaultError::Ca(e.to_string()))?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(timeout)
+        .no_proxy()
+        .build()
+        .map_err(|e| VaultError::Ca(format!("building the HTTP client failed: {e}")))
+}
+
 /// One member of the cluster.
 #[derive(Clone)]
 pub struct Member {

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use ffe_core::k3s::etcd::{K3S_ETCD_CA, K3S_ETCD_CLIENT_CERT, K3S_ETCD_CLIENT_KEY};
 use ffe_lab::etcd::{CredentialPaths, K3sEtcd};
+use ffe_lab::jobs::{JobRunner, JobRunnerConfig};
 use ffe_lab::kube_api::{recorded, RecordedApi};
 use ffe_lab::pki::TestCa;
 use ffe_lab::postgres::{PgLab, PATRONI_PORT, PG_BIN};
@@ -180,10 +181,37 @@ pub struct Healthy<'a> {
     pub primary: SocketAddr,
     /// The deletable pods as first recorded (instance pods, then `vault-0..2`).
     pub pods: Vec<Value>,
+    /// The Job controller + kubelet stand-in, with [`LabOptions::cronjob`].
+    pub jobs: Option<&'a JobRunner>,
 }
 
 /// Build the 6-host lab with every engine healthy and one backup of each kind, then run `f`.
 pub fn with_healthy_lab<R>(f: impl FnOnce(&Healthy<'_>) -> R) -> R {
+    with_healthy_lab_opts(LabOptions::default(), f)
+}
+
+/// What some tests add to the healthy lab.
+#[derive(Default)]
+pub struct LabOptions {
+    /// A CronJob (as terraform/modules/postgres renders it) the API stand-in serves at its path,
+    /// with the Job controller + kubelet stand-in ([`JobRunner`]) behind the API: its Jobs run
+    /// on [`WORKERS`]`[0]`, the pgBackRest repository claim mapped to the lab's repository, the
+    /// image's `/usr/pgsql-<major>/bin` to the lab's PostgreSQL binaries.
+    pub cronjob: Option<Value>,
+}
+
+/// The claims a CronJob's pods mount.
+fn claims_of(cronjob: &Value) -> Vec<String> {
+    cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["persistentVolumeClaim"]["claimName"].as_str())
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn with_healthy_lab_opts<R>(opts: LabOptions, f: impl FnOnce(&Healthy<'_>) -> R) -> R {
     let pg = PgLab::create(&WORKERS, &MASTERS).unwrap();
     let leader = pg.start_healthy(MASTERS[2]).unwrap();
     let lab = pg.lab();
@@ -288,7 +316,32 @@ pub fn with_healthy_lab<R>(f: impl FnOnce(&Healthy<'_>) -> R) -> R {
         .iter()
         .map(|(p, b)| (p.as_str(), b.clone()))
         .collect();
-    let api = RecordedApi::start_with_pods(
+    let runner = opts.cronjob.as_ref().map(|cj| {
+        let mut config = JobRunnerConfig::new(WORKERS[0]);
+        for claim in claims_of(cj) {
+            config.claims.insert(claim, pg.pgbackrest_repo());
+        }
+        // The database image's layout (/usr/pgsql-<major>/{bin,lib}) played by the lab's
+        // PostgreSQL 15 installation: PostgreSQL finds its lib dir beside its bin dir.
+        config.image_paths.push((
+            "/usr/pgsql-15".into(),
+            PG_BIN.trim_end_matches("/bin").into(),
+        ));
+        JobRunner::start(lab, config).unwrap()
+    });
+    let cronjob = opts.cronjob.as_ref().map(|cj| {
+        let mut cj = cj.clone();
+        cj["metadata"]["uid"] = json!("0c1f5e8e-3b4d-4c7a-9d2e-5f6a7b8c9d0e");
+        let path = format!(
+            "/apis/batch/v1/namespaces/{PG_NS}/cronjobs/{}",
+            cj["metadata"]["name"].as_str().unwrap()
+        );
+        (path, cj.to_string())
+    });
+    if let Some((path, body)) = &cronjob {
+        routes.push((path.as_str(), body.clone()));
+    }
+    let api = RecordedApi::start_full(
         lab,
         MASTERS[0],
         &api_ca,
@@ -305,6 +358,7 @@ pub fn with_healthy_lab<R>(f: impl FnOnce(&Healthy<'_>) -> R) -> R {
             routes
         },
         &deletable,
+        runner.as_ref().map(JobRunner::addr),
     )
     .unwrap();
 
@@ -327,13 +381,13 @@ pub fn with_healthy_lab<R>(f: impl FnOnce(&Healthy<'_>) -> R) -> R {
                      "max_lag_bytes": max_lag, "patroni_port": PATRONI_PORT,
                      // the lab's Patroni serves plain HTTP (the Percona pods: https)
                      "patroni_scheme": "http",
-                     "primary_endpoint": primary.to_string(), "pgbouncer_service": BOUNCER_SVC},
+                     "primary_endpoint": primary.to_string(), "pgbouncer_service": BOUNCER_SVC,
+                     "restore_check_cronjob": opts.cronjob.as_ref().map(|c| c["metadata"]["name"].clone())},
         "vault": {"member_addresses": bao.members().iter().map(|m| m.address()).collect::<Vec<_>>(),
                   "namespace": VAULT_NS, "member_pods": ["vault-0", "vault-1", "vault-2"],
                   "ca_secret": {"namespace": "vault", "name": "vault-ca", "key": "ca.crt"}},
         "backups": [
             {"kind": "etcd", "dir": "etcd-snapshots", "per_server": true, "files": "etcd-snapshot-*", "max_age_seconds": 25200},
-            // the lab's pgBackRest stanza is "ffe" (the cluster's: "db")
             {"kind": "pgbackrest", "dir": "pgbackrest", "per_server": false, "files": format!("backup/{}/backup.info", pg.stanza()), "max_age_seconds": 108000},
             {"kind": "pg_dump", "dir": "k8s/postgres-dumps", "per_server": false, "files": "ffe-*.dump", "max_age_seconds": 90000},
             {"kind": "vault", "dir": "k8s/vault-snapshots", "per_server": false, "files": "raft-*.snap", "max_age_seconds": 90000}
@@ -352,6 +406,7 @@ pub fn with_healthy_lab<R>(f: impl FnOnce(&Healthy<'_>) -> R) -> R {
         bao_keys: init.keys_base64.clone(),
         primary,
         pods: instance_pods.into_iter().chain(vault_pods).collect(),
+        jobs: runner.as_ref(),
     })
 }
 
