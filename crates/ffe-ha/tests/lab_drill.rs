@@ -463,7 +463,7 @@ fn drills_fail_one_component_measure_the_failover_and_restore_it() {
             doc["drill"]["reasons"][0]
                 .as_str()
                 .unwrap()
-                .contains("k3s-killall.sh is not on"),
+                .contains("no k3s-killall.sh on"),
             "{doc:#}"
         );
         install_k3s_recorders(h);

@@ -830,7 +830,9 @@ fn lab_api_recovers_a_killed_member_and_a_crashed_host() {
     // The leader's host crashes: another member leads, PgBouncer follows, the old one rejoins.
     let t0 = Instant::now();
     c.crash_host(&l.name).unwrap_or_else(|e| panic!("{e:#}"));
-    let new = ffe_lab::postgres::wait_until("a new leader", Duration::from_secs(90), || {
+    // A hang detector, not a timing claim (the failover bench measures that): a CI run on the
+    // loaded 2-core machine once went past 90 s here; the panic prints Patroni's view and logs.
+    let new = ffe_lab::postgres::wait_until("a new leader", Duration::from_secs(180), || {
         c.leader().filter(|n| n.name != l.name)
     })
     .unwrap_or_else(|e| {

@@ -87,9 +87,12 @@ impl DrillKind {
     }
 }
 
-/// Installed by k3s's install.sh (`${BIN_DIR}/k3s-killall.sh`, BIN_DIR /usr/local/bin): stops the
-/// k3s units and kills every container k3s started on the node.
-pub const K3S_KILLALL: &str = "/usr/local/bin/k3s-killall.sh";
+/// Where k3s's install.sh writes `k3s-killall.sh` (`${BIN_DIR}/k3s-killall.sh`; BIN_DIR is
+/// /usr/local/bin, or /opt/bin where root cannot write /usr/local/bin: upstream/k3s/
+/// install-paths.txt), in the order the drill looks. It stops the k3s units and kills every
+/// container k3s started on the node.
+pub const K3S_KILLALL_CANDIDATES: &[&str] =
+    &["/usr/local/bin/k3s-killall.sh", "/opt/bin/k3s-killall.sh"];
 
 /// How a drill runs.
 pub struct DrillOptions {
@@ -393,6 +396,8 @@ enum Target {
         node: crate::inventory::Node,
         /// `k3s` or `k3s-agent`.
         unit: &'static str,
+        /// The node's `k3s-killall.sh` (one of [`K3S_KILLALL_CANDIDATES`]).
+        killall: String,
         /// Vault's members and keys, when Vault runs: its pods on the node come back sealed.
         vault: Option<(Vec<Member>, Vec<String>)>,
     },
@@ -427,6 +432,37 @@ impl Target {
 }
 
 /// Choose the target from the live cluster and check that losing it is safe.
+/// Failing the Postgres leader needs a replica to take over.
+fn postgres_refusal(leader: &str, streaming_replicas: usize) -> Option<String> {
+    (streaming_replicas == 0).then(|| {
+        format!("no replica is streaming: failing the leader {leader} would be an outage, not a failover")
+    })
+}
+
+/// Deleting the active Vault member needs a Raft quorum among the unsealed members left.
+fn vault_refusal(unsealed: usize, members: usize) -> Option<String> {
+    let quorum = members / 2 + 1;
+    (unsealed < quorum + 1).then(|| {
+        format!("{unsealed} of {members} members are unsealed: losing one leaves fewer than the {quorum} Raft needs to elect a leader")
+    })
+}
+
+/// Stopping one node of `role` among `count`: etcd keeps a quorum of n/2+1 voting members (one
+/// per master); the workloads need another worker.
+fn node_refusal(role: Role, count: usize) -> Option<String> {
+    if role == Role::Server {
+        let (left, quorum) = (count.saturating_sub(1), count / 2 + 1);
+        (left < quorum).then(|| {
+            format!("{count} master(s): with one stopped, etcd has {left} of the {quorum} members it needs for a quorum; the API would stop")
+        })
+    } else {
+        (count < 2).then(|| {
+            "one worker: stopping it stops every workload; that is an outage, not a drill"
+                .to_string()
+        })
+    }
+}
+
 async fn choose(
     kind: DrillKind,
     inv: &Inventory,
@@ -453,11 +489,8 @@ async fn choose(
                 .iter()
                 .filter(|m| !m.is_leader() && (m.state == "streaming" || m.state == "running"))
                 .count();
-            if candidates == 0 {
-                return Err(vec![format!(
-                    "no replica is streaming: failing the leader {} would be an outage, not a failover",
-                    leader.name
-                )]);
+            if let Some(why) = postgres_refusal(&leader.name, candidates) {
+                return Err(vec![why]);
             }
             let uid = pod_uid(api, &pg.namespace, &leader.name)
                 .await
@@ -489,12 +522,8 @@ async fn choose(
                 .iter()
                 .filter(|h| h.as_ref().is_some_and(|h| h.initialized && !h.sealed))
                 .count();
-            let quorum = members.len() / 2 + 1;
-            if unsealed < quorum + 1 {
-                return Err(vec![format!(
-                    "{unsealed} of {} members are unsealed: losing one leaves fewer than the {quorum} Raft needs to elect a leader",
-                    members.len()
-                )]);
+            if let Some(why) = vault_refusal(unsealed, members.len()) {
+                return Err(vec![why]);
             }
             let index = health
                 .iter()
@@ -546,21 +575,8 @@ async fn choose(
                     .last()
                     .ok_or_else(|| vec![format!("the inventory has no {}", role.label())])?,
             };
-            if role == Role::Server {
-                // etcd keeps a quorum of n/2+1 voting members.
-                let n = of_role.len();
-                if n - 1 < n / 2 + 1 {
-                    return Err(vec![format!(
-                        "{n} master(s): with one stopped, etcd has {} of the {} members it needs for a quorum; the API would stop",
-                        n - 1,
-                        n / 2 + 1
-                    )]);
-                }
-            } else if of_role.len() < 2 {
-                return Err(vec![
-                    "one worker: stopping it stops every workload; that is an outage, not a drill"
-                        .to_string(),
-                ]);
+            if let Some(why) = node_refusal(role, of_role.len()) {
+                return Err(vec![why]);
             }
             let vault = match &inv.vault {
                 None => None,
@@ -578,22 +594,27 @@ async fn choose(
             };
             // The script must be there (k3s's install.sh puts it there); asking also opens the SSH
             // connection, so the failure is made without the connection's set-up delay.
-            let probe = format!("test -x {K3S_KILLALL}");
-            match pool
+            let probe = format!(
+                "for p in {}; do if [ -x \"$p\" ]; then echo \"$p\"; exit 0; fi; done; exit 1",
+                K3S_KILLALL_CANDIDATES.join(" ")
+            );
+            let killall = match pool
                 .run_status_within(&node.target(), "find k3s-killall.sh", &probe, None, Duration::from_secs(10))
                 .await
             {
-                Ok(o) if o.code == 0 => {}
+                Ok(o) if o.code == 0 && !o.stdout.trim().is_empty() => o.stdout.trim().to_string(),
                 Ok(_) => {
                     return Err(vec![format!(
-                        "{K3S_KILLALL} is not on {}: k3s was not installed by its install.sh there, so the drill cannot stop it",
-                        node.name
+                        "no k3s-killall.sh on {} ({}): k3s was not installed by its install.sh there, so the drill cannot stop it",
+                        node.name,
+                        K3S_KILLALL_CANDIDATES.join(", ")
                     )])
                 }
                 Err(e) => return Err(vec![format!("{} cannot be reached: {e}", node.name)]),
-            }
+            };
             Ok(Target::Node {
                 node: node.clone(),
+                killall,
                 unit: if role == Role::Server {
                     "k3s"
                 } else {
@@ -882,14 +903,19 @@ async fn inject(
             tl.push(format!("pod {namespace}/{pod} deleted"));
             Ok(())
         }
-        Target::Node { node, unit, .. } => {
+        Target::Node {
+            node,
+            unit,
+            killall,
+            ..
+        } => {
             let t = node.target();
             tracing::info!(node = %node.name, "drill: stopping k3s and its containers");
             let stop = pool
                 .run_status_within(
                     &t,
                     "stop k3s (drill)",
-                    K3S_KILLALL,
+                    killall,
                     None,
                     Duration::from_secs(120),
                 )
@@ -897,21 +923,21 @@ async fn inject(
             match &stop {
                 // Not sent (no SSH): nothing was stopped.
                 Err(e) if e.is_unreachable() => {
-                    return Err(format!("{K3S_KILLALL} on {}: {e}", node.name))
+                    return Err(format!("{killall} on {}: {e}", node.name))
                 }
                 Ok(out) if out.code == 0 => tl.push(format!(
-                    "{K3S_KILLALL} on {}: k3s and its containers stopped",
+                    "{killall} on {}: k3s and its containers stopped",
                     node.name
                 )),
                 // Sent, but it failed part-way (its exit code is its last command's): k3s may
                 // be stopped all the same, so it is started again whatever happens next.
                 Ok(out) => tl.push(format!(
-                    "{K3S_KILLALL} on {} exited {}: {}",
+                    "{killall} on {} exited {}: {}",
                     node.name,
                     out.code,
                     out.stderr.trim().lines().last().unwrap_or("")
                 )),
-                Err(e) => tl.push(format!("{K3S_KILLALL} on {}: {e}", node.name)),
+                Err(e) => tl.push(format!("{killall} on {}: {e}", node.name)),
             }
             let interrupted = tokio::select! {
                 _ = tokio::time::sleep(opts.down_for) => false,
@@ -1357,5 +1383,49 @@ mod tests {
         checks.push(Check::new("etcd.health", "m", Status::Error, "unreachable"));
         let ids: Vec<&str> = blocking(&checks).iter().map(|c| c.id).collect();
         assert_eq!(ids, ["vault.unsealed", "etcd.health"]);
+    }
+
+    #[test]
+    fn refusals_that_keep_quorum_and_service() {
+        // etcd: 1 or 2 masters lose quorum with one stopped; 3 and 5 keep it; 4 keeps 3 of 3.
+        for (n, refused) in [(1, true), (2, true), (3, false), (4, false), (5, false)] {
+            assert_eq!(
+                node_refusal(Role::Server, n).is_some(),
+                refused,
+                "{n} masters"
+            );
+        }
+        let why = node_refusal(Role::Server, 2).unwrap();
+        assert!(why.contains("1 of the 2 members"), "{why}");
+        assert!(node_refusal(Role::Agent, 1).is_some());
+        assert!(node_refusal(Role::Agent, 2).is_none());
+        // Vault Raft of 3: deleting one of 3 unsealed leaves 2 (quorum); of 2 unsealed, 1.
+        assert!(vault_refusal(3, 3).is_none());
+        let why = vault_refusal(2, 3).unwrap();
+        assert!(why.contains("2 of 3 members are unsealed"), "{why}");
+        assert!(vault_refusal(4, 5).is_none() && vault_refusal(3, 5).is_some());
+        assert!(postgres_refusal("pg-0", 0).unwrap().contains("pg-0"));
+        assert!(postgres_refusal("pg-0", 1).is_none());
+    }
+
+    /// The drill looks for k3s-killall.sh exactly where install.sh can put it (upstream/k3s/
+    /// install-paths.txt, read from install.sh).
+    #[test]
+    fn killall_candidates_are_the_installers_paths() {
+        let facts = include_str!("../../../upstream/k3s/install-paths.txt");
+        let value = |key: &str| -> Vec<String> {
+            facts
+                .lines()
+                .filter_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+                .map(str::to_string)
+                .collect()
+        };
+        let script = value("KILLALL_K3S_SH");
+        assert_eq!(script.len(), 1, "{facts}");
+        let expected: Vec<String> = value("BIN_DIR")
+            .iter()
+            .map(|dir| script[0].replace("${BIN_DIR}", dir))
+            .collect();
+        assert_eq!(K3S_KILLALL_CANDIDATES, expected.as_slice());
     }
 }
