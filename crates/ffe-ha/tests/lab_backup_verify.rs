@@ -94,6 +94,21 @@ fn run(inv: &Path, keys: &Path) -> (i32, Value, String) {
     (out.status.code().unwrap_or(-1), doc, stderr)
 }
 
+/// The file under `dir` whose name starts with `prefix` (an archived WAL segment).
+fn find_file(dir: &Path, prefix: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, prefix) {
+                return Some(found);
+            }
+        } else if entry.file_name().to_string_lossy().starts_with(prefix) {
+            return Some(path);
+        }
+    }
+    None
+}
+
 fn write_keys(path: &Path, keys: &[String]) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, serde_json::to_vec(keys).unwrap()).unwrap();
@@ -296,6 +311,65 @@ fn backup_verify_restores_postgres_to_the_last_commit_and_checks_the_vault_snaps
             assert!(
                 !doc.to_string().contains(&h.bao_keys[0]),
                 "a key in the report"
+            );
+            write_keys(&keys, &h.bao_keys);
+
+            // A scheduled run in progress (the CronJob's status.active): refused, nothing created.
+            let cj_path = format!("/apis/batch/v1/namespaces/{PG_NS}/cronjobs/{cronjob_name}");
+            let mut busy = cronjob.clone();
+            busy["metadata"]["uid"] = common::CRONJOB_UID.into();
+            busy["status"] = serde_json::json!({"active": [{"kind": "Job", "namespace": PG_NS, "name": "ffe-pg-restore-check-29412345", "apiVersion": "batch/v1"}]});
+            h.api.set(&cj_path, &busy.to_string()).unwrap();
+            let before = jobs.created_jobs().len();
+            let (_, doc, _) = run(&h.inv_path, &keys);
+            let r = row(&doc, "restore.postgres", "postgres");
+            assert_eq!(r["status"], "error", "{r}");
+            assert!(
+                r["evidence"]
+                    .as_str()
+                    .unwrap()
+                    .contains("ffe-pg-restore-check-29412345"),
+                "{r}"
+            );
+            assert_eq!(jobs.created_jobs().len(), before);
+            busy["status"] = serde_json::json!({});
+            h.api.set(&cj_path, &busy.to_string()).unwrap();
+
+            // A gap in the WAL archive: three more segments archived, the middle one removed.
+            // Recovery ends at the gap and promotes; the Job completes; the check fails.
+            let mut segments = vec![];
+            for i in 2..5 {
+                c.batch_execute(&format!("INSERT INTO restore_truth (id) VALUES ({i})"))
+                    .unwrap();
+                segments
+                    .push(query_one(&mut c, "SELECT pg_walfile_name(pg_switch_wal())").unwrap());
+            }
+            let last = segments.last().unwrap().clone();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while query_one(
+                &mut c,
+                "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+            )
+            .unwrap()
+                < last
+            {
+                assert!(Instant::now() < deadline, "{last} not archived within 60 s");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let archive = h.pg.pgbackrest_repo().join("archive");
+            let removed = find_file(&archive, &segments[1])
+                .unwrap_or_else(|| panic!("{} not in {}", segments[1], archive.display()));
+            std::fs::remove_file(&removed).unwrap();
+            let (code, doc, stderr) = run(&h.inv_path, &keys);
+            assert_eq!(code, 1, "{doc:#}\n{stderr}");
+            let r = row(&doc, "restore.postgres", "postgres");
+            assert_eq!(r["status"], "fail", "{r}");
+            assert!(
+                r["evidence"]
+                    .as_str()
+                    .unwrap()
+                    .contains("replay stopped in WAL segment"),
+                "{r}"
             );
         },
     );

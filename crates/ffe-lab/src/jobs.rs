@@ -13,7 +13,9 @@
 //! - `DELETE .../jobs/{name}`: `propagationPolicy` Background or Foreground kill the container;
 //!   none or Orphan leave the pod running, as kube-apiserver does for `batch/v1` (its default
 //!   there is Orphan, with a `Warning` header when no policy was given);
-//! - `GET /api/v1/namespaces/{ns}/pods?labelSelector=job-name={name}`: the PodList;
+//! - `GET /api/v1/namespaces/{ns}/pods?labelSelector=...`: the PodList for the Job's own labels,
+//!   `job-name={name}` or `controller-uid={uid}` (each also with the `batch.kubernetes.io/`
+//!   prefix, `==` for `=`, several ANDed with `,`); any other selector is refused (400);
 //! - `GET /api/v1/namespaces/{ns}/pods/{pod}/log` (`container`, `follow`, `tailLines`).
 //!
 //! Refused with 422 where a real cluster would do something the stand-in does not play:
@@ -22,6 +24,26 @@
 //! (no Secrets or ConfigMaps), volumes other than `persistentVolumeClaim` (only the claims the
 //! runner maps to a host directory) and `emptyDir`, a container without `command` (there is no
 //! image to take an ENTRYPOINT from).
+//!
+//! `metadata.ownerReferences` as kube-apiserver takes them: decoded (a wrong JSON type is 400),
+//! identical entries deduplicated with its `Warning`, then validated with the rest (422): each
+//! entry needs a version in `apiVersion`, a `kind`, a `name` and a `uid` (causes
+//! `metadata.ownerReferences.apiVersion` etc., unindexed, as `ValidateOwnerReferences` words them),
+//! `v1` `Event` may not own, and at most one entry may have `controller: true` (cause
+//! `metadata.ownerReferences`, "Only one reference can have Controller set to true. Found ...").
+//!
+//! **Also a stand-in, named: the garbage collector.** [`JobRunnerConfig::owners`] lists the
+//! objects that exist (uid -> kind, name; a namespaced owner is taken to be in the Job's
+//! namespace). An ownerReference is dangling when its uid is not listed or is listed with another
+//! kind or name (the collector looks the owner up by kind and name and compares the uid). A Job
+//! whose every ownerReference dangles is accepted (201, as the API server does not look owners up)
+//! and deleted by the collector within [`GC_DELAY`]: GET answers 404 from then on, its pod list is
+//! empty, and it is recorded in [`JobRunner::collected_jobs`]. Its pod is never started: on a
+//! cluster the Job controller may start it before the collector's delete arrives, so nothing the
+//! container would do can be counted on. A Job with some dangling and some existing owners runs,
+//! and the collector removes the dangling entries from its `ownerReferences` (as its patch does).
+//! Jobs without ownerReferences are not looked at. Collection is applied when the runner is next
+//! asked anything (every request, and the accessors): no client can tell the difference.
 //!
 //! How a container runs (the kubelet + container runtime part): on the configured lab host,
 //! `ip netns exec <netns> unshare --mount --uts --pid --fork --kill-child --mount-proc
@@ -73,6 +95,21 @@ const MAX_PREFIX: usize = 58;
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// How often a supervisor looks at its container (exit, deadline, kill request).
 const POLL: Duration = Duration::from_millis(50);
+/// How long after its creation the garbage-collector stand-in deletes a Job none of whose owners
+/// exists ("within a moment": the real collector acts on the informer event, typically well
+/// under a second).
+pub const GC_DELAY: Duration = Duration::from_millis(500);
+/// The labels kube-apiserver puts on a Job's pods, the only keys a pod list selector may name.
+const JOB_LABEL_KEYS: [&str; 4] = [
+    "batch.kubernetes.io/controller-uid",
+    "batch.kubernetes.io/job-name",
+    "controller-uid",
+    "job-name",
+];
+/// kube-apiserver's `DuplicateOwnerReferencesWarningFormat` (handlers/create.go), `%v` = the uids.
+const DUPLICATE_OWNERS_WARNING: &str = ".metadata.ownerReferences contains duplicate entries; \
+     API server dedups owner references in 1.20+, and may reject such requests as early as 1.24; \
+     please fix your requests; duplicate UID(s) observed: ";
 /// The sentence kube-apiserver warns with on a `batch/v1` Job delete without a policy.
 const ORPHAN_WARNING: &str = "299 - \"child pods are preserved by default when jobs are deleted; \
      set propagationPolicy=Background to remove them or set propagationPolicy=Orphan to suppress \
@@ -112,16 +149,21 @@ pub struct JobRunnerConfig {
     /// (path inside the image, host path) bind mounts, read-only, that play the image's file
     /// layout, e.g. `/usr/pgsql-15/bin` -> `/usr/lib/postgresql/15/bin`.
     pub image_paths: Vec<(PathBuf, PathBuf)>,
+    /// The objects that exist, for the garbage-collector stand-in: uid -> (kind, name), e.g. the
+    /// recorded CronJob a Job is made from. A Job whose ownerReferences all name something not
+    /// here (or here with another kind or name) is deleted without running; see the module docs.
+    pub owners: BTreeMap<String, (String, String)>,
 }
 
 impl JobRunnerConfig {
-    /// Pods on `node`, no claims, no image paths, running as `postgres`.
+    /// Pods on `node`, no claims, no image paths, no owners, running as `postgres`.
     pub fn new(node: impl Into<String>) -> Self {
         Self {
             node: node.into(),
             claims: BTreeMap::new(),
             run_as: "postgres".into(),
             image_paths: Vec::new(),
+            owners: BTreeMap::new(),
         }
     }
 }
@@ -136,6 +178,16 @@ pub struct JobDeletion {
     pub propagation_policy: Option<String>,
     /// Whether a running container was killed.
     pub killed: bool,
+}
+
+/// One Job the garbage-collector stand-in deleted because none of its owners exists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobCollection {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    /// Its `ownerReferences` as stored (all dangling).
+    pub owner_references: Vec<Value>,
 }
 
 /// The running stand-in. Dropping it stops the server and kills every container it started.
@@ -157,22 +209,40 @@ struct Shared {
     user: RunUser,
     claims: BTreeMap<String, PathBuf>,
     image_paths: Vec<(PathBuf, PathBuf)>,
+    owners: BTreeMap<String, (String, String)>,
     dir: PathBuf,
     inner: Mutex<Inner>,
 }
 
+/// A Job as stored (no status) and its pod (none for a Job the collector is about to delete).
+type StoredJob = (Value, Option<Arc<PodRun>>);
+
 #[derive(Default)]
 struct Inner {
-    /// (namespace, name) -> the Job as stored (no status) and its pod.
-    jobs: BTreeMap<(String, String), (Value, Arc<PodRun>)>,
+    /// (namespace, name) -> the Job.
+    jobs: BTreeMap<(String, String), StoredJob>,
     /// Pods that exist (an orphaned pod outlives its Job).
     pods: Vec<Arc<PodRun>>,
     /// Every pod ever started (killed on drop).
     all: Vec<Arc<PodRun>>,
     created: Vec<Value>,
     deleted: Vec<JobDeletion>,
+    /// What the collector will do, and when.
+    pending_gc: Vec<PendingGc>,
+    collected: Vec<JobCollection>,
     supervisors: Vec<std::thread::JoinHandle<()>>,
     resource_version: u64,
+}
+
+/// A Job with dangling ownerReferences, as the collector will find it.
+struct PendingGc {
+    namespace: String,
+    name: String,
+    uid: String,
+    due: Instant,
+    /// The uids of its dangling owners; all of its owners when it is to be deleted.
+    dangling: BTreeSet<String>,
+    delete: bool,
 }
 
 impl Inner {
@@ -180,6 +250,57 @@ impl Inner {
         self.resource_version += 1;
         (1000 + self.resource_version).to_string()
     }
+
+    /// The garbage-collector stand-in: what is due is done (see the module docs).
+    fn collect_garbage(&mut self) {
+        let now = Instant::now();
+        let (due, later): (Vec<PendingGc>, Vec<PendingGc>) = std::mem::take(&mut self.pending_gc)
+            .into_iter()
+            .partition(|g| g.due <= now);
+        self.pending_gc = later;
+        for g in due {
+            let key = (g.namespace.clone(), g.name.clone());
+            // Deleted by the client meanwhile, maybe created again under the same name: that
+            // is another object.
+            let same = self
+                .jobs
+                .get(&key)
+                .is_some_and(|(job, _)| job["metadata"]["uid"] == g.uid.as_str());
+            if !same {
+                continue;
+            }
+            if g.delete {
+                let Some((job, _)) = self.jobs.remove(&key) else {
+                    continue;
+                };
+                self.collected.push(JobCollection {
+                    namespace: g.namespace,
+                    name: g.name,
+                    uid: g.uid,
+                    owner_references: job["metadata"]["ownerReferences"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default(),
+                });
+                continue;
+            }
+            let rv = self.next_rv();
+            if let Some((job, _)) = self.jobs.get_mut(&key) {
+                let m = &mut job["metadata"];
+                if let Some(refs) = m["ownerReferences"].as_array_mut() {
+                    refs.retain(|r| !r["uid"].as_str().is_some_and(|u| g.dangling.contains(u)));
+                }
+                m["resourceVersion"] = json!(rv);
+            }
+        }
+    }
+}
+
+/// The runner's state, with what the collector has due done first.
+fn state(sh: &Shared) -> MutexGuard<'_, Inner> {
+    let mut inner = lock(&sh.inner);
+    inner.collect_garbage();
+    inner
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -290,6 +411,7 @@ impl JobRunner {
             user,
             claims: config.claims,
             image_paths: config.image_paths,
+            owners: config.owners,
             dir,
             inner: Mutex::new(Inner::default()),
         });
@@ -342,14 +464,19 @@ impl JobRunner {
         &self.shared.dir
     }
 
-    /// Every Job body accepted with 201, as the client sent it, in order.
+    /// Every Job body accepted with 201, as the client sent it, in order (collected ones too).
     pub fn created_jobs(&self) -> Vec<Value> {
-        lock(&self.shared.inner).created.clone()
+        state(&self.shared).created.clone()
     }
 
-    /// Every Job `DELETE` answered with 200, in order.
+    /// Every Job `DELETE` answered with 200, in order (not the collector's deletions).
     pub fn deleted_jobs(&self) -> Vec<JobDeletion> {
-        lock(&self.shared.inner).deleted.clone()
+        state(&self.shared).deleted.clone()
+    }
+
+    /// Every Job the garbage-collector stand-in deleted (none of its owners exists), in order.
+    pub fn collected_jobs(&self) -> Vec<JobCollection> {
+        state(&self.shared).collected.clone()
     }
 }
 
@@ -544,6 +671,10 @@ async fn create_job(
         ));
     }
     let meta = &posted["metadata"];
+    let (owners, duplicates) = match decode_owner_refs(meta) {
+        Ok(refs) => dedup_owner_refs(refs),
+        Err(message) => return bad_request(&message),
+    };
     if let Some(n) = meta.get("namespace").and_then(Value::as_str) {
         if !n.is_empty() && n != ns {
             return bad_request(
@@ -568,7 +699,7 @@ async fn create_job(
         .get("generateName")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let mut inner = lock(&sh.inner);
+    let mut inner = state(&sh);
     let name = if !given.is_empty() {
         given.to_string()
     } else if !prefix.is_empty() {
@@ -601,10 +732,31 @@ async fn create_job(
             Some(json!({"name": name, "group": "batch", "kind": "jobs"})),
         );
     }
+    // Metadata causes first, then the spec's, in one answer as kube-apiserver gives them.
+    let mut causes = validate_owner_refs(&owners);
     let plan = match plan_job(&sh, &posted) {
-        Ok(p) => p,
-        Err(causes) => return invalid(&name, causes),
+        Ok(p) => Some(p),
+        Err(c) => {
+            causes.extend(c);
+            None
+        }
     };
+    let Some(plan) = plan.filter(|_| causes.is_empty()) else {
+        return invalid(&name, causes);
+    };
+    // What the collector will find: owners that do not exist (uid, or kind/name for that uid).
+    let dangles = |r: &&OwnerRef| {
+        sh.owners
+            .get(&r.uid)
+            .is_none_or(|(kind, n)| *kind != r.kind || *n != r.name)
+    };
+    let collect = !owners.is_empty() && owners.iter().all(|r| dangles(&r));
+    // Its patch removes by uid (the merge key), as here.
+    let dangling: BTreeSet<String> = owners
+        .iter()
+        .filter(dangles)
+        .map(|r| r.uid.clone())
+        .collect();
 
     // Accepted: what kube-apiserver stores (uid, timestamps, generated selector and labels,
     // defaults), then the pod.
@@ -620,6 +772,13 @@ async fn create_job(
         m["resourceVersion"] = json!(rv);
         m["generation"] = json!(1);
         m["creationTimestamp"] = json!(rfc3339(now));
+        // Stored as decoded: deduplicated, unknown fields dropped, an empty list omitted.
+        if let Some(o) = m.as_object_mut() {
+            o.remove("ownerReferences");
+        }
+        if !owners.is_empty() {
+            m["ownerReferences"] = Value::Array(owners.iter().map(OwnerRef::to_json).collect());
+        }
     }
     let job_labels = [
         ("batch.kubernetes.io/controller-uid", uid.as_str()),
@@ -665,27 +824,30 @@ async fn create_job(
         o.remove("status");
     }
 
-    let pod_prefix: String = format!("{name}-").chars().take(MAX_PREFIX).collect();
-    let pod_name = format!("{pod_prefix}{}", random_suffix());
-    let mut pod_spec = job["spec"]["template"]["spec"].clone();
-    pod_spec["nodeName"] = json!(sh.node.name);
-    let pod_rv = inner.next_rv();
-    let pod = Arc::new(PodRun {
-        namespace: ns.clone(),
-        name: pod_name.clone(),
-        uid: uuid4(),
-        job_name: name.clone(),
-        job_uid: uid.clone(),
-        container: plan.container.clone(),
-        image: plan.image.clone(),
-        labels: template_labels,
-        spec: pod_spec,
-        created: now,
-        resource_version: pod_rv,
-        log: sh.dir.join("logs").join(format!("{ns}_{pod_name}.log")),
-        orphaned: AtomicBool::new(false),
-        stop: Mutex::new(None),
-        state: Mutex::new(RunState::Running { started: now }),
+    // A Job the collector deletes gets no pod: see the module docs.
+    let pod = (!collect).then(|| {
+        let pod_prefix: String = format!("{name}-").chars().take(MAX_PREFIX).collect();
+        let pod_name = format!("{pod_prefix}{}", random_suffix());
+        let mut pod_spec = job["spec"]["template"]["spec"].clone();
+        pod_spec["nodeName"] = json!(sh.node.name);
+        let pod_rv = inner.next_rv();
+        Arc::new(PodRun {
+            namespace: ns.clone(),
+            name: pod_name.clone(),
+            uid: uuid4(),
+            job_name: name.clone(),
+            job_uid: uid.clone(),
+            container: plan.container.clone(),
+            image: plan.image.clone(),
+            labels: template_labels,
+            spec: pod_spec,
+            created: now,
+            resource_version: pod_rv,
+            log: sh.dir.join("logs").join(format!("{ns}_{pod_name}.log")),
+            orphaned: AtomicBool::new(false),
+            stop: Mutex::new(None),
+            state: Mutex::new(RunState::Running { started: now }),
+        })
     });
     let seq = inner.created.len() + 1;
     let record = sh
@@ -704,23 +866,42 @@ async fn create_job(
         );
     }
     inner.created.push(posted);
-    if let Some(h) = start_pod(&sh, &pod, &plan) {
-        inner.supervisors.push(h);
+    if let Some(pod) = &pod {
+        if let Some(h) = start_pod(&sh, pod, &plan) {
+            inner.supervisors.push(h);
+        }
+        inner.pods.push(pod.clone());
+        inner.all.push(pod.clone());
+    }
+    if !dangling.is_empty() {
+        inner.pending_gc.push(PendingGc {
+            namespace: ns.clone(),
+            name: name.clone(),
+            uid: uid.clone(),
+            due: Instant::now() + GC_DELAY,
+            dangling,
+            delete: collect,
+        });
     }
     inner
         .jobs
-        .insert((ns.clone(), name.clone()), (job.clone(), pod.clone()));
-    inner.pods.push(pod.clone());
-    inner.all.push(pod);
+        .insert((ns.clone(), name.clone()), (job.clone(), pod));
     drop(inner);
     job["status"] = json!({});
-    json_answer(StatusCode::CREATED, &job)
+    let mut r = json_answer(StatusCode::CREATED, &job);
+    if !duplicates.is_empty() {
+        let text = format!("{DUPLICATE_OWNERS_WARNING}{}", duplicates.join(", "));
+        if let Ok(v) = header::HeaderValue::from_str(&format!("299 - {text:?}")) {
+            r.headers_mut().insert(header::WARNING, v);
+        }
+    }
+    r
 }
 
 async fn get_job(State(sh): St, UrlPath((ns, name)): UrlPath<(String, String)>) -> Response {
-    let inner = lock(&sh.inner);
+    let inner = state(&sh);
     match inner.jobs.get(&(ns, name.clone())) {
-        Some((job, pod)) => json_answer(StatusCode::OK, &with_status(job, pod)),
+        Some((job, pod)) => json_answer(StatusCode::OK, &with_status(job, pod.as_deref())),
         None => job_not_found(&name),
     }
 }
@@ -729,13 +910,13 @@ async fn list_jobs(State(sh): St, UrlPath(ns): UrlPath<String>, Query(q): Params
     if let Some(r) = refuse_unplayed(&q, &["labelSelector", "fieldSelector", "watch"]) {
         return r;
     }
-    let inner = lock(&sh.inner);
+    let inner = state(&sh);
     let items: Vec<Value> = inner
         .jobs
         .iter()
         .filter(|((n, _), _)| *n == ns)
         .map(|(_, (job, pod))| {
-            let mut j = with_status(job, pod);
+            let mut j = with_status(job, pod.as_deref());
             if let Some(o) = j.as_object_mut() {
                 // List items carry no kind/apiVersion.
                 o.remove("kind");
@@ -784,26 +965,28 @@ async fn delete_job(
         }
     }
     let (killed, job, pod) = {
-        let mut inner = lock(&sh.inner);
+        let mut inner = state(&sh);
         let Some((job, pod)) = inner.jobs.remove(&(ns.clone(), name.clone())) else {
             return job_not_found(&name);
         };
         let kill = matches!(policy.as_deref(), Some("Background" | "Foreground"));
-        let running = !pod.done();
-        if kill {
-            pod.ask_stop(End::Deleted);
-            inner.pods.retain(|p| !Arc::ptr_eq(p, &pod));
-        } else {
-            pod.orphaned.store(true, Ordering::SeqCst);
+        let running = pod.as_ref().is_some_and(|p| !p.done());
+        if let Some(p) = &pod {
+            if kill {
+                p.ask_stop(End::Deleted);
+                inner.pods.retain(|q| !Arc::ptr_eq(q, p));
+            } else {
+                p.orphaned.store(true, Ordering::SeqCst);
+            }
         }
         inner.deleted.push(JobDeletion {
             namespace: ns.clone(),
             name: name.clone(),
-            uid: pod.job_uid.clone(),
+            uid: job["metadata"]["uid"].as_str().unwrap_or("").to_string(),
             propagation_policy: policy.clone(),
             killed: kill && running,
         });
-        (kill.then_some(pod.clone()), job, pod)
+        (pod.clone().filter(|_| kill), job, pod)
     };
     if let Some(p) = killed {
         // The supervisor kills within POLL; answer once it has (a Background delete on a
@@ -817,12 +1000,13 @@ async fn delete_job(
         Some("Background") => json_answer(
             StatusCode::OK,
             &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                    "details": {"name": name, "group": "batch", "kind": "jobs", "uid": pod.job_uid}}),
+                    "details": {"name": name, "group": "batch", "kind": "jobs",
+                                "uid": job["metadata"]["uid"]}}),
         ),
         other => {
             // Orphan (also the batch/v1 default) and Foreground go through a finalizer: the
             // answer is the Job marked for deletion.
-            let mut j = with_status(&job, &pod);
+            let mut j = with_status(&job, pod.as_deref());
             j["metadata"]["deletionTimestamp"] = json!(rfc3339(SystemTime::now()));
             j["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             j["metadata"]["finalizers"] = json!([if other == Some("Foreground") {
@@ -841,27 +1025,34 @@ async fn delete_job(
     }
 }
 
-/// `job-name=NAME` / `job-name==NAME`, nothing else.
-fn job_name_selector(sel: &str) -> Option<&str> {
-    let rest = sel.strip_prefix("job-name")?;
-    let name = rest.strip_prefix("==").or_else(|| rest.strip_prefix('='))?;
-    (!name.contains([',', '=', '!', ' '])).then_some(name)
+/// Equality requirements (`KEY=VALUE` / `KEY==VALUE`, ANDed with `,`) on the labels a Job's pod
+/// gets ([`JOB_LABEL_KEYS`]), nothing else.
+fn job_selector(sel: &str) -> Option<Vec<(&str, &str)>> {
+    sel.split(',')
+        .map(|req| {
+            let (key, rest) = req.split_once('=')?;
+            let value = rest.strip_prefix('=').unwrap_or(rest);
+            let plain = !value.is_empty() && !value.contains(['=', '!', ' ']);
+            (JOB_LABEL_KEYS.contains(&key) && plain).then_some((key, value))
+        })
+        .collect()
 }
 
 async fn list_pods(State(sh): St, UrlPath(ns): UrlPath<String>, Query(q): Params) -> Response {
-    let Some(job) = param(&q, "labelSelector").and_then(job_name_selector) else {
+    let Some(reqs) = param(&q, "labelSelector").and_then(job_selector) else {
         return bad_request(
-            "the Job stand-in answers pod lists for labelSelector=job-name=NAME only",
+            "the Job stand-in answers pod lists for labelSelector=job-name=NAME or \
+             controller-uid=UID (also batch.kubernetes.io/...) only",
         );
     };
     if let Some(r) = refuse_unplayed(&q, &["fieldSelector", "watch"]) {
         return r;
     }
-    let inner = lock(&sh.inner);
+    let inner = state(&sh);
     let items: Vec<Value> = inner
         .pods
         .iter()
-        .filter(|p| p.namespace == ns && p.job_name == job)
+        .filter(|p| p.namespace == ns && reqs.iter().all(|(k, v)| p.labels[*k] == *v))
         .map(|p| {
             let mut v = pod_json(p, &sh.node);
             if let Some(o) = v.as_object_mut() {
@@ -885,7 +1076,7 @@ async fn pod_log(
     Query(q): Params,
 ) -> Response {
     let pod = {
-        let inner = lock(&sh.inner);
+        let inner = state(&sh);
         inner
             .pods
             .iter()
@@ -986,9 +1177,14 @@ fn cond(kind: &str, reason: &str, message: &str, at: SystemTime) -> Value {
            "lastProbeTime": rfc3339(at), "lastTransitionTime": rfc3339(at)})
 }
 
-/// The stored Job with the `status` the Job controller would have written for its one pod.
-fn with_status(job: &Value, pod: &PodRun) -> Value {
+/// The stored Job with the `status` the Job controller would have written for its one pod (none
+/// without a pod: the collector deletes that Job).
+fn with_status(job: &Value, pod: Option<&PodRun>) -> Value {
     let mut j = job.clone();
+    let Some(pod) = pod else {
+        j["status"] = json!({});
+        return j;
+    };
     j["status"] = match pod.state() {
         RunState::Running { started } => json!({
             "active": 1, "ready": 1, "terminating": 0, "startTime": rfc3339(started),
@@ -1226,6 +1422,186 @@ fn invalid(name: &str, causes: Vec<Cause>) -> Response {
 }
 
 const NOT_PLAYED: &str = "not played by the Job stand-in";
+
+/// One `metadata.ownerReferences` entry as kube-apiserver decodes it (unknown fields dropped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OwnerRef {
+    api_version: String,
+    kind: String,
+    name: String,
+    uid: String,
+    controller: Option<bool>,
+    block_owner_deletion: Option<bool>,
+}
+
+impl OwnerRef {
+    /// As `metav1.OwnerReference` encodes (the two flags omitted when unset).
+    fn to_json(&self) -> Value {
+        let mut v = json!({"apiVersion": self.api_version, "kind": self.kind,
+                           "name": self.name, "uid": self.uid});
+        if let Some(c) = self.controller {
+            v["controller"] = json!(c);
+        }
+        if let Some(b) = self.block_owner_deletion {
+            v["blockOwnerDeletion"] = json!(b);
+        }
+        v
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// The decoding step: a JSON type Go cannot unmarshal is 400 with this message, as kube-apiserver
+/// answers.
+fn decode_owner_refs(meta: &Value) -> Result<Vec<OwnerRef>, String> {
+    let cannot = |v: &Value, field: &str, go_type: &str| {
+        format!(
+            "Job in version \"v1\" cannot be handled as a Job: json: cannot unmarshal {} into \
+             Go struct field {field} of type {go_type}",
+            json_type(v)
+        )
+    };
+    let list = match meta.get("ownerReferences") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a,
+        Some(v) => {
+            return Err(cannot(
+                v,
+                "ObjectMeta.metadata.ownerReferences",
+                "[]v1.OwnerReference",
+            ))
+        }
+    };
+    let mut out = Vec::new();
+    for entry in list {
+        let empty = Map::new();
+        let o = match entry {
+            Value::Object(o) => o,
+            // Go decodes a null element as the zero value.
+            Value::Null => &empty,
+            v => {
+                return Err(cannot(
+                    v,
+                    "ObjectMeta.metadata.ownerReferences",
+                    "v1.OwnerReference",
+                ))
+            }
+        };
+        let text = |k: &str, go_type: &str| match o.get(k) {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(v) => Err(cannot(
+                v,
+                &format!("OwnerReference.metadata.ownerReferences.{k}"),
+                go_type,
+            )),
+        };
+        let flag = |k: &str| match o.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(v) => Err(cannot(
+                v,
+                &format!("OwnerReference.metadata.ownerReferences.{k}"),
+                "bool",
+            )),
+        };
+        out.push(OwnerRef {
+            api_version: text("apiVersion", "string")?,
+            kind: text("kind", "string")?,
+            name: text("name", "string")?,
+            uid: text("uid", "types.UID")?,
+            controller: flag("controller")?,
+            block_owner_deletion: flag("blockOwnerDeletion")?,
+        });
+    }
+    Ok(out)
+}
+
+/// kube-apiserver's `dedupOwnerReferences`: an entry equal to an earlier one is dropped, its uid
+/// reported (in the `Warning`).
+fn dedup_owner_refs(refs: Vec<OwnerRef>) -> (Vec<OwnerRef>, Vec<String>) {
+    let mut kept: Vec<OwnerRef> = Vec::new();
+    let mut duplicates = Vec::new();
+    for r in refs {
+        if kept.contains(&r) {
+            duplicates.push(r.uid);
+        } else {
+            kept.push(r);
+        }
+    }
+    (kept, duplicates)
+}
+
+/// `schema.ParseGroupVersion` as `FromAPIVersionAndKind` uses it: (group, version), both empty
+/// when it does not parse.
+fn group_version(api_version: &str) -> (&str, &str) {
+    if api_version == "/" {
+        return ("", "");
+    }
+    match api_version.matches('/').count() {
+        0 => ("", api_version),
+        1 => api_version.split_once('/').unwrap_or(("", "")),
+        _ => ("", ""),
+    }
+}
+
+/// `ValidateOwnerReferences` (apimachinery/pkg/api/validation/objectmeta.go), field paths and
+/// wording included: the per-entry paths carry no index there.
+fn validate_owner_refs(refs: &[OwnerRef]) -> Vec<Cause> {
+    const F: &str = "metadata.ownerReferences";
+    let mut c = Vec::new();
+    let mut first_controller: Option<String> = None;
+    for r in refs {
+        let (group, version) = group_version(&r.api_version);
+        if version.is_empty() {
+            c.push(Cause::invalid(
+                &format!("{F}.apiVersion"),
+                &json!(r.api_version),
+                "version must not be empty",
+            ));
+        }
+        for (field, value) in [("kind", &r.kind), ("name", &r.name), ("uid", &r.uid)] {
+            if value.is_empty() {
+                c.push(Cause::invalid(
+                    &format!("{F}.{field}"),
+                    &json!(value),
+                    "must not be empty",
+                ));
+            }
+        }
+        if group.is_empty() && version == "v1" && r.kind == "Event" {
+            c.push(Cause::invalid(
+                F,
+                &r.to_json(),
+                "/v1, Kind=Event is disallowed from being an owner",
+            ));
+        }
+        if r.controller == Some(true) {
+            let current = format!("{}/{}", r.kind, r.name);
+            match &first_controller {
+                Some(first) => c.push(Cause::invalid(
+                    F,
+                    &Value::Array(refs.iter().map(OwnerRef::to_json).collect()),
+                    &format!(
+                        "Only one reference can have Controller set to true. Found \"true\" in \
+                         references for {first} and {current}"
+                    ),
+                )),
+                None => first_controller = Some(current),
+            }
+        }
+    }
+    c
+}
 
 /// What to run for an accepted Job.
 #[derive(Debug)]
@@ -2101,12 +2477,80 @@ mod tests {
     }
 
     #[test]
-    fn selector_is_job_name_only() {
-        assert_eq!(job_name_selector("job-name=x-1"), Some("x-1"));
-        assert_eq!(job_name_selector("job-name==x"), Some("x"));
-        assert_eq!(job_name_selector("job-name!=x"), None);
-        assert_eq!(job_name_selector("job-name=x,app=y"), None);
-        assert_eq!(job_name_selector("app=y"), None);
+    fn selector_is_the_jobs_own_labels_only() {
+        assert_eq!(
+            job_selector("job-name=x-1"),
+            Some(vec![("job-name", "x-1")])
+        );
+        assert_eq!(job_selector("job-name==x"), Some(vec![("job-name", "x")]));
+        assert_eq!(
+            job_selector("batch.kubernetes.io/controller-uid=u-1,job-name=x"),
+            Some(vec![
+                ("batch.kubernetes.io/controller-uid", "u-1"),
+                ("job-name", "x")
+            ])
+        );
+        assert_eq!(
+            job_selector("controller-uid==u"),
+            Some(vec![("controller-uid", "u")])
+        );
+        assert_eq!(job_selector("job-name!=x"), None);
+        assert_eq!(job_selector("job-name="), None);
+        assert_eq!(job_selector("job-name=x,app=y"), None);
+        assert_eq!(job_selector("app=y"), None);
+        assert_eq!(job_selector("job-name"), None);
+    }
+
+    fn owner(uid: &str, controller: Option<bool>) -> OwnerRef {
+        OwnerRef {
+            api_version: "batch/v1".into(),
+            kind: "CronJob".into(),
+            name: format!("c-{uid}"),
+            uid: uid.into(),
+            controller,
+            block_owner_deletion: None,
+        }
+    }
+
+    #[test]
+    fn owner_references_are_validated_as_the_api_server_does() {
+        let fields = |refs: &[OwnerRef]| -> Vec<String> {
+            validate_owner_refs(refs)
+                .into_iter()
+                .map(|c| format!("{}: {}", c.field, c.body))
+                .collect()
+        };
+        assert!(fields(&[owner("a", Some(true)), owner("b", Some(false))]).is_empty());
+        let two = fields(&[owner("a", Some(true)), owner("b", Some(true))]);
+        assert_eq!(two.len(), 1);
+        assert!(two[0].starts_with("metadata.ownerReferences: Invalid value: [{"));
+        assert!(two[0].ends_with(
+            "Only one reference can have Controller set to true. Found \"true\" in references \
+             for CronJob/c-a and CronJob/c-b"
+        ));
+        let mut empty = owner("", None);
+        empty.api_version = "batch/".into();
+        empty.kind = String::new();
+        assert_eq!(
+            fields(&[empty]),
+            [
+                "metadata.ownerReferences.apiVersion: Invalid value: \"batch/\": version must not be empty",
+                "metadata.ownerReferences.kind: Invalid value: \"\": must not be empty",
+                "metadata.ownerReferences.uid: Invalid value: \"\": must not be empty",
+            ]
+        );
+        let mut event = owner("e", None);
+        event.api_version = "v1".into();
+        event.kind = "Event".into();
+        assert_eq!(fields(&[event]).len(), 1);
+        assert_eq!(group_version("a/b/c"), ("", ""));
+        assert_eq!(group_version("v1"), ("", "v1"));
+        let (kept, dups) = dedup_owner_refs(vec![
+            owner("a", Some(true)),
+            owner("a", Some(true)),
+            owner("a", None),
+        ]);
+        assert_eq!((kept.len(), dups), (2, vec!["a".to_string()]));
     }
 
     #[test]

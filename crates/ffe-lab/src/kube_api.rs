@@ -19,7 +19,7 @@
 //!   Job controller + kubelet stand-in): nginx proxies to it every path under
 //!   `/apis/batch/v1/namespaces/` that is not an exact recorded route (a recorded CronJob keeps
 //!   being served here), every `/api/v1/namespaces/{ns}/pods/{pod}/log`, and any request whose
-//!   `labelSelector` starts with `job-name=` (also on a recorded route such as the pods list);
+//!   `labelSelector` names a Job label (`job-name=`, `controller-uid=`, either with the `batch.kubernetes.io/` prefix) (also on a recorded route such as the pods list);
 //! - any other path: 404 with a Kubernetes `Status` body, as the API server answers.
 //!
 //! Every request is also logged as `$msec $request_method $uri $status` (`requests.log`), which
@@ -133,7 +133,7 @@ impl RecordedApi {
     /// Like [`start_with_pods`](Self::start_with_pods), plus, when `jobs` is the address of a
     /// [`crate::jobs::JobRunner`], the Job paths proxied to it (plain HTTP on the lab bridge):
     /// everything under `/apis/batch/v1/namespaces/` that is not an exact recorded route, the
-    /// pod log paths, and any request whose `labelSelector` starts with `job-name=` (recorded
+    /// pod log paths, and any request whose `labelSelector` names a Job label (`job-name=`, `controller-uid=`) (recorded
     /// routes included). The client certificate is required for these too.
     pub fn start_full(
         lab: &Lab,
@@ -331,7 +331,8 @@ impl RecordedApi {
 const METHOD_NOT_ALLOWED: &str = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server does not allow this method on the requested resource","reason":"MethodNotAllowed","details":{},"code":405}"#;
 
 /// The nginx lines sending the Job paths to the Job stand-in at `up`. A `labelSelector` starting
-/// with `job-name=` (`=` sent as is or as `%3D`) is rewritten, at server level so that it wins
+/// with `[batch.kubernetes.io/]job-name=` or `[batch.kubernetes.io/]controller-uid=` (`=` and `/`
+/// sent as is or percent-encoded) is rewritten, at server level so that it wins
 /// over exact recorded routes, to an internal location that passes the original URI on. Exact
 /// (`=`) locations win over the `/apis/batch/v1/namespaces/` prefix, so a recorded CronJob stays
 /// here. No buffering: a followed pod log streams.
@@ -339,7 +340,7 @@ fn jobs_locations(up: SocketAddr) -> String {
     let proxy = "proxy_http_version 1.1; proxy_buffering off; proxy_request_buffering off; \
                  proxy_read_timeout 1h;";
     format!(
-        "    if ($arg_labelselector ~ \"^job-name(=|%3[Dd])\") {{ rewrite ^ /__jobs last; }}\n\
+        "    if ($arg_labelselector ~ \"^(batch\\.kubernetes\\.io(/|%2[Ff]))?(job-name|controller-uid)(=|%3[Dd])\") {{ rewrite ^ /__jobs last; }}\n\
          \x20   location = /__jobs {{ internal; {proxy} proxy_pass http://{up}$request_uri; }}\n\
          \x20   location /apis/batch/v1/namespaces/ {{ {proxy} proxy_pass http://{up}; }}\n\
          \x20   location ~ ^/api/v1/namespaces/[^/]+/pods/[^/]+/log$ {{ {proxy} proxy_pass http://{up}; }}\n"

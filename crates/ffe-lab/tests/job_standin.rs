@@ -16,6 +16,10 @@ use serde_json::{json, Value};
 
 const NS: &str = "ffe-data";
 const CRON: &str = "ffe-pg-repo1-full";
+/// The recorded CronJob's uid (listed as an existing owner for the garbage-collector stand-in).
+const CRON_UID: &str = "6f1c2a53-93c4-4d3e-9a51-0b7e9d7f1c11";
+/// A uid no object has.
+const GONE_UID: &str = "3b0d9e4c-5a1f-4e2b-8c7d-9f0a1b2c3d4e";
 const CLAIM: &str = "ffe-pg-repo1";
 const API_HOST: &str = "jb-master-1";
 const NODE: &str = "jb-worker-1";
@@ -35,7 +39,7 @@ fn jobs_path() -> String {
 fn cronjob() -> Value {
     json!({
         "apiVersion": "batch/v1", "kind": "CronJob",
-        "metadata": {"name": CRON, "namespace": NS, "uid": "6f1c2a53-93c4-4d3e-9a51-0b7e9d7f1c11",
+        "metadata": {"name": CRON, "namespace": NS, "uid": CRON_UID,
                      "creationTimestamp": "2026-12-03T10:00:00Z"},
         "spec": {
             "schedule": "0 1 * * 0", "concurrencyPolicy": "Forbid",
@@ -289,6 +293,9 @@ fn setup() -> Setup {
     assert!(chown.success());
     let mut cfg = JobRunnerConfig::new(NODE);
     cfg.claims.insert(CLAIM.into(), repo.clone());
+    // The recorded CronJob exists: Jobs it owns are not garbage-collected.
+    cfg.owners
+        .insert(CRON_UID.into(), ("CronJob".into(), CRON.into()));
     cfg.image_paths.push((
         "/usr/pgsql-15/bin".into(),
         "/usr/lib/postgresql/15/bin".into(),
@@ -665,4 +672,310 @@ fn deleting_kills_or_orphans_and_dropping_the_runner_kills_what_is_left() {
     let a = c.get(&format!("{}/long-orphan", jobs_path()));
     assert_eq!(a.status, 502, "{}", a.body);
     drop(s.api);
+}
+
+/// A GET straight to the runner (plain HTTP on the lab's gateway), not through nginx.
+fn runner_get(runner: &JobRunner, path: &str) -> (u16, Value) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "20",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .arg(format!("http://{}{path}", runner.addr()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (
+        code.trim().parse().unwrap(),
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}")),
+    )
+}
+
+/// The Job's own selectors on the pods path (`/` and `=` sent as is and URL-encoded).
+fn controller_uid_selectors(uid: &str) -> Vec<String> {
+    [
+        format!("batch.kubernetes.io/controller-uid={uid}"),
+        format!("batch.kubernetes.io%2Fcontroller-uid%3D{uid}"),
+        format!("controller-uid={uid}"),
+        format!("controller-uid%3D%3D{uid}"),
+    ]
+    .into_iter()
+    .map(|sel| format!("/api/v1/namespaces/{NS}/pods?labelSelector={sel}"))
+    .collect()
+}
+
+#[test]
+fn owner_references_are_validated_and_jobs_whose_owners_are_gone_are_collected() {
+    let s = setup();
+    let c = &s.client;
+    let runner = s.runner.as_ref().unwrap();
+    let cron = c.get(&cron_path()).json();
+    // Each Job's command leaves a marker in the claim (the host's repository directory).
+    let marker = |name: &str| s.repo.join(format!("ran-{name}"));
+    let job = |name: &str| {
+        job_from_cronjob(
+            &cron,
+            name,
+            &format!("echo ran > /pgbackrest/repo1/ran-{name}"),
+        )
+    };
+    let job_path = |name: &str| format!("{}/{name}", jobs_path());
+
+    // 1. Owned by the recorded CronJob, which exists: runs, owner kept.
+    let owned = job("owned");
+    assert_eq!(c.create(&owned).status, 201);
+    let (done_job, done) = c.wait_finished("owned");
+    assert_eq!(done, "Complete", "{done_job}");
+    assert!(marker("owned").exists());
+    assert_eq!(
+        done_job["metadata"]["ownerReferences"],
+        owned["metadata"]["ownerReferences"]
+    );
+    let owned_uid = done_job["metadata"]["uid"].as_str().unwrap().to_string();
+    let owned_pods = c.pods("owned");
+    assert_eq!(owned_pods.len(), 1);
+
+    // The Job's own selector (controller-uid) finds its pod, as job-name= does. Straight from
+    // the runner: through nginx in the_jobs_own_selectors_reach_the_runner_through_nginx.
+    for path in controller_uid_selectors(&owned_uid) {
+        let (code, list) = runner_get(runner, &path);
+        assert_eq!(code, 200, "{path}: {list}");
+        assert_eq!(list["items"], json!(owned_pods), "{path}");
+    }
+    let (_, list) = runner_get(
+        runner,
+        &format!("/api/v1/namespaces/{NS}/pods?labelSelector=job-name%3Downed,controller-uid%3D{GONE_UID}"),
+    );
+    assert_eq!(list["items"], json!([]));
+    let (code, _) = runner_get(
+        runner,
+        &format!("/api/v1/namespaces/{NS}/pods?labelSelector=app%3Dx"),
+    );
+    assert_eq!(code, 400);
+
+    // 2. Owned by nothing that exists (an unknown uid; the CronJob's uid under another name):
+    // accepted as kube-apiserver does, then deleted by the collector before its pod runs.
+    let mut unknown = job("unknown-owner");
+    unknown["metadata"]["ownerReferences"][0]["uid"] = json!(GONE_UID);
+    let mut renamed = job("renamed-owner");
+    renamed["metadata"]["ownerReferences"][0]["name"] = json!("ffe-pg-repo1-incr");
+    let mut uids = vec![];
+    for j in [&unknown, &renamed] {
+        let a = c.create(j);
+        assert_eq!(a.status, 201, "{}", a.body);
+        uids.push(a.json()["metadata"]["uid"].as_str().unwrap().to_string());
+    }
+    for name in ["unknown-owner", "renamed-owner"] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let a = c.get(&job_path(name));
+            if a.status == 404 {
+                assert_eq!(
+                    a.json()["message"],
+                    format!("jobs.batch \"{name}\" not found")
+                );
+                break;
+            }
+            assert_eq!(a.status, 200, "{}", a.body);
+            // Until then a Job with no pod.
+            assert_eq!(a.json()["status"], json!({}), "{}", a.body);
+            assert!(Instant::now() < deadline, "{name} was not collected");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(c.pods(name).is_empty());
+    }
+    for uid in &uids {
+        for path in controller_uid_selectors(uid) {
+            assert_eq!(runner_get(runner, &path).1["items"], json!([]));
+        }
+    }
+    let listed: Vec<Value> = c.get(&jobs_path()).json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["metadata"]["name"].clone())
+        .collect();
+    assert_eq!(listed, [json!("owned")]);
+    // Time for a container that had been started to leave its marker.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!marker("unknown-owner").exists());
+    assert!(!marker("renamed-owner").exists());
+    let collected = runner.collected_jobs();
+    let summary: Vec<(&str, &str, &str, &Value)> = collected
+        .iter()
+        .map(|g| {
+            (
+                g.namespace.as_str(),
+                g.name.as_str(),
+                g.uid.as_str(),
+                &g.owner_references[0]["uid"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (NS, "unknown-owner", uids[0].as_str(), &json!(GONE_UID)),
+            (NS, "renamed-owner", uids[1].as_str(), &json!(CRON_UID)),
+        ]
+    );
+    assert!(runner.deleted_jobs().is_empty());
+
+    // 3. One owner exists, one does not: runs, and the collector removes the dangling reference.
+    let mut mixed = job("mixed-owners");
+    mixed["metadata"]["ownerReferences"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"apiVersion": "v1", "kind": "ConfigMap", "name": "gone", "uid": GONE_UID}));
+    let a = c.create(&mixed);
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(
+        a.json()["metadata"]["ownerReferences"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (done_job, done) = c.wait_finished("mixed-owners");
+    assert_eq!(done, "Complete", "{done_job}");
+    assert!(marker("mixed-owners").exists());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let refs = c.get(&job_path("mixed-owners")).json()["metadata"]["ownerReferences"].clone();
+        if refs == owned["metadata"]["ownerReferences"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dangling owner stayed: {refs}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(runner.collected_jobs().len(), 2);
+
+    // 4. Refused (422) with the field named as ValidateOwnerReferences names it (no index).
+    let mut two = job("two-controllers");
+    two["metadata"]["ownerReferences"]
+        .as_array_mut()
+        .unwrap()
+        .push(
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "name": "other",
+                     "uid": GONE_UID, "controller": true}),
+        );
+    let a = c.create(&two);
+    assert_eq!(a.status, 422, "{}", a.body);
+    let st = a.json();
+    assert_eq!(st["reason"], "Invalid");
+    assert_eq!(
+        st["details"]["causes"][0]["field"],
+        "metadata.ownerReferences"
+    );
+    assert!(
+        st["message"].as_str().unwrap().ends_with(
+            "Only one reference can have Controller set to true. Found \"true\" in references \
+             for CronJob/ffe-pg-repo1-full and CronJob/other"
+        ),
+        "{st}"
+    );
+    let mut no_uid = job("no-owner-uid");
+    no_uid["metadata"]["ownerReferences"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("uid");
+    let a = c.create(&no_uid);
+    assert_eq!(a.status, 422, "{}", a.body);
+    let st = a.json();
+    assert_eq!(
+        st["message"],
+        "Job.batch \"no-owner-uid\" is invalid: metadata.ownerReferences.uid: Invalid value: \"\": \
+         must not be empty"
+    );
+    assert_eq!(
+        st["details"]["causes"][0]["field"],
+        "metadata.ownerReferences.uid"
+    );
+    let mut blank = job("blank-owner");
+    blank["metadata"]["ownerReferences"] = json!([{"apiVersion": "batch/", "controller": true}]);
+    let st = c.create(&blank).json();
+    let fields: Vec<&str> = st["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "metadata.ownerReferences.apiVersion",
+            "metadata.ownerReferences.kind",
+            "metadata.ownerReferences.name",
+            "metadata.ownerReferences.uid"
+        ],
+        "{st}"
+    );
+    // Not a list of objects: the decoder's 400.
+    let mut not_list = job("owners-not-a-list");
+    not_list["metadata"]["ownerReferences"] = json!({"uid": CRON_UID});
+    assert_eq!(c.create(&not_list).status, 400);
+    for name in [
+        "two-controllers",
+        "no-owner-uid",
+        "blank-owner",
+        "owners-not-a-list",
+    ] {
+        assert_eq!(c.get(&job_path(name)).status, 404, "{name}");
+        assert!(!marker(name).exists());
+    }
+
+    // 5. The same reference twice: kept once, with kube-apiserver's warning.
+    let mut dup = job("duplicate-owner");
+    let first = dup["metadata"]["ownerReferences"][0].clone();
+    dup["metadata"]["ownerReferences"]
+        .as_array_mut()
+        .unwrap()
+        .push(first);
+    let a = c.create(&dup);
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert!(
+        a.headers
+            .contains(&format!("duplicate UID(s) observed: {CRON_UID}")),
+        "{}",
+        a.headers
+    );
+    assert_eq!(
+        a.json()["metadata"]["ownerReferences"],
+        owned["metadata"]["ownerReferences"]
+    );
+    assert_eq!(c.wait_finished("duplicate-owner").1, "Complete");
+    drop(s);
+}
+
+/// Needs kube_api.rs to route the controller-uid selectors to the runner as it routes `job-name=`.
+#[test]
+fn the_jobs_own_selectors_reach_the_runner_through_nginx() {
+    let s = setup();
+    let c = &s.client;
+    let cron = c.get(&cron_path()).json();
+    let a = c.create(&job_from_cronjob(&cron, "selected", "true"));
+    assert_eq!(a.status, 201, "{}", a.body);
+    let uid = a.json()["metadata"]["uid"].as_str().unwrap().to_string();
+    let pods = c.pods("selected");
+    assert_eq!(pods.len(), 1);
+    for path in controller_uid_selectors(&uid) {
+        let a = c.get(&path);
+        assert_eq!(a.status, 200, "{path}: {}", a.body);
+        assert_eq!(a.json()["items"], json!(pods), "{path}");
+    }
+    // Another selector still gets the recorded pod list.
+    let a = c.get(&format!(
+        "/api/v1/namespaces/{NS}/pods?labelSelector=app%3Dx"
+    ));
+    assert_eq!((a.status, a.json()["items"].clone()), (200, json!([])));
+    drop(s);
 }

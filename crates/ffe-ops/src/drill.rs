@@ -513,11 +513,12 @@ async fn choose(
                 .ok_or_else(|| vec!["no unseal keys: the deleted member comes back sealed and the drill must unseal it. Run from the environment directory (terraform output vault_unseal_keys) or pass --vault-unseal-keys FILE".to_string()])?;
             let ca = vault_ca.ok_or_else(|| vec!["the Vault CA could not be read".to_string()])?;
             let members = Member::all(&v.member_addresses, ca).map_err(|e| vec![e.to_string()])?;
-            let health: Vec<Option<ffe_core::vault::Health>> = vault_health(&members)
-                .await
-                .into_iter()
-                .map(|(_, h)| h.ok())
-                .collect();
+            let health: Vec<Option<ffe_core::vault::Health>> =
+                vault_health(&members, CHOOSE_HEALTH_LIMIT)
+                    .await
+                    .into_iter()
+                    .map(|(_, h)| h.ok())
+                    .collect();
             let unsealed = health
                 .iter()
                 .filter(|h| h.as_ref().is_some_and(|h| h.initialized && !h.sealed))
@@ -602,7 +603,10 @@ async fn choose(
                 .run_status_within(&node.target(), "find k3s-killall.sh", &probe, None, Duration::from_secs(10))
                 .await
             {
-                Ok(o) if o.code == 0 && !o.stdout.trim().is_empty() => o.stdout.trim().to_string(),
+                // Only a path we asked about is run as root later (not login noise or worse).
+                Ok(o) if o.code == 0 && K3S_KILLALL_CANDIDATES.contains(&o.stdout.trim()) => {
+                    o.stdout.trim().to_string()
+                }
                 Ok(_) => {
                     return Err(vec![format!(
                         "no k3s-killall.sh on {} ({}): k3s was not installed by its install.sh there, so the drill cannot stop it",
@@ -730,7 +734,7 @@ async fn read_progress(
             keys,
             ..
         } => {
-            let health = vault_health(members).await;
+            let health = vault_health(members, POLL_HEALTH_LIMIT).await;
             let target_active =
                 matches!(&health[*index].1, Ok(h) if h.initialized && !h.sealed && !h.standby);
             if !disrupted && target_active {
@@ -762,7 +766,7 @@ async fn read_progress(
             let _ = disrupted;
             let mut bad: Vec<String> = vec![];
             if let Some((members, keys)) = vault {
-                let health = vault_health(members).await;
+                let health = vault_health(members, POLL_HEALTH_LIMIT).await;
                 if let Some(why) = unseal_returned(members, &health, keys, tl).await {
                     bad.push(why);
                 } else {
@@ -812,19 +816,26 @@ fn failing(checks: &[Check]) -> Vec<String> {
         .collect()
 }
 
+/// Each member's `sys/health` within `limit`.
 async fn vault_health(
     members: &[Member],
+    limit: Duration,
 ) -> Vec<(String, Result<ffe_core::vault::Health, String>)> {
     join_all(members.iter().map(|m| async move {
         (
             m.address.clone(),
-            tokio::time::timeout(Duration::from_secs(2), m.health())
+            tokio::time::timeout(limit, m.health())
                 .await
-                .unwrap_or_else(|_| Err("no answer within 2 s".into())),
+                .unwrap_or_else(|_| Err(format!("no answer within {} s", limit.as_secs()))),
         )
     }))
     .await
 }
+
+/// Choosing the target: a slow member must not count as sealed (the drill would be refused).
+const CHOOSE_HEALTH_LIMIT: Duration = Duration::from_secs(3);
+/// Polling during recovery: a reading per probe round.
+const POLL_HEALTH_LIMIT: Duration = Duration::from_secs(2);
 
 /// Unseal every member that answers sealed (a restarted pod); `Some(what)` while one was.
 async fn unseal_returned(

@@ -68,6 +68,35 @@ impl RestoreOptions {
     }
 }
 
+/// Ctrl-C or SIGTERM, seen by every part of the run: listening from the start keeps the default
+/// action (the process dies) from skipping the clean-up of the Job and of the scratch OpenBao.
+#[derive(Clone)]
+pub struct Stop(tokio::sync::watch::Receiver<bool>);
+
+impl Stop {
+    /// Start listening (for the rest of the process).
+    pub fn listen() -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            crate::drill::interrupted().await;
+            let _ = tx.send(true);
+        });
+        Stop(rx)
+    }
+
+    pub fn stopped(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Until a signal came (never, when the listener is gone).
+    pub async fn wait(&self) {
+        let mut rx = self.0.clone();
+        if rx.wait_for(|s| *s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// What the restore-check script printed (its `ffe-restore-check ...` lines).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RestoreLog {
@@ -77,6 +106,10 @@ pub struct RestoreLog {
     /// `None` when the log says `none` (no transaction after the backup) or never said it.
     pub replayed: Option<i64>,
     pub replayed_line: bool,
+    /// The WAL segment of the last record replayed (`pg_last_wal_replay_lsn`).
+    pub replayed_wal: Option<String>,
+    /// The newest segment in the repository's archive when the restore began.
+    pub archive_max: Option<String>,
     pub databases: Vec<String>,
     pub amcheck_ok: bool,
     pub done: bool,
@@ -91,7 +124,11 @@ pub fn parse_log(log: &str) -> RestoreLog {
         };
         let (key, value) = rest.split_once(' ').unwrap_or((rest, ""));
         match key {
-            "info" => r.backup = newest_backup(value),
+            "info" => {
+                r.backup = newest_backup(value);
+                r.archive_max = archive_max(value);
+            }
+            "replayed_wal" => r.replayed_wal = Some(value.trim().to_string()),
             "replayed" => {
                 r.replayed_line = true;
                 r.replayed = value.trim().parse().ok();
@@ -124,10 +161,42 @@ fn newest_backup(info: &str) -> Option<(String, String, i64)> {
     ))
 }
 
+/// The newest WAL segment of the stanza's newest archive (`archive[-1].max`).
+fn archive_max(info: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(info.trim()).ok()?;
+    Some(
+        v.get(0)?["archive"].as_array()?.last()?["max"]
+            .as_str()?
+            .to_string(),
+    )
+}
+
+/// Whether replay reached the archive's newest segment: compared by log and segment number (the
+/// last 16 of the 24 hex digits), since the promotion starts a new timeline. `Err` says where
+/// replay stopped.
+pub fn replay_reached(replayed: Option<&str>, archive_max: Option<&str>) -> Result<(), String> {
+    let position = |name: &str| {
+        (name.len() == 24 && name.chars().all(|c| c.is_ascii_hexdigit()))
+            .then(|| name[8..].to_ascii_uppercase())
+    };
+    match (replayed.and_then(position), archive_max.and_then(position)) {
+        (Some(r), Some(m)) if r >= m => Ok(()),
+        (Some(_), Some(_)) => Err(format!(
+            "replay stopped in WAL segment {} but the archive holds segments up to {}: one between is missing or unreadable, and what was written after the stop is not restorable",
+            replayed.unwrap_or_default(),
+            archive_max.unwrap_or_default()
+        )),
+        _ => Err(format!(
+            "the log does not say how far replay got (replayed {replayed:?}, archive up to {archive_max:?})"
+        )),
+    }
+}
+
 /// A Job made from `cronjob` as `kubectl create job --from=cronjob/NAME` makes it: the
 /// jobTemplate's spec and labels, annotation `cronjob.kubernetes.io/instantiate: manual`, the
-/// CronJob as its controlling owner (a scheduled run waits while it runs: `concurrencyPolicy:
-/// Forbid`), and a generated name.
+/// CronJob as its controlling owner (deleting the CronJob deletes it; the CronJob controller does
+/// not count it as one of its runs, so `run_job` checks for a running one itself), and a
+/// generated name.
 pub fn job_from_cronjob(cronjob: &Value) -> Result<Value, String> {
     let meta = &cronjob["metadata"];
     let (Some(name), Some(uid)) = (meta["name"].as_str(), meta["uid"].as_str()) else {
@@ -195,6 +264,8 @@ pub enum JobEnd {
     TimedOut,
     /// Ctrl-C or SIGTERM while waiting (deleted).
     Interrupted,
+    /// The Job disappeared while we waited (HTTP 404).
+    Gone,
 }
 
 /// One run of the restore Job: its name, how it ended, its pod's log and how long it ran.
@@ -214,6 +285,7 @@ async fn run_job(
     cronjob: &str,
     opts: &RestoreOptions,
     since: Instant,
+    stop: &Stop,
 ) -> Result<JobRun, String> {
     let jobs = format!("/apis/batch/v1/namespaces/{namespace}/jobs");
     let cj = api
@@ -224,24 +296,42 @@ async fn run_job(
         .map_err(|e| format!("reading CronJob {namespace}/{cronjob}: {e}"))?;
     let cj: Value = serde_json::from_str(&cj)
         .map_err(|e| format!("CronJob {namespace}/{cronjob}: not JSON: {e}"))?;
+    // Two restores at once would need twice the node disk; the controller would not stop ours.
+    if let Some(active) = cj["status"]["active"].as_array().filter(|a| !a.is_empty()) {
+        let names: Vec<&str> = active.iter().filter_map(|j| j["name"].as_str()).collect();
+        return Err(format!(
+            "a scheduled restore check is running ({}): run backup verify again when it has finished (kubectl -n {namespace} get jobs)",
+            names.join(", ")
+        ));
+    }
     let job = job_from_cronjob(&cj)?;
+    if stop.stopped() {
+        return Err("interrupted before the restore Job was created".into());
+    }
     let created = api
         .create(&jobs, &job)
         .await
-        .map_err(|e| format!("creating the restore Job: {e}"))?;
-    let created: Value =
-        serde_json::from_str(&created).map_err(|e| format!("the created Job: not JSON: {e}"))?;
-    let name = created["metadata"]["name"]
-        .as_str()
-        .ok_or("the created Job has no name")?
-        .to_string();
+        .map_err(|e| format!("creating a Job from CronJob {namespace}/{cronjob}: {e}"))?;
+    let created: Value = serde_json::from_str(&created).map_err(|e| {
+        format!("the Job created from CronJob {namespace}/{cronjob}: not JSON: {e}")
+    })?;
+    let (Some(name), Some(uid)) = (
+        created["metadata"]["name"].as_str(),
+        created["metadata"]["uid"].as_str(),
+    ) else {
+        return Err(format!(
+            "the Job created from CronJob {namespace}/{cronjob} has no name or uid"
+        ));
+    };
+    let (name, uid) = (name.to_string(), uid.to_string());
     opts.tell(since, &format!("Job {namespace}/{name} created"));
     let started = Instant::now();
     let wait = async {
         loop {
-            match api.get(&format!("{jobs}/{name}")).await {
-                Ok(body) => {
-                    let job: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            match api.get_raw(&format!("{jobs}/{name}")).await {
+                Ok(a) if a.status == 404 => return JobEnd::Gone,
+                Ok(a) if a.status == 200 => {
+                    let job: Value = serde_json::from_str(&a.body).unwrap_or(Value::Null);
                     match job_finished(&job) {
                         Some(Ok(())) => return JobEnd::Complete,
                         Some(Err(reason)) => return JobEnd::Failed(reason),
@@ -249,6 +339,7 @@ async fn run_job(
                     }
                 }
                 // A passing API error (the VIP moving) is not the Job's end: the timeout is.
+                Ok(a) => tracing::debug!("reading Job {name}: HTTP {}", a.status),
                 Err(e) => tracing::debug!("reading Job {name}: {e}"),
             }
             tokio::time::sleep(opts.poll).await;
@@ -256,14 +347,14 @@ async fn run_job(
     };
     let end = tokio::select! {
         end = tokio::time::timeout(opts.timeout, wait) => end.unwrap_or(JobEnd::TimedOut),
-        _ = crate::drill::interrupted() => JobEnd::Interrupted,
+        _ = stop.wait() => JobEnd::Interrupted,
     };
     let seconds = started.elapsed().as_secs_f64();
     opts.tell(since, &format!("Job {name} ended: {end:?}"));
-    let log = pod_log(api, namespace, &name)
+    let log = pod_log(api, namespace, &name, &uid)
         .await
-        .unwrap_or_else(|e| format!("(no log: {e})"));
-    let cleanup = if opts.keep_job {
+        .unwrap_or_else(|e| format!("(no log of Job {namespace}/{name}: {e})"));
+    let cleanup = if opts.keep_job || end == JobEnd::Gone {
         None
     } else {
         // Background: the pod (and its emptyDir with the restored data) goes with the Job.
@@ -281,11 +372,11 @@ async fn run_job(
     })
 }
 
-/// The log of the Job's pod (the first one listed with label `job-name`).
-async fn pod_log(api: &KubeApi, namespace: &str, job: &str) -> Result<String, String> {
+/// The log of the Job's pod: the first listed by the Job's own selector (its uid).
+async fn pod_log(api: &KubeApi, namespace: &str, job: &str, uid: &str) -> Result<String, String> {
     let pods = api
         .get(&format!(
-            "/api/v1/namespaces/{namespace}/pods?labelSelector=job-name%3D{job}"
+            "/api/v1/namespaces/{namespace}/pods?labelSelector=batch.kubernetes.io%2Fcontroller-uid%3D{uid}"
         ))
         .await
         .map_err(|e| e.to_string())?;
@@ -293,10 +384,10 @@ async fn pod_log(api: &KubeApi, namespace: &str, job: &str) -> Result<String, St
     let pod = pods["items"]
         .get(0)
         .and_then(|p| p["metadata"]["name"].as_str())
-        .ok_or("the Job has no pod")?;
+        .ok_or_else(|| format!("Job {job} has no pod"))?;
     api.get(&format!("/api/v1/namespaces/{namespace}/pods/{pod}/log"))
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| format!("pod {pod}: {e}"))
 }
 
 fn tail(log: &str, n: usize) -> String {
@@ -314,7 +405,8 @@ fn epoch_text(t: i64) -> String {
 pub fn judge_postgres(run: &JobRun, now: i64) -> Vec<Check> {
     let log = parse_log(&run.log);
     let job = &run.name;
-    let restored = log.done && log.amcheck_ok && run.end == JobEnd::Complete;
+    let replay = replay_reached(log.replayed_wal.as_deref(), log.archive_max.as_deref());
+    let restored = log.done && log.amcheck_ok && run.end == JobEnd::Complete && replay.is_ok();
     let backup = log
         .backup
         .as_ref()
@@ -332,17 +424,24 @@ pub fn judge_postgres(run: &JobRun, now: i64) -> Vec<Check> {
             ),
         )
     } else {
-        let (status, why) = match &run.end {
-            JobEnd::Complete => (
+        let (status, why) = match (&run.end, &replay) {
+            (JobEnd::Complete, Err(gap)) if log.done => {
+                (Status::Fail, format!("completed, but {gap}"))
+            }
+            (JobEnd::Complete, _) => (
                 Status::Fail,
                 "completed without reporting every step".to_string(),
             ),
-            JobEnd::Failed(reason) => (Status::Fail, format!("failed ({reason})")),
-            JobEnd::TimedOut => (
+            (JobEnd::Failed(reason), _) => (Status::Fail, format!("failed ({reason})")),
+            (JobEnd::Gone, _) => (
+                Status::Error,
+                "was deleted while it ran (by someone else, or garbage-collected)".to_string(),
+            ),
+            (JobEnd::TimedOut, _) => (
                 Status::Error,
                 format!("still running after {:.0} s: deleted", run.seconds),
             ),
-            JobEnd::Interrupted => (Status::Error, "interrupted: deleted".to_string()),
+            (JobEnd::Interrupted, _) => (Status::Error, "interrupted: deleted".to_string()),
         };
         Check::new(
             "restore.postgres",
@@ -478,6 +577,7 @@ fn snapshot_script(dir: &str, pattern: &str) -> String {
     let pattern = quote(pattern);
     format!(
         "set -e\necho \"now $(date +%s)\"\n\
+         if ! timeout 10 test -d {dir}; then echo nodir; exit 0; fi\n\
          l=$(timeout 10 find {dir} -maxdepth 1 -type f -name {pattern} -printf '%T@ %f\\n' | sort -n | tail -n 1)\n\
          if [ -z \"$l\" ]; then echo none; exit 0; fi\n\
          echo \"file $l\"\n\
@@ -496,8 +596,12 @@ fn parse_snapshot_read(out: &str) -> Result<Newest, String> {
     let Some(file) = lines.next() else {
         return Err("no answer about the newest snapshot".into());
     };
-    if file.trim() == "none" {
-        return Ok(None);
+    match file.trim() {
+        "none" => return Ok(None),
+        "nodir" => {
+            return Err("the snapshot directory is not there (backup share not mounted?)".into())
+        }
+        _ => {}
     }
     let (at, name) = file
         .strip_prefix("file ")
@@ -512,7 +616,18 @@ fn parse_snapshot_read(out: &str) -> Result<Newest, String> {
 
 /// `restore.vault` and `rpo.vault`: the newest snapshot on the share, read on the first server
 /// that answers.
-async fn vault(pool: &SshPool, inv: &Inventory, opts: &RestoreOptions) -> Vec<Check> {
+async fn vault(pool: &SshPool, inv: &Inventory, opts: &RestoreOptions, stop: &Stop) -> Vec<Check> {
+    tokio::select! {
+        checks = vault_checks(pool, inv, opts) => checks,
+        // Dropping the checks kills the scratch OpenBao and removes its directory.
+        _ = stop.wait() => vec![
+            Check::new("restore.vault", "vault", Status::Error, "interrupted; the scratch OpenBao was stopped and its directory removed"),
+            Check::new("rpo.vault", "vault", Status::Error, "not evaluated: interrupted"),
+        ],
+    }
+}
+
+async fn vault_checks(pool: &SshPool, inv: &Inventory, opts: &RestoreOptions) -> Vec<Check> {
     let Some(kind) = inv.backups.iter().find(|b| b.kind == "vault") else {
         return vec![];
     };
@@ -565,7 +680,14 @@ async fn vault(pool: &SshPool, inv: &Inventory, opts: &RestoreOptions) -> Vec<Ch
         }
         Ok(Some(r)) => r,
     };
-    let restore = match check_snapshot(&bytes) {
+    let bytes = std::sync::Arc::new(bytes);
+    let checked = {
+        let b = bytes.clone();
+        tokio::task::spawn_blocking(move || check_snapshot(&b))
+            .await
+            .unwrap_or_else(|e| Err(format!("checking it failed: {e}")))
+    };
+    let restore = match checked {
         Ok(f) => {
             let digests = format!(
                 "{name} ({} bytes, read on {node}): {}; every SHA256SUMS digest matches; Raft index {} term {}, {} bytes of state",
@@ -633,21 +755,31 @@ async fn vault(pool: &SshPool, inv: &Inventory, opts: &RestoreOptions) -> Vec<Ch
 }
 
 /// Why a scratch restore did not succeed: our side (no `bao`, no port) or the snapshot's.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ScratchError {
+    #[error("the scratch restore could not run: {0}")]
     Setup(String),
+    #[error("the snapshot does not restore: {0}")]
     Snapshot(String),
 }
 
 /// How long the scratch OpenBao may take for each step (start, become active, restore, unseal).
 const SCRATCH_STEP: Duration = Duration::from_secs(60);
 
-/// A free loopback port (asked of the kernel, then released for `bao` to take).
-fn free_port() -> Result<u16, ScratchError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| ScratchError::Setup(format!("no free loopback port: {e}")))
+/// Two distinct free loopback ports (asked of the kernel, both held until both are known, then
+/// released for `bao` to take).
+fn free_ports() -> Result<(u16, u16), ScratchError> {
+    let bind = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| ScratchError::Setup(format!("no free loopback port: {e}")))
+    };
+    let (a, b) = (bind()?, bind()?);
+    let port = |l: &std::net::TcpListener| {
+        l.local_addr()
+            .map(|a| a.port())
+            .map_err(|e| ScratchError::Setup(format!("no free loopback port: {e}")))
+    };
+    Ok((port(&a)?, port(&b)?))
 }
 
 /// Restore `snapshot` into a throw-away single-node OpenBao on 127.0.0.1 (Raft storage in a
@@ -667,7 +799,7 @@ pub async fn scratch_restore(
         .prefix("ffe-ha-vault-restore-")
         .tempdir()
         .map_err(setup("a temporary directory"))?;
-    let (port, cluster_port) = (free_port()?, free_port()?);
+    let (port, cluster_port) = free_ports()?;
     let config = format!(
         "storage \"raft\" {{\n  path = \"{raft}\"\n  node_id = \"ffe-ha-restore-check\"\n}}\n\
          listener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  cluster_address = \"127.0.0.1:{cluster_port}\"\n  tls_disable = true\n}}\n\
@@ -680,13 +812,16 @@ pub async fn scratch_restore(
     std::fs::write(&config_file, config).map_err(setup("the server configuration"))?;
     let log = std::fs::File::create(dir.path().join("bao.log")).map_err(setup("the log file"))?;
     let program = bao.map(Path::to_path_buf).unwrap_or_else(|| "bao".into());
-    let mut child = tokio::process::Command::new(&program)
+    let mut command = tokio::process::Command::new(&program);
+    command
         .arg("server")
         .arg(format!("-config={}", config_file.display()))
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().map_err(setup("the log file"))?)
         .stderr(log)
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    ffe_core::vault::die_with_parent(&mut command);
+    let mut child = command
         .spawn()
         .map_err(|e| ScratchError::Setup(format!("{}: {e}", program.display())))?;
     let base = format!("http://127.0.0.1:{port}/v1");
@@ -857,6 +992,7 @@ fn errors(body: &Value) -> String {
 /// Vault (the newest snapshot), at once.
 pub async fn run(inv: &Inventory, opts: &RestoreOptions) -> Report {
     let since = Instant::now();
+    let stop = Stop::listen();
     let pool = SshPool::new(inv.ssh.clone());
     let postgres = async {
         let Some(pg) = &inv.postgres else {
@@ -876,12 +1012,12 @@ pub async fn run(inv: &Inventory, opts: &RestoreOptions) -> Report {
             Ok(a) => a,
             Err(e) => return error(e),
         };
-        match run_job(&api, &pg.namespace, cronjob, opts, since).await {
+        match run_job(&api, &pg.namespace, cronjob, opts, since, &stop).await {
             Ok(run) => judge_postgres(&run, now_epoch()),
             Err(e) => error(e),
         }
     };
-    let (p, v) = futures::join!(postgres, vault(&pool, inv, opts));
+    let (p, v) = futures::join!(postgres, vault(&pool, inv, opts, &stop));
     pool.close_all().await;
     Report {
         command: "backup verify",
@@ -937,7 +1073,7 @@ mod tests {
 
     #[test]
     fn judging_a_run() {
-        let full = log("ffe-restore-check replayed 1764811000\nffe-restore-check databases ffe,postgres\nffe-restore-check amcheck ok\nffe-restore-check done\n");
+        let full = log("ffe-restore-check replayed 1764811000\nffe-restore-check replayed_wal 000000020000000000000007\nffe-restore-check databases ffe,postgres\nffe-restore-check amcheck ok\nffe-restore-check done\n");
         let c = judge_postgres(&run_of(JobEnd::Complete, &full), 1764811000 + 600);
         assert_eq!(c[0].status, Status::Pass, "{c:?}");
         assert_eq!(c[1].status, Status::Pass, "{c:?}");
@@ -962,6 +1098,42 @@ mod tests {
         assert_eq!(c[1].status, Status::Error);
         let c = judge_postgres(&run_of(JobEnd::TimedOut, ""), 1764811000);
         assert_eq!(c[0].status, Status::Error);
+        // A gap in the archive: replay ended early, the copy was promoted, the Job completed.
+        let gap = full.replace(
+            "replayed_wal 000000020000000000000007",
+            "replayed_wal 000000020000000000000005",
+        );
+        let c = judge_postgres(&run_of(JobEnd::Complete, &gap), 1764811000);
+        assert_eq!(c[0].status, Status::Fail, "{c:?}");
+        assert!(
+            c[0].evidence
+                .contains("replay stopped in WAL segment 000000020000000000000005"),
+            "{c:?}"
+        );
+        assert_eq!(c[1].status, Status::Error);
+        let c = judge_postgres(&run_of(JobEnd::Gone, ""), 1764811000);
+        assert_eq!(c[0].status, Status::Error);
+    }
+
+    #[test]
+    fn replay_is_compared_by_segment_across_the_new_timeline() {
+        assert!(replay_reached(
+            Some("000000020000000100000003"),
+            Some("000000010000000100000003")
+        )
+        .is_ok());
+        assert!(replay_reached(
+            Some("000000020000000100000004"),
+            Some("000000010000000100000003")
+        )
+        .is_ok());
+        assert!(replay_reached(
+            Some("0000000200000000000000FF"),
+            Some("000000010000000100000000")
+        )
+        .is_err());
+        assert!(replay_reached(None, Some("000000010000000100000000")).is_err());
+        assert!(replay_reached(Some("junk"), Some("000000010000000100000000")).is_err());
     }
 
     #[test]

@@ -296,6 +296,9 @@ locals {
   restore_check_script = <<-SH
     set -euo pipefail
     export PATH="/usr/pgsql-${var.postgres_version}/bin:$PATH"
+    for tool in pgbackrest pg_ctl pg_isready psql pg_amcheck; do
+      command -v "$tool" >/dev/null || { echo "ffe-restore-check: $tool is not in this image" >&2; exit 1; }
+    done
     # Everything is written under /tmp (an emptyDir): the root filesystem and the repository are
     # read-only here, and the restored instance never archives (archive_mode off).
     work=/tmp/restore-check
@@ -305,7 +308,8 @@ locals {
       PGBACKREST_REPO1_PATH=/pgbackrest/repo1 PGBACKREST_PG1_PATH="$work/data" \
       PGBACKREST_LOCK_PATH="$work/pgbackrest" PGBACKREST_LOG_PATH="$work/pgbackrest" \
       PGBACKREST_LOG_LEVEL_FILE=off PGBACKREST_LOG_LEVEL_CONSOLE=warn
-    echo "ffe-restore-check info $(pgbackrest info --output=json | tr -d '\n')"
+    info=$(pgbackrest info --output=json)
+    echo "ffe-restore-check info $(printf '%s' "$info" | tr -d '\n')"
     # The newest backup set, then every archived WAL segment after it; then promoted.
     pgbackrest restore --archive-mode=off
     # Our own configuration: the backup's postgresql.conf names the cluster pods' paths and certificates.
@@ -324,6 +328,8 @@ locals {
       sleep 2
     done
     psql -XAtq -c "SELECT 'ffe-restore-check replayed ' || coalesce(extract(epoch FROM pg_last_xact_replay_timestamp())::bigint::text, 'none')"
+    # How far replay got: a gap in the archive ends recovery early (ffe-ha compares with the archive's newest).
+    psql -XAtq -c "SELECT 'ffe-restore-check replayed_wal ' || pg_walfile_name(pg_last_wal_replay_lsn())"
     psql -XAtq -c "SELECT 'ffe-restore-check databases ' || string_agg(datname, ',' ORDER BY datname) FROM pg_database WHERE datallowconn"
     pg_amcheck --all --install-missing
     echo "ffe-restore-check amcheck ok"

@@ -396,6 +396,28 @@ pub(crate) fn client_status(e: &ClientError) -> Option<u16> {
     }
 }
 
+/// Make `cmd`'s child die with this process (Linux: `PR_SET_PDEATHSIG` = SIGKILL): a scratch
+/// server holding restored secrets must not outlive an `ffe-ha` that was killed. Elsewhere a
+/// no-op (the caller's `kill_on_drop` still covers a normal end).
+pub fn die_with_parent(cmd: &mut tokio::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
+        // which is async-signal-safe; it touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,8 @@ pub const PG_NS: &str = "ffe-data";
 pub const PG_CLUSTER: &str = "ffe-pg";
 pub const BOUNCER_SVC: &str = "ffe-pg-pgbouncer";
 pub const VAULT_NS: &str = "vault";
+/// The uid the recorded restore-check CronJob carries (its Jobs' owner).
+pub const CRONJOB_UID: &str = "0c1f5e8e-3b4d-4c7a-9d2e-5f6a7b8c9d0e";
 
 pub fn ffe_ha(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ffe-ha"))
@@ -318,6 +320,14 @@ pub fn with_healthy_lab_opts<R>(opts: LabOptions, f: impl FnOnce(&Healthy<'_>) -
         .collect();
     let runner = opts.cronjob.as_ref().map(|cj| {
         let mut config = JobRunnerConfig::new(WORKERS[0]);
+        // The recorded CronJob exists: Jobs it owns run (others are garbage-collected).
+        config.owners.insert(
+            CRONJOB_UID.into(),
+            (
+                "CronJob".into(),
+                cj["metadata"]["name"].as_str().unwrap().into(),
+            ),
+        );
         for claim in claims_of(cj) {
             config.claims.insert(claim, pg.pgbackrest_repo());
         }
@@ -331,7 +341,7 @@ pub fn with_healthy_lab_opts<R>(opts: LabOptions, f: impl FnOnce(&Healthy<'_>) -
     });
     let cronjob = opts.cronjob.as_ref().map(|cj| {
         let mut cj = cj.clone();
-        cj["metadata"]["uid"] = json!("0c1f5e8e-3b4d-4c7a-9d2e-5f6a7b8c9d0e");
+        cj["metadata"]["uid"] = json!(CRONJOB_UID);
         let path = format!(
             "/apis/batch/v1/namespaces/{PG_NS}/cronjobs/{}",
             cj["metadata"]["name"].as_str().unwrap()
