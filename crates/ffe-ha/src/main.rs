@@ -394,15 +394,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         } => {
             if !yes && !confirm(component.kind())? {
                 let why = "drill not started: confirm at the prompt, or pass --yes";
-                if cli.output == Output::Json {
-                    let _ = writeln!(
-                        std::io::stdout(),
-                        "{}",
-                        render::json_error("drill", why, ExitCode::Refused.code())
-                    );
-                }
-                eprintln!("ffe-ha: {why}");
-                return Ok(ExitCode::Refused.code());
+                return Ok(stop_with(cli.output, "drill", why, ExitCode::Refused));
             }
             Job::Drill {
                 kind: component.kind(),
@@ -421,17 +413,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     let inventory = match runtime.block_on(load_inventory(&cli.inventory)) {
         Ok(inv) => inv,
         Err(e) => {
-            let code = ExitCode::Inventory.code();
-            if cli.output == Output::Json {
-                // A closed pipe (`| head`) is not an error worth a panic.
-                let _ = writeln!(
-                    std::io::stdout(),
-                    "{}",
-                    render::json_error(job.name(), &e.to_string(), code)
-                );
-            }
-            eprintln!("ffe-ha: {e}");
-            return Ok(code);
+            return Ok(stop_with(
+                cli.output,
+                job.name(),
+                &e.to_string(),
+                ExitCode::Inventory,
+            ))
         }
     };
     if inventory.ssh.known_hosts_file.is_none() && inventory.ssh.insecure_ignore_host_keys {
@@ -452,25 +439,16 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let keys = match runtime.block_on(vault_keys(&inventory, keys_file.clone())) {
                 Ok(k) => k,
                 Err(e) => {
-                    let code = ExitCode::Inventory.code();
-                    if cli.output == Output::Json {
-                        let _ = writeln!(
-                            std::io::stdout(),
-                            "{}",
-                            render::json_error(job.name(), &e.to_string(), code)
-                        );
-                    }
-                    eprintln!("ffe-ha: {e}");
-                    return Ok(code);
+                    return Ok(stop_with(
+                        cli.output,
+                        job.name(),
+                        &e.to_string(),
+                        ExitCode::Inventory,
+                    ))
                 }
             };
             let spinner = progress_line("backup verify", "restoring the newest backups");
-            let notify: Option<ffe_ops::drill::Notify> = spinner.clone().map(|bar| {
-                Box::new(move |at: f64, what: &str| {
-                    bar.println(format!("{at:>+8.2} s  {what}"));
-                    bar.set_message(what.chars().take(100).collect::<String>());
-                }) as ffe_ops::drill::Notify
-            });
+            let notify = spinner.clone().map(tell_on);
             let opts = ffe_ops::restore::RestoreOptions {
                 verify: options.clone(),
                 timeout,
@@ -498,29 +476,19 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let keys = match runtime.block_on(unseal_keys(kind, &inventory, keys_file)) {
                 Ok(k) => k,
                 Err(e) => {
-                    let code = ExitCode::Inventory.code();
-                    if cli.output == Output::Json {
-                        let _ = writeln!(
-                            std::io::stdout(),
-                            "{}",
-                            render::json_error("drill", &e.to_string(), code)
-                        );
-                    }
-                    eprintln!("ffe-ha: {e}");
-                    return Ok(code);
+                    return Ok(stop_with(
+                        cli.output,
+                        "drill",
+                        &e.to_string(),
+                        ExitCode::Inventory,
+                    ))
                 }
             };
             let spinner = progress_line(
                 &format!("drill {}", kind.name()),
                 "checking the cluster (verify)",
             );
-            let notify: Option<ffe_ops::drill::Notify> = spinner.clone().map(|bar| {
-                Box::new(move |at: f64, what: &str| {
-                    // One line per event above the spinner, then the spinner names the latest.
-                    bar.println(format!("{at:>+8.2} s  {what}"));
-                    bar.set_message(what.chars().take(100).collect::<String>());
-                }) as ffe_ops::drill::Notify
-            });
+            let notify = spinner.clone().map(tell_on);
             let opts = ffe_ops::drill::DrillOptions {
                 verify: options,
                 probe_interval,
@@ -552,6 +520,29 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     };
     std::io::stdout().write_all(text.as_bytes())?;
     Ok(report.exit_code().code())
+}
+
+/// A command that ends before its work: the reason on stderr and, with `--output json`, as the
+/// JSON document on stdout; the exit code.
+fn stop_with(output: Output, command: &str, why: &str, code: ExitCode) -> i32 {
+    if output == Output::Json {
+        // A closed pipe (`| head`) is not an error worth a panic.
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}",
+            render::json_error(command, why, code.code())
+        );
+    }
+    eprintln!("ffe-ha: {why}");
+    code.code()
+}
+
+/// Events told on the spinner: one line each above it, then the spinner names the latest.
+fn tell_on(bar: indicatif::ProgressBar) -> ffe_ops::drill::Notify {
+    Box::new(move |at: f64, what: &str| {
+        bar.println(format!("{at:>+8.2} s  {what}"));
+        bar.set_message(what.chars().take(100).collect::<String>());
+    })
 }
 
 /// A spinner on stderr while a long command runs, with each event as it happens; `None` when

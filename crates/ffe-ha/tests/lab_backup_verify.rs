@@ -68,11 +68,11 @@ fn validate(object: &Value, dir: &Path) {
     );
 }
 
-/// `ffe-ha backup verify --output json` with the unseal keys in `keys` (a 0600 JSON list) and
+/// `ffe-ha backup verify` (plus `extra`) with the unseal keys in `keys` (a 0600 JSON list) and
 /// the lab's real `bao` for the scratch restore.
-fn run(inv: &Path, keys: &Path) -> (i32, Value, String) {
+fn backup_verify(inv: &Path, keys: &Path, extra: &[&str]) -> std::process::Output {
     let bao = ffe_lab::vault::bao_binary().unwrap_or_else(|e| panic!("{e}"));
-    let out = ffe_ha(&[
+    let mut args = vec![
         "--inventory",
         inv.to_str().unwrap(),
         "backup",
@@ -81,9 +81,14 @@ fn run(inv: &Path, keys: &Path) -> (i32, Value, String) {
         keys.to_str().unwrap(),
         "--bao",
         bao.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    ffe_ha(&args)
+}
+
+/// [`backup_verify`] `--output json`: exit code, report, stderr.
+fn run(inv: &Path, keys: &Path) -> (i32, Value, String) {
+    let out = backup_verify(inv, keys, &["--output", "json"]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -92,6 +97,26 @@ fn run(inv: &Path, keys: &Path) -> (i32, Value, String) {
         )
     });
     (out.status.code().unwrap_or(-1), doc, stderr)
+}
+
+/// Close the current WAL segment and wait (60 s) until the archiver has pushed it; its name.
+fn switch_and_archive(c: &mut ffe_lab::postgres::Client) -> String {
+    let segment = query_one(c, "SELECT pg_walfile_name(pg_switch_wal())").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while query_one(
+        c,
+        "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+    )
+    .unwrap()
+        < segment
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{segment} not archived within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    segment
 }
 
 /// The file under `dir` whose name starts with `prefix` (an archived WAL segment).
@@ -136,21 +161,7 @@ fn backup_verify_restores_postgres_to_the_last_commit_and_checks_the_vault_snaps
             .unwrap()
             .parse()
             .unwrap();
-            let segment = query_one(&mut c, "SELECT pg_walfile_name(pg_switch_wal())").unwrap();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while query_one(
-                &mut c,
-                "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
-            )
-            .unwrap()
-                < segment
-            {
-                assert!(
-                    Instant::now() < deadline,
-                    "{segment} not archived within 60 s"
-                );
-                std::thread::sleep(Duration::from_millis(200));
-            }
+            switch_and_archive(&mut c);
 
             let keys = h.pg.lab().dir().join("unseal-keys.json");
             write_keys(&keys, &h.bao_keys);
@@ -158,17 +169,7 @@ fn backup_verify_restores_postgres_to_the_last_commit_and_checks_the_vault_snaps
             eprintln!("backup verify (healthy lab):\n{doc:#}");
             if std::env::var_os("FFE_BACKUP_VERIFY_SHOW").is_some() {
                 // The table docs/operations.md shows (a second restore).
-                let bao = ffe_lab::vault::bao_binary().unwrap();
-                let out = ffe_ha(&[
-                    "--inventory",
-                    h.inv_path.to_str().unwrap(),
-                    "backup",
-                    "verify",
-                    "--vault-unseal-keys",
-                    keys.to_str().unwrap(),
-                    "--bao",
-                    bao.to_str().unwrap(),
-                ]);
+                let out = backup_verify(&h.inv_path, &keys, &[]);
                 eprintln!("{}", String::from_utf8_lossy(&out.stdout));
             }
             assert_eq!(code, 0, "{doc:#}\n{stderr}");
@@ -341,20 +342,7 @@ fn backup_verify_restores_postgres_to_the_last_commit_and_checks_the_vault_snaps
             for i in 2..5 {
                 c.batch_execute(&format!("INSERT INTO restore_truth (id) VALUES ({i})"))
                     .unwrap();
-                segments
-                    .push(query_one(&mut c, "SELECT pg_walfile_name(pg_switch_wal())").unwrap());
-            }
-            let last = segments.last().unwrap().clone();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while query_one(
-                &mut c,
-                "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
-            )
-            .unwrap()
-                < last
-            {
-                assert!(Instant::now() < deadline, "{last} not archived within 60 s");
-                std::thread::sleep(Duration::from_millis(200));
+                segments.push(switch_and_archive(&mut c));
             }
             let archive = h.pg.pgbackrest_repo().join("archive");
             let removed = find_file(&archive, &segments[1])

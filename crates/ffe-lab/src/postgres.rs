@@ -160,6 +160,9 @@ pub fn http_get(ip: Ipv4Addr, port: u16, path: &str, timeout: Duration) -> Optio
     Some((status, body.unwrap_or_default()))
 }
 
+/// The client [`pg_connect`] returns (for helpers in other crates' tests).
+pub use ::postgres::Client;
+
 /// Connect as `postgres` (trusted in the lab's pg_hba) with a 2 s connect timeout.
 pub fn pg_connect(
     ip: Ipv4Addr,
