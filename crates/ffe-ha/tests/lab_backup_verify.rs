@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{ffe_ha, row, with_healthy_lab_opts, LabOptions, PG_NS};
@@ -44,28 +43,6 @@ fn rendered_cronjob() -> Value {
         .as_str()
         .unwrap_or_else(|| panic!("no pg-restore-check.yaml in the module's manifests: {out}"));
     serde_yaml_ng::from_str(yaml).expect("the rendered CronJob is YAML")
-}
-
-/// `kubernetes-validate --strict` on `object` (tools/venv, make deps).
-fn validate(object: &Value, dir: &Path) {
-    let file = dir.join("validate-job.yaml");
-    let mut object = object.clone();
-    // kubernetes-validate names each object by metadata.name; a generateName body has none yet.
-    if object["metadata"]["name"].is_null() {
-        object["metadata"]["name"] = "generated".into();
-    }
-    std::fs::write(&file, serde_yaml_ng::to_string(&object).unwrap()).unwrap();
-    let out = Command::new("kubernetes-validate")
-        .args(["--strict", "-k", "1.36"])
-        .arg(&file)
-        .output()
-        .expect("kubernetes-validate (tools/venv/bin, make deps)");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// `ffe-ha backup verify` (plus `extra`) with the unseal keys in `keys` (a 0600 JSON list) and
@@ -243,7 +220,8 @@ fn backup_verify_restores_postgres_to_the_last_commit_and_checks_the_vault_snaps
                 job["spec"]["template"]["spec"]["containers"],
                 cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
             );
-            validate(job, h.pg.lab().dir());
+            ffe_lab::kube_api::schema_check(std::slice::from_ref(job), "1.36")
+                .unwrap_or_else(|e| panic!("{e}"));
             let deleted = jobs.deleted_jobs();
             assert_eq!(deleted.len(), 1 + shown, "{deleted:?}");
             assert_eq!(deleted[0].namespace, PG_NS);

@@ -519,6 +519,39 @@ fn write_private(path: &Path, content: &str) -> Result<(), ApiError> {
         .map_err(io(format!("write {}", path.display())))
 }
 
+/// `kubernetes-validate --strict` (tools/venv, `make deps`) on each object against Kubernetes
+/// `kube_minor` (e.g. "1.36"): recorded bodies and what the CLI sends must fit the real schema.
+/// It validates single objects, not lists, and names each by `metadata.name`: a `generateName`
+/// body gets one for the tool only. `Err` carries the tool's report.
+pub fn schema_check(objects: &[serde_json::Value], kube_minor: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+    let mut files = vec![];
+    for (i, o) in objects.iter().enumerate() {
+        let mut o = o.clone();
+        if o["metadata"]["name"].is_null() {
+            let prefix = o["metadata"]["generateName"]
+                .as_str()
+                .unwrap_or("generated-");
+            o["metadata"]["name"] = serde_json::json!(format!("{prefix}xxxxx"));
+        }
+        let f = dir.path().join(format!("{i}.yaml"));
+        std::fs::write(&f, o.to_string()).map_err(|e| format!("{}: {e}", f.display()))?;
+        files.push(f);
+    }
+    let out = Command::new("kubernetes-validate")
+        .args(["--strict", "--kubernetes-version", kube_minor])
+        .args(&files)
+        .output()
+        .map_err(|e| format!("kubernetes-validate (tools/venv/bin, make deps): {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() || text.matches("passed").count() != objects.len() {
+        return Err(format!(
+            "objects do not fit the Kubernetes {kube_minor} schema:\n{text}"
+        ));
+    }
+    Ok(())
+}
+
 /// Builders of the recorded API objects, in the shape kube-apiserver returns them (the lab test
 /// `kube_api_recordings` checks each against the Kubernetes schema of the pinned minor).
 pub mod recorded {

@@ -235,37 +235,6 @@ impl Client {
     }
 }
 
-/// `kubernetes-validate --strict` on each object.
-fn assert_schema_valid(objects: &[Value]) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut files = vec![];
-    for (i, o) in objects.iter().enumerate() {
-        // kubernetes-validate names each object by metadata.name: a generateName body gets one
-        // for the tool only.
-        let mut o = o.clone();
-        if o["metadata"]["name"].is_null() {
-            o["metadata"]["name"] = json!(format!(
-                "{}xxxxx",
-                o["metadata"]["generateName"].as_str().unwrap()
-            ));
-        }
-        let f = dir.path().join(format!("{i}.yaml"));
-        std::fs::write(&f, o.to_string()).unwrap();
-        files.push(f);
-    }
-    let out = Command::new("kubernetes-validate")
-        .args(["--strict", "--kubernetes-version", KUBE_MINOR])
-        .args(&files)
-        .output()
-        .expect("kubernetes-validate (tools/venv/bin, make deps)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "objects do not fit the schema:\n{text}"
-    );
-    assert_eq!(text.matches("passed").count(), objects.len(), "{text}");
-}
-
 struct Setup {
     lab: Lab,
     repo: PathBuf,
@@ -571,7 +540,7 @@ env | sort
     p["kind"] = json!("Pod");
     p["apiVersion"] = json!("v1");
     objects.push(p);
-    assert_schema_valid(&objects);
+    schema_valid(&objects);
     drop(s);
 }
 
@@ -988,4 +957,8 @@ fn the_jobs_own_selectors_reach_the_runner_through_nginx() {
     ));
     assert_eq!((a.status, a.json()["items"].clone()), (200, json!([])));
     drop(s);
+}
+
+fn schema_valid(objects: &[Value]) {
+    ffe_lab::kube_api::schema_check(objects, KUBE_MINOR).unwrap_or_else(|e| panic!("{e}"));
 }

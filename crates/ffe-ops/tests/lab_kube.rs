@@ -4,7 +4,6 @@
 //! against the Kubernetes schema of the pinned minor first, so the checks read the real shape.
 //! Needs root and nginx (scripts/install-deps.sh).
 
-use std::process::Command;
 use std::time::Duration;
 
 use ffe_core::kube::KubeApi;
@@ -19,28 +18,6 @@ use support::{lab_inventory, row};
 /// The Kubernetes minor the environment defaults to (terraform/environments/ha/pins.tf).
 const KUBE_MINOR: &str = "1.36";
 const VERSION: &str = "v1.36.2+k3s1";
-
-/// `kubernetes-validate --strict` on each object (it validates single objects, not lists).
-fn assert_schema_valid(objects: &[serde_json::Value]) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut files = vec![];
-    for (i, o) in objects.iter().enumerate() {
-        let f = dir.path().join(format!("{i}.yaml"));
-        std::fs::write(&f, o.to_string()).unwrap();
-        files.push(f);
-    }
-    let out = Command::new("kubernetes-validate")
-        .args(["--strict", "--kubernetes-version", KUBE_MINOR])
-        .args(&files)
-        .output()
-        .expect("kubernetes-validate (tools/venv/bin, make deps)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "recorded objects do not fit the schema:\n{text}"
-    );
-    assert_eq!(text.matches("passed").count(), objects.len(), "{text}");
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn api_and_node_checks_read_the_api_with_the_client_certificate() {
@@ -85,11 +62,11 @@ async fn api_and_node_checks_read_the_api_with_the_client_certificate() {
         "vk-worker-1",
         "2026-12-03T10:00:00.123456Z",
     ));
-    assert_schema_valid(&objects);
+    schema_valid(&objects);
     // The schema check can fail: a misspelt field is refused.
     let mut misspelt = broken.clone();
     misspelt["status"]["nodeInfo"]["kubeletVerison"] = serde_json::json!("v1");
-    let r = std::panic::catch_unwind(|| assert_schema_valid(&[misspelt]));
+    let r = std::panic::catch_unwind(|| schema_valid(&[misspelt]));
     assert!(r.is_err(), "kubernetes-validate accepted an unknown field");
 
     let ca = TestCa::new(&lab.dir().join("api-ca")).unwrap();
@@ -180,4 +157,8 @@ async fn api_and_node_checks_read_the_api_with_the_client_certificate() {
     let w = row(&checks, "nodes.ready", "vk-worker-1");
     assert_eq!(w.status, Status::Error);
     assert!(w.evidence.starts_with("not evaluated"), "{w:?}");
+}
+
+fn schema_valid(objects: &[serde_json::Value]) {
+    ffe_lab::kube_api::schema_check(objects, KUBE_MINOR).unwrap_or_else(|e| panic!("{e}"));
 }
