@@ -34,7 +34,7 @@ pg_major=${FFE_PG_MAJOR:-$pg_major}
 
 APT_PACKAGES=(iproute2 iputils-ping nftables openssh-server openssh-client etcd-server etcd-client
   "postgresql-$pg_major" patroni pgbackrest pgbouncer nginx prometheus shellcheck unzip openssl curl
-  nfs-common chrony strace prometheus-alertmanager gnupg)
+  nfs-common chrony strace prometheus-alertmanager gnupg age jq)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -162,3 +162,16 @@ output "ops_inventory" {
     )
   }
 }
+
+output "secrets_export" {
+  # Without a recipient the plan says so here (not as a check block: the tests keep warnings for
+  # what can break a cluster, and a missing export is a deliberate operator's choice to review).
+  description = "The daily Secrets/ConfigMaps export: status (\"NOT EXPORTED: ...\" when secrets_export_age_recipient is unset), CronJob, schedule, directory on the backup share (relative to backup_nfs_mount) and file pattern (null when not exported)."
+  value = {
+    status   = local.secrets_export == null ? "NOT EXPORTED: Secrets and ConfigMaps are not backed up; set secrets_export_age_recipient (docs/disaster-recovery.md)" : "exported daily, age-encrypted to secrets_export_age_recipient"
+    cronjob  = try("${local.secrets_export.namespace}/${local.secrets_export.cronjob}", null)
+    schedule = try(local.secrets_export.schedule, null)
+    dir      = try(module.storage.claim_dirs["${local.secrets_export.namespace}/${local.secrets_export.claim}"], null)
+    files    = try(local.secrets_export.files, null)
+  }
+}

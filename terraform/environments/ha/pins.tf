@@ -79,6 +79,19 @@ locals {
     }
   }
 
+  # Images of the cluster-backup CronJobs (modules/cluster-backup, backups.tf; as of 2026-12).
+  # No upstream image ships kubectl, jq and age together, and the project builds no images (ADR
+  # 0010): nixery.dev assembles an image from nixpkgs with exactly the packages its path names,
+  # at the nixpkgs release its tag names (a release branch: security fixes land in it, versions
+  # do not jump). NOT VERIFIED HERE (no registry, no container runtime on the build machine): that
+  # these tags resolve, and that /bin/bash and every tool the scripts call are in the images.
+  # The scripts themselves are tested with the same tool names (crates/ffe-validate/tests/
+  # secrets_export.rs); upstream/images/{age,rsync}/<tag>/ record that they read no variable.
+  backup_job_images = {
+    secrets_export = "nixery.dev/shell/findutils/gnutar/jq/kubectl/age:nixos-26.05"
+    offsite        = "nixery.dev/shell/openssh/rsync:nixos-26.05"
+  }
+
   component_versions = merge(local.pinned_component_versions, var.component_versions)
 
   # Minor/major parts of the requested versions, for the support checks below. try(): a malformed

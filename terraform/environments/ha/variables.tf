@@ -546,6 +546,77 @@ variable "etcd_snapshot_retention" {
   }
 }
 
+# Secrets/ConfigMaps export and off-site copy (backups.tf, modules/cluster-backup; runbook
+# docs/disaster-recovery.md).
+
+variable "secrets_export_age_recipient" {
+  description = "age public key (\"age1...\", `age-keygen -y KEYFILE`) the daily export of every Secret and ConfigMap is encrypted to; only its private key, kept OFF the cluster, can read the export. null = no export (output secrets_export then says NOT EXPORTED)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.secrets_export_age_recipient == null || can(regex("^age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}$", coalesce(var.secrets_export_age_recipient, "-")))
+    error_message = "secrets_export_age_recipient is not an age X25519 public key (its value is not repeated here, in case it is a private key): it must be \"age1\" followed by 58 lower-case bech32 characters, as `age-keygen -y KEYFILE` prints it. Never put the private key (AGE-SECRET-KEY-1...) here."
+  }
+}
+
+variable "secrets_export_schedule" {
+  description = "Cron schedule (5 fields, UTC) of the Secrets/ConfigMaps export (default daily 02:15)."
+  type        = string
+  default     = "15 2 * * *"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[0-9*/,-]+ [0-9*/,-]+ [0-9*/,-]+ [0-9*/,-]+ [0-9*/,-]+$", var.secrets_export_schedule))
+    error_message = "secrets_export_schedule = \"${var.secrets_export_schedule}\" is not a 5-field cron schedule: use e.g. \"15 2 * * *\" (daily at 02:15 UTC)."
+  }
+}
+
+variable "backup_offsite" {
+  description = "Off-site copy of the whole backup share (rsync over SSH, nothing deleted on the target), or null (default) for none. target = \"user@host:path\"; known_hosts = the target's line from `ssh-keyscan` (the host is verified); ssh_key_secret = a Secret you create in namespace monitoring, key ssh-privatekey (type kubernetes.io/ssh-auth); ssh_port (22) and schedule (\"0 5 * * *\", UTC, after the nightly backups) are optional."
+  type = object({
+    target         = string
+    known_hosts    = string
+    ssh_key_secret = string
+    ssh_port       = optional(number, 22)
+    schedule       = optional(string, "0 5 * * *")
+  })
+  default = null
+
+  validation {
+    condition     = var.backup_offsite == null || can(regex("^[a-z_][a-z0-9_.-]*@[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?:[A-Za-z0-9._/~-]+$", var.backup_offsite.target))
+    error_message = "backup_offsite.target = \"${try(var.backup_offsite.target, "")}\" is not user@host:path (no spaces, no quotes, no port: set ssh_port), e.g. \"ffe-backup@backup.example.com:/srv/ffe-offsite\"."
+  }
+
+  validation {
+    condition     = var.backup_offsite == null || can(regex("^(\\S+) (ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,2}( [^\\n]*)?$", var.backup_offsite.known_hosts))
+    error_message = "backup_offsite.known_hosts is not one known_hosts line (HOST KEYTYPE BASE64KEY): use the line `ssh-keyscan -t ed25519 HOST` prints, after checking its fingerprint."
+  }
+
+  validation {
+    condition = var.backup_offsite == null || try(
+      startswith(split(" ", var.backup_offsite.known_hosts)[0], "|1|") ||
+      contains(split(",", split(" ", var.backup_offsite.known_hosts)[0]), var.backup_offsite.ssh_port == 22 ? regex("@([^:]+):", var.backup_offsite.target)[0] : "[${regex("@([^:]+):", var.backup_offsite.target)[0]}]:${var.backup_offsite.ssh_port}"),
+    false)
+    error_message = "backup_offsite.known_hosts does not name the target's host (\"HOST\" for port 22, \"[HOST]:PORT\" otherwise): ssh would refuse to connect. Use `ssh-keyscan -p PORT HOST`."
+  }
+
+  validation {
+    condition     = var.backup_offsite == null || can(regex("^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", var.backup_offsite.ssh_key_secret))
+    error_message = "backup_offsite.ssh_key_secret = \"${try(var.backup_offsite.ssh_key_secret, "")}\" is not a Secret name (lower-case DNS subdomain, e.g. \"ffe-backup-offsite-ssh\")."
+  }
+
+  validation {
+    condition     = var.backup_offsite == null || try(var.backup_offsite.ssh_port >= 1 && var.backup_offsite.ssh_port <= 65535 && floor(var.backup_offsite.ssh_port) == var.backup_offsite.ssh_port, false)
+    error_message = "backup_offsite.ssh_port must be a whole number 1..65535."
+  }
+
+  validation {
+    condition     = var.backup_offsite == null || can(regex("^[0-9*/,-]+ [0-9*/,-]+ [0-9*/,-]+ [0-9*/,-]+ [0-9*/,-]+$", var.backup_offsite.schedule))
+    error_message = "backup_offsite.schedule is not a 5-field cron schedule: use e.g. \"0 5 * * *\" (daily at 05:00 UTC, after the nightly backups)."
+  }
+}
+
 # ---------------------------------------------------------------------------------------------
 # Added by ffe-ha: k3s installation
 # ---------------------------------------------------------------------------------------------

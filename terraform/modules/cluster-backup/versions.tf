@@ -1,0 +1,4 @@
+# Pure computation: no providers, no resources.
+terraform {
+  required_version = ">= 1.9.0"
+}
