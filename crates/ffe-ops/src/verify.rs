@@ -272,7 +272,7 @@ pub fn judge_etcd(
         )
     } else {
         Check::new("etcd.members", "cluster", Status::Fail, problems.join("; "))
-            .hint("A member left over from a replaced master must be removed (docs/deploy.md, The first server lost its data); a learner that stays one did not finish joining")
+            .hint("A member left over from a replaced master must be removed: `terraform apply` does it for a server that lost its data or was replaced (docs/scale.md); a learner that stays one did not finish joining")
     });
     // Every answering member must follow the same leader, and that leader must be a member.
     let leaders: BTreeSet<&str> = views

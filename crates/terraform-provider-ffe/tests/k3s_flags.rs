@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use ffe_core::k3s::config::render;
+use ffe_core::k3s::config::{render, Join};
 use ffe_core::k3s::{ClusterSpec, InstallSource, JoinSecrets, Node, Role, VersionSpec};
 use ffe_lab::standin::flags::check_config_keys;
 use ffe_lab::standin::Role as StandinRole;
@@ -47,13 +47,19 @@ fn every_rendered_key_is_a_flag_of_its_k3s_command() {
         agent: "a".into(),
         ca_hash: Some("ab".repeat(32)),
     };
+    let via = Join::Via(s.servers[0].address.clone());
     let cases = [
-        (&s.servers[0], Role::Server, StandinRole::Server),
-        (&s.servers[1], Role::Server, StandinRole::Server),
-        (&s.agents[0], Role::Agent, StandinRole::Agent),
+        (&s.servers[0], Role::Server, StandinRole::Server, Join::Init),
+        (
+            &s.servers[1],
+            Role::Server,
+            StandinRole::Server,
+            via.clone(),
+        ),
+        (&s.agents[0], Role::Agent, StandinRole::Agent, via),
     ];
-    for (node, role, standin_role) in cases {
-        let text = render(&s, node, role, &secrets);
+    for (node, role, standin_role, join) in cases {
+        let text = render(&s, node, role, &secrets, &join);
         let k = keys(&text);
         assert!(k.len() > 3, "{text}");
         let warnings = check_config_keys(standin_role, k.iter().map(String::as_str))

@@ -1,5 +1,5 @@
 //! The `ha` environment applied for real (real terraform, real OpenSSH) against ffe-lab hosts
-//! running the k3s **stand-in**: 3 servers + 3 agents, re-apply, scale 3 -> 5 -> 4, destroy.
+//! running the k3s **stand-in**: 3 servers + 3 agents, re-apply, scale 3 -> 5 -> 3, destroy.
 //! Needs root (network namespaces). Assertions are on what each host's stand-in recorded.
 
 mod support;
@@ -17,6 +17,18 @@ fn config_of(env: &Env, host: &str) -> serde_yaml_ng::Value {
         .find(|r| r.config_yaml.is_some())
         .unwrap_or_else(|| panic!("{host}: no service start recorded"));
     serde_yaml_ng::from_str(rec.config_yaml.as_deref().unwrap()).unwrap()
+}
+
+/// The config file as it is on the host now (not as the last service start read it).
+fn config_file_of(env: &Env, host: &str) -> serde_yaml_ng::Value {
+    let path = env
+        .lab
+        .host(host)
+        .unwrap()
+        .root_dir
+        .join("etc/rancher/k3s/config.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{host}: {e}"));
+    serde_yaml_ng::from_str(&text).unwrap()
 }
 
 /// `ffe-ha preflight --tf-dir` on the applied environment: the CLI finds the nodes through the
@@ -264,52 +276,115 @@ fn lifecycle_apply_reapply_scale_destroy() {
         );
     }
 
-    // Scale 5 -> 4: worker 4 is drained, its Node deleted, k3s uninstalled from it.
-    env.tfvars(4, "");
+    // Scale 5 -> 3: exactly workers 3 and 4 are drained, their Nodes deleted, k3s uninstalled
+    // from them, one at a time; workers 0-2 are not touched.
+    // First with a pod on worker 4 whose PodDisruptionBudget allows no disruption: the apply
+    // stops naming that pod (not the DaemonSet pod beside it), and worker 4 is not left cordoned.
+    let before: Vec<usize> = (0..3).map(|i| env.mutations(&worker(i)).len()).collect();
+    let pod = |ns: &str, name: &str, node: String, owner: Option<&str>, pdb: bool| {
+        env.lab
+            .standin_set_pod(
+                &format!("{ns}/{name}"),
+                Some(ffe_lab::standin::PodState {
+                    namespace: ns.into(),
+                    name: name.into(),
+                    node,
+                    owner_kind: owner.map(str::to_string),
+                    protected_by_pdb: pdb,
+                }),
+            )
+            .unwrap()
+    };
+    pod("ffe", "ledger-0", worker(4), Some("StatefulSet"), true);
+    pod(
+        "kube-system",
+        "calico-node-w4",
+        worker(4),
+        Some("DaemonSet"),
+        false,
+    );
+    pod("ffe", "api-7d9f-x2", worker(3), Some("ReplicaSet"), false);
+    env.tfvars(3, "");
+    let out = env.apply();
+    let msg = text(&out);
+    assert!(
+        !out.status.success(),
+        "a drain blocked by a PDB went unnoticed:\n{msg}"
+    );
+    assert!(
+        msg.contains(&format!("pods still on {}: ffe/ledger-0", worker(4))),
+        "{msg}"
+    );
+    assert!(!msg.contains("calico-node-w4"), "{msg}");
+    assert!(msg.contains("PodDisruptionBudget"), "{msg}");
+    let cluster = env.lab.standin_cluster().unwrap().unwrap();
+    assert!(
+        !cluster.nodes[&worker(4)].unschedulable,
+        "{} left cordoned",
+        worker(4)
+    );
+    assert!(
+        !cluster.pods.contains_key("ffe/api-7d9f-x2"),
+        "worker 3's pod not evicted"
+    );
+    // The budget allows it again: the same apply finishes the scale-down.
+    pod("ffe", "ledger-0", worker(4), Some("StatefulSet"), false);
     env.apply_ok();
     let server_calls: Vec<String> = (0..3)
         .flat_map(|i| env.records(&master(i)))
         .map(|r| r.argv.join(" "))
         .collect();
-    let w4 = worker(4);
-    assert!(
-        server_calls
+    let drained: BTreeSet<String> = (0..5)
+        .map(worker)
+        .filter(|w| {
+            server_calls
+                .iter()
+                .any(|c| c.contains(" drain ") && c.split_whitespace().any(|t| t == w.as_str()))
+        })
+        .collect();
+    let deleted: BTreeSet<String> = (0..5)
+        .map(worker)
+        .filter(|w| {
+            server_calls
+                .iter()
+                .any(|c| c.contains("delete node") && c.split_whitespace().any(|t| t == w.as_str()))
+        })
+        .collect();
+    let removed: BTreeSet<String> = [worker(3), worker(4)].into();
+    assert_eq!(drained, removed, "drained: {server_calls:?}");
+    assert_eq!(deleted, removed, "deleted: {server_calls:?}");
+    let uninstalled_at = |w: &str| {
+        env.records(w)
             .iter()
-            .any(|c| c.contains("drain") && c.contains(&w4)),
-        "no drain of {w4}: {server_calls:?}"
-    );
-    assert!(
-        server_calls
-            .iter()
-            .any(|c| c.contains("delete") && c.contains("node") && c.contains(&w4)),
-        "Node {w4} not deleted"
-    );
-    assert!(
-        env.records(&w4)
-            .iter()
-            .any(|r| r.program == "k3s-agent-uninstall.sh"),
-        "k3s not uninstalled from {w4}"
-    );
+            .find(|r| r.program == "k3s-agent-uninstall.sh")
+            .map(|r| r.ts_ns)
+            .unwrap_or_else(|| panic!("k3s not uninstalled from {w}"))
+    };
+    assert!(uninstalled_at(&worker(3)) < uninstalled_at(&worker(4)));
     let cluster = env.lab.standin_cluster().unwrap().unwrap();
-    assert!(!cluster.nodes.contains_key(&w4));
-    assert_eq!(
-        installs(&env.records(&worker(3))).len(),
-        1,
-        "worker 3 was touched by the scale-down"
-    );
+    for w in &removed {
+        assert!(!cluster.nodes.contains_key(w), "{w} still registered");
+    }
+    for (i, n) in before.iter().enumerate() {
+        assert_eq!(
+            env.mutations(&worker(i)).len(),
+            *n,
+            "worker {i} was touched by the scale-down"
+        );
+    }
 
     // A file removed from a bundle: its objects are deleted through the API, then the file
     // disappears from every server (k3s alone would leave both). Logging and tracing share the
     // `observability` bundle, so turning logging off removes files from a bundle that stays.
     let loki = "ffe-observability--grafana-datasource-loki.yaml";
     let has_loki = |host: &str| manifests(host).iter().any(|(n, _)| n == loki);
-    env.tfvars(4, "logging_enabled = true\ntracing_enabled = true");
+    env.tfvars(3, "logging_enabled = true\ntracing_enabled = true");
     env.apply_ok();
     assert!(
         (0..3).all(|i| has_loki(&master(i))),
         "{loki} not on every server"
     );
-    env.tfvars(4, "tracing_enabled = true");
+    env.tfvars(3, "tracing_enabled = true");
     env.apply_ok();
     assert!(
         (0..3).all(|i| !has_loki(&master(i))),
@@ -389,7 +464,7 @@ fn lifecycle_apply_reapply_scale_destroy() {
         "config.yaml with the join token left on {}",
         worker(0)
     );
-    let agents_done = (1..4)
+    let agents_done = (1..3)
         .map(|i| uninstall_ts(&worker(i), "k3s-agent-uninstall.sh"))
         .max()
         .unwrap();
@@ -624,8 +699,12 @@ fn servers_grow_and_shrink_one_at_a_time_and_unsafe_shrink_is_refused_at_plan() 
     let out = env.terraform(&["plan", "-input=false"]);
     let msg = text(&out);
     assert!(!out.status.success(), "plan must refuse:\n{msg}");
-    assert!(msg.contains("removing 2 servers"), "{msg}");
+    assert!(
+        msg.contains("takes 2 of the 3 etcd members out at once"),
+        "{msg}"
+    );
     assert!(msg.contains("quorum"), "{msg}");
+    assert!(msg.contains("Safe sequence"), "{msg}");
     assert_eq!(
         env.lab
             .standin_cluster()
@@ -634,6 +713,285 @@ fn servers_grow_and_shrink_one_at_a_time_and_unsafe_shrink_is_refused_at_plan() 
             .etcd_members
             .len(),
         3
+    );
+}
+
+/// Replacing servers, the first one included (issue 16): a dead first server's etcd member and
+/// Node are removed and the new host joins through a live server, never the dead one; a live
+/// server being replaced is drained and uninstalled first; no node's config keeps naming a
+/// departed server; nothing else restarts. Two replacements at once are refused at plan.
+#[test]
+fn replacing_servers_the_first_one_too_removes_their_members_and_joins_through_a_live_one() {
+    let env = Env::new(5, 2);
+    env.tfvars_sized(3, 2, "");
+    env.apply_ok();
+    let (ip0, ip1) = (env.ip(&master(0)), env.ip(&master(1)));
+    let (ip3, ip4) = (env.ip(&master(3)), env.ip(&master(4)));
+    let kept = [master(1), master(2), worker(0), worker(1)];
+    let baseline: Vec<usize> = kept.iter().map(|h| env.mutations(h).len()).collect();
+
+    // Two at once: refused before anything runs, with the safe sequence.
+    env.edit_tfvars(|s| {
+        s.replace(&format!("\"{ip0}\""), &format!("\"{ip3}\""))
+            .replace(&format!("\"{ip1}\""), &format!("\"{ip4}\""))
+    });
+    let out = env.terraform(&["plan", "-input=false"]);
+    let msg = text(&out);
+    assert!(
+        !out.status.success(),
+        "two replacements must be refused:\n{msg}"
+    );
+    assert!(
+        msg.contains("takes 2 of the 3 etcd members out at once"),
+        "{msg}"
+    );
+    assert!(msg.contains("apply 1: replace"), "{msg}");
+
+    // The first server's host dies; it is replaced by master 3's host.
+    env.tfvars_sized(3, 2, "");
+    env.lab.kill_host(&master(0)).unwrap();
+    env.edit_tfvars(|s| s.replace(&format!("\"{ip0}\""), &format!("\"{ip3}\"")));
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 2, "{plan}");
+    assert!(
+        plan.contains(&format!("{ip0} leaves")),
+        "the plan must show the order:\n{plan}"
+    );
+    env.apply_ok();
+
+    let server_calls: Vec<(u64, String)> = [master(1), master(2)]
+        .iter()
+        .flat_map(|h| env.records(h))
+        .map(|r| (r.ts_ns, r.argv.join(" ")))
+        .collect();
+    let first = master(0);
+    let deleted_at = server_calls
+        .iter()
+        .find(|(_, c)| c.contains("delete node") && c.split_whitespace().any(|t| t == first))
+        .map(|(ts, _)| *ts)
+        .unwrap_or_else(|| panic!("the old {first} Node was not deleted: {server_calls:?}"));
+    let joined = installs(&env.records(&master(3)));
+    assert_eq!(joined.len(), 1, "{joined:?}");
+    assert!(
+        deleted_at < joined[0].0,
+        "the new host joined before the old member left"
+    );
+    let cfg = config_of(&env, &master(3));
+    assert_eq!(cfg["node-name"].as_str(), Some(first.as_str()));
+    assert!(cfg.get("cluster-init").is_none(), "{cfg:?}");
+    let via = cfg["server"].as_str().unwrap_or_default().to_string();
+    assert!(
+        via == format!("https://{ip1}:6443")
+            || via == format!("https://{}:6443", env.ip(&master(2))),
+        "joined through {via:?}, not a live server"
+    );
+    let cluster = env.lab.standin_cluster().unwrap().unwrap();
+    assert_eq!(cluster.etcd_members.len(), 3, "{:?}", cluster.etcd_members);
+    assert_eq!(cluster.nodes[&first].host, master(3));
+    assert_eq!(cluster.nodes[&first].address, ip3);
+    assert!(cluster.nodes[&first].ready);
+    // Nothing names the dead server any more. The other servers restart once each, one at a
+    // time, for the API certificate's new address (tls-san); the agents are not touched.
+    let mut restarted_at = vec![];
+    for (h, n) in kept.iter().zip(&baseline) {
+        let server = config_file_of(&env, h)["server"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(!server.contains(&ip0), "{h} still joins through {ip0}");
+        let starts: Vec<(u64, String)> = env.mutations(h)[*n..]
+            .iter()
+            .map(|r| (r.ts_ns, format!("{} {}", r.program, r.argv.join(" "))))
+            .filter(|(_, c)| {
+                c.contains("install.sh")
+                    || c.starts_with("systemctl restart")
+                    || c.starts_with("systemctl start")
+            })
+            .collect();
+        if h.contains("master") {
+            assert_eq!(starts.len(), 1, "{h}: {starts:?}");
+            assert_eq!(starts[0].1, "systemctl restart k3s", "{h}: {starts:?}");
+            let tls_san = config_of(&env, h)["tls-san"].clone();
+            assert!(
+                tls_san
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .any(|v| v.as_str() == Some(ip3.as_str())),
+                "{h}: the API certificate does not cover the new server"
+            );
+            restarted_at.push(starts[0].0);
+        } else {
+            assert!(starts.is_empty(), "{h} was restarted: {starts:?}");
+        }
+    }
+    assert!(restarted_at[0] > joined[0].0 && restarted_at[0] < restarted_at[1]);
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 0, "{plan}");
+
+    // A live server replaced: drained and uninstalled on its old host before the new one joins.
+    env.edit_tfvars(|s| s.replace(&format!("\"{ip1}\""), &format!("\"{ip4}\"")));
+    env.apply_ok();
+    let second = master(1);
+    let server_calls: Vec<(u64, String)> = [master(2), master(3)]
+        .iter()
+        .flat_map(|h| env.records(h))
+        .map(|r| (r.ts_ns, r.argv.join(" ")))
+        .collect();
+    let drained_at = server_calls
+        .iter()
+        .find(|(_, c)| c.contains(" drain ") && c.split_whitespace().any(|t| t == second))
+        .map(|(ts, _)| *ts)
+        .unwrap_or_else(|| panic!("{second} not drained: {server_calls:?}"));
+    let uninstalled_at = env
+        .records(&master(1))
+        .iter()
+        .find(|r| r.program == "k3s-uninstall.sh")
+        .map(|r| r.ts_ns)
+        .unwrap_or_else(|| panic!("{second}'s old host not uninstalled"));
+    let joined = installs(&env.records(&master(4)));
+    assert_eq!(joined.len(), 1);
+    assert!(drained_at < uninstalled_at && uninstalled_at < joined[0].0);
+    let cluster = env.lab.standin_cluster().unwrap().unwrap();
+    assert_eq!(cluster.etcd_members.len(), 3, "{:?}", cluster.etcd_members);
+    assert_eq!(cluster.nodes[&second].host, master(4));
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 0, "{plan}");
+}
+
+/// A server whose host was reinstalled (k3s gone, its Node and etcd member still there) rejoins
+/// on the next apply through a live server, after its stale member is removed; a certificate
+/// close to expiry is a plan warning for its host; the join token is rotated.
+#[test]
+fn a_reinstalled_server_rejoins_an_expiring_certificate_warns_and_the_token_rotates() {
+    let env = Env::new(3, 2);
+    env.tfvars(2, "");
+    env.apply_ok();
+    let out = env
+        .lab
+        .ssh(&master(0), "/usr/local/bin/k3s-uninstall.sh")
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 2, "{plan}");
+    env.apply_ok();
+    let cfg = config_of(&env, &master(0));
+    assert!(
+        cfg.get("cluster-init").is_none(),
+        "reinstalled as a new cluster: {cfg:?}"
+    );
+    let cluster = env.lab.standin_cluster().unwrap().unwrap();
+    assert_eq!(cluster.etcd_members.len(), 3, "{:?}", cluster.etcd_members);
+    assert!(cluster.nodes[&master(0)].ready);
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 0, "{plan}");
+
+    // A certificate 10 days from expiry on master 1 (a real one, made by openssl): the plan warns
+    // for that host only, and changes nothing.
+    let tls = env
+        .lab
+        .host(&master(1))
+        .unwrap()
+        .root_dir
+        .join("var/lib/rancher/k3s/server/tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "10",
+            "-subj",
+            "/CN=k3s-test",
+        ])
+        .arg("-keyout")
+        .arg(tls.join("client-test.key"))
+        .arg("-out")
+        .arg(tls.join("client-test.crt"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 0, "{plan}");
+    let warning = format!(
+        "{}: /var/lib/rancher/k3s/server/tls/client-test.crt expires in 9 days",
+        master(1)
+    );
+    assert!(plan.contains(&warning), "{plan}");
+    assert_eq!(
+        plan.matches("a certificate expires soon").count(),
+        1,
+        "{plan}"
+    );
+
+    // Rotating the join token: `k3s token rotate` once, then each server restarts with the new
+    // token, one at a time; agents (on the agent token) are not touched.
+    let before: Vec<usize> = (0..3)
+        .map(|i| env.mutations(&master(i)).len())
+        .chain((0..2).map(|i| env.mutations(&worker(i)).len()))
+        .collect();
+    let old_token = env.lab.standin_cluster().unwrap().unwrap().token;
+    env.tfvars(2, "k3s_token_rotation = 1");
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 2, "{plan}");
+    assert!(plan.contains("the server token will be rotated"), "{plan}");
+    env.apply_ok();
+    let cluster = env.lab.standin_cluster().unwrap().unwrap();
+    assert_ne!(cluster.token, old_token, "the token was not rotated");
+    let hosts: Vec<String> = (0..3).map(master).chain((0..2).map(worker)).collect();
+    let rotations: usize = hosts
+        .iter()
+        .map(|h| {
+            env.records(h)
+                .iter()
+                .filter(|r| r.argv.first().map(String::as_str) == Some("token") && r.exit_code == 0)
+                .count()
+        })
+        .sum();
+    assert_eq!(rotations, 1, "k3s token rotate must run exactly once");
+    let mut restarts = vec![];
+    for (h, n) in hosts.iter().zip(&before) {
+        let starts: Vec<u64> = env.mutations(h)[*n..]
+            .iter()
+            .filter(|r| {
+                r.program == "systemctl" && r.argv.first().map(String::as_str) == Some("restart")
+            })
+            .map(|r| r.ts_ns)
+            .collect();
+        if h.contains("master") {
+            assert_eq!(starts.len(), 1, "{h} restarted {} times", starts.len());
+            restarts.push(starts[0]);
+            let token = config_file_of(&env, h)["token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            assert!(
+                token.ends_with(&cluster.token),
+                "{h} does not have the new token"
+            );
+        } else {
+            assert!(
+                starts.is_empty(),
+                "{h} restarted for a server token rotation"
+            );
+        }
+    }
+    assert!(
+        restarts.windows(2).all(|w| w[0] < w[1]),
+        "servers restarted out of order"
+    );
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 0, "{plan}");
+    // A rotation cannot be taken back.
+    env.tfvars(2, "k3s_token_rotation = 0");
+    let out = env.terraform(&["plan", "-input=false"]);
+    let msg = text(&out);
+    assert!(
+        !out.status.success() && msg.contains("token_rotation: 1 -> 0 goes back"),
+        "{msg}"
     );
 }
 

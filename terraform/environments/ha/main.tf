@@ -105,6 +105,7 @@ resource "ffe_k3s_cluster" "this" {
   server_taints     = var.server_taints
   node_labels       = var.node_labels
   agent_parallelism = var.agent_parallelism
+  token_rotation    = var.k3s_token_rotation
   kubeconfig_path   = local.kubeconfig_path
 }
 

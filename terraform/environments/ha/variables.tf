@@ -738,6 +738,18 @@ variable "agent_parallelism" {
   }
 }
 
+variable "k3s_token_rotation" {
+  description = "Raise by one to rotate the k3s server join token: `k3s token rotate` on a live server, then every server restarts with the new token, one at a time (docs/upgrade.md, Rotating the join token). Never lower it."
+  type        = number
+  default     = 0
+  nullable    = false
+
+  validation {
+    condition     = floor(var.k3s_token_rotation) == var.k3s_token_rotation && var.k3s_token_rotation >= 0
+    error_message = "k3s_token_rotation = ${var.k3s_token_rotation} must be a whole number >= 0: raise it by one to rotate the k3s join token."
+  }
+}
+
 variable "component_versions" {
   description = "Overrides for the pinned in-cluster component versions in pins.tf, one exact version per component (the version must be vendored under upstream/charts/, see upstream/README.md)."
   type        = map(string)

@@ -1,7 +1,10 @@
 //! Rendering `/etc/rancher/k3s/config.yaml` for each node.
 //!
 //! Everything k3s is told goes through this file (never CLI flags), so one hash per node tells
-//! whether a node runs what Terraform asked for.
+//! whether a node runs what Terraform asked for. The hash leaves out how the node joins
+//! ([`Join`]): k3s reads `cluster-init`/`server` only on a node's first start (later starts use
+//! the node's own etcd data or the agent's saved server list), and the server to join through is
+//! chosen at apply time among the live ones, so it is not drift (ADR 0015).
 
 use serde_yaml_ng::{Mapping, Value};
 use sha2::{Digest, Sha256};
@@ -42,29 +45,45 @@ pub fn snapshot_dir(spec: &ClusterSpec, node: &Node) -> String {
     )
 }
 
-/// The config file for `node` in `role`.
+/// How a node's k3s meets the cluster on its first start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Join {
+    /// Initialise a new etcd cluster (`cluster-init`): only a server, only when no cluster exists.
+    Init,
+    /// Join through the server at this address (`server: https://ADDR:6443`).
+    Via(String),
+}
+
+/// The config file for `node` in `role`, joining as `join` says.
 ///
-/// The bootstrap server defines both secrets; joining servers get the server token and agents
+/// The initialising server defines both secrets; joining servers get the server token and agents
 /// the agent token, each in the secure `K10<CA hash>::` form once the CA hash is known, so they
-/// verify the cluster CA before trusting the server they join.
-pub fn render(spec: &ClusterSpec, node: &Node, role: Role, secrets: &JoinSecrets) -> String {
+/// verify the cluster CA before trusting the server they join. An agent always joins through a
+/// server: `Join::Init` gives it no `server` line (k3s then refuses to start it).
+pub fn render(
+    spec: &ClusterSpec,
+    node: &Node,
+    role: Role,
+    secrets: &JoinSecrets,
+    join: &Join,
+) -> String {
     let mut m = Mapping::new();
     let mut put = |k: &str, v: Value| {
         m.insert(Value::String(k.into()), v);
     };
-    let is_bootstrap = role == Role::Server && spec.servers.first() == Some(node);
+    let init = role == Role::Server && *join == Join::Init;
     match role {
-        Role::Server if is_bootstrap => put("token", secrets.server.clone().into()),
+        Role::Server if init => put("token", secrets.server.clone().into()),
         Role::Server => put("token", secrets.server_join_token().into()),
         Role::Agent => put("token", secrets.agent_join_token().into()),
     }
     if role == Role::Server && secrets.has_agent_token() {
         put("agent-token", secrets.agent.clone().into());
     }
-    if is_bootstrap {
-        put("cluster-init", true.into());
-    } else if let Some(addr) = spec.join_address() {
-        put("server", format!("https://{addr}:6443").into());
+    match join {
+        Join::Init if init => put("cluster-init", true.into()),
+        Join::Init => {}
+        Join::Via(addr) => put("server", format!("https://{addr}:6443").into()),
     }
     put("node-name", node.name.clone().into());
     put("node-ip", node.address.clone().into());
@@ -111,6 +130,41 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// The part of a config file that drift is judged on: without the join lines (`server`,
+/// `cluster-init`), and with the token reduced to its secret (`K10<CA hash>::<user>:<secret>`
+/// and the bare secret mean the same cluster to k3s). [`DRIFT_VIEW_SCRIPT`] computes the same
+/// on a node, so no secret has to leave it; a test keeps the two equal.
+pub fn drift_view(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.starts_with("server:") || line.starts_with("cluster-init:") {
+            continue;
+        }
+        match line.strip_prefix("token:") {
+            Some(value) => {
+                let v = value.trim().trim_matches(['"', '\'']);
+                let secret = match v.strip_prefix("K10") {
+                    Some(rest) if rest.contains("::") => rest.rsplit(':').next().unwrap_or(v),
+                    _ => v,
+                };
+                out.push_str("token: ");
+                out.push_str(secret);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// sha256 of [`drift_view`]: what `node_config_sha256` records.
+pub fn drift_sha256(text: &str) -> String {
+    sha256_hex(drift_view(text).as_bytes())
+}
+
+/// Shell that prints [`drift_sha256`] of [`CONFIG_PATH`] on a node (nothing when it is absent).
+pub const DRIFT_VIEW_SCRIPT: &str = r#"if [ -e /etc/rancher/k3s/config.yaml ]; then awk '/^(server|cluster-init):/ {next} /^token:/ {v = substr($0, 7); gsub(/^[ \t"\047]+|[ \t"\047]+$/, "", v); if (v ~ /^K10.*::/) {n = split(v, p, ":"); v = p[n]} print "token: " v; next} {print}' /etc/rancher/k3s/config.yaml | sha256sum | cut -d' ' -f1; fi"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +207,10 @@ mod tests {
         }
     }
 
+    fn via() -> Join {
+        Join::Via("10.210.1.10".into())
+    }
+
     fn parse(s: &str) -> serde_yaml_ng::Value {
         serde_yaml_ng::from_str(s).unwrap()
     }
@@ -160,7 +218,13 @@ mod tests {
     #[test]
     fn bootstrap_server_inits_the_cluster() {
         let s = spec();
-        let y = parse(&render(&s, &s.servers[0], Role::Server, &secrets("sekret")));
+        let y = parse(&render(
+            &s,
+            &s.servers[0],
+            Role::Server,
+            &secrets("sekret"),
+            &Join::Init,
+        ));
         assert_eq!(y["cluster-init"], Value::Bool(true));
         assert!(y.get("server").is_none());
         // The bootstrap server defines the secrets themselves.
@@ -185,16 +249,28 @@ mod tests {
         let s = spec();
         let mut legacy = JoinSecrets::from_state(&format!("K10{HASH}::server:srv"), None);
         legacy.fill_missing();
-        let first = parse(&render(&s, &s.servers[0], Role::Server, &legacy));
+        let first = parse(&render(
+            &s,
+            &s.servers[0],
+            Role::Server,
+            &legacy,
+            &Join::Init,
+        ));
         assert!(first.get("agent-token").is_none());
-        let agent = parse(&render(&s, &s.agents[0], Role::Agent, &legacy));
+        let agent = parse(&render(&s, &s.agents[0], Role::Agent, &legacy, &via()));
         assert_eq!(agent["token"], Value::from(format!("K10{HASH}::node:srv")));
     }
 
     #[test]
     fn tls_san_holds_vip_and_every_server_once() {
         let s = spec();
-        let y = parse(&render(&s, &s.servers[1], Role::Server, &secrets("t")));
+        let y = parse(&render(
+            &s,
+            &s.servers[1],
+            Role::Server,
+            &secrets("t"),
+            &via(),
+        ));
         assert_eq!(
             y["tls-san"],
             strs([
@@ -208,12 +284,24 @@ mod tests {
     }
 
     #[test]
-    fn joining_servers_and_agents_point_at_the_first_server() {
+    fn joining_servers_and_agents_name_the_server_they_join_through() {
         let s = spec();
-        let joiner = parse(&render(&s, &s.servers[2], Role::Server, &secrets("t")));
+        let joiner = parse(&render(
+            &s,
+            &s.servers[2],
+            Role::Server,
+            &secrets("t"),
+            &via(),
+        ));
         assert_eq!(joiner["server"], Value::from("https://10.210.1.10:6443"));
         assert!(joiner.get("cluster-init").is_none());
-        let agent = parse(&render(&s, &s.agents[0], Role::Agent, &secrets("t")));
+        let agent = parse(&render(
+            &s,
+            &s.agents[0],
+            Role::Agent,
+            &secrets("t"),
+            &via(),
+        ));
         assert_eq!(agent["server"], Value::from("https://10.210.1.10:6443"));
         // Joiners pin the cluster CA; agents never see the server secret.
         assert_eq!(joiner["token"], Value::from(format!("K10{HASH}::server:t")));
@@ -241,17 +329,84 @@ mod tests {
     #[test]
     fn rendering_is_deterministic_and_hash_tracks_content() {
         let s = spec();
-        let a = render(&s, &s.agents[1], Role::Agent, &secrets("t"));
-        assert_eq!(a, render(&s, &s.agents[1], Role::Agent, &secrets("t")));
+        let a = render(&s, &s.agents[1], Role::Agent, &secrets("t"), &via());
+        assert_eq!(
+            a,
+            render(&s, &s.agents[1], Role::Agent, &secrets("t"), &via())
+        );
         // An agent's config follows the agent token, not the server secret it never sees.
-        assert_eq!(a, render(&s, &s.agents[1], Role::Agent, &secrets("u")));
+        assert_eq!(
+            a,
+            render(&s, &s.agents[1], Role::Agent, &secrets("u"), &via())
+        );
         let mut other_agent = secrets("t");
         other_agent.agent = "changed".into();
         assert_ne!(
             sha256_hex(a.as_bytes()),
-            sha256_hex(render(&s, &s.agents[1], Role::Agent, &other_agent).as_bytes())
+            sha256_hex(render(&s, &s.agents[1], Role::Agent, &other_agent, &via()).as_bytes())
         );
-        let srv = render(&s, &s.servers[1], Role::Server, &secrets("t"));
-        assert_ne!(srv, render(&s, &s.servers[1], Role::Server, &secrets("u")));
+        let srv = render(&s, &s.servers[1], Role::Server, &secrets("t"), &via());
+        assert_ne!(
+            srv,
+            render(&s, &s.servers[1], Role::Server, &secrets("u"), &via())
+        );
+    }
+
+    #[test]
+    fn drift_ignores_how_a_node_joined_but_not_what_it_runs() {
+        let s = spec();
+        let first = &s.servers[0];
+        let init = render(&s, first, Role::Server, &secrets("t"), &Join::Init);
+        let joined = render(&s, first, Role::Server, &secrets("t"), &via());
+        let other = render(
+            &s,
+            first,
+            Role::Server,
+            &secrets("t"),
+            &Join::Via("10.210.1.12".into()),
+        );
+        assert_ne!(init, joined);
+        assert_eq!(drift_sha256(&init), drift_sha256(&joined));
+        assert_eq!(drift_sha256(&joined), drift_sha256(&other));
+        // Another secret, or any other edited line, is drift.
+        let rotated = render(&s, first, Role::Server, &secrets("u"), &via());
+        assert_ne!(drift_sha256(&joined), drift_sha256(&rotated));
+        let edited = joined.replace("10.42.0.0/16", "10.44.0.0/16");
+        assert_ne!(drift_sha256(&joined), drift_sha256(&edited));
+    }
+
+    /// The node computes the drift hash with awk (the token never leaves it); Rust computes it
+    /// from the rendered text. Both must agree on every form a config takes.
+    #[test]
+    fn the_node_side_drift_hash_equals_the_rendered_one() {
+        let s = spec();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.yaml");
+        let script = DRIFT_VIEW_SCRIPT.replace(CONFIG_PATH, &file.display().to_string());
+        let cases = [
+            render(&s, &s.servers[0], Role::Server, &secrets("t"), &Join::Init),
+            render(&s, &s.servers[1], Role::Server, &secrets("t"), &via()),
+            render(&s, &s.agents[0], Role::Agent, &secrets("t"), &via()),
+            "token: 'K10abc::server:q'\nnode-name: x".to_string(),
+        ];
+        for text in cases {
+            std::fs::write(&file, &text).unwrap();
+            let out = std::process::Command::new("sh")
+                .args(["-c", &script])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                drift_sha256(&text),
+                "for:\n{text}"
+            );
+        }
+        std::fs::remove_file(&file).unwrap();
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(out.status.success() && out.stdout.is_empty(), "{out:?}");
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt};
 use serde_json::Value as Json;
 
-use super::config::{self, CONFIG_PATH};
+use super::config::{self, Join, CONFIG_PATH, DRIFT_VIEW_SCRIPT};
 use super::model::{ClusterSpec, InstallSource, Node, Role, VersionSpec};
 use super::planner::{Action, LiveCluster, LiveNode, Stage};
 use super::token::{self, JoinSecrets};
@@ -75,6 +75,8 @@ pub struct Executor<'a> {
     pub kubeconfig: std::sync::Mutex<Option<String>>,
     /// sha256 of local air-gap files, computed once per apply.
     local_sha: tokio::sync::Mutex<BTreeMap<std::path::PathBuf, String>>,
+    /// The server nodes join through, once one answered healthy in this apply.
+    join_via: std::sync::Mutex<Option<Node>>,
 }
 
 impl<'a> Executor<'a> {
@@ -88,6 +90,7 @@ impl<'a> Executor<'a> {
             warnings: Default::default(),
             kubeconfig: Default::default(),
             local_sha: Default::default(),
+            join_via: Default::default(),
         }
     }
 
@@ -152,26 +155,92 @@ impl<'a> Executor<'a> {
                 }
             }
         }
+        self.repoint_joins().await?;
         self.sync_changed_node_meta().await
+    }
+
+    /// When servers left (removed or replaced), no node's config may keep naming one of them as
+    /// the server it joins through: k3s reads that line again whenever an agent has lost its
+    /// list of servers. Lines naming a departed server are pointed at a live one; nothing
+    /// restarts (the line is not part of the drift hash, ADR 0015).
+    async fn repoint_joins(&self) -> Result<(), OpsError> {
+        let Some(prior) = &self.prior else {
+            return Ok(());
+        };
+        let departed: Vec<&str> = prior
+            .servers
+            .iter()
+            .map(|s| s.address.as_str())
+            .filter(|a| !self.spec.servers.iter().any(|s| s.address == *a))
+            .collect();
+        if departed.is_empty() {
+            return Ok(());
+        }
+        let nodes: Vec<(&Node, Role)> = self.spec.all_nodes().collect();
+        let departed = &departed;
+        let futs: Vec<_> = nodes
+            .into_iter()
+            .map(|(n, _)| async move {
+                let via = self.live_server(n).await?;
+                let edits: Vec<String> = departed
+                    .iter()
+                    .map(|a| {
+                        let pattern = a.replace('.', "\\.");
+                        format!(
+                            "-e {}",
+                            quote(&format!(
+                                "s|^server: https://{pattern}:6443$|server: https://{}:6443|",
+                                via.address
+                            ))
+                        )
+                    })
+                    .collect();
+                let script = format!(
+                    "if [ -e {CONFIG_PATH} ]; then sed -i {} {CONFIG_PATH}; fi",
+                    edits.join(" ")
+                );
+                match self
+                    .pool
+                    .run_within(&n.target(), "point the join line at a live server", &script, READ_STEP)
+                    .await
+                {
+                    Err(e) if e.is_unreachable() => {
+                        self.warn(format!(
+                            "{}: its config may still name a departed server as the one to join through (host unreachable: {e}); on it, set `server: https://{}:6443` in {CONFIG_PATH}",
+                            n.target(),
+                            via.address
+                        ));
+                        Ok(())
+                    }
+                    other => other.map(|_| ()).map_err(OpsError::from),
+                }
+            })
+            .collect();
+        let results: Vec<Result<(), OpsError>> =
+            stream::iter(futs).buffer_unordered(16).collect().await;
+        collect_errors(results)
     }
 
     async fn act(&self, action: &Action) -> Result<(), OpsError> {
         tracing::info!(?action, "k3s step");
         match action {
+            Action::InitCluster(n) => {
+                self.install(n, Role::Server, &Join::Init, None).await?;
+                self.learn_ca_hash(n).await
+            }
             Action::InstallServer(n) => {
                 // A joining (or re-installed) server changes etcd's membership: every other
-                // member server must be healthy first. The first server has no cluster yet.
-                let first = self.spec.servers.first() == Some(n);
-                if !first {
-                    self.check_quorum_before_restart(n).await?;
-                }
-                self.install(n, Role::Server).await?;
-                if first {
-                    self.learn_ca_hash(n).await?;
-                }
-                Ok(())
+                // member server must be healthy first.
+                self.check_quorum_before_restart(n).await?;
+                let via = self.live_server(n).await?;
+                let join = Join::Via(via.address.clone());
+                self.install(n, Role::Server, &join, Some(&via)).await
             }
-            Action::InstallAgent(n) => self.install(n, Role::Agent).await,
+            Action::InstallAgent(n) => {
+                let via = self.live_server(n).await?;
+                let join = Join::Via(via.address.clone());
+                self.install(n, Role::Agent, &join, Some(&via)).await
+            }
             Action::Upgrade(n, role) => self.upgrade(n, *role).await,
             Action::Reconfigure(n, role) => self.reconfigure(n, *role).await,
             Action::Remove(n, role) => self.remove(n, *role).await,
@@ -185,9 +254,19 @@ impl<'a> Executor<'a> {
         }
     }
 
-    async fn write_config(&self, n: &Node, role: Role) -> Result<(), OpsError> {
+    async fn write_config(
+        &self,
+        n: &Node,
+        role: Role,
+        join: &Join,
+        via: Option<&Node>,
+    ) -> Result<(), OpsError> {
+        if let (Some(v), None) = (via, &self.secrets().ca_hash) {
+            // State from before the CA hash was kept: learn it from the server joined through.
+            self.learn_ca_hash(v).await?;
+        }
         let secrets = self.secrets();
-        if role == Role::Agent || self.spec.servers.first() != Some(n) {
+        if *join != Join::Init {
             // Joiners get the secure token form only: never one that skips the CA check.
             if secrets.ca_hash.is_none() {
                 return Err(OpsError::step(
@@ -209,7 +288,7 @@ impl<'a> Executor<'a> {
                 )
                 .await?;
         }
-        let text = config::render(self.spec, n, role, &secrets);
+        let text = config::render(self.spec, n, role, &secrets, join);
         self.pool
             .write_file(
                 &n.target(),
@@ -327,10 +406,70 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
-    async fn install(&self, n: &Node, role: Role) -> Result<(), OpsError> {
-        self.write_config(n, role).await?;
+    async fn install(
+        &self,
+        n: &Node,
+        role: Role,
+        join: &Join,
+        via: Option<&Node>,
+    ) -> Result<(), OpsError> {
+        self.write_config(n, role, join, via).await?;
         self.run_installer(n, role).await?;
         self.wait_ready(n, role).await
+    }
+
+    /// A server other than `n` that serves the API now: the first of `servers` (in order) whose
+    /// `/readyz` answers ok, kept for the rest of the apply. Never a dead one, never `n` itself.
+    async fn live_server(&self, n: &Node) -> Result<Node, OpsError> {
+        let cached = self.join_via.lock().ok().and_then(|g| g.clone());
+        if let Some(v) = cached.filter(|v| v.name != n.name) {
+            return Ok(v);
+        }
+        let mut tried = vec![];
+        for s in self.spec.servers.iter().filter(|s| s.name != n.name) {
+            match self
+                .pool
+                .run_within(
+                    &s.target(),
+                    "check server health",
+                    &format!("{KUBECTL} get --raw /readyz"),
+                    READ_STEP,
+                )
+                .await
+            {
+                Ok(out) if out.trim() == "ok" => {
+                    if let Ok(mut g) = self.join_via.lock() {
+                        *g = Some(s.clone());
+                    }
+                    return Ok(s.clone());
+                }
+                Ok(out) => tried.push(format!("{}: /readyz {}", s.name, out.trim())),
+                Err(e) => tried.push(format!("{}: {e}", s.name)),
+            }
+        }
+        Err(OpsError::step(
+            n,
+            "choose a server to join through",
+            format!(
+                "no other server serves the API ({}). A node joins only through a live server. Bring one back (`systemctl status k3s` on the servers), or, if every server lost its data, restore the cluster from an etcd snapshot (docs/disaster-recovery.md)",
+                if tried.is_empty() { "there is no other server".to_string() } else { tried.join("; ") }
+            ),
+        ))
+    }
+
+    /// How an existing node is told to join when its config is rewritten: through a live server,
+    /// or, for the only server of a cluster, as the cluster's initialiser (k3s ignores both once
+    /// the node has its data, so this only keeps the file truthful).
+    async fn join_of_existing(
+        &self,
+        n: &Node,
+        role: Role,
+    ) -> Result<(Join, Option<Node>), OpsError> {
+        if role == Role::Server && self.spec.servers.iter().all(|s| s.name == n.name) {
+            return Ok((Join::Init, None));
+        }
+        let via = self.live_server(n).await?;
+        Ok((Join::Via(via.address.clone()), Some(via)))
     }
 
     /// k3s applies `node-taint` only when a node registers and `node-label` only adds: a change
@@ -406,7 +545,8 @@ impl<'a> Executor<'a> {
         if role == Role::Server {
             self.check_quorum_before_restart(n).await?;
         }
-        self.write_config(n, role).await?;
+        let (join, via) = self.join_of_existing(n, role).await?;
+        self.write_config(n, role, &join, via.as_ref()).await?;
         let step = format!("restart {}", role.unit());
         self.pool
             .run_within(
@@ -420,19 +560,70 @@ impl<'a> Executor<'a> {
         self.wait_ready(n, role).await
     }
 
+    /// Cordon and drain `n` (kubectl respects PodDisruptionBudgets). A drain that fails names
+    /// the pods still on the node, DaemonSet and static pods aside: usually one whose
+    /// PodDisruptionBudget allows no disruption.
+    async fn drain(&self, n: &Node, step: &str) -> Result<(), OpsError> {
+        let Err(e) = self.kubectl(n, step, &drain_cmd(&n.name)).await else {
+            return Ok(());
+        };
+        let left = match self
+            .kubectl(
+                n,
+                "list the pods the drain left",
+                &format!(
+                    "{KUBECTL} get pods -A --field-selector {} -o json",
+                    quote(&format!("spec.nodeName={}", n.name))
+                ),
+            )
+            .await
+            .map(|out| parse_evictable_pods(&out))
+        {
+            Ok(Ok(pods)) if !pods.is_empty() => {
+                format!("pods still on {}: {}", n.name, pods.join(", "))
+            }
+            Ok(Ok(_)) => format!("no pod is left on {} now", n.name),
+            Ok(Err(m)) => format!("the pods left could not be read ({m})"),
+            Err(l) => format!("the pods left could not be read ({l})"),
+        };
+        Err(OpsError::step(
+            n,
+            step,
+            format!(
+                "the drain did not finish ({left}). Usually a PodDisruptionBudget that allows no disruption (`kubectl get pdb -A`): give that workload a spare replica or relax its budget, then run `terraform apply` again. kubectl said: {e}"
+            ),
+        ))
+    }
+
+    /// Servers run workloads unless a taint keeps them off (`server_taints`).
+    fn servers_take_workloads(&self) -> bool {
+        !self
+            .spec
+            .server_taints
+            .iter()
+            .any(|t| t.ends_with(":NoSchedule") || t.ends_with(":NoExecute"))
+    }
+
     async fn upgrade(&self, n: &Node, role: Role) -> Result<(), OpsError> {
         if role == Role::Server {
             self.check_quorum_before_restart(n).await?;
-            self.install(n, role).await?;
-            return self.wait_upgraded(n).await;
+        }
+        let (join, via) = self.join_of_existing(n, role).await?;
+        // Drained where workloads run and another node can take them: agents, and servers that
+        // are not tainted against workloads (a lone server has nowhere to send them).
+        let drain = match role {
+            Role::Agent => true,
+            Role::Server => self.servers_take_workloads() && self.spec.servers.len() > 1,
+        };
+        if !drain {
+            self.install(n, role, &join, via.as_ref()).await?;
+            self.wait_upgraded(n).await?;
+            return self.check_servers_after(n, role).await;
         }
         // drain cordons first: a drain that fails (a PodDisruptionBudget, its timeout) is
         // uncordoned below like a failed upgrade.
-        let upgraded = match self
-            .kubectl(n, "cordon + drain before upgrade", &drain_cmd(&n.name))
-            .await
-        {
-            Ok(_) => match self.install(n, role).await {
+        let upgraded = match self.drain(n, "cordon + drain before upgrade").await {
+            Ok(()) => match self.install(n, role, &join, via.as_ref()).await {
                 Ok(()) => self.wait_upgraded(n).await,
                 Err(e) => Err(e),
             },
@@ -457,8 +648,20 @@ impl<'a> Executor<'a> {
                 Err(e)
             }
             (Err(e), Ok(_)) => Err(e),
-            (Ok(()), u) => u.map(|_| ()),
+            (Ok(()), u) => {
+                u?;
+                self.check_servers_after(n, role).await
+            }
         }
+    }
+
+    /// After a server's upgrade every server must serve again before the roll-out moves on: the
+    /// next step takes another member away.
+    async fn check_servers_after(&self, n: &Node, role: Role) -> Result<(), OpsError> {
+        if role == Role::Agent {
+            return Ok(());
+        }
+        self.check_quorum_before_restart(n).await
     }
 
     /// After an upgrade the node must be Ready again and its kubelet run the wanted version.
@@ -494,11 +697,33 @@ impl<'a> Executor<'a> {
     async fn remove(&self, n: &Node, role: Role) -> Result<(), OpsError> {
         if role == Role::Server {
             self.check_quorum_before_restart(n).await?;
+            if let Ok(mut g) = self.join_via.lock() {
+                if g.as_ref().is_some_and(|v| v.name == n.name) {
+                    *g = None;
+                }
+            }
         }
         let members = self.node_list().await?;
         if let Some(m) = members.iter().find(|m| m.name == n.name) {
             if m.ready {
-                self.kubectl(n, "drain", &drain_cmd(&n.name)).await?;
+                if let Err(e) = self.drain(n, "drain").await {
+                    // The node stays in the cluster: it must not stay cordoned by us.
+                    if let Err(u) = self
+                        .kubectl(
+                            n,
+                            "uncordon after the failed drain",
+                            &format!("{KUBECTL} uncordon {}", quote(&n.name)),
+                        )
+                        .await
+                    {
+                        self.warn(format!(
+                            "{}: still cordoned after the failed drain ({u}); run `kubectl uncordon {}`",
+                            n.target(),
+                            n.name
+                        ));
+                    }
+                    return Err(e);
+                }
             } else {
                 // A dead kubelet never confirms evictions: draining would only time out. Deleting
                 // the Node lets its pods be rescheduled elsewhere.
@@ -808,6 +1033,30 @@ pub fn parse_node_list(json: &str) -> Result<Vec<NodeStatus>, String> {
         .collect())
 }
 
+/// `namespace/name` of the pods in a `kubectl get pods -o json` list that a drain evicts: not
+/// owned by a DaemonSet, not static (mirror) pods.
+pub fn parse_evictable_pods(json: &str) -> Result<Vec<String>, String> {
+    let v: Json = serde_json::from_str(json).map_err(|e| format!("bad PodList JSON: {e}"))?;
+    let items = v["items"].as_array().ok_or("PodList has no items array")?;
+    Ok(items
+        .iter()
+        .filter(|p| {
+            let owned_by_ds = p["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|r| r["kind"] == "DaemonSet"));
+            let mirror = p["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string();
+            !owned_by_ds && !mirror
+        })
+        .filter_map(|p| {
+            Some(format!(
+                "{}/{}",
+                p["metadata"]["namespace"].as_str()?,
+                p["metadata"]["name"].as_str()?
+            ))
+        })
+        .collect())
+}
+
 /// Run `script` on each server in turn until it succeeds there; the error lists every attempt.
 pub async fn on_first_server(
     pool: &SshPool,
@@ -846,6 +1095,12 @@ pub async fn node_list(pool: &SshPool, servers: &[Node]) -> Result<Vec<NodeStatu
 /// Parse the facts script output of [`read_node_script`].
 fn parse_live(out: &str) -> LiveNode {
     let mut n = LiveNode::default();
+    if let Some((now, certs)) = super::certs::parse_expiry(out) {
+        n.earliest_cert = certs
+            .into_iter()
+            .min_by_key(|c| c.not_after)
+            .map(|c| (c.path, c.not_after - now));
+    }
     for line in out.lines() {
         if let Some(v) = line.strip_prefix("version=") {
             // `k3s version v1.33.5+k3s1 (hash)`
@@ -861,12 +1116,45 @@ fn parse_live(out: &str) -> LiveNode {
 }
 
 fn read_node_script(role: Role) -> String {
+    let globs: Vec<&str> = match role {
+        Role::Server => super::certs::SERVER_CERT_GLOBS
+            .iter()
+            .chain(super::certs::AGENT_CERT_GLOBS)
+            .copied()
+            .collect(),
+        Role::Agent => super::certs::AGENT_CERT_GLOBS.to_vec(),
+    };
     format!(
         "echo \"version=$(k3s --version 2>/dev/null | head -n1)\"; \
-         echo \"config=$(sha256sum {CONFIG_PATH} 2>/dev/null | cut -d' ' -f1)\"; \
-         echo \"active=$(systemctl is-active {} 2>/dev/null)\"",
-        role.unit()
+         echo \"config=$({DRIFT_VIEW_SCRIPT})\"; \
+         echo \"active=$(systemctl is-active {} 2>/dev/null)\"\n{}",
+        role.unit(),
+        super::certs::expiry_script(&globs)
     )
+}
+
+/// Days before expiry from which the plan warns about a k3s certificate.
+pub const CERT_WARN_DAYS: i64 = 30;
+
+/// Plan warnings for nodes whose first-expiring k3s certificate ends within [`CERT_WARN_DAYS`].
+pub fn cert_warnings(live: &LiveCluster) -> Vec<String> {
+    live.nodes
+        .iter()
+        .filter_map(|(name, l)| {
+            let (path, left) = l.earliest_cert.as_ref()?;
+            (*left < CERT_WARN_DAYS * 86_400).then(|| {
+                let when = if *left <= 0 {
+                    "has EXPIRED".to_string()
+                } else {
+                    format!("expires in {} days", left / 86_400)
+                };
+                format!(
+                    "{name}: {path} {when}. k3s renews its leaf certificates when it starts within {} days of their expiry: restart k3s on {name} (`systemctl restart k3s`, or `k3s-agent` on a worker), one server at a time, then check with `ffe-ha verify` (certs.expiry)",
+                    super::certs::K3S_RENEW_DAYS
+                )
+            })
+        })
+        .collect()
 }
 
 /// Read what every node of `spec` runs, in parallel. Unreachable nodes read as "nothing
@@ -941,6 +1229,52 @@ pub async fn existing_secrets(
     })
 }
 
+/// Rotate the server token on the first server that serves the API: `k3s token rotate`
+/// (k3s >= 1.28.3; docs.k3s.io cli/token). Afterwards every server must restart with the new
+/// token in its config, or it cannot read the bootstrap data ("encrypted with different token").
+/// The old token goes through stdin into `K3S_TOKEN`; the new one is an argument of the command
+/// for the second it runs.
+pub async fn rotate_server_token(
+    pool: &SshPool,
+    spec: &ClusterSpec,
+    old_secret: &str,
+    new_secret: &str,
+) -> Result<Node, OpsError> {
+    let mut tried = vec![];
+    for s in &spec.servers {
+        let healthy = pool
+            .run_within(
+                &s.target(),
+                "check server health",
+                &format!("{KUBECTL} get --raw /readyz"),
+                READ_STEP,
+            )
+            .await;
+        match healthy {
+            Ok(out) if out.trim() == "ok" => {}
+            Ok(out) => {
+                tried.push(format!("{}: /readyz {}", s.name, out.trim()));
+                continue;
+            }
+            Err(e) => {
+                tried.push(format!("{}: {e}", s.name));
+                continue;
+            }
+        }
+        let input = format!("{old_secret}\n{new_secret}\n");
+        pool.run_input_within(
+            &s.target(),
+            "rotate the server token (k3s token rotate)",
+            "IFS= read -r K3S_TOKEN && IFS= read -r new && export K3S_TOKEN && k3s token rotate --new-token \"$new\"",
+            Some(StdinSource::Bytes(input.as_bytes())),
+            KUBECTL_STEP,
+        )
+        .await?;
+        return Ok(s.clone());
+    }
+    Err(OpsError::NoServer(tried.join("; ")))
+}
+
 /// Where k3s writes the full server token (`K10<CA hash>::server:<secret>`).
 pub const SERVER_TOKEN_FILE: &str = "/var/lib/rancher/k3s/server/token";
 
@@ -976,6 +1310,35 @@ mod tests {
         assert!(n.active);
         let none = parse_live("version=\nconfig=\nactive=inactive\n");
         assert_eq!(none, LiveNode::default());
+        let with_certs = parse_live(
+            "version=\nconfig=\nactive=active\nnow 1000\ncert 90000 /a.crt\ncert 5000 /b.crt\n",
+        );
+        assert_eq!(with_certs.earliest_cert, Some(("/b.crt".to_string(), 4000)));
+        let mut live = LiveCluster::default();
+        live.nodes.insert("w0".into(), with_certs);
+        let soon = LiveNode {
+            earliest_cert: Some(("/c.crt".into(), 40 * 86_400)),
+            ..LiveNode::default()
+        };
+        live.nodes.insert("w1".into(), soon);
+        let w = cert_warnings(&live);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("w0: /b.crt expires in 0 days"), "{w:?}");
+    }
+
+    #[test]
+    fn a_failed_drain_names_the_pods_it_left_but_not_daemonsets_or_static_pods() {
+        let json = r#"{"items":[
+          {"metadata":{"namespace":"ffe","name":"api-1","ownerReferences":[{"kind":"ReplicaSet"}]}},
+          {"metadata":{"namespace":"kube-system","name":"calico-node-x","ownerReferences":[{"kind":"DaemonSet"}]}},
+          {"metadata":{"namespace":"kube-system","name":"kube-vip-w1","annotations":{"kubernetes.io/config.mirror":"abc"}}},
+          {"metadata":{"namespace":"ffe-data","name":"db-0"}}
+        ]}"#;
+        assert_eq!(
+            parse_evictable_pods(json).unwrap(),
+            vec!["ffe/api-1".to_string(), "ffe-data/db-0".to_string()]
+        );
+        assert!(parse_evictable_pods("{}").is_err());
     }
 
     #[test]

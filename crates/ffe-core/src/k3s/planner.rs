@@ -20,6 +20,9 @@ pub struct LiveNode {
     pub config_sha256: Option<String>,
     /// The node's k3s unit is active.
     pub active: bool,
+    /// The k3s certificate that expires first on the node and its seconds left by the node's
+    /// clock (`None`: no certificate found).
+    pub earliest_cert: Option<(String, i64)>,
 }
 
 /// The live cluster: per-node facts plus the Node objects the API server knows.
@@ -36,7 +39,10 @@ pub struct LiveCluster {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Write config, install k3s as a server, wait until it is Ready.
+    /// Write config with `cluster-init`, install k3s as a server: the first server of a new
+    /// cluster. Planned only when no server of the cluster is registered.
+    InitCluster(Node),
+    /// Write config, install k3s as a server joining through a live server, wait until it serves.
     InstallServer(Node),
     /// Write config, install k3s as an agent, wait until it is Ready.
     InstallAgent(Node),
@@ -44,7 +50,8 @@ pub enum Action {
     Upgrade(Node, Role),
     /// Config drifted: rewrite it, restart the unit, wait Ready.
     Reconfigure(Node, Role),
-    /// Cordon + drain, delete the Node object, uninstall k3s.
+    /// Cordon + drain, delete the Node object (k3s then removes a server's etcd member),
+    /// uninstall k3s.
     Remove(Node, Role),
     /// Read the admin kubeconfig from the first server and write it locally.
     FetchKubeconfig,
@@ -53,7 +60,8 @@ pub enum Action {
 impl Action {
     pub fn node(&self) -> Option<&Node> {
         match self {
-            Action::InstallServer(n)
+            Action::InitCluster(n)
+            | Action::InstallServer(n)
             | Action::InstallAgent(n)
             | Action::Upgrade(n, _)
             | Action::Reconfigure(n, _)
@@ -75,14 +83,18 @@ pub enum PlanError {
     NoServers,
     #[error("servers: {count} servers is an even number; etcd needs an odd count (1, 3, 5, ...) to tolerate failures. Set master_count to an odd number")]
     EvenServers { count: usize },
-    #[error("servers: removing {count} servers ({names}) would leave fewer than a majority of the current etcd members, losing quorum. Remove fewer servers per apply and check the cluster between applies")]
-    TooManyServerRemovals { count: usize, names: String },
-    #[error("servers: removing {name}, the first server, is not supported: every node registers through its address. Keep it first in master_ips")]
-    BootstrapServerRemoved { name: String },
-    #[error("{role}: node {name} changed address from {old} to {new}; a node cannot move. Remove it in one apply and add the new one under a new name in the next")]
-    AddressChanged {
+    #[error("servers: this change takes {count} of the {members} etcd members out at once ({names}), but {members} members keep quorum through at most {tolerance} missing. Should a replacement fail to join mid-way, etcd would lose quorum and the API would stop. Safe sequence, one `terraform apply` each, `ffe-ha verify` between them: {sequence}")]
+    TooManyServersAtOnce {
+        count: usize,
+        members: usize,
+        tolerance: usize,
+        names: String,
+        sequence: String,
+    },
+    #[error("{role}: address {address} moves from node {old} to node {new}. One host cannot leave under one name and join under another in the same apply: remove {old} in one apply, then add {new} in the next")]
+    AddressReused {
         role: &'static str,
-        name: String,
+        address: String,
         old: String,
         new: String,
     },
@@ -94,8 +106,6 @@ pub enum PlanError {
     BadName { name: String },
     #[error("node {name}: address {address:?} must be an IPv4 address or a host name")]
     BadAddress { name: String, address: String },
-    #[error("servers: {new} would become the first server instead of {old}; the first server initialised etcd and every node registers through it. Keep {old} first in master_ips")]
-    BootstrapServerMoved { old: String, new: String },
     #[error("node {name} cannot move between servers and agents; remove it in one apply and add it back under a new name in the next")]
     RoleChanged { name: String },
     #[error("node_labels: the kubelet refuses to start with label {key:?}: keys under kubernetes.io or k8s.io are reserved, except the ones a kubelet may set on itself ({allowed}, and any key under kubelet.kubernetes.io/ or node.kubernetes.io/). Use your own prefix, e.g. \"example.com/role\"; set reserved labels such as node-role.kubernetes.io/* with kubectl after the node joined")]
@@ -111,8 +121,6 @@ pub enum PlanError {
     },
     #[error("cluster membership is unknown: k3s runs on {active} but no server answered the node list ({reason}). Refusing to change the cluster: an unknown membership is not an empty one, and planning from it would reinstall every node. Check the API servers (`systemctl status k3s`, `journalctl -u k3s` on the servers), then apply again")]
     MembershipUnknown { active: String, reason: String },
-    #[error("servers: {name}, the first server, no longer runs k3s while {live} still hold the cluster. Installing it again as the first server would start a second, empty etcd cluster. Recover it as described in docs/deploy.md (\"The first server lost its data\")")]
-    BootstrapLost { name: String, live: String },
 }
 
 fn names(nodes: &[&Node]) -> String {
@@ -218,27 +226,24 @@ pub fn is_host_address(s: &str) -> bool {
             }))
 }
 
+/// A node of `prior` that `desired` keeps under the same name at another address: a new host
+/// takes over the node (its Node and, for a server, its etcd member are removed first).
+fn replaced<'a>(prior: &'a [Node], desired: &[Node]) -> Vec<(&'a Node, Node)> {
+    prior
+        .iter()
+        .filter_map(|p| {
+            desired
+                .iter()
+                .find(|d| d.name == p.name && d.address != p.address)
+                .map(|d| (p, d.clone()))
+        })
+        .collect()
+}
+
 /// Quorum rules for changing the server set from `prior` to `desired`.
 pub fn check_change(prior: &ClusterSpec, desired: &ClusterSpec) -> Result<(), PlanError> {
     check_spec(desired)?;
     check_version_step(&prior.version, &desired.version)?;
-    for (role, old_list, new_list) in [
-        ("servers", &prior.servers, &desired.servers),
-        ("agents", &prior.agents, &desired.agents),
-    ] {
-        for n in new_list {
-            if let Some(old) = old_list.iter().find(|o| o.name == n.name) {
-                if old.address != n.address {
-                    return Err(PlanError::AddressChanged {
-                        role,
-                        name: n.name.clone(),
-                        old: old.address.clone(),
-                        new: n.address.clone(),
-                    });
-                }
-            }
-        }
-    }
     for n in &desired.servers {
         if prior.agents.iter().any(|a| a.name == n.name) {
             return Err(PlanError::RoleChanged {
@@ -253,34 +258,67 @@ pub fn check_change(prior: &ClusterSpec, desired: &ClusterSpec) -> Result<(), Pl
             });
         }
     }
+    // A host that leaves under one name cannot join under another in the same apply: the join
+    // would run while the old name still holds the host.
+    for (old, role) in prior.all_nodes() {
+        for (new, _) in desired.all_nodes() {
+            if new.address == old.address && new.name != old.name {
+                return Err(PlanError::AddressReused {
+                    role: match role {
+                        Role::Server => "servers",
+                        Role::Agent => "agents",
+                    },
+                    address: old.address.clone(),
+                    old: old.name.clone(),
+                    new: new.name.clone(),
+                });
+            }
+        }
+    }
+    // Servers leaving etcd in this apply: removed ones and replaced ones (a replacement removes
+    // the old member before the new host joins). Each step runs alone, but should one fail the
+    // cluster is left without them, so at most as many as the old membership tolerates.
     let removed: Vec<&Node> = prior
         .servers
         .iter()
         .filter(|p| !desired.servers.iter().any(|d| d.name == p.name))
         .collect();
-    // Removals run one at a time; the servers that stay must still be a majority of the
-    // membership we start from, so etcd keeps quorum even if a removal goes wrong.
-    let remaining = prior.servers.len() - removed.len();
-    if !removed.is_empty() && remaining < prior.servers.len() / 2 + 1 {
-        return Err(PlanError::TooManyServerRemovals {
-            count: removed.len(),
-            names: names(&removed),
+    let swapped = replaced(&prior.servers, &desired.servers);
+    let count = removed.len() + swapped.len();
+    let members = prior.servers.len();
+    let tolerance = members.saturating_sub(1) / 2;
+    if count > tolerance {
+        let mut steps: Vec<String> = removed
+            .iter()
+            .map(|n| format!("remove {}", n.name))
+            .collect();
+        steps.extend(
+            swapped
+                .iter()
+                .map(|(o, n)| format!("replace {} ({} -> {})", o.name, o.address, n.address)),
+        );
+        let mut names: Vec<&str> = removed.iter().map(|n| n.name.as_str()).collect();
+        names.extend(swapped.iter().map(|(o, _)| o.name.as_str()));
+        let sequence = if tolerance == 0 {
+            format!(
+                "a {members}-server cluster tolerates no missing member: first grow to 3 servers (master_count = 3, new addresses), then {} one apply at a time, then shrink back if you want to",
+                steps.join(", then ")
+            )
+        } else {
+            steps
+                .chunks(tolerance)
+                .enumerate()
+                .map(|(i, c)| format!("apply {}: {}", i + 1, c.join(" and ")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        return Err(PlanError::TooManyServersAtOnce {
+            count,
+            members,
+            tolerance,
+            names: names.join(", "),
+            sequence,
         });
-    }
-    if let Some(first) = prior.servers.first() {
-        if removed.iter().any(|r| r.name == first.name) {
-            return Err(PlanError::BootstrapServerRemoved {
-                name: first.name.clone(),
-            });
-        }
-        if let Some(new_first) = desired.servers.first() {
-            if new_first.name != first.name {
-                return Err(PlanError::BootstrapServerMoved {
-                    old: first.name.clone(),
-                    new: new_first.name.clone(),
-                });
-            }
-        }
     }
     Ok(())
 }
@@ -340,9 +378,94 @@ fn converge(
     None
 }
 
+/// How many agents upgrade at once: at least two thirds keep serving, and never more than
+/// `agent_parallelism`. Each batch is its own stage, so a failure stops the roll-out.
+pub fn agent_upgrade_batch(desired: &ClusterSpec) -> usize {
+    (desired.agents.len() / 3).clamp(1, desired.agent_parallelism.max(1))
+}
+
+/// The order in which a change reaches the nodes, for the plan (none when nothing moves):
+/// version roll-out, replacements and removals, as [`plan`] and the executor carry them out.
+pub fn change_order(prior: &ClusterSpec, desired: &ClusterSpec) -> Option<String> {
+    let mut lines = Vec::new();
+    for (old, new) in replaced(&prior.servers, &desired.servers) {
+        lines.push(format!(
+            "server {}: {} leaves (drain, delete its Node, which removes its etcd member; uninstall if reachable), then {} joins through a live server",
+            old.name, old.address, new.address
+        ));
+    }
+    if prior.version != desired.version {
+        let server_drain = !desired
+            .server_taints
+            .iter()
+            .any(|t| t.ends_with(":NoSchedule") || t.ends_with(":NoExecute"))
+            && desired.servers.len() > 1;
+        let kept = |list: &[Node]| -> Vec<String> {
+            list.iter()
+                .filter(|n| {
+                    prior
+                        .all_nodes()
+                        .any(|(p, _)| p.name == n.name && p.address == n.address)
+                })
+                .map(|n| n.name.clone())
+                .collect()
+        };
+        let servers = kept(&desired.servers);
+        if !servers.is_empty() {
+            lines.push(format!(
+                "upgrade {} -> {}: servers one at a time, every other server healthy before and after each{}: {}",
+                prior.version.as_str(),
+                desired.version.as_str(),
+                if server_drain { ", each drained then uncordoned" } else { "" },
+                servers.join(", then ")
+            ));
+        }
+        let agents = kept(&desired.agents);
+        if !agents.is_empty() {
+            let batch = agent_upgrade_batch(desired);
+            let batches: Vec<String> = agents
+                .chunks(batch)
+                .map(|c| format!("[{}]", c.join(", ")))
+                .collect();
+            lines.push(format!(
+                "then agents in batches of {batch}, each drained then uncordoned; a failed batch stops the roll-out: {}",
+                batches.join(", then ")
+            ));
+        }
+    }
+    for (old, role) in prior.all_nodes() {
+        if desired.role_of(&old.name).is_none() {
+            lines.push(format!(
+                "remove {} {} (last, one at a time): drain, delete its Node{}, uninstall",
+                match role {
+                    Role::Server => "server",
+                    Role::Agent => "agent",
+                },
+                old.name,
+                if role == Role::Server {
+                    " (removes its etcd member)"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+/// A server that is reachable and runs k3s without a Node, or has a Node but no k3s, lost its
+/// place in etcd or its data: k3s would refuse to start it (a removed member must not reuse its
+/// data) or would add a second member for it. It leaves the cluster and joins again.
+fn must_rejoin(live: &LiveCluster, node: &Node) -> bool {
+    let Some(l) = live.nodes.get(&node.name) else {
+        return false; // unreachable: not known to be gone; the install step reports it
+    };
+    l.version.is_some() != live.members.contains(&node.name)
+}
+
 /// The ordered stages that take the live cluster to `desired`. With `prior = None` this is a
 /// create; otherwise `prior` is the cluster Terraform last applied. `wanted_sha` maps each node
-/// to the sha256 of the config it should have.
+/// to the drift hash of the config it should have.
 pub fn plan(
     prior: Option<&ClusterSpec>,
     desired: &ClusterSpec,
@@ -366,42 +489,70 @@ pub fn plan(
             });
         }
     }
-    // The first server is only ever the bootstrap server. If it lost k3s while others still hold
-    // the cluster, reinstalling it with cluster-init would split the cluster: refuse.
-    if let Some(first) = desired.servers.first() {
-        let lost = matches!(
-            converge(desired, live, first, Role::Server, wanted_sha),
-            Some(Action::InstallServer(_))
-        );
-        let live_servers: Vec<&Node> = desired.servers[1..]
-            .iter()
-            .filter(|s| live.members.contains(&s.name))
-            .collect();
-        if lost && !live_servers.is_empty() {
-            return Err(PlanError::BootstrapLost {
-                name: first.name.clone(),
-                live: names(&live_servers),
-            });
-        }
-    }
+    // Only a cluster nobody is registered in is initialised; every other server joins through a
+    // live one, whichever place it has in master_ips (ADR 0015).
+    let cluster_exists = !live.members.is_empty();
+    let no_prior = ClusterSpec {
+        servers: vec![],
+        agents: vec![],
+        ..desired.clone()
+    };
+    let prior_spec = prior.unwrap_or(&no_prior);
+    let swapped_servers = replaced(&prior_spec.servers, &desired.servers);
+    let swapped_agents = replaced(&prior_spec.agents, &desired.agents);
     let mut stages = Vec::new();
-    // Servers strictly one at a time, in order: the first initialises etcd.
-    for s in &desired.servers {
-        if let Some(a) = converge(desired, live, s, Role::Server, wanted_sha) {
-            stages.push(Stage::Serial(a));
+    let mut first_installed = false;
+    // Servers strictly one at a time, in order: first every server that (re)joins, so the
+    // membership is whole again, then the restarts of the others (a restart checks that every
+    // other member serves, the new ones included).
+    let mut restarts = Vec::new();
+    for (i, s) in desired.servers.iter().enumerate() {
+        let swapped = swapped_servers
+            .iter()
+            .find(|(o, _)| o.name == s.name)
+            .filter(|_| cluster_exists);
+        let install = if let Some((old, _)) = swapped {
+            stages.push(Stage::Serial(Action::Remove((*old).clone(), Role::Server)));
+            Some(Action::InstallServer(s.clone()))
+        } else if desired
+            .servers
+            .iter()
+            .any(|o| o.name != s.name && live.members.contains(&o.name))
+            && must_rejoin(live, s)
+        {
+            stages.push(Stage::Serial(Action::Remove(s.clone(), Role::Server)));
+            Some(Action::InstallServer(s.clone()))
+        } else {
+            converge(desired, live, s, Role::Server, wanted_sha).map(|a| match a {
+                Action::InstallServer(n) if i == 0 && !cluster_exists => Action::InitCluster(n),
+                other => other,
+            })
+        };
+        match install {
+            Some(a @ (Action::InitCluster(_) | Action::InstallServer(_))) => {
+                first_installed |= i == 0;
+                stages.push(Stage::Serial(a));
+            }
+            Some(a) => restarts.push(Stage::Serial(a)),
+            None => {}
         }
     }
-    let kubeconfig_needed = prior.is_none()
-        || stages
-            .iter()
-            .any(|st| matches!(st, Stage::Serial(Action::InstallServer(n)) if Some(n) == desired.servers.first()));
-    if kubeconfig_needed {
+    stages.extend(restarts);
+    if prior.is_none() || first_installed {
         stages.push(Stage::Serial(Action::FetchKubeconfig));
+    }
+    // Agents that move to a new host leave first: the new host registers under the same name.
+    for (old, _) in &swapped_agents {
+        stages.push(Stage::Serial(Action::Remove((*old).clone(), Role::Agent)));
     }
     let limit = desired.agent_parallelism.max(1);
     let mut joins = Vec::new();
     let mut upgrades = Vec::new();
     for a in &desired.agents {
+        if swapped_agents.iter().any(|(o, _)| o.name == a.name) {
+            joins.push(Action::InstallAgent(a.clone()));
+            continue;
+        }
         match converge(desired, live, a, Role::Agent, wanted_sha) {
             Some(act @ Action::Upgrade(..)) => upgrades.push(act),
             Some(act) => joins.push(act),
@@ -414,16 +565,12 @@ pub fn plan(
             limit,
         });
     }
-    if !upgrades.is_empty() {
-        // Upgrades drain nodes: keep at least two thirds of the agents serving. One stage per
-        // batch: a batch with a failure stops the roll-out before the next batch starts.
-        let batch = (desired.agents.len() / 3).clamp(1, limit);
-        for chunk in upgrades.chunks(batch) {
-            stages.push(Stage::Parallel {
-                actions: chunk.to_vec(),
-                limit: batch,
-            });
-        }
+    let batch = agent_upgrade_batch(desired);
+    for chunk in upgrades.chunks(batch) {
+        stages.push(Stage::Parallel {
+            actions: chunk.to_vec(),
+            limit: batch,
+        });
     }
     if let Some(p) = prior {
         // Removals last, one at a time, so capacity is added before it is taken away.
@@ -483,6 +630,7 @@ mod tests {
                     version: Some("v1.33.5+k3s1".into()),
                     config_sha256: Some(format!("sha-{}", n.name)),
                     active: true,
+                    ..LiveNode::default()
                 },
             );
             live.members.insert(n.name.clone());
@@ -497,7 +645,7 @@ mod tests {
         assert_eq!(
             stages,
             vec![
-                Stage::Serial(Action::InstallServer(s.servers[0].clone())),
+                Stage::Serial(Action::InitCluster(s.servers[0].clone())),
                 Stage::Serial(Action::InstallServer(s.servers[1].clone())),
                 Stage::Serial(Action::InstallServer(s.servers[2].clone())),
                 Stage::Serial(Action::FetchKubeconfig),
@@ -633,13 +781,26 @@ mod tests {
                 Stage::Serial(Action::Remove(five.servers[4].clone(), Role::Server)),
             ]
         );
-        // 5 -> 1 would leave 1 of 5: refused.
+        // 5 -> 1 would take 4 of 5 out: refused, with the sequence that is safe.
         let mut one_of_five = spec(1, 2);
         one_of_five.servers[0] = five.servers[0].clone();
-        assert!(matches!(
-            check_change(&five, &one_of_five),
-            Err(PlanError::TooManyServerRemovals { count: 4, .. })
-        ));
+        let err = check_change(&five, &one_of_five).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PlanError::TooManyServersAtOnce {
+                    count: 4,
+                    tolerance: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("apply 1: remove m1 and remove m2; apply 2: remove m3 and remove m4"),
+            "{err}"
+        );
         assert!(matches!(
             check_spec(&spec(2, 2)),
             Err(PlanError::EvenServers { count: 2 })
@@ -649,21 +810,16 @@ mod tests {
         one.servers[0] = three.servers[0].clone();
         assert!(matches!(
             check_change(&three, &one),
-            Err(PlanError::TooManyServerRemovals { .. })
+            Err(PlanError::TooManyServersAtOnce { count: 2, .. })
         ));
+        // The first server is a server like the others: it may go, and the order may change.
         let mut without_first = five.clone();
         without_first.servers.remove(0);
         without_first.servers.push(Node::new("m9", "10.210.1.99"));
-        assert!(matches!(
-            check_change(&five, &without_first),
-            Err(PlanError::BootstrapServerRemoved { .. })
-        ));
+        assert!(check_change(&five, &without_first).is_ok());
         let mut reordered = three.clone();
         reordered.servers.swap(0, 1);
-        assert!(matches!(
-            check_change(&three, &reordered),
-            Err(PlanError::BootstrapServerMoved { .. })
-        ));
+        assert!(check_change(&three, &reordered).is_ok());
         let mut promoted = three.clone();
         let agent = promoted.agents.remove(0);
         promoted.servers.push(agent);
@@ -672,11 +828,11 @@ mod tests {
             check_change(&three, &promoted),
             Err(PlanError::RoleChanged { .. })
         ));
-        let mut moved = three.clone();
-        moved.agents[0].address = "10.210.1.200".into();
+        let mut renamed = three.clone();
+        renamed.agents[0].name = "w9".into();
         assert!(matches!(
-            check_change(&three, &moved),
-            Err(PlanError::AddressChanged { .. })
+            check_change(&three, &renamed),
+            Err(PlanError::AddressReused { .. })
         ));
         // Growing 3 -> 5 is fine and joins one at a time.
         assert!(check_change(&three, &five).is_ok());
@@ -699,18 +855,141 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_first_server_is_never_reinstalled_as_bootstrap() {
-        let s = spec(3, 2);
-        let mut live = converged(&s);
+    fn a_replaced_server_leaves_etcd_before_its_successor_joins_the_first_one_too() {
+        let prior = spec(3, 2);
+        let mut desired = prior.clone();
+        desired.servers[0].address = "10.210.1.50".into();
+        let mut live = converged(&prior);
+        live.nodes.remove("m0"); // the old host is gone
+        let stages = plan(Some(&prior), &desired, &live, &shas(&desired)).unwrap();
+        assert_eq!(
+            stages,
+            vec![
+                Stage::Serial(Action::Remove(prior.servers[0].clone(), Role::Server)),
+                Stage::Serial(Action::InstallServer(desired.servers[0].clone())),
+                Stage::Serial(Action::FetchKubeconfig),
+            ]
+        );
+        // A live server replaced while the others need a restart (their certificate names the
+        // new address): the replacement first, so the restarts find every member serving.
+        let mut second = prior.clone();
+        second.servers[1].address = "10.210.1.51".into();
+        let mut live = converged(&prior);
+        live.nodes.get_mut("m0").unwrap().config_sha256 = Some("old-tls-san".into());
+        let stages = plan(Some(&prior), &second, &live, &shas(&second)).unwrap();
+        assert_eq!(
+            stages,
+            vec![
+                Stage::Serial(Action::Remove(prior.servers[1].clone(), Role::Server)),
+                Stage::Serial(Action::InstallServer(second.servers[1].clone())),
+                Stage::Serial(Action::Reconfigure(second.servers[0].clone(), Role::Server)),
+            ]
+        );
+        let mut live = converged(&prior);
         live.nodes.remove("m0");
-        live.members.remove("m0");
-        assert!(matches!(
-            plan(Some(&s), &s, &live, &shas(&s)),
-            Err(PlanError::BootstrapLost { .. })
-        ));
-        // With no server left at all it is a fresh bootstrap again.
+        // Two of three at once: refused, and told to do one per apply.
+        desired.servers[1].address = "10.210.1.51".into();
+        let err = plan(Some(&prior), &desired, &live, &shas(&desired)).unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "apply 1: replace m0 (10.210.1.10 -> 10.210.1.50); apply 2: replace m1 (10.210.1.11 -> 10.210.1.51)"
+            ),
+            "{err}"
+        );
+        // A single server has nothing to keep quorum with while it is replaced.
+        let single = spec(1, 2);
+        let mut moved = single.clone();
+        moved.servers[0].address = "10.210.1.50".into();
+        let err = check_change(&single, &moved).unwrap_err();
+        assert!(err.to_string().contains("first grow to 3 servers"), "{err}");
+        // An agent on a new host: the old one leaves before the new one registers the name.
+        let mut agent_moved = prior.clone();
+        agent_moved.agents[1].address = "10.210.1.60".into();
+        let stages = plan(
+            Some(&prior),
+            &agent_moved,
+            &converged(&prior),
+            &shas(&prior),
+        )
+        .unwrap();
+        assert_eq!(
+            stages,
+            vec![
+                Stage::Serial(Action::Remove(prior.agents[1].clone(), Role::Agent)),
+                Stage::Parallel {
+                    actions: vec![Action::InstallAgent(agent_moved.agents[1].clone())],
+                    limit: 2
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_server_that_lost_its_data_or_its_member_rejoins_through_a_live_one() {
+        let s = spec(3, 2);
+        // The first server's host was reinstalled: reachable, no k3s, its Node still there.
+        let mut live = converged(&s);
+        live.nodes.insert("m0".into(), LiveNode::default());
+        let stages = plan(Some(&s), &s, &live, &shas(&s)).unwrap();
+        assert_eq!(
+            stages,
+            vec![
+                Stage::Serial(Action::Remove(s.servers[0].clone(), Role::Server)),
+                Stage::Serial(Action::InstallServer(s.servers[0].clone())),
+                Stage::Serial(Action::FetchKubeconfig),
+            ]
+        );
+        // k3s installed but its Node (and so its etcd member) deleted: it must not reuse its data.
+        let mut live = converged(&s);
+        live.members.remove("m1");
+        let stages = plan(Some(&s), &s, &live, &shas(&s)).unwrap();
+        assert_eq!(
+            stages,
+            vec![
+                Stage::Serial(Action::Remove(s.servers[1].clone(), Role::Server)),
+                Stage::Serial(Action::InstallServer(s.servers[1].clone())),
+            ]
+        );
+        // Unreachable is not gone: nothing is removed, the install step reports the host.
+        let mut live = converged(&s);
+        live.nodes.remove("m2");
+        let stages = plan(Some(&s), &s, &live, &shas(&s)).unwrap();
+        assert_eq!(
+            stages,
+            vec![Stage::Serial(Action::InstallServer(s.servers[2].clone()))]
+        );
+        // With nobody registered it is a fresh cluster: the first server initialises it.
         let empty = LiveCluster::default();
-        assert!(plan(None, &s, &empty, &shas(&s)).is_ok());
+        assert!(matches!(
+            plan(None, &s, &empty, &shas(&s)).unwrap()[0],
+            Stage::Serial(Action::InitCluster(_))
+        ));
+    }
+
+    #[test]
+    fn the_plan_names_the_roll_out_order() {
+        let old = spec(3, 3);
+        let mut new = old.clone();
+        new.version = VersionSpec::parse("v1.34").unwrap();
+        let text = change_order(&old, &new).unwrap();
+        assert!(text.contains("m0, then m1, then m2"), "{text}");
+        assert!(text.contains("each drained then uncordoned"), "{text}");
+        assert!(
+            text.contains("batches of 1") && text.contains("[w0], then [w1], then [w2]"),
+            "{text}"
+        );
+        new.server_taints = vec!["CriticalAddonsOnly=true:NoExecute".into()];
+        new.servers[0].address = "10.210.1.50".into();
+        new.agents.pop();
+        let text = change_order(&old, &new).unwrap();
+        assert!(text.contains("server m0: 10.210.1.10 leaves"), "{text}");
+        assert!(
+            text.contains("m1, then m2:") || text.contains(": m1, then m2"),
+            "{text}"
+        );
+        assert!(!text.contains("servers one at a time, every other server healthy before and after each, each drained"), "{text}");
+        assert!(text.contains("remove agent w2"), "{text}");
+        assert_eq!(change_order(&old, &old), None);
     }
 
     // Issue 11 A.9: reserved node-label keys made the kubelet refuse to start.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::config::{render, sha256_hex};
+use super::config::{drift_sha256, render, Join};
 use super::model::ClusterSpec;
 use super::planner::LiveCluster;
 use super::token::JoinSecrets;
@@ -11,13 +11,14 @@ use super::token::JoinSecrets;
 /// Value recorded for a node that does not run k3s (or is not a member).
 pub const ABSENT: &str = "absent";
 
-/// sha256 of each node's rendered config, by node name.
+/// The drift hash ([`drift_sha256`]) of each node's rendered config, by node name. How a node
+/// joins is not part of it, so any [`Join`] gives the same hash.
 pub fn wanted_config_sha256(spec: &ClusterSpec, secrets: &JoinSecrets) -> BTreeMap<String, String> {
     spec.all_nodes()
         .map(|(n, role)| {
             (
                 n.name.clone(),
-                sha256_hex(render(spec, n, role, secrets).as_bytes()),
+                drift_sha256(&render(spec, n, role, secrets, &Join::Init)),
             )
         })
         .collect()
@@ -97,6 +98,7 @@ mod tests {
                 version: Some("v1.33.5+k3s1".into()),
                 config_sha256: Some("abc".into()),
                 active: true,
+                ..LiveNode::default()
             },
         );
         live.nodes.insert(
@@ -105,6 +107,7 @@ mod tests {
                 version: Some("v1.33.5+k3s1".into()),
                 config_sha256: Some("def".into()),
                 active: false,
+                ..LiveNode::default()
             },
         );
         live.members.insert("m0".into());

@@ -611,6 +611,29 @@ impl Lab {
         Ok(standin::Datastore::new(&self.settings.datastore_dir).read()?)
     }
 
+    /// Place (or, with `None`, take away) a pod in the stand-in's cluster: the stand-in runs no
+    /// workloads, so a test puts the pods a drain must deal with where it wants them.
+    pub fn standin_set_pod(
+        &self,
+        key: &str,
+        pod: Option<standin::PodState>,
+    ) -> Result<(), LabError> {
+        standin::Datastore::new(&self.settings.datastore_dir).update(|s| {
+            if let Some(c) = s.as_mut() {
+                match pod {
+                    Some(p) => {
+                        c.pods.insert(key.to_string(), p);
+                    }
+                    None => {
+                        c.pods.remove(key);
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
     /// Tear everything down: processes (by PID), namespaces, veths, bridge, dirs, slot.
     /// Idempotent; also run by `Drop`.
     pub fn cleanup(&mut self) -> Result<(), LabError> {

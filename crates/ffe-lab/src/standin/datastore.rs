@@ -39,6 +39,21 @@ pub struct NodeState {
     pub host: String,
 }
 
+/// A pod a test placed on a node (the stand-in runs no workloads): what `kubectl drain` must
+/// evict and `kubectl get pods` lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodState {
+    pub namespace: String,
+    pub name: String,
+    pub node: String,
+    /// Kind of the controller owning it (`DaemonSet` pods are not evicted by a drain).
+    #[serde(default)]
+    pub owner_kind: Option<String>,
+    /// A PodDisruptionBudget allows no disruption: eviction is refused (HTTP 429).
+    #[serde(default)]
+    pub protected_by_pdb: bool,
+}
+
 /// A server join in progress (etcd admits one learner at a time).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JoinMarker {
@@ -70,6 +85,9 @@ pub struct ClusterState {
     /// `kube-system` Addon objects of k3s's deploy controller, by name (see `deploy`).
     #[serde(default)]
     pub addons: BTreeMap<String, super::deploy::AddonState>,
+    /// Pods placed by tests, by `namespace/name`.
+    #[serde(default)]
+    pub pods: BTreeMap<String, PodState>,
 }
 
 /// The secret part of a k3s token: `K10<hash>::<user>:<secret>` or the bare secret.

@@ -166,7 +166,9 @@ fn remove_path(path: &Path, removed: &mut Vec<String>) -> Result<(), StandinErro
     Ok(())
 }
 
-/// `k3s-uninstall.sh` / `k3s-agent-uninstall.sh`: stop, leave the cluster, remove the k3s paths.
+/// `k3s-uninstall.sh` / `k3s-agent-uninstall.sh`: stop, remove the k3s paths. Like k3s, it does
+/// not touch the cluster: the Node stays (NotReady) and a server's etcd member stays until the
+/// Node is deleted (k3s-io/k3s #4865).
 pub(crate) fn uninstall(host: &HostEnv, flavor: Flavor) -> Result<Outcome, StandinError> {
     host.ensure_lab_host()?;
     with_units(host, |st| {
@@ -178,9 +180,6 @@ pub(crate) fn uninstall(host: &HostEnv, flavor: Flavor) -> Result<Outcome, Stand
                 if let Some(c) = s.as_mut() {
                     if let Some(n) = c.nodes.get_mut(&node.name) {
                         n.ready = false;
-                    }
-                    if node.role == Role::Server {
-                        c.remove_member(&node.name);
                     }
                 }
                 Ok(())

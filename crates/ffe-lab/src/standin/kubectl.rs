@@ -7,7 +7,7 @@ use std::io::Read;
 use serde::Deserialize as _;
 use serde_json::{json, Value};
 
-use super::datastore::{NodeState, Role};
+use super::datastore::{ClusterState, NodeState, Role};
 use super::units::UnitsState;
 use super::{HostEnv, Outcome, StandinError};
 
@@ -34,6 +34,7 @@ const VALUE_FLAGS: &[&str] = &[
     "--for",
     "--raw",
     "--pod-selector",
+    "--field-selector",
 ];
 
 #[derive(Debug, Default)]
@@ -60,6 +61,7 @@ fn canonical(flag: &str) -> &str {
         "-o" => "--output",
         "-f" => "--filename",
         "-l" => "--selector",
+        "-A" => "--all-namespaces",
         other => other,
     }
 }
@@ -85,7 +87,7 @@ fn parse(args: &[String]) -> Parsed {
                 .or_default()
                 .push(a[2..].to_string());
         } else if a.starts_with('-') && a != "-" {
-            p.flags.entry(a.clone()).or_default();
+            p.flags.entry(canonical(a).to_string()).or_default();
         } else {
             p.positional.push(a.clone());
         }
@@ -326,6 +328,113 @@ fn cni_installed(host: &HostEnv) -> bool {
     })
 }
 
+/// `kubectl get pods -A [--field-selector spec.nodeName=N] -o json` over the pods a test placed
+/// (the stand-in runs no workloads; see [`super::PodState`]).
+fn list_pods(p: &Parsed, state: &ClusterState) -> Result<Outcome, StandinError> {
+    if !p.has("--all-namespaces") {
+        return Err(failed(
+            "error: the k3s stand-in lists pods across all namespaces only (-A)",
+        ));
+    }
+    if p.get("--output") != Some("json") {
+        return Err(failed("error: the k3s stand-in lists pods as -o json only"));
+    }
+    let node = match p.get("--field-selector") {
+        None => None,
+        Some(sel) => Some(sel.strip_prefix("spec.nodeName=").ok_or_else(|| {
+            failed(format!(
+                "error: the k3s stand-in supports only --field-selector spec.nodeName=NODE, not {sel:?}"
+            ))
+        })?),
+    };
+    let items: Vec<Value> = state
+        .pods
+        .values()
+        .filter(|pod| node.is_none_or(|n| pod.node == n))
+        .map(|pod| {
+            let owners: Vec<Value> = pod
+                .owner_kind
+                .iter()
+                .map(|k| json!({"apiVersion": "apps/v1", "kind": k, "name": pod.name, "controller": true}))
+                .collect();
+            json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": pod.name, "namespace": pod.namespace, "ownerReferences": owners},
+                "spec": {"nodeName": pod.node},
+                "status": {"phase": "Running"},
+            })
+        })
+        .collect();
+    let list = json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": items});
+    let mut out = Outcome::ok(String::new());
+    out.stdout = serde_json::to_string_pretty(&list).map_err(|e| failed(e.to_string()))? + "\n";
+    Ok(out)
+}
+
+/// The evictions of `kubectl drain`: DaemonSet pods need --ignore-daemonsets and stay; a pod a
+/// PodDisruptionBudget protects is not evicted, and the drain fails with kubectl's messages. The
+/// stand-in fails at once where kubectl retries until its --timeout; the node stays cordoned,
+/// as kubectl leaves it.
+fn evict_pods(host: &HostEnv, p: &Parsed, node: &str) -> Result<(), StandinError> {
+    let ignore_ds = p.has("--ignore-daemonsets");
+    let timeout = p.get("--timeout").unwrap_or("0s").to_string();
+    // Evictions that succeed are kept even when another pod blocks the drain, as in kubectl.
+    let blocked = host.datastore().update(|s| {
+        let Some(c) = s.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let on_node: Vec<String> = c
+            .pods
+            .iter()
+            .filter(|(_, pod)| pod.node == node)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let daemons: Vec<String> = on_node
+            .iter()
+            .filter(|k| c.pods[*k].owner_kind.as_deref() == Some("DaemonSet"))
+            .cloned()
+            .collect();
+        if !daemons.is_empty() && !ignore_ds {
+            return Err(failed(format!(
+                "error: unable to drain node \"{node}\" due to error: cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): {}",
+                daemons.join(", ")
+            )));
+        }
+        let mut blocked = Vec::new();
+        for k in on_node.iter().filter(|k| !daemons.contains(k)) {
+            if c.pods[k].protected_by_pdb {
+                blocked.push(c.pods[k].clone());
+            } else {
+                c.pods.remove(k);
+            }
+        }
+        Ok(blocked)
+    })?;
+    if blocked.is_empty() {
+        return Ok(());
+    }
+    let mut msg: Vec<String> = blocked
+        .iter()
+        .map(|pod| format!(
+            "error when evicting pods/\"{}\" -n \"{}\" (will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget.",
+            pod.name, pod.namespace
+        ))
+        .collect();
+    msg.push(format!(
+        "error: unable to drain node \"{node}\" due to error: [{}], continuing command...",
+        blocked
+            .iter()
+            .map(|pod| format!(
+                "error when evicting pods/\"{}\" -n \"{}\": global timeout reached: {timeout}",
+                pod.name, pod.namespace
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Err(failed(msg.join("\n")))
+}
+
 fn set_unschedulable(host: &HostEnv, name: &str, value: bool) -> Result<(), StandinError> {
     host.datastore().update(|s| {
         let node = s
@@ -421,6 +530,9 @@ fn api_call(
                     p.get("--for").unwrap_or("")
                 );
                 return Ok(o);
+            }
+            if verb == "get" && matches!(resource, "pod" | "pods" | "po") && name.is_none() {
+                return list_pods(&p, &state);
             }
             if !is_node {
                 // Only nodes exist in the stand-in. `ffe_manifests` wait_for first polls
@@ -562,6 +674,9 @@ fn api_call(
                 target.ok_or_else(|| failed(format!("error: USAGE: kubectl {verb} NODE")))?;
             let name = name.strip_prefix("node/").unwrap_or(name);
             set_unschedulable(host, name, verb != "uncordon")?;
+            if verb == "drain" {
+                evict_pods(host, &p, name)?;
+            }
             out = Outcome::ok(match verb {
                 "cordon" => format!("node/{name} cordoned"),
                 "uncordon" => format!("node/{name} uncordoned"),
@@ -627,7 +742,11 @@ fn api_call(
                 let c = s.as_mut();
                 let existed = c.as_ref().is_some_and(|c| c.nodes.contains_key(name));
                 if let Some(c) = c {
-                    if c.nodes.get(name).is_some_and(|n| n.role == Role::Server) {
+                    // k3s's etcd member controller removes a deleted server's member (k3s-io/k3s
+                    // #3973), except the last one: etcd cannot remove its only member.
+                    if c.nodes.get(name).is_some_and(|n| n.role == Role::Server)
+                        && c.etcd_members.iter().any(|m| m != name)
+                    {
                         c.remove_member(name);
                     }
                     c.nodes.remove(name);

@@ -28,7 +28,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub use config::{K3sConfig, Taint};
-pub use datastore::{ClusterState, Datastore, JoinMarker, NodeState, Role};
+pub use datastore::{ClusterState, Datastore, JoinMarker, NodeState, PodState, Role};
 pub use error::StandinError;
 pub use record::{append_record, read_records, sanitize_env, StandinRecord};
 pub use settings::Settings;
@@ -183,6 +183,9 @@ pub fn run(inv: &Invocation, host: &HostEnv, stdin: &mut dyn Read) -> Outcome {
         p if p.ends_with("install.sh") => installer::install(inv, host),
         "systemctl" => units::systemctl(&inv.args, host),
         "kubectl" => kubectl::kubectl(&inv.args, host, stdin),
+        _ if inv.args.first().map(String::as_str) == Some("token") => {
+            token(&inv.args[1..], &inv.env, host)
+        }
         _ => k3s(&inv.args, host, stdin),
     };
     result.unwrap_or_else(Outcome::from_err)
@@ -206,6 +209,75 @@ fn k3s(args: &[String], host: &HostEnv, stdin: &mut dyn Read) -> Result<Outcome,
             format!("k3s stand-in: subcommand {other:?} is not modelled by the stand-in"),
         )),
     }
+}
+
+/// `k3s token rotate` (k3s >= 1.28.3; docs.k3s.io cli/token): on a running server, replaces the
+/// server token given with `--token`/`-t` (or `K3S_TOKEN`) by `--new-token`. Servers started
+/// afterwards with the old token in their config fail, as in k3s ("bootstrap data already found
+/// and encrypted with different token"). Other `k3s token` subcommands are not modelled.
+fn token(
+    args: &[String],
+    env: &BTreeMap<String, String>,
+    host: &HostEnv,
+) -> Result<Outcome, StandinError> {
+    host.ensure_lab_host()?;
+    if args.first().map(String::as_str) != Some("rotate") {
+        return Err(StandinError::failed(
+            1,
+            format!(
+                "k3s stand-in: `k3s token {}` is not modelled",
+                args.join(" ")
+            ),
+        ));
+    }
+    let flag = |names: &[&str]| -> Option<String> {
+        let mut it = args.iter().skip(1);
+        while let Some(a) = it.next() {
+            for n in names {
+                if a == n {
+                    return it.next().cloned();
+                }
+                if let Some(v) = a.strip_prefix(&format!("{n}=")) {
+                    return Some(v.to_string());
+                }
+            }
+        }
+        None
+    };
+    let old = flag(&["--token", "-t"])
+        .or_else(|| env.get("K3S_TOKEN").cloned())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            StandinError::failed(
+                1,
+                "k3s stand-in: token rotate needs the current token (--token or K3S_TOKEN)",
+            )
+        })?;
+    let new = flag(&["--new-token"])
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| StandinError::failed(1, "k3s stand-in: token rotate needs --new-token"))?;
+    if !units::UnitsState::load(host)?.get("k3s").active {
+        return Err(StandinError::failed(
+            1,
+            "failed to rotate token: Post \"https://127.0.0.1:6443/v1-k3s/token\": dial tcp 127.0.0.1:6443: connect: connection refused (k3s stand-in: no server runs on this host)",
+        ));
+    }
+    host.datastore().update(|s| {
+        let st = s
+            .as_mut()
+            .ok_or_else(|| StandinError::failed(1, "k3s stand-in: no cluster"))?;
+        if !st.token_matches(&old) {
+            return Err(StandinError::failed(
+                1,
+                "failed to rotate token: the current token does not match the cluster (k3s stand-in)",
+            ));
+        }
+        st.token = datastore::token_secret(&new).to_string();
+        Ok(())
+    })?;
+    Ok(Outcome::ok(
+        "Token rotated, restart k3s nodes with new token",
+    ))
 }
 
 /// Read the host name of the current UTS namespace.

@@ -517,10 +517,73 @@ fn uninstall_removes_exactly_k3s_paths_and_leaves_etcd() {
     ] {
         assert!(s2.path(kept).exists(), "{kept} was removed");
     }
+    // The uninstall script does not touch the cluster (k3s-io/k3s #4865): the member stays
+    // until the Node is deleted.
     let c = cluster(&s1);
-    assert_eq!(c.etcd_members, vec!["s1".to_string()]);
+    assert_eq!(c.etcd_members, vec!["s1".to_string(), "s2".to_string()]);
     assert!(!c.nodes["s2"].ready);
     assert_eq!(call(&s2, "systemctl", &["is-active", "k3s"]).exit_code, 3);
+}
+
+/// How k3s treats a server's etcd data on a start (k3s-io/k3s #3973, #13498): a member restarts
+/// from its own data whatever `server` says; a removed member must not reuse its data; a fresh
+/// host under a name etcd still holds is refused until the Node (and so the member) is deleted.
+#[test]
+fn a_server_start_follows_its_etcd_data_and_membership() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = server1(dir.path());
+    let s2 = host(dir.path(), "s2", "10.210.9.12");
+    let s3 = host(dir.path(), "s3", "10.210.9.13");
+    for h in [&s2, &s3] {
+        write_config(h, "token: sekret\nserver: https://10.210.9.11:6443\n");
+        assert_eq!(install(h, "server").exit_code, 0);
+    }
+    // s1 is down; s2 restarts from its data although its `server` names s1.
+    assert_eq!(call(&s1, "systemctl", &["stop", "k3s"]).exit_code, 0);
+    let out = call(&s2, "systemctl", &["restart", "k3s"]);
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    // s3's Node is deleted: its member goes, and its old data cannot start it again.
+    let out = call(&s2, "k3s", &["kubectl", "delete", "node", "s3"]);
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert!(!cluster(&s1).is_member("s3"));
+    write_config(&s3, "token: sekret\nserver: https://10.210.9.12:6443\n");
+    let out = call(&s3, "systemctl", &["restart", "k3s"]);
+    assert_eq!(out.exit_code, 1);
+    assert!(
+        out.message
+            .contains("data-dir used by this member must be removed"),
+        "{out:?}"
+    );
+    // Its replacement, a fresh host under the same name, joins as a new member.
+    assert_eq!(call(&s3, "k3s-uninstall.sh", &[]).exit_code, 0);
+    let s3b = host(dir.path(), "s3b", "10.210.9.15");
+    write_config(
+        &s3b,
+        "token: sekret\nserver: https://10.210.9.12:6443\nnode-name: s3\n",
+    );
+    let out = install(&s3b, "server");
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert!(cluster(&s1).is_member("s3"));
+    // A fresh host taking s1's name while s1's member was never removed: refused.
+    let s1b = host(dir.path(), "s1b", "10.210.9.14");
+    write_config(
+        &s1b,
+        "token: sekret\nserver: https://10.210.9.12:6443\nnode-name: s1\n",
+    );
+    let out = install(&s1b, "server");
+    assert_eq!(out.exit_code, 1);
+    assert!(
+        out.message.contains("etcd still has a member for node s1"),
+        "{out:?}"
+    );
+    // The last member is never removed: etcd cannot drop its only member.
+    let solo_dir = tempfile::tempdir().unwrap();
+    let solo = server1(solo_dir.path());
+    assert_eq!(
+        call(&solo, "k3s", &["kubectl", "delete", "node", "s1"]).exit_code,
+        0
+    );
+    assert!(cluster(&solo).is_member("s1"));
 }
 
 #[test]
@@ -799,4 +862,45 @@ fn an_agent_token_added_to_a_running_cluster_is_refused() {
         out.message.contains("passwd newer than datastore"),
         "{out:?}"
     );
+}
+
+/// `k3s token rotate` (docs.k3s.io cli/token): a server restarted with the old token in its
+/// config fails, one with the new token starts; a wrong current token is refused.
+#[test]
+fn token_rotate_replaces_the_server_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = server1(dir.path());
+    let out = call(
+        &s1,
+        "k3s",
+        &[
+            "token",
+            "rotate",
+            "--token",
+            "wrong",
+            "--new-token",
+            "fresh",
+        ],
+    );
+    assert_eq!(out.exit_code, 1, "{out:?}");
+    let out = call(
+        &s1,
+        "k3s",
+        &["token", "rotate", "-t", "sekret", "--new-token", "fresh"],
+    );
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    let out = call(&s1, "systemctl", &["restart", "k3s"]);
+    assert_eq!(out.exit_code, 1);
+    assert!(
+        out.message.contains("encrypted with different token"),
+        "{out:?}"
+    );
+    write_config(
+        &s1,
+        "token: fresh\ncluster-init: true\nnode-label: [zone=a]\n",
+    );
+    let out = call(&s1, "systemctl", &["restart", "k3s"]);
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    let full = std::fs::read_to_string(s1.path("/var/lib/rancher/k3s/server/token")).unwrap();
+    assert!(full.trim().ends_with("::server:fresh"), "{full}");
 }

@@ -259,6 +259,42 @@ fn register(
     }
     let token_of =
         |s: &Option<ClusterState>| s.as_ref().map(|c| c.token.clone()).unwrap_or_default();
+    if role == Role::Server {
+        // Like k3s: a server with etcd data of this cluster starts from that data and reads
+        // neither `server` nor `cluster-init`; a server whose member was removed must not reuse
+        // its data (k3s-io/k3s #13498: "data-dir used by this member must be removed"); and a
+        // fresh server under the name of a member that was never removed would add a second
+        // member for one node (the stand-in refuses; real k3s's outcome depends on the address).
+        let own_data = std::fs::read_to_string(host.path(ETCD_DATA_MARKER)).ok();
+        let restarted = ds.update(|s| {
+            let Some(st) = s.as_mut() else {
+                return Ok(None);
+            };
+            let own = own_data.as_deref().map(str::trim) == Some(st.ca_hash.as_str())
+                && !st.ca_hash.is_empty();
+            match (own, st.is_member(&name)) {
+                (true, true) => {
+                    if cfg.token.as_deref().is_some_and(|t| !st.token_matches(t)) {
+                        return Err(failed(
+                            "bootstrap data already found and encrypted with different token (k3s stand-in)",
+                        ));
+                    }
+                    upsert(st, &name, node.clone())?;
+                    Ok(Some(st.token.clone()))
+                }
+                (true, false) if !st.etcd_members.is_empty() => Err(failed(format!(
+                    "etcdserver: the member has been permanently removed from the cluster; data-dir used by this member must be removed (node {name}; k3s-uninstall.sh removes it)"
+                ))),
+                (false, true) if cfg.server.is_some() => Err(failed(format!(
+                    "k3s stand-in: etcd still has a member for node {name} (its Node was never deleted) while this host joins with empty data: the cluster would count a dead member toward quorum. Delete the Node first (`kubectl delete node {name}` removes its member)"
+                ))),
+                _ => Ok(None),
+            }
+        })?;
+        if let Some(token) = restarted {
+            return Ok((name, token));
+        }
+    }
     match (role, &cfg.server) {
         (Role::Agent, None) => Err(failed(
             "k3s stand-in: --server is required for an agent: set `server: https://SERVER:6443` in config.yaml",

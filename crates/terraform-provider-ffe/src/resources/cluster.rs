@@ -68,6 +68,7 @@ pub struct ClusterState {
     pub node_labels: StrMap,
     pub agent_parallelism: Num,
     pub ready_timeout_seconds: Num,
+    pub token_rotation: Num,
     pub kubeconfig_path: Str,
     pub token: Str,
     pub agent_token: Str,
@@ -161,6 +162,7 @@ impl ClusterState {
         );
         set_num(&mut self.agent_parallelism, DEFAULT_AGENT_PARALLELISM);
         set_num(&mut self.ready_timeout_seconds, DEFAULT_READY_TIMEOUT);
+        set_num(&mut self.token_rotation, 0);
         if matches!(self.agents, Value::Null) {
             self.agents = Value::Value(vec![]);
         }
@@ -300,6 +302,14 @@ fn spec_or_diag(state: &ClusterState, diags: &mut Diagnostics) -> Option<Cluster
     }
 }
 
+/// `token_rotation` as a number (0 when unset).
+fn rotation(s: &ClusterState) -> i64 {
+    match &s.token_rotation {
+        Value::Value(n) => *n,
+        _ => 0,
+    }
+}
+
 /// The join secrets kept in state (either token form).
 fn prior_secrets(s: &ClusterState) -> JoinSecrets {
     JoinSecrets::from_state(
@@ -371,12 +381,42 @@ impl ClusterResource {
         for w in read_warnings {
             diags.root_warning("k3s cluster: a node could not be read before applying", w);
         }
+        // Token rotation first: once `k3s token rotate` succeeded the old token is gone, so from
+        // here on a failure still records the new one (see `failed` below).
+        let rotated = match prior {
+            Some(p) if rotation(&planned) > rotation(p) => {
+                let new_secret = JoinSecrets::generate().server;
+                if let Err(e) =
+                    ops::rotate_server_token(&pool, &spec, &secrets.server, &new_secret).await
+                {
+                    diags.root_error(
+                        "rotating the k3s server token failed",
+                        format!("{e}\nThe token was not rotated and nothing was changed; fix the cause and run `terraform apply` again."),
+                    );
+                    return None;
+                }
+                secrets.server = new_secret;
+                true
+            }
+            _ => false,
+        };
+        // After a rotation, a failure returns the prior state with the new secrets (Terraform
+        // keeps it) and the error: the next apply restarts the servers still on the old token.
+        let planned_rotation = planned.token_rotation;
+        let failed = |secrets: &JoinSecrets| -> Option<ClusterState> {
+            let p = prior.filter(|_| rotated)?;
+            let mut s = p.clone();
+            s.token = Value::Value(secrets.server_join_token());
+            s.agent_token = Value::Value(secrets.agent_join_token());
+            s.token_rotation = planned_rotation;
+            Some(s)
+        };
         let shas = state::wanted_config_sha256(&spec, &secrets);
         let stages = match planner::plan(prior_spec.as_ref(), &spec, &live, &shas) {
             Ok(s) => s,
             Err(e) => {
                 diags.root_error("refused cluster change", e.to_string());
-                return None;
+                return failed(&secrets);
             }
         };
         let mut exec = Executor::new(&pool, &spec, secrets);
@@ -391,7 +431,7 @@ impl ClusterResource {
                 "k3s cluster change failed",
                 format!("{e}\nNothing that finished is undone; fix the cause and run `terraform apply` again: it continues from where it stopped."),
             );
-            return None;
+            return failed(&exec.secrets());
         }
         let fetched = exec.kubeconfig.lock().ok().and_then(|mut k| k.take());
         let kubeconfig = match (fetched, prior.and_then(|p| opt_str(&p.kubeconfig))) {
@@ -407,14 +447,14 @@ impl ClusterResource {
                 Ok(k) => k,
                 Err(e) => {
                     diags.root_error("reading the admin kubeconfig failed", e.to_string());
-                    return None;
+                    return failed(&exec.secrets());
                 }
             },
         };
         if let Some(path) = planned.kubeconfig_file() {
             if let Err(e) = kubeconfig::write_private(&path, &kubeconfig) {
                 diags.error_short(e.to_string(), AttributePath::new("kubeconfig_path"));
-                return None;
+                return failed(&exec.secrets());
             }
         }
         // Versions planned as known stay as planned (Terraform requires it); unknown ones are
@@ -475,12 +515,13 @@ impl Resource for ClusterResource {
                     "node_labels" => attr(str_map(), OptionalComputed, "Labels on every node."),
                     "agent_parallelism" => attr(AttributeType::Number, OptionalComputed, "Agents joined at once (1-20, default 5)."),
                     "ready_timeout_seconds" => attr(AttributeType::Number, OptionalComputed, "How long a node may take to become Ready (default 300)."),
+                    "token_rotation" => attr(AttributeType::Number, OptionalComputed, "Raise by one to rotate the server join token (`k3s token rotate`, then every server restarts with the new token, one at a time). Never lowered (default 0)."),
                     "kubeconfig_path" => attr(AttributeType::String, Optional, "Local file the admin kubeconfig is written to (mode 0600)."),
                     "token" => secret(AttributeType::String, Computed, "Server join token, in k3s's secure form K10<cluster CA sha256>::server:<secret> (joining nodes verify the cluster CA with it)."),
                     "agent_token" => secret(AttributeType::String, Computed, "Agent join token (K10<cluster CA sha256>::node:<secret>): joins agents only, never servers."),
                     "kubeconfig" => secret(AttributeType::String, Computed, "Admin kubeconfig, server = api_endpoint."),
                     "api_endpoint" => attr(AttributeType::String, Computed, "https://<api_vip or first server>:6443"),
-                    "node_config_sha256" => attr(str_map(), Computed, "sha256 of each node's k3s config (\"absent\" when k3s is not running there)."),
+                    "node_config_sha256" => attr(str_map(), Computed, "sha256 of each node's k3s config without its join lines (`server`, `cluster-init`) and with the token reduced to its secret (\"absent\" when k3s is not running there). How a node joined is chosen at apply time and is not drift."),
                     "node_versions" => attr(str_map(), Computed, "k3s version installed on each node."),
                     "members" => attr(str_list(), Computed, "Nodes that are Ready members of the cluster.")
                 },
@@ -552,6 +593,9 @@ impl Resource for ClusterResource {
         for w in warnings {
             diags.root_warning("k3s cluster: a node could not be read", w);
         }
+        for w in ops::cert_warnings(&live) {
+            diags.root_warning("k3s cluster: a certificate expires soon", w);
+        }
         let (shas, versions, members) = live_maps(&spec, &live);
         state.node_config_sha256 = shas;
         state.node_versions = versions;
@@ -620,6 +664,28 @@ impl Resource for ClusterResource {
         if let Err(e) = planner::check_change(&prior_spec, &spec) {
             diags.error_short(e.to_string(), AttributePath::new("servers"));
             return None;
+        }
+        // Shown in the plan so the operator sees the roll-out before approving it.
+        if let Some(order) = planner::change_order(&prior_spec, &spec) {
+            diags.root_warning("k3s cluster: the order this change takes", order);
+        }
+        let (was, wanted) = (rotation(&prior), rotation(&s));
+        if wanted < was {
+            diags.error_short(
+                format!("token_rotation: {was} -> {wanted} goes back; a rotated token cannot be taken back. Keep {was} (or raise it by one to rotate again)"),
+                AttributePath::new("token_rotation"),
+            );
+            return None;
+        }
+        if wanted > was {
+            // A new server secret is minted at apply: every server's config changes.
+            s.token = Value::Unknown;
+            s.node_config_sha256 = Value::Unknown;
+            diags.root_warning(
+                "k3s cluster: the server token will be rotated",
+                "`k3s token rotate` on a live server, then every server restarts with the new token, one at a time, each only while the others are healthy. etcd snapshots taken before the rotation can only be restored with the old token: keep the previous state version (it holds the old token) as long as you keep those snapshots.",
+            );
+            return Some((s, private, vec![]));
         }
         let secrets = prior_secrets(&prior);
         if secrets.is_complete() {
