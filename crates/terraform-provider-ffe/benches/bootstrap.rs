@@ -1,5 +1,6 @@
 //! Bootstrap benchmark: wall time of `terraform apply` of the `ha` environment on ffe-lab hosts
-//! for 3 servers + {2, 5, 10} agents, and of a no-op `terraform plan` (with refresh) on 3 + 3.
+//! for 3 servers + {2, 5, 10} agents, of a no-op `terraform plan` (with refresh, and without it:
+//! Terraform's own evaluation) on 3 + 3, and of a rolling upgrade (one minor) of 3 + 3.
 //! k3s is the lab's stand-in, whose own work is instant: this measures our orchestration
 //! (terraform, the provider, SSH round trips, waits), not k3s. Prints one JSON document.
 //! Run: `bench/bootstrap` (needs root).
@@ -40,11 +41,47 @@ fn main() {
         plans.push(secs);
     }
     plans.sort_by(f64::total_cmp);
+    let mut evals = vec![];
+    for _ in 0..3 {
+        let (out, secs) = timed(|| {
+            env.terraform(&[
+                "plan",
+                "-detailed-exitcode",
+                "-input=false",
+                "-refresh=false",
+            ])
+        });
+        assert_eq!(out.status.code(), Some(0), "{}", support::text(&out));
+        evals.push(secs);
+    }
+    evals.sort_by(f64::total_cmp);
+    // Rolling upgrade v1.33 -> v1.34: servers one at a time, then agents in batches, drained.
+    let old_bin = ffe_lab::standin_binary().unwrap().display().to_string();
+    let new_bin = env
+        .lab
+        .standin_with_version("v1.34.1+k3s1")
+        .unwrap()
+        .display()
+        .to_string();
+    env.edit_tfvars(|s| {
+        s.replace(&old_bin, &new_bin).replace(
+            "kubernetes_version = \"v1.33\"",
+            "kubernetes_version = \"v1.34\"",
+        )
+    });
+    let (out, upgrade_secs) = timed(|| env.apply());
+    assert!(
+        out.status.success(),
+        "upgrade failed:\n{}",
+        support::text(&out)
+    );
     let report = serde_json::json!({
         "benchmark": "bootstrap",
         "k3s": "ffe-lab stand-in (instant); figures are orchestration only",
         "apply": applies,
         "noop_plan_3_plus_3_seconds": { "runs": plans, "median": plans[1] },
+        "noop_plan_without_refresh_3_plus_3_seconds": { "runs": evals, "median": evals[1] },
+        "rolling_upgrade_3_plus_3_seconds": upgrade_secs,
     });
     println!(
         "{}",
