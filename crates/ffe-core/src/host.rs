@@ -151,12 +151,6 @@ pub enum HostError {
     Ssh(#[from] SshError),
     #[error("host {host}: could not parse facts: {detail}")]
     Facts { host: String, detail: String },
-    #[error("host {host}: step '{step}': {message}")]
-    Step {
-        host: String,
-        step: String,
-        message: String,
-    },
 }
 
 /// Prints `key=value` lines [`parse_facts`] reads: OS, kernel, vCPUs, memory, root disk.
@@ -313,53 +307,6 @@ pub async fn drift(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<Vec<St
         .filter_map(|l| l.strip_prefix("drift: "))
         .map(str::to_string)
         .collect())
-}
-
-/// [`facts`] and [`drift`] in one SSH round trip (what a refresh needs): the facts, and the
-/// drift lines or why they could not be read.
-pub async fn facts_and_drift(
-    pool: &SshPool,
-    t: &Target,
-    spec: &HostSpec,
-) -> Result<(HostFacts, Result<Vec<String>, HostError>), HostError> {
-    const MARK: &str = "__ffe_host_drift__";
-    // The drift part runs in a subshell so its exit status is reported, not fatal to the facts.
-    let script = format!(
-        "{FACTS_SCRIPT}\necho {MARK}\n( {} ) 2>&1; echo \"{MARK}_rc=$?\"",
-        drift_script(spec)
-    );
-    let out = pool
-        .run_within(
-            t,
-            "read host facts and preparation",
-            &script,
-            std::time::Duration::from_secs(120),
-        )
-        .await?;
-    let (facts_out, drift_out) = out.split_once(MARK).unwrap_or((out.as_str(), ""));
-    let facts = parse_facts(&t.to_string(), facts_out)?;
-    let rc = drift_out
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{MARK}_rc=")))
-        .map(str::trim)
-        .unwrap_or("missing");
-    let drift = if rc == "0" {
-        Ok(drift_out
-            .lines()
-            .filter_map(|l| l.strip_prefix("drift: "))
-            .map(str::to_string)
-            .collect())
-    } else {
-        Err(HostError::Step {
-            host: t.to_string(),
-            step: "check host preparation".into(),
-            message: format!(
-                "the check exited with {rc}: {}",
-                crate::ssh::tail(drift_out, 6)
-            ),
-        })
-    };
-    Ok((facts, drift))
 }
 
 /// Bring the host to `spec`. Each part is its own named step so a failure says which.

@@ -19,14 +19,18 @@ fn config_of(env: &Env, host: &str) -> serde_yaml_ng::Value {
     serde_yaml_ng::from_str(rec.config_yaml.as_deref().unwrap()).unwrap()
 }
 
-/// The config file as it is on the host now (not as the last service start read it).
-fn config_file_of(env: &Env, host: &str) -> serde_yaml_ng::Value {
-    let path = env
-        .lab
+/// Where the host's k3s config file is, seen from the test.
+fn config_path(env: &Env, host: &str) -> std::path::PathBuf {
+    env.lab
         .host(host)
         .unwrap()
         .root_dir
-        .join("etc/rancher/k3s/config.yaml");
+        .join("etc/rancher/k3s/config.yaml")
+}
+
+/// The config file as it is on the host now (not as the last service start read it).
+fn config_file_of(env: &Env, host: &str) -> serde_yaml_ng::Value {
+    let path = config_path(env, host);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{host}: {e}"));
     serde_yaml_ng::from_str(&text).unwrap()
 }
@@ -860,8 +864,9 @@ fn replacing_servers_the_first_one_too_removes_their_members_and_joins_through_a
 }
 
 /// A server whose host was reinstalled (k3s gone, its Node and etcd member still there) rejoins
-/// on the next apply through a live server, after its stale member is removed; a certificate
-/// close to expiry is a plan warning for its host; the join token is rotated.
+/// on the next apply through a live server, after its stale member is removed; a config edited
+/// by hand is drift on its host only; a certificate close to expiry is a plan warning for its
+/// host; the join token is rotated.
 #[test]
 fn a_reinstalled_server_rejoins_an_expiring_certificate_warns_and_the_token_rotates() {
     let env = Env::new(3, 2);
@@ -883,6 +888,29 @@ fn a_reinstalled_server_rejoins_an_expiring_certificate_warns_and_the_token_rota
     let cluster = env.lab.standin_cluster().unwrap().unwrap();
     assert_eq!(cluster.etcd_members.len(), 3, "{:?}", cluster.etcd_members);
     assert!(cluster.nodes[&master(0)].ready);
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 0, "{plan}");
+
+    // A config edited by hand on master 2: the plan shows drift for that host only; apply
+    // rewrites it.
+    let cfg = config_path(&env, &master(2));
+    let written = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        written.replace("etcd-snapshot-retention: ", "etcd-snapshot-retention: 9"),
+    )
+    .unwrap();
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 2, "{plan}");
+    assert!(plan.contains(&format!("~ \"{}\" =", master(2))), "{plan}");
+    for other in [master(0), master(1), worker(0), worker(1)] {
+        assert!(
+            !plan.contains(&format!("~ \"{other}\" =")),
+            "{other} shows drift:\n{plan}"
+        );
+    }
+    env.apply_ok();
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), written);
     let (code, plan) = env.plan_exit();
     assert_eq!(code, 0, "{plan}");
 

@@ -852,9 +852,7 @@ impl<'a> Executor<'a> {
                 ));
             }
             tokio::time::sleep(delay).await;
-            // Capped at 1 s: each poll is one SSH round trip over the open master, and a longer
-            // cap made every serial server join wait up to seconds after it was already up.
-            delay = (delay * 2).min(Duration::from_secs(1));
+            delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
 

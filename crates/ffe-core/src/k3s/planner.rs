@@ -119,6 +119,8 @@ pub enum PlanError {
         major: u64,
         next: u64,
     },
+    #[error("no server of the cluster is registered: none answered with a node list ({servers}). Refusing to initialise a new cluster over the one Terraform created: that would be a second, empty cluster. Bring a server back (`systemctl status k3s`, `journalctl -u k3s` on the servers), then apply again; if every server lost its data, restore from an etcd snapshot")]
+    ClusterGone { servers: String },
     #[error("cluster membership is unknown: k3s runs on {active} but no server answered the node list ({reason}). Refusing to change the cluster: an unknown membership is not an empty one, and planning from it would reinstall every node. Check the API servers (`systemctl status k3s`, `journalctl -u k3s` on the servers), then apply again")]
     MembershipUnknown { active: String, reason: String },
 }
@@ -301,16 +303,45 @@ pub fn check_change(prior: &ClusterSpec, desired: &ClusterSpec) -> Result<(), Pl
         names.extend(swapped.iter().map(|(o, _)| o.name.as_str()));
         let sequence = if tolerance == 0 {
             format!(
-                "a {members}-server cluster tolerates no missing member: first grow to 3 servers (master_count = 3, new addresses), then {} one apply at a time, then shrink back if you want to",
+                "a {members}-server cluster tolerates no missing member: first grow to 3 servers (master_count = 3, new addresses), then {} one apply at a time",
                 steps.join(", then ")
             )
         } else {
-            steps
-                .chunks(tolerance)
-                .enumerate()
-                .map(|(i, c)| format!("apply {}: {}", i + 1, c.join(" and ")))
-                .collect::<Vec<_>>()
-                .join("; ")
+            // Each apply may take out as many as the membership left by the previous one
+            // tolerates, and must leave an odd count: removals go in even numbers, replacements
+            // (which keep the count) fill up to the tolerance.
+            let removals: Vec<&String> = steps[..removed.len()].iter().collect();
+            let swaps: Vec<&String> = steps[removed.len()..].iter().collect();
+            let push_apply = |applies: &mut Vec<String>, chunk: &[&String]| {
+                let steps: Vec<&str> = chunk.iter().map(|s| s.as_str()).collect();
+                applies.push(format!(
+                    "apply {}: {}",
+                    applies.len() + 1,
+                    steps.join(" and ")
+                ));
+            };
+            let mut left = members;
+            let mut applies: Vec<String> = vec![];
+            let mut r = 0;
+            while r < removals.len() {
+                let per_apply = (left.saturating_sub(1) / 2) & !1;
+                if per_apply == 0 {
+                    applies.push(format!(
+                        "{left} servers cannot lose {} more and keep an odd, quorate membership: going below {left} means rebuilding the cluster",
+                        removals.len() - r
+                    ));
+                    break;
+                }
+                let chunk = &removals[r..(r + per_apply).min(removals.len())];
+                r += chunk.len();
+                left -= chunk.len();
+                push_apply(&mut applies, chunk);
+            }
+            let per_apply = (left.saturating_sub(1) / 2).max(1);
+            for chunk in swaps.chunks(per_apply) {
+                push_apply(&mut applies, chunk);
+            }
+            applies.join("; ")
         };
         return Err(PlanError::TooManyServersAtOnce {
             count,
@@ -456,6 +487,13 @@ pub fn change_order(prior: &ClusterSpec, desired: &ClusterSpec) -> Option<String
 /// A server that is reachable and runs k3s without a Node, or has a Node but no k3s, lost its
 /// place in etcd or its data: k3s would refuse to start it (a removed member must not reuse its
 /// data) or would add a second member for it. It leaves the cluster and joins again.
+fn runs_as_member(live: &LiveCluster, node: &Node) -> bool {
+    live.nodes
+        .get(&node.name)
+        .is_some_and(|l| l.version.is_some() && l.active)
+        && live.members.contains(&node.name)
+}
+
 fn must_rejoin(live: &LiveCluster, node: &Node) -> bool {
     let Some(l) = live.nodes.get(&node.name) else {
         return false; // unreachable: not known to be gone; the install step reports it
@@ -492,6 +530,15 @@ pub fn plan(
     // Only a cluster nobody is registered in is initialised; every other server joins through a
     // live one, whichever place it has in master_ips (ADR 0015).
     let cluster_exists = !live.members.is_empty();
+    // A cluster Terraform created but of which nobody is registered now is unreachable or gone,
+    // not absent: initialising would create a second one.
+    if let (Some(p), false) = (prior, cluster_exists) {
+        if !p.servers.is_empty() {
+            return Err(PlanError::ClusterGone {
+                servers: names(&desired.servers.iter().collect::<Vec<_>>()),
+            });
+        }
+    }
     let no_prior = ClusterSpec {
         servers: vec![],
         agents: vec![],
@@ -499,7 +546,10 @@ pub fn plan(
     };
     let prior_spec = prior.unwrap_or(&no_prior);
     let swapped_servers = replaced(&prior_spec.servers, &desired.servers);
-    let swapped_agents = replaced(&prior_spec.agents, &desired.agents);
+    let swapped_agents: Vec<(&Node, Node)> = replaced(&prior_spec.agents, &desired.agents)
+        .into_iter()
+        .filter(|(_, new)| !runs_as_member(live, new))
+        .collect();
     let mut stages = Vec::new();
     let mut first_installed = false;
     // Servers strictly one at a time, in order: first every server that (re)joins, so the
@@ -507,10 +557,12 @@ pub fn plan(
     // other member serves, the new ones included).
     let mut restarts = Vec::new();
     for (i, s) in desired.servers.iter().enumerate() {
+        // A replacement whose new host already runs as the member (an earlier apply got that
+        // far) is done: removing "the old one" now would delete the new member.
         let swapped = swapped_servers
             .iter()
             .find(|(o, _)| o.name == s.name)
-            .filter(|_| cluster_exists);
+            .filter(|_| cluster_exists && !runs_as_member(live, s));
         let install = if let Some((old, _)) = swapped {
             stages.push(Stage::Serial(Action::Remove((*old).clone(), Role::Server)));
             Some(Action::InstallServer(s.clone()))
@@ -797,8 +849,9 @@ mod tests {
             "{err}"
         );
         assert!(
-            err.to_string()
-                .contains("apply 1: remove m1 and remove m2; apply 2: remove m3 and remove m4"),
+            err.to_string().contains(
+                "apply 1: remove m1 and remove m2; 3 servers cannot lose 2 more and keep an odd, quorate membership"
+            ),
             "{err}"
         );
         assert!(matches!(
@@ -876,6 +929,7 @@ mod tests {
         second.servers[1].address = "10.210.1.51".into();
         let mut live = converged(&prior);
         live.nodes.get_mut("m0").unwrap().config_sha256 = Some("old-tls-san".into());
+        live.nodes.insert("m1".into(), LiveNode::default()); // the new host: nothing yet
         let stages = plan(Some(&prior), &second, &live, &shas(&second)).unwrap();
         assert_eq!(
             stages,
@@ -905,13 +959,9 @@ mod tests {
         // An agent on a new host: the old one leaves before the new one registers the name.
         let mut agent_moved = prior.clone();
         agent_moved.agents[1].address = "10.210.1.60".into();
-        let stages = plan(
-            Some(&prior),
-            &agent_moved,
-            &converged(&prior),
-            &shas(&prior),
-        )
-        .unwrap();
+        let mut live = converged(&prior);
+        live.nodes.insert("w1".into(), LiveNode::default()); // the new host: nothing yet
+        let stages = plan(Some(&prior), &agent_moved, &live, &shas(&prior)).unwrap();
         assert_eq!(
             stages,
             vec![
@@ -922,6 +972,24 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_replacement_an_earlier_apply_finished_is_not_removed_again() {
+        let prior = spec(3, 2);
+        let mut desired = prior.clone();
+        desired.servers[0].address = "10.210.1.50".into();
+        // The new host already runs as member m0 (the earlier apply failed later on): no Remove.
+        let live = converged(&desired);
+        assert_eq!(
+            plan(Some(&prior), &desired, &live, &shas(&desired)).unwrap(),
+            vec![]
+        );
+        // Nobody registered although Terraform created the cluster: never a second cluster.
+        let mut gone = converged(&prior);
+        gone.members.clear();
+        let err = plan(Some(&prior), &desired, &gone, &shas(&desired)).unwrap_err();
+        assert!(matches!(err, PlanError::ClusterGone { .. }), "{err}");
     }
 
     #[test]
@@ -1063,7 +1131,8 @@ mod tests {
         let err = plan(Some(&s), &s, &live, &shas(&s)).unwrap_err();
         assert!(matches!(err, PlanError::MembershipUnknown { .. }), "{err}");
         assert!(err.to_string().contains("m0, m1, m2, w0, w1"), "{err}");
-        // The same read with the list known and empty is a cluster to (re)build.
+        // The same read with the list known and empty is not "membership unknown" (it is a
+        // cluster Terraform created of which nobody is registered: ClusterGone).
         let mut known_empty = converged(&s);
         known_empty.members.clear();
         assert!(!matches!(

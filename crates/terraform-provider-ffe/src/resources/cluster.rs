@@ -385,13 +385,22 @@ impl ClusterResource {
         // here on a failure still records the new one (see `failed` below).
         let rotated = match prior {
             Some(p) if rotation(&planned) > rotation(p) => {
+                if !secrets.has_agent_token() {
+                    // Its agents join with the server secret, and k3s keeps that as the agent
+                    // password: rotating it would need the agents' configs changed too.
+                    diags.root_error(
+                        "token_rotation: this cluster has no separate agent token",
+                        "It was created before agent tokens existed, so its agents join with the server token. Rotating the server token is not supported for it; keep token_rotation at its current value.",
+                    );
+                    return None;
+                }
                 let new_secret = JoinSecrets::generate().server;
                 if let Err(e) =
                     ops::rotate_server_token(&pool, &spec, &secrets.server, &new_secret).await
                 {
                     diags.root_error(
                         "rotating the k3s server token failed",
-                        format!("{e}\nThe token was not rotated and nothing was changed; fix the cause and run `terraform apply` again."),
+                        format!("{e}\nNothing else was changed. If the message says the SSH connection broke, k3s may have rotated the token before it broke (docs/upgrade.md, Rotating the join token); otherwise the token was not rotated: fix the cause and run `terraform apply` again."),
                     );
                     return None;
                 }
@@ -677,15 +686,12 @@ impl Resource for ClusterResource {
             );
             return None;
         }
-        if wanted > was {
-            // A new server secret is minted at apply: every server's config changes.
-            s.token = Value::Unknown;
-            s.node_config_sha256 = Value::Unknown;
+        let rotating = wanted > was;
+        if rotating {
             diags.root_warning(
                 "k3s cluster: the server token will be rotated",
                 "`k3s token rotate` on a live server, then every server restarts with the new token, one at a time, each only while the others are healthy. etcd snapshots taken before the rotation can only be restored with the old token: keep the previous state version (it holds the old token) as long as you keep those snapshots.",
             );
-            return Some((s, private, vec![]));
         }
         let secrets = prior_secrets(&prior);
         if secrets.is_complete() {
@@ -721,10 +727,19 @@ impl Resource for ClusterResource {
                 .map(String::as_str)
                 == Some(state::ABSENT)
         });
+        // A new host as the first server hands out its own admin client certificate.
+        let first_moved = spec.servers.first().map(|f| (&f.name, &f.address))
+            != prior_spec.servers.first().map(|f| (&f.name, &f.address));
+        if rotating {
+            // A new server secret is minted at apply: every server's config changes.
+            s.token = Value::Unknown;
+            s.node_config_sha256 = Value::Unknown;
+        }
         if spec.api_endpoint() != opt_str(&prior.api_endpoint).unwrap_or_default()
             || spec.cluster_name != opt_str(&prior.cluster_name).unwrap_or_default()
             || file_missing
             || first_absent
+            || first_moved
         {
             s.kubeconfig = Value::Unknown;
         }

@@ -246,22 +246,20 @@ impl Resource for HostResource {
         let pool = self.ctx.pool(diags)?;
         let t = state.target();
         let spec = state.spec();
-        // One SSH round trip for both: a refresh reads every host.
-        match host::facts_and_drift(&pool, &t, &spec).await {
-            Ok((f, drift)) => {
-                state.set_facts(&f);
-                match drift {
-                    Ok(d) => state.drift = to_list(d),
-                    Err(e) => {
-                        diags.root_warning(format!("{t}: drift check failed"), e.to_string());
-                        state.drift = to_list(vec![format!("drift check failed: {e}")]);
-                    }
-                }
-            }
+        match host::facts(&pool, &t).await {
+            Ok(f) => state.set_facts(&f),
             Err(e) => {
                 // A vanished host is a diff (drift), not a failed refresh.
                 diags.root_warning(format!("{t} is unreachable"), e.to_string());
                 state.drift = to_list(vec![format!("host unreachable: {e}")]);
+                return Some((state, private));
+            }
+        }
+        match host::drift(&pool, &t, &spec).await {
+            Ok(d) => state.drift = to_list(d),
+            Err(e) => {
+                diags.root_warning(format!("{t}: drift check failed"), e.to_string());
+                state.drift = to_list(vec![format!("drift check failed: {e}")]);
             }
         }
         Some((state, private))
