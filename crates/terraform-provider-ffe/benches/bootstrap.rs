@@ -57,18 +57,7 @@ fn main() {
     evals.sort_by(f64::total_cmp);
     // Rolling upgrade v1.33 -> v1.34: servers one at a time, then agents in batches, drained.
     let old_bin = ffe_lab::standin_binary().unwrap().display().to_string();
-    let new_bin = env
-        .lab
-        .standin_with_version("v1.34.1+k3s1")
-        .unwrap()
-        .display()
-        .to_string();
-    env.edit_tfvars(|s| {
-        s.replace(&old_bin, &new_bin).replace(
-            "kubernetes_version = \"v1.33\"",
-            "kubernetes_version = \"v1.34\"",
-        )
-    });
+    env.upgrade_k3s_tfvars(&old_bin, "v1.34.1+k3s1", "v1.33", "v1.34");
     let (out, upgrade_secs) = timed(|| env.apply());
     assert!(
         out.status.success(),

@@ -491,22 +491,7 @@ fn version_upgrade_rolls_servers_one_at_a_time_then_drains_agents() {
     env.tfvars(3, "");
     env.apply_ok();
     let old_bin = ffe_lab::standin_binary().unwrap().display().to_string();
-    let new_bin = env
-        .lab
-        .standin_with_version("v1.34.1+k3s1")
-        .unwrap()
-        .display()
-        .to_string();
-    env.edit_tfvars(|s| {
-        s.replace(
-            &format!("airgap_k3s_binary_path = \"{old_bin}\""),
-            &format!("airgap_k3s_binary_path = \"{new_bin}\""),
-        )
-        .replace(
-            "kubernetes_version = \"v1.33\"",
-            "kubernetes_version = \"v1.34\"",
-        )
-    });
+    let new_bin = env.upgrade_k3s_tfvars(&old_bin, "v1.34.1+k3s1", "v1.33", "v1.34");
     let (code, plan) = env.plan_exit();
     assert_eq!(code, 2, "a version change must show in the plan:\n{plan}");
     env.apply_ok();
@@ -560,18 +545,7 @@ fn version_upgrade_rolls_servers_one_at_a_time_then_drains_agents() {
         .root_dir
         .join("usr/local/bin/k3s.ffe-tmp");
     std::fs::create_dir_all(w0_blocker.join("in-the-way")).unwrap();
-    let newer_bin = env
-        .lab
-        .standin_with_version("v1.35.0+k3s1")
-        .unwrap()
-        .display()
-        .to_string();
-    env.edit_tfvars(|s| {
-        s.replace(&new_bin, &newer_bin).replace(
-            "kubernetes_version = \"v1.34\"",
-            "kubernetes_version = \"v1.35\"",
-        )
-    });
+    env.upgrade_k3s_tfvars(&new_bin, "v1.35.0+k3s1", "v1.34", "v1.35");
     let out = env.apply();
     let msg = text(&out);
     assert!(

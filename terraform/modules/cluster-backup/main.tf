@@ -23,6 +23,15 @@
 locals {
   labels = { "app.kubernetes.io/part-of" = "ffe-ha", "app.kubernetes.io/component" = "cluster-backup" }
 
+  # Both CronJobs: UTC schedules, never two runs at once, a missed run still starts within the hour.
+  cronjob_policy = {
+    timeZone                   = "Etc/UTC"
+    concurrencyPolicy          = "Forbid"
+    startingDeadlineSeconds    = 3600
+    successfulJobsHistoryLimit = 3
+    failedJobsHistoryLimit     = 3
+  }
+
   # checkov skips on both CronJobs, each with its reason (read by checkov from the manifest)
   checkov_pinning = {
     "checkov.io/skip1" = "CKV_K8S_15=IfNotPresent on purpose: a nightly backup must run while the registry is unreachable"
@@ -110,13 +119,8 @@ locals {
         labels      = local.export_labels
         annotations = merge(local.checkov_pinning, { "checkov.io/skip3" = "CKV_K8S_38=the job's only work is reading the API with kubectl (in-cluster token)" })
       }
-      spec = {
-        schedule                   = var.export_schedule
-        timeZone                   = "Etc/UTC"
-        concurrencyPolicy          = "Forbid"
-        startingDeadlineSeconds    = 3600
-        successfulJobsHistoryLimit = 3
-        failedJobsHistoryLimit     = 3
+      spec = merge(local.cronjob_policy, {
+        schedule = var.export_schedule
         jobTemplate = {
           metadata = { labels = local.export_labels }
           spec = {
@@ -151,7 +155,7 @@ locals {
             }
           }
         }
-      }
+      })
     },
   ] : yamlencode(d)]
 
@@ -201,13 +205,8 @@ locals {
           "checkov.io/skip5" = "CKV_K8S_25=DAC_READ_SEARCH only (all others dropped): read files of other users, never write them"
         })
       }
-      spec = {
-        schedule                   = local.o.schedule
-        timeZone                   = "Etc/UTC"
-        concurrencyPolicy          = "Forbid"
-        startingDeadlineSeconds    = 3600
-        successfulJobsHistoryLimit = 3
-        failedJobsHistoryLimit     = 3
+      spec = merge(local.cronjob_policy, {
+        schedule = local.o.schedule
         jobTemplate = {
           metadata = { labels = local.offsite_labels }
           spec = {
@@ -246,7 +245,7 @@ locals {
             }
           }
         }
-      }
+      })
     },
   ] : yamlencode(d)]
 }

@@ -311,6 +311,35 @@ pub fn installs(records: &[StandinRecord]) -> Vec<(u64, String)> {
 }
 
 impl Env {
+    /// Ask for a k3s upgrade as an operator writes it: the air-gap binary becomes a stand-in
+    /// reporting `version`, and `kubernetes_version` moves from `from_minor` to `to_minor`.
+    /// `from_bin` is the binary the tfvars name now; returns the new one.
+    pub fn upgrade_k3s_tfvars(
+        &self,
+        from_bin: &str,
+        version: &str,
+        from_minor: &str,
+        to_minor: &str,
+    ) -> String {
+        let new_bin = self
+            .lab
+            .standin_with_version(version)
+            .unwrap()
+            .display()
+            .to_string();
+        self.edit_tfvars(|s| {
+            s.replace(
+                &format!("airgap_k3s_binary_path = \"{from_bin}\""),
+                &format!("airgap_k3s_binary_path = \"{new_bin}\""),
+            )
+            .replace(
+                &format!("kubernetes_version = \"{from_minor}\""),
+                &format!("kubernetes_version = \"{to_minor}\""),
+            )
+        });
+        new_bin
+    }
+
     /// Rewrite terraform.tfvars through `f`.
     pub fn edit_tfvars(&self, f: impl FnOnce(String) -> String) {
         let p = self.env_dir().join("terraform.tfvars");
