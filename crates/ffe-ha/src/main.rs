@@ -87,6 +87,21 @@ Examples:
   ffe-ha status                      # from the environment directory, after apply
   ffe-ha status --output json        # the same, one JSON document (nodes, services, backups)";
 
+const ETCD_EXAMPLES: &str = "\
+Examples:
+  # the snapshots on the backup share, newest first (each server writes its own directory)
+  ffe-ha etcd snapshots
+  # restore one onto the servers of the inventory (asks first; --yes in scripts)
+  ffe-ha etcd restore etcd-snapshot-master-0-1764806400
+Restore runs k3s's cluster-reset sequence on the inventory's servers: every server must answer
+and run k3s, else nothing stops. k3s stops on every server; the first in master_ips order runs
+`k3s server --cluster-reset --cluster-reset-restore-path=<snapshot>` and starts; then each other
+server moves its etcd data aside (kept as /var/lib/rancher/k3s/server/db.before-restore-<time>)
+and joins it, one at a time. Agents keep running. Everything written to the cluster after the
+snapshot is lost. Onto new hosts (other addresses), restore with Terraform instead:
+k3s_restore_from_snapshot (docs/disaster-recovery.md).
+Checks: etcd.snapshot etcd.snapshots etcd.restore.";
+
 #[derive(Parser)]
 #[command(
     name = "ffe-ha",
@@ -259,6 +274,12 @@ enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// k3s's etcd: list the snapshots on the backup share, or restore the cluster from one.
+    #[command(after_help = ETCD_EXAMPLES)]
+    Etcd {
+        #[command(subcommand)]
+        action: EtcdAction,
+    },
     /// Backups: `backup verify` restores the newest ones into scratch space and checks them.
     Backup {
         #[command(subcommand)]
@@ -269,6 +290,34 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Subcommand)]
+enum EtcdAction {
+    /// The etcd snapshots on the backup share, newest first. Reads only.
+    Snapshots,
+    /// Restore the cluster from a snapshot on the backup share (k3s's cluster-reset sequence on
+    /// the inventory's servers). Everything written after the snapshot is lost.
+    Restore {
+        /// The snapshot's file name, as `ffe-ha etcd snapshots` lists it.
+        #[arg(value_name = "SNAPSHOT", value_parser = snapshot_name)]
+        snapshot: String,
+        /// How long each server may take to reset or to serve again, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(30..=3600))]
+        timeout: u64,
+        /// Do not ask for confirmation (needed when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// A snapshot is named by its file name only (what k3s writes), never a path.
+fn snapshot_name(s: &str) -> Result<String, String> {
+    if ffe_ops::etcd::valid_snapshot_name(s) {
+        Ok(s.to_string())
+    } else {
+        Err("a snapshot's file name as `ffe-ha etcd snapshots` lists it (letters, digits, '.', '_', '-'; no path)".into())
+    }
 }
 
 #[derive(Subcommand)]
@@ -342,6 +391,11 @@ enum Job {
         keys_file: Option<PathBuf>,
         bao: Option<PathBuf>,
     },
+    EtcdSnapshots,
+    EtcdRestore {
+        snapshot: String,
+        timeout: std::time::Duration,
+    },
 }
 
 impl Job {
@@ -352,6 +406,8 @@ impl Job {
             Job::Status(_) => "status",
             Job::Drill { .. } => "drill",
             Job::BackupVerify { .. } => "backup verify",
+            Job::EtcdSnapshots => "etcd snapshots",
+            Job::EtcdRestore { .. } => "etcd restore",
         }
     }
 }
@@ -382,6 +438,31 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             keys_file: vault_unseal_keys,
             bao,
         },
+        Command::Etcd {
+            action: EtcdAction::Snapshots,
+        } => Job::EtcdSnapshots,
+        Command::Etcd {
+            action:
+                EtcdAction::Restore {
+                    snapshot,
+                    timeout,
+                    yes,
+                },
+        } => {
+            if !yes && !confirm_restore(&snapshot)? {
+                let why = "restore not started: confirm at the prompt, or pass --yes";
+                return Ok(stop_with(
+                    cli.output,
+                    "etcd restore",
+                    why,
+                    ExitCode::Refused,
+                ));
+            }
+            Job::EtcdRestore {
+                snapshot,
+                timeout: std::time::Duration::from_secs(timeout),
+            }
+        }
         Command::Drill {
             component,
             probe_interval_ms,
@@ -426,6 +507,20 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     let report = match job {
         Job::Preflight { strict } => runtime.block_on(ffe_ops::preflight::run(&inventory, strict)),
+        Job::EtcdSnapshots => runtime.block_on(ffe_ops::etcd::snapshots(&inventory)),
+        Job::EtcdRestore {
+            ref snapshot,
+            timeout,
+        } => {
+            let spinner = progress_line("etcd restore", "k3s cluster-reset sequence");
+            let r = runtime.block_on(ffe_ops::etcd::restore_snapshot(
+                &inventory, snapshot, timeout,
+            ));
+            if let Some(bar) = spinner {
+                bar.finish_and_clear();
+            }
+            r
+        }
         Job::Verify(ref o) | Job::Status(ref o) => {
             runtime.block_on(ffe_ops::verify::run(&inventory, o))
         }
@@ -582,6 +677,19 @@ fn confirm(kind: ffe_ops::drill::DrillKind) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
+/// Ask before resetting the cluster onto a snapshot; a non-terminal stdin needs `--yes`.
+fn confirm_restore(snapshot: &str) -> anyhow::Result<bool> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        eprintln!("ffe-ha: etcd restore stops every server and resets the cluster to {snapshot}; stdin is not a terminal, so pass --yes to confirm");
+        return Ok(false);
+    }
+    eprint!("ffe-ha etcd restore stops k3s on every server and returns the cluster to {snapshot}: everything written after it is lost. Continue? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
 /// The unseal keys a vault-leader drill needs: the file given, else the environment's state.
 async fn unseal_keys(
     kind: ffe_ops::drill::DrillKind,
@@ -676,6 +784,13 @@ mod tests {
             .unwrap_or_default();
         for id in ffe_ops::restore::CHECK_IDS {
             assert!(backup.contains(id), "backup verify --help lacks {id}");
+        }
+        let etcd = cmd
+            .find_subcommand_mut("etcd")
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        for id in ffe_ops::etcd::CHECK_IDS {
+            assert!(etcd.contains(id), "etcd --help lacks {id}");
         }
         for word in [
             "postgres-primary",

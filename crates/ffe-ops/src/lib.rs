@@ -4,6 +4,7 @@
 pub mod backups;
 pub mod check;
 pub mod drill;
+pub mod etcd;
 pub mod inventory;
 pub mod postgres;
 pub mod preflight;

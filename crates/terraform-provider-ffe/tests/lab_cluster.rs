@@ -701,7 +701,9 @@ fn servers_grow_and_shrink_one_at_a_time_and_unsafe_shrink_is_refused_at_plan() 
 #[test]
 fn replacing_servers_the_first_one_too_removes_their_members_and_joins_through_a_live_one() {
     let env = Env::new(5, 2);
-    env.tfvars_sized(3, 2, "");
+    // A dead host does not answer at all (veth down): each connection waits this long.
+    let fast_timeout = "ssh_connect_timeout_seconds = 3";
+    env.tfvars_sized(3, 2, fast_timeout);
     env.apply_ok();
     let (ip0, ip1) = (env.ip(&master(0)), env.ip(&master(1)));
     let (ip3, ip4) = (env.ip(&master(3)), env.ip(&master(4)));
@@ -726,7 +728,7 @@ fn replacing_servers_the_first_one_too_removes_their_members_and_joins_through_a
     assert!(msg.contains("apply 1: replace"), "{msg}");
 
     // The first server's host dies; it is replaced by master 3's host.
-    env.tfvars_sized(3, 2, "");
+    env.tfvars_sized(3, 2, fast_timeout);
     env.lab.kill_host(&master(0)).unwrap();
     env.edit_tfvars(|s| s.replace(&format!("\"{ip0}\""), &format!("\"{ip3}\"")));
     let (code, plan) = env.plan_exit();
@@ -1140,4 +1142,251 @@ fn a_bundle_removed_and_added_back_is_applied_again() {
         after.iter().all(|(_, a)| !a.objects.is_empty()),
         "the re-added bundle was skipped: {after:?}"
     );
+}
+
+/// `ffe-ha`, built beside the provider (`cargo test --workspace` builds every binary).
+fn ffe_ha_binary() -> std::path::PathBuf {
+    let bin =
+        std::path::Path::new(env!("CARGO_BIN_EXE_terraform-provider-ffe")).with_file_name("ffe-ha");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build -p ffe-ha`",
+        bin.display()
+    );
+    bin
+}
+
+/// Timestamps of the records on `host` whose program + argv contain `needle`.
+fn calls(env: &Env, host: &str, needle: &str) -> Vec<u64> {
+    env.records(host)
+        .iter()
+        .filter(|r| r.exit_code == 0)
+        .filter(|r| format!("{} {}", r.program, r.argv.join(" ")).contains(needle))
+        .map(|r| r.ts_ns)
+        .collect()
+}
+
+/// Restoring etcd from a snapshot on the backup share (k3s stand-in: it plays `k3s
+/// etcd-snapshot save` and `k3s server --cluster-reset`, docs.k3s.io datastore/backup-restore).
+/// In place with `ffe-ha etcd restore`: every server stops, the first resets onto the snapshot
+/// and starts, the others move their data aside and join it one at a time; what was written
+/// after the snapshot is gone. Then onto three new hosts with Terraform (`k3s_restore_from_snapshot`
+/// with the new addresses in master_ips): the same sequence on the new hosts, the agent pointed
+/// at the new servers. A no-op plan after each.
+#[test]
+fn etcd_restores_from_a_snapshot_in_place_and_onto_new_hosts() {
+    let env = Env::new(6, 2);
+    // Dead hosts do not answer at all (veth down): each connection waits this long.
+    env.tfvars_sized(3, 2, "ssh_connect_timeout_seconds = 3");
+    env.apply_ok();
+    let pod = |name: &str| ffe_lab::standin::PodState {
+        namespace: "ffe".into(),
+        name: name.into(),
+        node: worker(0),
+        owner_kind: Some("StatefulSet".into()),
+        protected_by_pdb: false,
+    };
+    env.lab
+        .standin_set_pod("ffe/before-0", Some(pod("before-0")))
+        .unwrap();
+    let out = env
+        .lab
+        .ssh(&master(1), "k3s etcd-snapshot save --name drill")
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{said}");
+    let snapshot = said
+        .split_whitespace()
+        .find(|w| w.contains("/drill-"))
+        .and_then(|p| p.rsplit('/').next())
+        .unwrap_or_else(|| panic!("no snapshot path in {said:?}"))
+        .to_string();
+    assert!(
+        env.lab
+            .backup_dir()
+            .join("etcd-snapshots")
+            .join(master(1))
+            .join(&snapshot)
+            .is_file(),
+        "the snapshot is not on the share under the server's directory"
+    );
+    env.lab
+        .standin_set_pod("ffe/after-0", Some(pod("after-0")))
+        .unwrap();
+
+    // In place, with the CLI.
+    let listed = std::process::Command::new(ffe_ha_binary())
+        .args(["--tf-dir"])
+        .arg(env.env_dir())
+        .args(["etcd", "snapshots", "--output", "json"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(
+        listed.status.success(),
+        "{listing}\n{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(listing.contains(&snapshot), "{listing}");
+    let refused = std::process::Command::new(ffe_ha_binary())
+        .args(["--tf-dir"])
+        .arg(env.env_dir())
+        .args(["etcd", "restore", &snapshot])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        refused.status.code(),
+        Some(5),
+        "without --yes and a terminal: refused"
+    );
+    let before: Vec<usize> = (0..3).map(|i| env.records(&master(i)).len()).collect();
+    let restored = std::process::Command::new(ffe_ha_binary())
+        .args(["--tf-dir"])
+        .arg(env.env_dir())
+        .args(["etcd", "restore", &snapshot, "--yes", "--output", "json"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&restored.stdout).to_string();
+    assert!(
+        restored.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert!(report.contains("\"etcd.restore\""), "{report}");
+    let fresh = |i: usize, needle: &str| -> Vec<u64> {
+        let recs = env.records(&master(i));
+        recs[before[i]..]
+            .iter()
+            .filter(|r| r.exit_code == 0)
+            .filter(|r| format!("{} {}", r.program, r.argv.join(" ")).contains(needle))
+            .map(|r| r.ts_ns)
+            .collect()
+    };
+    let resets: Vec<Vec<u64>> = (0..3).map(|i| fresh(i, "--cluster-reset")).collect();
+    assert_eq!(resets[0].len(), 1, "master 0 resets: {resets:?}");
+    assert!(resets[1].is_empty() && resets[2].is_empty(), "{resets:?}");
+    let stops: Vec<u64> = (0..3)
+        .flat_map(|i| fresh(i, "systemctl stop k3s"))
+        .collect();
+    assert_eq!(stops.len(), 3, "every server stops once");
+    assert!(
+        stops.iter().all(|t| *t < resets[0][0]),
+        "a server ran during the reset"
+    );
+    let starts: Vec<u64> = (0..3)
+        .map(|i| {
+            let s = fresh(i, "systemctl start k3s");
+            assert_eq!(s.len(), 1, "master {i} starts once: {s:?}");
+            s[0]
+        })
+        .collect();
+    assert!(
+        resets[0][0] < starts[0] && starts[0] < starts[1] && starts[1] < starts[2],
+        "{starts:?}"
+    );
+    let cluster = env.lab.standin_cluster().unwrap().unwrap();
+    assert!(cluster.pods.contains_key("ffe/before-0"));
+    assert!(
+        !cluster.pods.contains_key("ffe/after-0"),
+        "written after the snapshot, still there"
+    );
+    assert_eq!(cluster.etcd_members, vec![master(0), master(1), master(2)]);
+    assert!(
+        cluster.nodes.values().all(|n| n.ready),
+        "{:?}",
+        cluster.nodes
+    );
+    for i in 1..3 {
+        let kept = env
+            .lab
+            .ssh(
+                &master(i),
+                "ls -d /var/lib/rancher/k3s/server/db.before-restore-*",
+            )
+            .unwrap();
+        assert!(
+            kept.status.success(),
+            "master {i}: the old etcd data was not kept"
+        );
+    }
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 0, "a restore by the CLI is not drift:\n{plan}");
+
+    // Onto new hosts: every server is gone; master_ips name three new ones.
+    env.lab
+        .standin_set_pod("ffe/after-0", Some(pod("after-0")))
+        .unwrap();
+    for i in 0..3 {
+        env.lab.kill_host(&master(i)).unwrap();
+    }
+    let (old, new): (Vec<String>, Vec<String>) = (0..3)
+        .map(|i| (env.ip(&master(i)), env.ip(&master(i + 3))))
+        .unzip();
+    env.edit_tfvars(|mut s| {
+        for (o, n) in old.iter().zip(&new) {
+            s = s.replace(&format!("\"{o}\""), &format!("\"{n}\""));
+        }
+        format!("{s}\nk3s_restore_from_snapshot = \"{snapshot}\"\n")
+    });
+    // The plan shown by apply warns of the restore (a separate plan would wait out every dead
+    // host's connection timeout once more).
+    let out = env.apply();
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("etcd will be restored from a snapshot"),
+        "{shown}"
+    );
+    let (m3, m4, m5) = (master(3), master(4), master(5));
+    let reset = calls(&env, &m3, "--cluster-reset");
+    assert_eq!(reset.len(), 1);
+    for h in [&m3, &m4, &m5] {
+        let skip_start = env
+            .records(h)
+            .iter()
+            .filter(|r| r.program.ends_with("install.sh"))
+            .all(|r| r.env.get("INSTALL_K3S_SKIP_START").map(String::as_str) == Some("true"));
+        assert!(
+            skip_start,
+            "{h}: k3s was started by the installer before the reset"
+        );
+        assert!(calls(&env, h, "--cluster-reset").len() <= 1);
+    }
+    let started: Vec<u64> = [&m3, &m4, &m5]
+        .iter()
+        .map(|h| calls(&env, h, "systemctl start k3s")[0])
+        .collect();
+    assert!(reset[0] < started[0] && started[0] < started[1] && started[1] < started[2]);
+    let cfg = config_of(&env, &m3);
+    assert_eq!(cfg["node-name"].as_str(), Some(master(0).as_str()));
+    assert!(cfg.get("server").is_none(), "{cfg:?}");
+    for h in [&m4, &m5] {
+        assert_eq!(
+            config_of(&env, h)["server"].as_str(),
+            Some(format!("https://{}:6443", new[0]).as_str())
+        );
+    }
+    let cluster = env.lab.standin_cluster().unwrap().unwrap();
+    assert_eq!(cluster.etcd_members, vec![master(0), master(1), master(2)]);
+    for i in 0..3 {
+        assert_eq!(cluster.nodes[&master(i)].host, master(i + 3));
+        assert!(cluster.nodes[&master(i)].ready);
+    }
+    assert!(cluster.pods.contains_key("ffe/before-0") && !cluster.pods.contains_key("ffe/after-0"));
+    // The agents reach none of the old servers: pointed at a new one and restarted.
+    for w in [worker(0), worker(1)] {
+        assert_eq!(
+            config_file_of(&env, &w)["server"].as_str(),
+            Some(format!("https://{}:6443", new[0]).as_str())
+        );
+        assert_eq!(
+            calls(&env, &w, "systemctl restart k3s-agent").len(),
+            1,
+            "{w}"
+        );
+        assert!(cluster.nodes[&w].ready);
+    }
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 0, "{plan}");
 }

@@ -750,6 +750,17 @@ variable "k3s_token_rotation" {
   }
 }
 
+variable "k3s_restore_from_snapshot" {
+  description = "File name of an etcd snapshot on the backup share (<backup_nfs_mount>/etcd-snapshots/<server>/) to restore the cluster from, e.g. after every server lost its data or onto new hosts (give their addresses in master_ips in the same apply). Set to a name not restored before; the apply runs k3s's cluster-reset sequence, then converges the rest. Everything written to the cluster after the snapshot is lost (docs/disaster-recovery.md, Restoring etcd). null: no restore."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.k3s_restore_from_snapshot == null || can(regex("^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$", var.k3s_restore_from_snapshot))
+    error_message = "k3s_restore_from_snapshot must be a snapshot's file name as it lies on the backup share (letters, digits, '.', '_', '-'; no path), e.g. \"etcd-snapshot-m0-1764806400\". List them with `ffe-ha etcd snapshots`."
+  }
+}
+
 variable "component_versions" {
   description = "Overrides for the pinned in-cluster component versions in pins.tf, one exact version per component (the version must be vendored under upstream/charts/, see upstream/README.md)."
   type        = map(string)

@@ -6,6 +6,7 @@ pub mod etcd;
 pub mod model;
 pub mod ops;
 pub mod planner;
+pub mod restore;
 pub mod state;
 pub mod token;
 

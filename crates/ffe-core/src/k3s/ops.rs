@@ -129,7 +129,7 @@ impl<'a> Executor<'a> {
                 first,
                 "read cluster CA hash",
                 format!(
-                    "the cluster CA changed (known {known}, the server now has {read}): this server was re-initialised outside Terraform. Nothing was joined to it. If that was a mistake, restore this server from an etcd snapshot on the backup share (k3s server --cluster-reset --cluster-reset-restore-path=<snapshot>) before applying again"
+                    "the cluster CA changed (known {known}, the server now has {read}): this server was re-initialised outside Terraform. Nothing was joined to it. If that was a mistake, restore the cluster from an etcd snapshot on the backup share (`ffe-ha etcd restore`, or restore_from_snapshot; docs/disaster-recovery.md) before applying again"
                 ),
             )),
             _ => {
@@ -176,11 +176,14 @@ impl<'a> Executor<'a> {
         if departed.is_empty() {
             return Ok(());
         }
+        // A running agent keeps the server addresses it learnt; when every one of them left (a
+        // restore onto new hosts) it reaches none, so an agent whose line changed restarts.
+        let none_left = departed.len() == prior.servers.len();
         let nodes: Vec<(&Node, Role)> = self.spec.all_nodes().collect();
         let departed = &departed;
         let futs: Vec<_> = nodes
             .into_iter()
-            .map(|(n, _)| async move {
+            .map(|(n, role)| async move {
                 let via = self.live_server(n).await?;
                 let edits: Vec<String> = departed
                     .iter()
@@ -195,10 +198,15 @@ impl<'a> Executor<'a> {
                         )
                     })
                     .collect();
-                let script = format!(
-                    "if [ -e {CONFIG_PATH} ]; then sed -i {} {CONFIG_PATH}; fi",
-                    edits.join(" ")
-                );
+                let sed = format!("sed -i {} {CONFIG_PATH}", edits.join(" "));
+                let script = if none_left && role == Role::Agent {
+                    format!(
+                        "if [ -e {CONFIG_PATH} ]; then old=$(sha256sum < {CONFIG_PATH}); {sed}; if [ \"$old\" != \"$(sha256sum < {CONFIG_PATH})\" ]; then systemctl restart {}; fi; fi",
+                        role.unit()
+                    )
+                } else {
+                    format!("if [ -e {CONFIG_PATH} ]; then {sed}; fi")
+                };
                 match self
                     .pool
                     .run_within(&n.target(), "point the join line at a live server", &script, READ_STEP)
@@ -346,7 +354,7 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
-    fn install_env(&self, role: Role) -> String {
+    fn install_env(&self, role: Role, start: bool) -> String {
         let exec = match role {
             Role::Server => "server",
             Role::Agent => "agent",
@@ -357,12 +365,18 @@ impl<'a> Executor<'a> {
         };
         // install.sh skips the service start when binary, unit and env file are unchanged
         // (config.yaml is not hashed): a stopped node, or one whose Node object was deleted, would
-        // stay down. Every install we run is meant to (re)start k3s.
-        format!("INSTALL_K3S_EXEC={exec} {version} INSTALL_K3S_FORCE_RESTART=true")
+        // stay down. Every install we run is meant to (re)start k3s, except one that prepares a
+        // host for a restore (the cluster-reset runs before k3s may start).
+        let start = if start {
+            "INSTALL_K3S_FORCE_RESTART=true"
+        } else {
+            "INSTALL_K3S_SKIP_START=true"
+        };
+        format!("INSTALL_K3S_EXEC={exec} {version} {start}")
     }
 
-    async fn run_installer(&self, n: &Node, role: Role) -> Result<(), OpsError> {
-        let env = self.install_env(role);
+    async fn run_installer(&self, n: &Node, role: Role, start: bool) -> Result<(), OpsError> {
+        let env = self.install_env(role, start);
         let script = match &self.spec.install {
             InstallSource::Online { installer_url } => format!(
                 "set -e; curl -sfL --retry 3 {url} -o {dir}/install.sh; chmod 0755 {dir}/install.sh; {env} {dir}/install.sh",
@@ -414,8 +428,15 @@ impl<'a> Executor<'a> {
         via: Option<&Node>,
     ) -> Result<(), OpsError> {
         self.write_config(n, role, join, via).await?;
-        self.run_installer(n, role).await?;
+        self.run_installer(n, role, true).await?;
         self.wait_ready(n, role).await
+    }
+
+    /// Install k3s as a server without starting it, its config joining as `join`: a new host
+    /// made ready for [`super::restore::cluster_reset`].
+    pub async fn install_stopped(&self, n: &Node, join: &Join) -> Result<(), OpsError> {
+        self.write_config(n, Role::Server, join, None).await?;
+        self.run_installer(n, Role::Server, false).await
     }
 
     /// A server other than `n` that serves the API now: the first of `servers` (in order) whose
@@ -1003,6 +1024,8 @@ pub struct NodeStatus {
     pub name: String,
     pub ready: bool,
     pub kubelet_version: String,
+    /// Labelled `node-role.kubernetes.io/control-plane` (k3s labels its servers so).
+    pub control_plane: bool,
 }
 
 /// Parse a `kubectl get nodes -o json` NodeList.
@@ -1024,10 +1047,14 @@ pub fn parse_node_list(json: &str) -> Result<Vec<NodeStatus>, String> {
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
+            let control_plane = item["metadata"]["labels"]
+                .get("node-role.kubernetes.io/control-plane")
+                .is_some();
             Some(NodeStatus {
                 name,
                 ready,
                 kubelet_version,
+                control_plane,
             })
         })
         .collect())

@@ -20,6 +20,7 @@ mod kubectl;
 pub(crate) mod lock;
 mod record;
 mod settings;
+mod snapshot;
 mod units;
 mod version;
 
@@ -169,7 +170,8 @@ pub fn version_line(settings: &Settings) -> String {
 const HELP: &str = "k3s-standin — ffe-lab's k3s STAND-IN (not k3s).
 Multi-call by argv[0]: k3s, kubectl, systemctl, *install.sh, k3s-uninstall.sh,
 k3s-agent-uninstall.sh, k3s-killall.sh. Every call is recorded as one JSON line.
-  k3s --version | k3s kubectl ... | kubectl get nodes -o json | kubectl get --raw /readyz
+  k3s --version | k3s kubectl ... | k3s token rotate | k3s etcd-snapshot save [--name N]
+  k3s server --cluster-reset [--cluster-reset-restore-path=P] | kubectl get nodes -o json | kubectl get --raw /readyz
   kubectl cordon|uncordon|drain NODE | kubectl delete node NODE | kubectl apply|delete -f FILE|-
   systemctl start|restart|stop|enable|disable|is-active|is-enabled|status|daemon-reload UNIT";
 
@@ -185,6 +187,14 @@ pub fn run(inv: &Invocation, host: &HostEnv, stdin: &mut dyn Read) -> Outcome {
         "kubectl" => kubectl::kubectl(&inv.args, host, stdin),
         _ if inv.args.first().map(String::as_str) == Some("token") => {
             token(&inv.args[1..], &inv.env, host)
+        }
+        _ if inv.args.first().map(String::as_str) == Some("etcd-snapshot") => {
+            snapshot::save(&inv.args[1..], host)
+        }
+        _ if inv.args.first().map(String::as_str) == Some("server")
+            && inv.args.iter().any(|a| a == "--cluster-reset") =>
+        {
+            snapshot::cluster_reset(&inv.args[1..], &inv.env, host)
         }
         _ => k3s(&inv.args, host, stdin),
     };

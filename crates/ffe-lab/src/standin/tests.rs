@@ -904,3 +904,99 @@ fn token_rotate_replaces_the_server_token() {
     let full = std::fs::read_to_string(s1.path("/var/lib/rancher/k3s/server/token")).unwrap();
     assert!(full.trim().ends_with("::server:fresh"), "{full}");
 }
+
+/// `k3s etcd-snapshot save` and the cluster-reset sequence (docs.k3s.io
+/// datastore/backup-restore): a reset needs k3s stopped and the snapshot's token; the restored
+/// cluster has one member; a peer with its old data is refused until that data is moved away.
+#[test]
+fn snapshot_and_cluster_reset_follow_the_k3s_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = server1(dir.path());
+    let s2 = host(dir.path(), "s2", "10.210.9.12");
+    write_config(&s2, "token: sekret\nserver: https://10.210.9.11:6443\n");
+    assert_eq!(install(&s2, "server").exit_code, 0);
+    // No server on the host: no snapshot.
+    let a1 = host(dir.path(), "a1", "10.210.9.21");
+    assert_eq!(call(&a1, "k3s", &["etcd-snapshot", "save"]).exit_code, 1);
+    write_config(
+        &s1,
+        "token: sekret\ncluster-init: true\nnode-label: [zone=a]\netcd-snapshot-dir: /backup/s1\n",
+    );
+    let out = call(&s1, "k3s", &["etcd-snapshot", "save", "--name", "drill"]);
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    let snaps: Vec<_> = std::fs::read_dir(s1.path("/backup/s1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(snaps.len(), 1);
+    let file = snaps[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(file.starts_with("drill-s1-"), "{file}");
+    let snap_path = format!("/backup/s1/{file}");
+    // Written after the snapshot: gone after the restore.
+    s1.datastore()
+        .update(|s| {
+            s.as_mut().unwrap().pods.insert(
+                "ffe/late".into(),
+                PodState {
+                    namespace: "ffe".into(),
+                    name: "late".into(),
+                    node: "s2".into(),
+                    owner_kind: None,
+                    protected_by_pdb: false,
+                },
+            );
+            Ok(())
+        })
+        .unwrap();
+    let reset = |h: &HostEnv, path: &str| {
+        call(
+            h,
+            "k3s",
+            &[
+                "server",
+                "--cluster-reset",
+                &format!("--cluster-reset-restore-path={path}"),
+            ],
+        )
+    };
+    // k3s still running: refused; a missing file: refused; the wrong token: refused.
+    assert!(reset(&s1, &snap_path)
+        .message
+        .contains("address already in use"));
+    for h in [&s1, &s2] {
+        assert_eq!(call(h, "systemctl", &["stop", "k3s"]).exit_code, 0);
+    }
+    assert!(reset(&s1, "/backup/s1/nope")
+        .message
+        .contains("snapshot path does not exist"));
+    write_config(&s1, "token: other\ncluster-init: true\n");
+    assert!(reset(&s1, &snap_path).message.contains("token"));
+    write_config(&s1, "token: sekret\ncluster-init: true\n");
+    let out = reset(&s1, &snap_path);
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert!(out.message.contains("restart without --cluster-reset"));
+    let st = cluster(&s1);
+    assert_eq!(st.etcd_members, vec!["s1".to_string()]);
+    assert!(!st.pods.contains_key("ffe/late"));
+    assert!(st.nodes.values().all(|n| !n.ready));
+    assert_eq!(call(&s1, "systemctl", &["start", "k3s"]).exit_code, 0);
+    // s2 with its old data: refused; with it moved away: joins the restored cluster.
+    let out = call(&s2, "systemctl", &["start", "k3s"]);
+    assert_eq!(out.exit_code, 1);
+    assert!(
+        out.message
+            .contains("data-dir used by this member must be removed"),
+        "{out:?}"
+    );
+    std::fs::rename(
+        s2.path("/var/lib/rancher/k3s/server/db"),
+        s2.path("/var/lib/rancher/k3s/server/db.before-restore"),
+    )
+    .unwrap();
+    let out = call(&s2, "systemctl", &["start", "k3s"]);
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert_eq!(
+        cluster(&s1).etcd_members,
+        vec!["s1".to_string(), "s2".to_string()]
+    );
+}

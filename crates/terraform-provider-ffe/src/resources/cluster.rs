@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ffe_core::k3s::config::Join;
 use ffe_core::k3s::ops::{self, Executor};
+use ffe_core::k3s::restore;
 use ffe_core::k3s::{
     planner, state, ClusterSpec, InstallSource, JoinSecrets, LiveCluster, Node, VersionSpec,
 };
@@ -69,6 +71,7 @@ pub struct ClusterState {
     pub agent_parallelism: Num,
     pub ready_timeout_seconds: Num,
     pub token_rotation: Num,
+    pub restore_from_snapshot: Str,
     pub kubeconfig_path: Str,
     pub token: Str,
     pub agent_token: Str,
@@ -310,6 +313,29 @@ fn rotation(s: &ClusterState) -> i64 {
     }
 }
 
+/// The snapshot this apply must restore: set, and not the one already restored.
+fn restore_wanted(prior: &ClusterState, planned: &ClusterState) -> Option<String> {
+    opt_str(&planned.restore_from_snapshot)
+        .filter(|name| opt_str(&prior.restore_from_snapshot).as_deref() != Some(name.as_str()))
+}
+
+/// The cluster as a restore leaves it: etcd's membership is rebuilt from the servers listed.
+fn after_restore(prior: &ClusterSpec, desired: &ClusterSpec) -> ClusterSpec {
+    ClusterSpec {
+        servers: desired.servers.clone(),
+        ..prior.clone()
+    }
+}
+
+/// The prior state once a restore reset etcd: the restore and the servers it ran on are
+/// recorded, so a failure after the reset is finished by the next apply, never restored again.
+fn restore_recorded(prior: &ClusterState, planned: &ClusterState) -> ClusterState {
+    let mut s = prior.clone();
+    s.restore_from_snapshot = planned.restore_from_snapshot.clone();
+    s.servers = planned.servers.clone();
+    s
+}
+
 /// The join secrets kept in state (either token form).
 fn prior_secrets(s: &ClusterState) -> JoinSecrets {
     JoinSecrets::from_state(
@@ -329,6 +355,52 @@ fn live_maps(spec: &ClusterSpec, live: &LiveCluster) -> (StrMap, StrMap, StrList
 }
 
 impl ClusterResource {
+    /// Restore etcd from snapshot `name`: servers without k3s (new hosts) are installed first,
+    /// stopped; then k3s's cluster-reset sequence (ffe-core `restore::cluster_reset`).
+    async fn restore(
+        &self,
+        pool: &ffe_core::ssh::SshPool,
+        spec: &ClusterSpec,
+        secrets: &JoinSecrets,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<restore::RestoreReport, restore::RestoreError> {
+        let not_yet = |source| restore::RestoreError {
+            reset_done: false,
+            source,
+        };
+        let path = restore::find_snapshot(pool, &spec.servers, &spec.etcd_snapshot_dir, name)
+            .await
+            .map_err(not_yet)?;
+        let (live, _) = ops::read_live(pool, spec).await;
+        let Some(first) = spec.servers.first() else {
+            return Err(not_yet(ops::OpsError::NoServer("no servers listed".into())));
+        };
+        let mut exec = Executor::new(pool, spec, secrets.clone());
+        exec.ready_timeout = timeout;
+        for (i, s) in spec.servers.iter().enumerate() {
+            match live.nodes.get(&s.name) {
+                None => {
+                    return Err(not_yet(ops::OpsError::Step {
+                        host: s.target().to_string(),
+                        step: "check the server can be restored".into(),
+                        message: "it does not answer over SSH. Nothing was stopped. A restore runs on every server listed: bring it back, or give a new host's address in its place in the same apply".into(),
+                    }))
+                }
+                Some(l) if l.version.is_none() => {
+                    let join = if i == 0 {
+                        Join::Init
+                    } else {
+                        Join::Via(first.address.clone())
+                    };
+                    exec.install_stopped(s, &join).await.map_err(not_yet)?;
+                }
+                Some(_) => {}
+            }
+        }
+        restore::cluster_reset(pool, &spec.servers, &path, timeout).await
+    }
+
     /// Plan against the live cluster and carry it out. Returns the applied state.
     async fn apply(
         &self,
@@ -358,15 +430,18 @@ impl ClusterResource {
             },
         };
         secrets.fill_missing();
+        let restoring = prior.and_then(|p| restore_wanted(p, &planned));
         // The CA hash joiners pin. Read on every apply: a first server now holding another CA
-        // was re-initialised outside Terraform, and nothing may be joined to it.
+        // was re-initialised outside Terraform, and nothing may be joined to it (a restore
+        // brings the known one back).
         if let Some(first) = spec.servers.first() {
             match ops::read_ca_hash(&pool, first).await {
+                Ok(Some(_)) if restoring.is_some() => {}
                 Ok(Some(read)) => match &secrets.ca_hash {
                     Some(known) if *known != read => {
                         diags.root_error(
                             "the cluster CA of the first server changed",
-                            format!("{}: Terraform state pins the cluster CA {known}, the server now has {read}: it was re-initialised outside Terraform. Nothing was changed. If that was a mistake, restore this server from an etcd snapshot on the backup share (k3s server --cluster-reset --cluster-reset-restore-path=<snapshot>) before applying again.", first.name),
+                            format!("{}: Terraform state pins the cluster CA {known}, the server now has {read}: it was re-initialised outside Terraform. Nothing was changed. If that was a mistake, restore the cluster from an etcd snapshot on the backup share (`ffe-ha etcd restore`, or k3s_restore_from_snapshot; docs/disaster-recovery.md) before applying again.", first.name),
                         );
                         return None;
                     }
@@ -375,6 +450,60 @@ impl ClusterResource {
                 Ok(None) => {}
                 // Known from state: a first server that cannot be read does not block the rest.
                 Err(e) => tracing::warn!("reading the cluster CA hash: {e}"),
+            }
+        }
+        // A restore first: it rebuilds etcd from the snapshot on the servers listed, and the plan
+        // below then starts from them.
+        let mut reset_done = false;
+        if let Some(name) = &restoring {
+            match self
+                .restore(&pool, &spec, &secrets, name, planned.ready_timeout())
+                .await
+            {
+                Ok(report) => {
+                    reset_done = true;
+                    diags.root_warning(
+                        "k3s cluster: etcd restored",
+                        format!(
+                            "{} restored on {}; previous etcd data kept at: {}{}",
+                            report.snapshot,
+                            report.restored_on,
+                            if report.old_data.is_empty() {
+                                "none (new hosts)".to_string()
+                            } else {
+                                report
+                                    .old_data
+                                    .iter()
+                                    .map(|(h, d)| format!("{h}:{d}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            },
+                            if report.removed_nodes.is_empty() {
+                                String::new()
+                            } else {
+                                format!(
+                                    "; Nodes of servers no longer listed deleted: {}",
+                                    report.removed_nodes.join(", ")
+                                )
+                            }
+                        ),
+                    );
+                }
+                Err(e) => {
+                    reset_done = e.reset_done;
+                    diags.root_error(
+                        "restoring etcd from the snapshot failed",
+                        if e.reset_done {
+                            format!("{e}\nThe snapshot is restored on {}; the state records the restore, so the next `terraform apply` does not restore again: it joins the servers still missing through the restored one.", spec.servers.first().map(|n| n.name.as_str()).unwrap_or("-"))
+                        } else {
+                            format!("{e}\nThe cluster was not reset. Fix the cause and run `terraform apply` again.")
+                        },
+                    );
+                    // Rotation and restore never share an apply (refused at plan).
+                    return prior
+                        .filter(|_| reset_done)
+                        .map(|p| restore_recorded(p, &planned));
+                }
             }
         }
         let (live, read_warnings) = ops::read_live(&pool, &spec).await;
@@ -411,8 +540,14 @@ impl ClusterResource {
         };
         // After a rotation, a failure returns the prior state with the new secrets (Terraform
         // keeps it) and the error: the next apply restarts the servers still on the old token.
+        // After a reset, it returns the restore and the servers it ran on: the next apply must
+        // not restore again over what was written since.
         let planned_rotation = planned.token_rotation;
+        let after_reset = prior.map(|p| restore_recorded(p, &planned));
         let failed = |secrets: &JoinSecrets| -> Option<ClusterState> {
+            if reset_done {
+                return after_reset.clone();
+            }
             let p = prior.filter(|_| rotated)?;
             let mut s = p.clone();
             s.token = Value::Value(secrets.server_join_token());
@@ -421,7 +556,12 @@ impl ClusterResource {
             Some(s)
         };
         let shas = state::wanted_config_sha256(&spec, &secrets);
-        let stages = match planner::plan(prior_spec.as_ref(), &spec, &live, &shas) {
+        // After a restore the servers listed are the membership; agents still follow the prior.
+        let plan_from = match (&prior_spec, reset_done) {
+            (Some(p), true) => Some(after_restore(p, &spec)),
+            (p, _) => p.clone(),
+        };
+        let stages = match planner::plan(plan_from.as_ref(), &spec, &live, &shas) {
             Ok(s) => s,
             Err(e) => {
                 diags.root_error("refused cluster change", e.to_string());
@@ -525,6 +665,7 @@ impl Resource for ClusterResource {
                     "agent_parallelism" => attr(AttributeType::Number, OptionalComputed, "Agents joined at once (1-20, default 5)."),
                     "ready_timeout_seconds" => attr(AttributeType::Number, OptionalComputed, "How long a node may take to become Ready (default 300)."),
                     "token_rotation" => attr(AttributeType::Number, OptionalComputed, "Raise by one to rotate the server join token (`k3s token rotate`, then every server restarts with the new token, one at a time). Never lowered (default 0)."),
+                    "restore_from_snapshot" => attr(AttributeType::String, Optional, "File name of an etcd snapshot on the backup share (under etcd_snapshot_dir/<server>/). Set to a name not restored before: the apply restores it with k3s's cluster-reset sequence onto the servers listed (new hosts are installed first), then converges the rest. Everything written to the cluster after the snapshot is lost. Clearing it changes nothing on the hosts."),
                     "kubeconfig_path" => attr(AttributeType::String, Optional, "Local file the admin kubeconfig is written to (mode 0600)."),
                     "token" => secret(AttributeType::String, Computed, "Server join token, in k3s's secure form K10<cluster CA sha256>::server:<secret> (joining nodes verify the cluster CA with it)."),
                     "agent_token" => secret(AttributeType::String, Computed, "Agent join token (K10<cluster CA sha256>::node:<secret>): joins agents only, never servers."),
@@ -570,6 +711,14 @@ impl Resource for ClusterResource {
                 diags.error_short(
                     "install_mode must be \"online\" or \"airgap\"",
                     AttributePath::new("install_mode"),
+                );
+            }
+        }
+        if let Value::Value(name) = &c.restore_from_snapshot {
+            if !restore::valid_snapshot_name(name) {
+                diags.error_short(
+                    format!("restore_from_snapshot = {name:?} must be a snapshot's file name as it lies on the backup share (letters, digits, '.', '_', '-'; no path), e.g. \"etcd-snapshot-m0-1764806400\". List them with `ffe-ha etcd snapshots`"),
+                    AttributePath::new("restore_from_snapshot"),
                 );
             }
         }
@@ -621,6 +770,13 @@ impl Resource for ClusterResource {
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
         let mut s = proposed;
         s.fill_defaults();
+        if !matches!(s.restore_from_snapshot, Value::Null) {
+            diags.error_short(
+                "restore_from_snapshot: a cluster this Terraform state does not hold cannot be restored. The snapshot is encrypted with the server token of the cluster that took it, and only that cluster's state holds it: apply with that state (or, without Terraform, `ffe-ha etcd restore` on hosts that still run the cluster). Remove restore_from_snapshot to create a new cluster",
+                AttributePath::new("restore_from_snapshot"),
+            );
+            return None;
+        }
         if s.spec_known() {
             let spec = spec_or_diag(&s, diags)?;
             if let Err(e) = planner::check_spec(&spec) {
@@ -669,13 +825,27 @@ impl Resource for ClusterResource {
         }
         let spec = spec_or_diag(&s, diags)?;
         let prior_spec = spec_or_diag(&prior, diags)?;
-        // Quorum rules: refuse before anything runs.
-        if let Err(e) = planner::check_change(&prior_spec, &spec) {
+        let restoring = restore_wanted(&prior, &s);
+        // Quorum rules: refuse before anything runs. A restore rebuilds etcd's membership from
+        // one server, so the servers it lists are what the rules start from.
+        let quorum_base = match &restoring {
+            Some(_) => after_restore(&prior_spec, &spec),
+            None => prior_spec.clone(),
+        };
+        if let Err(e) = planner::check_change(&quorum_base, &spec) {
             diags.error_short(e.to_string(), AttributePath::new("servers"));
             return None;
         }
         // Shown in the plan so the operator sees the roll-out before approving it.
-        if let Some(order) = planner::change_order(&prior_spec, &spec) {
+        if let Some(name) = &restoring {
+            diags.root_warning(
+                "k3s cluster: etcd will be restored from a snapshot",
+                format!("Snapshot {name}: k3s stops on every server; {first} restores the snapshot (`k3s server --cluster-reset --cluster-reset-restore-path=...`) and starts; then {others} move their etcd data aside (kept as {db}.before-restore-<time>) and join it one at a time. Servers not yet running k3s are installed first. The cluster returns to the snapshot's state: everything written to it after the snapshot is lost. Agents keep running.",
+                    first = spec.servers.first().map(|n| n.name.as_str()).unwrap_or("-"),
+                    others = if spec.servers.len() > 1 { spec.servers[1..].iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ") } else { "no other server".into() },
+                    db = restore::DB_DIR),
+            );
+        } else if let Some(order) = planner::change_order(&prior_spec, &spec) {
             diags.root_warning("k3s cluster: the order this change takes", order);
         }
         let (was, wanted) = (rotation(&prior), rotation(&s));
@@ -687,6 +857,13 @@ impl Resource for ClusterResource {
             return None;
         }
         let rotating = wanted > was;
+        if rotating && restoring.is_some() {
+            diags.error_short(
+                "token_rotation and restore_from_snapshot change in the same apply: restore first (the snapshot needs the token it was taken under), then raise token_rotation in the next apply",
+                AttributePath::new("token_rotation"),
+            );
+            return None;
+        }
         if rotating {
             diags.root_warning(
                 "k3s cluster: the server token will be rotated",
@@ -708,7 +885,8 @@ impl Resource for ClusterResource {
                 .get(&n.name)
                 .is_some_and(|v| spec.version.matches(v))
         });
-        s.node_versions = if versions_ok {
+        // New hosts of a restore install the channel's current release, whatever was recorded.
+        s.node_versions = if versions_ok && restoring.is_none() {
             to_map(spec.all_nodes().map(|(n, _)| {
                 (
                     n.name.clone(),

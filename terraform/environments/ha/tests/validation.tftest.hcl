@@ -789,6 +789,15 @@ run "server_taint_bad_effect" {
   expect_failures = [var.server_taints]
 }
 
+# a path instead of a snapshot's file name
+run "restore_from_snapshot_path" {
+  command = plan
+  variables {
+    k3s_restore_from_snapshot = "../../etc/passwd"
+  }
+  expect_failures = [var.k3s_restore_from_snapshot]
+}
+
 # agent_parallelism 0
 run "agent_parallelism_zero" {
   command = plan
