@@ -842,7 +842,7 @@ fn replacing_servers_the_first_one_too_removes_their_members_and_joins_through_a
 /// A server whose host was reinstalled (k3s gone, its Node and etcd member still there) rejoins
 /// on the next apply through a live server, after its stale member is removed; a config edited
 /// by hand is drift on its host only; a certificate close to expiry is a plan warning for its
-/// host; the join token is rotated.
+/// host; the join token is rotated, then every node's certificates.
 #[test]
 fn a_reinstalled_server_rejoins_an_expiring_certificate_warns_and_the_token_rotates() {
     let env = Env::new(3, 2);
@@ -989,12 +989,69 @@ fn a_reinstalled_server_rejoins_an_expiring_certificate_warns_and_the_token_rota
     );
     let (code, plan) = env.plan_exit();
     assert_eq!(code, 0, "{plan}");
+
+    // Rotating the certificates: each server in turn stops, runs `k3s certificate rotate` and
+    // starts, the next only after that; then the agents. The certificate that was 10 days from
+    // expiry is issued again (by the stand-in, with real openssl) and the warning is gone.
+    let before: Vec<usize> = hosts.iter().map(|h| env.mutations(h).len()).collect();
+    env.tfvars(2, "k3s_token_rotation = 1\nk3s_certificate_rotation = 1");
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 2, "{plan}");
+    assert!(
+        plan.contains("every node's certificates will be rotated"),
+        "{plan}"
+    );
+    env.apply_ok();
+    let mut rotated_at: Vec<(u64, u64)> = vec![];
+    for (h, n) in hosts.iter().zip(&before) {
+        let unit = if h.contains("master") {
+            "k3s"
+        } else {
+            "k3s-agent"
+        };
+        let cmds: Vec<(u64, String)> = env.mutations(h)[*n..]
+            .iter()
+            .filter(|r| r.exit_code == 0)
+            .map(|r| (r.ts_ns, format!("{} {}", r.program, r.argv.join(" "))))
+            .collect();
+        let at = |c: &str| cmds.iter().position(|(_, x)| x == c);
+        match (
+            at(&format!("systemctl stop {unit}")),
+            at("k3s certificate rotate"),
+            at(&format!("systemctl start {unit}")),
+        ) {
+            (Some(a), Some(b), Some(c)) if a < b && b < c => {
+                rotated_at.push((cmds[a].0, cmds[c].0))
+            }
+            _ => panic!("{h}: not stop, rotate, start: {cmds:?}"),
+        }
+    }
+    for w in rotated_at[..3].windows(2) {
+        assert!(w[0].1 < w[1].0, "two servers were down at once");
+    }
+    assert!(
+        rotated_at[3..]
+            .iter()
+            .all(|(stop, _)| *stop > rotated_at[2].1),
+        "an agent rotated before the servers were done"
+    );
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 0, "{plan}");
+    assert!(!plan.contains("a certificate expires soon"), "{plan}");
+
     // A rotation cannot be taken back.
-    env.tfvars(2, "k3s_token_rotation = 0");
+    env.tfvars(2, "k3s_token_rotation = 0\nk3s_certificate_rotation = 1");
     let out = env.terraform(&["plan", "-input=false"]);
     let msg = text(&out);
     assert!(
         !out.status.success() && msg.contains("token_rotation: 1 -> 0 goes back"),
+        "{msg}"
+    );
+    env.tfvars(2, "k3s_token_rotation = 1\nk3s_certificate_rotation = 0");
+    let out = env.terraform(&["plan", "-input=false"]);
+    let msg = text(&out);
+    assert!(
+        !out.status.success() && msg.contains("certificate_rotation: 1 -> 0 goes back"),
         "{msg}"
     );
 }

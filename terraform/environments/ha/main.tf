@@ -106,6 +106,7 @@ resource "ffe_k3s_cluster" "this" {
   node_labels           = var.node_labels
   agent_parallelism     = var.agent_parallelism
   token_rotation        = var.k3s_token_rotation
+  certificate_rotation  = var.k3s_certificate_rotation
   restore_from_snapshot = var.k3s_restore_from_snapshot
   kubeconfig_path       = local.kubeconfig_path
 }

@@ -750,6 +750,18 @@ variable "k3s_token_rotation" {
   }
 }
 
+variable "k3s_certificate_rotation" {
+  description = "Raise by one to rotate every node's k3s certificates now: `k3s certificate rotate` with k3s stopped, servers one at a time, then agents in batches; the admin kubeconfig is read again (docs/upgrade.md, Rotating the certificates). k3s also renews them by itself at any start within 120 days of expiry. Never lower it."
+  type        = number
+  default     = 0
+  nullable    = false
+
+  validation {
+    condition     = floor(var.k3s_certificate_rotation) == var.k3s_certificate_rotation && var.k3s_certificate_rotation >= 0
+    error_message = "k3s_certificate_rotation = ${var.k3s_certificate_rotation} must be a whole number >= 0: raise it by one to rotate the k3s certificates."
+  }
+}
+
 variable "k3s_restore_from_snapshot" {
   description = "File name of an etcd snapshot on the backup share (<backup_nfs_mount>/etcd-snapshots/<server>/) to restore the cluster from, e.g. after every server lost its data or onto new hosts (give their addresses in master_ips in the same apply). Set to a name not restored before; the apply runs k3s's cluster-reset sequence, then converges the rest. Everything written to the cluster after the snapshot is lost (docs/disaster-recovery.md, Restoring etcd). null: no restore."
   type        = string

@@ -678,6 +678,51 @@ impl<'a> Executor<'a> {
 
     /// After a server's upgrade every server must serve again before the roll-out moves on: the
     /// next step takes another member away.
+    /// `k3s certificate rotate` on every node (k3s-io/k3s #10024: "servers first, then agents"):
+    /// servers one at a time, each only while the others serve, then agents in the upgrade
+    /// batches; k3s stops, the command moves the leaf certificates aside (CAs stay) and k3s
+    /// issues new ones at its start. Containers keep running (a k3s restart leaves them), so
+    /// nothing is drained. The admin kubeconfig's client certificate is new afterwards: it is
+    /// read again.
+    pub async fn rotate_certificates(&self) -> Result<(), OpsError> {
+        for s in &self.spec.servers {
+            self.check_quorum_before_restart(s).await?;
+            self.rotate_node_certificates(s, Role::Server).await?;
+            self.check_servers_after(s, Role::Server).await?;
+        }
+        let batch = super::planner::agent_upgrade_batch(self.spec);
+        for chunk in self.spec.agents.chunks(batch) {
+            let futs: Vec<_> = chunk
+                .iter()
+                .map(|a| self.rotate_node_certificates(a, Role::Agent))
+                .collect();
+            let results: Vec<Result<(), OpsError>> = stream::iter(futs)
+                .buffer_unordered(batch.max(1))
+                .collect()
+                .await;
+            collect_errors(results)?;
+        }
+        let k = self.fetch_kubeconfig().await?;
+        if let Ok(mut slot) = self.kubeconfig.lock() {
+            *slot = Some(k);
+        }
+        Ok(())
+    }
+
+    async fn rotate_node_certificates(&self, n: &Node, role: Role) -> Result<(), OpsError> {
+        let unit = role.unit();
+        let step = format!("k3s certificate rotate ({unit} stopped, then started)");
+        // A failed rotation changed nothing: k3s starts again on its old certificates.
+        let script = format!(
+            "systemctl stop {unit} && {{ k3s certificate rotate; rc=$?; systemctl start {unit} || exit 1; exit $rc; }}"
+        );
+        self.pool
+            .run_within(&n.target(), &step, &script, self.ready_timeout + READ_STEP)
+            .await
+            .map_err(|e| not_started(n, role, &step, e))?;
+        self.wait_ready(n, role).await
+    }
+
     async fn check_servers_after(&self, n: &Node, role: Role) -> Result<(), OpsError> {
         if role == Role::Agent {
             return Ok(());

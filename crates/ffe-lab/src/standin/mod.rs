@@ -10,6 +10,7 @@
 //! checks that the root is a lab host (the lab writes [`LAB_MARKER`] into each host's own
 //! `/var/lib/rancher`), so the stand-in refuses to touch the real filesystem outside a lab.
 
+mod certs;
 mod config;
 mod datastore;
 pub mod deploy;
@@ -170,7 +171,7 @@ pub fn version_line(settings: &Settings) -> String {
 const HELP: &str = "k3s-standin — ffe-lab's k3s STAND-IN (not k3s).
 Multi-call by argv[0]: k3s, kubectl, systemctl, *install.sh, k3s-uninstall.sh,
 k3s-agent-uninstall.sh, k3s-killall.sh. Every call is recorded as one JSON line.
-  k3s --version | k3s kubectl ... | k3s token rotate | k3s etcd-snapshot save [--name N]
+  k3s --version | k3s kubectl ... | k3s token rotate | k3s certificate rotate | k3s etcd-snapshot save [--name N]
   k3s server --cluster-reset [--cluster-reset-restore-path=P] | kubectl get nodes -o json | kubectl get --raw /readyz
   kubectl cordon|uncordon|drain NODE | kubectl delete node NODE | kubectl apply|delete -f FILE|-
   systemctl start|restart|stop|enable|disable|is-active|is-enabled|status|daemon-reload UNIT";
@@ -187,6 +188,9 @@ pub fn run(inv: &Invocation, host: &HostEnv, stdin: &mut dyn Read) -> Outcome {
         "kubectl" => kubectl::kubectl(&inv.args, host, stdin),
         _ if inv.args.first().map(String::as_str) == Some("token") => {
             token(&inv.args[1..], &inv.env, host)
+        }
+        _ if inv.args.first().map(String::as_str) == Some("certificate") => {
+            certs::rotate(&inv.args[1..], host)
         }
         _ if inv.args.first().map(String::as_str) == Some("etcd-snapshot") => {
             snapshot::save(&inv.args[1..], host)

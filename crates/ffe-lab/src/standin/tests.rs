@@ -1000,3 +1000,69 @@ fn snapshot_and_cluster_reset_follow_the_k3s_sequence() {
         vec!["s1".to_string(), "s2".to_string()]
     );
 }
+
+/// `k3s certificate rotate` (k3s-io/k3s #4632): refused while k3s runs; leaf certificates move to
+/// a backup directory (CA certificates stay); the next start issues them again for 365 days.
+#[test]
+fn certificate_rotate_moves_leaf_certs_and_the_next_start_issues_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = server1(dir.path());
+    let tls = s1.path("/var/lib/rancher/k3s/server/tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    for (stem, days) in [("client-admin", "10"), ("server-ca", "3650")] {
+        let st = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-days", days, "-subj", "/CN=t"])
+            .arg("-keyout")
+            .arg(tls.join(format!("{stem}.key")))
+            .arg("-out")
+            .arg(tls.join(format!("{stem}.crt")))
+            .output()
+            .unwrap();
+        assert!(st.status.success());
+    }
+    let days_left = |f: &std::path::Path| -> i64 {
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-enddate", "-in"])
+            .arg(f)
+            .output()
+            .unwrap();
+        let end = String::from_utf8_lossy(&out.stdout).to_string();
+        let end = end.trim().trim_start_matches("notAfter=").to_string();
+        let secs = std::process::Command::new("date")
+            .args(["-d", &end, "+%s"])
+            .output()
+            .unwrap();
+        let t: i64 = String::from_utf8_lossy(&secs.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        (t - (now_ns() / 1_000_000_000) as i64) / 86_400
+    };
+    assert!(days_left(&tls.join("client-admin.crt")) < 11);
+    let out = call(&s1, "k3s", &["certificate", "rotate"]);
+    assert_eq!(out.exit_code, 1, "refused while k3s runs: {out:?}");
+    assert_eq!(call(&s1, "systemctl", &["stop", "k3s"]).exit_code, 0);
+    let out = call(&s1, "k3s", &["certificate", "rotate"]);
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert!(!tls.join("client-admin.crt").exists());
+    assert!(
+        tls.join("server-ca.crt").exists(),
+        "a CA certificate was rotated"
+    );
+    let backups: Vec<_> = std::fs::read_dir(s1.path("/var/lib/rancher/k3s/server"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tls-"))
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert_eq!(call(&s1, "systemctl", &["start", "k3s"]).exit_code, 0);
+    assert!(days_left(&tls.join("client-admin.crt")) >= 364);
+}

@@ -481,6 +481,8 @@ pub(crate) fn start_unit(
     })();
     match result {
         Ok(name) => {
+            // Like k3s at start: certificates a rotation removed are issued again.
+            super::certs::reissue(host)?;
             st.entry(unit).active = true;
             st.node = Some(RegisteredNode { name, role });
             Ok(())

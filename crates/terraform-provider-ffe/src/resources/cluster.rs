@@ -71,6 +71,7 @@ pub struct ClusterState {
     pub agent_parallelism: Num,
     pub ready_timeout_seconds: Num,
     pub token_rotation: Num,
+    pub certificate_rotation: Num,
     pub restore_from_snapshot: Str,
     pub kubeconfig_path: Str,
     pub token: Str,
@@ -166,6 +167,7 @@ impl ClusterState {
         set_num(&mut self.agent_parallelism, DEFAULT_AGENT_PARALLELISM);
         set_num(&mut self.ready_timeout_seconds, DEFAULT_READY_TIMEOUT);
         set_num(&mut self.token_rotation, 0);
+        set_num(&mut self.certificate_rotation, 0);
         if matches!(self.agents, Value::Null) {
             self.agents = Value::Value(vec![]);
         }
@@ -308,6 +310,14 @@ fn spec_or_diag(state: &ClusterState, diags: &mut Diagnostics) -> Option<Cluster
 /// `token_rotation` as a number (0 when unset).
 fn rotation(s: &ClusterState) -> i64 {
     match &s.token_rotation {
+        Value::Value(n) => *n,
+        _ => 0,
+    }
+}
+
+/// `certificate_rotation` as a number (0 when unset).
+fn certificate_rotation(s: &ClusterState) -> i64 {
+    match &s.certificate_rotation {
         Value::Value(n) => *n,
         _ => 0,
     }
@@ -582,6 +592,17 @@ impl ClusterResource {
             );
             return failed(&exec.secrets());
         }
+        let rotate_certs =
+            prior.is_some_and(|p| certificate_rotation(&planned) > certificate_rotation(p));
+        if rotate_certs {
+            if let Err(e) = exec.rotate_certificates().await {
+                diags.root_error(
+                    "rotating the k3s certificates failed",
+                    format!("{e}\nNodes before the failing one have new certificates; the CAs did not change, so old and new ones work together. Fix the cause and run `terraform apply` again: it rotates every node once more."),
+                );
+                return failed(&exec.secrets());
+            }
+        }
         let fetched = exec.kubeconfig.lock().ok().and_then(|mut k| k.take());
         let kubeconfig = match (fetched, prior.and_then(|p| opt_str(&p.kubeconfig))) {
             (Some(k), _) => k,
@@ -665,6 +686,7 @@ impl Resource for ClusterResource {
                     "agent_parallelism" => attr(AttributeType::Number, OptionalComputed, "Agents joined at once (1-20, default 5)."),
                     "ready_timeout_seconds" => attr(AttributeType::Number, OptionalComputed, "How long a node may take to become Ready (default 300)."),
                     "token_rotation" => attr(AttributeType::Number, OptionalComputed, "Raise by one to rotate the server join token (`k3s token rotate`, then every server restarts with the new token, one at a time). Never lowered (default 0)."),
+                    "certificate_rotation" => attr(AttributeType::Number, OptionalComputed, "Raise by one to rotate every node's k3s certificates (`k3s certificate rotate`: servers one at a time, then agents in batches; the admin kubeconfig is read again). Never lowered (default 0)."),
                     "restore_from_snapshot" => attr(AttributeType::String, Optional, "File name of an etcd snapshot on the backup share (under etcd_snapshot_dir/<server>/). Set to a name not restored before: the apply restores it with k3s's cluster-reset sequence onto the servers listed (new hosts are installed first), then converges the rest. Everything written to the cluster after the snapshot is lost. Clearing it changes nothing on the hosts."),
                     "kubeconfig_path" => attr(AttributeType::String, Optional, "Local file the admin kubeconfig is written to (mode 0600)."),
                     "token" => secret(AttributeType::String, Computed, "Server join token, in k3s's secure form K10<cluster CA sha256>::server:<secret> (joining nodes verify the cluster CA with it)."),
@@ -856,6 +878,21 @@ impl Resource for ClusterResource {
             );
             return None;
         }
+        let (certs_were, certs_wanted) = (certificate_rotation(&prior), certificate_rotation(&s));
+        if certs_wanted < certs_were {
+            diags.error_short(
+                format!("certificate_rotation: {certs_were} -> {certs_wanted} goes back; keep {certs_were} (or raise it by one to rotate again)"),
+                AttributePath::new("certificate_rotation"),
+            );
+            return None;
+        }
+        let rotating_certs = certs_wanted > certs_were;
+        if rotating_certs {
+            diags.root_warning(
+                "k3s cluster: every node's certificates will be rotated",
+                "`k3s certificate rotate` with k3s stopped, then started: servers one at a time (each only while the others serve), then agents in batches; containers keep running. The certificate authorities stay. The admin kubeconfig gets a new client certificate: copies of the old one keep working until they expire.",
+            );
+        }
         let rotating = wanted > was;
         if rotating && restoring.is_some() {
             diags.error_short(
@@ -914,6 +951,7 @@ impl Resource for ClusterResource {
             s.node_config_sha256 = Value::Unknown;
         }
         if spec.api_endpoint() != opt_str(&prior.api_endpoint).unwrap_or_default()
+            || rotating_certs
             || spec.cluster_name != opt_str(&prior.cluster_name).unwrap_or_default()
             || file_missing
             || first_absent

@@ -789,6 +789,15 @@ run "server_taint_bad_effect" {
   expect_failures = [var.server_taints]
 }
 
+# a fraction of a rotation
+run "certificate_rotation_fraction" {
+  command = plan
+  variables {
+    k3s_certificate_rotation = 0.5
+  }
+  expect_failures = [var.k3s_certificate_rotation]
+}
+
 # a path instead of a snapshot's file name
 run "restore_from_snapshot_path" {
   command = plan
