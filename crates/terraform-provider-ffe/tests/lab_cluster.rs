@@ -1311,6 +1311,10 @@ fn etcd_restores_from_a_snapshot_in_place_and_onto_new_hosts() {
         String::from_utf8_lossy(&restored.stderr)
     );
     assert!(report.contains("\"etcd.restore\""), "{report}");
+    assert!(
+        report.contains("/var/lib/rancher/k3s/server/db/etcd-old-"),
+        "the first server's previous data is not reported: {report}"
+    );
     let fresh = |i: usize, needle: &str| -> Vec<u64> {
         let recs = env.records(&master(i));
         recs[before[i]..]
@@ -1408,7 +1412,16 @@ fn etcd_restores_from_a_snapshot_in_place_and_onto_new_hosts() {
             skip_start,
             "{h}: k3s was started by the installer before the reset"
         );
-        assert!(calls(&env, h, "--cluster-reset").len() <= 1);
+        assert!(
+            !installs(&env.records(h)).is_empty(),
+            "{h}: k3s was not installed"
+        );
+    }
+    for h in [&m4, &m5] {
+        assert!(
+            calls(&env, h, "--cluster-reset").is_empty(),
+            "{h} was reset too"
+        );
     }
     let started: Vec<u64> = [&m3, &m4, &m5]
         .iter()

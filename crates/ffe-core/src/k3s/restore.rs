@@ -13,6 +13,10 @@
 //! 4. on every other server: move its `server/db` away (a peer's old data names members the
 //!    restored cluster no longer has), then start k3s, which joins through the restored server.
 //!
+//! One change to that order: the other servers' data is moved aside (and their join line pointed
+//! at the first server) before the reset, not after it. Should anything fail later, no two of
+//! them can start again as a quorum of the old cluster beside the restored one.
+//!
 //! Agents keep running and reconnect. The snapshot's bootstrap data is encrypted with the
 //! server token it was taken under: the configs already hold it.
 
@@ -108,7 +112,7 @@ pub async fn list_snapshots(
 ) -> Result<Vec<SnapshotFile>, OpsError> {
     let dir = snapshot_dir.trim_end_matches('/');
     let script = format!(
-        "test -d {d} || {{ echo 'no such directory: {dir}' >&2; exit 3; }}; find {d} -mindepth 2 -maxdepth 2 -type f -printf '%p\\t%s\\t%T@\\n'",
+        "test -d {d} || {{ echo no such directory: {d} >&2; exit 3; }}; find {d} -mindepth 2 -maxdepth 2 -type f -not -path '*/.metadata/*' -printf '%p\\t%s\\t%T@\\n'",
         d = quote(dir)
     );
     let mut tried = vec![];
@@ -194,7 +198,7 @@ pub fn join_lines_script(via: Option<&str>) -> String {
 }
 
 /// Restore `snapshot_path` with k3s's cluster-reset sequence. `servers[0]` restores it; the
-/// others, in order, join it one at a time. Every server must answer SSH and have k3s installed
+/// others, their old data moved aside before the reset, join it one at a time afterwards. Every server must answer SSH and have k3s installed
 /// (its unit and config) before anything stops; otherwise nothing is changed. Node objects of
 /// control-plane nodes not in `servers` are deleted once the restored API serves.
 pub async fn cluster_reset(
@@ -266,34 +270,76 @@ pub async fn cluster_reset(
             message: format!("{e}. No data was touched; start k3s again on the servers that stopped (`systemctl start k3s`) or run the restore again"),
         }));
     }
-    // 2. Reset onto the snapshot on the first server.
-    let reset = format!(
-        "{}; k3s server --cluster-reset --cluster-reset-restore-path={} 2>&1",
-        join_lines_script(None),
-        quote(snapshot_path)
-    );
-    let out = pool
-        .run_within(&first.target(), "k3s server --cluster-reset", &reset, timeout)
-        .await
-        .map_err(|e| {
-            before(step(
-                first,
-                "k3s server --cluster-reset",
-                format!("{e}\nThe other servers are stopped with their data untouched; fix the cause and run the restore again, or start them (`systemctl start k3s`) to go back to the cluster as it was"),
-            ))
-        })?;
-    tracing::info!(server = %first.name, output = %crate::ssh::tail(&out, 3), "etcd reset onto the snapshot");
-    // 3. Start it and wait for its API.
-    pool.run_within(&first.target(), "start k3s", "systemctl start k3s", timeout)
-        .await
-        .map_err(|e| after(OpsError::from(e)))?;
-    wait_readyz(pool, first, timeout).await.map_err(after)?;
     let mut report = RestoreReport {
         snapshot: snapshot_path.to_string(),
         restored_on: first.name.clone(),
         old_data: vec![],
         removed_nodes: vec![],
     };
+    // 2. Before the reset, every other server loses its old data (moved aside, kept) and is told
+    // to join the first: from here on none of them can come back as a member of the old cluster
+    // (two old members would be a quorum beside the restored one), whatever fails later.
+    for p in peers {
+        let script = format!(
+            "set -e; {}; if [ -d {DB_DIR} ]; then d={DB_DIR}.before-restore-$(date -u +%Y%m%dT%H%M%SZ); mv {DB_DIR} \"$d\"; echo \"$d\"; fi",
+            join_lines_script(Some(&first.address))
+        );
+        let moved = pool
+            .run_within(&p.target(), "move the old etcd data aside", &script, READ_STEP)
+            .await
+            .map_err(|e| {
+                before(step(
+                    p,
+                    "move the old etcd data aside",
+                    format!("{e}\nNothing was reset. Servers are stopped; data already moved: {}. Run the restore again (it continues), or to go back move each directory back to {DB_DIR} and start k3s", moved_list(&report)),
+                ))
+            })?;
+        if let Some(d) = moved.lines().last().filter(|l| !l.trim().is_empty()) {
+            report.old_data.push((p.name.clone(), d.trim().to_string()));
+        }
+    }
+    // 3. Reset onto the snapshot on the first server.
+    let reset = format!(
+        "{}; k3s server --cluster-reset --cluster-reset-restore-path={} 2>&1",
+        join_lines_script(None),
+        quote(snapshot_path)
+    );
+    let reset_result = pool
+        .run_within(
+            &first.target(),
+            "k3s server --cluster-reset",
+            &reset,
+            timeout,
+        )
+        .await;
+    // k3s moves the first server's own data to db/etcd-old-<time> before it restores.
+    let kept_first = pool
+        .run_within(
+            &first.target(),
+            "find the first server's previous etcd data",
+            &format!("ls -d {DB_DIR}/etcd-old-* 2>/dev/null | tail -n 1"),
+            READ_STEP,
+        )
+        .await
+        .ok()
+        .map(|o| o.trim().to_string())
+        .filter(|o| !o.is_empty());
+    if let Some(d) = &kept_first {
+        report.old_data.insert(0, (first.name.clone(), d.clone()));
+    }
+    let out = reset_result.map_err(|e| {
+        before(step(
+            first,
+            "k3s server --cluster-reset",
+            format!("{e}\nThe reset did not finish. Do not start k3s on any server by hand. Previous etcd data: {}. Fix the cause (a snapshot taken before a token rotation needs the token of its time) and run the restore again", moved_list(&report)),
+        ))
+    })?;
+    tracing::info!(server = %first.name, output = %crate::ssh::tail(&out, 3), "etcd reset onto the snapshot");
+    // 4. Start it and wait for its API.
+    pool.run_within(&first.target(), "start k3s", "systemctl start k3s", timeout)
+        .await
+        .map_err(|e| after(OpsError::from(e)))?;
+    wait_readyz(pool, first, timeout).await.map_err(after)?;
     // Servers the snapshot knows but the list does not: their members are gone with the reset;
     // their Node objects go too, so nothing counts them.
     let nodes = pool
@@ -320,36 +366,32 @@ pub async fn cluster_reset(
         .map_err(|e| after(e.into()))?;
         report.removed_nodes.push(n.name.clone());
     }
-    // 4. The others, one at a time: old data aside (kept), join through the first.
+    // 5. The others, one at a time, join through the first (their data was moved in step 2).
     for p in peers {
-        let script = format!(
-            "set -e; {}; if [ -d {DB_DIR} ]; then d={DB_DIR}.before-restore-$(date -u +%Y%m%dT%H%M%SZ); mv {DB_DIR} \"$d\"; echo \"$d\"; fi",
-            join_lines_script(Some(&first.address))
-        );
-        let moved = pool
-            .run_within(
-                &p.target(),
-                "move the old etcd data aside",
-                &script,
-                READ_STEP,
-            )
-            .await
-            .map_err(|e| after(e.into()))?;
-        if let Some(d) = moved.lines().last().filter(|l| !l.trim().is_empty()) {
-            report.old_data.push((p.name.clone(), d.trim().to_string()));
-        }
         pool.run_within(&p.target(), "start k3s", "systemctl start k3s", timeout)
             .await
             .map_err(|e| {
                 after(step(
                     p,
                     "start k3s",
-                    format!("{e}\nThe snapshot is restored on {}; this server did not rejoin. Fix the cause and apply again (or `systemctl start k3s` on it): it joins through {}", first.name, first.address),
+                    format!("{e}\nThe snapshot is restored on {}; this server did not rejoin (its old data is already aside). Fix the cause and apply again (or `systemctl start k3s` on it): it joins through {}", first.name, first.address),
                 ))
             })?;
         wait_readyz(pool, p, timeout).await.map_err(after)?;
     }
     Ok(report)
+}
+
+fn moved_list(r: &RestoreReport) -> String {
+    if r.old_data.is_empty() {
+        "none".into()
+    } else {
+        r.old_data
+            .iter()
+            .map(|(h, d)| format!("{h}:{d}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Poll the node's own API server until `/readyz` says ok.

@@ -24,6 +24,9 @@ use super::{now_ns, write_file, HostEnv, K3sConfig, Outcome, StandinError, CONFI
 
 /// Where k3s writes snapshots without `etcd-snapshot-dir`.
 pub const DEFAULT_SNAPSHOT_DIR: &str = "/var/lib/rancher/k3s/server/db/snapshots";
+/// k3s's etcd data directory and its parent.
+const ETCD_DIR: &str = "/var/lib/rancher/k3s/server/db/etcd";
+const DB_DIR: &str = "/var/lib/rancher/k3s/server/db";
 /// First line of every stand-in snapshot file.
 const SNAPSHOT_HEADER: &str = "ffe-lab k3s stand-in etcd snapshot (not an etcd database)";
 
@@ -140,6 +143,13 @@ pub fn cluster_reset(
     let own_data = std::fs::read_to_string(host.path(ETCD_DATA_MARKER)).ok();
     let restored = match flag(args, "--cluster-reset-restore-path") {
         Some(path) => {
+            // Like k3s's Restore(): the node's own data moves to db/etcd-old-<unix time> first;
+            // only then is the snapshot read and its bootstrap data decrypted with the token.
+            let etcd = host.path(ETCD_DIR);
+            if etcd.is_dir() {
+                let old = host.path(&format!("{DB_DIR}/etcd-old-{}", now_ns() / 1_000_000_000));
+                std::fs::rename(&etcd, &old).map_err(|e| StandinError::io(&etcd, e))?;
+            }
             let snap = read_snapshot(host, &path)?;
             if !snap.token_matches(&token) {
                 return Err(failed(

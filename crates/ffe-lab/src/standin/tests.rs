@@ -971,6 +971,12 @@ fn snapshot_and_cluster_reset_follow_the_k3s_sequence() {
         .contains("snapshot path does not exist"));
     write_config(&s1, "token: other\ncluster-init: true\n");
     assert!(reset(&s1, &snap_path).message.contains("token"));
+    // Like k3s, the host's own data was moved aside before the token was checked.
+    let kept: Vec<_> = std::fs::read_dir(s1.path("/var/lib/rancher/k3s/server/db"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(kept.iter().any(|n| n.starts_with("etcd-old-")), "{kept:?}");
     write_config(&s1, "token: sekret\ncluster-init: true\n");
     let out = reset(&s1, &snap_path);
     assert_eq!(out.exit_code, 0, "{out:?}");

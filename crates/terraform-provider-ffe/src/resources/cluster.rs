@@ -367,13 +367,16 @@ fn live_maps(spec: &ClusterSpec, live: &LiveCluster) -> (StrMap, StrMap, StrList
 impl ClusterResource {
     /// Restore etcd from snapshot `name`: servers without k3s (new hosts) are installed first,
     /// stopped; then k3s's cluster-reset sequence (ffe-core `restore::cluster_reset`).
+    #[allow(clippy::too_many_arguments)]
     async fn restore(
         &self,
         pool: &ffe_core::ssh::SshPool,
         spec: &ClusterSpec,
+        departed: &[Node],
         secrets: &JoinSecrets,
         name: &str,
         timeout: Duration,
+        diags: &mut Diagnostics,
     ) -> Result<restore::RestoreReport, restore::RestoreError> {
         let not_yet = |source| restore::RestoreError {
             reset_done: false,
@@ -406,6 +409,32 @@ impl ClusterResource {
                     exec.install_stopped(s, &join).await.map_err(not_yet)?;
                 }
                 Some(_) => {}
+            }
+        }
+        // Servers of the old list that are not in the new one: if they still run, they are the
+        // old cluster (and would hold the API address). Stopped and disabled, data kept.
+        for d in departed {
+            match pool
+                .run_within(
+                    &d.target(),
+                    "stop the old server",
+                    "if [ -f /etc/systemd/system/k3s.service ]; then systemctl disable --now k3s; fi",
+                    ops::READ_STEP,
+                )
+                .await
+            {
+                Ok(_) => diags.root_warning(
+                    "k3s cluster: a server left out of the restore was stopped",
+                    format!("{} ({}): k3s stopped and disabled, its data kept; uninstall it (`k3s-uninstall.sh`) once the restored cluster serves", d.name, d.address),
+                ),
+                Err(e) if e.is_unreachable() => {}
+                Err(e) => {
+                    return Err(not_yet(ops::OpsError::Step {
+                        host: d.target().to_string(),
+                        step: "stop the old server".into(),
+                        message: format!("{e}\nNothing was reset: a server of the old cluster that still runs would go on beside the restored one. Stop it (`systemctl disable --now k3s` there), then apply again"),
+                    }))
+                }
             }
         }
         restore::cluster_reset(pool, &spec.servers, &path, timeout).await
@@ -466,10 +495,28 @@ impl ClusterResource {
         // below then starts from them.
         let mut reset_done = false;
         if let Some(name) = &restoring {
-            match self
-                .restore(&pool, &spec, &secrets, name, planned.ready_timeout())
-                .await
-            {
+            let departed: Vec<Node> = prior_spec
+                .as_ref()
+                .map(|p| {
+                    p.servers
+                        .iter()
+                        .filter(|o| !spec.servers.iter().any(|n| n.address == o.address))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            let outcome = self
+                .restore(
+                    &pool,
+                    &spec,
+                    &departed,
+                    &secrets,
+                    name,
+                    planned.ready_timeout(),
+                    diags,
+                )
+                .await;
+            match outcome {
                 Ok(report) => {
                     reset_done = true;
                     diags.root_warning(
