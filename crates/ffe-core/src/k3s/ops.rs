@@ -676,8 +676,6 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// After a server's upgrade every server must serve again before the roll-out moves on: the
-    /// next step takes another member away.
     /// `k3s certificate rotate` on every node (k3s-io/k3s #10024: "servers first, then agents"):
     /// servers one at a time, each only while the others serve, then agents in the upgrade
     /// batches; k3s stops, the command moves the leaf certificates aside (CAs stay) and k3s
@@ -712,9 +710,11 @@ impl<'a> Executor<'a> {
     async fn rotate_node_certificates(&self, n: &Node, role: Role) -> Result<(), OpsError> {
         let unit = role.unit();
         let step = format!("k3s certificate rotate ({unit} stopped, then started)");
-        // A failed rotation changed nothing: k3s starts again on its old certificates.
+        // k3s starts again whatever the rotate did (it issues any certificate a partial rotate
+        // removed), also when the step is cut off (SIGHUP from a dropped connection, SIGTERM from
+        // the step limit) between the stop and the start.
         let script = format!(
-            "systemctl stop {unit} && {{ k3s certificate rotate; rc=$?; systemctl start {unit} || exit 1; exit $rc; }}"
+            "trap 'systemctl start {unit}' HUP TERM; systemctl stop {unit} && {{ k3s certificate rotate; rc=$?; trap - HUP TERM; systemctl start {unit} || exit 1; exit $rc; }}"
         );
         self.pool
             .run_within(&n.target(), &step, &script, self.ready_timeout + READ_STEP)
@@ -723,6 +723,8 @@ impl<'a> Executor<'a> {
         self.wait_ready(n, role).await
     }
 
+    /// After a server's upgrade every server must serve again before the roll-out moves on: the
+    /// next step takes another member away.
     async fn check_servers_after(&self, n: &Node, role: Role) -> Result<(), OpsError> {
         if role == Role::Agent {
             return Ok(());
