@@ -110,15 +110,7 @@ pub async fn restore_snapshot(inv: &Inventory, name: &str, timeout: Duration) ->
     let first = servers.first().map(|n| n.name.clone()).unwrap_or_default();
     report.checks.push(match outcome {
         Ok(r) => {
-            let kept = if r.old_data.is_empty() {
-                "none".to_string()
-            } else {
-                r.old_data
-                    .iter()
-                    .map(|(h, d)| format!("{h}:{d}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
+            let kept = r.kept_data();
             let removed = if r.removed_nodes.is_empty() {
                 String::new()
             } else {

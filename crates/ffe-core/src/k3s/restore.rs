@@ -291,7 +291,7 @@ pub async fn cluster_reset(
                 before(step(
                     p,
                     "move the old etcd data aside",
-                    format!("{e}\nNothing was reset. Servers are stopped; data already moved: {}. Run the restore again (it continues), or to go back move each directory back to {DB_DIR} and start k3s", moved_list(&report)),
+                    format!("{e}\nNothing was reset. Servers are stopped; data already moved: {}. Run the restore again (it continues), or to go back move each directory back to {DB_DIR} and start k3s", report.kept_data()),
                 ))
             })?;
         if let Some(d) = moved.lines().last().filter(|l| !l.trim().is_empty()) {
@@ -331,7 +331,7 @@ pub async fn cluster_reset(
         before(step(
             first,
             "k3s server --cluster-reset",
-            format!("{e}\nThe reset did not finish. Do not start k3s on any server by hand. Previous etcd data: {}. Fix the cause (a snapshot taken before a token rotation needs the token of its time) and run the restore again", moved_list(&report)),
+            format!("{e}\nThe reset did not finish. Do not start k3s on any server by hand. Previous etcd data: {}. Fix the cause (a snapshot taken before a token rotation needs the token of its time) and run the restore again", report.kept_data()),
         ))
     })?;
     tracing::info!(server = %first.name, output = %crate::ssh::tail(&out, 3), "etcd reset onto the snapshot");
@@ -382,15 +382,18 @@ pub async fn cluster_reset(
     Ok(report)
 }
 
-fn moved_list(r: &RestoreReport) -> String {
-    if r.old_data.is_empty() {
-        "none".into()
-    } else {
-        r.old_data
-            .iter()
-            .map(|(h, d)| format!("{h}:{d}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+impl RestoreReport {
+    /// `host:dir` of every server's kept etcd data, or "none".
+    pub fn kept_data(&self) -> String {
+        if self.old_data.is_empty() {
+            "none".into()
+        } else {
+            self.old_data
+                .iter()
+                .map(|(h, d)| format!("{h}:{d}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
     }
 }
 

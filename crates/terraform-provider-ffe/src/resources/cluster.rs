@@ -525,16 +525,7 @@ impl ClusterResource {
                             "{} restored on {}; previous etcd data kept at: {}{}",
                             report.snapshot,
                             report.restored_on,
-                            if report.old_data.is_empty() {
-                                "none (new hosts)".to_string()
-                            } else {
-                                report
-                                    .old_data
-                                    .iter()
-                                    .map(|(h, d)| format!("{h}:{d}"))
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            },
+                            report.kept_data(),
                             if report.removed_nodes.is_empty() {
                                 String::new()
                             } else {
