@@ -89,6 +89,12 @@ pub const HOST_DIRS: &[&str] = &[
     "/etc/modules-load.d",
 ];
 pub const HOST_FILES: &[&str] = &["/etc/fstab"];
+/// Bash sources root's `~/.bashrc` for every command sshd runs. The lab hosts share this
+/// machine's `/root`, whose `.bashrc` is a developer's (here: `pyenv init`, ~100 processes and
+/// ~100 ms per SSH step), which no fresh node has: each host gets Debian's default instead.
+/// `/root` itself stays shared (the lab's Python tools live under it).
+const ROOT_BASHRC: &str = "/root/.bashrc";
+const DEBIAN_DEFAULT_BASHRC: &str = "/usr/share/base-files/dot.bashrc";
 
 const SSHD: &str = "/usr/sbin/sshd";
 const SSHD_WAIT: Duration = Duration::from_secs(15);
@@ -336,6 +342,11 @@ impl Lab {
             std::fs::write(&p, format!("# ffe-lab host {}: its own {f}\n", h.name))
                 .map_err(io(format!("write {}", p.display())))?;
         }
+        let bashrc = std::fs::read(DEBIAN_DEFAULT_BASHRC)
+            .unwrap_or_else(|_| b"# ffe-lab host: a fresh node's root .bashrc\n".to_vec());
+        let own_bashrc = r.join("root.bashrc");
+        std::fs::write(&own_bashrc, bashrc)
+            .map_err(io(format!("write {}", own_bashrc.display())))?;
         let marker = r.join(standin::LAB_MARKER.trim_start_matches('/'));
         if let Some(parent) = marker.parent() {
             std::fs::create_dir_all(parent).map_err(io("create stand-in state dir"))?;
@@ -384,6 +395,10 @@ impl Lab {
                 shell_quote(Path::new(p))
             ));
         }
+        script.push_str(&format!(
+            "if [ -f {ROOT_BASHRC} ]; then mount --bind {} {ROOT_BASHRC}; fi\n",
+            shell_quote(&r.join("root.bashrc"))
+        ));
         script.push_str(&format!(
             "mount --bind {} {}\nmkdir -p /run/sshd\nexec {SSHD} -D -e -f {}\n",
             shell_quote(&self.backup_dir()),

@@ -55,11 +55,8 @@ fn marker() -> [u8; MARKER_LEN] {
 
 fn slot_offset(bin: &[u8], src: &Path) -> Result<usize, StandinError> {
     let marker = marker();
-    let positions: Vec<usize> = bin
-        .windows(MARKER_LEN)
-        .enumerate()
-        .filter(|(_, w)| *w == marker)
-        .map(|(i, _)| i + MARKER_LEN)
+    let positions: Vec<usize> = memchr::memmem::find_iter(bin, &marker)
+        .map(|i| i + MARKER_LEN)
         .collect();
     match positions[..] {
         [pos] if pos + SLOT_LEN - MARKER_LEN <= bin.len() => Ok(pos),
