@@ -74,7 +74,7 @@ pub mod standin;
 pub mod terraform;
 pub mod vault;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Version the stand-in reports (`k3s version v1.33.5+k3s1 (stand-in)`).
 pub const STANDIN_VERSION: &str = "v1.33.5+k3s1";
@@ -94,6 +94,12 @@ pub fn standin_binary() -> Option<PathBuf> {
         .take(4)
         .map(|d| d.join(STANDIN_NAME))
         .find(|p| p.is_file())
+}
+
+/// The lab's `install.sh` (`airgap_installer_path`): a small script, like k3s's own, that runs
+/// the stand-in already uploaded as `/usr/local/bin/k3s` in its installer role.
+pub fn standin_installer() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/k3s-standin-install.sh")
 }
 
 pub(crate) fn standin_search_note() -> String {

@@ -430,7 +430,10 @@ fn every_marked_command_of_the_deploy_runbook_runs_on_the_lab() {
                     "kubernetes_version = \"v1.33\"".to_string(),
                     "install_mode = \"airgap\"".into(),
                     format!("airgap_k3s_binary_path = \"{}\"", standin.display()),
-                    format!("airgap_installer_path = \"{}\"", standin.display()),
+                    format!(
+                        "airgap_installer_path = \"{}\"",
+                        ffe_lab::standin_installer().display()
+                    ),
                     format!(
                         "airgap_images_path = \"{}\"",
                         env.images_tarball().display()

@@ -176,7 +176,7 @@ ssh_private_key_path = "{key}"
 ssh_known_hosts_file = "{kh}"
 install_mode = "airgap"
 airgap_k3s_binary_path = "{standin}"
-airgap_installer_path = "{standin}"
+airgap_installer_path = "{installer}"
 airgap_images_path = "{images}"
 kubeconfig_path = "{kc}"
 # The lab cannot load br_netfilter or set non-namespaced sysctls (shared kernel, see ffe-lab).
@@ -194,6 +194,7 @@ host_sysctls = {{ "net.ipv4.ip_forward" = "1" }}
             key = self.lab.client_key().display(),
             kh = self.lab.known_hosts().display(),
             standin = standin.display(),
+            installer = ffe_lab::standin_installer().display(),
             kc = self.kubeconfig_path().display(),
             images = self.images_tarball().display(),
         );
