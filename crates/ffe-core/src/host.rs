@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::shell::quote;
-use crate::ssh::{SshError, SshPool, StdinSource, Target};
+use crate::ssh::{atomic_write_inline_script, SshError, SshPool, Step, Target};
 
 pub const MODULES_FILE: &str = "/etc/modules-load.d/ffe-k3s.conf";
 pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-ffe-k3s.conf";
@@ -188,18 +188,6 @@ pub fn parse_facts(host: &str, out: &str) -> Result<HostFacts, HostError> {
     })
 }
 
-pub async fn facts(pool: &SshPool, t: &Target) -> Result<HostFacts, HostError> {
-    let out = pool
-        .run_within(
-            t,
-            "read host facts",
-            FACTS_SCRIPT,
-            crate::k3s::ops::READ_STEP,
-        )
-        .await?;
-    parse_facts(&t.to_string(), &out)
-}
-
 fn modules_file(spec: &HostSpec) -> String {
     let mut s = String::from("# Managed by ffe-ha: kernel modules k3s needs.\n");
     for m in &spec.kernel_modules {
@@ -231,10 +219,14 @@ pub fn drift_script(spec: &HostSpec) -> String {
     // Every value reaches the shell quoted, and messages are printed with printf arguments, so
     // no configured value is ever interpreted by the shell.
     let mut s = String::from("set +e\n");
-    for p in &spec.packages {
+    if !spec.packages.is_empty() {
+        // One dpkg-query for all packages (unknown ones print nothing on stdout).
+        let pkgs: Vec<String> = spec.packages.iter().map(|p| quote(p)).collect();
         s.push_str(&format!(
-            "dpkg-query -W -f='${{Status}}' {p} 2>/dev/null | grep -q 'install ok installed' || printf 'drift: package %s is not installed\\n' {p}\n",
-            p = quote(p)
+            "installed=$(dpkg-query -W -f='|${{Package}} ${{Status}}|' {} 2>/dev/null)\n\
+             for p in {}; do case \"$installed\" in *\"|$p install ok installed|\"*) ;; *) printf 'drift: package %s is not installed\\n' \"$p\" ;; esac; done\n",
+            pkgs.join(" "),
+            pkgs.join(" ")
         ));
     }
     for m in &spec.kernel_modules {
@@ -291,73 +283,51 @@ pub fn drift_script(spec: &HostSpec) -> String {
 /// Seconds a backup-mount probe may take before the mount counts as not answering.
 pub const MOUNT_PROBE_SECS: u64 = 10;
 
-/// How the host differs from `spec` (empty when prepared).
-pub async fn drift(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<Vec<String>, HostError> {
-    // Every probe in the script is bounded; the step limit covers package and module checks.
-    let out = pool
-        .run_within(
-            t,
-            "check host preparation",
-            &drift_script(spec),
-            std::time::Duration::from_secs(120),
-        )
-        .await?;
-    Ok(out
-        .lines()
-        .filter_map(|l| l.strip_prefix("drift: "))
-        .map(str::to_string)
-        .collect())
-}
-
-/// Bring the host to `spec`. Each part is its own named step so a failure says which.
+/// Bring the host to `spec`: one SSH round trip whose parts are named steps, so a failure says
+/// which (the steps after it do not run).
 pub async fn prepare(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<(), HostError> {
+    let long = pool.settings().command_timeout;
+    let mut steps = Vec::new();
     if !spec.packages.is_empty() {
         let pkgs: Vec<String> = spec.packages.iter().map(|p| quote(p)).collect();
         let script = format!(
-            "missing=''; for p in {pkgs}; do dpkg-query -W -f='${{Status}}' \"$p\" 2>/dev/null | grep -q 'install ok installed' || missing=\"$missing $p\"; done; \
+            "installed=$(dpkg-query -W -f='|${{Package}} ${{Status}}|' {pkgs} 2>/dev/null); \
+             missing=''; for p in {pkgs}; do case \"$installed\" in *\"|$p install ok installed|\"*) ;; *) missing=\"$missing $p\" ;; esac; done; \
              if [ -n \"$missing\" ]; then export DEBIAN_FRONTEND=noninteractive; apt-get -o DPkg::Lock::Timeout=600 update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing; fi",
             pkgs = pkgs.join(" ")
         );
-        pool.run(t, "install packages (apt)", &script).await?;
+        steps.push(Step::new("install packages (apt)", script, long));
     }
-    pool.write_file(
-        t,
+    steps.push(Step::new(
         "write kernel module list",
-        MODULES_FILE,
-        0o644,
-        StdinSource::Bytes(modules_file(spec).as_bytes()),
-    )
-    .await?;
+        atomic_write_inline_script(MODULES_FILE, 0o644, &modules_file(spec)),
+        long,
+    ));
     if !spec.kernel_modules.is_empty() {
         let mods: Vec<String> = spec.kernel_modules.iter().map(|m| quote(m)).collect();
         let script = format!(
             "set -e; for m in {}; do [ -d /sys/module/$m ] || modprobe $m; done",
             mods.join(" ")
         );
-        pool.run(t, "load kernel modules", &script).await?;
+        steps.push(Step::new("load kernel modules", script, long));
     }
-    pool.write_file(
-        t,
+    steps.push(Step::new(
         "write sysctl settings",
-        SYSCTL_FILE,
-        0o644,
-        StdinSource::Bytes(sysctl_file(spec).as_bytes()),
-    )
-    .await?;
-    pool.run(
-        t,
+        atomic_write_inline_script(SYSCTL_FILE, 0o644, &sysctl_file(spec)),
+        long,
+    ));
+    steps.push(Step::new(
         "apply sysctl settings",
-        &format!("sysctl -q -p {SYSCTL_FILE}"),
-    )
-    .await?;
+        format!("sysctl -q -p {SYSCTL_FILE}"),
+        long,
+    ));
     if spec.packages.iter().any(|p| p == "chrony") {
         // Time sync keeps etcd and certificates sane.
-        pool.run(
-            t,
+        steps.push(Step::new(
             "enable chrony",
             "systemctl enable --now chrony >/dev/null 2>&1 || systemctl enable --now chronyd",
-        )
-        .await?;
+            long,
+        ));
     }
     let mnt = quote(&spec.backup_mount);
     let mut script = format!("set -e; mkdir -p {mnt}; ");
@@ -386,14 +356,52 @@ pub async fn prepare(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<(), 
          || {{ echo \"backup mount {mnt} is not writable or does not answer within {secs} s\" >&2; exit 1; }}"
     ));
     // mount(8) of an NFS share that does not answer retries for minutes: bounded.
-    pool.run_within(
-        t,
+    steps.push(Step::new(
         "mount and check the backup share",
-        &script,
+        script,
         std::time::Duration::from_secs(300),
-    )
-    .await?;
+    ));
+    pool.run_steps(t, &steps).await?.all()?;
     Ok(())
+}
+
+/// The host's facts and how it differs from `spec` (empty when prepared), read in one SSH
+/// round trip. The drift is its own result: a drift check that fails still gives the facts.
+pub async fn inspect(
+    pool: &SshPool,
+    t: &Target,
+    spec: &HostSpec,
+) -> Result<(HostFacts, Result<Vec<String>, HostError>), HostError> {
+    let steps = [
+        Step::new("read host facts", FACTS_SCRIPT, crate::k3s::ops::READ_STEP),
+        // Every probe in the script is bounded; the step limit covers package and module checks.
+        Step::new(
+            "check host preparation",
+            drift_script(spec),
+            std::time::Duration::from_secs(120),
+        ),
+    ];
+    let out = pool.run_steps(t, &steps).await?;
+    let Some(facts_out) = out.outputs.first() else {
+        return Err(out.failure.map(HostError::from).unwrap_or_else(|| {
+            HostError::from(SshError::Broken {
+                host: t.to_string(),
+                step: "read host facts".into(),
+                reason: "no output".into(),
+            })
+        }));
+    };
+    let facts = parse_facts(&t.to_string(), facts_out)?;
+    let drift = match (out.failure, out.outputs.get(1)) {
+        (Some(e), _) => Err(HostError::from(e)),
+        (None, Some(d)) => Ok(d
+            .lines()
+            .filter_map(|l| l.strip_prefix("drift: "))
+            .map(str::to_string)
+            .collect()),
+        (None, None) => Ok(vec![]),
+    };
+    Ok((facts, drift))
 }
 
 /// Undo what [`prepare`] configured (packages stay: other software may use them).
@@ -554,6 +562,25 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("sysctl kernel.ostype"), "{text}");
+    }
+
+    /// All packages are checked with one dpkg-query; a name that is the tail of an installed
+    /// package's name ("c6" of "libc6") is not mistaken for it.
+    #[test]
+    fn one_package_query_matches_whole_names_only() {
+        let mut spec = spec();
+        spec.packages = vec!["libc6".into(), "c6".into()];
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(drift_script(&spec))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("drift: package c6 is not installed"),
+            "{text}"
+        );
+        assert!(!text.contains("package libc6"), "{text}");
     }
 
     /// A backup mount that blocks (a hard NFS mount whose server is gone) is reported, not

@@ -222,6 +222,78 @@ pub struct ClockReading {
     pub uncertainty: f64,
 }
 
+/// One step of [`SshPool::run_steps`]: its name (in errors), its script (run with `sh -c`, as
+/// root) and its limit.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub script: String,
+    pub limit: Duration,
+}
+
+impl Step {
+    pub fn new(name: impl Into<String>, script: impl Into<String>, limit: Duration) -> Self {
+        Self {
+            name: name.into(),
+            script: script.into(),
+            limit,
+        }
+    }
+}
+
+/// What [`SshPool::run_steps`] brought back: the stdout of each step that succeeded, in order,
+/// and the failure of the step that stopped the run (`None`: every step succeeded).
+#[derive(Debug)]
+pub struct StepsOutput {
+    pub outputs: Vec<String>,
+    pub failure: Option<SshError>,
+}
+
+impl StepsOutput {
+    /// Every step's stdout, or the failure.
+    pub fn all(self) -> Result<Vec<String>, SshError> {
+        match self.failure {
+            Some(e) => Err(e),
+            None => Ok(self.outputs),
+        }
+    }
+}
+
+/// Start of the marker line [`SshPool::run_steps`] prints before each step.
+const STEP_MARK: &str = "ffe-step-marker:";
+
+/// The one script [`SshPool::run_steps`] runs: each step under its own `timeout`, preceded by
+/// its marker on stdout and stderr, the first failure ending the script with its exit code.
+fn steps_script(steps: &[Step]) -> String {
+    let mut script = String::new();
+    for (i, st) in steps.iter().enumerate() {
+        // The marker starts a line of its own, also after output without a final newline.
+        script.push_str(&format!(
+            "printf '\\n{STEP_MARK}{i}\\n'; printf '\\n{STEP_MARK}{i}\\n' >&2; timeout -k {REMOTE_KILL_GRACE_SECS} {secs} sh -c {body} || exit $?\n",
+            secs = st.limit.as_secs().max(1),
+            body = quote(&st.script),
+        ));
+    }
+    script
+}
+
+/// One stream of [`steps_script`]'s output, cut at the markers: one entry per step that started.
+fn split_steps(text: &str) -> Vec<String> {
+    let mut parts: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if line
+            .strip_prefix(STEP_MARK)
+            .is_some_and(|n| n.parse::<usize>().is_ok())
+        {
+            parts.push(String::new());
+        } else if let Some(last) = parts.last_mut() {
+            last.push_str(line);
+            last.push('\n');
+        }
+    }
+    parts
+}
+
 /// Result of a remote command that is allowed to fail.
 #[derive(Debug, Clone)]
 pub struct RemoteOutput {
@@ -508,17 +580,16 @@ impl SshPool {
                             .write_all(b)
                             .await
                             .map_err(|e| format!("writing to remote stdin: {e}")),
-                        StdinSource::File(path) => {
-                            let mut f = tokio::fs::File::open(path).await.map_err(|e| {
-                                SshError::LocalFile {
-                                    path: path.display().to_string(),
-                                    reason: e.to_string(),
+                        StdinSource::File(path) => copy_file_to(path, &mut w).await?,
+                        StdinSource::Files(paths) => {
+                            let mut copied = Ok(());
+                            for path in paths {
+                                copied = copy_file_to(path, &mut w).await?;
+                                if copied.is_err() {
+                                    break;
                                 }
-                            })?;
-                            tokio::io::copy(&mut f, &mut w)
-                                .await
-                                .map(|_| ())
-                                .map_err(|e| format!("uploading {}: {e}", path.display()))
+                            }
+                            copied
                         }
                     };
                     let closed = w
@@ -767,6 +838,65 @@ impl SshPool {
         Ok(out.stdout)
     }
 
+    /// Run `steps` in order in one SSH round trip (one remote session instead of one each), each
+    /// as its own `sh -c` under its own limit, stopping at the first that fails. Each step's
+    /// stdout comes back separately; a failure is reported as the failing step's own
+    /// [`SshError::Failed`] (its name, exit code and stderr), with the output of the steps
+    /// before it. Connection problems are the `Err`.
+    pub async fn run_steps(&self, t: &Target, steps: &[Step]) -> Result<StepsOutput, SshError> {
+        let total: Duration = steps.iter().map(|s| s.limit).sum();
+        let name = steps
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let out = self
+            .run_status_within(
+                t,
+                &name,
+                &steps_script(steps),
+                None,
+                total + Duration::from_secs(5),
+            )
+            .await?;
+        let mut outputs = split_steps(&out.stdout);
+        let errors = split_steps(&out.stderr);
+        let failure = (out.code != 0).then(|| {
+            // The step that was running is the last one that printed its marker.
+            let at = outputs.len().saturating_sub(1);
+            let step = steps.get(at).map(|s| s.name.clone()).unwrap_or(name);
+            if let (124 | 137, Some(st)) = (out.code, steps.get(at)) {
+                return Some(SshError::Timeout {
+                    host: t.to_string(),
+                    step,
+                    secs: st.limit.as_secs(),
+                });
+            }
+            let stderr = errors.get(at).cloned().unwrap_or_default();
+            self.check_exit(
+                t,
+                &step,
+                RemoteOutput {
+                    code: out.code,
+                    stdout: String::new(),
+                    stderr,
+                },
+            )
+            .err()
+        });
+        if let Some(Some(e)) = failure {
+            outputs.pop();
+            return Ok(StepsOutput {
+                outputs,
+                failure: Some(e),
+            });
+        }
+        Ok(StepsOutput {
+            outputs,
+            failure: None,
+        })
+    }
+
     /// Write `data` to `path` atomically (temp file + rename) with `mode`, creating parent dirs.
     pub async fn write_file(
         &self,
@@ -778,19 +908,38 @@ impl SshPool {
     ) -> Result<(), SshError> {
         let len = match data {
             StdinSource::Bytes(b) => b.len() as u64,
-            StdinSource::File(p) => tokio::fs::metadata(p)
-                .await
-                .map_err(|e| SshError::LocalFile {
-                    path: p.display().to_string(),
-                    reason: e.to_string(),
-                })?
-                .len(),
+            StdinSource::File(p) => local_len(p).await?,
+            StdinSource::Files(ps) => {
+                let mut sum = 0;
+                for p in ps {
+                    sum += local_len(p).await?;
+                }
+                sum
+            }
         };
         let script = atomic_write_script(path, mode, len);
         self.run_input(t, step, &script, Some(data))
             .await
             .map(|_| ())
     }
+}
+
+/// Shell that writes `content` (held in the script itself: small files only) to `path`
+/// atomically with `mode`, like [`atomic_write_script`] does with stdin.
+pub fn atomic_write_inline_script(path: &str, mode: u32, content: &str) -> String {
+    let dir = Path::new(path)
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "/".into());
+    let tmp = format!("{path}.ffe-tmp");
+    format!(
+        "set -e; umask 077; mkdir -p {dir}; printf '%s' {content} > {tmp}; \
+         chmod {mode:o} {tmp}; sync {tmp}; mv -f {tmp} {path}; sync {dir}",
+        dir = quote(&dir),
+        tmp = quote(&tmp),
+        path = quote(path),
+        content = quote(content),
+    )
 }
 
 /// Shell that writes stdin to `path` atomically with `mode`. The file is put in place only if
@@ -816,6 +965,37 @@ pub fn atomic_write_script(path: &str, mode: u32, len: u64) -> String {
 pub enum StdinSource<'a> {
     Bytes(&'a [u8]),
     File(&'a Path),
+    /// The files one after the other (the remote side splits them by length).
+    Files(&'a [&'a Path]),
+}
+
+/// The size of a local file.
+pub async fn local_len(path: &Path) -> Result<u64, SshError> {
+    Ok(tokio::fs::metadata(path)
+        .await
+        .map_err(|e| SshError::LocalFile {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?
+        .len())
+}
+
+/// Copy a local file into a remote command's stdin. A local file that cannot be opened is the
+/// error; a failed write (the remote side stopped reading) is the inner one.
+async fn copy_file_to(
+    path: &Path,
+    w: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> Result<Result<(), String>, SshError> {
+    let mut f = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| SshError::LocalFile {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    Ok(tokio::io::copy(&mut f, w)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("uploading {}: {e}", path.display())))
 }
 
 /// The last `n` non-empty lines of `s`, for error messages.
@@ -833,6 +1013,65 @@ pub fn tail(s: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run_sh(script: &str) -> std::process::Output {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .expect("sh")
+    }
+
+    #[test]
+    fn steps_script_splits_output_per_step_and_stops_at_the_first_failure() {
+        let limit = Duration::from_secs(10);
+        let steps = [
+            Step::new("first", "printf 'no newline'", limit),
+            Step::new("second", "echo 'it'\\''s quoted'; echo warn >&2", limit),
+            Step::new("third", "echo partial; echo broken >&2; exit 7", limit),
+            Step::new("never", "echo must-not-run", limit),
+        ];
+        let out = run_sh(&steps_script(&steps));
+        assert_eq!(out.status.code(), Some(7));
+        let stdout = split_steps(&String::from_utf8_lossy(&out.stdout));
+        let stderr = split_steps(&String::from_utf8_lossy(&out.stderr));
+        assert_eq!(stdout.len(), 3, "{stdout:?}");
+        assert_eq!(stdout[0].trim(), "no newline");
+        assert_eq!(stdout[1].trim(), "it's quoted");
+        assert_eq!(stdout[2].trim(), "partial");
+        assert_eq!(stderr[1].trim(), "warn");
+        assert_eq!(stderr[2].trim(), "broken");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("must-not-run"));
+    }
+
+    #[test]
+    fn steps_script_bounds_each_step_with_its_own_limit() {
+        let steps = [
+            Step::new("quick", "true", Duration::from_secs(5)),
+            Step::new("slow", "sleep 30", Duration::from_secs(1)),
+        ];
+        let started = std::time::Instant::now();
+        let out = run_sh(&steps_script(&steps));
+        assert_eq!(out.status.code(), Some(124));
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn inline_write_puts_exactly_the_content_in_place_with_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub/file.conf");
+        let content = "a = 'b'\n$HOME `x`\n%s\n";
+        let out = run_sh(&atomic_write_inline_script(
+            &path.display().to_string(),
+            0o644,
+            content,
+        ));
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), content);
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+    }
     use std::process::Stdio;
 
     #[test]

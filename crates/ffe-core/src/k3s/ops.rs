@@ -30,6 +30,11 @@ pub const DRAIN_SECS: u64 = 300;
 /// Time for the installer itself (download or upload, unit files) on top of the ready timeout
 /// the k3s start may take.
 pub const INSTALLER_EXTRA: Duration = Duration::from_secs(300);
+/// Where air-gap files wait on a node, named by their sha256, from their upload until the
+/// node's own install step puts them in place: uploads run ahead, while earlier nodes install.
+pub const STAGE_DIR: &str = "/var/lib/rancher/ffe/staged";
+/// How many nodes receive air-gap files at the same time ahead of their install step.
+pub const STAGE_PARALLELISM: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
@@ -77,6 +82,27 @@ pub struct Executor<'a> {
     local_sha: tokio::sync::Mutex<BTreeMap<std::path::PathBuf, String>>,
     /// The server nodes join through, once one answered healthy in this apply.
     join_via: std::sync::Mutex<Option<Node>>,
+    /// Per node (by address and port): its air-gap files, staged once per apply.
+    staged: tokio::sync::Mutex<BTreeMap<String, std::sync::Arc<StagedCell>>>,
+}
+
+/// What [`Executor::stage`] left on a node: the files its install step still has to put in
+/// place (the others already have the wanted content).
+type StagedCell = tokio::sync::OnceCell<Vec<Placement>>;
+
+/// One air-gap file and where the node runs it from.
+struct Artifact<'p> {
+    local: &'p Path,
+    remote: String,
+    mode: u32,
+}
+
+/// A staged file to move into place at install time.
+#[derive(Debug, Clone)]
+struct Placement {
+    staged: String,
+    remote: String,
+    mode: u32,
 }
 
 impl<'a> Executor<'a> {
@@ -91,6 +117,7 @@ impl<'a> Executor<'a> {
             kubeconfig: Default::default(),
             local_sha: Default::default(),
             join_via: Default::default(),
+            staged: Default::default(),
         }
     }
 
@@ -140,7 +167,60 @@ impl<'a> Executor<'a> {
     }
 
     /// Run every stage in order. A failing stage stops the run after its in-flight siblings finish.
+    /// Meanwhile the air-gap files of the nodes the stages install are uploaded ahead (see
+    /// [`Self::prestage`]); the run does not wait for those uploads, each install step does.
     pub async fn run(&self, stages: &[Stage]) -> Result<(), OpsError> {
+        let run = std::pin::pin!(self.run_stages(stages));
+        let ahead = std::pin::pin!(self.prestage(stages));
+        match futures::future::select(run, ahead).await {
+            // Done (or failed): uploads still running for later nodes are dropped; a cut-off
+            // upload never lands (atomic write), and the next apply stages again.
+            futures::future::Either::Left((result, _)) => result,
+            futures::future::Either::Right(((), run)) => run.await,
+        }
+    }
+
+    /// Upload the air-gap files of every node that the stages install or upgrade, in stage
+    /// order, [`STAGE_PARALLELISM`] nodes at a time. Errors are left to the node's install step,
+    /// which stages again and reports them. A node that the stages also remove is not staged
+    /// ahead: its uninstall would delete the staged files.
+    async fn prestage(&self, stages: &[Stage]) {
+        let actions = stages.iter().flat_map(|s| match s {
+            Stage::Serial(a) => std::slice::from_ref(a),
+            Stage::Parallel { actions, .. } => actions.as_slice(),
+        });
+        let mut removed = Vec::new();
+        let mut installs: Vec<&Node> = Vec::new();
+        for a in actions {
+            match a {
+                Action::InitCluster(n)
+                | Action::InstallServer(n)
+                | Action::InstallAgent(n)
+                | Action::Upgrade(n, _) => {
+                    if !installs.iter().any(|m| stage_key(m) == stage_key(n)) {
+                        installs.push(n);
+                    }
+                }
+                Action::Remove(n, _) => removed.push(stage_key(n)),
+                Action::Reconfigure(..) | Action::FetchKubeconfig => {}
+            }
+        }
+        installs.retain(|n| !removed.contains(&stage_key(n)));
+        // Futures are built eagerly: a lazy closure here trips async_trait's Send check.
+        let futs: Vec<_> = installs.into_iter().map(|n| self.stage_ahead(n)).collect();
+        stream::iter(futs)
+            .buffer_unordered(STAGE_PARALLELISM)
+            .collect::<Vec<()>>()
+            .await;
+    }
+
+    async fn stage_ahead(&self, n: &Node) {
+        if let Err(e) = self.stage(n).await {
+            tracing::debug!(node = %n.target(), error = %e, "staging ahead failed; the install step tries again");
+        }
+    }
+
+    async fn run_stages(&self, stages: &[Stage]) -> Result<(), OpsError> {
         for stage in stages {
             match stage {
                 Stage::Serial(a) => self.act(a).await?,
@@ -309,49 +389,130 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
-    /// Upload `local` to `remote` unless the node already has identical content.
-    async fn upload_if_changed(
-        &self,
-        n: &Node,
-        local: &Path,
-        remote: &str,
-        mode: u32,
-    ) -> Result<(), OpsError> {
-        let local_sha = {
-            let mut cache = self.local_sha.lock().await;
-            match cache.get(local) {
-                Some(sha) => sha.clone(),
-                None => {
-                    let sha = file_sha256(local).await.map_err(|e| {
-                        OpsError::step(
-                            n,
-                            "read airgap file",
-                            format!("{}: {e}. Check the airgap_* paths", local.display()),
-                        )
-                    })?;
-                    cache.insert(local.to_path_buf(), sha.clone());
-                    sha
-                }
-            }
+    /// The air-gap files and where a node runs them from (none when installing online).
+    fn artifacts(&self) -> Vec<Artifact<'_>> {
+        let InstallSource::Airgap {
+            k3s_binary,
+            images,
+            installer,
+        } = &self.spec.install
+        else {
+            return vec![];
         };
-        let probe = format!("sha256sum {} 2>/dev/null | cut -d' ' -f1", quote(remote));
-        let remote_sha = self
-            .pool
-            .run(&n.target(), "checksum airgap file", &probe)
-            .await?;
-        if remote_sha.trim() == local_sha {
-            return Ok(());
+        let mut list = vec![Artifact {
+            local: k3s_binary,
+            remote: "/usr/local/bin/k3s".into(),
+            mode: 0o755,
+        }];
+        if let Some(img) = images {
+            let name = img
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "k3s-airgap-images.tar".into());
+            list.push(Artifact {
+                local: img,
+                remote: format!("/var/lib/rancher/k3s/agent/images/{name}"),
+                mode: 0o644,
+            });
         }
-        self.pool
-            .write_file(
+        list.push(Artifact {
+            local: installer,
+            remote: format!("{NODE_WORK_DIR}/install.sh"),
+            mode: 0o755,
+        });
+        list
+    }
+
+    /// sha256 of a local air-gap file, computed once per apply.
+    async fn local_sha(&self, n: &Node, local: &Path) -> Result<String, OpsError> {
+        let mut cache = self.local_sha.lock().await;
+        if let Some(sha) = cache.get(local) {
+            return Ok(sha.clone());
+        }
+        let sha = file_sha256(local).await.map_err(|e| {
+            OpsError::step(
+                n,
+                "read airgap file",
+                format!("{}: {e}. Check the airgap_* paths", local.display()),
+            )
+        })?;
+        cache.insert(local.to_path_buf(), sha.clone());
+        Ok(sha)
+    }
+
+    /// Make sure each air-gap file is on `n`, in place already or staged under [`STAGE_DIR`]:
+    /// one round trip compares the node's copies with the local files, then each file that is
+    /// in neither place is uploaded (atomically: a cut-off upload leaves nothing). Once per node
+    /// and apply; what is left to put in place is returned by [`Self::placements`].
+    async fn stage(&self, n: &Node) -> Result<Vec<Placement>, OpsError> {
+        let cell = {
+            let mut map = self.staged.lock().await;
+            map.entry(stage_key(n)).or_default().clone()
+        };
+        cell.get_or_try_init(|| self.stage_now(n)).await.cloned()
+    }
+
+    async fn stage_now(&self, n: &Node) -> Result<Vec<Placement>, OpsError> {
+        let artifacts = self.artifacts();
+        if artifacts.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut shas = Vec::with_capacity(artifacts.len());
+        for a in &artifacts {
+            shas.push(self.local_sha(n, a.local).await?);
+        }
+        let pairs: Vec<(String, String)> = artifacts
+            .iter()
+            .zip(&shas)
+            .map(|(a, sha)| (a.remote.clone(), format!("{STAGE_DIR}/{sha}")))
+            .collect();
+        let out = self
+            .pool
+            .run_within(
                 &n.target(),
-                &format!("upload {remote}"),
-                remote,
-                mode,
-                StdinSource::File(local),
+                "compare airgap files",
+                &stage_probe_script(&pairs),
+                READ_STEP,
             )
             .await?;
-        Ok(())
+        let found = probe_hashes(&out);
+        let mut placements = vec![];
+        let mut uploads: Vec<(&Path, u64, &str)> = vec![];
+        for ((a, sha), (_, staged_path)) in artifacts.iter().zip(&shas).zip(&pairs) {
+            let in_place = found.get(a.remote.as_str()) == Some(&sha.as_str());
+            let staged = found.get(staged_path.as_str()) == Some(&sha.as_str());
+            if in_place {
+                continue;
+            }
+            if !staged && !uploads.iter().any(|(_, _, s)| s == sha) {
+                let len = crate::ssh::local_len(a.local).await?;
+                uploads.push((a.local, len, sha));
+            }
+            placements.push(Placement {
+                staged: format!("{STAGE_DIR}/{sha}"),
+                remote: a.remote.clone(),
+                mode: a.mode,
+            });
+        }
+        if !uploads.is_empty() {
+            let files: Vec<&Path> = uploads.iter().map(|(p, _, _)| *p).collect();
+            let parts: Vec<(u64, &str)> =
+                uploads.iter().map(|(_, len, sha)| (*len, *sha)).collect();
+            let names: Vec<String> = artifacts
+                .iter()
+                .filter(|a| files.contains(&a.local))
+                .map(|a| a.remote.clone())
+                .collect();
+            self.pool
+                .run_input(
+                    &n.target(),
+                    &format!("upload {}", names.join(", ")),
+                    &stage_upload_script(STAGE_DIR, &parts),
+                    Some(StdinSource::Files(&files)),
+                )
+                .await?;
+        }
+        Ok(placements)
     }
 
     fn install_env(&self, role: Role, start: bool) -> String {
@@ -383,25 +544,12 @@ impl<'a> Executor<'a> {
                 url = quote(installer_url),
                 dir = NODE_WORK_DIR,
             ),
-            InstallSource::Airgap {
-                k3s_binary,
-                images,
-                installer,
-            } => {
-                self.upload_if_changed(n, k3s_binary, "/usr/local/bin/k3s", 0o755)
-                    .await?;
-                if let Some(img) = images {
-                    let name = img
-                        .file_name()
-                        .map(|f| f.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| "k3s-airgap-images.tar".into());
-                    let remote = format!("/var/lib/rancher/k3s/agent/images/{name}");
-                    self.upload_if_changed(n, img, &remote, 0o644).await?;
-                }
-                let remote_installer = format!("{NODE_WORK_DIR}/install.sh");
-                self.upload_if_changed(n, installer, &remote_installer, 0o755)
-                    .await?;
-                format!("set -e; INSTALL_K3S_SKIP_DOWNLOAD=true {env} {remote_installer}")
+            InstallSource::Airgap { .. } => {
+                let placements = self.stage(n).await?;
+                format!(
+                    "set -e; {}INSTALL_K3S_SKIP_DOWNLOAD=true {env} {NODE_WORK_DIR}/install.sh",
+                    place_script(&placements)
+                )
             }
         };
         let step = format!("install k3s {}", role.unit());
@@ -1048,6 +1196,87 @@ fn collect_errors(results: Vec<Result<(), OpsError>>) -> Result<(), OpsError> {
     }
 }
 
+/// Staging is per host: a replacement host under an old node name is another host.
+fn stage_key(n: &Node) -> String {
+    format!("{}:{}", n.address, n.ssh_port.unwrap_or(0))
+}
+
+/// One `sha256sum` over every installed and staged path (missing files print nothing), read by
+/// [`probe_hashes`]. Staged files no longer wanted (an earlier apply's, cut-off uploads) are
+/// deleted.
+fn stage_probe_script(pairs: &[(String, String)]) -> String {
+    let paths: Vec<String> = pairs
+        .iter()
+        .flat_map(|(remote, staged)| [quote(remote), quote(staged)])
+        .collect();
+    let keep: Vec<String> = pairs
+        .iter()
+        .filter_map(|(_, st)| st.rsplit('/').next())
+        .map(|name| format!("! -name {}", quote(name)))
+        .collect();
+    format!(
+        "umask 077; mkdir -p {STAGE_DIR}; find {STAGE_DIR} -mindepth 1 -maxdepth 1 {} -exec rm -rf {{}} +; sha256sum {} 2>/dev/null; true",
+        keep.join(" "),
+        paths.join(" ")
+    )
+}
+
+/// `sha256sum` output as path -> hash.
+fn probe_hashes(out: &str) -> BTreeMap<&str, &str> {
+    out.lines()
+        .filter_map(|l| l.split_once("  "))
+        .map(|(sha, path)| (path, sha))
+        .collect()
+}
+
+/// Shell that splits stdin into the files of `parts` (length, sha256; sent in that order) under
+/// `dir`, each named by its sha256 and kept only when exactly its length arrived (SSH already
+/// protects the bytes): a cut-off upload leaves nothing staged.
+fn stage_upload_script(dir: &str, parts: &[(u64, &str)]) -> String {
+    let mut script = format!("set -e; umask 077; cd {}; ", quote(dir));
+    for (len, sha) in parts {
+        // GNU head -c reads no further than the count, so each file ends where the next begins.
+        script.push_str(&format!(
+            "head -c {len} > {sha}.ffe-tmp; got=$(wc -c < {sha}.ffe-tmp); \
+             if [ \"$got\" -ne {len} ]; then rm -f {sha}.ffe-tmp; echo \"an upload arrived short ($got of {len} bytes); apply again\" >&2; exit 1; fi; \
+             mv -f {sha}.ffe-tmp {sha}; "
+        ));
+    }
+    script
+}
+
+/// Shell that moves each staged file into place (the same rename as an upload's: the running
+/// binary is replaced only by a complete file). A staged file that vanished since it was
+/// uploaded (removed by hand during the apply) fails the step with the way out.
+fn place_script(placements: &[Placement]) -> String {
+    placements
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            // Two files with the same content share one staged copy: copied until its last use.
+            let take = if placements[i + 1..].iter().any(|q| q.staged == p.staged) {
+                "cp"
+            } else {
+                "mv"
+            };
+            let tmp = format!("{}.ffe-tmp", p.remote);
+            let dir = Path::new(&p.remote)
+                .parent()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|| "/".into());
+            format!(
+                "if [ ! -f {s} ]; then echo \"staged copy {s} of {r} vanished during the apply; apply again (it is uploaded again)\" >&2; exit 1; fi; \
+                 mkdir -p {d}; rm -f {t}; {take} {s} {t}; chmod {m:o} {t}; sync {t}; mv -f {t} {r}; sync {d}; ",
+                s = quote(&p.staged),
+                r = quote(&p.remote),
+                t = quote(&tmp),
+                d = quote(&dir),
+                m = p.mode,
+            )
+        })
+        .collect()
+}
+
 /// sha256 of a local file, streamed (image tarballs are hundreds of MB).
 async fn file_sha256(path: &Path) -> std::io::Result<String> {
     use sha2::{Digest, Sha256};
@@ -1374,6 +1603,117 @@ pub async fn read_ca_hash(pool: &SshPool, server: &Node) -> Result<Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sh(script: &str, stdin: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin)
+            .expect("write");
+        child.wait_with_output().expect("wait")
+    }
+
+    fn sha_hex(b: &[u8]) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(b))
+    }
+
+    #[test]
+    fn the_probe_reads_each_path_hash_and_misses_absent_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("k3s"), dir.path().join("with space.tar"));
+        std::fs::write(&a, b"k3s").expect("write");
+        std::fs::write(&b, b"images").expect("write");
+        let missing = dir.path().join("absent");
+        let out = sh(
+            &format!(
+                "sha256sum {} {} {} 2>/dev/null; true",
+                quote(&a.display().to_string()),
+                quote(&missing.display().to_string()),
+                quote(&b.display().to_string())
+            ),
+            b"",
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let found = probe_hashes(&text);
+        assert_eq!(
+            found.get(a.to_str().expect("utf-8")),
+            Some(&sha_hex(b"k3s").as_str())
+        );
+        assert_eq!(
+            found.get(b.to_str().expect("utf-8")),
+            Some(&sha_hex(b"images").as_str())
+        );
+        assert_eq!(found.get(missing.to_str().expect("utf-8")), None);
+    }
+
+    #[test]
+    fn one_upload_stages_several_files_by_hash_and_refuses_a_short_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().display().to_string();
+        let (a, b) = (vec![7u8; 300_000], b"#!/bin/sh\necho install\n".to_vec());
+        let (sa, sb) = (sha_hex(&a), sha_hex(&b));
+        let parts = [(a.len() as u64, sa.as_str()), (b.len() as u64, sb.as_str())];
+        let stream = [a.clone(), b.clone()].concat();
+        let out = sh(&stage_upload_script(&d, &parts), &stream);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(std::fs::read(dir.path().join(&sa)).expect("a"), a);
+        assert_eq!(std::fs::read(dir.path().join(&sb)).expect("b"), b);
+        let fresh = tempfile::tempdir().expect("tempdir");
+        // Cut short in the second file: the first, complete, stays staged (the next
+        // apply uses it); nothing of the second does.
+        let out = sh(
+            &stage_upload_script(&fresh.path().display().to_string(), &parts),
+            &stream[..stream.len() - 1],
+        );
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("arrived short"));
+        let left: Vec<String> = std::fs::read_dir(fresh.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, vec![sa.clone()]);
+    }
+
+    #[test]
+    fn placing_moves_staged_files_into_place_with_their_modes_also_when_two_share_content() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let staged = dir.path().join("staged/abc");
+        std::fs::create_dir_all(staged.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&staged, b"binary").expect("write");
+        let place = |remote: &str, mode| Placement {
+            staged: staged.display().to_string(),
+            remote: dir.path().join(remote).display().to_string(),
+            mode,
+        };
+        let out = sh(
+            &place_script(&[place("bin/k3s", 0o755), place("work/install.sh", 0o700)]),
+            b"",
+        );
+        assert!(out.status.success(), "{out:?}");
+        for (f, mode) in [("bin/k3s", 0o755), ("work/install.sh", 0o700)] {
+            let p = dir.path().join(f);
+            assert_eq!(std::fs::read(&p).expect("placed"), b"binary");
+            let m = std::fs::metadata(&p).expect("stat").permissions().mode();
+            assert_eq!(m & 0o777, mode, "{f}");
+        }
+        assert!(!staged.exists(), "the staged copy is moved at its last use");
+        // Run again: the staged copy is gone, and the step says so instead of installing.
+        let out = sh(&place_script(&[place("bin/k3s", 0o755)]), b"");
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("vanished during the apply"));
+    }
 
     #[test]
     fn live_facts_parse() {

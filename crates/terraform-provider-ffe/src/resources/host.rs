@@ -102,8 +102,8 @@ impl HostResource {
             diags.root_error(format!("preparing {t} failed"), e.to_string());
             return None;
         }
-        let facts = match host::facts(&pool, &t).await {
-            Ok(f) => f,
+        let (facts, drift) = match host::inspect(&pool, &t, &spec).await {
+            Ok(read) => read,
             Err(e) => {
                 diags.root_error(format!("reading facts of {t} failed"), e.to_string());
                 return None;
@@ -112,7 +112,7 @@ impl HostResource {
         if let Some(w) = facts.os_warning() {
             diags.root_warning(format!("{t}: unsupported OS"), w);
         }
-        match host::drift(&pool, &t, &spec).await {
+        match drift {
             Ok(d) if d.is_empty() => {}
             Ok(d) => {
                 diags.root_error(
@@ -246,16 +246,19 @@ impl Resource for HostResource {
         let pool = self.ctx.pool(diags)?;
         let t = state.target();
         let spec = state.spec();
-        match host::facts(&pool, &t).await {
-            Ok(f) => state.set_facts(&f),
+        let drift = match host::inspect(&pool, &t, &spec).await {
+            Ok((f, drift)) => {
+                state.set_facts(&f);
+                drift
+            }
             Err(e) => {
                 // A vanished host is a diff (drift), not a failed refresh.
                 diags.root_warning(format!("{t} is unreachable"), e.to_string());
                 state.drift = to_list(vec![format!("host unreachable: {e}")]);
                 return Some((state, private));
             }
-        }
-        match host::drift(&pool, &t, &spec).await {
+        };
+        match drift {
             Ok(d) => state.drift = to_list(d),
             Err(e) => {
                 diags.root_warning(format!("{t}: drift check failed"), e.to_string());
