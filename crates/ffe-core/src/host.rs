@@ -399,7 +399,11 @@ pub async fn inspect(
             .filter_map(|l| l.strip_prefix("drift: "))
             .map(str::to_string)
             .collect()),
-        (None, None) => Ok(vec![]),
+        (None, None) => Err(HostError::from(SshError::Broken {
+            host: t.to_string(),
+            step: "check host preparation".into(),
+            reason: "the drift check printed nothing".into(),
+        })),
     };
     Ok((facts, drift))
 }

@@ -203,6 +203,16 @@ pub enum SshError {
 }
 
 impl SshError {
+    /// The step the error happened in, when it names one.
+    pub fn step(&self) -> Option<&str> {
+        match self {
+            SshError::Timeout { step, .. }
+            | SshError::Failed { step, .. }
+            | SshError::Broken { step, .. } => Some(step),
+            _ => None,
+        }
+    }
+
     /// True when the host could not be reached over the network (down, no route, connection
     /// lost). A refused key, a wrong host key or a closed port are not: those need a fix.
     pub fn is_unreachable(&self) -> bool {
@@ -844,7 +854,23 @@ impl SshPool {
     /// [`SshError::Failed`] (its name, exit code and stderr), with the output of the steps
     /// before it. Connection problems are the `Err`.
     pub async fn run_steps(&self, t: &Target, steps: &[Step]) -> Result<StepsOutput, SshError> {
-        let total: Duration = steps.iter().map(|s| s.limit).sum();
+        self.run_steps_input(t, steps, None).await
+    }
+
+    /// Like [`run_steps`](Self::run_steps), with `stdin` for the steps (the first that reads it
+    /// gets it).
+    pub async fn run_steps_input(
+        &self,
+        t: &Target,
+        steps: &[Step],
+        stdin: Option<StdinSource<'_>>,
+    ) -> Result<StepsOutput, SshError> {
+        // Each step may run its limit plus the kill grace on the node; the whole session a
+        // little longer, so a step's own limit always fires first.
+        let total: Duration = steps
+            .iter()
+            .map(|s| s.limit + Duration::from_secs(REMOTE_KILL_GRACE_SECS))
+            .sum();
         let name = steps
             .iter()
             .map(|s| s.name.as_str())
@@ -855,17 +881,27 @@ impl SshPool {
                 t,
                 &name,
                 &steps_script(steps),
-                None,
+                stdin,
                 total + Duration::from_secs(5),
             )
             .await?;
         let mut outputs = split_steps(&out.stdout);
         let errors = split_steps(&out.stderr);
+        if out.code != 0 && errors.is_empty() {
+            // Nothing ran (sudo refused, `timeout` missing): the whole stderr says why, under the
+            // session's name; check_exit adds the sudo hint.
+            return Ok(StepsOutput {
+                outputs: vec![],
+                failure: self.check_exit(t, &name, out).err(),
+            });
+        }
         let failure = (out.code != 0).then(|| {
             // The step that was running is the last one that printed its marker.
             let at = outputs.len().saturating_sub(1);
             let step = steps.get(at).map(|s| s.name.clone()).unwrap_or(name);
-            if let (124 | 137, Some(st)) = (out.code, steps.get(at)) {
+            // `timeout` exits 124 when it stopped the step at its limit (137, a kill, may also
+            // be the OOM killer: reported as a failure with its code).
+            if let (124, Some(st)) = (out.code, steps.get(at)) {
                 return Some(SshError::Timeout {
                     host: t.to_string(),
                     step,

@@ -12,7 +12,7 @@ use super::model::{ClusterSpec, InstallSource, Node, Role, VersionSpec};
 use super::planner::{Action, LiveCluster, LiveNode, Stage};
 use super::token::{self, JoinSecrets};
 use crate::shell::quote;
-use crate::ssh::{SshError, SshPool, StdinSource, Target};
+use crate::ssh::{atomic_write_script, SshError, SshPool, StdinSource, Step, Target};
 
 /// Where the provider keeps files it uploads to a node (installer, staged artifacts).
 pub const NODE_WORK_DIR: &str = "/var/lib/rancher/ffe";
@@ -84,6 +84,8 @@ pub struct Executor<'a> {
     join_via: std::sync::Mutex<Option<Node>>,
     /// Per node (by address and port): its air-gap files, staged once per apply.
     staged: tokio::sync::Mutex<BTreeMap<String, std::sync::Arc<StagedCell>>>,
+    /// Nodes whose install step took their staged files: not staged ahead again.
+    placed: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// What [`Executor::stage`] left on a node: the files its install step still has to put in
@@ -118,6 +120,7 @@ impl<'a> Executor<'a> {
             local_sha: Default::default(),
             join_via: Default::default(),
             staged: Default::default(),
+            placed: Default::default(),
         }
     }
 
@@ -197,15 +200,18 @@ impl<'a> Executor<'a> {
                 | Action::InstallServer(n)
                 | Action::InstallAgent(n)
                 | Action::Upgrade(n, _) => {
-                    if !installs.iter().any(|m| stage_key(m) == stage_key(n)) {
+                    if !installs
+                        .iter()
+                        .any(|m| self.stage_key(m) == self.stage_key(n))
+                    {
                         installs.push(n);
                     }
                 }
-                Action::Remove(n, _) => removed.push(stage_key(n)),
+                Action::Remove(n, _) => removed.push(self.stage_key(n)),
                 Action::Reconfigure(..) | Action::FetchKubeconfig => {}
             }
         }
-        installs.retain(|n| !removed.contains(&stage_key(n)));
+        installs.retain(|n| !removed.contains(&self.stage_key(n)));
         // Futures are built eagerly: a lazy closure here trips async_trait's Send check.
         let futs: Vec<_> = installs.into_iter().map(|n| self.stage_ahead(n)).collect();
         stream::iter(futs)
@@ -215,6 +221,10 @@ impl<'a> Executor<'a> {
     }
 
     async fn stage_ahead(&self, n: &Node) {
+        let key = self.stage_key(n);
+        if self.placed.lock().is_ok_and(|p| p.contains(&key)) {
+            return;
+        }
         if let Err(e) = self.stage(n).await {
             tracing::debug!(node = %n.target(), error = %e, "staging ahead failed; the install step tries again");
         }
@@ -342,13 +352,15 @@ impl<'a> Executor<'a> {
         }
     }
 
-    async fn write_config(
+    /// The steps that give `n` its config (on a server, first its etcd snapshot directory) and
+    /// the config text they read from stdin (it holds the join token: never on a command line).
+    async fn config_steps(
         &self,
         n: &Node,
         role: Role,
         join: &Join,
         via: Option<&Node>,
-    ) -> Result<(), OpsError> {
+    ) -> Result<(Vec<Step>, String), OpsError> {
         if let (Some(v), None) = (via, &self.secrets().ca_hash) {
             // State from before the CA hash was kept: learn it from the server joined through.
             self.learn_ca_hash(v).await?;
@@ -364,28 +376,41 @@ impl<'a> Executor<'a> {
                 ));
             }
         }
+        let mut steps = Vec::new();
         if role == Role::Server {
             // Before k3s reads the config: it refuses to snapshot into a directory it must create.
             let dir = config::snapshot_dir(self.spec, n);
-            self.pool
-                .run_within(
-                    &n.target(),
-                    "create the etcd snapshot directory",
-                    &format!("mkdir -p -m 0700 {}", crate::shell::quote(&dir)),
-                    READ_STEP,
-                )
-                .await?;
+            steps.push(Step::new(
+                "create the etcd snapshot directory",
+                format!("mkdir -p -m 0700 {}", crate::shell::quote(&dir)),
+                READ_STEP,
+            ));
         }
         let text = config::render(self.spec, n, role, &secrets, join);
+        steps.push(Step::new(
+            "write /etc/rancher/k3s/config.yaml",
+            atomic_write_script(CONFIG_PATH, 0o600, text.len() as u64),
+            READ_STEP,
+        ));
+        Ok((steps, text))
+    }
+
+    async fn write_config(
+        &self,
+        n: &Node,
+        role: Role,
+        join: &Join,
+        via: Option<&Node>,
+    ) -> Result<(), OpsError> {
+        let (steps, text) = self.config_steps(n, role, join, via).await?;
         self.pool
-            .write_file(
+            .run_steps_input(
                 &n.target(),
-                "write /etc/rancher/k3s/config.yaml",
-                CONFIG_PATH,
-                0o600,
-                StdinSource::Bytes(text.as_bytes()),
+                &steps,
+                Some(StdinSource::Bytes(text.as_bytes())),
             )
-            .await?;
+            .await?
+            .all()?;
         Ok(())
     }
 
@@ -423,6 +448,10 @@ impl<'a> Executor<'a> {
         list
     }
 
+    fn stage_key(&self, n: &Node) -> String {
+        stage_key(n, self.pool.settings().port)
+    }
+
     /// sha256 of a local air-gap file, computed once per apply.
     async fn local_sha(&self, n: &Node, local: &Path) -> Result<String, OpsError> {
         let mut cache = self.local_sha.lock().await;
@@ -442,12 +471,12 @@ impl<'a> Executor<'a> {
 
     /// Make sure each air-gap file is on `n`, in place already or staged under [`STAGE_DIR`]:
     /// one round trip compares the node's copies with the local files, then each file that is
-    /// in neither place is uploaded (atomically: a cut-off upload leaves nothing). Once per node
-    /// and apply; what is left to put in place is returned by [`Self::placements`].
+    /// in neither place is uploaded in one stream (a cut-off upload leaves nothing). Once per
+    /// node and apply; returns what the install step still has to put in place.
     async fn stage(&self, n: &Node) -> Result<Vec<Placement>, OpsError> {
         let cell = {
             let mut map = self.staged.lock().await;
-            map.entry(stage_key(n)).or_default().clone()
+            map.entry(self.stage_key(n)).or_default().clone()
         };
         cell.get_or_try_init(|| self.stage_now(n)).await.cloned()
     }
@@ -472,21 +501,22 @@ impl<'a> Executor<'a> {
                 &n.target(),
                 "compare airgap files",
                 &stage_probe_script(&pairs),
-                READ_STEP,
+                // Hashes the installed and any staged copy: GBs on a busy node.
+                self.pool.settings().command_timeout,
             )
             .await?;
         let found = probe_hashes(&out);
         let mut placements = vec![];
-        let mut uploads: Vec<(&Path, u64, &str)> = vec![];
+        let mut uploads: Vec<(&Path, u64, &str, &str)> = vec![];
         for ((a, sha), (_, staged_path)) in artifacts.iter().zip(&shas).zip(&pairs) {
             let in_place = found.get(a.remote.as_str()) == Some(&sha.as_str());
             let staged = found.get(staged_path.as_str()) == Some(&sha.as_str());
             if in_place {
                 continue;
             }
-            if !staged && !uploads.iter().any(|(_, _, s)| s == sha) {
+            if !staged && !uploads.iter().any(|(_, _, s, _)| s == sha) {
                 let len = crate::ssh::local_len(a.local).await?;
-                uploads.push((a.local, len, sha));
+                uploads.push((a.local, len, sha, a.remote.as_str()));
             }
             placements.push(Placement {
                 staged: format!("{STAGE_DIR}/{sha}"),
@@ -495,14 +525,12 @@ impl<'a> Executor<'a> {
             });
         }
         if !uploads.is_empty() {
-            let files: Vec<&Path> = uploads.iter().map(|(p, _, _)| *p).collect();
-            let parts: Vec<(u64, &str)> =
-                uploads.iter().map(|(_, len, sha)| (*len, *sha)).collect();
-            let names: Vec<String> = artifacts
+            let files: Vec<&Path> = uploads.iter().map(|(p, _, _, _)| *p).collect();
+            let parts: Vec<(u64, &str, &str)> = uploads
                 .iter()
-                .filter(|a| files.contains(&a.local))
-                .map(|a| a.remote.clone())
+                .map(|(_, len, sha, name)| (*len, *sha, *name))
                 .collect();
+            let names: Vec<&str> = uploads.iter().map(|(_, _, _, name)| *name).collect();
             self.pool
                 .run_input(
                     &n.target(),
@@ -536,7 +564,10 @@ impl<'a> Executor<'a> {
         format!("INSTALL_K3S_EXEC={exec} {version} {start}")
     }
 
-    async fn run_installer(&self, n: &Node, role: Role, start: bool) -> Result<(), OpsError> {
+    /// The install step: the air-gap files put in place (staged ahead, or now) and install.sh
+    /// run, bounded by the ready timeout: the installer (re)starts the unit and systemd waits for
+    /// k3s to report ready, and a node that cannot reach its join server retries for ever.
+    async fn installer_step(&self, n: &Node, role: Role, start: bool) -> Result<Step, OpsError> {
         let env = self.install_env(role, start);
         let script = match &self.spec.install {
             InstallSource::Online { installer_url } => format!(
@@ -546,26 +577,55 @@ impl<'a> Executor<'a> {
             ),
             InstallSource::Airgap { .. } => {
                 let placements = self.stage(n).await?;
+                // The install moves the staged files: another install of this host in the same
+                // apply must look again, and staging ahead leaves it alone.
+                let key = self.stage_key(n);
+                if let Ok(mut p) = self.placed.lock() {
+                    p.insert(key.clone());
+                }
+                self.staged.lock().await.remove(&key);
                 format!(
                     "set -e; {}INSTALL_K3S_SKIP_DOWNLOAD=true {env} {NODE_WORK_DIR}/install.sh",
                     place_script(&placements)
                 )
             }
         };
-        let step = format!("install k3s {}", role.unit());
-        // The installer (re)starts the unit and systemd waits for k3s to report ready: a node that
-        // cannot reach its join server retries for ever. Bounded here, on the node too.
-        let limit = self.ready_timeout + INSTALLER_EXTRA;
-        self.pool
-            .run_within(
+        Ok(Step::new(
+            format!("install k3s {}", role.unit()),
+            format!("mkdir -p {NODE_WORK_DIR}; {script}"),
+            self.ready_timeout + INSTALLER_EXTRA,
+        ))
+    }
+
+    /// Config, then install.sh (starting k3s or not), in one SSH round trip of named steps.
+    async fn configure_and_install(
+        &self,
+        n: &Node,
+        role: Role,
+        join: &Join,
+        via: Option<&Node>,
+        start: bool,
+    ) -> Result<(), OpsError> {
+        let (mut steps, text) = self.config_steps(n, role, join, via).await?;
+        let install = self.installer_step(n, role, start).await?;
+        let install_name = install.name.clone();
+        steps.push(install);
+        let out = self
+            .pool
+            .run_steps_input(
                 &n.target(),
-                &step,
-                &format!("mkdir -p {NODE_WORK_DIR}; {script}"),
-                limit,
+                &steps,
+                Some(StdinSource::Bytes(text.as_bytes())),
             )
             .await
-            .map_err(|e| not_started(n, role, &step, e))?;
-        Ok(())
+            .map_err(|e| not_started(n, role, &install_name, e))?;
+        match out.failure {
+            Some(e @ SshError::Timeout { .. }) if e.step() == Some(install_name.as_str()) => {
+                Err(not_started(n, role, &install_name, e))
+            }
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     async fn install(
@@ -575,16 +635,15 @@ impl<'a> Executor<'a> {
         join: &Join,
         via: Option<&Node>,
     ) -> Result<(), OpsError> {
-        self.write_config(n, role, join, via).await?;
-        self.run_installer(n, role, true).await?;
+        self.configure_and_install(n, role, join, via, true).await?;
         self.wait_ready(n, role).await
     }
 
     /// Install k3s as a server without starting it, its config joining as `join`: a new host
     /// made ready for [`super::restore::cluster_reset`].
     pub async fn install_stopped(&self, n: &Node, join: &Join) -> Result<(), OpsError> {
-        self.write_config(n, Role::Server, join, None).await?;
-        self.run_installer(n, Role::Server, false).await
+        self.configure_and_install(n, Role::Server, join, None, false)
+            .await
     }
 
     /// A server other than `n` that serves the API now: the first of `servers` (in order) whose
@@ -1197,8 +1256,8 @@ fn collect_errors(results: Vec<Result<(), OpsError>>) -> Result<(), OpsError> {
 }
 
 /// Staging is per host: a replacement host under an old node name is another host.
-fn stage_key(n: &Node) -> String {
-    format!("{}:{}", n.address, n.ssh_port.unwrap_or(0))
+fn stage_key(n: &Node, default_port: u16) -> String {
+    format!("{}:{}", n.address, n.ssh_port.unwrap_or(default_port))
 }
 
 /// One `sha256sum` over every installed and staged path (missing files print nothing), read by
@@ -1215,7 +1274,7 @@ fn stage_probe_script(pairs: &[(String, String)]) -> String {
         .map(|name| format!("! -name {}", quote(name)))
         .collect();
     format!(
-        "umask 077; mkdir -p {STAGE_DIR}; find {STAGE_DIR} -mindepth 1 -maxdepth 1 {} -exec rm -rf {{}} +; sha256sum {} 2>/dev/null; true",
+        "mkdir -p -m 0755 {NODE_WORK_DIR}; mkdir -p -m 0700 {STAGE_DIR}; find {STAGE_DIR} -mindepth 1 -maxdepth 1 {} -exec rm -rf {{}} +; sha256sum {} 2>/dev/null; true",
         keep.join(" "),
         paths.join(" ")
     )
@@ -1232,14 +1291,15 @@ fn probe_hashes(out: &str) -> BTreeMap<&str, &str> {
 /// Shell that splits stdin into the files of `parts` (length, sha256; sent in that order) under
 /// `dir`, each named by its sha256 and kept only when exactly its length arrived (SSH already
 /// protects the bytes): a cut-off upload leaves nothing staged.
-fn stage_upload_script(dir: &str, parts: &[(u64, &str)]) -> String {
+fn stage_upload_script(dir: &str, parts: &[(u64, &str, &str)]) -> String {
     let mut script = format!("set -e; umask 077; cd {}; ", quote(dir));
-    for (len, sha) in parts {
+    for (len, sha, name) in parts {
         // GNU head -c reads no further than the count, so each file ends where the next begins.
         script.push_str(&format!(
             "head -c {len} > {sha}.ffe-tmp; got=$(wc -c < {sha}.ffe-tmp); \
-             if [ \"$got\" -ne {len} ]; then rm -f {sha}.ffe-tmp; echo \"an upload arrived short ($got of {len} bytes); apply again\" >&2; exit 1; fi; \
-             mv -f {sha}.ffe-tmp {sha}; "
+             if [ \"$got\" -ne {len} ]; then rm -f {sha}.ffe-tmp; printf 'the upload of %s arrived short (%s of {len} bytes); apply again\\n' {name} \"$got\" >&2; exit 1; fi; \
+             mv -f {sha}.ffe-tmp {sha}; ",
+            name = quote(name),
         ));
     }
     script
@@ -1265,7 +1325,7 @@ fn place_script(placements: &[Placement]) -> String {
                 .map(|d| d.display().to_string())
                 .unwrap_or_else(|| "/".into());
             format!(
-                "if [ ! -f {s} ]; then echo \"staged copy {s} of {r} vanished during the apply; apply again (it is uploaded again)\" >&2; exit 1; fi; \
+                "if [ ! -f {s} ]; then printf 'staged copy %s of %s vanished during the apply; apply again (it is uploaded again)\\n' {s} {r} >&2; exit 1; fi; \
                  mkdir -p {d}; rm -f {t}; {take} {s} {t}; chmod {m:o} {t}; sync {t}; mv -f {t} {r}; sync {d}; ",
                 s = quote(&p.staged),
                 r = quote(&p.remote),
@@ -1663,7 +1723,14 @@ mod tests {
         let d = dir.path().display().to_string();
         let (a, b) = (vec![7u8; 300_000], b"#!/bin/sh\necho install\n".to_vec());
         let (sa, sb) = (sha_hex(&a), sha_hex(&b));
-        let parts = [(a.len() as u64, sa.as_str()), (b.len() as u64, sb.as_str())];
+        let parts = [
+            (a.len() as u64, sa.as_str(), "/usr/local/bin/k3s"),
+            (
+                b.len() as u64,
+                sb.as_str(),
+                "/var/lib/rancher/ffe/install.sh",
+            ),
+        ];
         let stream = [a.clone(), b.clone()].concat();
         let out = sh(&stage_upload_script(&d, &parts), &stream);
         assert!(out.status.success(), "{out:?}");
@@ -1677,7 +1744,8 @@ mod tests {
             &stream[..stream.len() - 1],
         );
         assert!(!out.status.success());
-        assert!(String::from_utf8_lossy(&out.stderr).contains("arrived short"));
+        assert!(String::from_utf8_lossy(&out.stderr)
+            .contains("the upload of /var/lib/rancher/ffe/install.sh arrived short"));
         let left: Vec<String> = std::fs::read_dir(fresh.path())
             .expect("ls")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
