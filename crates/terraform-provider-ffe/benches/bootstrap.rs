@@ -1,8 +1,9 @@
 //! Bootstrap benchmark: wall time of `terraform apply` of the `ha` environment on ffe-lab hosts
 //! for 3 servers + {2, 5, 10} agents, of a no-op `terraform plan` (with refresh, and without it:
 //! Terraform's own evaluation) on 3 + 3, and of a rolling upgrade (one minor) of 3 + 3.
-//! k3s is the lab's stand-in, whose own work is instant: this measures our orchestration
-//! (terraform, the provider, SSH round trips, waits), not k3s. Prints one JSON document.
+//! k3s is the lab's stand-in (its own work is small: files and a datastore): this measures our
+//! orchestration (terraform, the provider, SSH sessions, uploads, waits) on lab hosts that all
+//! share this machine's CPUs, not k3s. Prints one JSON document.
 //! Run: `bench/bootstrap` (needs root).
 
 #[path = "../tests/support/mod.rs"]
@@ -66,7 +67,7 @@ fn main() {
     );
     let report = serde_json::json!({
         "benchmark": "bootstrap",
-        "k3s": "ffe-lab stand-in (instant); figures are orchestration only",
+        "k3s": "ffe-lab stand-in; figures are orchestration only, every lab host sharing this machine's CPUs",
         "apply": applies,
         "noop_plan_3_plus_3_seconds": { "runs": plans, "median": plans[1] },
         "noop_plan_without_refresh_3_plus_3_seconds": { "runs": evals, "median": evals[1] },
