@@ -1,5 +1,6 @@
 //! Bootstrap benchmark: wall time of `terraform apply` of the `ha` environment on ffe-lab hosts
-//! for 3 servers + {2, 5, 10} agents, of a no-op `terraform plan` (with refresh, and without it:
+//! for 3 servers + {2, 5, 10} agents (with the CPU time the whole machine spent and the processes
+//! it started meanwhile), of a no-op `terraform plan` (with refresh, and without it:
 //! Terraform's own evaluation) on 3 + 3, and of a rolling upgrade (one minor) of 3 + 3.
 //! k3s is the lab's stand-in (its own work is small: files and a datastore): this measures our
 //! orchestration (terraform, the provider, SSH sessions, uploads, waits) on lab hosts that all
@@ -19,18 +20,52 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     (r, t.elapsed().as_secs_f64())
 }
 
+/// Machine-wide CPU time used (user + system + irq, all cores) and processes started since boot,
+/// from /proc/stat: every lab host shares this machine, so an apply's cost shows here whole.
+fn machine_counters() -> (f64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks_per_second = 100.0; // USER_HZ on Linux
+    let busy = stat
+        .lines()
+        .next()
+        .map(|cpu| {
+            let v: Vec<f64> = cpu
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            // idle and iowait are not work
+            v.iter().sum::<f64>() - v.get(3).unwrap_or(&0.0) - v.get(4).unwrap_or(&0.0)
+        })
+        .unwrap_or(0.0);
+    let processes = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("processes "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    (busy / ticks_per_second, processes)
+}
+
 fn main() {
     let mut applies = vec![];
     for agents in [2usize, 5, 10] {
         let env = Env::new(3, agents);
         env.tfvars(agents, "");
+        let (cpu0, procs0) = machine_counters();
         let (out, secs) = timed(|| env.apply());
+        let (cpu1, procs1) = machine_counters();
         assert!(
             out.status.success(),
             "apply failed:\n{}",
             support::text(&out)
         );
-        applies.push(serde_json::json!({ "servers": 3, "agents": agents, "apply_seconds": secs }));
+        applies.push(serde_json::json!({
+            "servers": 3,
+            "agents": agents,
+            "apply_seconds": secs,
+            "machine_cpu_seconds": ((cpu1 - cpu0) * 100.0).round() / 100.0,
+            "processes_started": procs1.saturating_sub(procs0),
+        }));
     }
     let env = Env::new(3, 3);
     env.tfvars(3, "");
