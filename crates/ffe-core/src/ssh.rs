@@ -590,7 +590,6 @@ impl SshPool {
                             .write_all(b)
                             .await
                             .map_err(|e| format!("writing to remote stdin: {e}")),
-                        StdinSource::File(path) => copy_file_to(path, &mut w).await?,
                         StdinSource::Files(paths) => {
                             let mut copied = Ok(());
                             for path in paths {
@@ -834,16 +833,7 @@ impl SshPool {
 
     fn check_exit(&self, t: &Target, step: &str, out: RemoteOutput) -> Result<String, SshError> {
         if out.code != 0 {
-            let mut stderr = tail(&out.stderr, 12);
-            if out.stderr.contains("sudo:") && out.stderr.contains("password is required") {
-                stderr.push_str(". ssh_user needs passwordless sudo on the node (a NOPASSWD rule in sudoers), or use root");
-            }
-            return Err(SshError::Failed {
-                host: t.to_string(),
-                step: step.to_string(),
-                code: out.code,
-                stderr,
-            });
+            return Err(exit_error(t, step, out.code, &out.stderr));
         }
         Ok(out.stdout)
     }
@@ -895,41 +885,29 @@ impl SshPool {
                 failure: self.check_exit(t, &name, out).err(),
             });
         }
-        let failure = (out.code != 0).then(|| {
-            // The step that was running is the last one that printed its marker.
-            let at = outputs.len().saturating_sub(1);
-            let step = steps.get(at).map(|s| s.name.clone()).unwrap_or(name);
-            // `timeout` exits 124 when it stopped the step at its limit (137, a kill, may also
-            // be the OOM killer: reported as a failure with its code).
-            if let (124, Some(st)) = (out.code, steps.get(at)) {
-                return Some(SshError::Timeout {
-                    host: t.to_string(),
-                    step,
-                    secs: st.limit.as_secs(),
-                });
-            }
-            let stderr = errors.get(at).cloned().unwrap_or_default();
-            self.check_exit(
-                t,
-                &step,
-                RemoteOutput {
-                    code: out.code,
-                    stdout: String::new(),
-                    stderr,
-                },
-            )
-            .err()
-        });
-        if let Some(Some(e)) = failure {
-            outputs.pop();
+        if out.code == 0 {
             return Ok(StepsOutput {
                 outputs,
-                failure: Some(e),
+                failure: None,
             });
         }
+        // The step that was running is the last one that printed its marker.
+        let at = outputs.len().saturating_sub(1);
+        outputs.truncate(at);
+        let step = steps.get(at).map(|s| s.name.clone()).unwrap_or(name);
+        let failure = match (out.code, steps.get(at)) {
+            // `timeout` exits 124 when it stopped the step at its limit (137, a kill, may also
+            // be the OOM killer: reported as a failure with its code).
+            (124, Some(st)) => SshError::Timeout {
+                host: t.to_string(),
+                step,
+                secs: st.limit.as_secs(),
+            },
+            (code, _) => exit_error(t, &step, code, errors.get(at).map_or("", String::as_str)),
+        };
         Ok(StepsOutput {
             outputs,
-            failure: None,
+            failure: Some(failure),
         })
     }
 
@@ -944,7 +922,6 @@ impl SshPool {
     ) -> Result<(), SshError> {
         let len = match data {
             StdinSource::Bytes(b) => b.len() as u64,
-            StdinSource::File(p) => local_len(p).await?,
             StdinSource::Files(ps) => {
                 let mut sum = 0;
                 for p in ps {
@@ -960,48 +937,63 @@ impl SshPool {
     }
 }
 
-/// Shell that writes `content` (held in the script itself: small files only) to `path`
-/// atomically with `mode`, like [`atomic_write_script`] does with stdin.
-pub fn atomic_write_inline_script(path: &str, mode: u32, content: &str) -> String {
+/// A step that exited `code`: the end of its stderr, with the way out when sudo wanted a password.
+fn exit_error(t: &Target, step: &str, code: i32, stderr: &str) -> SshError {
+    let mut text = tail(stderr, 12);
+    if stderr.contains("sudo:") && stderr.contains("password is required") {
+        text.push_str(". ssh_user needs passwordless sudo on the node (a NOPASSWD rule in sudoers), or use root");
+    }
+    SshError::Failed {
+        host: t.to_string(),
+        step: step.to_string(),
+        code,
+        stderr: text,
+    }
+}
+
+/// Shell that makes `path` (mode `mode`, parent dirs created) from a temp file beside it:
+/// `fill` writes the temp file (it gets the quoted temp path; it must fail the script when the
+/// content is incomplete), which is then synced and renamed over `path` in one step, so `path`
+/// is always either the old file or the whole new one. Runs under the caller's `set -e`.
+pub fn replace_file_script(path: &str, mode: u32, fill: impl FnOnce(&str) -> String) -> String {
     let dir = Path::new(path)
         .parent()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "/".into());
-    let tmp = format!("{path}.ffe-tmp");
+    let tmp = quote(&format!("{path}.ffe-tmp"));
     format!(
-        "set -e; umask 077; mkdir -p {dir}; printf '%s' {content} > {tmp}; \
-         chmod {mode:o} {tmp}; sync {tmp}; mv -f {tmp} {path}; sync {dir}",
+        "mkdir -p {dir}; rm -f {tmp}; {fill}; chmod {mode:o} {tmp}; sync {tmp}; mv -f {tmp} {path}; sync {dir}",
         dir = quote(&dir),
-        tmp = quote(&tmp),
+        fill = fill(&tmp),
         path = quote(path),
-        content = quote(content),
     )
+}
+
+/// Shell that writes `content` (held in the script itself: small files only) to `path`
+/// atomically with `mode`, like [`atomic_write_script`] does with stdin.
+pub fn atomic_write_inline_script(path: &str, mode: u32, content: &str) -> String {
+    let body = replace_file_script(path, mode, |tmp| {
+        format!("printf '%s' {} > {tmp}", quote(content))
+    });
+    format!("set -e; umask 077; {body}")
 }
 
 /// Shell that writes stdin to `path` atomically with `mode`. The file is put in place only if
 /// exactly `len` bytes arrived: an upload cut short never replaces the old file.
 pub fn atomic_write_script(path: &str, mode: u32, len: u64) -> String {
-    let dir = Path::new(path)
-        .parent()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "/".into());
-    let tmp = format!("{path}.ffe-tmp");
-    format!(
-        "set -e; umask 077; mkdir -p {dir}; rm -f {tmp}; cat > {tmp}; \
-         got=$(wc -c < {tmp}); if [ \"$got\" -ne {len} ]; then rm -f {tmp}; echo \"received $got of {len} bytes\" >&2; exit 1; fi; \
-         chmod {mode:o} {tmp}; sync {tmp}; mv -f {tmp} {path}; sync {dir}",
-        dir = quote(&dir),
-        tmp = quote(&tmp),
-        path = quote(path),
-    )
+    let body = replace_file_script(path, mode, |tmp| {
+        format!(
+            "cat > {tmp}; got=$(wc -c < {tmp}); if [ \"$got\" -ne {len} ]; then rm -f {tmp}; echo \"received $got of {len} bytes\" >&2; exit 1; fi"
+        )
+    });
+    format!("set -e; umask 077; {body}")
 }
 
 /// Where a command's stdin comes from.
 #[derive(Debug, Clone, Copy)]
 pub enum StdinSource<'a> {
     Bytes(&'a [u8]),
-    File(&'a Path),
-    /// The files one after the other (the remote side splits them by length).
+    /// Files one after the other (the remote side splits them by length).
     Files(&'a [&'a Path]),
 }
 

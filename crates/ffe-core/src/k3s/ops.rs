@@ -12,7 +12,9 @@ use super::model::{ClusterSpec, InstallSource, Node, Role, VersionSpec};
 use super::planner::{Action, LiveCluster, LiveNode, Stage};
 use super::token::{self, JoinSecrets};
 use crate::shell::quote;
-use crate::ssh::{atomic_write_script, SshError, SshPool, StdinSource, Step, Target};
+use crate::ssh::{
+    atomic_write_script, replace_file_script, SshError, SshPool, StdinSource, Step, Target,
+};
 
 /// Where the provider keeps files it uploads to a node (installer, staged artifacts).
 pub const NODE_WORK_DIR: &str = "/var/lib/rancher/ffe";
@@ -1319,19 +1321,11 @@ fn place_script(placements: &[Placement]) -> String {
             } else {
                 "mv"
             };
-            let tmp = format!("{}.ffe-tmp", p.remote);
-            let dir = Path::new(&p.remote)
-                .parent()
-                .map(|d| d.display().to_string())
-                .unwrap_or_else(|| "/".into());
+            let staged = quote(&p.staged);
+            let put = replace_file_script(&p.remote, p.mode, |tmp| format!("{take} {staged} {tmp}"));
             format!(
-                "if [ ! -f {s} ]; then printf 'staged copy %s of %s vanished during the apply; apply again (it is uploaded again)\\n' {s} {r} >&2; exit 1; fi; \
-                 mkdir -p {d}; rm -f {t}; {take} {s} {t}; chmod {m:o} {t}; sync {t}; mv -f {t} {r}; sync {d}; ",
-                s = quote(&p.staged),
+                "if [ ! -f {staged} ]; then printf 'staged copy %s of %s vanished during the apply; apply again (it is uploaded again)\\n' {staged} {r} >&2; exit 1; fi; {put}; ",
                 r = quote(&p.remote),
-                t = quote(&tmp),
-                d = quote(&dir),
-                m = p.mode,
             )
         })
         .collect()
