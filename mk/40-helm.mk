@@ -1,18 +1,19 @@
 # The ffe-backend Helm chart (issue 4): lint with Helm v4 and v3, validate the rendered manifests
-# (Kubernetes + CRD schemas), checkov, and the Rust assertions on the rendered objects.
+# (Kubernetes + CRD schemas) and the Rust assertions on the rendered objects; checkov scans the
+# renders in test-checkov (mk/45-checkov.mk).
 # `make app-chart` packages the chart for Terraform's deploy_app (terraform/environments/ha/app.tf,
 # rendered by terraform/modules/app; helm-assert also plans that module, so it needs terraform).
 CHART_DIR      := helm/ffe-backend
 CHART_VALUES_F := $(addprefix $(CHART_DIR)/,values.yaml values-production.yaml values-staging.yaml) \
                   $(sort $(wildcard $(CHART_DIR)/ci/*.yaml))
 # Upstream FFE chart's own values files (helm/ffe-backend/tests/upstream-values/SOURCE.md): they must
-# lint and render as the operators have them. Not given to checkov: upstream's own settings (latest
-# tag, UID 1000, writable root filesystem) are theirs to change, and our values pass it.
+# lint and render as the operators have them. Not given to checkov (mk/45-checkov.mk): upstream's
+# own settings (latest tag, UID 1000, writable root filesystem) are theirs to change, and our values
+# pass it.
 UPSTREAM_VALUES_F := $(sort $(wildcard $(CHART_DIR)/tests/upstream-values/values*.yaml)) \
                      $(CHART_DIR)/tests/upstream-values/upstream-values.yaml
 HELM4          := $(TOOLS)/bin/helm
 HELM3          := $(TOOLS)/helm3/helm
-CHECKOV        := $(TOOLS)/checkov-venv/bin/checkov
 HELM_KUBE_VERSIONS := 1.29 1.33
 # The chart renders its ServiceMonitor/PrometheusRule only where the cluster serves those kinds;
 # the renders checked here are those of a cluster with monitoring (the platform's default).
@@ -20,9 +21,9 @@ HELM_MONITORING_APIS := --api-versions monitoring.coreos.com/v1/ServiceMonitor -
 APP_CHART_TGZ  := $(ENV_HA)/charts/ffe-backend.tgz
 
 TEST_TARGETS += test-helm
-.PHONY: test-helm helm-lint helm-validate helm-checkov helm-assert app-chart
+.PHONY: test-helm helm-lint helm-validate helm-assert app-chart
 
-test-helm: helm-lint helm-validate helm-checkov helm-assert
+test-helm: helm-lint helm-validate helm-assert
 
 helm-lint:
 	@for v in $(CHART_VALUES_F) $(UPSTREAM_VALUES_F); do for h in $(HELM4) $(HELM3); do \
@@ -39,13 +40,6 @@ helm-validate: test-manifests
 	    | ./target/debug/ffe-validate manifests --kube-version $$k --crds $(DELIVERED_CRDS) - \
 	    || { echo "helm-validate: $$v (Kubernetes $$k) FAILED"; exit 1; }; \
 	done; done
-
-helm-checkov:
-	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
-	for v in $(CHART_VALUES_F); do \
-	  $(HELM4) template ffe $(CHART_DIR) -n ffe -f $$v $(HELM_MONITORING_APIS) > "$$out/$$(basename $$v .yaml).yaml"; \
-	done; \
-	$(CHECKOV) --skip-download --framework kubernetes -d "$$out" --compact --quiet
 
 helm-assert:
 	cargo nextest run --workspace -E 'package(ffe-validate) and binary(helm_ffe_backend)'

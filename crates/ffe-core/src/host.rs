@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::firewall::{self, FirewallSpec};
 use crate::shell::quote;
 use crate::ssh::{atomic_write_inline_script, SshError, SshPool, Step, Target};
 
@@ -43,6 +44,23 @@ pub fn default_sysctls() -> BTreeMap<String, String> {
     .collect()
 }
 
+/// Kernel settings the kubelet requires, with exactly these values, when k3s runs with
+/// `protect-kernel-defaults` (the CIS profile): it refuses to start instead of setting them
+/// (kubernetes `pkg/kubelet/cm/container_manager_linux.go`, `setupKernelTunables`).
+pub fn kubelet_protected_sysctls() -> BTreeMap<String, String> {
+    [
+        ("vm.overcommit_memory", "1"),
+        ("vm.panic_on_oom", "0"),
+        ("kernel.panic", "10"),
+        ("kernel.panic_on_oops", "1"),
+        ("kernel.keys.root_maxkeys", "1000000"),
+        ("kernel.keys.root_maxbytes", "25000000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 /// The NFS share holding backups, mounted at the backup mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NfsShare {
@@ -58,9 +76,32 @@ pub struct HostSpec {
     pub sysctls: BTreeMap<String, String>,
     pub backup_mount: String,
     pub nfs: Option<NfsShare>,
+    /// Also set [`kubelet_protected_sysctls`] (k3s runs with `protect-kernel-defaults`).
+    pub protect_kernel_defaults: bool,
+    /// The node's inbound firewall; `None` removes one loaded before.
+    pub firewall: Option<FirewallSpec>,
 }
 
 impl HostSpec {
+    /// The sysctls written and checked: the configured ones plus, with
+    /// `protect_kernel_defaults`, those the kubelet requires.
+    pub fn effective_sysctls(&self) -> BTreeMap<String, String> {
+        let mut all = self.sysctls.clone();
+        if self.protect_kernel_defaults {
+            all.extend(kubelet_protected_sysctls());
+        }
+        all
+    }
+
+    /// The packages installed and checked: the configured ones plus nftables with a firewall.
+    pub fn effective_packages(&self) -> Vec<String> {
+        let mut all = self.packages.clone();
+        if self.firewall.is_some() && !all.iter().any(|p| p == "nftables") {
+            all.push("nftables".into());
+        }
+        all
+    }
+
     /// Input problems as `(attribute, message)`: every value ends up in a shell command, a
     /// sysctl.d file or an fstab line on the host (issue 11 B.7). Empty when all is well.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
@@ -96,6 +137,11 @@ impl HostSpec {
             }
             if v.trim().is_empty() || v.chars().any(|c| c.is_control()) {
                 out.push(("sysctls", format!("{k}: value {v:?} is empty or holds a newline/control character (it is written into /etc/sysctl.d)")));
+            }
+            if self.protect_kernel_defaults {
+                if let Some(want) = kubelet_protected_sysctls().get(k).filter(|w| *w != v) {
+                    out.push(("sysctls", format!("{k} = {v:?}: with protect_kernel_defaults (the CIS profile) the kubelet refuses to start unless it is {want:?}. Remove {k} from sysctls (ffe_host sets it), or turn the CIS profile off")));
+                }
             }
         }
         let fstab_field = |s: &str| {
@@ -199,7 +245,7 @@ fn modules_file(spec: &HostSpec) -> String {
 
 fn sysctl_file(spec: &HostSpec) -> String {
     let mut s = String::from("# Managed by ffe-ha: kernel settings k3s needs.\n");
-    for (k, v) in &spec.sysctls {
+    for (k, v) in &spec.effective_sysctls() {
         s.push_str(&format!("{k} = {v}\n"));
     }
     s
@@ -219,9 +265,10 @@ pub fn drift_script(spec: &HostSpec) -> String {
     // Every value reaches the shell quoted, and messages are printed with printf arguments, so
     // no configured value is ever interpreted by the shell.
     let mut s = String::from("set +e\n");
-    if !spec.packages.is_empty() {
+    let packages = spec.effective_packages();
+    if !packages.is_empty() {
         // One dpkg-query for all packages (unknown ones print nothing on stdout).
-        let pkgs: Vec<String> = spec.packages.iter().map(|p| quote(p)).collect();
+        let pkgs: Vec<String> = packages.iter().map(|p| quote(p)).collect();
         s.push_str(&format!(
             "installed=$(dpkg-query -W -f='|${{Package}} ${{Status}}|' {} 2>/dev/null)\n\
              for p in {}; do case \"$installed\" in *\"|$p install ok installed|\"*) ;; *) printf 'drift: package %s is not installed\\n' \"$p\" ;; esac; done\n",
@@ -235,7 +282,7 @@ pub fn drift_script(spec: &HostSpec) -> String {
             m = quote(m)
         ));
     }
-    for (k, v) in &spec.sysctls {
+    for (k, v) in &spec.effective_sysctls() {
         // Multi-value settings (e.g. ip_local_port_range) print tab-separated: compare squeezed.
         let want = v.split_whitespace().collect::<Vec<_>>().join(" ");
         s.push_str(&format!(
@@ -277,6 +324,7 @@ pub fn drift_script(spec: &HostSpec) -> String {
          if [ $rc -ge 124 ]; then printf 'drift: backup mount %s does not answer within {t} s (NFS server down?)\\n' {mnt}; \
          elif [ $rc -ne 0 ]; then printf 'drift: backup mount %s is missing or not writable\\n' {mnt}; fi\n"
     ));
+    s.push_str(&firewall::drift_script(spec.firewall.as_ref()));
     s
 }
 
@@ -288,8 +336,9 @@ pub const MOUNT_PROBE_SECS: u64 = 10;
 pub async fn prepare(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<(), HostError> {
     let long = pool.settings().command_timeout;
     let mut steps = Vec::new();
-    if !spec.packages.is_empty() {
-        let pkgs: Vec<String> = spec.packages.iter().map(|p| quote(p)).collect();
+    let packages = spec.effective_packages();
+    if !packages.is_empty() {
+        let pkgs: Vec<String> = packages.iter().map(|p| quote(p)).collect();
         let script = format!(
             "installed=$(dpkg-query -W -f='|${{Package}} ${{Status}}|' {pkgs} 2>/dev/null); \
              missing=''; for p in {pkgs}; do case \"$installed\" in *\"|$p install ok installed|\"*) ;; *) missing=\"$missing $p\" ;; esac; done; \
@@ -361,6 +410,8 @@ pub async fn prepare(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<(), 
         script,
         std::time::Duration::from_secs(300),
     ));
+    // Last: everything above may need the network (apt); the firewall never blocks outbound.
+    steps.extend(firewall::apply_steps(spec.firewall.as_ref(), long));
     pool.run_steps(t, &steps).await?.all()?;
     Ok(())
 }
@@ -410,7 +461,10 @@ pub async fn inspect(
 
 /// Undo what [`prepare`] configured (packages stay: other software may use them).
 pub async fn cleanup(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<(), HostError> {
-    let mut script = format!("rm -f {MODULES_FILE} {SYSCTL_FILE}; ");
+    let mut script = format!(
+        "rm -f {MODULES_FILE} {SYSCTL_FILE}; {}",
+        firewall::cleanup_script()
+    );
     if spec.nfs.is_some() {
         script.push_str(&format!(
             "if grep -q {mark} /etc/fstab; then umount {mnt} 2>/dev/null || true; grep -v {mark} /etc/fstab > /etc/fstab.ffe-tmp || true; chmod 0644 /etc/fstab.ffe-tmp; sync; {REPLACE_FSTAB}; fi",
@@ -437,6 +491,8 @@ mod tests {
                 server: "10.0.5.10".into(),
                 export: "/export/ffe".into(),
             }),
+            protect_kernel_defaults: true,
+            firewall: None,
         };
         assert_eq!(good.problems(), vec![]);
         let mut bad = good.clone();
@@ -444,6 +500,8 @@ mod tests {
         bad.kernel_modules.push("nf-conntrack".into());
         bad.sysctls
             .insert("vm.max_map_count".into(), "262144\nkernel.panic=1".into());
+        // The kubelet with protect-kernel-defaults would refuse this value.
+        bad.sysctls.insert("kernel.panic".into(), "0".into());
         bad.backup_mount = "/mnt/my backups".into();
         bad.nfs = Some(NfsShare {
             server: "-o x".into(),
@@ -455,6 +513,7 @@ mod tests {
             vec![
                 "packages",
                 "kernel_modules",
+                "sysctls",
                 "sysctls",
                 "backup_mount",
                 "nfs_server",
@@ -475,6 +534,8 @@ mod tests {
                 server: "10.0.0.9".into(),
                 export: "/exports/ffe".into(),
             }),
+            protect_kernel_defaults: false,
+            firewall: None,
         }
     }
 

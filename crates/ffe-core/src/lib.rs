@@ -1,5 +1,6 @@
 //! ffe-core: all real logic of ffe-ha lives here; the provider, the CLI and the lab are thin.
 
+pub mod firewall;
 pub mod host;
 pub mod k3s;
 pub mod kube;

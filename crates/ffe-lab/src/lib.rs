@@ -50,7 +50,7 @@
 //! with 10.210.N.1/24; host i gets netns `ffelabN-i`, veth `ffvN-i` (peer renamed `eth0`) and
 //! 10.210.N.(10+i)/24, `lo` up, **no default route**. Its own copies of `/etc/rancher`,
 //! `/var/lib/rancher`, `/usr/local/bin`, `/etc/systemd/system`, `/etc/sysctl.d`,
-//! `/etc/modules-load.d` and `/etc/fstab` live under `root_dir` and are bind-mounted over the real
+//! `/etc/modules-load.d`, `/etc/ffe` and `/etc/fstab` live under `root_dir` and are bind-mounted over the real
 //! paths before sshd starts (empty mount-point dirs are created on the real fs if missing, and
 //! left there). `/usr/local/bin/systemctl` is the stand-in (there is no systemd here).
 //! Stale slots whose owner PID died are cleaned by the next `Lab::create`.

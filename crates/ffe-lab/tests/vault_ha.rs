@@ -470,6 +470,30 @@ resource "ffe_vault_config" "vault" {
         self.run(&args, env)
     }
 
+    /// `apply_ok` with Terraform's debug log and the provider's trace log written into `logs`
+    /// (with the command's output): for the secrets-hygiene check.
+    fn apply_logged(&self, extra: &[&str], logs: &Path) -> f64 {
+        let tf_log = logs.join("terraform.log");
+        let plugin_log = logs.join("provider.log");
+        let t0 = Instant::now();
+        let out = self.apply(
+            extra,
+            &[
+                ("TF_LOG", "DEBUG"),
+                ("TF_LOG_PATH", tf_log.to_str().expect("utf-8 path")),
+                ("PLUGIN_LOG_FILE", plugin_log.to_str().expect("utf-8 path")),
+            ],
+        );
+        let secs = t0.elapsed().as_secs_f64();
+        std::fs::write(
+            logs.join("output.txt"),
+            [out.stdout.as_slice(), out.stderr.as_slice()].concat(),
+        )
+        .expect("write output");
+        assert!(out.status.success(), "terraform apply: {}", text(&out));
+        secs
+    }
+
     fn apply_ok(&self, extra: &[&str]) -> f64 {
         let t0 = Instant::now();
         let out = self.apply(extra, &[]);
@@ -594,8 +618,10 @@ fn terraform_scenario() -> f64 {
     let c = cluster(&lab, &s);
     let tf = Tf::new(&c, &s, true);
 
-    // Init + unseal alone (terraform's own start-up included), then the configuration.
-    let init_unseal_seconds = tf.apply_ok(&[&format!("-target={INIT}")]);
+    // Init + unseal alone (terraform's own start-up included, with debug logging for the
+    // secrets check below), then the configuration.
+    let logs = tempfile::tempdir().expect("log dir");
+    let init_unseal_seconds = tf.apply_logged(&[&format!("-target={INIT}")], logs.path());
     assert!(all_unsealed(&c), "after apply: {}", c.logs(10));
     c.wait_converged(Duration::from_secs(30))
         .expect("one active member");
@@ -606,6 +632,32 @@ fn terraform_scenario() -> f64 {
         Some(usize::from(s.shamir.secret_shares))
     );
     let root = init["root_token"].as_str().expect("root_token").to_string();
+    // Secrets hygiene (issue 17): no unseal key and not the root token in Terraform's debug log,
+    // the provider's trace log or the apply's output.
+    let mut secrets: Vec<String> = init["unseal_keys"]
+        .as_array()
+        .expect("unseal_keys")
+        .iter()
+        .map(|k| k.as_str().expect("key").to_string())
+        .collect();
+    secrets.push(root.clone());
+    let mut scanned = 0;
+    for f in ["terraform.log", "provider.log", "output.txt"] {
+        let body = std::fs::read_to_string(logs.path().join(f)).unwrap_or_default();
+        assert!(!body.is_empty(), "{f} is empty: nothing was logged");
+        scanned += body.len();
+        for s in &secrets {
+            assert!(
+                !body.contains(s.as_str()),
+                "a Vault secret ({}…) is in {f}",
+                &s[..6]
+            );
+        }
+    }
+    eprintln!(
+        "secrets hygiene: {} Vault secrets searched in {scanned} bytes of logs and output",
+        secrets.len()
+    );
     // The keys file stays until a later read sees the state holding the same token.
     let kf = tf.keys_file();
     assert!(kf.exists(), "keys_file kept until the state is known saved");

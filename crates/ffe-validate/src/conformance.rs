@@ -14,6 +14,8 @@
 //!   `amtool check-config`;
 //! - the Vault/OpenBao server configuration in a `vault`/`openbao` HelmChart's values passes
 //!   OpenBao's parser and uses only keys OpenBao's source reads ([`crate::server_config`]).
+//! - RBAC: no workload is bound to cluster-admin-like rights, and the operators' read-only role
+//!   only reads ([`crate::rbac`]).
 //!
 //! The CRDs the plan delivers become the schemas every custom resource is validated against, so
 //! each is checked at the version really installed.
@@ -478,6 +480,9 @@ fn check_with(
     out.problems.extend(check_workloads(&workloads, ctx));
     out.problems.extend(check_our_images(&our_docs, ctx));
     out.delivered_crds = providers.into_iter().map(|p| p.crd).collect();
+    // RBAC over ours and what the charts render, against every CRD group the plan serves
+    out.problems
+        .extend(crate::rbac::check(&workloads, &out.delivered_crds));
     Ok(out)
 }
 

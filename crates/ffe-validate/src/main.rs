@@ -158,6 +158,11 @@ fn run(cli: Cli) -> Result<bool> {
                 opts.crds_dir = crds_dir;
                 return finish(sources, problems, &opts, Some(scratch));
             }
+            // Without --upstream no chart is rendered: RBAC of our own files only.
+            let (docs, _) = ffe_validate::docs::load(&planned.sources);
+            let objects: Vec<(String, serde_json::Value)> =
+                docs.into_iter().map(|d| (d.file, d.value)).collect();
+            problems.extend(ffe_validate::rbac::check(&objects, &[]));
             (sources, problems, opts)
         }
     };

@@ -1079,6 +1079,129 @@ fn secure_defaults_everywhere() {
     }
 }
 
+/// Every values file the chart ships or is tested with (chart directory, ci/, upstream's files),
+/// relative to the chart, found on disk so a new file is covered without editing this list.
+fn every_values_file() -> Vec<String> {
+    let mut out = Vec::new();
+    for dir in ["", "ci", "tests/upstream-values"] {
+        let path = chart().join(dir);
+        let entries =
+            std::fs::read_dir(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for entry in entries {
+            let name = entry.expect("entry").file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".yaml") && (!dir.is_empty() || name.starts_with("values")) {
+                out.push(if dir.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{dir}/{name}")
+                });
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Issue 17 (RBAC): the app's ServiceAccount has no API access. With every values file: no
+/// Kubernetes API token in any container the chart renders (pod and ServiceAccount both say
+/// `automountServiceAccountToken: false`, no container mounts a projected token), and nothing
+/// grants the ServiceAccount anything (no Role/ClusterRole/binding at all, none naming it).
+/// Vault's agent gets its own projected token volume (`vault-token`), which only the containers
+/// the injector adds mount; it authenticates to Vault, and the ServiceAccount it names has no RBAC.
+#[test]
+fn app_service_account_has_no_api_access_with_every_values_file() {
+    let files = every_values_file();
+    assert!(
+        files.len() >= 9,
+        "values files found: {files:?} (chart, ci/ and upstream's)"
+    );
+    for file in &files {
+        let docs = render(&[file.as_str()]);
+        let pod = &find(&docs, "Deployment")["spec"]["template"]["spec"];
+        let sa_name = pod["serviceAccountName"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{file}: no serviceAccountName"));
+        assert_eq!(
+            pod["automountServiceAccountToken"], false,
+            "{file}: the pod must not mount a Kubernetes API token"
+        );
+        for sa in docs.iter().filter(|d| d["kind"] == "ServiceAccount") {
+            assert_eq!(sa["metadata"]["name"], sa_name, "{file}: {sa}");
+            assert_eq!(
+                sa["automountServiceAccountToken"], false,
+                "{file}: ServiceAccount {sa_name} must not automount its token"
+            );
+        }
+        // Volumes that carry a ServiceAccount token.
+        let volumes = pod["volumes"].as_array().cloned().unwrap_or_default();
+        let token_volumes: Vec<&str> = volumes
+            .iter()
+            .filter(|v| {
+                v["projected"]["sources"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|src| src.get("serviceAccountToken").is_some()))
+            })
+            .filter_map(|v| v["name"].as_str())
+            .collect();
+        let containers = ["containers", "initContainers"]
+            .iter()
+            .filter_map(|k| pod[*k].as_array())
+            .flatten();
+        for c in containers {
+            for m in c["volumeMounts"].as_array().into_iter().flatten() {
+                let name = m["name"].as_str().unwrap_or_default();
+                assert!(
+                    !token_volumes.contains(&name),
+                    "{file}: container {} mounts token volume {name}",
+                    c["name"]
+                );
+                assert!(
+                    !m["mountPath"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .starts_with("/var/run/secrets/kubernetes.io"),
+                    "{file}: container {} mounts {}",
+                    c["name"],
+                    m["mountPath"]
+                );
+            }
+        }
+        // The one token volume is Vault's, named in the injector annotation that gives it to the
+        // agent containers only.
+        if !token_volumes.is_empty() {
+            assert_eq!(token_volumes, ["vault-token"], "{file}");
+            assert_eq!(
+                pod_annotations(&docs)
+                    ["vault.hashicorp.com/agent-service-account-token-volume-name"],
+                "vault-token",
+                "{file}"
+            );
+        }
+        for d in &docs {
+            let kind = d["kind"].as_str().unwrap_or_default();
+            assert!(
+                !matches!(kind, "Role" | "ClusterRole"),
+                "{file}: the chart must grant no API access, but renders {kind} {}",
+                d["metadata"]["name"]
+            );
+            if matches!(kind, "RoleBinding" | "ClusterRoleBinding") {
+                let names_app = d["subjects"].as_array().into_iter().flatten().any(|s| {
+                    (s["kind"] == "ServiceAccount" && s["name"] == sa_name)
+                        || s["name"]
+                            .as_str()
+                            .is_some_and(|n| n.starts_with("system:serviceaccount"))
+                });
+                assert!(
+                    !names_app,
+                    "{file}: {kind} {} binds the app's ServiceAccount {sa_name}",
+                    d["metadata"]["name"]
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn network_policy_allows_only_what_the_app_needs() {
     let docs = render(&[PROD]);

@@ -47,6 +47,16 @@ locals {
   masters_take_workloads = alltrue([for t in var.server_taints : endswith(t, ":PreferNoSchedule")])
   app_schedulable_nodes  = var.worker_count + (local.masters_take_workloads ? var.master_count : 0)
   app_spread_ok          = var.cluster_size != "ha" || local.app_schedulable_nodes >= 3
+
+  # Host firewall inputs (docs/security.md). The service VIPs are open to everyone: kube-proxy
+  # forwards their traffic to pods before the input hook in iptables mode; in IPVS mode it
+  # reaches the hosts' input hook.
+  firewall_admin_cidrs = coalesce(var.firewall_admin_cidrs, [var.network_cidr])
+  firewall_service_endpoints = concat(
+    var.ingress_ip == null ? [] : ["${var.ingress_ip}:80", "${var.ingress_ip}:443"],
+    var.postgres_primary_ip == null ? [] : ["${var.postgres_primary_ip}:5432"],
+    [for ip in var.vault_cluster_ips : "${ip}:8200"],
+  )
 }
 
 resource "ffe_host" "master" {
@@ -59,9 +69,17 @@ resource "ffe_host" "master" {
   nfs_server   = var.nfs_server
   nfs_export   = var.nfs_export
 
-  packages       = var.host_packages
-  kernel_modules = var.host_kernel_modules
-  sysctls        = var.host_sysctls
+  packages                = var.host_packages
+  kernel_modules          = var.host_kernel_modules
+  sysctls                 = var.host_sysctls
+  protect_kernel_defaults = var.cis_profile
+
+  firewall_enabled           = var.host_firewall_enabled
+  firewall_admin_cidrs       = local.firewall_admin_cidrs
+  firewall_node_cidrs        = [var.network_cidr]
+  firewall_servers           = var.master_ips
+  firewall_pod_cidr          = var.pod_cidr
+  firewall_service_endpoints = local.firewall_service_endpoints
 }
 
 resource "ffe_host" "worker" {
@@ -74,9 +92,17 @@ resource "ffe_host" "worker" {
   nfs_server   = var.nfs_server
   nfs_export   = var.nfs_export
 
-  packages       = var.host_packages
-  kernel_modules = var.host_kernel_modules
-  sysctls        = var.host_sysctls
+  packages                = var.host_packages
+  kernel_modules          = var.host_kernel_modules
+  sysctls                 = var.host_sysctls
+  protect_kernel_defaults = var.cis_profile
+
+  firewall_enabled           = var.host_firewall_enabled
+  firewall_admin_cidrs       = local.firewall_admin_cidrs
+  firewall_node_cidrs        = [var.network_cidr]
+  firewall_servers           = var.master_ips
+  firewall_pod_cidr          = var.pod_cidr
+  firewall_service_endpoints = local.firewall_service_endpoints
 }
 
 resource "ffe_k3s_cluster" "this" {
@@ -105,6 +131,7 @@ resource "ffe_k3s_cluster" "this" {
   server_taints         = var.server_taints
   node_labels           = var.node_labels
   agent_parallelism     = var.agent_parallelism
+  cis_profile           = var.cis_profile
   token_rotation        = var.k3s_token_rotation
   certificate_rotation  = var.k3s_certificate_rotation
   restore_from_snapshot = var.k3s_restore_from_snapshot

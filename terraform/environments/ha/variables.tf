@@ -842,6 +842,31 @@ variable "host_sysctls" {
   }
 }
 
+variable "cis_profile" {
+  description = "The k3s CIS hardening profile (docs/security.md): protect-kernel-defaults with the kubelet's sysctls set on every host, Pod Security restricted by default, EventRateLimit, an API audit log under /var/lib/rancher/k3s/server/logs, kubelet and API server flags from the k3s hardening guide. Switching it restarts every node, one at a time."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "host_firewall_enabled" {
+  description = "An nftables inbound firewall on every node (table inet ffe_host): only the ports the node's role needs, everything else dropped (docs/security.md). false for sites whose firewalls are managed centrally; false also removes one loaded before."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "firewall_admin_cidrs" {
+  description = "Networks operators and Terraform connect from: SSH and the Kubernetes API are open to these only when host_firewall_enabled. null = network_cidr. The apply refuses rules that would not let its own SSH client back in."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition     = var.firewall_admin_cidrs == null || (length(coalesce(var.firewall_admin_cidrs, [])) > 0 && alltrue([for c in coalesce(var.firewall_admin_cidrs, []) : can(cidrhost(c, 0)) && can(regex("^[0-9.]+/[0-9]+$", c)) && try(cidrhost(c, 0) == split("/", c)[0], false)]))
+    error_message = "firewall_admin_cidrs: every entry must be an IPv4 network in canonical form (\"10.0.0.0/24\", or \"10.0.0.5/32\" for one workstation) and the list must not be empty. Set null for network_cidr."
+  }
+}
+
 variable "calico_wireguard_enabled" {
   description = "Encrypt pod-to-pod traffic between nodes with WireGuard (Calico). On by default: database passwords and tokens cross nodes. Needs the wireguard kernel module (Ubuntu 22.04/24.04 kernels have it)."
   type        = bool

@@ -1,5 +1,6 @@
 # Namespaces of the platform with Pod Security Admission labels, a default-deny NetworkPolicy in
-# each, and the allows every component needs. Pure rendering: variables in, `manifests` out.
+# each, and the allows every component needs, and (rbac.tf) the operators' read-only and break-glass
+# ClusterRole/bindings. Pure rendering: variables in, `manifests` out.
 #
 # Calico enforces these after kube-proxy's DNAT, so traffic to the API server is matched on the
 # servers' real addresses and port 6443 (plus the VIP), not on the `kubernetes` Service IP.
@@ -220,10 +221,10 @@ locals {
 
 output "manifests" {
   description = "File name => multi-document YAML."
-  value = {
+  value = merge({
     "00-namespaces.yaml"       = join("---\n", local.namespace_docs)
     "10-network-policies.yaml" = join("---\n", local.policy_docs)
-  }
+  }, local.rbac_manifests) # rbac.tf: operators' read-only and break-glass access
 }
 
 output "names" {

@@ -14,6 +14,98 @@ use super::token::JoinSecrets;
 
 pub const CONFIG_PATH: &str = "/etc/rancher/k3s/config.yaml";
 
+/// The API server's admission configuration (Pod Security defaults, EventRateLimit): CIS profile.
+pub const ADMISSION_CONFIG_PATH: &str = "/var/lib/rancher/k3s/server/ffe-admission.yaml";
+/// The API server's audit policy: CIS profile.
+pub const AUDIT_POLICY_PATH: &str = "/var/lib/rancher/k3s/server/ffe-audit-policy.yaml";
+/// The audit log; the API server rotates it itself (size, count and age below).
+pub const AUDIT_LOG_PATH: &str = "/var/lib/rancher/k3s/server/logs/audit.log";
+pub const AUDIT_LOG_MAX_AGE_DAYS: u32 = 30;
+pub const AUDIT_LOG_MAX_BACKUPS: u32 = 10;
+pub const AUDIT_LOG_MAX_SIZE_MB: u32 = 100;
+/// Namespaces Pod Security Admission does not evaluate: k3s's own (kube-system) and those the
+/// Calico operator creates for its node agents, which need host access and carry no labels of
+/// ours. Every other namespace is `restricted` unless its own labels say otherwise (the
+/// platform's namespaces carry labels: terraform/modules/namespaces).
+pub const PSA_EXEMPT_NAMESPACES: &[&str] = &["kube-system", "tigera-operator", "calico-system"];
+/// TLS cipher suites the kubelet offers (the k3s hardening guide's list: ECDHE, AEAD only).
+pub const KUBELET_TLS_CIPHER_SUITES: &[&str] = &[
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+];
+
+/// The admission configuration file (CIS profile): Pod Security `restricted` by default with
+/// the exemptions above, and EventRateLimit so no client can flood etcd with events.
+pub fn admission_config() -> String {
+    let exempt = PSA_EXEMPT_NAMESPACES.join(", ");
+    format!(
+        r#"# Managed by ffe-ha (ffe_k3s_cluster cis_profile).
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+  - name: PodSecurity
+    configuration:
+      apiVersion: pod-security.admission.config.k8s.io/v1
+      kind: PodSecurityConfiguration
+      defaults:
+        enforce: restricted
+        enforce-version: latest
+        audit: restricted
+        audit-version: latest
+        warn: restricted
+        warn-version: latest
+      exemptions:
+        usernames: []
+        runtimeClasses: []
+        namespaces: [{exempt}]
+  - name: EventRateLimit
+    configuration:
+      apiVersion: eventratelimit.admission.k8s.io/v1alpha1
+      kind: Configuration
+      limits:
+        - type: Server
+          qps: 5000
+          burst: 20000
+        - type: Namespace
+          qps: 50
+          burst: 100
+          cacheSize: 2000
+"#
+    )
+}
+
+/// The audit policy (CIS profile): who did what to which object, at `Metadata` level (never
+/// request or response bodies, so no Secret value reaches the log); health probes left out.
+pub fn audit_policy() -> String {
+    r#"# Managed by ffe-ha (ffe_k3s_cluster cis_profile).
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages:
+  - RequestReceived
+rules:
+  - level: None
+    nonResourceURLs:
+      - /healthz*
+      - /livez*
+      - /readyz*
+      - /version
+  - level: Metadata
+"#
+    .to_string()
+}
+
+/// The files a server's API server reads under the CIS profile, with their modes.
+pub fn server_policy_files() -> Vec<(&'static str, String)> {
+    vec![
+        (ADMISSION_CONFIG_PATH, admission_config()),
+        (AUDIT_POLICY_PATH, audit_policy()),
+    ]
+}
+
 fn strs<I: IntoIterator<Item = S>, S: Into<String>>(items: I) -> Value {
     Value::Sequence(items.into_iter().map(|s| Value::String(s.into())).collect())
 }
@@ -122,8 +214,54 @@ pub fn render(
             put("node-taint", strs(spec.server_taints.clone()));
         }
     }
+    let mut header = String::new();
+    if spec.cis_profile {
+        // The k3s CIS hardening guide's settings for the pinned minors (docs/security.md).
+        put("protect-kernel-defaults", true.into());
+        put(
+            "kubelet-arg",
+            // Not streaming-connection-idle-timeout (CIS 4.2.5): it has had no effect since
+            // Kubernetes v1.34 (upstream/kubernetes/flags.yaml), so writing it would only
+            // pretend. tls-cipher-suites is a deprecated flag that still works (k3s passes
+            // kubelet settings as flags).
+            strs([format!(
+                "tls-cipher-suites={}",
+                KUBELET_TLS_CIPHER_SUITES.join(",")
+            )]),
+        );
+        if role == Role::Server {
+            put(
+                "kube-apiserver-arg",
+                strs([
+                    // Replaces k3s's own default (NodeRestriction), which must stay.
+                    "enable-admission-plugins=NodeRestriction,EventRateLimit".to_string(),
+                    format!("admission-control-config-file={ADMISSION_CONFIG_PATH}"),
+                    format!("audit-policy-file={AUDIT_POLICY_PATH}"),
+                    format!("audit-log-path={AUDIT_LOG_PATH}"),
+                    format!("audit-log-maxage={AUDIT_LOG_MAX_AGE_DAYS}"),
+                    format!("audit-log-maxbackup={AUDIT_LOG_MAX_BACKUPS}"),
+                    format!("audit-log-maxsize={AUDIT_LOG_MAX_SIZE_MB}"),
+                    "service-account-extend-token-expiration=false".to_string(),
+                ]),
+            );
+            put(
+                "kube-controller-manager-arg",
+                strs(["terminated-pod-gc-threshold=100"]),
+            );
+            // k3s reads the policy files only at start: their hash in the config makes a new
+            // policy a config change, which restarts the servers one at a time.
+            let files: String = server_policy_files()
+                .iter()
+                .map(|(p, c)| format!("{p}\n{c}"))
+                .collect();
+            header = format!(
+                "# ffe-ha API server policy files sha256: {}\n",
+                sha256_hex(files.as_bytes())
+            );
+        }
+    }
     // A mapping of strings, numbers and booleans always serializes.
-    serde_yaml_ng::to_string(&Value::Mapping(m)).unwrap_or_default()
+    header + &serde_yaml_ng::to_string(&Value::Mapping(m)).unwrap_or_default()
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -166,6 +304,11 @@ pub fn drift_sha256(text: &str) -> String {
 pub const DRIFT_VIEW_SCRIPT: &str = r#"if [ -e /etc/rancher/k3s/config.yaml ]; then awk '/^(server|cluster-init):/ {next} /^token:/ {v = substr($0, 7); gsub(/^[ \t"\047]+|[ \t"\047]+$/, "", v); if (v ~ /^K10.*::/) {n = split(v, p, ":"); v = p[n]} print "token: " v; next} {print}' /etc/rancher/k3s/config.yaml | sha256sum | cut -d' ' -f1; fi"#;
 
 #[cfg(test)]
+pub(crate) mod tests_spec {
+    pub(crate) use super::tests::spec;
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::k3s::model::{InstallSource, VersionSpec};
@@ -194,6 +337,7 @@ mod tests {
             server_taints: vec!["CriticalAddonsOnly=true:NoExecute".into()],
             node_labels: BTreeMap::from([("ffe.io/cluster".into(), "ffe-prod".into())]),
             agent_parallelism: 5,
+            cis_profile: true,
         }
     }
 
@@ -408,5 +552,94 @@ mod tests {
             .output()
             .unwrap();
         assert!(out.status.success() && out.stdout.is_empty(), "{out:?}");
+    }
+}
+
+#[cfg(test)]
+mod cis_tests {
+    use super::tests_spec::spec;
+    use super::*;
+    use crate::k3s::model::Role;
+
+    fn secrets() -> JoinSecrets {
+        JoinSecrets {
+            server: "t".into(),
+            agent: "a".into(),
+            ca_hash: Some("ab".repeat(32)),
+        }
+    }
+
+    #[test]
+    fn the_policy_files_are_yaml_of_the_kinds_their_flags_name() {
+        for (path, text) in server_policy_files() {
+            let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+            let kind = v["kind"].as_str().unwrap();
+            match path {
+                ADMISSION_CONFIG_PATH => {
+                    assert_eq!(kind, "AdmissionConfiguration");
+                    let names: Vec<&str> = v["plugins"]
+                        .as_sequence()
+                        .unwrap()
+                        .iter()
+                        .map(|p| p["name"].as_str().unwrap())
+                        .collect();
+                    assert_eq!(names, ["PodSecurity", "EventRateLimit"]);
+                    let exempt = &v["plugins"][0]["configuration"]["exemptions"]["namespaces"];
+                    assert_eq!(
+                        exempt.as_sequence().unwrap().len(),
+                        PSA_EXEMPT_NAMESPACES.len()
+                    );
+                }
+                AUDIT_POLICY_PATH => assert_eq!(kind, "Policy"),
+                other => panic!("unexpected file {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_policy_change_is_a_config_change_of_servers_only() {
+        let s = spec();
+        let server = render(
+            &s,
+            &s.servers[1],
+            Role::Server,
+            &secrets(),
+            &Join::Via("x".into()),
+        );
+        assert!(
+            server.starts_with("# ffe-ha API server policy files sha256: "),
+            "{server}"
+        );
+        let agent = render(
+            &s,
+            &s.agents[0],
+            Role::Agent,
+            &secrets(),
+            &Join::Via("x".into()),
+        );
+        assert!(!agent.contains("policy files"));
+        let mut off = s.clone();
+        off.cis_profile = false;
+        let plain = render(
+            &off,
+            &off.servers[1],
+            Role::Server,
+            &secrets(),
+            &Join::Via("x".into()),
+        );
+        for key in [
+            "protect-kernel-defaults",
+            "kube-apiserver-arg",
+            "kubelet-arg",
+            "policy files",
+        ] {
+            assert!(server.contains(key), "{key}");
+            assert!(!plain.contains(key), "{key}");
+        }
+        // The header takes part in the drift hash, so a new policy rolls the servers.
+        assert_ne!(
+            drift_sha256(&server),
+            drift_sha256(&server.replacen("sha256: ", "sha256: 0", 1))
+        );
     }
 }

@@ -159,6 +159,9 @@ pub struct ClusterSpec {
     pub server_taints: Vec<String>,
     pub node_labels: BTreeMap<String, String>,
     pub agent_parallelism: usize,
+    /// The k3s CIS hardening settings (protect-kernel-defaults, admission and audit policies,
+    /// kubelet and API server flags; docs/security.md).
+    pub cis_profile: bool,
 }
 
 impl ClusterSpec {

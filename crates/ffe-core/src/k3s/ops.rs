@@ -13,7 +13,8 @@ use super::planner::{Action, LiveCluster, LiveNode, Stage};
 use super::token::{self, JoinSecrets};
 use crate::shell::quote;
 use crate::ssh::{
-    atomic_write_script, replace_file_script, SshError, SshPool, StdinSource, Step, Target,
+    atomic_write_inline_script, atomic_write_script, replace_file_script, SshError, SshPool,
+    StdinSource, Step, Target,
 };
 
 /// Where the provider keeps files it uploads to a node (installer, staged artifacts).
@@ -385,6 +386,24 @@ impl<'a> Executor<'a> {
             steps.push(Step::new(
                 "create the etcd snapshot directory",
                 format!("mkdir -p -m 0700 {}", crate::shell::quote(&dir)),
+                READ_STEP,
+            ));
+        }
+        if role == Role::Server && self.spec.cis_profile {
+            // Before k3s starts: the API server exits when a file its flags name is missing.
+            let log_dir = std::path::Path::new(config::AUDIT_LOG_PATH)
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            let mut script = format!("mkdir -p -m 0700 {}", crate::shell::quote(&log_dir));
+            for (path, content) in config::server_policy_files() {
+                script.push_str(" && (");
+                script.push_str(&atomic_write_inline_script(path, 0o600, &content));
+                script.push(')');
+            }
+            steps.push(Step::new(
+                "write the API server admission and audit policies",
+                script,
                 READ_STEP,
             ));
         }

@@ -663,6 +663,7 @@ mod tests {
             server_taints: vec![],
             node_labels: Default::default(),
             agent_parallelism: 2,
+            cis_profile: true,
         }
     }
 

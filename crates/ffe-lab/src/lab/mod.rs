@@ -87,8 +87,21 @@ pub const HOST_DIRS: &[&str] = &[
     "/etc/systemd/system",
     "/etc/sysctl.d",
     "/etc/modules-load.d",
+    // ffe_host's firewall rules (ffe_core::firewall).
+    "/etc/ffe",
 ];
 pub const HOST_FILES: &[&str] = &["/etc/fstab"];
+/// The kernel settings the kubelet checks under `protect-kernel-defaults` are not namespaced:
+/// the lab hosts share this machine's kernel, where they must not be changed. Each host gets
+/// its own copy of these `/proc/sys` files (starting at the machine's values) bind-mounted over
+/// the real ones, as a stand-in for each node having a kernel of its own; `sysctl` on the host
+/// writes and reads its copy.
+pub fn host_sysctl_files() -> Vec<String> {
+    crate::standin::hardening::KUBELET_SYSCTLS
+        .iter()
+        .map(|(k, _)| format!("/proc/sys/{k}"))
+        .collect()
+}
 /// Bash sources root's `~/.bashrc` for every command sshd runs. The lab hosts share this
 /// machine's `/root`, whose `.bashrc` is a developer's (here: `pyenv init`, ~100 processes and
 /// ~100 ms per SSH step), which no fresh node has: each host gets Debian's default instead.
@@ -342,6 +355,17 @@ impl Lab {
             std::fs::write(&p, format!("# ffe-lab host {}: its own {f}\n", h.name))
                 .map_err(io(format!("write {}", p.display())))?;
         }
+        for f in host_sysctl_files() {
+            let own = r
+                .join("proc-sys")
+                .join(f.trim_start_matches("/proc/sys/").replace('/', "."));
+            if let Some(parent) = own.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(io(format!("create {}", parent.display())))?;
+            }
+            let machine = std::fs::read(&f).map_err(io(format!("read {f}")))?;
+            std::fs::write(&own, machine).map_err(io(format!("write {}", own.display())))?;
+        }
         let bashrc = std::fs::read(DEBIAN_DEFAULT_BASHRC)
             .unwrap_or_else(|_| b"# ffe-lab host: a fresh node's root .bashrc\n".to_vec());
         let own_bashrc = r.join("root.bashrc");
@@ -393,6 +417,16 @@ impl Lab {
                 "mount --bind {} {}\n",
                 shell_quote(&r.join(p.trim_start_matches('/'))),
                 shell_quote(Path::new(p))
+            ));
+        }
+        for f in host_sysctl_files() {
+            let own = r
+                .join("proc-sys")
+                .join(f.trim_start_matches("/proc/sys/").replace('/', "."));
+            script.push_str(&format!(
+                "mount --bind {} {}\n",
+                shell_quote(&own),
+                shell_quote(Path::new(&f))
             ));
         }
         script.push_str(&format!(

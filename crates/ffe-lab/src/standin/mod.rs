@@ -16,6 +16,7 @@ mod datastore;
 pub mod deploy;
 mod error;
 pub mod flags;
+pub mod hardening;
 mod installer;
 mod kubectl;
 pub(crate) mod lock;

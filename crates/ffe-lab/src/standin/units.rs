@@ -452,6 +452,7 @@ pub(crate) fn start_unit(
             role,
             cfg.keys.iter().map(String::as_str),
         )?);
+        super::hardening::check(host, role, &cfg)?;
         let (name, _) = register(host, role, &cfg, &text, &mut out.warnings)?;
         if role == Role::Server {
             write_file(&host.path(KUBECONFIG), kubeconfig().as_bytes(), 0o600)?;

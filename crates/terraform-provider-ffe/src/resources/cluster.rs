@@ -69,6 +69,7 @@ pub struct ClusterState {
     pub server_taints: StrList,
     pub node_labels: StrMap,
     pub agent_parallelism: Num,
+    pub cis_profile: Value<bool>,
     pub ready_timeout_seconds: Num,
     pub token_rotation: Num,
     pub certificate_rotation: Num,
@@ -180,6 +181,9 @@ impl ClusterState {
         if matches!(self.node_labels, Value::Null) {
             self.node_labels = to_map(vec![]);
         }
+        if matches!(self.cis_profile, Value::Null) {
+            self.cis_profile = Value::Value(true);
+        }
     }
 
     /// Everything needed to build the spec is known (not waiting on other resources).
@@ -197,6 +201,7 @@ impl ClusterState {
             && !list_unknown(&self.server_taints)
             && !labels_unknown
             && !matches!(self.etcd_snapshot_retention, Value::Unknown)
+            && !matches!(self.cis_profile, Value::Unknown)
             && ![
                 &self.cluster_name,
                 &self.kubernetes_version,
@@ -279,6 +284,7 @@ impl ClusterState {
             server_taints: list(&self.server_taints),
             node_labels: to_btree(&self.node_labels),
             agent_parallelism: parallelism as usize,
+            cis_profile: self.cis_profile != Value::Value(false),
         })
     }
 
@@ -722,6 +728,7 @@ impl Resource for ClusterResource {
                     "server_taints" => attr(str_list(), OptionalComputed, "Taints on servers (default CriticalAddonsOnly=true:NoExecute keeps workloads on agents)."),
                     "node_labels" => attr(str_map(), OptionalComputed, "Labels on every node."),
                     "agent_parallelism" => attr(AttributeType::Number, OptionalComputed, "Agents joined at once (1-20, default 5)."),
+                    "cis_profile" => attr(AttributeType::Bool, OptionalComputed, "The k3s CIS hardening settings (default true): protect-kernel-defaults (the hosts must set the kubelet's sysctls: ffe_host protect_kernel_defaults), Pod Security restricted by default, EventRateLimit, an API audit log, kubelet and API server flags from the k3s hardening guide. Changing it restarts every node, one at a time."),
                     "ready_timeout_seconds" => attr(AttributeType::Number, OptionalComputed, "How long a node may take to become Ready (default 300)."),
                     "token_rotation" => attr(AttributeType::Number, OptionalComputed, "Raise by one to rotate the server join token (`k3s token rotate`, then every server restarts with the new token, one at a time). Never lowered (default 0)."),
                     "certificate_rotation" => attr(AttributeType::Number, OptionalComputed, "Raise by one to rotate every node's k3s certificates (`k3s certificate rotate`: servers one at a time, then agents in batches; the admin kubeconfig is read again). Never lowered (default 0)."),

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use ffe_core::firewall::FirewallSpec;
 use ffe_core::host::{self, HostSpec, NfsShare};
 use ffe_core::k3s::planner::is_dns_label;
 use ffe_core::ssh::Target;
@@ -35,6 +36,13 @@ pub struct HostState {
     pub packages: StrList,
     pub kernel_modules: StrList,
     pub sysctls: StrMap,
+    pub protect_kernel_defaults: Value<bool>,
+    pub firewall_enabled: Value<bool>,
+    pub firewall_admin_cidrs: StrList,
+    pub firewall_node_cidrs: StrList,
+    pub firewall_servers: StrList,
+    pub firewall_pod_cidr: Str,
+    pub firewall_service_endpoints: StrList,
     pub os_id: Str,
     pub os_version: Str,
     pub kernel: Str,
@@ -53,7 +61,26 @@ impl HostState {
         }
     }
 
-    fn spec(&self) -> HostSpec {
+    /// The firewall as configured; `ssh_port` is the port this node is reached on.
+    fn firewall(&self, ssh_port: u16) -> Option<FirewallSpec> {
+        (self.firewall_enabled == Value::Value(true)).then(|| FirewallSpec {
+            server: opt_str(&self.role).as_deref() == Some("server"),
+            ssh_port,
+            admin_cidrs: list(&self.firewall_admin_cidrs),
+            node_cidrs: list(&self.firewall_node_cidrs),
+            servers: list(&self.firewall_servers),
+            pod_cidr: opt_str(&self.firewall_pod_cidr).unwrap_or_default(),
+            service_endpoints: list(&self.firewall_service_endpoints),
+        })
+    }
+
+    /// The host as it should be; `default_port` is the provider's SSH port.
+    fn spec(&self, default_port: u16) -> HostSpec {
+        let port = self
+            .ssh_port
+            .as_ref_option()
+            .map(|p| *p as u16)
+            .unwrap_or(default_port);
         HostSpec {
             packages: list(&self.packages),
             kernel_modules: list(&self.kernel_modules),
@@ -63,6 +90,8 @@ impl HostState {
                 (Some(server), Some(export)) => Some(NfsShare { server, export }),
                 _ => None,
             },
+            protect_kernel_defaults: self.protect_kernel_defaults != Value::Value(false),
+            firewall: self.firewall(port),
         }
     }
 
@@ -75,6 +104,12 @@ impl HostState {
         }
         if matches!(self.sysctls, Value::Null) {
             self.sysctls = to_map(host::default_sysctls());
+        }
+        if matches!(self.protect_kernel_defaults, Value::Null) {
+            self.protect_kernel_defaults = Value::Value(true);
+        }
+        if matches!(self.firewall_enabled, Value::Null) {
+            self.firewall_enabled = Value::Value(false);
         }
     }
 
@@ -97,7 +132,7 @@ impl HostResource {
     async fn converge(&self, diags: &mut Diagnostics, mut state: HostState) -> Option<HostState> {
         let pool = self.ctx.pool(diags)?;
         let t = state.target();
-        let spec = state.spec();
+        let spec = state.spec(pool.settings().port);
         if let Err(e) = host::prepare(&pool, &t, &spec).await {
             diags.root_error(format!("preparing {t} failed"), e.to_string());
             return None;
@@ -157,6 +192,13 @@ impl Resource for HostResource {
                     "packages" => attr(str_list(), OptionalComputed, "Debian packages installed when missing."),
                     "kernel_modules" => attr(str_list(), OptionalComputed, "Kernel modules loaded now and at boot."),
                     "sysctls" => attr(str_map(), OptionalComputed, "Kernel settings applied now and at boot."),
+                    "protect_kernel_defaults" => attr(AttributeType::Bool, OptionalComputed, "Also set the kernel settings the kubelet requires when k3s runs with protect-kernel-defaults (the CIS profile): vm.overcommit_memory=1, vm.panic_on_oom=0, kernel.panic=10, kernel.panic_on_oops=1, kernel.keys.root_maxkeys=1000000, kernel.keys.root_maxbytes=25000000. Default true."),
+                    "firewall_enabled" => attr(AttributeType::Bool, OptionalComputed, "Load and keep an nftables inbound firewall (table inet ffe_host) that lets in only what this node's role needs. Default false; false also removes one loaded before."),
+                    "firewall_admin_cidrs" => attr(str_list(), Optional, "Networks operators and Terraform connect from: SSH and the Kubernetes API. The apply refuses rules that would not let its own SSH client back in."),
+                    "firewall_node_cidrs" => attr(str_list(), Optional, "The networks the cluster nodes are in: node-to-node ports (kubelet, Calico, node-exporter, the API for agents) are open to these. Networks, not the node list, so a node joining or leaving changes no other node's rules."),
+                    "firewall_servers" => attr(str_list(), Optional, "The servers' addresses: etcd (2379-2380) is open to these only."),
+                    "firewall_pod_cidr" => attr(AttributeType::String, Optional, "Pod network: pods reach the API, kubelet and metrics ports."),
+                    "firewall_service_endpoints" => attr(str_list(), Optional, "IPv4:port TCP endpoints open to everyone (edge, Postgres, Vault VIPs)."),
                     "os_id" => attr(AttributeType::String, Computed, "ID from /etc/os-release."),
                     "os_version" => attr(AttributeType::String, Computed, "VERSION_ID from /etc/os-release."),
                     "kernel" => attr(AttributeType::String, Computed, "Running kernel release."),
@@ -223,10 +265,31 @@ impl Resource for HostResource {
             && matches!(&probe.sysctls, Value::Value(m) if m.values().all(|v| matches!(v, Value::Value(_))))
             && !matches!(probe.backup_mount, Value::Unknown)
             && !matches!(probe.nfs_server, Value::Unknown)
-            && !matches!(probe.nfs_export, Value::Unknown);
+            && !matches!(probe.nfs_export, Value::Unknown)
+            && !matches!(probe.protect_kernel_defaults, Value::Unknown);
         if all_known {
-            for (attr, message) in probe.spec().problems() {
+            // The port only shapes the rules, never a problem: any value will do here.
+            for (attr, message) in probe.spec(22).problems() {
                 diags.error_short(message, AttributePath::new(attr));
+            }
+        }
+        let fw_known = matches!(probe.firewall_enabled, Value::Value(_))
+            && [
+                &probe.firewall_admin_cidrs,
+                &probe.firewall_node_cidrs,
+                &probe.firewall_servers,
+                &probe.firewall_service_endpoints,
+            ]
+            .iter()
+            .all(|l| !crate::values::list_unknown(l))
+            && !matches!(probe.firewall_pod_cidr, Value::Unknown)
+            && !matches!(probe.address, Value::Unknown)
+            && !matches!(probe.role, Value::Unknown);
+        if fw_known {
+            if let (Some(fw), Some(address)) = (probe.firewall(22), opt_str(&probe.address)) {
+                for (attr, message) in fw.problems(&address) {
+                    diags.error_short(message, AttributePath::new(attr));
+                }
             }
         }
         if diags.errors.is_empty() {
@@ -245,7 +308,7 @@ impl Resource for HostResource {
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
         let pool = self.ctx.pool(diags)?;
         let t = state.target();
-        let spec = state.spec();
+        let spec = state.spec(pool.settings().port);
         let drift = match host::inspect(&pool, &t, &spec).await {
             Ok((f, drift)) => {
                 state.set_facts(&f);
@@ -356,12 +419,12 @@ impl Resource for HostResource {
     ) -> Option<()> {
         let pool = self.ctx.pool(diags)?;
         let t = state.target();
-        match host::cleanup(&pool, &t, &state.spec()).await {
+        match host::cleanup(&pool, &t, &state.spec(pool.settings().port)).await {
             Ok(()) => Some(()),
             Err(host::HostError::Ssh(e)) if e.is_unreachable() => {
                 diags.root_warning(
                     format!("{t} unreachable: host preparation not removed"),
-                    format!("{e}. Nothing else depends on it; remove {} and {} by hand if the host comes back.", host::MODULES_FILE, host::SYSCTL_FILE),
+                    format!("{e}. Nothing else depends on it; if the host comes back, remove {} and {} by hand, and its firewall: `systemctl disable {}; nft delete table {}; rm -f {} {}`.", host::MODULES_FILE, host::SYSCTL_FILE, ffe_core::firewall::UNIT_NAME, ffe_core::firewall::TABLE, ffe_core::firewall::RULES_FILE, ffe_core::firewall::UNIT_FILE),
                 );
                 Some(())
             }

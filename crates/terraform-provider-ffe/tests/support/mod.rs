@@ -179,7 +179,8 @@ airgap_k3s_binary_path = "{standin}"
 airgap_installer_path = "{installer}"
 airgap_images_path = "{images}"
 kubeconfig_path = "{kc}"
-# The lab cannot load br_netfilter or set non-namespaced sysctls (shared kernel, see ffe-lab).
+# The lab cannot load br_netfilter or set non-namespaced sysctls (shared kernel, see ffe-lab);
+# the kubelet's six (cis_profile) each host has a copy of.
 host_kernel_modules = ["overlay"]
 host_sysctls = {{ "net.ipv4.ip_forward" = "1" }}
 {extra}

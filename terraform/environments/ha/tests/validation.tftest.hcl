@@ -968,3 +968,21 @@ run "vip_interface_not_a_name" {
   }
   expect_failures = [var.vip_interface]
 }
+
+# a firewall admin network that is not canonical (host bits set)
+run "firewall_admin_cidrs_not_canonical" {
+  command = plan
+  variables {
+    firewall_admin_cidrs = ["10.0.0.7/24"]
+  }
+  expect_failures = [var.firewall_admin_cidrs]
+}
+
+# an empty firewall admin list would lock everyone out
+run "firewall_admin_cidrs_empty" {
+  command = plan
+  variables {
+    firewall_admin_cidrs = []
+  }
+  expect_failures = [var.firewall_admin_cidrs]
+}
