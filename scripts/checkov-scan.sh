@@ -20,6 +20,7 @@ mkdir -p "$work"
 here() { echo "${1#"$PWD"/}"; } # a path as shown: relative to the current directory when below it
 
 # The bundles' files NUL-separated (name, content, ...): any byte but NUL may be in a manifest.
+# shellcheck disable=SC2016 # a jq program: its $vars are jq's, not the shell's
 plan_files='def modules: ., (.child_modules[]? | modules);
   .planned_values.root_module | modules | .resources[]?
   | select(.mode == "managed" and .type == "ffe_manifests")

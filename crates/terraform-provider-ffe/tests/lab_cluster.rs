@@ -1218,16 +1218,6 @@ fn ffe_ha_binary() -> std::path::PathBuf {
     bin
 }
 
-/// Timestamps of the records on `host` whose program + argv contain `needle`.
-fn calls(env: &Env, host: &str, needle: &str) -> Vec<u64> {
-    env.records(host)
-        .iter()
-        .filter(|r| r.exit_code == 0)
-        .filter(|r| format!("{} {}", r.program, r.argv.join(" ")).contains(needle))
-        .map(|r| r.ts_ns)
-        .collect()
-}
-
 /// Restoring etcd from a snapshot on the backup share (k3s stand-in: it plays `k3s
 /// etcd-snapshot save` and `k3s server --cluster-reset`, docs.k3s.io datastore/backup-restore).
 /// In place with `ffe-ha etcd restore`: every server stops, the first resets onto the snapshot

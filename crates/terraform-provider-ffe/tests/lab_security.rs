@@ -192,7 +192,8 @@ fn the_host_firewall_keeps_each_role_to_its_ports_and_never_locks_out_the_apply(
 }
 
 #[test]
-fn the_cis_profile_sets_the_kubelet_kernel_settings_and_the_api_server_policies() {
+fn the_cis_profile_sets_the_kubelet_kernel_settings_and_the_api_server_policies_and_the_key_rotates(
+) {
     let machine_panic = std::fs::read_to_string("/proc/sys/kernel/panic").unwrap();
     let env = Env::new(3, 2);
     env.tfvars(2, "");
@@ -254,8 +255,50 @@ fn the_cis_profile_sets_the_kubelet_kernel_settings_and_the_api_server_policies(
     let (code, plan) = env.plan_exit();
     assert_eq!(code, 0, "not converged:\n{plan}");
 
+    // Rotating the secrets-encryption key: rotate-keys once on the first live server, then
+    // every server restarted after it, one at a time; all load the new key (hashes match).
+    env.tfvars(2, "k3s_encryption_key_rotation = 1");
+    env.apply_ok();
+    let rotated = calls(&env, &master(0), "k3s secrets-encrypt rotate-keys");
+    assert_eq!(rotated.len(), 1, "rotate-keys on the first server once");
+    for i in 1..3 {
+        assert!(calls(&env, &master(i), "rotate-keys").is_empty());
+    }
+    let restarts: Vec<u64> = (0..3)
+        .map(|i| {
+            *calls(&env, &master(i), "systemctl restart k3s")
+                .iter()
+                .find(|t| **t > rotated[0])
+                .unwrap_or_else(|| panic!("server {i} not restarted after the rotation"))
+        })
+        .collect();
+    assert!(
+        restarts[0] < restarts[1] && restarts[1] < restarts[2],
+        "one at a time, in order"
+    );
+    let status = env
+        .lab
+        .ssh(&master(1), "k3s secrets-encrypt status")
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(
+        status.contains("Server Encryption Hashes: All hashes match"),
+        "{status}"
+    );
+    assert!(status.contains("reencrypt_finished"), "{status}");
+    assert_eq!(status.matches("AES-CBC").count(), 2, "{status}");
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 0, "not converged after the rotation:\n{plan}");
+    env.tfvars(2, "k3s_encryption_key_rotation = 0");
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 1, "{plan}");
+    assert!(
+        plan.contains("a rotated key cannot be taken back"),
+        "{plan}"
+    );
+
     // Switching the profile off is a config change on every node (rolled one at a time).
-    env.tfvars(2, "cis_profile = false");
+    env.tfvars(2, "cis_profile = false\nk3s_encryption_key_rotation = 1");
     env.apply_ok();
     for h in env.lab.hosts() {
         let out = env

@@ -128,14 +128,15 @@ resource "ffe_k3s_cluster" "this" {
   etcd_snapshot_schedule  = var.etcd_snapshot_schedule
   etcd_snapshot_retention = local.etcd_snapshot_retention
 
-  server_taints         = var.server_taints
-  node_labels           = var.node_labels
-  agent_parallelism     = var.agent_parallelism
-  cis_profile           = var.cis_profile
-  token_rotation        = var.k3s_token_rotation
-  certificate_rotation  = var.k3s_certificate_rotation
-  restore_from_snapshot = var.k3s_restore_from_snapshot
-  kubeconfig_path       = local.kubeconfig_path
+  server_taints           = var.server_taints
+  node_labels             = var.node_labels
+  agent_parallelism       = var.agent_parallelism
+  cis_profile             = var.cis_profile
+  token_rotation          = var.k3s_token_rotation
+  certificate_rotation    = var.k3s_certificate_rotation
+  encryption_key_rotation = var.k3s_encryption_key_rotation
+  restore_from_snapshot   = var.k3s_restore_from_snapshot
+  kubeconfig_path         = local.kubeconfig_path
 }
 
 # ---------------------------------------------------------------------------------------------

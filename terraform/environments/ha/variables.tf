@@ -762,6 +762,18 @@ variable "k3s_certificate_rotation" {
   }
 }
 
+variable "k3s_encryption_key_rotation" {
+  description = "Raise by one to rotate the key k3s encrypts Secrets in etcd with: `k3s secrets-encrypt rotate-keys` on a live server, wait until every Secret is re-encrypted, then every server restarts one at a time (docs/security.md, Rotating the secrets-encryption key). Never lower it."
+  type        = number
+  default     = 0
+  nullable    = false
+
+  validation {
+    condition     = floor(var.k3s_encryption_key_rotation) == var.k3s_encryption_key_rotation && var.k3s_encryption_key_rotation >= 0
+    error_message = "k3s_encryption_key_rotation = ${var.k3s_encryption_key_rotation} must be a whole number >= 0: raise it by one to rotate the secrets-encryption key."
+  }
+}
+
 variable "k3s_restore_from_snapshot" {
   description = "File name of an etcd snapshot on the backup share (<backup_nfs_mount>/etcd-snapshots/<server>/) to restore the cluster from, e.g. after every server lost its data or onto new hosts (give their addresses in master_ips in the same apply). Set to a name not restored before; the apply runs k3s's cluster-reset sequence, then converges the rest. Everything written to the cluster after the snapshot is lost (docs/disaster-recovery.md, Restoring etcd). null: no restore."
   type        = string

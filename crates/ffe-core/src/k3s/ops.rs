@@ -674,28 +674,15 @@ impl<'a> Executor<'a> {
         if let Some(v) = cached.filter(|v| v.name != n.name) {
             return Ok(v);
         }
-        let mut tried = vec![];
-        for s in self.spec.servers.iter().filter(|s| s.name != n.name) {
-            match self
-                .pool
-                .run_within(
-                    &s.target(),
-                    "check server health",
-                    &format!("{KUBECTL} get --raw /readyz"),
-                    READ_STEP,
-                )
-                .await
-            {
-                Ok(out) if out.trim() == "ok" => {
-                    if let Ok(mut g) = self.join_via.lock() {
-                        *g = Some(s.clone());
-                    }
-                    return Ok(s.clone());
+        let tried = match first_ready(self.pool, &self.spec.servers, Some(&n.name)).await {
+            Ok(s) => {
+                if let Ok(mut g) = self.join_via.lock() {
+                    *g = Some(s.clone());
                 }
-                Ok(out) => tried.push(format!("{}: /readyz {}", s.name, out.trim())),
-                Err(e) => tried.push(format!("{}: {e}", s.name)),
+                return Ok(s);
             }
-        }
+            Err(tried) => tried,
+        };
         Err(OpsError::step(
             n,
             "choose a server to join through",
@@ -933,6 +920,97 @@ impl<'a> Executor<'a> {
             *slot = Some(k);
         }
         Ok(())
+    }
+
+    /// Rotate the secrets-encryption key (k3s "Encryption Key Rotation", k3s >= v1.30.5):
+    /// `k3s secrets-encrypt rotate-keys` on the first server that serves the API, wait until
+    /// every Secret is re-encrypted (`status`: stage `reencrypt_finished`), then restart every
+    /// server one at a time (each only while the others serve) so all load the new key, and
+    /// check that their encryption hashes match.
+    pub async fn rotate_encryption_key(&self) -> Result<(), OpsError> {
+        const STATUS: &str = "k3s secrets-encrypt status";
+        let first = self.first_live_server().await?;
+        self.pool
+            .run_within(
+                &first.target(),
+                "rotate the secrets-encryption key (k3s secrets-encrypt rotate-keys)",
+                "k3s secrets-encrypt rotate-keys",
+                KUBECTL_STEP,
+            )
+            .await?;
+        // k3s re-encrypts about 5 Secrets per second: the wait scales with the ready timeout.
+        let deadline = Instant::now() + self.ready_timeout * 4;
+        loop {
+            let out = self
+                .pool
+                .run_within(
+                    &first.target(),
+                    "read the re-encryption stage",
+                    STATUS,
+                    READ_STEP,
+                )
+                .await?;
+            let stage = out
+                .lines()
+                .find_map(|l| l.strip_prefix("Current Rotation Stage:"))
+                .map(str::trim)
+                .unwrap_or("")
+                .to_string();
+            if stage == "reencrypt_finished" {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(OpsError::step(
+                    &first,
+                    "wait for the re-encryption",
+                    format!("`{STATUS}` still says stage {stage:?} after {} s (want reencrypt_finished); k3s keeps re-encrypting in the background: run `terraform apply` again later, it restarts the servers once the stage is reached", (self.ready_timeout * 4).as_secs()),
+                ));
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        for s in &self.spec.servers {
+            self.check_quorum_before_restart(s).await?;
+            let step = "restart k3s (load the new encryption key)";
+            self.pool
+                .run_within(
+                    &s.target(),
+                    step,
+                    "systemctl restart k3s",
+                    self.ready_timeout,
+                )
+                .await
+                .map_err(|e| not_started(s, Role::Server, step, e))?;
+            self.wait_ready(s, Role::Server).await?;
+        }
+        let out = self
+            .pool
+            .run_within(
+                &first.target(),
+                "check the servers' encryption hashes",
+                STATUS,
+                READ_STEP,
+            )
+            .await?;
+        let hashes = out
+            .lines()
+            .find_map(|l| l.strip_prefix("Server Encryption Hashes:"))
+            .map(str::trim)
+            .unwrap_or("(not reported)");
+        if hashes != "All hashes match" {
+            return Err(OpsError::step(
+                &first,
+                "check the servers' encryption hashes",
+                format!("after restarting every server `{STATUS}` says: {hashes}. Restart k3s on the servers it names (one at a time), then check again"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The first server (in order) whose `/readyz` answers ok.
+    async fn first_live_server(&self) -> Result<Node, OpsError> {
+        first_ready(self.pool, &self.spec.servers, None)
+            .await
+            .map_err(|tried| OpsError::NoServer(tried.join("; ")))
     }
 
     async fn rotate_node_certificates(&self, n: &Node, role: Role) -> Result<(), OpsError> {
@@ -1616,39 +1694,45 @@ pub async fn rotate_server_token(
     old_secret: &str,
     new_secret: &str,
 ) -> Result<Node, OpsError> {
+    let s = first_ready(pool, &spec.servers, None)
+        .await
+        .map_err(|tried| OpsError::NoServer(tried.join("; ")))?;
+    let input = format!("{old_secret}\n{new_secret}\n");
+    pool.run_input_within(
+        &s.target(),
+        "rotate the server token (k3s token rotate)",
+        "IFS= read -r K3S_TOKEN && IFS= read -r new && export K3S_TOKEN && k3s token rotate --new-token \"$new\"",
+        Some(StdinSource::Bytes(input.as_bytes())),
+        KUBECTL_STEP,
+    )
+    .await?;
+    Ok(s)
+}
+
+/// The first of `servers` (in order, the one named `except` left out) whose `/readyz` answers
+/// ok; otherwise what each one said.
+async fn first_ready(
+    pool: &SshPool,
+    servers: &[Node],
+    except: Option<&str>,
+) -> Result<Node, Vec<String>> {
     let mut tried = vec![];
-    for s in &spec.servers {
-        let healthy = pool
+    for s in servers.iter().filter(|s| Some(s.name.as_str()) != except) {
+        match pool
             .run_within(
                 &s.target(),
                 "check server health",
                 &format!("{KUBECTL} get --raw /readyz"),
                 READ_STEP,
             )
-            .await;
-        match healthy {
-            Ok(out) if out.trim() == "ok" => {}
-            Ok(out) => {
-                tried.push(format!("{}: /readyz {}", s.name, out.trim()));
-                continue;
-            }
-            Err(e) => {
-                tried.push(format!("{}: {e}", s.name));
-                continue;
-            }
+            .await
+        {
+            Ok(out) if out.trim() == "ok" => return Ok(s.clone()),
+            Ok(out) => tried.push(format!("{}: /readyz {}", s.name, out.trim())),
+            Err(e) => tried.push(format!("{}: {e}", s.name)),
         }
-        let input = format!("{old_secret}\n{new_secret}\n");
-        pool.run_input_within(
-            &s.target(),
-            "rotate the server token (k3s token rotate)",
-            "IFS= read -r K3S_TOKEN && IFS= read -r new && export K3S_TOKEN && k3s token rotate --new-token \"$new\"",
-            Some(StdinSource::Bytes(input.as_bytes())),
-            KUBECTL_STEP,
-        )
-        .await?;
-        return Ok(s.clone());
     }
-    Err(OpsError::NoServer(tried.join("; ")))
+    Err(tried)
 }
 
 /// Where k3s writes the full server token (`K10<CA hash>::server:<secret>`).

@@ -88,6 +88,15 @@ pub struct ClusterState {
     /// Pods placed by tests, by `namespace/name`.
     #[serde(default)]
     pub pods: BTreeMap<String, PodState>,
+    /// Secrets-encryption keys (`secrets-encryption: true`), the active one first.
+    #[serde(default)]
+    pub encryption_keys: Vec<String>,
+    /// `k3s secrets-encrypt status`'s "Current Rotation Stage".
+    #[serde(default)]
+    pub encryption_stage: String,
+    /// Per server: the keys it loaded when it last started (its "encryption hash").
+    #[serde(default)]
+    pub server_key_hashes: BTreeMap<String, String>,
 }
 
 /// The secret part of a k3s token: `K10<hash>::<user>:<secret>` or the bare secret.

@@ -14,6 +14,7 @@ mod certs;
 mod config;
 mod datastore;
 pub mod deploy;
+mod encrypt;
 mod error;
 pub mod flags;
 pub mod hardening;
@@ -173,6 +174,7 @@ const HELP: &str = "k3s-standin — ffe-lab's k3s STAND-IN (not k3s).
 Multi-call by argv[0]: k3s, kubectl, systemctl, *install.sh, k3s-uninstall.sh,
 k3s-agent-uninstall.sh, k3s-killall.sh. Every call is recorded as one JSON line.
   k3s --version | k3s kubectl ... | k3s token rotate | k3s certificate rotate | k3s etcd-snapshot save [--name N]
+  k3s secrets-encrypt status|rotate-keys
   k3s server --cluster-reset [--cluster-reset-restore-path=P] | kubectl get nodes -o json | kubectl get --raw /readyz
   kubectl cordon|uncordon|drain NODE | kubectl delete node NODE | kubectl apply|delete -f FILE|-
   systemctl start|restart|stop|enable|disable|is-active|is-enabled|status|daemon-reload UNIT";
@@ -192,6 +194,9 @@ pub fn run(inv: &Invocation, host: &HostEnv, stdin: &mut dyn Read) -> Outcome {
         }
         _ if inv.args.first().map(String::as_str) == Some("certificate") => {
             certs::rotate(&inv.args[1..], host)
+        }
+        _ if inv.args.first().map(String::as_str) == Some("secrets-encrypt") => {
+            encrypt::secrets_encrypt(&inv.args[1..], host)
         }
         _ if inv.args.first().map(String::as_str) == Some("etcd-snapshot") => {
             snapshot::save(&inv.args[1..], host)

@@ -1072,3 +1072,45 @@ fn certificate_rotate_moves_leaf_certs_and_the_next_start_issues_them() {
     assert_eq!(call(&s1, "systemctl", &["start", "k3s"]).exit_code, 0);
     assert!(days_left(&tls.join("client-admin.crt")) >= 364);
 }
+
+/// `k3s secrets-encrypt` (docs.k3s.io cli/secrets-encrypt, key rotation): a new key is loaded
+/// by the server that rotated and by each other server only when it restarts; until then the
+/// status names two servers whose hashes differ and a second rotation is refused.
+#[test]
+fn secrets_encrypt_rotation_needs_every_server_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = host(dir.path(), "s1", "10.210.9.11");
+    write_config(
+        &s1,
+        "token: sekret\ncluster-init: true\nsecrets-encryption: true\n",
+    );
+    assert_eq!(install(&s1, "server").exit_code, 0);
+    let s2 = host(dir.path(), "s2", "10.210.9.12");
+    write_config(
+        &s2,
+        "token: sekret\nserver: https://10.210.9.11:6443\nsecrets-encryption: true\n",
+    );
+    assert_eq!(install(&s2, "server").exit_code, 0);
+    let status = |h: &HostEnv| call(h, "k3s", &["secrets-encrypt", "status"]).stdout;
+    assert!(status(&s1).contains("All hashes match"), "{}", status(&s1));
+    assert_eq!(status(&s1).matches("AES-CBC").count(), 1);
+    let out = call(&s1, "k3s", &["secrets-encrypt", "rotate-keys"]);
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    let st = status(&s1);
+    assert!(
+        st.contains("Current Rotation Stage: reencrypt_finished"),
+        "{st}"
+    );
+    assert!(st.contains("hash does not match between s1 and s2"), "{st}");
+    assert_eq!(st.matches("AES-CBC").count(), 2);
+    let again = call(&s2, "k3s", &["secrets-encrypt", "rotate-keys"]);
+    assert_eq!(again.exit_code, 1, "{again:?}");
+    assert_eq!(call(&s2, "systemctl", &["restart", "k3s"]).exit_code, 0);
+    assert!(status(&s2).contains("All hashes match"), "{}", status(&s2));
+    // No server running on the host: nothing to ask.
+    assert_eq!(call(&s2, "systemctl", &["stop", "k3s"]).exit_code, 0);
+    assert_eq!(
+        call(&s2, "k3s", &["secrets-encrypt", "status"]).exit_code,
+        1
+    );
+}

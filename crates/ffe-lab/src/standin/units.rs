@@ -454,6 +454,14 @@ pub(crate) fn start_unit(
         )?);
         super::hardening::check(host, role, &cfg)?;
         let (name, _) = register(host, role, &cfg, &text, &mut out.warnings)?;
+        if role == Role::Server
+            && matches!(
+                cfg.other.get("secrets-encryption"),
+                Some(serde_yaml_ng::Value::Bool(true))
+            )
+        {
+            super::encrypt::on_server_start(host, &name)?;
+        }
         if role == Role::Server {
             write_file(&host.path(KUBECONFIG), kubeconfig().as_bytes(), 0o600)?;
             let st = host

@@ -73,6 +73,7 @@ pub struct ClusterState {
     pub ready_timeout_seconds: Num,
     pub token_rotation: Num,
     pub certificate_rotation: Num,
+    pub encryption_key_rotation: Num,
     pub restore_from_snapshot: Str,
     pub kubeconfig_path: Str,
     pub token: Str,
@@ -169,6 +170,7 @@ impl ClusterState {
         set_num(&mut self.ready_timeout_seconds, DEFAULT_READY_TIMEOUT);
         set_num(&mut self.token_rotation, 0);
         set_num(&mut self.certificate_rotation, 0);
+        set_num(&mut self.encryption_key_rotation, 0);
         if matches!(self.agents, Value::Null) {
             self.agents = Value::Value(vec![]);
         }
@@ -324,6 +326,14 @@ fn rotation(s: &ClusterState) -> i64 {
 /// `certificate_rotation` as a number (0 when unset).
 fn certificate_rotation(s: &ClusterState) -> i64 {
     match &s.certificate_rotation {
+        Value::Value(n) => *n,
+        _ => 0,
+    }
+}
+
+/// `encryption_key_rotation` as a number (0 when unset).
+fn encryption_key_rotation(s: &ClusterState) -> i64 {
+    match &s.encryption_key_rotation {
         Value::Value(n) => *n,
         _ => 0,
     }
@@ -647,6 +657,17 @@ impl ClusterResource {
                 return failed(&exec.secrets());
             }
         }
+        let rotate_key =
+            prior.is_some_and(|p| encryption_key_rotation(&planned) > encryption_key_rotation(p));
+        if rotate_key {
+            if let Err(e) = exec.rotate_encryption_key().await {
+                diags.root_error(
+                    "rotating the secrets-encryption key failed",
+                    format!("{e}\nIf the key was rotated (`k3s secrets-encrypt status` on a server lists a new active key), every Secret is still readable: servers not yet restarted keep the old key until they restart. Fix the cause and run `terraform apply` again: it rotates once more (one more key, harmless) and restarts every server."),
+                );
+                return failed(&exec.secrets());
+            }
+        }
         let fetched = exec.kubeconfig.lock().ok().and_then(|mut k| k.take());
         let kubeconfig = match (fetched, prior.and_then(|p| opt_str(&p.kubeconfig))) {
             (Some(k), _) => k,
@@ -731,6 +752,7 @@ impl Resource for ClusterResource {
                     "cis_profile" => attr(AttributeType::Bool, OptionalComputed, "The k3s CIS hardening settings (default true): protect-kernel-defaults (the hosts must set the kubelet's sysctls: ffe_host protect_kernel_defaults), Pod Security restricted by default, EventRateLimit, an API audit log, kubelet and API server flags from the k3s hardening guide. Changing it restarts every node, one at a time."),
                     "ready_timeout_seconds" => attr(AttributeType::Number, OptionalComputed, "How long a node may take to become Ready (default 300)."),
                     "token_rotation" => attr(AttributeType::Number, OptionalComputed, "Raise by one to rotate the server join token (`k3s token rotate`, then every server restarts with the new token, one at a time). Never lowered (default 0)."),
+                    "encryption_key_rotation" => attr(AttributeType::Number, OptionalComputed, "Raise by one to rotate the key that encrypts Secrets in etcd (`k3s secrets-encrypt rotate-keys` on a live server, wait until every Secret is re-encrypted, then every server restarts one at a time to load the new key). Never lowered (default 0)."),
                     "certificate_rotation" => attr(AttributeType::Number, OptionalComputed, "Raise by one to rotate every node's k3s certificates (`k3s certificate rotate`: servers one at a time, then agents in batches; the admin kubeconfig is read again). Never lowered (default 0)."),
                     "restore_from_snapshot" => attr(AttributeType::String, Optional, "File name of an etcd snapshot on the backup share (under etcd_snapshot_dir/<server>/). Set to a name not restored before: the apply restores it with k3s's cluster-reset sequence onto the servers listed (new hosts are installed first), then converges the rest. Everything written to the cluster after the snapshot is lost. Clearing it changes nothing on the hosts."),
                     "kubeconfig_path" => attr(AttributeType::String, Optional, "Local file the admin kubeconfig is written to (mode 0600)."),
@@ -930,6 +952,28 @@ impl Resource for ClusterResource {
                 AttributePath::new("certificate_rotation"),
             );
             return None;
+        }
+        let (keys_were, keys_wanted) =
+            (encryption_key_rotation(&prior), encryption_key_rotation(&s));
+        if keys_wanted < keys_were {
+            diags.error_short(
+                format!("encryption_key_rotation: {keys_were} -> {keys_wanted} goes back; a rotated key cannot be taken back. Keep {keys_were} (or raise it by one to rotate again)"),
+                AttributePath::new("encryption_key_rotation"),
+            );
+            return None;
+        }
+        if keys_wanted > keys_were {
+            if restoring.is_some() {
+                diags.error_short(
+                    "encryption_key_rotation and restore_from_snapshot change in the same apply: restore first, then raise encryption_key_rotation in the next apply",
+                    AttributePath::new("encryption_key_rotation"),
+                );
+                return None;
+            }
+            diags.root_warning(
+                "k3s cluster: the secrets-encryption key will be rotated",
+                "`k3s secrets-encrypt rotate-keys` on a live server; k3s re-encrypts every Secret with the new key (about 5 per second); then every server restarts, one at a time, each only while the others are healthy.",
+            );
         }
         let rotating_certs = certs_wanted > certs_were;
         if rotating_certs {

@@ -349,3 +349,13 @@ impl Env {
         std::fs::write(&p, f(s)).unwrap();
     }
 }
+
+/// When `host` ran a successful command whose program and arguments contain `needle` (ns).
+pub fn calls(env: &Env, host: &str, needle: &str) -> Vec<u64> {
+    env.records(host)
+        .iter()
+        .filter(|r| r.exit_code == 0)
+        .filter(|r| format!("{} {}", r.program, r.argv.join(" ")).contains(needle))
+        .map(|r| r.ts_ns)
+        .collect()
+}
