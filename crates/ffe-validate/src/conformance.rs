@@ -17,6 +17,10 @@
 //! - RBAC: no workload is bound to cluster-admin-like rights, and the operators' read-only role
 //!   only reads ([`crate::rbac`]).
 //!
+//! Every object of the plan (ours and rendered) comes back with the namespace it lands in
+//! ([`Outcome::objects`]) for the whole-plan Pod Security check ([`crate::psa`]), which the CLI
+//! runs: partial plans (one bundle, as tests check them) have no namespaces bundle.
+//!
 //! The CRDs the plan delivers become the schemas every custom resource is validated against, so
 //! each is checked at the version really installed.
 
@@ -27,6 +31,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::docs::{group_of, Doc};
+use crate::psa::pod_spec;
 use crate::render::{self, Rendered};
 use crate::upstream::{image_tag, trim_v, Upstream, VendoredChart};
 use crate::values::{self, ValuesPolicy};
@@ -158,6 +163,8 @@ pub struct Outcome {
     pub charts: Vec<VendoredChart>,
     /// every image any object of the plan (ours or rendered) runs
     pub images: BTreeSet<String>,
+    /// every object of the plan (ours and rendered, CRDs aside) and where it lands
+    pub objects: Vec<crate::psa::Placed>,
 }
 
 fn crd_identity(crd: &Value) -> Option<(String, String)> {
@@ -315,6 +322,8 @@ fn check_with(
     let mut uses: Vec<Use> = Vec::new();
     let mut needs: Vec<(String, String, crate::upstream::Requirement)> = Vec::new();
     let mut workloads: Vec<(String, Value)> = Vec::new();
+    // where each entry of `workloads` lands when it names no namespace
+    let mut default_namespaces: Vec<String> = Vec::new();
     let mut our_docs: Vec<Doc> = Vec::new();
 
     for bundle in bundles {
@@ -326,6 +335,7 @@ fn check_with(
             };
             collect_images(&doc.value, &mut out.images);
             workloads.push((doc.file.clone(), doc.value.clone()));
+            default_namespaces.push(crate::psa::DEFAULT_NAMESPACE.to_string());
             our_docs.push(doc.clone());
             if crd_identity(&doc.value).is_some() {
                 providers.push(Provider {
@@ -360,6 +370,8 @@ fn check_with(
                     &mut needs,
                     &mut workloads,
                 )?;
+                // what the chart rendered lands in its release namespace
+                default_namespaces.resize(workloads.len(), release_namespace(doc));
             }
         }
         // A wait for an object the bundle never creates can only time out, at apply time.
@@ -483,7 +495,26 @@ fn check_with(
     // RBAC over ours and what the charts render, against every CRD group the plan serves
     out.problems
         .extend(crate::rbac::check(&workloads, &out.delivered_crds));
+    out.objects = workloads
+        .into_iter()
+        .zip(default_namespaces)
+        .map(|((origin, object), default_namespace)| crate::psa::Placed {
+            origin,
+            object,
+            default_namespace,
+        })
+        .collect();
     Ok(out)
+}
+
+/// The namespace k3s's helm-controller installs a HelmChart's release into.
+fn release_namespace(doc: &Doc) -> String {
+    doc.value
+        .pointer("/spec/targetNamespace")
+        .and_then(Value::as_str)
+        .or(doc.namespace())
+        .unwrap_or("default")
+        .to_string()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -600,13 +631,7 @@ fn check_helm_chart(
     }
 
     let release = doc.name().unwrap_or(&chart).to_string();
-    let namespace = doc
-        .value
-        .pointer("/spec/targetNamespace")
-        .and_then(Value::as_str)
-        .or(doc.namespace())
-        .unwrap_or("default")
-        .to_string();
+    let namespace = release_namespace(doc);
     let rendered = match render::template(
         &ctx.helm,
         &vendored,
@@ -694,17 +719,6 @@ fn check_helm_chart(
     }
     out.charts.push(vendored);
     Ok(())
-}
-
-fn pod_spec(value: &Value) -> Option<&Value> {
-    match value.get("kind").and_then(Value::as_str)? {
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
-            value.pointer("/spec/template/spec")
-        }
-        "CronJob" => value.pointer("/spec/jobTemplate/spec/template/spec"),
-        "Pod" => value.get("spec"),
-        _ => None,
-    }
 }
 
 /// Required anti-affinity (or a DoNotSchedule spread) by hostname over the workload's own pods.

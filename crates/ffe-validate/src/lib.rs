@@ -15,6 +15,7 @@ pub mod docs;
 pub mod helm;
 pub mod plan;
 mod problem;
+pub mod psa;
 pub mod rbac;
 pub mod re2;
 pub mod render;

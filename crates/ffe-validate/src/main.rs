@@ -14,7 +14,8 @@ use ffe_validate::conformance::{self, Bundle};
 use ffe_validate::upstream::Upstream;
 use ffe_validate::values::ValuesPolicy;
 use ffe_validate::{
-    builtin, plan, render, server_config, validate_sources, KubeVersion, Options, Problem, Source,
+    builtin, plan, psa, render, server_config, validate_sources, KubeVersion, Options, Problem,
+    Source,
 };
 
 #[derive(Parser)]
@@ -158,7 +159,8 @@ fn run(cli: Cli) -> Result<bool> {
                 opts.crds_dir = crds_dir;
                 return finish(sources, problems, &opts, Some(scratch));
             }
-            // Without --upstream no chart is rendered: RBAC of our own files only.
+            // Without --upstream no chart is rendered: RBAC of our own files only. Pod Security
+            // (every workload's namespace) needs the charts' workloads too: --upstream only.
             let (docs, _) = ffe_validate::docs::load(&planned.sources);
             let objects: Vec<(String, serde_json::Value)> =
                 docs.into_iter().map(|d| (d.file, d.value)).collect();
@@ -225,6 +227,12 @@ fn conformance_run(
         .collect();
     let outcome = conformance::check(&bundles, &ctx)?;
     let mut problems = outcome.problems;
+    // the whole plan's workloads against the namespaces' Pod Security levels, exemptions as the
+    // API server is given them (k3s CIS profile)
+    problems.extend(psa::check(
+        &outcome.objects,
+        ffe_core::k3s::config::PSA_EXEMPT_NAMESPACES,
+    ));
     problems.extend(conformance::check_version_mentions(
         &repo_root,
         mentions_in,
