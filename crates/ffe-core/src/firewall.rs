@@ -3,12 +3,14 @@
 //!
 //! Why one own table and nothing else: kube-proxy and Calico keep their own tables, and a packet
 //! is accepted only when no base chain drops it, so this table never flushes or touches theirs
-//! (`nft flush ruleset` would delete them). Pod and Service traffic (LoadBalancer VIPs, NodePorts
-//! in iptables mode) is DNATed in prerouting and forwarded, so only the `input` hook is filtered.
+//! (`nft flush ruleset` would delete them). Pod and Service traffic (LoadBalancer VIPs, NodePorts;
+//! kube-proxy in iptables mode, k3s's default) is DNATed in prerouting and forwarded, so only the
+//! `input` hook is filtered. Inbound IPv6 is dropped but for ICMPv6 (the cluster is IPv4).
 //! The table is replaced atomically (`delete table` and the new table in one `nft -f`
-//! transaction) and `ct state established,related` comes first, so the SSH session applying it is
-//! never cut; a new table is refused before it is loaded when it would not let this apply's SSH
-//! client back in (the next apply or refresh would find the node unreachable).
+//! transaction). A new table is refused before it is loaded unless this apply's SSH client is in
+//! the admin networks and reached sshd on `ssh_port`: then the admin SSH rule, placed before the
+//! invalid-state drop, keeps both this session (which conntrack may pick up mid-stream) and the
+//! next apply's connections.
 
 use std::net::Ipv4Addr;
 
@@ -56,7 +58,9 @@ pub struct FirewallSpec {
     pub servers: Vec<String>,
     pub pod_cidr: String,
     /// `IPv4:port` TCP endpoints open to everyone (the edge, Postgres and Vault VIPs). kube-proxy
-    /// in iptables mode forwards these before the input hook; in IPVS mode they reach it.
+    /// (iptables mode, k3s's default) forwards their traffic before the input hook; the rules
+    /// only matter if something on the node itself listens there. IPVS mode is not supported
+    /// with this firewall (every Service IP would be local and reach the input hook).
     pub service_endpoints: Vec<String>,
 }
 
@@ -165,11 +169,11 @@ impl FirewallSpec {
             "table {TABLE}\ndelete table {TABLE}\ntable {TABLE} {{\n"
         ));
         r.push_str(&format!(
-            "\tset admin {{\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = {{ {} }}\n\t}}\n",
+            "\tset admin {{\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\tauto-merge\n\t\telements = {{ {} }}\n\t}}\n",
             set(&self.admin_cidrs)
         ));
         r.push_str(&format!(
-            "\tset nodes {{\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = {{ {} }}\n\t}}\n",
+            "\tset nodes {{\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\tauto-merge\n\t\telements = {{ {} }}\n\t}}\n",
             set(&self.node_cidrs)
         ));
         r.push_str(&format!(
@@ -182,15 +186,18 @@ impl FirewallSpec {
             r.push_str(&line);
             r.push('\n');
         };
-        rule("ct state established,related accept comment \"replies, and the SSH session applying this\"".into());
-        rule("ct state invalid drop".into());
-        rule("iif \"lo\" accept".into());
-        rule("meta l4proto { icmp, ipv6-icmp } accept comment \"path MTU (VXLAN, WireGuard), IPv6 neighbour discovery\"".into());
-        rule("udp sport 67 udp dport 68 accept comment \"DHCP replies\"".into());
+        rule("ct state established,related accept comment \"replies\"".into());
+        // Before the invalid-state drop: a session that was open before the table was loaded
+        // (this apply's own) may be picked up mid-stream by conntrack as new or invalid; the
+        // lock-out check guarantees its client is in @admin.
         rule(format!(
             "tcp dport {} ip saddr @admin accept comment \"SSH from the admin networks\"",
             self.ssh_port
         ));
+        rule("ct state invalid drop".into());
+        rule("iif \"lo\" accept".into());
+        rule("meta l4proto { icmp, ipv6-icmp } accept comment \"path MTU (VXLAN, WireGuard), IPv6 neighbour discovery\"".into());
+        rule("udp sport 67 udp dport 68 accept comment \"DHCP replies\"".into());
         if self.server {
             rule("tcp dport 6443 ip saddr @admin accept comment \"Kubernetes API from the admin networks\"".into());
             rule("tcp dport 6443 ip saddr @nodes accept comment \"Kubernetes API and k3s supervisor (agents join here)\"".into());
@@ -225,7 +232,7 @@ impl FirewallSpec {
         for e in &self.service_endpoints {
             if let Some((ip, port)) = endpoint(e) {
                 rule(format!(
-                    "ip daddr {ip} tcp dport {port} accept comment \"service VIP (reaches input with kube-proxy in IPVS mode)\""
+                    "ip daddr {ip} tcp dport {port} accept comment \"service VIP (if delivered to the node itself)\""
                 ));
             }
         }
@@ -238,7 +245,7 @@ impl FirewallSpec {
 /// The systemd unit that loads the rules at boot, before the network comes up.
 pub fn unit_file() -> String {
     format!(
-        "# Managed by ffe-ha (ffe_host).\n[Unit]\nDescription=ffe-ha host firewall (nftables table {TABLE})\nDefaultDependencies=no\nBefore=network-pre.target\nWants=network-pre.target\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/usr/sbin/nft -f {RULES_FILE}\n\n[Install]\nWantedBy=multi-user.target\n"
+        "# Managed by ffe-ha (ffe_host).\n[Unit]\nDescription=ffe-ha host firewall (nftables table {TABLE})\nDefaultDependencies=no\nAfter=nftables.service\nBefore=network-pre.target\nWants=network-pre.target\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/usr/sbin/nft -f {RULES_FILE}\n\n[Install]\nWantedBy=multi-user.target\n"
     )
 }
 
@@ -253,7 +260,7 @@ pub const LOCKOUT_EXIT: i32 = 3;
 pub fn apply_steps(spec: Option<&FirewallSpec>, limit: std::time::Duration) -> Vec<Step> {
     let Some(spec) = spec else {
         let script = format!(
-            "if [ -e {RULES_FILE} ] || [ -e {UNIT_FILE} ]; then systemctl disable {UNIT_NAME} >/dev/null 2>&1 || true; \
+            "rm -f {RULES_FILE}.new; if [ -e {RULES_FILE} ] || [ -e {UNIT_FILE} ]; then systemctl disable {UNIT_NAME} >/dev/null 2>&1 || true; \
              nft delete table {TABLE} 2>/dev/null || true; rm -f {RULES_FILE} {LOADED_HASH_FILE} {UNIT_FILE}; \
              systemctl daemon-reload >/dev/null 2>&1 || true; fi"
         );
@@ -265,17 +272,19 @@ pub fn apply_steps(spec: Option<&FirewallSpec>, limit: std::time::Duration) -> V
     // The new rules are checked by the kernel (`nft -c`), then this session's client address
     // is looked up in the admin set of a throw-away table, before anything is loaded.
     let probe = format!(
-        "table inet ffe_host_probe {{\n\tset admin {{\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = {{ {admin} }}\n\t}}\n}}\n"
+        "table inet ffe_host_probe {{\n\tset admin {{\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\tauto-merge\n\t\telements = {{ {admin} }}\n\t}}\n}}\n"
     );
     let check = format!(
         "set -e; command -v nft >/dev/null || {{ echo 'nft is not installed (package nftables)' >&2; exit 1; }}; \
-         nft -c -f {staged}; client=${{SSH_CONNECTION%% *}}; \
-         if [ -n \"$client\" ]; then \
-           nft delete table inet ffe_host_probe 2>/dev/null || true; printf '%s' {probe} | nft -f -; \
-           if nft get element inet ffe_host_probe admin \"{{ $client }}\" >/dev/null 2>&1; then ok=1; else ok=0; fi; \
-           nft delete table inet ffe_host_probe; \
-           if [ $ok = 0 ]; then rm -f {staged}; printf 'this SSH session comes from %s, which is not in firewall_admin_cidrs (%s): the firewall would let no new SSH connection from it in, so the next apply or refresh could not reach the node. Nothing was loaded. Add that address (or its network) to firewall_admin_cidrs, or connect from an admin network.\\n' \"$client\" {admin_q} >&2; exit {LOCKOUT_EXIT}; fi; \
-         fi",
+         nft -c -f {staged}; \
+         set -- ${{FFE_SSH_CONNECTION:-}}; client=${{1:-}}; local_port=${{4:-}}; \
+         if [ -z \"$client\" ]; then rm -f {staged}; echo 'cannot tell which address this SSH session comes from (SSH_CONNECTION is empty), so the firewall could lock the next apply out. Nothing was loaded. Check that sshd sets SSH_CONNECTION for the ssh_user login.' >&2; exit {LOCKOUT_EXIT}; fi; \
+         if [ \"$local_port\" != {port} ]; then rm -f {staged}; printf 'this SSH session reached sshd on port %s, but the firewall opens SSH on port {port} (ssh_port) only: behind a port forward the next apply could not connect. Nothing was loaded. Set ssh_port to the port sshd listens on, or disable the firewall (firewall_enabled / host_firewall_enabled = false).\\n' \"$local_port\" >&2; exit {LOCKOUT_EXIT}; fi; \
+         nft delete table inet ffe_host_probe 2>/dev/null || true; printf '%s' {probe} | nft -f -; \
+         if nft get element inet ffe_host_probe admin \"{{ $client }}\" >/dev/null 2>&1; then ok=1; else ok=0; fi; \
+         nft delete table inet ffe_host_probe; \
+         if [ $ok = 0 ]; then rm -f {staged}; printf 'this SSH session comes from %s, which is not in firewall_admin_cidrs (%s): the firewall would let no new SSH connection from it in, so the next apply or refresh could not reach the node (an IPv6 client is never let in: the firewall admits IPv4 admin networks only). Nothing was loaded. Add that address (or its network) to firewall_admin_cidrs, or connect from an admin network.\\n' \"$client\" {admin_q} >&2; exit {LOCKOUT_EXIT}; fi",
+        port = spec.ssh_port,
         probe = quote(&probe),
         admin_q = quote(&admin)
     );
@@ -322,7 +331,8 @@ pub fn drift_script(spec: Option<&FirewallSpec>) -> String {
         ));
     }
     s.push_str(&format!(
-        "cur=$({LISTING_HASH}); [ \"$cur\" = \"$(cat {LOADED_HASH_FILE} 2>/dev/null)\" ] || echo 'drift: the nftables table inet ffe_host is missing or differs from the rules ffe-ha loaded'\n"
+        "cur=$({LISTING_HASH}); [ \"$cur\" = \"$(cat {LOADED_HASH_FILE} 2>/dev/null)\" ] || echo 'drift: the nftables table inet ffe_host is missing or differs from the rules ffe-ha loaded'\n\
+         systemctl is-enabled -q {UNIT_NAME} 2>/dev/null || echo 'drift: {UNIT_NAME} is not enabled (the firewall would not come back after a reboot)'\n"
     ));
     s
 }
@@ -330,7 +340,7 @@ pub fn drift_script(spec: Option<&FirewallSpec>) -> String {
 /// Shell removing everything [`apply_steps`] put on the node.
 pub fn cleanup_script() -> String {
     format!(
-        "systemctl disable {UNIT_NAME} >/dev/null 2>&1 || true; nft delete table {TABLE} 2>/dev/null || true; rm -f {RULES_FILE} {RULES_FILE}.new {LOADED_HASH_FILE} {UNIT_FILE}; "
+        "systemctl disable {UNIT_NAME} >/dev/null 2>&1 || true; nft delete table {TABLE} 2>/dev/null || true; rm -f {RULES_FILE} {RULES_FILE}.new {LOADED_HASH_FILE} {UNIT_FILE}; systemctl daemon-reload >/dev/null 2>&1 || true; "
     )
 }
 
@@ -408,7 +418,7 @@ mod kernel_tests {
     fn in_netns(script: &str, ssh_connection: &str) -> std::process::Output {
         std::process::Command::new("unshare")
             .args(["-n", "sh", "-c", script])
-            .env("SSH_CONNECTION", ssh_connection)
+            .env("FFE_SSH_CONNECTION", ssh_connection)
             .output()
             .expect("unshare")
     }
@@ -428,7 +438,10 @@ mod kernel_tests {
         let dir = tempfile::tempdir().unwrap();
         for server in [true, false] {
             let rules = dir.path().join("rules.nft");
-            std::fs::write(&rules, spec(server).render()).unwrap();
+            let mut spec = spec(server);
+            // Overlapping networks (a workstation inside an admin network) merge.
+            spec.admin_cidrs.push("10.0.0.7/32".into());
+            std::fs::write(&rules, spec.render()).unwrap();
             let script = format!(
                 "set -e; nft -f {r}; nft -f {r}; nft list table inet ffe_host | grep -c 'accept' ",
                 r = rules.display()
@@ -458,6 +471,14 @@ mod kernel_tests {
         );
         assert!(!String::from_utf8_lossy(&out.stdout).contains("LOADED"));
         assert!(!dir.path().join("host-firewall.nft").exists());
+        // No client address (sudo dropped SSH_CONNECTION, say): refused, not loaded blind.
+        let blind = in_netns(&script, "");
+        assert_eq!(blind.status.code(), Some(LOCKOUT_EXIT), "{blind:?}");
+        assert!(String::from_utf8_lossy(&blind.stderr).contains("SSH_CONNECTION is empty"));
+        // Reached through a port forward (sshd on 2222, ssh_port 22): refused.
+        let forwarded = in_netns(&script, "10.0.0.7 50000 10.0.1.10 2222");
+        assert_eq!(forwarded.status.code(), Some(LOCKOUT_EXIT), "{forwarded:?}");
+        assert!(String::from_utf8_lossy(&forwarded.stderr).contains("port 2222"));
         let ok = in_netns(&script, "10.0.0.7 50000 10.0.1.10 22");
         assert!(ok.status.success(), "{ok:?}");
         assert!(
@@ -468,21 +489,25 @@ mod kernel_tests {
         // once a rule is added by hand.
         let drift = drift_script(Some(&spec(true)))
             .replace("/etc/ffe/", &format!("{}/", dir.path().display()));
-        let drift = drift.replace(
+        // No systemd here: the unit's enablement is the lab test's to check.
+        let drift = drift.replace("systemctl is-enabled -q", "true").replace(
             "/etc/systemd/system/",
             &format!("{}/", dir.path().display()),
         );
         // The expected unit names the rules file, moved to the temp dir like the rest.
         let unit = unit_file().replace("/etc/ffe/", &format!("{}/", dir.path().display()));
         std::fs::write(dir.path().join(UNIT_NAME), unit).unwrap();
-        let quiet = in_netns(&format!("{script} >/dev/null\n{}", drift), "10.0.0.7 1 2 3");
+        let quiet = in_netns(
+            &format!("{script} >/dev/null\n{}", drift),
+            "10.0.0.7 1 10.0.1.10 22",
+        );
         assert_eq!(String::from_utf8_lossy(&quiet.stdout), "", "{quiet:?}");
         let edited = in_netns(
             &format!(
                 "{script} >/dev/null\nnft add rule inet ffe_host input tcp dport 8080 accept\n{}",
                 drift
             ),
-            "10.0.0.7 1 2 3",
+            "10.0.0.7 1 10.0.1.10 22",
         );
         assert!(
             String::from_utf8_lossy(&edited.stdout)

@@ -570,7 +570,14 @@ impl SshPool {
         let fut = async {
             let session = self.session(t).await?;
             let mut cmd = self.bounded_shell(&session, secs);
-            cmd.arg(script);
+            // The SSH client's address and sshd's port as sshd saw them, read by the login
+            // shell before `sudo` (whose env_reset drops SSH_CONNECTION): every script finds
+            // them in $FFE_SSH_CONNECTION (the host firewall's lock-out check needs them).
+            cmd.arg(format!(
+                "FFE_SSH_CONNECTION=\"$1\"; export FFE_SSH_CONNECTION; {script}"
+            ))
+            .arg("ffe-step")
+            .raw_arg("\"$SSH_CONNECTION\"");
             cmd.stdout(openssh::Stdio::piped())
                 .stderr(openssh::Stdio::piped())
                 .stdin(if stdin.is_some() {

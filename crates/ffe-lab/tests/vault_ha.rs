@@ -610,6 +610,25 @@ fn assert_configured(c: &BaoCluster<'_>, token: &str, terraform_token: &str) {
     );
 }
 
+/// Secrets hygiene (issue 17): none of `secrets` in Terraform's debug log, the provider's trace
+/// log or the apply's output written by `Tf::apply_logged` into `dir`. Returns the bytes read.
+fn assert_no_secret_logged(dir: &Path, secrets: &[String]) -> usize {
+    let mut scanned = 0;
+    for f in ["terraform.log", "provider.log", "output.txt"] {
+        let body = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+        assert!(!body.is_empty(), "{f} is empty: nothing was logged");
+        scanned += body.len();
+        for s in secrets {
+            assert!(
+                !body.contains(s.as_str()),
+                "a Vault secret ({}…) is in {f}",
+                &s[..6]
+            );
+        }
+    }
+    scanned
+}
+
 /// Apply (init + unseal timed) -> configured; re-apply is a no-op; a restarted (sealed) member
 /// shows in the next plan and the apply unseals it. Returns the init + unseal seconds.
 fn terraform_scenario() -> f64 {
@@ -641,28 +660,18 @@ fn terraform_scenario() -> f64 {
         .map(|k| k.as_str().expect("key").to_string())
         .collect();
     secrets.push(root.clone());
-    let mut scanned = 0;
-    for f in ["terraform.log", "provider.log", "output.txt"] {
-        let body = std::fs::read_to_string(logs.path().join(f)).unwrap_or_default();
-        assert!(!body.is_empty(), "{f} is empty: nothing was logged");
-        scanned += body.len();
-        for s in &secrets {
-            assert!(
-                !body.contains(s.as_str()),
-                "a Vault secret ({}…) is in {f}",
-                &s[..6]
-            );
-        }
-    }
+    let scanned = assert_no_secret_logged(logs.path(), &secrets);
     eprintln!(
-        "secrets hygiene: {} Vault secrets searched in {scanned} bytes of logs and output",
+        "secrets hygiene: {} Vault secrets searched in {scanned} bytes of the init apply's logs and output",
         secrets.len()
     );
     // The keys file stays until a later read sees the state holding the same token.
     let kf = tf.keys_file();
     assert!(kf.exists(), "keys_file kept until the state is known saved");
     assert_eq!(file_mode(&kf), 0o600);
-    let all_seconds = tf.apply_ok(&[]);
+    // The configuration apply uses the root token: logged and searched as well (below).
+    let config_logs = tempfile::tempdir().expect("log dir");
+    let all_seconds = tf.apply_logged(&[], config_logs.path());
     assert!(
         !kf.exists(),
         "keys_file deleted once the state holds the keys"
@@ -675,6 +684,12 @@ fn terraform_scenario() -> f64 {
         .expect("terraform_token")
         .to_string();
     assert_ne!(tt, root);
+    secrets.push(tt.clone());
+    let scanned = assert_no_secret_logged(config_logs.path(), &secrets);
+    eprintln!(
+        "secrets hygiene: {} Vault secrets searched in {scanned} bytes of the configuration apply's logs and output",
+        secrets.len()
+    );
     assert_configured(&c, &root, &tt);
     assert_raft_voters(&c, c.active().expect("active"), &root, HOSTS.len());
 

@@ -156,6 +156,38 @@ fn the_cis_profile_starts_only_with_its_files_and_kernel_settings() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("audit-policy-file"), "{e}");
+    put(
+        ffe_core::k3s::config::AUDIT_POLICY_PATH,
+        &ffe_core::k3s::config::audit_policy(),
+    );
+    let text = render(&s, &s.servers[0], Role::Server, &secrets, &Join::Init);
+    let typo = K3sConfig::parse(&text.replace(
+        "NodeRestriction,EventRateLimit",
+        "NodeRestriction,EventRateLimits",
+    ))
+    .unwrap();
+    let e = hardening::check(&host, StandinRole::Server, &typo)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"EventRateLimits\" is unknown"), "{e}");
+    put(
+        ffe_core::k3s::config::AUDIT_POLICY_PATH,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: []\n",
+    );
+    let e = hardening::check(&host, StandinRole::Server, &server)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("0 rules"), "{e}");
+    put(
+        ffe_core::k3s::config::AUDIT_POLICY_PATH,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: []\n"
+            .replace("Policy", "Polcy")
+            .as_str(),
+    );
+    let e = hardening::check(&host, StandinRole::Server, &server)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("expected audit.k8s.io/v1 Policy"), "{e}");
     // Without the profile neither is needed.
     let mut off = s.clone();
     off.cis_profile = false;

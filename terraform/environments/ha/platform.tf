@@ -15,10 +15,11 @@ module "crds" {
 module "namespaces" {
   source = "../../modules/namespaces"
 
-  network_cidr   = var.network_cidr
-  pod_cidr       = var.pod_cidr
-  service_cidr   = var.service_cidr
-  api_server_ips = distinct(concat(var.master_ips, compact([var.api_vip])))
+  network_cidr      = var.network_cidr
+  pod_cidr          = var.pod_cidr
+  service_cidr      = var.service_cidr
+  api_server_ips    = distinct(concat(var.master_ips, compact([var.api_vip])))
+  break_glass_group = var.break_glass_group
 }
 
 module "cni" {

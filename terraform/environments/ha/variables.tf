@@ -879,6 +879,17 @@ variable "firewall_admin_cidrs" {
   }
 }
 
+variable "break_glass_group" {
+  description = "Kubernetes group bound to cluster-admin for emergencies (ClusterRoleBinding ffe-break-glass; docs/security.md, Break-glass). null removes the binding for good: the lasting way to cut off every break-glass certificate."
+  type        = string
+  default     = "ffe:break-glass"
+
+  validation {
+    condition     = var.break_glass_group == null || (can(regex("^[a-z0-9][a-z0-9:._-]*$", coalesce(var.break_glass_group, "-"))) && !startswith(coalesce(var.break_glass_group, "-"), "system:"))
+    error_message = "break_glass_group = \"${coalesce(var.break_glass_group, "null")}\": use lowercase letters, digits, ':', '.', '_', '-' and not a system: group (those belong to Kubernetes), or null for no break-glass binding."
+  }
+}
+
 variable "calico_wireguard_enabled" {
   description = "Encrypt pod-to-pod traffic between nodes with WireGuard (Calico). On by default: database passwords and tokens cross nodes. Needs the wireguard kernel module (Ubuntu 22.04/24.04 kernels have it)."
   type        = bool

@@ -4,9 +4,11 @@
 //!   needs and exits on any difference instead of setting them (kubernetes
 //!   `pkg/kubelet/cm/container_manager_linux.go`, `setupKernelTunables`);
 //! - `kube-apiserver-arg`: the admission configuration and audit policy files must exist and be
-//!   of the kinds the API server reads, every enabled admission plugin must exist, and
-//!   EventRateLimit needs its configuration (its constructor reads `Limits`); the API server
-//!   exits otherwise.
+//!   of the kinds the API server reads, every enabled admission plugin must be one Kubernetes
+//!   registers (names from upstream/kubernetes/flags.yaml, compiled in), EventRateLimit needs
+//!   its configuration (its constructor reads `Limits`), Pod Security levels must be real ones,
+//!   and an audit policy needs at least one rule; the API server exits otherwise. Not modelled:
+//!   the rest of each file's validation (field types, versions).
 
 use serde_yaml_ng::Value;
 
@@ -110,6 +112,18 @@ fn expect_kind(v: &Value, flag: &str, api_version: &str, kind: &str) -> Result<(
     Ok(())
 }
 
+/// Admission plugin names Kubernetes registers (vendored from its source).
+fn known_plugins() -> Vec<String> {
+    const FLAGS: &str = include_str!("../../../../upstream/kubernetes/flags.yaml");
+    serde_yaml_ng::from_str::<Value>(FLAGS)
+        .ok()
+        .and_then(|v| v["admission_plugins"]["names"].as_sequence().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p["name"].as_str().map(str::to_string))
+        .collect()
+}
+
 fn check_apiserver_args(host: &HostEnv, args: &[(String, String)]) -> Result<(), StandinError> {
     let get = |k: &str| args.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let mut configured: Vec<String> = Vec::new();
@@ -130,12 +144,22 @@ fn check_apiserver_args(host: &HostEnv, args: &[(String, String)]) -> Result<(),
             let name = p.get("name").and_then(Value::as_str).unwrap_or("");
             let conf = p.get("configuration");
             match (name, conf) {
-                ("PodSecurity", Some(c)) => expect_kind(
-                    c,
-                    "admission-control-config-file",
-                    "pod-security.admission.config.k8s.io/v1",
-                    "PodSecurityConfiguration",
-                )?,
+                ("PodSecurity", Some(c)) => {
+                    expect_kind(
+                        c,
+                        "admission-control-config-file",
+                        "pod-security.admission.config.k8s.io/v1",
+                        "PodSecurityConfiguration",
+                    )?;
+                    for mode in ["enforce", "audit", "warn"] {
+                        let level = c["defaults"][mode].as_str().unwrap_or("privileged");
+                        if !["privileged", "baseline", "restricted"].contains(&level) {
+                            return Err(failed(format!(
+                                "kube-apiserver: PodSecurity: defaults.{mode}: must be one of privileged, baseline, restricted (got {level:?})"
+                            )));
+                        }
+                    }
+                }
                 ("EventRateLimit", Some(c)) => {
                     expect_kind(
                         c,
@@ -165,9 +189,20 @@ fn check_apiserver_args(host: &HostEnv, args: &[(String, String)]) -> Result<(),
     if let Some(path) = get("audit-policy-file") {
         let v = read_kind(host, "audit-policy-file", path)?;
         expect_kind(&v, "audit-policy-file", "audit.k8s.io/v1", "Policy")?;
+        if v["rules"].as_sequence().is_none_or(|r| r.is_empty()) {
+            return Err(failed(format!(
+                "kube-apiserver: loaded illegal policy with 0 rules from file {path}"
+            )));
+        }
     }
     if let Some(list) = get("enable-admission-plugins") {
         let plugins: Vec<&str> = list.split(',').map(str::trim).collect();
+        let known = known_plugins();
+        if let Some(p) = plugins.iter().find(|p| !known.iter().any(|k| k == *p)) {
+            return Err(failed(format!(
+                "kube-apiserver: enable-admission-plugins plugin \"{p}\" is unknown"
+            )));
+        }
         if plugins.contains(&"EventRateLimit") && !configured.iter().any(|c| c == "EventRateLimit")
         {
             return Err(failed(

@@ -133,6 +133,18 @@ impl HostResource {
         let pool = self.ctx.pool(diags)?;
         let t = state.target();
         let spec = state.spec(pool.settings().port);
+        // Plan checks only what was known then: values computed by other resources are
+        // checked here, before anything reaches the node's shell, sysctl.d, fstab or nftables.
+        let mut problems = spec.problems();
+        if let Some(fw) = &spec.firewall {
+            problems.extend(fw.problems(&t.address));
+        }
+        if !problems.is_empty() {
+            for (attr, message) in problems {
+                diags.error_short(message, AttributePath::new(attr));
+            }
+            return None;
+        }
         if let Err(e) = host::prepare(&pool, &t, &spec).await {
             diags.root_error(format!("preparing {t} failed"), e.to_string());
             return None;
