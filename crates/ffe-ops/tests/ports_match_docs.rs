@@ -37,7 +37,10 @@ fn docs_table() -> Vec<(u16, Proto, bool, bool)> {
             servers_only || cells[1] == "every node",
             "unexpected 'On' cell: {line}"
         );
-        let wireguard_only = cells[2].contains("calico_wireguard_enabled");
+        // Port | On | From | Used by
+        let wireguard_only = cells
+            .last()
+            .is_some_and(|c| c.contains("calico_wireguard_enabled"));
         for p in lo..=hi {
             rows.push((p, proto, servers_only, wireguard_only));
         }
