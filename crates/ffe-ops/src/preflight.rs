@@ -96,13 +96,7 @@ const fn port(
 
 pub const REQUIRED_PORTS: &[RequiredPort] = &[
     // k3s serves its supervisor on 6443 too (9345 is RKE2's).
-    port(
-        6443,
-        Proto::Tcp,
-        true,
-        false,
-        "Kubernetes API and k3s supervisor",
-    ),
+    port(6443, Proto::Tcp, true, false, "Kubernetes API"),
     port(2379, Proto::Tcp, true, false, "etcd client"),
     port(2380, Proto::Tcp, true, false, "etcd peer"),
     port(2381, Proto::Tcp, true, false, "etcd metrics"),
