@@ -8,7 +8,7 @@
 #   - version mentions in docs/ and comments against the pins.
 # Three plans, in a private copy of the repository's terraform/, monitoring/, helm/, upstream/ and docs/examples:
 #   example  terraform.tfvars.example as shipped;
-#   full     + tests/fixtures/all-addons.tfvars (NFS CSI, logging, tracing, the app) + every
+#   full     + tests/fixtures/all-addons.tfvars (NFS CSI, logging, tracing, the app, the Istio mesh) + every
 #            documented example in docs/examples/ (so each documented example is planned and checked;
 #            secrets-export.tfvars adds the `backups` bundle: the secrets export and off-site copy);
 #   openbao  the example with vault_distribution = "openbao" (the same Vault values on OpenBao's chart).
@@ -36,7 +36,7 @@ test-manifests: provider-install app-chart
 	  extra=; expect=$(MANIFESTS_BUNDLES); \
 	  if [ $$plan = full ]; then \
 	    extra="-var-file=tests/fixtures/all-addons.tfvars $(addprefix -var-file=,$(DOC_EXAMPLES))"; \
-	    expect=$$expect,observability,app,backups; fi; \
+	    expect=$$expect,observability,app,backups,mesh-crds,mesh; fi; \
 	  if [ $$plan = openbao ]; then extra="-var=vault_distribution=openbao"; fi; \
 	  terraform plan -input=false -refresh=false -no-color -var-file=terraform.tfvars.example $$extra \
 	    -out=$(MANIFESTS_WORK)/$$plan.tfplan >$(MANIFESTS_WORK)/$$plan.plan.txt 2>&1 \

@@ -1114,9 +1114,12 @@ pub fn check_version_mentions(
         let name = repo.split(':').next().unwrap_or(repo);
         let versions = known.entry(normalise(name)).or_default();
         versions.insert(trim_v(tag).to_string());
-        // `<upstream version>-<packaging revision>` (Percona's `2.58.0-2`): the software is 2.58.0
-        if let Some((version, revision)) = trim_v(tag).split_once('-') {
-            if !revision.is_empty() && revision.chars().all(|c| c.is_ascii_digit()) {
+        // `<upstream version>-<packaging revision>` (Percona's `2.58.0-2`) or `-<image variant>`
+        // (Istio's `1.30.3-distroless`): the software is the version before the dash
+        if let Some((version, suffix)) = trim_v(tag).split_once('-') {
+            let revision = !suffix.is_empty() && suffix.chars().all(|c| c.is_ascii_digit());
+            let variant = !suffix.is_empty() && suffix.chars().all(|c| c.is_ascii_lowercase());
+            if revision || variant {
                 versions.insert(version.to_string());
             }
         }

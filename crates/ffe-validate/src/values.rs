@@ -44,10 +44,15 @@ fn strip_nulls(v: &Value) -> Value {
     }
 }
 
+/// Where Istio's charts keep their defaults: users set the keys without this prefix, and each
+/// chart's `templates/zzz_profile.yaml` merges a profile and then the user's values over them.
+pub const ISTIO_DEFAULTS_KEY: &str = "_internal_defaults_do_not_set";
+
 /// The chart's defaults with each subchart's defaults under its key (the parent's values for a
-/// subchart win, as in Helm).
+/// subchart win, as in Helm). A chart that keeps its defaults under [`ISTIO_DEFAULTS_KEY`] has them
+/// lifted to the top, where its templates see them.
 fn chart_defaults(chart: &VendoredChart) -> Value {
-    let mut defaults = chart.values.clone();
+    let mut defaults = lift_istio_defaults(&chart.values);
     if let Value::Object(map) = &mut defaults {
         for (key, sub) in &chart.dependency_values {
             let merged = match map.get(key) {
@@ -58,6 +63,17 @@ fn chart_defaults(chart: &VendoredChart) -> Value {
         }
     }
     defaults
+}
+
+fn lift_istio_defaults(values: &Value) -> Value {
+    match values {
+        Value::Object(map) if map.get(ISTIO_DEFAULTS_KEY).is_some_and(Value::is_object) => {
+            let mut rest = map.clone();
+            let inner = rest.remove(ISTIO_DEFAULTS_KEY).unwrap_or(Value::Null);
+            helm_merge(&Value::Object(rest), &inner)
+        }
+        other => other.clone(),
+    }
 }
 
 /// The chart's effective values: its defaults (subcharts included), then ours.

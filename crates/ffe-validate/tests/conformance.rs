@@ -604,6 +604,32 @@ fn version_mentions_accept_packaging_revisions() {
     assert_reported(&found, "postgres.md:2: says percona-pgbackrest 2.57.0");
 }
 
+// Istio's ambient profile pulls `pilot:1.30.3-distroless`: "pilot 1.30.3" is that software's
+// version; another version is still wrong.
+#[test]
+fn version_mentions_accept_image_variants() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("security.md");
+    std::fs::write(
+        &doc,
+        "image `pilot:1.30.3-distroless`
+pilot 1.30.3 runs istiod.
+pilot 1.29.0 ran it before.
+",
+    )
+    .unwrap();
+    let images: BTreeSet<String> =
+        ["registry.istio.io/release/pilot:1.30.3-distroless".to_string()]
+            .into_iter()
+            .collect();
+    let found: Vec<String> = conformance::check_version_mentions(dir.path(), &[doc], &[], &images)
+        .into_iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_reported(&found, "security.md:3: says pilot 1.29.0");
+}
+
 // Issue 13: "Percona operator 3.0.0" names the pg-operator (alias), not Calico's `operator` image
 // (v1.42.0) that the longer name contains; a bare "operator 3.0.0" is still Calico's and wrong.
 #[test]
@@ -786,4 +812,111 @@ fn unparseable_vault_server_config_is_reported() {
         "the server configuration does not parse (bao operator diagnose)",
     );
     assert_eq!(found.len(), 1, "{found:?}");
+}
+
+const ISTIO_REPO: &str = "https://istio-release.storage.googleapis.com/charts";
+
+fn istio(chart: &str, values: &str) -> (String, String) {
+    (
+        format!("istio-{chart}.yaml"),
+        helm_chart(
+            &format!("istio-{chart}"),
+            chart,
+            ISTIO_REPO,
+            "1.30.3",
+            values,
+        ),
+    )
+}
+
+const STRICT_MTLS: &str = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n\
+    metadata: {name: default, namespace: ffe}\nspec: {mtls: {mode: STRICT}}\n";
+
+fn istio_bundle(name: &str, after: &[&str], files: Vec<(String, String)>) -> Bundle {
+    let files: Vec<(&str, String)> = files.iter().map(|(f, c)| (f.as_str(), c.clone())).collect();
+    bundle(name, after, &files)
+}
+
+// Istio's charts keep their defaults under `_internal_defaults_do_not_set` and are set without the
+// prefix: the key check must look there (and refuse the prefixed form, which the chart unsets).
+#[test]
+fn istio_values_are_checked_below_the_internal_defaults() {
+    let base = istio_bundle("mesh-crds", &[], vec![istio("base", "{}")]);
+    let mesh = |ztunnel: &str| {
+        istio_bundle(
+            "mesh",
+            &["mesh-crds"],
+            vec![
+                istio("istiod", "profile: ambient\nautoscaleMin: 2\n"),
+                istio("ztunnel", ztunnel),
+            ],
+        )
+    };
+    let found = problems(&[
+        base.clone(),
+        mesh("logLevel: warn\nresources: {requests: {cpu: 100m}}\n"),
+    ]);
+    assert_not_reported(&found, "values key");
+
+    let found = problems(&[base.clone(), mesh("logLevl: warn\n")]);
+    assert_reported(
+        &found,
+        "values key logLevl is not defined by ztunnel 1.30.3",
+    );
+    let found = problems(&[
+        base,
+        mesh("_internal_defaults_do_not_set: {logLevel: warn}\n"),
+    ]);
+    assert_reported(
+        &found,
+        "values key _internal_defaults_do_not_set is not defined by ztunnel 1.30.3",
+    );
+}
+
+// istiod's README asks for base's CRDs first; our STRICT policy is a custom resource of them.
+#[test]
+fn istio_crds_must_come_from_an_earlier_bundle() {
+    let policy = (
+        "peer-authentication.yaml".to_string(),
+        STRICT_MTLS.to_string(),
+    );
+    let together = istio_bundle(
+        "mesh",
+        &[],
+        vec![
+            istio("base", "{}"),
+            istio("istiod", "profile: ambient\n"),
+            policy.clone(),
+        ],
+    );
+    let found = problems(&[together]);
+    assert_reported(
+        &found,
+        "needs the security.istio.io/PeerAuthentication CRD established before it starts",
+    );
+
+    let found = problems(&[
+        istio_bundle("mesh-crds", &[], vec![istio("base", "{}")]),
+        istio_bundle(
+            "mesh",
+            &["mesh-crds"],
+            vec![istio("istiod", "profile: ambient\n"), policy],
+        ),
+    ]);
+    assert_not_reported(&found, "CRD");
+}
+
+// An unknown profile is Istio's own `fail` in templates/zzz_profile.yaml: helm template reports it.
+#[test]
+fn unknown_istio_profile_fails_to_render() {
+    let found = problems(&[
+        istio_bundle("mesh-crds", &[], vec![istio("base", "{}")]),
+        istio_bundle(
+            "mesh",
+            &["mesh-crds"],
+            vec![istio("cni", "profile: ambiant\n")],
+        ),
+    ]);
+    assert_reported(&found, "helm template of upstream cni 1.30.3");
+    assert_reported(&found, "unknown profile");
 }

@@ -19,6 +19,11 @@ locals {
     # HashiCorp's and OpenBao's chart versions have no leading "v"
     "vault"   = trimprefix(local.component_versions.vault_helm, "v")
     "openbao" = trimprefix(local.component_versions.openbao_helm, "v")
+    # Istio's four charts are released together, versioned like Istio, without a "v"
+    "base"    = trimprefix(local.component_versions.istio, "v")
+    "istiod"  = trimprefix(local.component_versions.istio, "v")
+    "cni"     = trimprefix(local.component_versions.istio, "v")
+    "ztunnel" = trimprefix(local.component_versions.istio, "v")
   }
 
   chart_repos = {
@@ -28,6 +33,7 @@ locals {
     "pg-operator"          = "https://percona.github.io/percona-helm-charts/"
     "vault"                = "https://helm.releases.hashicorp.com"
     "openbao"              = "https://openbao.github.io/openbao-helm"
+    "istio"                = "https://istio-release.storage.googleapis.com/charts" # base, istiod, cni, ztunnel
     # Archive URL: chart = this URL (k3s accepts an https .tgz as spec.chart). It is the chart
     # archive committed under the release TAG, so the bytes cannot change. Not the repo's
     # charts/index.yaml: even the index at a tag links its archives on a mutable release branch.

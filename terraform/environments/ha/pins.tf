@@ -42,6 +42,7 @@ locals {
     pg_operator             = "3.0.0"  # Percona Operator for PostgreSQL: chart pg-operator 3.0.0 = Percona operator 3.0.0 (CRDs v3.0.0)
     vault_helm              = "0.32.0" # HashiCorp's chart vault 0.32.0 (appVersion 1.21.2); image tag from vault_version
     openbao_helm            = "0.29.2" # OpenBao's chart openbao 0.29.2 (appVersion v2.6.2)
+    istio                   = "1.30.3" # Istio's charts base, istiod, cni and ztunnel 1.30.3 (service_mesh_enabled only)
   }
 
   # Vault server image per minor when vault_version is "X.Y" (as of 2026-12): the appVersion of the

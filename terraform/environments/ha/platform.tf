@@ -12,6 +12,14 @@ module "crds" {
   calico_chart_repo   = local.chart_repos["tigera-operator"]
 }
 
+locals {
+  # The mesh (service_mesh_enabled): Istio's namespace, and the namespaces that join it: the app,
+  # served over mutual TLS only, and its callers (the edge's data plane, Prometheus), which must be
+  # in the mesh for the app to accept them.
+  mesh_namespace = "istio-system"
+  mesh_enrolled  = ["ffe", "ffe-edge", "monitoring"]
+}
+
 module "namespaces" {
   source = "../../modules/namespaces"
 
@@ -20,6 +28,8 @@ module "namespaces" {
   service_cidr      = var.service_cidr
   api_server_ips    = distinct(concat(var.master_ips, compact([var.api_vip])))
   break_glass_group = var.break_glass_group
+  mesh_namespace    = var.service_mesh_enabled ? local.mesh_namespace : null
+  mesh_enrolled     = var.service_mesh_enabled ? local.mesh_enrolled : []
 }
 
 module "cni" {
@@ -29,6 +39,8 @@ module "cni" {
   chart_version     = local.chart_versions["tigera-operator"]
   chart_repo        = local.chart_repos["tigera-operator"]
   wireguard_enabled = var.calico_wireguard_enabled
+  # istio-cni's README: Istio ambient on Calico needs source spoofing allowed
+  workload_source_spoofing = var.service_mesh_enabled
 }
 
 module "vip" {
@@ -119,4 +131,43 @@ resource "ffe_manifests" "platform" {
   servers    = ffe_k3s_cluster.this.servers
   manifests  = each.value
   depends_on = [ffe_manifests.crds]
+}
+
+# The Istio ambient mesh (service_mesh_enabled): Istio's base chart (CRDs) once the platform
+# bundles (the istio-system namespace, the CNI) are written, waited for until its CRDs are
+# established; then istiod, the node agents and the app namespace's STRICT mutual TLS policies.
+module "mesh" {
+  source = "../../modules/mesh"
+
+  chart_versions       = { for c in ["base", "istiod", "cni", "ztunnel"] : c => local.chart_versions[c] }
+  chart_repo           = local.chart_repos["istio"]
+  namespace            = local.mesh_namespace
+  app_namespace        = module.namespaces.names["ffe"]
+  app_port             = module.namespaces.app_port
+  edge_namespace       = module.namespaces.names["ffe-edge"]
+  monitoring_namespace = module.namespaces.names["monitoring"]
+}
+
+resource "ffe_manifests" "mesh_crds" {
+  count = var.service_mesh_enabled ? 1 : 0
+
+  bundle    = "mesh-crds"
+  servers   = ffe_k3s_cluster.this.servers
+  manifests = module.mesh.crd_manifests
+  wait_for = [for crd in module.mesh.crd_names : {
+    kind      = "customresourcedefinition"
+    name      = crd
+    namespace = null
+    condition = "Established"
+  }]
+  depends_on = [ffe_manifests.platform]
+}
+
+resource "ffe_manifests" "mesh" {
+  count = var.service_mesh_enabled ? 1 : 0
+
+  bundle     = "mesh"
+  servers    = ffe_k3s_cluster.this.servers
+  manifests  = module.mesh.manifests
+  depends_on = [ffe_manifests.mesh_crds]
 }

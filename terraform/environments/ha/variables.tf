@@ -890,6 +890,19 @@ variable "break_glass_group" {
   }
 }
 
+variable "service_mesh_enabled" {
+  description = "Install the Istio ambient service mesh (pins.tf: istio): ztunnel and the istio-cni agent on every node, istiod twice; the app namespace then takes only mutual-TLS connections (PeerAuthentication STRICT) from its allowed callers (edge, monitoring), which join the mesh too. Costs per node about 612 MiB of memory requests (ztunnel 512Mi, istio-cni 100Mi) plus 2 GiB per istiod replica; docs/security.md. Off by default."
+  type        = bool
+  default     = false
+  nullable    = false
+
+  # Istio 1.30's own minimum (istioctl precheck, MinK8SVersion = 32 at 1.30.3); null = pins.tf's default (v1.36).
+  validation {
+    condition     = !var.service_mesh_enabled || var.kubernetes_version == null || try(tonumber(regex("^v1\\.([0-9]+)", var.kubernetes_version)[0]) >= 32, true)
+    error_message = "service_mesh_enabled = true needs Kubernetes 1.32 or newer (Istio 1.30's minimum), but kubernetes_version = \"${coalesce(var.kubernetes_version, "null")}\". Fix: set kubernetes_version to a supported minor (pins.tf: v1.35, v1.36 or v1.37) before turning the mesh on, or leave service_mesh_enabled = false."
+  }
+}
+
 variable "calico_wireguard_enabled" {
   description = "Encrypt pod-to-pod traffic between nodes with WireGuard (Calico). On by default: database passwords and tokens cross nodes. Needs the wireguard kernel module (Ubuntu 22.04/24.04 kernels have it)."
   type        = bool

@@ -35,6 +35,24 @@ variable "app_port" {
   default     = 8000
 }
 
+variable "mesh_namespace" {
+  description = "Namespace of the Istio ambient mesh (istio-system), created Pod Security privileged; null when the mesh is off."
+  type        = string
+  default     = null
+}
+
+variable "mesh_enrolled" {
+  description = "Namespaces whose pods join the ambient mesh: labelled istio.io/dataplane-mode=ambient and allowed HBONE (15008) between each other and the probes' SNAT address."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = length(var.mesh_enrolled) == 0 || var.mesh_namespace != null
+    error_message = "mesh_enrolled needs mesh_namespace: enrolled pods without Istio's node agents would have no mesh to join."
+  }
+}
+
 variable "edge_route_label" {
   description = "Namespace label that lets HTTPRoutes of a namespace attach to the edge Gateway."
   type        = string
@@ -45,7 +63,9 @@ locals {
   # name => PSA level and whether HTTPRoutes from it may attach to the edge Gateway.
   # restricted for application namespaces; baseline where upstream charts are not (yet) restricted-clean;
   # privileged only where node agents need host access (node-exporter).
-  namespaces = {
+  # istio-system only with the mesh: privileged because ztunnel adds NET_ADMIN/SYS_ADMIN and the
+  # istio-cni node agent mounts host paths.
+  namespaces = merge({
     "ffe"           = { pss = "restricted", routes = true, component = "app" }
     "ffe-data"      = { pss = "baseline", routes = false, component = "postgres" }
     "vault"         = { pss = "baseline", routes = false, component = "vault" }
@@ -53,6 +73,27 @@ locals {
     "cert-manager"  = { pss = "restricted", routes = false, component = "cert-manager" }
     "nginx-gateway" = { pss = "baseline", routes = false, component = "gateway-controller" }
     "ffe-edge"      = { pss = "baseline", routes = false, component = "edge" }
+    }, var.mesh_namespace == null ? {} : {
+    (var.mesh_namespace) = { pss = "privileged", routes = false, component = "service-mesh" }
+  })
+
+  # Istio ambient (docs "Ambient and Kubernetes NetworkPolicy"): an enrolled pod's connections to
+  # other enrolled pods leave as HBONE tunnels to port 15008 of the destination pod, and kubelet
+  # probes reach enrolled pods from the SNAT address 169.254.7.127.
+  hbone      = { protocol = "TCP", port = 15008 }
+  mesh_peers = [{ namespaceSelector = { matchLabels = { "istio.io/dataplane-mode" = "ambient" } } }]
+  mesh_policies = {
+    "allow-mesh-hbone" = {
+      podSelector = {}
+      policyTypes = ["Ingress", "Egress"]
+      ingress     = [{ from = local.mesh_peers, ports = [local.hbone] }]
+      egress      = [{ to = local.mesh_peers, ports = [local.hbone] }]
+    }
+    "allow-mesh-probes" = {
+      podSelector = {}
+      policyTypes = ["Ingress"]
+      ingress     = [{ from = [{ ipBlock = { cidr = "169.254.7.127/32" } }] }]
+    }
   }
 
   api_peers = [for ip in var.api_server_ips : { ipBlock = { cidr = "${ip}/32" } }]
@@ -86,7 +127,20 @@ locals {
   }
 
   # Component allows: namespace => policy name => spec.
-  specific = {
+  specific = merge(local.component_policies, { for ns, policies in {
+    (coalesce(var.mesh_namespace, "-")) = {
+      # ztunnel (same namespace) fetches its configuration and certificates from istiod (15012);
+      # the API server calls istiod's webhooks (15017) from the servers' addresses
+      "allow-webhook" = {
+        podSelector = {}
+        policyTypes = ["Ingress"]
+        ingress     = [{ from = [{ ipBlock = { cidr = var.network_cidr } }], ports = [{ protocol = "TCP", port = 15017 }] }]
+      }
+      "allow-api-server" = { podSelector = {}, policyTypes = ["Egress"], egress = [{ to = local.api_peers, ports = local.api_ports }] }
+    }
+  } : ns => policies if var.mesh_namespace != null })
+
+  component_policies = {
     "ffe" = {
       "allow-edge-to-app" = {
         podSelector = {}
@@ -205,12 +259,12 @@ locals {
         "pod-security.kubernetes.io/enforce-version" = "latest"
         "pod-security.kubernetes.io/audit"           = "restricted"
         "pod-security.kubernetes.io/warn"            = "restricted"
-      }, ns.routes ? { (var.edge_route_label) = "true" } : {})
+      }, ns.routes ? { (var.edge_route_label) = "true" } : {}, contains(var.mesh_enrolled, name) ? { "istio.io/dataplane-mode" = "ambient" } : {})
     }
   })]
 
   policy_docs = flatten([for ns, _ in local.namespaces : [
-    for name, spec in merge(local.common, lookup(local.specific, ns, {})) : yamlencode({
+    for name, spec in merge(local.common, lookup(local.specific, ns, {}), { for k, v in local.mesh_policies : k => v if contains(var.mesh_enrolled, ns) }) : yamlencode({
       apiVersion = "networking.k8s.io/v1"
       kind       = "NetworkPolicy"
       metadata   = { name = name, namespace = ns, labels = { "app.kubernetes.io/part-of" = "ffe-ha" } }
@@ -230,6 +284,11 @@ output "manifests" {
 output "names" {
   description = "Namespace names, for the other bundles."
   value       = { for n, _ in local.namespaces : n => n }
+}
+
+output "app_port" {
+  description = "Container port of the FFE backend that the edge may reach (the one its NetworkPolicies allow)."
+  value       = var.app_port
 }
 
 output "edge_route_label" {

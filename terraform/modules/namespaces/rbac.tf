@@ -64,6 +64,7 @@ locals {
     "gateway.networking.k8s.io", "gateway.nginx.org", "cert-manager.io", "acme.cert-manager.io",
     "monitoring.coreos.com", "pgv2.percona.com", "upstream.pgv2.percona.com",
     "snapshot.storage.k8s.io", "rollout-operator.grafana.com",
+    "extensions.istio.io", "networking.istio.io", "security.istio.io", "telemetry.istio.io",
   ]
 
   readonly_docs = [

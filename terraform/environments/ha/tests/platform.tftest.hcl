@@ -69,8 +69,8 @@ run "example_renders_every_bundle" {
     error_message = "storage classes: fast-local (Delete) stays as is, fast-local-retain (Retain) is added for databases, backup-nfs retains."
   }
   assert {
-    condition     = yamldecode(yamldecode(module.cni.manifests["calico.yaml"]).spec.valuesContent).defaultFelixConfiguration == { enabled = true, wireguardEnabled = true }
-    error_message = "calico_wireguard_enabled defaults to true: the chart's FelixConfiguration default must set wireguardEnabled = true."
+    condition     = yamldecode(yamldecode(module.cni.manifests["calico.yaml"]).spec.valuesContent).defaultFelixConfiguration == { enabled = true, wireguardEnabled = true, workloadSourceSpoofing = "Disabled" }
+    error_message = "calico_wireguard_enabled defaults to true: the chart's FelixConfiguration default must set wireguardEnabled = true (and, without the mesh, no source spoofing)."
   }
   assert {
     condition = alltrue([for c in concat(
@@ -123,8 +123,79 @@ run "calico_wireguard_can_be_turned_off" {
     calico_wireguard_enabled = false
   }
   assert {
-    condition     = yamldecode(yamldecode(module.cni.manifests["calico.yaml"]).spec.valuesContent).defaultFelixConfiguration == { enabled = true, wireguardEnabled = false }
+    condition     = yamldecode(yamldecode(module.cni.manifests["calico.yaml"]).spec.valuesContent).defaultFelixConfiguration == { enabled = true, wireguardEnabled = false, workloadSourceSpoofing = "Disabled" }
     error_message = "calico_wireguard_enabled = false must render wireguardEnabled = false explicitly (so turning it off is an upgrade)."
+  }
+}
+
+# the mesh is off by default: no Istio bundle, no istio-system namespace, no enrolment label
+run "service_mesh_off_by_default" {
+  command = plan
+  assert {
+    condition     = length(ffe_manifests.mesh_crds) == 0 && length(ffe_manifests.mesh) == 0
+    error_message = "service_mesh_enabled defaults to false: no mesh-crds or mesh bundle."
+  }
+  assert {
+    condition     = !strcontains(module.namespaces.manifests["00-namespaces.yaml"], "istio") && !strcontains(module.namespaces.manifests["10-network-policies.yaml"], "15008")
+    error_message = "Without the mesh no namespace is istio-system or enrolled, and no NetworkPolicy opens HBONE."
+  }
+}
+
+# the mesh on: Istio's four charts in install order, the CRDs waited for, then STRICT mTLS for the
+# app; istio-system privileged; the app and its callers enrolled with HBONE allowed; Calico lets
+# pods spoof their source as istio-cni requires
+run "service_mesh_enabled_installs_istio_ambient" {
+  command = plan
+  variables {
+    service_mesh_enabled = true
+  }
+  assert {
+    condition = [for f in concat(keys(ffe_manifests.mesh_crds[0].manifests), sort(keys(ffe_manifests.mesh[0].manifests))) :
+    yamldecode(f == "istio-base.yaml" ? ffe_manifests.mesh_crds[0].manifests[f] : ffe_manifests.mesh[0].manifests[f]).spec.chart if strcontains(f, "istio-")] == ["base", "istiod", "cni", "ztunnel"]
+    error_message = "The mesh-crds bundle must hold Istio's base chart, the mesh bundle istiod, cni, ztunnel, in that order."
+  }
+  assert {
+    condition     = alltrue([for f, y in merge(ffe_manifests.mesh_crds[0].manifests, ffe_manifests.mesh[0].manifests) : yamldecode(y).spec.version == "1.30.3" && yamldecode(y).spec.targetNamespace == "istio-system" if strcontains(f, "istio-")])
+    error_message = "Every Istio chart is the pinned 1.30.3 and installs into istio-system."
+  }
+  assert {
+    condition     = yamldecode(yamldecode(ffe_manifests.mesh[0].manifests["10-istio-istiod.yaml"]).spec.valuesContent).profile == "ambient" && yamldecode(yamldecode(ffe_manifests.mesh[0].manifests["20-istio-cni.yaml"]).spec.valuesContent).profile == "ambient"
+    error_message = "istiod and cni must use Istio's ambient profile."
+  }
+  assert {
+    condition     = toset([for w in ffe_manifests.mesh_crds[0].wait_for : w.name]) == toset(["peerauthentications.security.istio.io", "authorizationpolicies.security.istio.io"])
+    error_message = "The mesh-crds bundle must wait for the CRDs of the mesh bundle's policies."
+  }
+  assert {
+    condition     = yamldecode(ffe_manifests.mesh[0].manifests["50-peer-authentication.yaml"]).spec.mtls.mode == "STRICT" && yamldecode(ffe_manifests.mesh[0].manifests["50-peer-authentication.yaml"]).metadata.namespace == "ffe"
+    error_message = "The app namespace must take mutual TLS only (PeerAuthentication STRICT in ffe)."
+  }
+  assert {
+    condition = {
+      for d in split("---\n", module.namespaces.manifests["00-namespaces.yaml"]) : yamldecode(d).metadata.name => lookup(yamldecode(d).metadata.labels, "istio.io/dataplane-mode", "")
+      } == {
+      "ffe"          = "ambient", "ffe-edge" = "ambient", "monitoring" = "ambient", "ffe-data" = "", "vault" = "",
+      "cert-manager" = "", "nginx-gateway" = "", "istio-system" = ""
+    }
+    error_message = "Exactly the app, the edge and monitoring are enrolled in the ambient mesh; istio-system exists."
+  }
+  assert {
+    condition = one([
+      for d in split("---\n", module.namespaces.manifests["00-namespaces.yaml"]) : yamldecode(d).metadata.labels["pod-security.kubernetes.io/enforce"]
+      if yamldecode(d).metadata.name == "istio-system"
+    ]) == "privileged"
+    error_message = "istio-system must be Pod Security privileged (ztunnel's capabilities, istio-cni's host paths)."
+  }
+  assert {
+    condition = length([
+      for d in split("---\n", module.namespaces.manifests["10-network-policies.yaml"]) : d
+      if yamldecode(d).metadata.name == "allow-mesh-hbone"
+    ]) == 3
+    error_message = "Each enrolled namespace gets the HBONE allow."
+  }
+  assert {
+    condition     = yamldecode(yamldecode(module.cni.manifests["calico.yaml"]).spec.valuesContent).defaultFelixConfiguration.workloadSourceSpoofing == "Any"
+    error_message = "With the mesh, Calico's FelixConfiguration must allow workload source spoofing (istio-cni's README)."
   }
 }
 

@@ -986,3 +986,14 @@ run "firewall_admin_cidrs_empty" {
   }
   expect_failures = [var.firewall_admin_cidrs]
 }
+
+# the mesh on a Kubernetes older than Istio 1.30 supports (the seed's v1.29)
+run "service_mesh_on_kubernetes_too_old" {
+  command = plan
+  variables {
+    kubernetes_version   = "v1.29"
+    service_mesh_enabled = true
+  }
+  # v1.29 also draws the support warning (pins.tf)
+  expect_failures = [var.service_mesh_enabled, check.kubernetes_version_supported]
+}
