@@ -323,8 +323,53 @@ pub(crate) async fn on_first_answering(
     Ok(Err(last))
 }
 
+/// How long removing a bundle waits for helm-controller to uninstall the charts of its HelmCharts.
+pub const HELM_UNINSTALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `(namespace, name)` of every HelmChart among `files`' objects (documents that do not parse
+/// are skipped: every file was validated before it was written).
+pub fn helmcharts(files: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for text in files.values() {
+        for doc in serde_yaml_ng::Deserializer::from_str(text) {
+            let Ok(v) = <serde_yaml_ng::Value as serde::Deserialize>::deserialize(doc) else {
+                continue;
+            };
+            let api = v["apiVersion"].as_str().unwrap_or_default();
+            if v["kind"].as_str() == Some("HelmChart") && api.starts_with("helm.cattle.io/") {
+                if let Some(name) = v["metadata"]["name"].as_str() {
+                    let ns = v["metadata"]["namespace"].as_str().unwrap_or("default");
+                    out.push((ns.to_string(), name.to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Shell that returns once none of `charts` exists any more, or fails after `timeout_secs`
+/// naming the ones left. A failing `get` (API not answering) is retried, never taken for gone.
+pub fn helmcharts_gone_script(charts: &[(String, String)], timeout_secs: u64) -> String {
+    let mut script = format!("end=$(( $(date +%s) + {timeout_secs} )); ");
+    for (ns, name) in charts {
+        script.push_str(&format!(
+            "while :; do \
+             if left=$({KUBECTL} get -n {ns} helmchart/{name} --ignore-not-found -o name 2>&1) \
+             && [ -z \"$left\" ]; then break; fi; \
+             if [ $(date +%s) -ge $end ]; then \
+             echo \"HelmChart {shown} still there after {timeout_secs} s: $left\" >&2; exit 1; fi; \
+             sleep 2; done; ",
+            ns = quote(ns),
+            name = quote(name),
+            shown = format!("{ns}/{name}").replace(['"', '\\', '$', '`'], "_"),
+        ));
+    }
+    script
+}
+
 /// Delete the objects `files` created (through the API, on the first server that answers),
-/// then remove the files from every server.
+/// remove the files from every server, wait until helm-controller has uninstalled the charts of
+/// deleted HelmCharts, then delete the files' Addons.
 pub async fn remove(
     pool: &SshPool,
     servers: &[Node],
@@ -375,6 +420,50 @@ pub async fn remove(
             } else {
                 return Err(e.into());
             }
+        }
+    }
+    // helm-controller uninstalls a deleted HelmChart's release with a job, and the HelmChart goes
+    // only when that is done. Wait for it here, before anything that depends on this bundle
+    // changes: Terraform applies this removal before the bundles it depended on are updated, and
+    // one of those may prune the release's namespace (and Helm's record of the release with it),
+    // which would leave the chart's cluster-wide objects (CRDs, webhooks, roles) behind.
+    let charts = helmcharts(files);
+    if !charts.is_empty() {
+        let script = helmcharts_gone_script(&charts, HELM_UNINSTALL_TIMEOUT.as_secs());
+        let mut gone = false;
+        let mut last = String::from("no server");
+        for s in servers {
+            match pool
+                .run_within(
+                    &s.target(),
+                    "wait for removed HelmCharts' uninstall",
+                    &script,
+                    HELM_UNINSTALL_TIMEOUT + KUBECTL_STEP,
+                )
+                .await
+            {
+                Ok(_) => {
+                    gone = true;
+                    break;
+                }
+                Err(e) if e.is_unreachable() => last = e.to_string(),
+                Err(e) => {
+                    last = e.to_string();
+                    break;
+                }
+            }
+        }
+        if !gone {
+            let names: Vec<String> = charts.iter().map(|(ns, n)| format!("{ns}/{n}")).collect();
+            return Err(BundleError::Many(format!(
+                "bundle {bundle:?}: the HelmCharts {} were deleted, but helm-controller had not \
+                 finished uninstalling their charts within {} s ({last}). Look at its job: \
+                 `kubectl -n kube-system get jobs | grep helm-delete` and \
+                 `kubectl -n kube-system logs job/helm-delete-<name>`; once the HelmCharts are \
+                 gone, apply again (the removal picks up where it stopped).",
+                names.join(", "),
+                HELM_UNINSTALL_TIMEOUT.as_secs()
+            )));
         }
     }
     // The deploy controller keeps each file's Addon (with its checksum) after the file is gone:
@@ -479,6 +568,97 @@ pub async fn wait(
 
 #[cfg(test)]
 mod tests {
+
+    /// Runs `helmcharts_gone_script` with a fake `k3s` on PATH that answers `get` from a
+    /// list of replies (one per call: `present`, `gone` or `error`; the last one repeats).
+    fn run_gone_script(replies: &[&str], timeout_secs: u64) -> (std::process::Output, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("replies"), replies.join("\n") + "\n").unwrap();
+        let fake = dir.path().join("k3s");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\nd={d}\nn=$(cat $d/count 2>/dev/null || echo 0); n=$((n+1)); echo $n > $d/count\n\
+                 r=$(sed -n \"${{n}}p\" $d/replies); [ -n \"$r\" ] || r=$(tail -n 1 $d/replies)\n\
+                 echo \"$*\" >> $d/args\n\
+                 case $r in present) echo helmchart.helm.cattle.io/istio-base;; gone) ;; \
+                 *) echo 'The connection to the server was refused' >&2; exit 1;; esac\n",
+                d = dir.path().display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let script =
+            helmcharts_gone_script(&[("kube-system".into(), "istio-base".into())], timeout_secs);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    dir.path().display(),
+                    std::env::var("PATH").unwrap()
+                ),
+            )
+            .output()
+            .unwrap();
+        let args = std::fs::read_to_string(dir.path().join("args")).unwrap_or_default();
+        assert!(
+            args.lines().all(|l| l
+                .contains("get -n kube-system helmchart/istio-base --ignore-not-found -o name")),
+            "{args}"
+        );
+        (out, args.lines().count())
+    }
+
+    #[test]
+    fn removal_waits_until_the_helmchart_is_gone() {
+        let (out, calls) = run_gone_script(&["present", "gone"], 60);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(calls, 2);
+    }
+
+    #[test]
+    fn an_api_error_is_not_taken_for_gone() {
+        let (out, calls) = run_gone_script(&["error", "gone"], 60);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(calls, 2, "the failed get must be retried");
+    }
+
+    #[test]
+    fn a_helmchart_that_stays_fails_after_the_timeout_naming_it() {
+        let (out, calls) = run_gone_script(&["present"], 1);
+        assert!(!out.status.success());
+        assert!(calls >= 1);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("HelmChart kube-system/istio-base still there after 1 s"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn helmcharts_are_found_among_the_files_objects() {
+        let files = BTreeMap::from([
+            (
+                "a.yaml".to_string(),
+                "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\n\
+                 apiVersion: helm.cattle.io/v1\nkind: HelmChart\nmetadata: {name: istio-base, namespace: kube-system}\n"
+                    .to_string(),
+            ),
+            (
+                "b.yaml".to_string(),
+                "apiVersion: example.com/v1\nkind: HelmChart\nmetadata: {name: not-k3s}\n".to_string(),
+            ),
+        ]);
+        assert_eq!(
+            helmcharts(&files),
+            vec![("kube-system".to_string(), "istio-base".to_string())]
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -1087,6 +1087,10 @@ fn amtool_check(amtool: &Path, config: &str) -> Result<(), String> {
     }
 }
 
+/// Tag suffixes that name a build variant of the same release (Istio's `global.variant`), not a
+/// pre-release: `1.30.3-distroless` is 1.30.3, `2.0.0-rc` is not 2.0.0.
+const IMAGE_VARIANTS: &[&str] = &["distroless", "debug"];
+
 /// Versions written next to a component's name in the repository's docs and comments must be
 /// versions that component really has at its pin (chart version, appVersion, image tags).
 pub fn check_version_mentions(
@@ -1118,7 +1122,7 @@ pub fn check_version_mentions(
         // (Istio's `1.30.3-distroless`): the software is the version before the dash
         if let Some((version, suffix)) = trim_v(tag).split_once('-') {
             let revision = !suffix.is_empty() && suffix.chars().all(|c| c.is_ascii_digit());
-            let variant = !suffix.is_empty() && suffix.chars().all(|c| c.is_ascii_lowercase());
+            let variant = IMAGE_VARIANTS.contains(&suffix);
             if revision || variant {
                 versions.insert(version.to_string());
             }

@@ -612,22 +612,23 @@ fn version_mentions_accept_image_variants() {
     let doc = dir.path().join("security.md");
     std::fs::write(
         &doc,
-        "image `pilot:1.30.3-distroless`
-pilot 1.30.3 runs istiod.
-pilot 1.29.0 ran it before.
-",
+        "image `pilot:1.30.3-distroless`\npilot 1.30.3 runs istiod.\npilot 1.29.0 ran it before.\n\
+         thing 2.0.0 is not its release candidate.\n",
     )
     .unwrap();
-    let images: BTreeSet<String> =
-        ["registry.istio.io/release/pilot:1.30.3-distroless".to_string()]
-            .into_iter()
-            .collect();
+    let images: BTreeSet<String> = [
+        "registry.istio.io/release/pilot:1.30.3-distroless".to_string(),
+        "example.com/thing:2.0.0-rc".to_string(),
+    ]
+    .into_iter()
+    .collect();
     let found: Vec<String> = conformance::check_version_mentions(dir.path(), &[doc], &[], &images)
         .into_iter()
         .map(|p| p.to_string())
         .collect();
-    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found.len(), 2, "{found:?}");
     assert_reported(&found, "security.md:3: says pilot 1.29.0");
+    assert_reported(&found, "security.md:4: says thing 2.0.0");
 }
 
 // Issue 13: "Percona operator 3.0.0" names the pg-operator (alias), not Calico's `operator` image

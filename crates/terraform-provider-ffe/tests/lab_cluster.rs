@@ -1192,6 +1192,39 @@ fn stopped_nodes_changed_labels_and_a_removed_bundle_converge_on_apply() {
     );
     vars(infra, false);
     env.apply_ok();
+    // The removal waited for helm-controller to uninstall the bundle's charts (the HelmChart
+    // gone) after deleting the objects and before deleting the Addons, on the same server.
+    let answered: Vec<String> = (0..3)
+        .map(master)
+        .filter(|m| {
+            !calls(
+                &env,
+                m,
+                "helmchart/kube-prometheus-stack --ignore-not-found",
+            )
+            .is_empty()
+        })
+        .collect();
+    assert_eq!(
+        answered.len(),
+        1,
+        "one server answers the wait: {answered:?}"
+    );
+    let m = &answered[0];
+    let deleted = calls(&env, m, "delete --ignore-not-found --wait=false -f -");
+    let waited = calls(
+        &env,
+        m,
+        "helmchart/kube-prometheus-stack --ignore-not-found",
+    );
+    let addons = calls(&env, m, "delete addon -n kube-system");
+    let order = format!("order on {m}: delete {deleted:?}, wait {waited:?}, Addons {addons:?}");
+    let (Some(d), Some(w0), Some(w1), Some(a)) =
+        (deleted.last(), waited.first(), waited.last(), addons.last())
+    else {
+        panic!("a step is missing: {order}");
+    };
+    assert!(d < w0 && w1 < a, "{order}");
     assert!(
         monitoring().is_empty(),
         "Addons of the removed bundle left behind"

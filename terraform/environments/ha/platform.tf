@@ -39,8 +39,6 @@ module "cni" {
   chart_version     = local.chart_versions["tigera-operator"]
   chart_repo        = local.chart_repos["tigera-operator"]
   wireguard_enabled = var.calico_wireguard_enabled
-  # istio-cni's README: Istio ambient on Calico needs source spoofing allowed
-  workload_source_spoofing = var.service_mesh_enabled
 }
 
 module "vip" {

@@ -9,8 +9,7 @@
 # crd.projectcalico.org/v1, or projectcalico.org/v3 when those CRDs exist), so it is set here, in
 # the same HelmChart, and Helm owns it from the first install. Felix then creates the
 # `wireguard.cali` interface on every node and encrypts pod traffic between nodes (UDP 51820);
-# the operator lowers the pod MTU for the WireGuard overhead itself. `workloadSourceSpoofing` is
-# set the same way (the Istio ambient mesh needs it, modules/mesh).
+# the operator lowers the pod MTU for the WireGuard overhead itself.
 
 terraform {
   required_version = ">= 1.9.0"
@@ -49,13 +48,6 @@ variable "wireguard_enabled" {
   nullable    = false
 }
 
-variable "workload_source_spoofing" {
-  description = "Let pods send with a source address that is not theirs, when annotated to (FelixConfiguration workloadSourceSpoofing Any). istio-cni's README requires it for Istio ambient on Calico; off otherwise."
-  type        = bool
-  default     = false
-  nullable    = false
-}
-
 locals {
   values = {
     installation = {
@@ -81,9 +73,8 @@ locals {
     # Rendered by the chart as FelixConfiguration `default` (see the header). Always rendered, with
     # an explicit true/false, so switching WireGuard off is an ordinary chart upgrade.
     defaultFelixConfiguration = {
-      enabled                = true
-      wireguardEnabled       = var.wireguard_enabled
-      workloadSourceSpoofing = var.workload_source_spoofing ? "Any" : "Disabled"
+      enabled          = true
+      wireguardEnabled = var.wireguard_enabled
     }
   }
 

@@ -9,8 +9,11 @@
 #
 # What else the mesh needs lives where that thing is owned: the istio-system namespace (Pod Security
 # privileged: ztunnel adds NET_ADMIN/SYS_ADMIN, istio-cni mounts host paths), the enrolment label
-# and the NetworkPolicies for HBONE and probes (modules/namespaces), and Calico's
-# `workloadSourceSpoofing: Any` (modules/cni), which istio-cni's README requires for Calico.
+# and the NetworkPolicies for HBONE and probes (modules/namespaces). Calico's
+# `workloadSourceSpoofing` stays Disabled: istio-cni's README still asks for `Any`, but since
+# in-pod redirection (Istio 1.21, istio/istio fb9179422d2) nothing in the 1.30.3 charts sets the
+# `cni.projectcalico.org/allowedSourcePrefixes` annotation it would serve; ztunnel sends from the
+# pod's own address inside the pod's network namespace.
 
 terraform {
   required_version = ">= 1.9.0"
@@ -67,8 +70,8 @@ locals {
     istiod = {
       profile = "ambient"
       # Two replicas at least (the HorizontalPodAutoscaler the chart renders owns the count; the
-      # chart's PodDisruptionBudget keeps one through a drain), never both on one node when a
-      # second node can take one.
+      # chart's PodDisruptionBudget keeps one through a drain), preferably on different nodes
+      # (a preference: with one schedulable node both still run).
       autoscaleMin = 2
       topologySpreadConstraints = [{
         maxSkew           = 1
@@ -156,9 +159,4 @@ output "manifests" {
       "50-authorization-policy.yaml" = yamlencode(local.authorization_policy)
     },
   )
-}
-
-output "enrolled_namespaces" {
-  description = "Namespaces whose pods join the mesh (label istio.io/dataplane-mode=ambient): the app and every namespace that calls it, so the STRICT app namespace still accepts their traffic."
-  value       = [var.app_namespace, var.edge_namespace, var.monitoring_namespace]
 }

@@ -42,7 +42,7 @@ variable "mesh_namespace" {
 }
 
 variable "mesh_enrolled" {
-  description = "Namespaces whose pods join the ambient mesh: labelled istio.io/dataplane-mode=ambient and allowed HBONE (15008) between each other and the probes' SNAT address."
+  description = "Namespaces whose pods join the ambient mesh: labelled istio.io/dataplane-mode=ambient, allowed HBONE (15008) from and to the enrolled namespaces their policies already let them call, and the probes' SNAT address."
   type        = list(string)
   default     = []
   nullable    = false
@@ -79,22 +79,41 @@ locals {
 
   # Istio ambient (docs "Ambient and Kubernetes NetworkPolicy"): an enrolled pod's connections to
   # other enrolled pods leave as HBONE tunnels to port 15008 of the destination pod, and kubelet
-  # probes reach enrolled pods from the SNAT address 169.254.7.127.
-  hbone      = { protocol = "TCP", port = 15008 }
-  mesh_peers = [{ namespaceSelector = { matchLabels = { "istio.io/dataplane-mode" = "ambient" } } }]
-  mesh_policies = {
-    "allow-mesh-hbone" = {
-      podSelector = {}
-      policyTypes = ["Ingress", "Egress"]
-      ingress     = [{ from = local.mesh_peers, ports = [local.hbone] }]
-      egress      = [{ to = local.mesh_peers, ports = [local.hbone] }]
-    }
-    "allow-mesh-probes" = {
-      podSelector = {}
-      policyTypes = ["Ingress"]
-      ingress     = [{ from = [{ ipBlock = { cidr = "169.254.7.127/32" } }] }]
-    }
+  # probes reach enrolled pods from the SNAT address 169.254.7.127. HBONE is allowed only where the
+  # policies below already let one enrolled namespace call the other (namespace => its callers);
+  # the app port the edge may use is kept inside the tunnel by modules/mesh's AuthorizationPolicy.
+  mesh_callers = {
+    "ffe"        = ["ffe-edge", "monitoring"] # allow-edge-to-app, allow-monitoring-scrape
+    "ffe-edge"   = ["monitoring"]             # allow-monitoring-scrape
+    "monitoring" = ["ffe-edge"]               # allow-edge-to-grafana
   }
+  hbone = { protocol = "TCP", port = 15008 }
+  mesh_policies = { for ns in var.mesh_enrolled : ns => merge(
+    {
+      "allow-mesh-probes" = {
+        podSelector = {}
+        policyTypes = ["Ingress"]
+        ingress     = [{ from = [{ ipBlock = { cidr = "169.254.7.127/32" } }] }]
+      }
+    },
+    { for name, spec in {
+      "allow-mesh-hbone-in" = {
+        podSelector = {}
+        policyTypes = ["Ingress"]
+        ingress     = [{ from = [for c in local.mesh_from[ns] : local.ns_peer[c]], ports = [local.hbone] }]
+      }
+    } : name => spec if length(local.mesh_from[ns]) > 0 },
+    { for name, spec in {
+      "allow-mesh-hbone-out" = {
+        podSelector = {}
+        policyTypes = ["Egress"]
+        egress      = [{ to = [for d in local.mesh_to[ns] : local.ns_peer[d]], ports = [local.hbone] }]
+      }
+    } : name => spec if length(local.mesh_to[ns]) > 0 },
+  ) }
+  # enrolled callers of each enrolled namespace, and the enrolled namespaces each one calls
+  mesh_from = { for ns in var.mesh_enrolled : ns => [for c in lookup(local.mesh_callers, ns, []) : c if contains(var.mesh_enrolled, c)] }
+  mesh_to   = { for ns in var.mesh_enrolled : ns => [for d in var.mesh_enrolled : d if contains(lookup(local.mesh_callers, d, []), ns)] }
 
   api_peers = [for ip in var.api_server_ips : { ipBlock = { cidr = "${ip}/32" } }]
   api_ports = [{ protocol = "TCP", port = 6443 }, { protocol = "TCP", port = 443 }]
@@ -264,7 +283,7 @@ locals {
   })]
 
   policy_docs = flatten([for ns, _ in local.namespaces : [
-    for name, spec in merge(local.common, lookup(local.specific, ns, {}), { for k, v in local.mesh_policies : k => v if contains(var.mesh_enrolled, ns) }) : yamlencode({
+    for name, spec in merge(local.common, lookup(local.specific, ns, {}), lookup(local.mesh_policies, ns, {})) : yamlencode({
       apiVersion = "networking.k8s.io/v1"
       kind       = "NetworkPolicy"
       metadata   = { name = name, namespace = ns, labels = { "app.kubernetes.io/part-of" = "ffe-ha" } }

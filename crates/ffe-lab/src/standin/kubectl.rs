@@ -159,6 +159,13 @@ fn roles(n: &NodeState) -> String {
     }
 }
 
+fn is_helmchart(resource: &str) -> bool {
+    matches!(
+        resource.to_ascii_lowercase().as_str(),
+        "helmchart" | "helmcharts" | "helmchart.helm.cattle.io" | "helmcharts.helm.cattle.io"
+    )
+}
+
 fn not_found(name: &str) -> StandinError {
     failed(format!(
         "Error from server (NotFound): nodes \"{name}\" not found"
@@ -533,6 +540,28 @@ fn api_call(
             }
             if verb == "get" && matches!(resource, "pod" | "pods" | "po") && name.is_none() {
                 return list_pods(&p, &state);
+            }
+            if verb == "get" && is_helmchart(resource) {
+                // HelmCharts come only from manifest files here, so one exists exactly while an
+                // Addon holds it: the stand-in runs no helm-controller, and a deleted HelmChart is
+                // gone at once, as if its uninstall job had finished (namespaces are not modelled).
+                let name = name.ok_or_else(|| {
+                    failed("error: the k3s stand-in does not list HelmCharts; name one")
+                })?;
+                let key = format!("helmchart/{name}");
+                if state.addons.values().any(|a| a.objects.contains(&key)) {
+                    let mut o = Outcome::ok(format!("helmchart.helm.cattle.io/{name}"));
+                    o.message = format!("{key} exists (an Addon holds it)");
+                    return Ok(o);
+                }
+                if p.has("--ignore-not-found") {
+                    let mut o = Outcome::ok("");
+                    o.message = format!("{key} not found (ignored)");
+                    return Ok(o);
+                }
+                return Err(failed(format!(
+                    "Error from server (NotFound): helmcharts.helm.cattle.io \"{name}\" not found"
+                )));
             }
             if !is_node {
                 // Only nodes exist in the stand-in. `ffe_manifests` wait_for first polls

@@ -777,6 +777,37 @@ fn with_flannel_none_nodes_are_not_ready_until_calico_is_installed() {
     assert!(ready());
 }
 
+// HelmCharts come only from manifest files: one exists while its Addon holds it (no
+// helm-controller in the stand-in: a deleted HelmChart is gone at once).
+#[test]
+fn a_helmchart_exists_while_its_addon_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = server1(dir.path());
+    let file = s1.path("/var/lib/rancher/k3s/server/manifests/ffe-mesh--istio-base.yaml");
+    let doc = b"apiVersion: helm.cattle.io/v1\nkind: HelmChart\nmetadata: {name: istio-base, namespace: kube-system}\nspec: {chart: base}\n";
+    write_file(&file, doc, 0o600).unwrap();
+    let get = |extra: &[&str]| {
+        let mut args = vec!["get", "-n", "kube-system", "helmchart/istio-base"];
+        args.extend_from_slice(extra);
+        call(&s1, "kubectl", &args)
+    };
+    let out = get(&["--ignore-not-found", "-o", "name"]);
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert_eq!(out.stdout, "helmchart.helm.cattle.io/istio-base\n");
+    let out = run(
+        &inv("kubectl", &["delete", "-f", "-"], &[]),
+        &s1,
+        &mut &doc[..],
+    );
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    std::fs::remove_file(&file).unwrap();
+    let out = get(&["--ignore-not-found", "-o", "name"]);
+    assert_eq!((out.exit_code, out.stdout.as_str()), (0, ""), "{out:?}");
+    let out = get(&[]);
+    assert_eq!(out.exit_code, 1, "{out:?}");
+    assert!(out.stderr.contains("NotFound"), "{out:?}");
+}
+
 #[test]
 fn deploy_controller_skips_a_file_whose_addon_has_its_checksum() {
     let dir = tempfile::tempdir().unwrap();

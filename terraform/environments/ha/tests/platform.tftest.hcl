@@ -69,8 +69,8 @@ run "example_renders_every_bundle" {
     error_message = "storage classes: fast-local (Delete) stays as is, fast-local-retain (Retain) is added for databases, backup-nfs retains."
   }
   assert {
-    condition     = yamldecode(yamldecode(module.cni.manifests["calico.yaml"]).spec.valuesContent).defaultFelixConfiguration == { enabled = true, wireguardEnabled = true, workloadSourceSpoofing = "Disabled" }
-    error_message = "calico_wireguard_enabled defaults to true: the chart's FelixConfiguration default must set wireguardEnabled = true (and, without the mesh, no source spoofing)."
+    condition     = yamldecode(yamldecode(module.cni.manifests["calico.yaml"]).spec.valuesContent).defaultFelixConfiguration == { enabled = true, wireguardEnabled = true }
+    error_message = "calico_wireguard_enabled defaults to true: the chart's FelixConfiguration default must set wireguardEnabled = true."
   }
   assert {
     condition = alltrue([for c in concat(
@@ -123,7 +123,7 @@ run "calico_wireguard_can_be_turned_off" {
     calico_wireguard_enabled = false
   }
   assert {
-    condition     = yamldecode(yamldecode(module.cni.manifests["calico.yaml"]).spec.valuesContent).defaultFelixConfiguration == { enabled = true, wireguardEnabled = false, workloadSourceSpoofing = "Disabled" }
+    condition     = yamldecode(yamldecode(module.cni.manifests["calico.yaml"]).spec.valuesContent).defaultFelixConfiguration == { enabled = true, wireguardEnabled = false }
     error_message = "calico_wireguard_enabled = false must render wireguardEnabled = false explicitly (so turning it off is an upgrade)."
   }
 }
@@ -187,15 +187,51 @@ run "service_mesh_enabled_installs_istio_ambient" {
     error_message = "istio-system must be Pod Security privileged (ztunnel's capabilities, istio-cni's host paths)."
   }
   assert {
-    condition = length([
-      for d in split("---\n", module.namespaces.manifests["10-network-policies.yaml"]) : d
-      if yamldecode(d).metadata.name == "allow-mesh-hbone"
-    ]) == 3
-    error_message = "Each enrolled namespace gets the HBONE allow."
+    condition = {
+      for d in split("---\n", module.namespaces.manifests["10-network-policies.yaml"]) : "${yamldecode(d).metadata.namespace}/${yamldecode(d).metadata.name}" => yamldecode(d).spec
+      if strcontains(yamldecode(d).metadata.name, "mesh-hbone")
+      } == {
+      "ffe/allow-mesh-hbone-in"         = { podSelector = {}, policyTypes = ["Ingress"], ingress = [{ from = [for n in ["ffe-edge", "monitoring"] : { namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = n } } }], ports = [{ protocol = "TCP", port = 15008 }] }] }
+      "ffe-edge/allow-mesh-hbone-in"    = { podSelector = {}, policyTypes = ["Ingress"], ingress = [{ from = [{ namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = "monitoring" } } }], ports = [{ protocol = "TCP", port = 15008 }] }] }
+      "ffe-edge/allow-mesh-hbone-out"   = { podSelector = {}, policyTypes = ["Egress"], egress = [{ to = [for n in ["ffe", "monitoring"] : { namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = n } } }], ports = [{ protocol = "TCP", port = 15008 }] }] }
+      "monitoring/allow-mesh-hbone-in"  = { podSelector = {}, policyTypes = ["Ingress"], ingress = [{ from = [{ namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = "ffe-edge" } } }], ports = [{ protocol = "TCP", port = 15008 }] }] }
+      "monitoring/allow-mesh-hbone-out" = { podSelector = {}, policyTypes = ["Egress"], egress = [{ to = [for n in ["ffe", "ffe-edge"] : { namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = n } } }], ports = [{ protocol = "TCP", port = 15008 }] }] }
+    }
+    error_message = "HBONE (15008) is allowed only along the calls the NetworkPolicies already allowed: edge and monitoring into ffe, monitoring into the edge, the edge into monitoring; the app calls no enrolled namespace."
   }
   assert {
-    condition     = yamldecode(yamldecode(module.cni.manifests["calico.yaml"]).spec.valuesContent).defaultFelixConfiguration.workloadSourceSpoofing == "Any"
-    error_message = "With the mesh, Calico's FelixConfiguration must allow workload source spoofing (istio-cni's README)."
+    condition = toset([
+      for d in split("---\n", module.namespaces.manifests["10-network-policies.yaml"]) : yamldecode(d).metadata.namespace
+      if yamldecode(d).metadata.name == "allow-mesh-probes" && try(yamldecode(d).spec.ingress, null) == [{ from = [{ ipBlock = { cidr = "169.254.7.127/32" } }] }]
+    ]) == toset(["ffe", "ffe-edge", "monitoring"])
+    error_message = "Each enrolled namespace admits kubelet probes from ambient's SNAT address 169.254.7.127."
+  }
+  assert {
+    condition = one([
+      for d in split("---\n", module.namespaces.manifests["10-network-policies.yaml"]) : yamldecode(d).spec.ingress
+      if yamldecode(d).metadata.namespace == "istio-system" && yamldecode(d).metadata.name == "allow-webhook"
+    ]) == [{ from = [{ ipBlock = { cidr = "10.0.0.0/16" } }], ports = [{ protocol = "TCP", port = 15017 }] }]
+    error_message = "istio-system admits the API server (node network) on istiod's webhook port 15017."
+  }
+  assert {
+    condition = alltrue(flatten([
+      for r in yamldecode(ffe_manifests.mesh[0].manifests["50-authorization-policy.yaml"]).spec.rules : [
+        length(setsubtract(keys(r), ["from", "to"])) == 0,
+        alltrue([for f in r.from : keys(f) == ["source"] && keys(f.source) == ["namespaces"]]),
+        alltrue([for t in try(r.to, []) : keys(t) == ["operation"] && keys(t.operation) == ["ports"]]),
+      ]
+    ]))
+    error_message = "allowed-callers must use only L4 fields ztunnel enforces (source namespaces, destination ports): a rule with an L7 field is dropped from an ALLOW policy in ambient, locking callers out."
+  }
+  assert {
+    condition = [
+      for r in yamldecode(ffe_manifests.mesh[0].manifests["50-authorization-policy.yaml"]).spec.rules : [r.from[0].source.namespaces[0], try(r.to[0].operation.ports, ["any"])]
+    ] == [["ffe", ["any"]], ["ffe-edge", ["8000"]], ["monitoring", ["any"]]]
+    error_message = "allowed-callers: the app namespace and monitoring on any port, the edge on the app port only."
+  }
+  assert {
+    condition     = yamldecode(yamldecode(module.cni.manifests["calico.yaml"]).spec.valuesContent).defaultFelixConfiguration == { enabled = true, wireguardEnabled = true }
+    error_message = "The mesh must not turn on Calico's workload source spoofing (Istio 1.30's in-pod ztunnel sends from the pod's own address)."
   }
 }
 
