@@ -331,10 +331,8 @@ pub fn drift_script(spec: &HostSpec) -> String {
 /// Seconds a backup-mount probe may take before the mount counts as not answering.
 pub const MOUNT_PROBE_SECS: u64 = 10;
 
-/// Bring the host to `spec`: one SSH round trip whose parts are named steps, so a failure says
-/// which (the steps after it do not run).
-pub async fn prepare(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<(), HostError> {
-    let long = pool.settings().command_timeout;
+/// The named steps that bring the host to `spec` (see [`prepare_and_inspect`]).
+fn prepare_steps(spec: &HostSpec, long: std::time::Duration) -> Vec<Step> {
     let mut steps = Vec::new();
     let packages = spec.effective_packages();
     if !packages.is_empty() {
@@ -412,18 +410,12 @@ pub async fn prepare(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<(), 
     ));
     // Last: everything above may need the network (apt); the firewall never blocks outbound.
     steps.extend(firewall::apply_steps(spec.firewall.as_ref(), long));
-    pool.run_steps(t, &steps).await?.all()?;
-    Ok(())
+    steps
 }
 
-/// The host's facts and how it differs from `spec` (empty when prepared), read in one SSH
-/// round trip. The drift is its own result: a drift check that fails still gives the facts.
-pub async fn inspect(
-    pool: &SshPool,
-    t: &Target,
-    spec: &HostSpec,
-) -> Result<(HostFacts, Result<Vec<String>, HostError>), HostError> {
-    let steps = [
+/// Reading the host's facts, then checking it against `spec` (see [`inspect`]).
+fn inspect_steps(spec: &HostSpec) -> [Step; 2] {
+    [
         Step::new("read host facts", FACTS_SCRIPT, crate::k3s::ops::READ_STEP),
         // Every probe in the script is bounded; the step limit covers package and module checks.
         Step::new(
@@ -431,16 +423,56 @@ pub async fn inspect(
             drift_script(spec),
             std::time::Duration::from_secs(120),
         ),
-    ];
-    let out = pool.run_steps(t, &steps).await?;
+    ]
+}
+
+/// What a prepared host looks like afterwards: its facts and what still differs from `spec`.
+pub type Inspection = (HostFacts, Result<Vec<String>, HostError>);
+
+/// Bring the host to `spec`, then read its facts and check it, in one SSH round trip whose parts
+/// are named steps, so a failure says which (the steps after it do not run). Preparation
+/// failing is `Err`; after it, the result is [`inspect`]'s.
+pub async fn prepare_and_inspect(
+    pool: &SshPool,
+    t: &Target,
+    spec: &HostSpec,
+) -> Result<Inspection, HostError> {
+    let mut steps = prepare_steps(spec, pool.settings().command_timeout);
+    let prepared = steps.len();
+    steps.extend(inspect_steps(spec));
+    let mut out = pool.run_steps(t, &steps).await?;
+    if out.outputs.len() < prepared {
+        return Err(out
+            .failure
+            .map(HostError::from)
+            .unwrap_or_else(|| no_output(t, "prepare the host")));
+    }
+    out.outputs.drain(..prepared);
+    read_inspection(t, out)
+}
+
+/// The host's facts and how it differs from `spec` (empty when prepared), read in one SSH
+/// round trip. The drift is its own result: a drift check that fails still gives the facts.
+pub async fn inspect(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<Inspection, HostError> {
+    let out = pool.run_steps(t, &inspect_steps(spec)).await?;
+    read_inspection(t, out)
+}
+
+fn no_output(t: &Target, step: &str) -> HostError {
+    HostError::from(SshError::Broken {
+        host: t.to_string(),
+        step: step.into(),
+        reason: "no output".into(),
+    })
+}
+
+/// Facts and drift from the outputs of [`inspect_steps`] (and the failure that stopped them).
+fn read_inspection(t: &Target, out: crate::ssh::StepsOutput) -> Result<Inspection, HostError> {
     let Some(facts_out) = out.outputs.first() else {
-        return Err(out.failure.map(HostError::from).unwrap_or_else(|| {
-            HostError::from(SshError::Broken {
-                host: t.to_string(),
-                step: "read host facts".into(),
-                reason: "no output".into(),
-            })
-        }));
+        return Err(out
+            .failure
+            .map(HostError::from)
+            .unwrap_or_else(|| no_output(t, "read host facts")));
     };
     let facts = parse_facts(&t.to_string(), facts_out)?;
     let drift = match (out.failure, out.outputs.get(1)) {

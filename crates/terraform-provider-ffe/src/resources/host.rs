@@ -145,14 +145,12 @@ impl HostResource {
             }
             return None;
         }
-        if let Err(e) = host::prepare(&pool, &t, &spec).await {
-            diags.root_error(format!("preparing {t} failed"), e.to_string());
-            return None;
-        }
-        let (facts, drift) = match host::inspect(&pool, &t, &spec).await {
+        // One SSH session: the preparation steps, then the facts and the check (the error
+        // names the step that failed).
+        let (facts, drift) = match host::prepare_and_inspect(&pool, &t, &spec).await {
             Ok(read) => read,
             Err(e) => {
-                diags.root_error(format!("reading facts of {t} failed"), e.to_string());
+                diags.root_error(format!("preparing {t} failed"), e.to_string());
                 return None;
             }
         };
