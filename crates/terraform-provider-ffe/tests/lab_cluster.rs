@@ -513,6 +513,16 @@ fn version_upgrade_rolls_servers_one_at_a_time_then_drains_agents() {
         .flat_map(|i| env.records(&master(i)))
         .map(|r| (r.ts_ns, r.argv.join(" ")))
         .collect();
+    // The servers carry the default CriticalAddonsOnly taint: no workload to move, no drain.
+    for i in 0..3 {
+        let m = master(i);
+        assert!(
+            !server_calls
+                .iter()
+                .any(|(_, c)| c.contains("drain") && c.contains(&m)),
+            "{m} was drained although it takes no workloads"
+        );
+    }
     for i in 0..3 {
         let w = worker(i);
         let t = second(&w);
@@ -580,6 +590,53 @@ fn version_upgrade_rolls_servers_one_at_a_time_then_drains_agents() {
             .nodes
             .values()
             .all(|n| n.version == "v1.35.0+k3s1" && n.ready && !n.unschedulable),
+        "{:?}",
+        cluster.nodes
+    );
+}
+
+/// Servers without taints run workloads: an upgrade cordons and drains each one before its
+/// reinstall and uncordons it after, strictly one server at a time (the next drain starts only
+/// after the previous server is back in service).
+#[test]
+fn untainted_servers_are_drained_one_at_a_time_on_upgrade() {
+    let env = Env::new(3, 2);
+    env.tfvars(2, "server_taints = []");
+    env.apply_ok();
+    let old_bin = ffe_lab::standin_binary().unwrap().display().to_string();
+    env.upgrade_k3s_tfvars(&old_bin, "v1.34.1+k3s1", "v1.33", "v1.34");
+    env.apply_ok();
+    let calls: Vec<(u64, String)> = (0..3)
+        .flat_map(|i| env.records(&master(i)))
+        .filter(|r| r.exit_code == 0)
+        .map(|r| (r.ts_ns, r.argv.join(" ")))
+        .collect();
+    let first = |what: &str, node: &str| -> u64 {
+        calls
+            .iter()
+            .filter(|(_, c)| c.contains(what) && c.split_whitespace().any(|w| w == node))
+            .map(|(t, _)| *t)
+            .min()
+            .unwrap_or_else(|| panic!("no `{what}` of {node}: {calls:?}"))
+    };
+    let mut back_in_service = 0;
+    for i in 0..3 {
+        let m = master(i);
+        let drained = first("drain", &m);
+        let installed = installs(&env.records(&m))[1].0;
+        let uncordoned = first("uncordon", &m);
+        assert!(
+            back_in_service < drained && drained < installed && installed < uncordoned,
+            "{m}: previous server back {back_in_service}, drain {drained}, reinstall {installed}, uncordon {uncordoned}"
+        );
+        back_in_service = uncordoned;
+    }
+    let cluster = env.lab.standin_cluster().unwrap().unwrap();
+    assert!(
+        cluster
+            .nodes
+            .values()
+            .all(|n| n.version == "v1.34.1+k3s1" && n.ready && !n.unschedulable),
         "{:?}",
         cluster.nodes
     );
