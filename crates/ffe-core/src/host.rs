@@ -491,7 +491,7 @@ fn read_inspection(t: &Target, out: crate::ssh::StepsOutput) -> Result<Inspectio
     Ok((facts, drift))
 }
 
-/// Undo what [`prepare`] configured (packages stay: other software may use them).
+/// Undo what [`prepare_and_inspect`] configured (packages stay: other software may use them).
 pub async fn cleanup(pool: &SshPool, t: &Target, spec: &HostSpec) -> Result<(), HostError> {
     let mut script = format!(
         "rm -f {MODULES_FILE} {SYSCTL_FILE}; {}",

@@ -256,7 +256,8 @@ pub async fn read(
     (state, warnings)
 }
 
-/// Write every file of `files` to every server (atomically), all servers in parallel.
+/// Write every file of `files` to every server (atomically), all servers in parallel; first,
+/// wait until none of their HelmCharts is still being uninstalled by an earlier removal.
 pub async fn write_all(
     pool: &SshPool,
     servers: &[Node],
@@ -264,6 +265,24 @@ pub async fn write_all(
     files: &BTreeMap<String, String>,
 ) -> Result<(), BundleError> {
     check_names(bundle, files.keys())?;
+    let charts = helmcharts(files);
+    if !charts.is_empty() {
+        let waited = wait_for_helmcharts(
+            pool,
+            servers,
+            "wait for HelmCharts still being uninstalled",
+            &charts,
+            helmcharts_not_terminating_script,
+        )
+        .await;
+        if let Err(e) = waited {
+            return Err(BundleError::Many(format!(
+                "bundle {bundle:?}: not written: {e}. An earlier apply removed it and \
+                 helm-controller is still uninstalling it (`kubectl -n kube-system get jobs | grep \
+                 helm-delete`); apply again once the HelmChart is gone."
+            )));
+        }
+    }
     let futs: Vec<_> = servers
         .iter()
         .map(|s| async move {
@@ -323,48 +342,136 @@ pub(crate) async fn on_first_answering(
     Ok(Err(last))
 }
 
+/// Shell that returns once none of `charts` is being deleted (a `deletionTimestamp`: its uninstall
+/// job still running), or fails after `timeout_secs` naming it. Writing a HelmChart that is
+/// being deleted would be lost: k3s applies the file to the dying object, records the file as
+/// applied, and never creates it again once the uninstall ends. An API that does not answer
+/// does not hold the write up (the write never needed the API).
+pub fn helmcharts_not_terminating_script(charts: &[(String, String)], timeout_secs: u64) -> String {
+    per_chart_script(charts, timeout_secs, |get, shown| {
+        format!(
+            "while ts=$({get} -o jsonpath='{{.metadata.deletionTimestamp}}' 2>/dev/null) \
+             && [ -n \"$ts\" ]; do \
+             if [ $(date +%s) -ge $end ]; then \
+             echo \"HelmChart {shown} is still being uninstalled (deleted at $ts) after {timeout_secs} s\" >&2; \
+             exit 1; fi; \
+             sleep 2; done; "
+        )
+    })
+}
+
+/// One deadline (`$end`, `timeout_secs` from now) and, per chart, the loop `body` builds from the
+/// chart's `kubectl get … --ignore-not-found` command and its printable `namespace/name`.
+fn per_chart_script(
+    charts: &[(String, String)],
+    timeout_secs: u64,
+    body: impl Fn(&str, &str) -> String,
+) -> String {
+    let mut script = format!("end=$(( $(date +%s) + {timeout_secs} )); ");
+    for (ns, name) in charts {
+        let get = format!(
+            "{KUBECTL} get -n {} helmchart/{} --ignore-not-found",
+            quote(ns),
+            quote(name)
+        );
+        let shown = format!("{ns}/{name}").replace(['"', '\\', '$', '`'], "_");
+        script.push_str(&body(&get, &shown));
+    }
+    script
+}
+
+/// Run the wait `script_for(charts, HELM_UNINSTALL_TIMEOUT)` builds on the first server that
+/// answers: `Ok(true)` when it succeeded, `Ok(false)` when no server answered, `Err(message)`
+/// when it failed.
+async fn wait_for_helmcharts(
+    pool: &SshPool,
+    servers: &[Node],
+    step: &str,
+    charts: &[(String, String)],
+    script_for: fn(&[(String, String)], u64) -> String,
+) -> Result<bool, String> {
+    let script = script_for(charts, HELM_UNINSTALL_TIMEOUT.as_secs());
+    let limit = HELM_UNINSTALL_TIMEOUT + KUBECTL_STEP;
+    for s in servers {
+        match pool.run_within(&s.target(), step, &script, limit).await {
+            Ok(_) => return Ok(true),
+            Err(e) if e.is_unreachable() => continue,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(false)
+}
+
 /// How long removing a bundle waits for helm-controller to uninstall the charts of its HelmCharts.
 pub const HELM_UNINSTALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// `(namespace, name)` of every HelmChart among `files`' objects (documents that do not parse
-/// are skipped: every file was validated before it was written).
-pub fn helmcharts(files: &BTreeMap<String, String>) -> Vec<(String, String)> {
+/// One object of a manifest: `(API group, kind, namespace, name)` and its document.
+type Declared = ((String, String, String, String), serde_yaml_ng::Value);
+
+/// Every object `files` declare (documents that do not parse are skipped: every file was
+/// validated before it was written). No namespace reads as `default`, as kubectl applies it.
+fn declared(files: &BTreeMap<String, String>) -> Vec<Declared> {
     let mut out = Vec::new();
     for text in files.values() {
         for doc in serde_yaml_ng::Deserializer::from_str(text) {
             let Ok(v) = <serde_yaml_ng::Value as serde::Deserialize>::deserialize(doc) else {
                 continue;
             };
-            let api = v["apiVersion"].as_str().unwrap_or_default();
-            if v["kind"].as_str() == Some("HelmChart") && api.starts_with("helm.cattle.io/") {
-                if let Some(name) = v["metadata"]["name"].as_str() {
-                    let ns = v["metadata"]["namespace"].as_str().unwrap_or("default");
-                    out.push((ns.to_string(), name.to_string()));
-                }
-            }
+            let (Some(api), Some(kind), Some(name)) = (
+                v["apiVersion"].as_str(),
+                v["kind"].as_str(),
+                v["metadata"]["name"].as_str(),
+            ) else {
+                continue;
+            };
+            let group = api.rsplit_once('/').map_or("", |(g, _)| g);
+            let ns = v["metadata"]["namespace"].as_str().unwrap_or("default");
+            let id = (group.into(), kind.into(), ns.into(), name.into());
+            out.push((id, v));
         }
     }
     out
 }
 
+/// `(namespace, name)` of every HelmChart (helm.cattle.io) among `files`' objects.
+pub fn helmcharts(files: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    helmcharts_of(&declared(files))
+}
+
+fn helmcharts_of(objects: &[Declared]) -> Vec<(String, String)> {
+    objects
+        .iter()
+        .filter(|((group, kind, _, _), _)| group == "helm.cattle.io" && kind == "HelmChart")
+        .map(|((_, _, ns, name), _)| (ns.clone(), name.clone()))
+        .collect()
+}
+
+/// The objects of `removed` files that no `kept` file declares: what removing the files
+/// deletes. An object that moved to another file of the bundle stays.
+fn to_delete(removed: &BTreeMap<String, String>, kept: &BTreeMap<String, String>) -> Vec<Declared> {
+    let still: std::collections::BTreeSet<_> =
+        declared(kept).into_iter().map(|(id, _)| id).collect();
+    declared(removed)
+        .into_iter()
+        .filter(|(id, _)| !still.contains(id))
+        .collect()
+}
+
 /// Shell that returns once none of `charts` exists any more, or fails after `timeout_secs`
-/// naming the ones left. A failing `get` (API not answering) is retried, never taken for gone.
+/// naming the ones left. A failing `get` (API not answering) is retried, never taken for gone;
+/// only stdout counts (kubectl may warn on stderr, e.g. about an aggregated API that is down).
 pub fn helmcharts_gone_script(charts: &[(String, String)], timeout_secs: u64) -> String {
-    let mut script = format!("end=$(( $(date +%s) + {timeout_secs} )); ");
-    for (ns, name) in charts {
-        script.push_str(&format!(
+    per_chart_script(charts, timeout_secs, |get, shown| {
+        format!(
             "while :; do \
-             if left=$({KUBECTL} get -n {ns} helmchart/{name} --ignore-not-found -o name 2>&1) \
-             && [ -z \"$left\" ]; then break; fi; \
+             if left=$({get} -o name 2>/dev/null) && [ -z \"$left\" ]; then break; fi; \
              if [ $(date +%s) -ge $end ]; then \
-             echo \"HelmChart {shown} still there after {timeout_secs} s: $left\" >&2; exit 1; fi; \
-             sleep 2; done; ",
-            ns = quote(ns),
-            name = quote(name),
-            shown = format!("{ns}/{name}").replace(['"', '\\', '$', '`'], "_"),
-        ));
-    }
-    script
+             echo \"HelmChart {shown} still there after {timeout_secs} s: \
+             ${{left:-$({get} -o name 2>&1 | tail -n 3)}}\" >&2; \
+             exit 1; fi; \
+             sleep 2; done; "
+        )
+    })
 }
 
 /// Delete the objects `files` created (through the API, on the first server that answers),
@@ -375,19 +482,25 @@ pub async fn remove(
     servers: &[Node],
     bundle: &str,
     files: &BTreeMap<String, String>,
+    kept: &BTreeMap<String, String>,
 ) -> Result<Vec<String>, BundleError> {
     let mut warnings = vec![];
     if files.is_empty() {
         return Ok(warnings);
     }
     check_names(bundle, files.keys())?;
+    // Objects that moved to a file the bundle keeps are not deleted (nor waited for).
+    let doomed = to_delete(files, kept);
     let mut all = String::new();
-    for text in files.values() {
+    for (_, doc) in &doomed {
+        let text = serde_yaml_ng::to_string(doc)
+            .map_err(|e| BundleError::Many(format!("bundle {bundle:?}: {e}")))?;
         all.push_str("---\n");
-        all.push_str(text);
-        all.push('\n');
+        all.push_str(&text);
     }
-    if let Err(last) = on_first_answering(
+    if doomed.is_empty() {
+        // nothing of the removed files is gone from the bundle: only the files go
+    } else if let Err(last) = on_first_answering(
         pool,
         servers,
         "delete removed manifests' objects",
@@ -427,48 +540,41 @@ pub async fn remove(
     // changes: Terraform applies this removal before the bundles it depended on are updated, and
     // one of those may prune the release's namespace (and Helm's record of the release with it),
     // which would leave the chart's cluster-wide objects (CRDs, webhooks, roles) behind.
-    let charts = helmcharts(files);
+    let charts = helmcharts_of(&doomed);
+    let mut uninstall_failed = None;
     if !charts.is_empty() {
-        let script = helmcharts_gone_script(&charts, HELM_UNINSTALL_TIMEOUT.as_secs());
-        let mut gone = false;
-        let mut last = String::from("no server");
-        for s in servers {
-            match pool
-                .run_within(
-                    &s.target(),
-                    "wait for removed HelmCharts' uninstall",
-                    &script,
-                    HELM_UNINSTALL_TIMEOUT + KUBECTL_STEP,
-                )
-                .await
-            {
-                Ok(_) => {
-                    gone = true;
-                    break;
-                }
-                Err(e) if e.is_unreachable() => last = e.to_string(),
-                Err(e) => {
-                    last = e.to_string();
-                    break;
-                }
-            }
-        }
-        if !gone {
-            let names: Vec<String> = charts.iter().map(|(ns, n)| format!("{ns}/{n}")).collect();
-            return Err(BundleError::Many(format!(
-                "bundle {bundle:?}: the HelmCharts {} were deleted, but helm-controller had not \
-                 finished uninstalling their charts within {} s ({last}). Look at its job: \
-                 `kubectl -n kube-system get jobs | grep helm-delete` and \
+        let names: Vec<String> = charts.iter().map(|(ns, n)| format!("{ns}/{n}")).collect();
+        let waited = wait_for_helmcharts(
+            pool,
+            servers,
+            "wait for removed HelmCharts' uninstall",
+            &charts,
+            helmcharts_gone_script,
+        )
+        .await;
+        uninstall_failed = match waited {
+            Ok(true) => None,
+            Ok(false) => Some(format!(
+                "bundle {bundle:?}: the HelmCharts {} were deleted, but no server answered to \
+                 confirm that helm-controller uninstalled their charts; apply again once the \
+                 servers are reachable",
+                names.join(", ")
+            )),
+            Err(e) => Some(format!(
+                "bundle {bundle:?}: the HelmCharts {} were deleted, but waiting for \
+                 helm-controller to uninstall their charts failed: {e}. Look at its jobs: \
+                 `kubectl -n kube-system get jobs | grep helm-delete`, \
                  `kubectl -n kube-system logs job/helm-delete-<name>`; once the HelmCharts are \
                  gone, apply again (the removal picks up where it stopped).",
-                names.join(", "),
-                HELM_UNINSTALL_TIMEOUT.as_secs()
-            )));
-        }
+                names.join(", ")
+            )),
+        };
     }
     // The deploy controller keeps each file's Addon (with its checksum) after the file is gone:
     // if the same content came back later it would be skipped as already applied. Delete them,
-    // after the files (a file still present would re-create its Addon).
+    // after the files (a file still present would re-create its Addon), also when the uninstall
+    // wait failed: a file brought back then is applied anew once its HelmChart is gone
+    // (`write_all` waits for that).
     let addons: Vec<String> = files
         .keys()
         .map(|f| quote(&addon_name(bundle, f)))
@@ -493,7 +599,10 @@ pub async fn remove(
             addons.join(" ")
         ));
     }
-    Ok(warnings)
+    match uninstall_failed {
+        Some(message) => Err(BundleError::Many(message)),
+        None => Ok(warnings),
+    }
 }
 
 /// One readiness condition to wait for after a bundle is applied.
@@ -569,9 +678,15 @@ pub async fn wait(
 #[cfg(test)]
 mod tests {
 
-    /// Runs `helmcharts_gone_script` with a fake `k3s` on PATH that answers `get` from a
-    /// list of replies (one per call: `present`, `gone` or `error`; the last one repeats).
-    fn run_gone_script(replies: &[&str], timeout_secs: u64) -> (std::process::Output, usize) {
+    /// Runs `script` with a fake `k3s` on PATH that answers each call with the next of
+    /// `replies` (the last one repeats), as the `case` arms in `answers` say; returns the run and
+    /// the arguments of each call (which must all contain `expected_args`).
+    fn run_with_fake_k3s(
+        script: &str,
+        answers: &str,
+        replies: &[&str],
+        expected_args: &str,
+    ) -> (std::process::Output, usize) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("replies"), replies.join("\n") + "\n").unwrap();
         let fake = dir.path().join("k3s");
@@ -581,7 +696,7 @@ mod tests {
                 "#!/bin/sh\nd={d}\nn=$(cat $d/count 2>/dev/null || echo 0); n=$((n+1)); echo $n > $d/count\n\
                  r=$(sed -n \"${{n}}p\" $d/replies); [ -n \"$r\" ] || r=$(tail -n 1 $d/replies)\n\
                  echo \"$*\" >> $d/args\n\
-                 case $r in present) echo helmchart.helm.cattle.io/istio-base;; gone) ;; \
+                 case $r in {answers} \
                  *) echo 'The connection to the server was refused' >&2; exit 1;; esac\n",
                 d = dir.path().display()
             ),
@@ -589,11 +704,9 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
-        let script =
-            helmcharts_gone_script(&[("kube-system".into(), "istio-base".into())], timeout_secs);
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(&script)
+            .arg(script)
             .env(
                 "PATH",
                 format!(
@@ -605,12 +718,91 @@ mod tests {
             .output()
             .unwrap();
         let args = std::fs::read_to_string(dir.path().join("args")).unwrap_or_default();
-        assert!(
-            args.lines().all(|l| l
-                .contains("get -n kube-system helmchart/istio-base --ignore-not-found -o name")),
-            "{args}"
-        );
+        assert!(args.lines().all(|l| l.contains(expected_args)), "{args}");
         (out, args.lines().count())
+    }
+
+    const CHART: &[(&str, &str)] = &[("kube-system", "istio-base")];
+
+    fn chart() -> Vec<(String, String)> {
+        CHART
+            .iter()
+            .map(|(n, c)| (n.to_string(), c.to_string()))
+            .collect()
+    }
+
+    /// `helmcharts_gone_script` against replies `present`, `gone`, `warn-gone` or `error`.
+    fn run_gone_script(replies: &[&str], timeout_secs: u64) -> (std::process::Output, usize) {
+        run_with_fake_k3s(
+            &helmcharts_gone_script(&chart(), timeout_secs),
+            "present) echo helmchart.helm.cattle.io/istio-base;; gone) ;; \
+             warn-gone) echo 'E1205 memcache.go:265] could not get resource list' >&2;;",
+            replies,
+            "get -n kube-system helmchart/istio-base --ignore-not-found -o name",
+        )
+    }
+
+    #[test]
+    fn a_warning_on_stderr_is_not_taken_for_the_helmchart() {
+        let (out, calls) = run_gone_script(&["warn-gone"], 60);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(calls, 1);
+    }
+
+    /// `helmcharts_not_terminating_script` against replies `dying`, `alive` or `error`.
+    fn run_terminating_script(
+        replies: &[&str],
+        timeout_secs: u64,
+    ) -> (std::process::Output, usize) {
+        run_with_fake_k3s(
+            &helmcharts_not_terminating_script(&chart(), timeout_secs),
+            "dying) printf 2026-12-05T09:00:00Z;; alive) ;;",
+            replies,
+            "get -n kube-system helmchart/istio-base --ignore-not-found -o jsonpath={.metadata.deletionTimestamp}",
+        )
+    }
+
+    #[test]
+    fn a_write_waits_while_its_helmchart_is_being_uninstalled() {
+        let (out, calls) = run_terminating_script(&["dying", "alive"], 60);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(calls, 2);
+        let (out, _) = run_terminating_script(&["dying"], 1);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("HelmChart kube-system/istio-base is still being uninstalled (deleted at 2026-12-05T09:00:00Z)"),
+            "{err}"
+        );
+        // an API that does not answer does not hold the write up
+        let (out, calls) = run_terminating_script(&["error"], 60);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn objects_that_moved_to_a_kept_file_are_not_deleted() {
+        let chart = |name: &str| {
+            format!("apiVersion: helm.cattle.io/v1\nkind: HelmChart\nmetadata: {{name: {name}, namespace: kube-system}}\n")
+        };
+        let removed = BTreeMap::from([(
+            "a.yaml".to_string(),
+            format!("{}---\n{}", chart("moved"), chart("gone")),
+        )]);
+        let kept = BTreeMap::from([("b.yaml".to_string(), chart("moved"))]);
+        let doomed = to_delete(&removed, &kept);
+        assert_eq!(
+            helmcharts_of(&doomed),
+            vec![("kube-system".to_string(), "gone".to_string())]
+        );
+        // the same name in another namespace or API group is another object
+        let other = BTreeMap::from([(
+            "b.yaml".to_string(),
+            "apiVersion: helm.cattle.io/v1\nkind: HelmChart\nmetadata: {name: gone, namespace: other}\n---\n\
+             apiVersion: example.com/v1\nkind: HelmChart\nmetadata: {name: moved, namespace: kube-system}\n"
+                .to_string(),
+        )]);
+        assert_eq!(helmcharts_of(&to_delete(&removed, &other)).len(), 2);
     }
 
     #[test]

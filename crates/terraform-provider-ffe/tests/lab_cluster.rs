@@ -1257,7 +1257,7 @@ fn stopped_nodes_changed_labels_and_a_removed_bundle_converge_on_apply() {
             !calls(
                 &env,
                 m,
-                "helmchart/kube-prometheus-stack --ignore-not-found",
+                "helmchart/kube-prometheus-stack --ignore-not-found -o name",
             )
             .is_empty()
         })
@@ -1272,7 +1272,7 @@ fn stopped_nodes_changed_labels_and_a_removed_bundle_converge_on_apply() {
     let waited = calls(
         &env,
         m,
-        "helmchart/kube-prometheus-stack --ignore-not-found",
+        "helmchart/kube-prometheus-stack --ignore-not-found -o name",
     );
     let addons = calls(&env, m, "delete addon -n kube-system");
     let order = format!("order on {m}: delete {deleted:?}, wait {waited:?}, Addons {addons:?}");
@@ -1286,8 +1286,25 @@ fn stopped_nodes_changed_labels_and_a_removed_bundle_converge_on_apply() {
         monitoring().is_empty(),
         "Addons of the removed bundle left behind"
     );
+    let removed_at = *a;
     vars(infra, true);
     env.apply_ok();
+    // Before writing it back, the apply asked whether its HelmChart was still being uninstalled.
+    let checked: Vec<u64> = (0..3)
+        .map(master)
+        .flat_map(|m| {
+            calls(
+                &env,
+                &m,
+                "helmchart/kube-prometheus-stack --ignore-not-found -o jsonpath={.metadata.deletionTimestamp}",
+            )
+        })
+        .filter(|t| *t > removed_at)
+        .collect();
+    assert!(
+        !checked.is_empty(),
+        "no deletionTimestamp check before the write"
+    );
     let after = monitoring();
     assert_eq!(after.len(), before.len());
     assert!(

@@ -550,7 +550,18 @@ fn api_call(
                 })?;
                 let key = format!("helmchart/{name}");
                 if state.addons.values().any(|a| a.objects.contains(&key)) {
-                    let mut o = Outcome::ok(format!("helmchart.helm.cattle.io/{name}"));
+                    // Never being deleted here: a deleted HelmChart is gone at once.
+                    let shown = match p.get("--output") {
+                        Some("name") => format!("helmchart.helm.cattle.io/{name}"),
+                        Some("jsonpath={.metadata.deletionTimestamp}") => String::new(),
+                        other => {
+                            return Err(failed(format!(
+                                "error: the k3s stand-in answers HelmCharts only with -o name or \
+                                 -o jsonpath={{.metadata.deletionTimestamp}}, not {other:?}"
+                            )))
+                        }
+                    };
+                    let mut o = Outcome::ok(shown);
                     o.message = format!("{key} exists (an Addon holds it)");
                     return Ok(o);
                 }

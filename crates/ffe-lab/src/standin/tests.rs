@@ -794,6 +794,11 @@ fn a_helmchart_exists_while_its_addon_holds_it() {
     let out = get(&["--ignore-not-found", "-o", "name"]);
     assert_eq!(out.exit_code, 0, "{out:?}");
     assert_eq!(out.stdout, "helmchart.helm.cattle.io/istio-base\n");
+    // never being deleted in the stand-in (deleting is immediate)
+    let out = get(&["-o", "jsonpath={.metadata.deletionTimestamp}"]);
+    assert_eq!((out.exit_code, out.stdout.as_str()), (0, ""), "{out:?}");
+    // an output the stand-in does not model is refused, not guessed
+    assert_eq!(get(&["-o", "yaml"]).exit_code, 1);
     let out = run(
         &inv("kubectl", &["delete", "-f", "-"], &[]),
         &s1,

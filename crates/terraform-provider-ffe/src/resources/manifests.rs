@@ -120,7 +120,7 @@ impl ManifestsResource {
                 .into_iter()
                 .filter(|(f, _)| !files.contains_key(f))
                 .collect();
-            match bundle::remove(&pool, &servers, &name, &removed).await {
+            match bundle::remove(&pool, &servers, &name, &removed, &files).await {
                 Ok(warnings) => {
                     for w in warnings {
                         diags.root_warning(format!("bundle {name}"), w);
@@ -322,7 +322,15 @@ impl Resource for ManifestsResource {
     ) -> Option<()> {
         let pool = self.ctx.pool(diags)?;
         let name = state.bundle();
-        match bundle::remove(&pool, &state.servers(), &name, &state.files()).await {
+        match bundle::remove(
+            &pool,
+            &state.servers(),
+            &name,
+            &state.files(),
+            &BTreeMap::new(),
+        )
+        .await
+        {
             Ok(warnings) => {
                 for w in warnings {
                     diags.root_warning(format!("bundle {name}"), w);
