@@ -697,19 +697,7 @@ mod tests {
             "timeout -k 1 1 ",
         );
         let started = std::time::Instant::now();
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    bin.path().display(),
-                    std::env::var("PATH").unwrap()
-                ),
-            )
-            .output()
-            .unwrap();
+        let out = crate::shell::sh_with_tools(&script, bin.path());
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
             started.elapsed() < std::time::Duration::from_secs(30),

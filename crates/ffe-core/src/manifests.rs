@@ -704,19 +704,7 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    dir.path().display(),
-                    std::env::var("PATH").unwrap()
-                ),
-            )
-            .output()
-            .unwrap();
+        let out = crate::shell::sh_with_tools(script, dir.path());
         let args = std::fs::read_to_string(dir.path().join("args")).unwrap_or_default();
         assert!(args.lines().all(|l| l.contains(expected_args)), "{args}");
         (out, args.lines().count())

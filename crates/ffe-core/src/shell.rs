@@ -11,6 +11,18 @@ pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// Test support: run `script` with `sh -c`, `dir` first on PATH (where a test puts fake tools).
+#[cfg(test)]
+pub(crate) fn sh_with_tools(script: &str, dir: &std::path::Path) -> std::process::Output {
+    let path = std::env::var("PATH").unwrap_or_default();
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .env("PATH", format!("{}:{path}", dir.display()))
+        .output()
+        .expect("run sh")
+}
+
 #[cfg(test)]
 mod tests {
     use super::quote;

@@ -582,24 +582,27 @@ fn percona_cluster_claims_need_retain_classes() {
     assert_not_reported(&found, "keeps data on StorageClass");
 }
 
+/// The version-mention problems of one doc file `name` holding `text`, with `images` deployed.
+fn image_mentions(name: &str, text: &str, images: &[&str]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join(name);
+    std::fs::write(&doc, text).unwrap();
+    let images: BTreeSet<String> = images.iter().map(|i| i.to_string()).collect();
+    conformance::check_version_mentions(dir.path(), &[doc], &[], &images)
+        .into_iter()
+        .map(|p| p.to_string())
+        .collect()
+}
+
 // Issue 13: Percona tags images `<version>-<packaging revision>`; "pgBackRest 2.58.0" in a doc is
 // the deployed version, "2.57.0" is not.
 #[test]
 fn version_mentions_accept_packaging_revisions() {
-    let dir = tempfile::tempdir().unwrap();
-    let doc = dir.path().join("postgres.md");
-    std::fs::write(
-        &doc,
+    let found = image_mentions(
+        "postgres.md",
         "percona-pgbackrest 2.58.0 runs the repo host.\npercona-pgbackrest 2.57.0 ran it before.\n",
-    )
-    .unwrap();
-    let images: BTreeSet<String> = ["docker.io/percona/percona-pgbackrest:2.58.0-2".to_string()]
-        .into_iter()
-        .collect();
-    let found: Vec<String> = conformance::check_version_mentions(dir.path(), &[doc], &[], &images)
-        .into_iter()
-        .map(|p| p.to_string())
-        .collect();
+        &["docker.io/percona/percona-pgbackrest:2.58.0-2"],
+    );
     assert_eq!(found.len(), 1, "{found:?}");
     assert_reported(&found, "postgres.md:2: says percona-pgbackrest 2.57.0");
 }
@@ -608,24 +611,15 @@ fn version_mentions_accept_packaging_revisions() {
 // version; another version is still wrong.
 #[test]
 fn version_mentions_accept_image_variants() {
-    let dir = tempfile::tempdir().unwrap();
-    let doc = dir.path().join("security.md");
-    std::fs::write(
-        &doc,
+    let found = image_mentions(
+        "security.md",
         "image `pilot:1.30.3-distroless`\npilot 1.30.3 runs istiod.\npilot 1.29.0 ran it before.\n\
          thing 2.0.0 is not its release candidate.\n",
-    )
-    .unwrap();
-    let images: BTreeSet<String> = [
-        "registry.istio.io/release/pilot:1.30.3-distroless".to_string(),
-        "example.com/thing:2.0.0-rc".to_string(),
-    ]
-    .into_iter()
-    .collect();
-    let found: Vec<String> = conformance::check_version_mentions(dir.path(), &[doc], &[], &images)
-        .into_iter()
-        .map(|p| p.to_string())
-        .collect();
+        &[
+            "registry.istio.io/release/pilot:1.30.3-distroless",
+            "example.com/thing:2.0.0-rc",
+        ],
+    );
     assert_eq!(found.len(), 2, "{found:?}");
     assert_reported(&found, "security.md:3: says pilot 1.29.0");
     assert_reported(&found, "security.md:4: says thing 2.0.0");
