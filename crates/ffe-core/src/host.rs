@@ -282,14 +282,24 @@ pub fn drift_script(spec: &HostSpec) -> String {
             m = quote(m)
         ));
     }
-    for (k, v) in &spec.effective_sysctls() {
-        // Multi-value settings (e.g. ip_local_port_range) print tab-separated: compare squeezed.
-        let want = v.split_whitespace().collect::<Vec<_>>().join(" ");
+    // One `sysctl` for every key (not three processes per key on every refresh): it prints
+    // `key = value` lines, a key it does not know prints nothing. Multi-value settings (e.g.
+    // ip_local_port_range) print tab-separated: the words are compared joined by single spaces.
+    let sysctls = spec.effective_sysctls();
+    if !sysctls.is_empty() {
+        let keys: Vec<String> = sysctls.keys().map(|k| quote(k)).collect();
         s.push_str(&format!(
-            "cur=$(sysctl -n {k} 2>/dev/null | tr -s '[:space:]' ' ' | sed 's/ $//'); [ \"$cur\" = {v} ] || printf \"drift: sysctl %s is '%s', want %s\\n\" {k} \"$cur\" {v}\n",
-            k = quote(k),
-            v = quote(&want)
+            "sysctl_now=$(sysctl {} 2>/dev/null)\n\
+             check_sysctl() {{ cur=''; while IFS= read -r line; do case \"$line\" in \"$1 = \"*) cur=${{line#\"$1 = \"}}; break ;; esac; done <<FFE_SYSCTLS\n\
+             $sysctl_now\n\
+             FFE_SYSCTLS\n\
+             set -f; k=$1; want=$2; set -- $cur; cur=\"$*\"; set +f; [ \"$cur\" = \"$want\" ] || printf \"drift: sysctl %s is '%s', want %s\\n\" \"$k\" \"$cur\" \"$want\"; }}\n",
+            keys.join(" ")
         ));
+        for (k, v) in &sysctls {
+            let want = v.split_whitespace().collect::<Vec<_>>().join(" ");
+            s.push_str(&format!("check_sysctl {} {}\n", quote(k), quote(&want)));
+        }
     }
     for (path, content) in [
         (MODULES_FILE, modules_file(spec)),
@@ -609,17 +619,52 @@ mod tests {
     }
 
     #[test]
-    fn multi_value_sysctls_compare_whitespace_insensitively() {
-        let mut spec = spec();
-        spec.sysctls = BTreeMap::from([("kernel.ostype".into(), "Linux".into())]);
-        // `sysctl -n` of a multi-value key prints tabs; the wanted value may use spaces.
-        let script = drift_script(&spec).replace("sysctl -n", "printf 'Linux\\t\\n' #");
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .unwrap();
-        assert!(!String::from_utf8_lossy(&out.stdout).contains("drift: sysctl"));
+    fn sysctls_are_read_from_the_kernel_and_multi_values_compare_whitespace_insensitively() {
+        // This machine's own kernel: a multi-value key (tab-separated in /proc/sys), written
+        // with spaces as in tfvars, is no drift; another value and an unknown key are.
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+        let words: Vec<&str> = range.split_whitespace().collect();
+        assert_eq!(words.len(), 2, "{range:?}");
+        let drift = |sysctls: &[(&str, &str)]| {
+            let mut spec = spec();
+            spec.sysctls = sysctls
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(drift_script(&spec))
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.starts_with("drift: sysctl"))
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let same = format!("{}  {}", words[0], words[1]);
+        assert_eq!(
+            drift(&[
+                ("net.ipv4.ip_local_port_range", &same),
+                ("kernel.ostype", "Linux")
+            ]),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            drift(&[
+                ("net.ipv4.ip_local_port_range", "1024 2048"),
+                ("kernel.ostype", "Plan9"),
+                ("kernel.no_such_key_ffe", "1"),
+            ]),
+            vec![
+                "drift: sysctl kernel.no_such_key_ffe is '', want 1".to_string(),
+                "drift: sysctl kernel.ostype is 'Linux', want Plan9".to_string(),
+                format!(
+                    "drift: sysctl net.ipv4.ip_local_port_range is '{} {}', want 1024 2048",
+                    words[0], words[1]
+                ),
+            ]
+        );
     }
 
     #[test]

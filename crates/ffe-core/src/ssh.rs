@@ -969,7 +969,9 @@ pub fn replace_file_script(path: &str, mode: u32, fill: impl FnOnce(&str) -> Str
         .unwrap_or_else(|| "/".into());
     let tmp = quote(&format!("{path}.ffe-tmp"));
     format!(
-        "mkdir -p {dir}; rm -f {tmp}; {fill}; chmod {mode:o} {tmp}; sync {tmp}; mv -f {tmp} {path}; sync {dir}",
+        // Tests before mkdir and rm: on a node where the directory exists and no temp file was
+        // left behind (nearly always) neither process starts.
+        "[ -d {dir} ] || mkdir -p {dir}; if [ -e {tmp} ] || [ -L {tmp} ]; then rm -f {tmp}; fi; {fill}; chmod {mode:o} {tmp}; sync {tmp}; mv -f {tmp} {path}; sync {dir}",
         dir = quote(&dir),
         fill = fill(&tmp),
         path = quote(path),
@@ -1106,6 +1108,31 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).expect("read"), content);
         let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
         assert_eq!(mode & 0o777, 0o644);
+    }
+
+    #[test]
+    fn a_left_over_temp_file_or_symlink_is_replaced_not_written_through() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("file.conf");
+        let tmp = dir.path().join("file.conf.ffe-tmp");
+        // A dangling one: `-e` alone misses it, and writing through it would create its target.
+        let elsewhere = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&elsewhere, &tmp).expect("symlink");
+        let write = |content: &str| {
+            let out = run_sh(&atomic_write_inline_script(
+                &path.display().to_string(),
+                0o600,
+                content,
+            ));
+            assert!(out.status.success(), "{out:?}");
+        };
+        write("one\n");
+        assert!(!elsewhere.exists(), "written through the left-over symlink");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "one\n");
+        std::fs::write(&tmp, "half a file from a cut-off apply").expect("write");
+        write("two\n");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "two\n");
+        assert!(!tmp.exists() && std::fs::symlink_metadata(&tmp).is_err());
     }
     use std::process::Stdio;
 

@@ -166,16 +166,22 @@ fn lifecycle_apply_reapply_scale_destroy() {
     assert!(server_token.ends_with(&format!(":{server_secret}")));
     assert_eq!(c1["token"].as_str(), Some(server_token.as_str()));
     assert_eq!(env.output_raw("k3s_token"), server_token);
-    // Agents only after every server, each exactly once.
+    // Agents join once the first server serves (beside the other servers' joins, which the
+    // planner's tests order), through that server, each exactly once.
     for i in 0..3 {
         let a = installs(&env.records(&worker(i)));
         assert_eq!(a.len(), 1, "worker {i} installs once");
         assert_eq!(a[0].1, "agent");
         assert!(
-            a[0].0 > third[0].0,
-            "agent {i} joined before the last server"
+            a[0].0 > first[0].0,
+            "agent {i} joined before the first server"
         );
         let c = config_of(&env, &worker(i));
+        assert_eq!(
+            c["server"].as_str(),
+            Some(format!("https://{}:6443", env.ip(&master(0))).as_str()),
+            "agent {i} joins through the first server"
+        );
         assert!(c.get("tls-san").is_none() && c.get("cluster-init").is_none());
         // Agents carry the agent token in the secure form (they pin the cluster CA) and never
         // the server secret.
@@ -537,6 +543,24 @@ fn version_upgrade_rolls_servers_one_at_a_time_then_drains_agents() {
             drained && uncordoned,
             "{w} not drained before / uncordoned after its upgrade"
         );
+        // Marked before the drain (so a later apply can find it if the uncordon fails), the
+        // mark taken off after the uncordon.
+        let marked = server_calls.iter().find(|(_, c)| {
+            c.contains("label") && c.contains(&w) && c.contains("ffe.io/cordoned-by-apply=true")
+        });
+        let drain = server_calls
+            .iter()
+            .find(|(_, c)| c.contains("drain") && c.contains(&w));
+        let unmarked = server_calls.iter().find(|(ts, c)| {
+            *ts > t
+                && c.contains("label")
+                && c.contains(&w)
+                && c.contains("ffe.io/cordoned-by-apply-")
+        });
+        match (marked, drain, unmarked) {
+            (Some(m), Some(d), Some(_)) => assert!(m.0 < d.0, "{w} marked after its drain"),
+            other => panic!("{w}: mark / drain / unmark missing: {other:?}"),
+        }
     }
     let cluster = env.lab.standin_cluster().unwrap().unwrap();
     assert!(
@@ -586,13 +610,50 @@ fn version_upgrade_rolls_servers_one_at_a_time_then_drains_agents() {
     env.apply_ok();
     let cluster = env.lab.standin_cluster().unwrap().unwrap();
     assert!(
-        cluster
-            .nodes
-            .values()
-            .all(|n| n.version == "v1.35.0+k3s1" && n.ready && !n.unschedulable),
+        cluster.nodes.values().all(|n| n.version == "v1.35.0+k3s1"
+            && n.ready
+            && !n.unschedulable
+            && !n.labels.contains_key("ffe.io/cordoned-by-apply")),
         "{:?}",
         cluster.nodes
     );
+
+    // A roll-out whose uncordon failed (the API went away after the drain) leaves its node
+    // cordoned and marked, as here by hand: the plan shows it, the apply uncordons it and
+    // drops the mark. A node the operator cordoned (no mark) stays cordoned.
+    let kubectl = |cmd: &str| {
+        let out = env
+            .lab
+            .ssh(&master(0), &format!("k3s kubectl {cmd}"))
+            .unwrap();
+        assert!(out.status.success(), "kubectl {cmd}: {out:?}");
+    };
+    kubectl(&format!(
+        "label node {} ffe.io/cordoned-by-apply=true",
+        worker(1)
+    ));
+    kubectl(&format!("cordon {}", worker(1)));
+    kubectl(&format!("cordon {}", worker(2)));
+    let (code, plan) = env.plan_exit();
+    assert_eq!(
+        code, 2,
+        "a node left cordoned must show in the plan:\n{plan}"
+    );
+    assert!(plan.contains("left_cordoned"), "{plan}");
+    assert!(plan.contains(&worker(1)), "{plan}");
+    env.apply_ok();
+    let cluster = env.lab.standin_cluster().unwrap().unwrap();
+    let w1 = &cluster.nodes[&worker(1)];
+    assert!(
+        !w1.unschedulable && !w1.labels.contains_key("ffe.io/cordoned-by-apply"),
+        "{w1:?}"
+    );
+    assert!(
+        cluster.nodes[&worker(2)].unschedulable,
+        "the operator's own cordon was undone"
+    );
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 0, "{plan}");
 }
 
 /// Servers without taints run workloads: an upgrade cordons and drains each one before its

@@ -724,6 +724,13 @@ variable "node_labels" {
     ])
     error_message = "node_labels: keys under kubernetes.io or k8s.io make the kubelet refuse to start, except topology.kubernetes.io/zone|region, kubernetes.io/os|arch|hostname, node.kubernetes.io/* and kubelet.kubernetes.io/*. Use your own prefix (e.g. \"example.com/role\"); set node-role.kubernetes.io/* with kubectl after the node joined. Got ${jsonencode(keys(var.node_labels))}."
   }
+
+  # A roll-out marks the nodes it cordons with this label and uncordons marked nodes at the next
+  # apply (docs/upgrade.md): on every node it would be uncordoned at every apply.
+  validation {
+    condition     = !contains(keys(var.node_labels), "ffe.io/cordoned-by-apply")
+    error_message = "node_labels: ffe.io/cordoned-by-apply is the mark a roll-out puts on the nodes it cordons (it uncordons marked nodes at the next apply). Remove it from node_labels."
+  }
 }
 
 variable "agent_parallelism" {

@@ -35,6 +35,12 @@ pub const DRAIN_SECS: u64 = 300;
 pub const INSTALLER_EXTRA: Duration = Duration::from_secs(300);
 /// Where air-gap files wait on a node, named by their sha256, from their upload until the
 /// node's own install step puts them in place: uploads run ahead, while earlier nodes install.
+/// The label a roll-out puts on a node before it cordons it and takes off after it uncordons it:
+/// a node still carrying it was left cordoned by an interrupted apply (the API failed after the
+/// drain), and the next apply uncordons it ([`super::planner::Action::Uncordon`]). A node the
+/// operator cordoned has no such label and stays as it is.
+pub const CORDONED_BY_APPLY: &str = "ffe.io/cordoned-by-apply";
+
 pub const STAGE_DIR: &str = "/var/lib/rancher/ffe/staged";
 /// How many nodes receive air-gap files at the same time ahead of their install step.
 pub const STAGE_PARALLELISM: usize = 2;
@@ -191,10 +197,7 @@ impl<'a> Executor<'a> {
     /// which stages again and reports them. A node that the stages also remove is not staged
     /// ahead: its uninstall would delete the staged files.
     async fn prestage(&self, stages: &[Stage]) {
-        let actions = stages.iter().flat_map(|s| match s {
-            Stage::Serial(a) => std::slice::from_ref(a),
-            Stage::Parallel { actions, .. } => actions.as_slice(),
-        });
+        let actions = stages.iter().flat_map(Stage::actions);
         let mut removed = Vec::new();
         let mut installs: Vec<&Node> = Vec::new();
         for a in actions {
@@ -211,7 +214,7 @@ impl<'a> Executor<'a> {
                     }
                 }
                 Action::Remove(n, _) => removed.push(self.stage_key(n)),
-                Action::Reconfigure(..) | Action::FetchKubeconfig => {}
+                Action::Reconfigure(..) | Action::FetchKubeconfig | Action::Uncordon(_) => {}
             }
         }
         installs.retain(|n| !removed.contains(&self.stage_key(n)));
@@ -234,22 +237,47 @@ impl<'a> Executor<'a> {
     }
 
     async fn run_stages(&self, stages: &[Stage]) -> Result<(), OpsError> {
-        for stage in stages {
-            match stage {
-                Stage::Serial(a) => self.act(a).await?,
-                Stage::Parallel { actions, limit } => {
-                    // Futures are built eagerly: a lazy closure here trips async_trait's Send check.
-                    let futs: Vec<_> = actions.iter().map(|a| self.act(a)).collect();
-                    let results: Vec<Result<(), OpsError>> = stream::iter(futs)
-                        .buffer_unordered((*limit).max(1))
-                        .collect()
-                        .await;
-                    collect_errors(results)?;
-                }
-            }
-        }
+        self.run_in_order(stages).await?;
         self.repoint_joins().await?;
         self.sync_changed_node_meta().await
+    }
+
+    /// The stages one after another, stopping at the first that fails.
+    fn run_in_order<'s>(
+        &'s self,
+        stages: &'s [Stage],
+    ) -> futures::future::BoxFuture<'s, Result<(), OpsError>> {
+        // Boxed: a lane is itself a list of stages (recursion).
+        Box::pin(async move {
+            for stage in stages {
+                match stage {
+                    Stage::Serial(a) => self.act(a).await?,
+                    Stage::Parallel { actions, limit } => {
+                        // Futures are built eagerly: a lazy closure here trips async_trait's Send check.
+                        let futs: Vec<_> = actions.iter().map(|a| self.act(a)).collect();
+                        let results: Vec<Result<(), OpsError>> = stream::iter(futs)
+                            .buffer_unordered((*limit).max(1))
+                            .collect()
+                            .await;
+                        collect_errors(results)?;
+                    }
+                    Stage::Lanes(lanes) => {
+                        let futs: Vec<_> = lanes.iter().map(|l| self.run_in_order(l)).collect();
+                        let mut failed: Vec<OpsError> = futures::future::join_all(futs)
+                            .await
+                            .into_iter()
+                            .filter_map(Result::err)
+                            .collect();
+                        match failed.len() {
+                            0 => {}
+                            1 => return Err(failed.remove(0)),
+                            _ => collect_errors(failed.into_iter().map(Err).collect())?,
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
     }
 
     /// When servers left (removed or replaced), no node's config may keep naming one of them as
@@ -352,6 +380,14 @@ impl<'a> Executor<'a> {
                 }
                 Ok(())
             }
+            Action::Uncordon(n) => self
+                .kubectl(
+                    n,
+                    "uncordon what an interrupted roll-out left cordoned",
+                    &uncordon_cmd(&n.name),
+                )
+                .await
+                .map(|_| ()),
         }
     }
 
@@ -856,6 +892,17 @@ impl<'a> Executor<'a> {
             self.wait_upgraded(n).await?;
             return self.check_servers_after(n, role).await;
         }
+        // Marked first, so that if this apply cannot uncordon it (below) the next one does.
+        self.kubectl(
+            n,
+            "mark the node cordoned by this roll-out",
+            &format!(
+                "{KUBECTL} label node {} {}=true --overwrite",
+                quote(&n.name),
+                CORDONED_BY_APPLY
+            ),
+        )
+        .await?;
         // drain cordons first: a drain that fails (a PodDisruptionBudget, its timeout) is
         // uncordoned below like a failed upgrade.
         let upgraded = match self.drain(n, "cordon + drain before upgrade").await {
@@ -868,18 +915,13 @@ impl<'a> Executor<'a> {
         // Uncordon whatever happened: a node we cordoned must not stay out of service. A node
         // that failed its upgrade is NotReady, and the scheduler keeps away from it anyway.
         let uncordon = self
-            .kubectl(
-                n,
-                "uncordon after upgrade",
-                &format!("{KUBECTL} uncordon {}", quote(&n.name)),
-            )
+            .kubectl(n, "uncordon after upgrade", &uncordon_cmd(&n.name))
             .await;
         match (upgraded, uncordon) {
             (Err(e), Err(u)) => {
                 self.warn(format!(
-                    "{}: still cordoned after the failed upgrade ({u}); run `kubectl uncordon {}` once it is fixed",
+                    "{}: still cordoned after the failed upgrade ({u}); the next apply uncordons it (it carries the label {CORDONED_BY_APPLY})",
                     n.target(),
-                    n.name
                 ));
                 Err(e)
             }
@@ -1250,6 +1292,15 @@ impl<'a> Executor<'a> {
     }
 }
 
+/// Uncordon `node`, then drop the roll-out's mark (a mark left by a failed removal of the label is
+/// dropped at the next apply; the uncordon is idempotent).
+fn uncordon_cmd(node: &str) -> String {
+    format!(
+        "{KUBECTL} uncordon {n} && {KUBECTL} label node {n} {CORDONED_BY_APPLY}-",
+        n = quote(node)
+    )
+}
+
 fn drain_cmd(node: &str) -> String {
     format!(
         "{KUBECTL} drain {} --ignore-daemonsets --delete-emptydir-data --timeout={DRAIN_SECS}s",
@@ -1453,6 +1504,8 @@ pub struct NodeStatus {
     pub kubelet_version: String,
     /// Labelled `node-role.kubernetes.io/control-plane` (k3s labels its servers so).
     pub control_plane: bool,
+    /// Carries [`CORDONED_BY_APPLY`]: left cordoned by an interrupted roll-out.
+    pub cordoned_by_apply: bool,
 }
 
 /// Parse a `kubectl get nodes -o json` NodeList.
@@ -1474,14 +1527,17 @@ pub fn parse_node_list(json: &str) -> Result<Vec<NodeStatus>, String> {
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
-            let control_plane = item["metadata"]["labels"]
+            let labels = &item["metadata"]["labels"];
+            let control_plane = labels
                 .get("node-role.kubernetes.io/control-plane")
                 .is_some();
+            let cordoned_by_apply = labels.get(CORDONED_BY_APPLY).is_some();
             Some(NodeStatus {
                 name,
                 ready,
                 kubelet_version,
                 control_plane,
+                cordoned_by_apply,
             })
         })
         .collect())
@@ -1644,7 +1700,14 @@ pub async fn read_live(pool: &SshPool, spec: &ClusterSpec) -> (LiveCluster, Vec<
         .collect();
     if !active_servers.is_empty() {
         match node_list(pool, &active_servers).await {
-            Ok(list) => live.members = list.into_iter().map(|s| s.name).collect(),
+            Ok(list) => {
+                live.left_cordoned = list
+                    .iter()
+                    .filter(|s| s.cordoned_by_apply)
+                    .map(|s| s.name.clone())
+                    .collect();
+                live.members = list.into_iter().map(|s| s.name).collect();
+            }
             Err(e) => {
                 // unknown, not empty: the planner refuses to act on it
                 live.members_unknown = Some(e.to_string());

@@ -2,7 +2,9 @@
 //!
 //! Rules (each is a test below):
 //! - create: the first server initialises etcd; the other servers join strictly one at a time
-//!   (etcd admits one learner at a time); agents join in parallel, bounded by `agent_parallelism`.
+//!   (etcd admits one learner at a time); agents join in parallel, bounded by `agent_parallelism`,
+//!   beside those server joins (through the first server, which serves by then), so the apply
+//!   takes the first server, the server joins and one agent join, not all of them in a row.
 //! - nodes that already run the wanted version and config are left alone (a re-apply restarts
 //!   nothing, and an interrupted apply converges on retry);
 //! - server changes that could cost etcd quorum are refused before anything runs.
@@ -32,6 +34,10 @@ pub struct LiveCluster {
     /// Names of the Node objects the API server knows (registered). Not "Ready": with
     /// `flannel-backend: none` nodes stay NotReady until the CNI bundle runs, after the cluster.
     pub members: BTreeSet<String>,
+    /// Members still carrying the label a roll-out puts on a node it cordons
+    /// ([`super::ops::CORDONED_BY_APPLY`]): an earlier apply drained them and could not
+    /// uncordon them (the API failed after the drain).
+    pub left_cordoned: BTreeSet<String>,
     /// Why `members` could not be read although some server runs k3s (no server answered the
     /// node list). Then `members` is empty because it is unknown, not because nobody is a member.
     pub members_unknown: Option<String>,
@@ -55,6 +61,8 @@ pub enum Action {
     Remove(Node, Role),
     /// Read the admin kubeconfig from the first server and write it locally.
     FetchKubeconfig,
+    /// Uncordon a node an earlier roll-out cordoned and could not uncordon, and drop its mark.
+    Uncordon(Node),
 }
 
 impl Action {
@@ -65,7 +73,8 @@ impl Action {
             | Action::InstallAgent(n)
             | Action::Upgrade(n, _)
             | Action::Reconfigure(n, _)
-            | Action::Remove(n, _) => Some(n),
+            | Action::Remove(n, _)
+            | Action::Uncordon(n) => Some(n),
             Action::FetchKubeconfig => None,
         }
     }
@@ -74,7 +83,24 @@ impl Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stage {
     Serial(Action),
-    Parallel { actions: Vec<Action>, limit: usize },
+    Parallel {
+        actions: Vec<Action>,
+        limit: usize,
+    },
+    /// Lanes run side by side, each its stages in order; a failing lane stops at its failure, the
+    /// others run to their end, and then the stage fails.
+    Lanes(Vec<Vec<Stage>>),
+}
+
+impl Stage {
+    /// Every action of the stage, in stage order (lanes one after another).
+    pub fn actions(&self) -> Vec<&Action> {
+        match self {
+            Stage::Serial(a) => vec![a],
+            Stage::Parallel { actions, .. } => actions.iter().collect(),
+            Stage::Lanes(lanes) => lanes.iter().flatten().flat_map(Stage::actions).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,6 +136,8 @@ pub enum PlanError {
     RoleChanged { name: String },
     #[error("node_labels: the kubelet refuses to start with label {key:?}: keys under kubernetes.io or k8s.io are reserved, except the ones a kubelet may set on itself ({allowed}, and any key under kubelet.kubernetes.io/ or node.kubernetes.io/). Use your own prefix, e.g. \"example.com/role\"; set reserved labels such as node-role.kubernetes.io/* with kubectl after the node joined")]
     RestrictedNodeLabel { key: String, allowed: String },
+    #[error("node_labels: {} is the mark a roll-out puts on the nodes it cordons (the next apply uncordons marked nodes). Remove it from node_labels", super::ops::CORDONED_BY_APPLY)]
+    CordonMarkLabel,
     #[error("kubernetes_version: {from} -> {to} is a downgrade. Kubernetes and etcd do not support going back; restore from an etcd snapshot instead (docs/deploy.md), or keep {from}")]
     Downgrade { from: String, to: String },
     #[error("kubernetes_version: {from} -> {to} skips a minor version. Kubernetes upgrades one minor at a time: apply v{major}.{next} first, then {to}")]
@@ -174,6 +202,9 @@ pub fn check_spec(spec: &ClusterSpec) -> Result<(), PlanError> {
         return Err(PlanError::EvenServers {
             count: spec.servers.len(),
         });
+    }
+    if spec.node_labels.contains_key(super::ops::CORDONED_BY_APPLY) {
+        return Err(PlanError::CordonMarkLabel);
     }
     for key in spec.node_labels.keys() {
         if !kubelet_may_set(key) {
@@ -551,6 +582,19 @@ pub fn plan(
         .filter(|(_, new)| !runs_as_member(live, new))
         .collect();
     let mut stages = Vec::new();
+    // First, back into service what an interrupted roll-out left cordoned (a node it upgrades
+    // again below is cordoned again by its own drain).
+    let left: Vec<Action> = desired
+        .all_nodes()
+        .filter(|(n, _)| live.left_cordoned.contains(&n.name))
+        .map(|(n, _)| Action::Uncordon(n.clone()))
+        .collect();
+    if !left.is_empty() {
+        stages.push(Stage::Parallel {
+            actions: left,
+            limit: desired.agent_parallelism.max(1),
+        });
+    }
     let mut first_installed = false;
     // Servers strictly one at a time, in order: first every server that (re)joins, so the
     // membership is whole again, then the restarts of the others (a restart checks that every
@@ -612,10 +656,21 @@ pub fn plan(
         }
     }
     if !joins.is_empty() {
-        stages.push(Stage::Parallel {
+        let agents = Stage::Parallel {
             actions: joins,
             limit,
-        });
+        };
+        // A new cluster: once the first server serves, the agents join through it while the
+        // other servers join one by one (a join needs one live server, not all of them).
+        if !cluster_exists
+            && swapped_agents.is_empty()
+            && matches!(stages.first(), Some(Stage::Serial(Action::InitCluster(_))))
+        {
+            let servers = stages.split_off(1);
+            stages.push(Stage::Lanes(vec![servers, vec![agents]]));
+        } else {
+            stages.push(agents);
+        }
     }
     let batch = agent_upgrade_batch(desired);
     for chunk in upgrades.chunks(batch) {
@@ -692,22 +747,42 @@ mod tests {
     }
 
     #[test]
-    fn create_orders_servers_serially_then_agents_in_bounded_parallel() {
+    fn create_joins_servers_serially_and_agents_in_bounded_parallel_beside_them() {
         let s = spec(3, 3);
         let stages = plan(None, &s, &LiveCluster::default(), &shas(&s)).unwrap();
         assert_eq!(
             stages,
             vec![
                 Stage::Serial(Action::InitCluster(s.servers[0].clone())),
-                Stage::Serial(Action::InstallServer(s.servers[1].clone())),
-                Stage::Serial(Action::InstallServer(s.servers[2].clone())),
-                Stage::Serial(Action::FetchKubeconfig),
-                Stage::Parallel {
-                    actions: s.agents.iter().cloned().map(Action::InstallAgent).collect(),
-                    limit: 2
-                },
+                Stage::Lanes(vec![
+                    vec![
+                        Stage::Serial(Action::InstallServer(s.servers[1].clone())),
+                        Stage::Serial(Action::InstallServer(s.servers[2].clone())),
+                        Stage::Serial(Action::FetchKubeconfig),
+                    ],
+                    vec![Stage::Parallel {
+                        actions: s.agents.iter().cloned().map(Action::InstallAgent).collect(),
+                        limit: 2
+                    }],
+                ]),
             ]
         );
+    }
+
+    #[test]
+    fn agents_added_to_an_existing_cluster_join_after_the_server_changes() {
+        let old = spec(3, 1);
+        let mut new = spec(3, 3);
+        new.servers[2].address = "10.0.0.99".into();
+        let stages = plan(Some(&old), &new, &converged(&old), &shas(&new)).unwrap();
+        assert!(
+            !stages.iter().any(|st| matches!(st, Stage::Lanes(_))),
+            "{stages:?}"
+        );
+        assert!(matches!(
+            stages.last(),
+            Some(Stage::Parallel { actions, .. }) if actions.iter().all(|a| matches!(a, Action::InstallAgent(_)))
+        ));
     }
 
     #[test]
@@ -1089,6 +1164,40 @@ mod tests {
             check_spec(&s),
             Err(PlanError::RestrictedNodeLabel { .. })
         ));
+        let mut s = spec(3, 2);
+        s.node_labels
+            .insert(crate::k3s::ops::CORDONED_BY_APPLY.into(), "true".into());
+        assert_eq!(check_spec(&s), Err(PlanError::CordonMarkLabel));
+    }
+
+    #[test]
+    fn nodes_an_interrupted_roll_out_left_cordoned_are_uncordoned_first() {
+        let s = spec(3, 3);
+        let mut live = converged(&s);
+        live.left_cordoned.insert("w1".into());
+        live.left_cordoned.insert("m2".into());
+        // a node no longer in the spec is removed (drained and deleted), not uncordoned
+        live.left_cordoned.insert("gone".into());
+        let stages = plan(Some(&s), &s, &live, &shas(&s)).unwrap();
+        assert_eq!(
+            stages,
+            vec![Stage::Parallel {
+                actions: vec![
+                    Action::Uncordon(s.servers[2].clone()),
+                    Action::Uncordon(s.agents[1].clone())
+                ],
+                limit: 2
+            }]
+        );
+        // ... also before the upgrade that cordons it again
+        let mut new = s.clone();
+        new.version = VersionSpec::parse("v1.34").unwrap();
+        let stages = plan(Some(&s), &new, &live, &shas(&new)).unwrap();
+        assert!(matches!(&stages[0], Stage::Parallel { actions, .. } if actions.len() == 2));
+        assert!(stages[1..]
+            .iter()
+            .flat_map(Stage::actions)
+            .all(|a| matches!(a, Action::Upgrade(..))));
     }
 
     // Issue 11 A.8: version skips and downgrades were rolled out as upgrades.

@@ -38,6 +38,8 @@ pub struct Observed {
     pub versions: BTreeMap<String, String>,
     /// Registered members that belong to the spec, sorted.
     pub members: Vec<String>,
+    /// Members of the spec an interrupted roll-out left cordoned, sorted.
+    pub left_cordoned: Vec<String>,
 }
 
 pub fn observe(spec: &ClusterSpec, live: &LiveCluster) -> Observed {
@@ -57,6 +59,12 @@ pub fn observe(spec: &ClusterSpec, live: &LiveCluster) -> Observed {
         .cloned()
         .collect();
     o.members.sort();
+    o.left_cordoned = live
+        .left_cordoned
+        .iter()
+        .filter(|m| spec.role_of(m).is_some())
+        .cloned()
+        .collect();
     o
 }
 

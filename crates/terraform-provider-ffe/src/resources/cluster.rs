@@ -83,6 +83,7 @@ pub struct ClusterState {
     pub node_config_sha256: StrMap,
     pub node_versions: StrMap,
     pub members: StrList,
+    pub left_cordoned: StrList,
 }
 
 const DEFAULT_INSTALLER_URL: &str = "https://get.k3s.io";
@@ -370,13 +371,14 @@ fn prior_secrets(s: &ClusterState) -> JoinSecrets {
     )
 }
 
-/// Observed state as Terraform values: (config hashes, versions, members).
-fn live_maps(spec: &ClusterSpec, live: &LiveCluster) -> (StrMap, StrMap, StrList) {
+/// Observed state as Terraform values: (config hashes, versions, members, left cordoned).
+fn live_maps(spec: &ClusterSpec, live: &LiveCluster) -> (StrMap, StrMap, StrList, StrList) {
     let o = state::observe(spec, live);
     (
         to_map(o.config_sha256),
         to_map(o.versions),
         to_list(o.members),
+        to_list(o.left_cordoned),
     )
 }
 
@@ -712,6 +714,7 @@ impl ClusterResource {
         s.node_config_sha256 = to_map(state::wanted_config_sha256(&spec, &secrets));
         s.node_versions = versions;
         s.members = to_list(state::member_names(&spec));
+        s.left_cordoned = to_list(vec![]);
         Some(s)
     }
 }
@@ -762,7 +765,8 @@ impl Resource for ClusterResource {
                     "api_endpoint" => attr(AttributeType::String, Computed, "https://<api_vip or first server>:6443"),
                     "node_config_sha256" => attr(str_map(), Computed, "sha256 of each node's k3s config without its join lines (`server`, `cluster-init`) and with the token reduced to its secret (\"absent\" when k3s is not running there). How a node joined is chosen at apply time and is not drift."),
                     "node_versions" => attr(str_map(), Computed, "k3s version installed on each node."),
-                    "members" => attr(str_list(), Computed, "Nodes that are Ready members of the cluster.")
+                    "members" => attr(str_list(), Computed, "Nodes that are Ready members of the cluster."),
+                    "left_cordoned" => attr(str_list(), Computed, "Nodes an interrupted roll-out cordoned and could not uncordon (they carry the label ffe.io/cordoned-by-apply); the next apply uncordons them. Empty normally.")
                 },
                 ..Default::default()
             },
@@ -843,10 +847,11 @@ impl Resource for ClusterResource {
         for w in ops::cert_warnings(&live) {
             diags.root_warning("k3s cluster: a certificate expires soon", w);
         }
-        let (shas, versions, members) = live_maps(&spec, &live);
+        let (shas, versions, members, left_cordoned) = live_maps(&spec, &live);
         state.node_config_sha256 = shas;
         state.node_versions = versions;
         state.members = members;
+        state.left_cordoned = left_cordoned;
         Some((state, private))
     }
 
@@ -874,9 +879,11 @@ impl Resource for ClusterResource {
             }
             s.api_endpoint = Value::Value(spec.api_endpoint());
             s.members = to_list(state::member_names(&spec));
+            s.left_cordoned = to_list(vec![]);
         } else {
             s.api_endpoint = Value::Unknown;
             s.members = Value::Unknown;
+            s.left_cordoned = Value::Unknown;
         }
         s.id = Value::Unknown;
         s.token = Value::Unknown;
@@ -908,6 +915,7 @@ impl Resource for ClusterResource {
             s.node_config_sha256 = Value::Unknown;
             s.node_versions = Value::Unknown;
             s.members = Value::Unknown;
+            s.left_cordoned = Value::Unknown;
             s.api_endpoint = Value::Unknown;
             s.kubeconfig = Value::Unknown;
             return Some((s, private, vec![]));
@@ -1004,6 +1012,7 @@ impl Resource for ClusterResource {
             s.node_config_sha256 = Value::Unknown;
         }
         s.members = to_list(state::member_names(&spec));
+        s.left_cordoned = to_list(vec![]);
         s.api_endpoint = Value::Value(spec.api_endpoint());
         let prior_versions = to_btree(&prior.node_versions);
         let versions_ok = spec.all_nodes().all(|(n, _)| {

@@ -888,6 +888,14 @@ run "node_labels_reserved_key" {
   expect_failures = [var.node_labels]
 }
 
+run "node_labels_cordon_mark" {
+  command = plan
+  variables {
+    node_labels = { "ffe.io/cordoned-by-apply" = "true" }
+  }
+  expect_failures = [var.node_labels]
+}
+
 # prometheus_retention in minutes
 run "prometheus_retention_minutes" {
   command = plan
