@@ -1238,6 +1238,40 @@ fn stopped_nodes_changed_labels_and_a_removed_bundle_converge_on_apply() {
     let (code, plan) = env.plan_exit();
     assert_eq!(code, 0, "{plan}");
 
+    // A join line naming an address that is no server (left so by an apply that failed after
+    // a restore onto new hosts, which the state then no longer knows): shown in the plan for
+    // that node, pointed at a live server by the apply, and the agent restarted onto it.
+    let gone = env.free_ip(50);
+    sh(
+        &worker(0),
+        &format!("sed -i 's|^server: https://.*:6443$|server: https://{gone}:6443|' /etc/rancher/k3s/config.yaml"),
+    );
+    let edited_at = env
+        .records(&worker(0))
+        .iter()
+        .map(|r| r.ts_ns)
+        .max()
+        .unwrap_or(0);
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 2, "a join line naming no server must show:\n{plan}");
+    assert!(
+        plan.contains(&format!("joins through {gone}, which is no server")),
+        "{plan}"
+    );
+    env.apply_ok();
+    assert_eq!(
+        config_file_of(&env, &worker(0))["server"].as_str(),
+        Some(format!("https://{}:6443", env.ip(&master(0))).as_str())
+    );
+    assert!(
+        env.records(&worker(0)).iter().any(|r| r.ts_ns > edited_at
+            && r.program.ends_with("systemctl")
+            && r.argv.iter().any(|a| a == "restart")),
+        "the agent was not restarted onto the live server"
+    );
+    let (code, plan) = env.plan_exit();
+    assert_eq!(code, 0, "{plan}");
+
     // Changed labels and taints reach every Node; dropped ones go.
     let silver = "node_labels = { \"example.com/tier\" = \"silver\" }\n\
                   server_taints = [\"dedicated=control:NoSchedule\"]";

@@ -95,6 +95,10 @@ pub struct Executor<'a> {
     staged: tokio::sync::Mutex<BTreeMap<String, std::sync::Arc<StagedCell>>>,
     /// Nodes whose install step took their staged files: not staged ahead again.
     placed: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Per node (read before the run): the address its config joins through, when that is no
+    /// server of the spec any more (a server change an earlier apply did not finish, e.g. a
+    /// restore onto new hosts that failed after the reset). Repointed after the stages.
+    pub stale_joins: BTreeMap<String, String>,
 }
 
 /// What [`Executor::stage`] left on a node: the files its install step still has to put in
@@ -130,7 +134,21 @@ impl<'a> Executor<'a> {
             join_via: Default::default(),
             staged: Default::default(),
             placed: Default::default(),
+            stale_joins: Default::default(),
         }
+    }
+
+    /// Note the join lines of `live` that name an address no server of the spec has.
+    pub fn note_stale_joins(&mut self, live: &LiveCluster) {
+        self.stale_joins = self
+            .spec
+            .all_nodes()
+            .filter_map(|(n, _)| {
+                let addr = live.nodes.get(&n.name)?.join_address.clone()?;
+                (!self.spec.servers.iter().any(|s| s.address == addr))
+                    .then(|| (n.name.clone(), addr))
+            })
+            .collect();
     }
 
     fn warn(&self, msg: String) {
@@ -282,29 +300,42 @@ impl<'a> Executor<'a> {
 
     /// When servers left (removed or replaced), no node's config may keep naming one of them as
     /// the server it joins through: k3s reads that line again whenever an agent has lost its
-    /// list of servers. Lines naming a departed server are pointed at a live one; nothing
-    /// restarts (the line is not part of the drift hash, ADR 0015).
+    /// list of servers. Lines naming a departed server (this apply's, or one an earlier apply
+    /// left, [`Self::stale_joins`]) are pointed at a live one; agents restart only when no server
+    /// they knew is left (the line is not part of the drift hash, ADR 0015).
     async fn repoint_joins(&self) -> Result<(), OpsError> {
-        let Some(prior) = &self.prior else {
-            return Ok(());
-        };
-        let departed: Vec<&str> = prior
-            .servers
+        let mut departed: Vec<&str> = self
+            .prior
             .iter()
+            .flat_map(|p| &p.servers)
             .map(|s| s.address.as_str())
             .filter(|a| !self.spec.servers.iter().any(|s| s.address == *a))
             .collect();
+        // A running agent keeps the server addresses it learnt; when every one of them left (a
+        // restore onto new hosts) it reaches none, so an agent whose line changed restarts.
+        let none_left = self
+            .prior
+            .as_ref()
+            .is_some_and(|p| departed.len() == p.servers.len());
+        // Lines an earlier apply left naming a departed server (this apply's prior no longer
+        // lists it, e.g. a restore onto new hosts that failed after the reset): whether such an
+        // agent still reaches a server cannot be told from here (its Node stays Ready for a
+        // while after it lost them), so it restarts onto the live one.
+        for a in self.stale_joins.values() {
+            if !departed.contains(&a.as_str()) {
+                departed.push(a);
+            }
+        }
         if departed.is_empty() {
             return Ok(());
         }
-        // A running agent keeps the server addresses it learnt; when every one of them left (a
-        // restore onto new hosts) it reaches none, so an agent whose line changed restarts.
-        let none_left = departed.len() == prior.servers.len();
         let nodes: Vec<(&Node, Role)> = self.spec.all_nodes().collect();
         let departed = &departed;
         let futs: Vec<_> = nodes
             .into_iter()
             .map(|(n, role)| async move {
+                let restart =
+                    role == Role::Agent && (none_left || self.stale_joins.contains_key(&n.name));
                 let via = self.live_server(n).await?;
                 let edits: Vec<String> = departed
                     .iter()
@@ -320,7 +351,7 @@ impl<'a> Executor<'a> {
                     })
                     .collect();
                 let sed = format!("sed -i {} {CONFIG_PATH}", edits.join(" "));
-                let script = if none_left && role == Role::Agent {
+                let script = if restart {
                     format!(
                         "if [ -e {CONFIG_PATH} ]; then old=$(sha256sum < {CONFIG_PATH}); {sed}; if [ \"$old\" != \"$(sha256sum < {CONFIG_PATH})\" ]; then systemctl restart {}; fi; fi",
                         role.unit()
@@ -1620,6 +1651,9 @@ fn parse_live(out: &str) -> LiveNode {
             n.config_sha256 = (!v.is_empty()).then(|| v.to_string());
         } else if let Some(v) = line.strip_prefix("active=") {
             n.active = v.trim() == "active";
+        } else if let Some(v) = line.strip_prefix("join=") {
+            let v = v.trim();
+            n.join_address = (!v.is_empty()).then(|| v.to_string());
         }
     }
     n
@@ -1634,12 +1668,23 @@ fn read_node_script(role: Role) -> String {
             .collect(),
         Role::Agent => super::certs::AGENT_CERT_GLOBS.to_vec(),
     };
+    // The join line is read with shell builtins (no process on every refresh).
     format!(
         "echo \"version=$(k3s --version 2>/dev/null | head -n1)\"; \
          echo \"config=$({DRIFT_VIEW_SCRIPT})\"; \
-         echo \"active=$(systemctl is-active {} 2>/dev/null)\"\n{}",
+         echo \"active=$(systemctl is-active {} 2>/dev/null)\"; \
+         {}\n{}",
         role.unit(),
+        join_line_script(CONFIG_PATH),
         super::certs::expiry_script(&globs)
+    )
+}
+
+/// Prints `join=ADDR` for the config's `server: https://ADDR:6443` line (`join=` without one),
+/// with shell builtins only.
+fn join_line_script(config: &str) -> String {
+    format!(
+        "join=''; if [ -r {config} ]; then while IFS= read -r l; do case \"$l\" in 'server: https://'*':6443') join=${{l#server: https://}}; join=${{join%:6443}}; break ;; esac; done < {config}; fi; echo \"join=$join\""
     )
 }
 
@@ -1981,6 +2026,34 @@ mod tests {
             vec!["ffe/api-1".to_string(), "ffe-data/db-0".to_string()]
         );
         assert!(parse_evictable_pods("{}").is_err());
+    }
+
+    #[test]
+    fn the_join_line_is_read_from_the_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.yaml");
+        let read = |text: Option<&str>| {
+            match text {
+                Some(t) => std::fs::write(&config, t).expect("write"),
+                None => {
+                    let _ = std::fs::remove_file(&config);
+                }
+            }
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(join_line_script(&config.display().to_string()))
+                .output()
+                .expect("sh");
+            parse_live(&String::from_utf8_lossy(&out.stdout)).join_address
+        };
+        assert_eq!(
+            read(Some(
+                "token: x\nserver: https://10.0.1.12:6443\nnode-name: w\n"
+            )),
+            Some("10.0.1.12".to_string())
+        );
+        assert_eq!(read(Some("cluster-init: true\ntoken: x\n")), None);
+        assert_eq!(read(None), None);
     }
 
     #[test]

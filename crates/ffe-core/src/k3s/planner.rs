@@ -25,6 +25,8 @@ pub struct LiveNode {
     /// The k3s certificate that expires first on the node and its seconds left by the node's
     /// clock (`None`: no certificate found).
     pub earliest_cert: Option<(String, i64)>,
+    /// The server its config joins through (`server: https://ADDR:6443`), `None` without one.
+    pub join_address: Option<String>,
 }
 
 /// The live cluster: per-node facts plus the Node objects the API server knows.

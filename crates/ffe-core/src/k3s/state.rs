@@ -48,8 +48,17 @@ pub fn observe(spec: &ClusterSpec, live: &LiveCluster) -> Observed {
         let l = live.nodes.get(&n.name).cloned().unwrap_or_default();
         let member = l.active && live.members.contains(&n.name);
         let or_absent = |v: Option<String>| v.filter(|_| member).unwrap_or_else(|| ABSENT.into());
-        o.config_sha256
-            .insert(n.name.clone(), or_absent(l.config_sha256));
+        let mut config = or_absent(l.config_sha256);
+        // The join line is not part of the hash (how a node joined is not drift), but one naming
+        // an address that is no server of the spec is: the apply points it at a live server.
+        if let Some(addr) = l
+            .join_address
+            .as_ref()
+            .filter(|a| member && !spec.servers.iter().any(|s| &s.address == *a))
+        {
+            config.push_str(&format!(" (joins through {addr}, which is no server)"));
+        }
+        o.config_sha256.insert(n.name.clone(), config);
         o.versions.insert(n.name.clone(), or_absent(l.version));
     }
     o.members = live
@@ -143,5 +152,36 @@ mod tests {
         let s = spec();
         let w = wanted_config_sha256(&s, &JoinSecrets::from_state("t", Some("a")));
         assert_eq!(w.keys().cloned().collect::<Vec<_>>(), member_names(&s));
+    }
+
+    #[test]
+    fn a_join_line_naming_no_server_shows_on_that_node_only() {
+        let spec = spec();
+        let mut live = LiveCluster::default();
+        for (n, _) in spec.all_nodes() {
+            live.members.insert(n.name.clone());
+            live.nodes.insert(
+                n.name.clone(),
+                LiveNode {
+                    version: Some("v1.33.5+k3s1".into()),
+                    config_sha256: Some("abc".into()),
+                    active: true,
+                    join_address: Some(spec.servers[0].address.clone()),
+                    ..Default::default()
+                },
+            );
+        }
+        let agent = spec.agents[0].name.clone();
+        if let Some(l) = live.nodes.get_mut(&agent) {
+            l.join_address = Some("10.9.9.9".into());
+        }
+        let o = observe(&spec, &live);
+        for (name, sha) in &o.config_sha256 {
+            if *name == agent {
+                assert_eq!(sha, "abc (joins through 10.9.9.9, which is no server)");
+            } else {
+                assert_eq!(sha, "abc", "{name}");
+            }
+        }
     }
 }

@@ -637,6 +637,7 @@ impl ClusterResource {
         let mut exec = Executor::new(&pool, &spec, secrets);
         exec.ready_timeout = planned.ready_timeout();
         exec.prior = prior_spec.clone();
+        exec.note_stale_joins(&live);
         let result = exec.run(&stages).await;
         for w in exec.warnings.lock().map(|w| w.clone()).unwrap_or_default() {
             diags.root_warning("k3s cluster", w);
