@@ -631,9 +631,15 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
+            // sysctl lives in /usr/sbin, not on every user's PATH.
+            let path = format!(
+                "/usr/sbin:/sbin:{}",
+                std::env::var("PATH").unwrap_or_default()
+            );
             let out = std::process::Command::new("sh")
                 .arg("-c")
                 .arg(drift_script(&spec))
+                .env("PATH", path)
                 .output()
                 .unwrap();
             String::from_utf8_lossy(&out.stdout)

@@ -138,15 +138,23 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// Note the join lines of `live` that name an address no server of the spec has.
+    /// Note the join lines of `live` that name an address neither the spec's servers nor the
+    /// prior's have (a server leaving in this apply is repointed from the prior; set `prior`
+    /// first).
     pub fn note_stale_joins(&mut self, live: &LiveCluster) {
+        let known = |addr: &str| {
+            self.spec
+                .servers
+                .iter()
+                .chain(self.prior.iter().flat_map(|p| &p.servers))
+                .any(|s| s.address == addr)
+        };
         self.stale_joins = self
             .spec
             .all_nodes()
             .filter_map(|(n, _)| {
                 let addr = live.nodes.get(&n.name)?.join_address.clone()?;
-                (!self.spec.servers.iter().any(|s| s.address == addr))
-                    .then(|| (n.name.clone(), addr))
+                (!known(&addr)).then(|| (n.name.clone(), addr))
             })
             .collect();
     }
@@ -304,7 +312,7 @@ impl<'a> Executor<'a> {
     /// left, [`Self::stale_joins`]) are pointed at a live one; agents restart only when no server
     /// they knew is left (the line is not part of the drift hash, ADR 0015).
     async fn repoint_joins(&self) -> Result<(), OpsError> {
-        let mut departed: Vec<&str> = self
+        let departed: Vec<&str> = self
             .prior
             .iter()
             .flat_map(|p| &p.servers)
@@ -317,30 +325,34 @@ impl<'a> Executor<'a> {
             .prior
             .as_ref()
             .is_some_and(|p| departed.len() == p.servers.len());
-        // Lines an earlier apply left naming a departed server (this apply's prior no longer
-        // lists it, e.g. a restore onto new hosts that failed after the reset): whether such an
-        // agent still reaches a server cannot be told from here (its Node stays Ready for a
-        // while after it lost them), so it restarts onto the live one.
-        for a in self.stale_joins.values() {
-            if !departed.contains(&a.as_str()) {
-                departed.push(a);
-            }
-        }
-        if departed.is_empty() {
+        if departed.is_empty() && self.stale_joins.is_empty() {
             return Ok(());
         }
-        let nodes: Vec<(&Node, Role)> = self.spec.all_nodes().collect();
+        let nodes: Vec<(&Node, Role)> = self
+            .spec
+            .all_nodes()
+            .filter(|(n, _)| !departed.is_empty() || self.stale_joins.contains_key(&n.name))
+            .collect();
         let departed = &departed;
         let futs: Vec<_> = nodes
             .into_iter()
             .map(|(n, role)| async move {
-                let restart =
-                    role == Role::Agent && (none_left || self.stale_joins.contains_key(&n.name));
+                // A line an earlier apply left naming no server (this apply's prior no longer
+                // lists it, e.g. a restore onto new hosts that failed after the reset) is
+                // replaced whatever it names; whether such an agent still reaches a server
+                // cannot be told from here (its Node stays Ready for a while after it lost
+                // them), so it restarts onto the live one.
+                let stale = self.stale_joins.contains_key(&n.name);
+                let restart = role == Role::Agent && (none_left || stale);
                 let via = self.live_server(n).await?;
-                let edits: Vec<String> = departed
+                let patterns: Vec<String> = if stale {
+                    vec![".*".into()]
+                } else {
+                    departed.iter().map(|a| a.replace('.', "\\.")).collect()
+                };
+                let edits: Vec<String> = patterns
                     .iter()
-                    .map(|a| {
-                        let pattern = a.replace('.', "\\.");
+                    .map(|pattern| {
                         format!(
                             "-e {}",
                             quote(&format!(
@@ -351,17 +363,21 @@ impl<'a> Executor<'a> {
                     })
                     .collect();
                 let sed = format!("sed -i {} {CONFIG_PATH}", edits.join(" "));
-                let script = if restart {
-                    format!(
-                        "if [ -e {CONFIG_PATH} ]; then old=$(sha256sum < {CONFIG_PATH}); {sed}; if [ \"$old\" != \"$(sha256sum < {CONFIG_PATH})\" ]; then systemctl restart {}; fi; fi",
-                        role.unit()
+                let (script, limit) = if restart {
+                    (
+                        format!(
+                            "if [ -e {CONFIG_PATH} ]; then old=$(sha256sum < {CONFIG_PATH}); {sed}; if [ \"$old\" != \"$(sha256sum < {CONFIG_PATH})\" ]; then systemctl restart {}; fi; fi",
+                            role.unit()
+                        ),
+                        // The unit's restart returns once the agent is up again.
+                        self.ready_timeout + READ_STEP,
                     )
                 } else {
-                    format!("if [ -e {CONFIG_PATH} ]; then {sed}; fi")
+                    (format!("if [ -e {CONFIG_PATH} ]; then {sed}; fi"), READ_STEP)
                 };
                 match self
                     .pool
-                    .run_within(&n.target(), "point the join line at a live server", &script, READ_STEP)
+                    .run_within(&n.target(), "point the join line at a live server", &script, limit)
                     .await
                 {
                     Err(e) if e.is_unreachable() => {
@@ -958,7 +974,13 @@ impl<'a> Executor<'a> {
             }
             (Err(e), Ok(_)) => Err(e),
             (Ok(()), u) => {
-                u?;
+                u.map_err(|e| {
+                    OpsError::step(
+                        n,
+                        "uncordon after upgrade",
+                        format!("{e}. The node is upgraded but still cordoned; it carries the label {CORDONED_BY_APPLY}, so the next apply uncordons it"),
+                    )
+                })?;
                 self.check_servers_after(n, role).await
             }
         }
@@ -1684,7 +1706,8 @@ fn read_node_script(role: Role) -> String {
 /// with shell builtins only.
 fn join_line_script(config: &str) -> String {
     format!(
-        "join=''; if [ -r {config} ]; then while IFS= read -r l; do case \"$l\" in 'server: https://'*':6443') join=${{l#server: https://}}; join=${{join%:6443}}; break ;; esac; done < {config}; fi; echo \"join=$join\""
+        "join=''; if [ -r {config} ]; then while IFS= read -r l; do case \"$l\" in 'server: https://'*':6443') join=${{l#server: https://}}; join=${{join%:6443}}; break ;; esac; done < {config}; fi; echo \"join=$join\"",
+        config = quote(config)
     )
 }
 

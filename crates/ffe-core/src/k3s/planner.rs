@@ -4,7 +4,8 @@
 //! - create: the first server initialises etcd; the other servers join strictly one at a time
 //!   (etcd admits one learner at a time); agents join in parallel, bounded by `agent_parallelism`,
 //!   beside those server joins (through the first server, which serves by then), so the apply
-//!   takes the first server, the server joins and one agent join, not all of them in a row.
+//!   takes the first server plus the longer of the server joins and the agent joins, not their
+//!   sum.
 //! - nodes that already run the wanted version and config are left alone (a re-apply restarts
 //!   nothing, and an interrupted apply converges on retry);
 //! - server changes that could cost etcd quorum are refused before anything runs.

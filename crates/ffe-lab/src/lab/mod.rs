@@ -562,6 +562,24 @@ impl Lab {
         &self.settings
     }
 
+    /// How long a joining server holds the learner marker from now on (every host's stand-in
+    /// reads it at each start): a test that must see what happens while a server joins makes the
+    /// join last.
+    pub fn set_join_hold(&mut self, hold: Duration) -> Result<(), LabError> {
+        self.settings.join_hold_ms = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX);
+        let json = serde_json::to_vec_pretty(&self.settings).map_err(|e| LabError::Io {
+            what: "encode standin.json".into(),
+            source: std::io::Error::other(e),
+        })?;
+        let marker = standin::LAB_MARKER.trim_start_matches('/');
+        let files = std::iter::once(self.dir.join("bin/standin.json"))
+            .chain(self.hosts.iter().map(|h| h.root_dir.join(marker)));
+        for f in files {
+            std::fs::write(&f, &json).map_err(io(format!("write {}", f.display())))?;
+        }
+        Ok(())
+    }
+
     /// Arguments for the real `ssh`/`scp` clients (before `root@IP`): BatchMode, lab key, pinned
     /// known_hosts, the lab's port.
     pub fn ssh_options(&self) -> Vec<String> {

@@ -715,7 +715,10 @@ impl ClusterResource {
         s.node_config_sha256 = to_map(state::wanted_config_sha256(&spec, &secrets));
         s.node_versions = versions;
         s.members = to_list(state::member_names(&spec));
-        s.left_cordoned = to_list(vec![]);
+        // Planned unknown when the spec was (create, or an unknown node list): known now.
+        if matches!(s.left_cordoned, Value::Unknown) {
+            s.left_cordoned = to_list(vec![]);
+        }
         Some(s)
     }
 }
@@ -764,7 +767,7 @@ impl Resource for ClusterResource {
                     "agent_token" => secret(AttributeType::String, Computed, "Agent join token (K10<cluster CA sha256>::node:<secret>): joins agents only, never servers."),
                     "kubeconfig" => secret(AttributeType::String, Computed, "Admin kubeconfig, server = api_endpoint."),
                     "api_endpoint" => attr(AttributeType::String, Computed, "https://<api_vip or first server>:6443"),
-                    "node_config_sha256" => attr(str_map(), Computed, "sha256 of each node's k3s config without its join lines (`server`, `cluster-init`) and with the token reduced to its secret (\"absent\" when k3s is not running there). How a node joined is chosen at apply time and is not drift."),
+                    "node_config_sha256" => attr(str_map(), Computed, "sha256 of each node's k3s config without its join lines (`server`, `cluster-init`) and with the token reduced to its secret (\"absent\" when k3s is not running there). How a node joined is chosen at apply time and is not drift, except a join line naming an address that is no server: then \" (joins through ADDR, which is no server)\" follows the hash, and the apply points the line at a live server."),
                     "node_versions" => attr(str_map(), Computed, "k3s version installed on each node."),
                     "members" => attr(str_list(), Computed, "Nodes that are Ready members of the cluster."),
                     "left_cordoned" => attr(str_list(), Computed, "Nodes an interrupted roll-out cordoned and could not uncordon (they carry the label ffe.io/cordoned-by-apply); the next apply uncordons them. Empty normally.")
@@ -1013,7 +1016,12 @@ impl Resource for ClusterResource {
             s.node_config_sha256 = Value::Unknown;
         }
         s.members = to_list(state::member_names(&spec));
-        s.left_cordoned = to_list(vec![]);
+        // State from before this attribute holds null until a refresh reads it: a plan without
+        // refresh must not turn that into a change.
+        s.left_cordoned = match &prior.left_cordoned {
+            Value::Null => Value::Null,
+            _ => to_list(vec![]),
+        };
         s.api_endpoint = Value::Value(spec.api_endpoint());
         let prior_versions = to_btree(&prior.node_versions);
         let versions_ok = spec.all_nodes().all(|(n, _)| {
