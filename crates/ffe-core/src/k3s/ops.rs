@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use serde_json::Value as Json;
 
@@ -263,47 +264,9 @@ impl<'a> Executor<'a> {
     }
 
     async fn run_stages(&self, stages: &[Stage]) -> Result<(), OpsError> {
-        self.run_in_order(stages).await?;
+        run_in_order(stages, &|a| Box::pin(self.act(a))).await?;
         self.repoint_joins().await?;
         self.sync_changed_node_meta().await
-    }
-
-    /// The stages one after another, stopping at the first that fails.
-    fn run_in_order<'s>(
-        &'s self,
-        stages: &'s [Stage],
-    ) -> futures::future::BoxFuture<'s, Result<(), OpsError>> {
-        // Boxed: a lane is itself a list of stages (recursion).
-        Box::pin(async move {
-            for stage in stages {
-                match stage {
-                    Stage::Serial(a) => self.act(a).await?,
-                    Stage::Parallel { actions, limit } => {
-                        // Futures are built eagerly: a lazy closure here trips async_trait's Send check.
-                        let futs: Vec<_> = actions.iter().map(|a| self.act(a)).collect();
-                        let results: Vec<Result<(), OpsError>> = stream::iter(futs)
-                            .buffer_unordered((*limit).max(1))
-                            .collect()
-                            .await;
-                        collect_errors(results)?;
-                    }
-                    Stage::Lanes(lanes) => {
-                        let futs: Vec<_> = lanes.iter().map(|l| self.run_in_order(l)).collect();
-                        let mut failed: Vec<OpsError> = futures::future::join_all(futs)
-                            .await
-                            .into_iter()
-                            .filter_map(Result::err)
-                            .collect();
-                        match failed.len() {
-                            0 => {}
-                            1 => return Err(failed.remove(0)),
-                            _ => collect_errors(failed.into_iter().map(Err).collect())?,
-                        }
-                    }
-                }
-            }
-            Ok(())
-        })
     }
 
     /// When servers left (removed or replaced), no node's config may keep naming one of them as
@@ -1443,6 +1406,49 @@ fn not_started(n: &Node, role: Role, step: &str, e: SshError) -> OpsError {
     }
 }
 
+/// Runs one [`Action`] (the executor's `act`; a fake in tests).
+type ActFn<'s> = dyn Fn(&'s Action) -> BoxFuture<'s, Result<(), OpsError>> + Sync + 's;
+
+/// The stages one after another, stopping at the first that fails. In a parallel stage or in
+/// lanes, what already runs beside a failure finishes first; then the stage fails with every
+/// error (one failing lane: its own error).
+fn run_in_order<'s>(
+    stages: &'s [Stage],
+    act: &'s ActFn<'s>,
+) -> BoxFuture<'s, Result<(), OpsError>> {
+    // Boxed: a lane is itself a list of stages (recursion).
+    Box::pin(async move {
+        for stage in stages {
+            match stage {
+                Stage::Serial(a) => act(a).await?,
+                Stage::Parallel { actions, limit } => {
+                    // Futures are built eagerly: a lazy closure here trips async_trait's Send check.
+                    let futs: Vec<_> = actions.iter().map(act).collect();
+                    let results: Vec<Result<(), OpsError>> = stream::iter(futs)
+                        .buffer_unordered((*limit).max(1))
+                        .collect()
+                        .await;
+                    collect_errors(results)?;
+                }
+                Stage::Lanes(lanes) => {
+                    let futs: Vec<_> = lanes.iter().map(|l| run_in_order(l, act)).collect();
+                    let mut failed: Vec<OpsError> = futures::future::join_all(futs)
+                        .await
+                        .into_iter()
+                        .filter_map(Result::err)
+                        .collect();
+                    match failed.len() {
+                        0 => {}
+                        1 => return Err(failed.remove(0)),
+                        _ => collect_errors(failed.into_iter().map(Err).collect())?,
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
 fn collect_errors(results: Vec<Result<(), OpsError>>) -> Result<(), OpsError> {
     let errors: Vec<String> = results
         .into_iter()
@@ -2049,6 +2055,114 @@ mod tests {
             vec!["ffe/api-1".to_string(), "ffe-data/db-0".to_string()]
         );
         assert!(parse_evictable_pods("{}").is_err());
+    }
+
+    /// A fake `act`: each action sleeps its time, records when it started and ended, and the
+    /// ones named in `fail` fail.
+    struct FakeAct {
+        started: Instant,
+        log: std::sync::Mutex<Vec<(String, &'static str, Duration)>>,
+        fail: Vec<&'static str>,
+    }
+
+    impl FakeAct {
+        fn new(fail: &[&'static str]) -> Self {
+            FakeAct {
+                started: Instant::now(),
+                log: Default::default(),
+                fail: fail.to_vec(),
+            }
+        }
+
+        async fn act(&self, a: &Action) -> Result<(), OpsError> {
+            let name = match a.node() {
+                Some(n) => n.name.clone(),
+                None => "kubeconfig".into(),
+            };
+            let note = |what| {
+                if let Ok(mut l) = self.log.lock() {
+                    l.push((name.clone(), what, self.started.elapsed()));
+                }
+            };
+            note("start");
+            let (ms, fails) = match name.as_str() {
+                n if self.fail.contains(&n) => (50, true),
+                n if n.starts_with('w') => (150, false),
+                _ => (20, false),
+            };
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            note("end");
+            if fails {
+                return Err(OpsError::step(
+                    &Node::new(name.clone(), "10.0.0.1"),
+                    "install",
+                    "broken",
+                ));
+            }
+            Ok(())
+        }
+
+        fn at(&self, name: &str, what: &str) -> Option<Duration> {
+            self.log
+                .lock()
+                .ok()?
+                .iter()
+                .find(|(n, w, _)| n == name && *w == what)
+                .map(|e| e.2)
+        }
+    }
+
+    fn create_stages() -> Vec<Stage> {
+        let n = |name: &str| Node::new(name, "10.0.0.1");
+        vec![
+            Stage::Serial(Action::InitCluster(n("m0"))),
+            Stage::Lanes(vec![
+                vec![
+                    Stage::Serial(Action::InstallServer(n("m1"))),
+                    Stage::Serial(Action::InstallServer(n("m2"))),
+                    Stage::Serial(Action::FetchKubeconfig),
+                ],
+                vec![Stage::Parallel {
+                    actions: vec![Action::InstallAgent(n("w0")), Action::InstallAgent(n("w1"))],
+                    limit: 2,
+                }],
+            ]),
+        ]
+    }
+
+    #[tokio::test]
+    async fn lanes_run_side_by_side_and_a_failing_lane_lets_the_other_finish() {
+        let stages = create_stages();
+        let fake = FakeAct::new(&[]);
+        run_in_order(&stages, &|a| Box::pin(fake.act(a)))
+            .await
+            .expect("all succeed");
+        // The agents start before the server lane's second join has ended.
+        assert!(fake.at("w0", "start") < fake.at("m2", "end"));
+        assert!(fake.at("m0", "end") <= fake.at("w0", "start"));
+
+        let fake = FakeAct::new(&["m1"]);
+        let err = run_in_order(&stages, &|a| Box::pin(fake.act(a)))
+            .await
+            .expect_err("m1 fails");
+        // One failing lane: its own error, not a list of one.
+        assert!(matches!(err, OpsError::Step { .. }), "{err}");
+        assert!(err.to_string().contains("m1"), "{err}");
+        assert_eq!(
+            fake.at("m2", "start"),
+            None,
+            "the lane went on after its failure"
+        );
+        assert_eq!(fake.at("kubeconfig", "start"), None);
+        assert!(fake.at("w0", "end").is_some() && fake.at("w1", "end").is_some());
+
+        let fake = FakeAct::new(&["m1", "w1"]);
+        let err = run_in_order(&stages, &|a| Box::pin(fake.act(a)))
+            .await
+            .expect_err("both lanes fail");
+        let text = err.to_string();
+        assert!(text.contains("m1") && text.contains("w1"), "{text}");
+        assert!(fake.at("w0", "end").is_some());
     }
 
     #[test]
