@@ -627,13 +627,7 @@ fn version_upgrade_rolls_servers_one_at_a_time_then_drains_agents() {
     // A roll-out whose uncordon failed (the API went away after the drain) leaves its node
     // cordoned and marked, as here by hand: the plan shows it, the apply uncordons it and
     // drops the mark. A node the operator cordoned (no mark) stays cordoned.
-    let kubectl = |cmd: &str| {
-        let out = env
-            .lab
-            .ssh(&master(0), &format!("k3s kubectl {cmd}"))
-            .unwrap();
-        assert!(out.status.success(), "kubectl {cmd}: {out:?}");
-    };
+    let kubectl = |cmd: &str| env.ssh_ok(&master(0), &format!("k3s kubectl {cmd}"));
     kubectl(&format!(
         "label node {} ffe.io/cordoned-by-apply=true",
         worker(1)
@@ -1214,10 +1208,7 @@ fn stopped_nodes_changed_labels_and_a_removed_bundle_converge_on_apply() {
     env.apply_ok();
 
     // A stopped node and a deleted node come back.
-    let sh = |host: &str, cmd: &str| {
-        let out = env.lab.ssh(host, cmd).unwrap();
-        assert!(out.status.success(), "{host}: {cmd}: {out:?}");
-    };
+    let sh = |host: &str, cmd: &str| env.ssh_ok(host, cmd);
     sh(&worker(0), "systemctl stop k3s-agent");
     sh(
         &master(0),

@@ -61,19 +61,16 @@ pub fn observe(spec: &ClusterSpec, live: &LiveCluster) -> Observed {
         o.config_sha256.insert(n.name.clone(), config);
         o.versions.insert(n.name.clone(), or_absent(l.version));
     }
-    o.members = live
-        .members
-        .iter()
-        .filter(|m| spec.role_of(m).is_some())
-        .cloned()
-        .collect();
-    o.members.sort();
-    o.left_cordoned = live
-        .left_cordoned
-        .iter()
-        .filter(|m| spec.role_of(m).is_some())
-        .cloned()
-        .collect();
+    // Sets iterate sorted.
+    let of_spec = |names: &std::collections::BTreeSet<String>| -> Vec<String> {
+        names
+            .iter()
+            .filter(|m| spec.role_of(m).is_some())
+            .cloned()
+            .collect()
+    };
+    o.members = of_spec(&live.members);
+    o.left_cordoned = of_spec(&live.left_cordoned);
     o
 }
 

@@ -251,6 +251,12 @@ host_sysctls = {{ "net.ipv4.ip_forward" = "1" }}
         (out.status.code().unwrap_or(-1), text(&out))
     }
 
+    /// Run `cmd` on lab host `host` as root; panics unless it succeeds.
+    pub fn ssh_ok(&self, host: &str, cmd: &str) {
+        let out = self.lab.ssh(host, cmd).unwrap();
+        assert!(out.status.success(), "{host}: {cmd}: {out:?}");
+    }
+
     pub fn output_raw(&self, name: &str) -> String {
         let out = self.terraform(&["output", "-raw", name]);
         assert!(out.status.success(), "{}", text(&out));
