@@ -458,6 +458,20 @@ pub(crate) fn kubectl(
     host: &HostEnv,
     stdin: &mut dyn Read,
 ) -> Result<Outcome, StandinError> {
+    // Real kubectl gives up after --request-timeout; so does the stand-in (a call stuck in the
+    // stand-in, e.g. in the deploy resync below, must not hang a lab test for the step limit).
+    if let Some(limit) = parse(args)
+        .get("--request-timeout")
+        .and_then(request_timeout)
+    {
+        std::thread::spawn(move || {
+            std::thread::sleep(limit);
+            eprintln!(
+                "error: context deadline exceeded (k3s stand-in: --request-timeout {limit:?})"
+            );
+            std::process::exit(1);
+        });
+    }
     // The deploy controller's resync, run before the API call (see `deploy`).
     let mut warnings = Vec::new();
     if UnitsState::load(host)?.get("k3s").active {
@@ -471,6 +485,19 @@ pub(crate) fn kubectl(
     let mut out = api_call(args, host, stdin)?;
     out.warnings.extend(warnings);
     Ok(out)
+}
+
+/// kubectl's `--request-timeout` value (`30s`, `2m`, bare seconds; `0` means none).
+fn request_timeout(v: &str) -> Option<std::time::Duration> {
+    let (n, unit) = match v.strip_suffix('s') {
+        Some(n) => (n, 1),
+        None => match v.strip_suffix('m') {
+            Some(n) => (n, 60),
+            None => (v, 1),
+        },
+    };
+    let secs: u64 = n.parse().ok()?;
+    (secs > 0).then(|| std::time::Duration::from_secs(secs * unit))
 }
 
 fn api_call(
